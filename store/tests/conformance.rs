@@ -1,0 +1,247 @@
+//! The conformance suite every store backend must pass, run here on the sled backend, plus the
+//! sled backend's own durability and schema checks.
+
+use porter_store::{
+    CertRecord, CertSource, Change, DomainName, InvalidInput, Site, SledStore, Store, StoreError,
+    Target, Upstream,
+};
+use rcgen::{CertificateParams, KeyPair};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn site(domain: &str, upstream: &str) -> Site {
+    Site {
+        domain: DomainName::parse(domain).unwrap(),
+        target: Target::Upstream(Upstream::parse(upstream).unwrap()),
+    }
+}
+
+/// A self-signed certificate for `names` and its key, both PEM.
+fn self_signed(names: &[&str], expired: bool) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+}
+
+fn cert_for(domain: &str) -> CertRecord {
+    let (chain, key) = self_signed(&[domain], false);
+    CertRecord::from_pem(
+        &DomainName::parse(domain).unwrap(),
+        chain.as_bytes(),
+        key.as_bytes(),
+        now(),
+        CertSource::Imported,
+    )
+    .unwrap()
+}
+
+/// The backend-neutral suite: `fresh` gives an empty store each time it is called.
+async fn suite<S: Store>(fresh: impl Fn() -> S) {
+    sites_add_list_remove(fresh()).await;
+    certs_need_their_site(fresh()).await;
+    removing_a_site_removes_its_cert(fresh()).await;
+    changes_are_announced(fresh()).await;
+}
+
+async fn sites_add_list_remove(store: impl Store) {
+    let a = site("a.test", "127.0.0.1:8080");
+    store.add_site(a.clone()).await.unwrap();
+    store.add_site(site("b.test", "/run/b.sock")).await.unwrap();
+    assert_eq!(store.site(&a.domain).await.unwrap(), Some(a.clone()));
+    let domains: Vec<String> = store
+        .sites()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.domain.to_string())
+        .collect();
+    assert_eq!(domains, ["a.test", "b.test"]);
+
+    let again = store.add_site(site("a.test", "127.0.0.1:9999")).await;
+    assert!(
+        matches!(again, Err(StoreError::AlreadyExists(_))),
+        "{again:?}"
+    );
+    assert_eq!(
+        store.site(&a.domain).await.unwrap(),
+        Some(a.clone()),
+        "a refused add changes nothing"
+    );
+
+    store.remove_site(&a.domain).await.unwrap();
+    assert_eq!(store.site(&a.domain).await.unwrap(), None);
+    assert!(matches!(
+        store.remove_site(&a.domain).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn certs_need_their_site(store: impl Store) {
+    let cert = cert_for("c.test");
+    let orphan = store.put_cert(cert.clone()).await;
+    assert!(matches!(orphan, Err(StoreError::NotFound(_))), "{orphan:?}");
+    assert!(store.certs().await.unwrap().is_empty());
+
+    store.add_site(site("c.test", "127.0.0.1:1")).await.unwrap();
+    store.put_cert(cert.clone()).await.unwrap();
+    assert_eq!(store.cert(&cert.domain).await.unwrap(), Some(cert.clone()));
+    let replacement = cert_for("c.test");
+    store.put_cert(replacement.clone()).await.unwrap();
+    assert_eq!(store.certs().await.unwrap(), vec![replacement]);
+}
+
+async fn removing_a_site_removes_its_cert(store: impl Store) {
+    store.add_site(site("d.test", "127.0.0.1:1")).await.unwrap();
+    let cert = cert_for("d.test");
+    store.put_cert(cert.clone()).await.unwrap();
+    store.remove_site(&cert.domain).await.unwrap();
+    assert_eq!(store.cert(&cert.domain).await.unwrap(), None);
+}
+
+async fn changes_are_announced(store: impl Store) {
+    let mut changes = store.subscribe();
+    let domain = DomainName::parse("e.test").unwrap();
+    store.add_site(site("e.test", "127.0.0.1:1")).await.unwrap();
+    store.put_cert(cert_for("e.test")).await.unwrap();
+    store.remove_site(&domain).await.unwrap();
+    let mut seen = Vec::new();
+    while let Ok(change) = changes.try_recv() {
+        seen.push(change);
+    }
+    assert_eq!(
+        seen,
+        [
+            Change::Site(domain.clone()),
+            Change::Cert(domain.clone()),
+            Change::Site(domain.clone()),
+            Change::Cert(domain)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn sled_backend_conforms() {
+    let dirs = std::sync::Mutex::new(Vec::new());
+    suite(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        dirs.lock().unwrap().push(dir);
+        store
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sled_keeps_everything_across_reopen_and_locks_out_a_second_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = cert_for("f.test");
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .add_site(site("f.test", "127.0.0.1:8080"))
+            .await
+            .unwrap();
+        store.put_cert(cert.clone()).await.unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.cert(&cert.domain).await.unwrap(), Some(cert));
+    assert_eq!(store.sites().await.unwrap().len(), 1);
+    let second = SledStore::open(dir.path()).err().expect("a second opener must be refused");
+    assert!(matches!(second, StoreError::Locked(_)), "{second}");
+}
+
+#[tokio::test]
+async fn sled_refuses_another_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SledStore::open(dir.path()).unwrap());
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &99u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(dir.path())
+        .err()
+        .expect("a foreign schema must be refused");
+    assert!(
+        matches!(
+            err,
+            StoreError::SchemaMismatch {
+                found: 99,
+                expected: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn certificates_are_checked_before_they_are_stored() {
+    let domain = DomainName::parse("g.test").unwrap();
+    let check = |chain: &str, key: &str| {
+        CertRecord::from_pem(
+            &domain,
+            chain.as_bytes(),
+            key.as_bytes(),
+            now(),
+            CertSource::Imported,
+        )
+    };
+    let (chain, key) = self_signed(&["g.test", "www.g.test"], false);
+    let record = check(&chain, &key).unwrap();
+    assert_eq!(record.names, ["g.test", "www.g.test"]);
+    assert!(record.is_valid_at(now()));
+    assert!(
+        !format!("{record:?}").contains(&key[40..80]),
+        "Debug must not show the key"
+    );
+
+    let (_, other_key) = self_signed(&["g.test"], false);
+    let (other_name, other_name_key) = self_signed(&["h.test"], false);
+    let (expired, expired_key) = self_signed(&["g.test"], true);
+    let (wild, wild_key) = self_signed(&["*.test2.example"], false);
+    for (chain, key, want) in [
+        ("garbage", key.as_str(), "no certificate"),
+        (
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            key.as_str(),
+            "does not parse",
+        ),
+        (chain.as_str(), "not a key", "no private key"),
+        (chain.as_str(), other_key.as_str(), "does not match"),
+        (
+            other_name.as_str(),
+            other_name_key.as_str(),
+            "does not cover g.test",
+        ),
+        (expired.as_str(), expired_key.as_str(), "expired"),
+        (wild.as_str(), wild_key.as_str(), "does not cover"),
+    ] {
+        let err = check(chain, key).expect_err(want);
+        assert!(matches!(err, InvalidInput::Certificate(_)));
+        assert!(err.to_string().contains(want), "{err} should say {want:?}");
+    }
+    let sub = DomainName::parse("x.test2.example").unwrap();
+    assert!(CertRecord::from_pem(
+        &sub,
+        wild.as_bytes(),
+        wild_key.as_bytes(),
+        now(),
+        CertSource::Imported
+    )
+    .is_ok());
+}
