@@ -1,1 +1,56 @@
-//! placeholder
+//! Porter: a TLS edge for hosting platforms.
+//!
+//! # Layout
+//! - `cli`: the command line; management commands go to the admin API or, with no server
+//!   running, straight to the store through the same dispatcher.
+//! - `serve`: starts everything and drains at shutdown; `config`: its flags.
+//! - `snapshot` + `reload`: the immutable view of the store the hot path reads, kept current
+//!   from the store's change notifications.
+//! - `tls`: rustls configuration, SNI resolution from the snapshot, refusal of unknown names.
+//! - `proxy`: listeners, routing by host, forwarding, WebSocket tunnels.
+//! - `admin` + `ops`: the admin API and the operations behind it.
+//!
+//! Data flows one way: CLI/API -> store -> reload -> snapshot -> connections.
+
+mod admin;
+mod cli;
+mod config;
+mod ops;
+mod proxy;
+mod reload;
+mod serve;
+mod snapshot;
+mod tls;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // ring is the only provider in the tree; installing it makes that explicit for every
+    // component that asks for the process default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = cli::Cli::parse();
+    let default_level = if cli.is_serve() { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PORTER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -18,7 +18,6 @@ pub struct Site {
 /// What a site's requests are handed to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum Target {
     /// A running server Porter forwards to.
     Upstream(Upstream),

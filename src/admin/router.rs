@@ -1,0 +1,65 @@
+//! Maps an admin request (method, path, JSON body) to an operation. The HTTP server uses it
+//! behind authentication, and the CLI calls it in-process when no server is running, so both
+//! paths run the same code.
+
+use crate::ops::{self, OpError};
+use http::{Method, StatusCode};
+use porter_store::{Store, StoreError};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// A status and a JSON body: the result on success, `{"error": ...}` otherwise.
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
+}
+
+fn ok<T: Serialize>(status: StatusCode, value: T) -> Reply {
+    Reply {
+        status,
+        body: serde_json::to_value(value).expect("views serialise"),
+    }
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
+    Reply {
+        status,
+        body: json!({ "error": message.to_string() }),
+    }
+}
+
+fn failed(e: OpError) -> Reply {
+    let status = match &e {
+        OpError::Store(StoreError::Invalid(_)) | OpError::Unreachable { .. } => StatusCode::BAD_REQUEST,
+        OpError::Store(StoreError::AlreadyExists(_)) => StatusCode::CONFLICT,
+        OpError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+        OpError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+}
+
+/// Runs the operation `method path` names.
+pub(crate) async fn dispatch(store: &dyn Store, method: &Method, path: &str, body: &[u8]) -> Reply {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let result = match (method, segments.as_slice()) {
+        (&Method::GET, ["v1", "sites"]) => ops::list_sites(store).await.map(|v| ok(StatusCode::OK, v)),
+        (&Method::POST, ["v1", "sites"]) => match parse(body) {
+            Ok(req) => ops::add_site(store, req).await.map(|v| ok(StatusCode::CREATED, v)),
+            Err(reply) => return reply,
+        },
+        (&Method::DELETE, ["v1", "sites", domain]) => ops::remove_site(store, domain)
+            .await
+            .map(|()| ok(StatusCode::OK, json!({ "removed": domain }))),
+        (&Method::GET, ["v1", "certs"]) => ops::list_certs(store).await.map(|v| ok(StatusCode::OK, v)),
+        (&Method::POST, ["v1", "certs"]) => match parse(body) {
+            Ok(req) => ops::import_cert(store, req).await.map(|v| ok(StatusCode::CREATED, v)),
+            Err(reply) => return reply,
+        },
+        _ => return error(StatusCode::NOT_FOUND, format!("no such admin endpoint: {method} {path}")),
+    };
+    result.unwrap_or_else(failed)
+}

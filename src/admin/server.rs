@@ -1,0 +1,136 @@
+//! The admin API's HTTP server: bearer-token check in constant time, bounded bodies and
+//! deadlines, then [`dispatch`].
+
+use super::router::{dispatch, Reply};
+use super::AdminAddr;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use porter_store::Store;
+use std::convert::Infallible;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Largest request body accepted (a certificate chain and key fit many times over).
+const MAX_BODY: usize = 1 << 20;
+/// Deadline for a request's headers and for its body.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bound admin listener.
+pub(crate) enum AdminListener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// Binds `addr`; returns the listener and the address actually bound.
+pub(crate) async fn bind(addr: &AdminAddr) -> std::io::Result<(AdminListener, AdminAddr)> {
+    match addr {
+        AdminAddr::Tcp(addr) => {
+            let listener = TcpListener::bind(addr).await?;
+            let bound = AdminAddr::Tcp(listener.local_addr()?);
+            Ok((AdminListener::Tcp(listener), bound))
+        }
+        AdminAddr::Unix(path) => {
+            // A socket file left by a crashed server blocks the bind; remove it only when
+            // nothing answers on it.
+            if path.exists() && tokio::net::UnixStream::connect(path).await.is_err() {
+                std::fs::remove_file(path)?;
+            }
+            let listener = UnixListener::bind(path)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            Ok((AdminListener::Unix(listener), addr.clone()))
+        }
+    }
+}
+
+/// Serves the admin API until `shutdown`.
+pub(crate) async fn serve(
+    listener: AdminListener,
+    store: Arc<dyn Store>,
+    token: Arc<str>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = accept(&listener) => accepted,
+        };
+        let io = match accepted {
+            Ok(io) => io,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (store, token) = (store.clone(), token.clone());
+        tracker.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let (store, token) = (store.clone(), token.clone());
+                async move { Ok::<_, Infallible>(answer(store.as_ref(), &token, req).await) }
+            });
+            let result = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(READ_TIMEOUT)
+                .serve_connection(io, service)
+                .await;
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+type Io = TokioIo<Box<dyn crate::admin::client::Stream>>;
+
+async fn accept(listener: &AdminListener) -> std::io::Result<Io> {
+    Ok(match listener {
+        AdminListener::Tcp(l) => TokioIo::new(Box::new(l.accept().await?.0)),
+        AdminListener::Unix(l) => TokioIo::new(Box::new(l.accept().await?.0)),
+    })
+}
+
+fn authorised(req: &Request<Incoming>, token: &str) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    given.as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+async fn answer(store: &dyn Store, token: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let reply = if !authorised(&req, token) {
+        Reply {
+            status: StatusCode::UNAUTHORIZED,
+            body: serde_json::json!({"error": "missing or wrong bearer token (see admin.token in the data dir)"}),
+        }
+    } else {
+        let (parts, body) = req.into_parts();
+        match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
+            Ok(Ok(body)) => dispatch(store, &parts.method, parts.uri.path(), &body.to_bytes()).await,
+            Ok(Err(_)) | Err(_) => Reply {
+                status: StatusCode::BAD_REQUEST,
+                body: serde_json::json!({"error": "request body too large, or too slow"}),
+            },
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(reply.body.to_string())));
+    *response.status_mut() = reply.status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

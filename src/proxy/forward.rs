@@ -1,0 +1,108 @@
+//! Forwarding one request to its upstream over pooled connections, with streaming bodies, and
+//! mapping failures to the status that says whose fault they are (502 refused, 504 timed out).
+
+use super::connector::{self, UpstreamConnector};
+use super::headers;
+use super::{error_response, Body};
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Either, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use porter_store::Upstream;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// What a request to an upstream carries: the client's streamed body, or nothing (a WebSocket
+/// handshake translated from HTTP/2).
+pub(crate) type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+
+/// The pooled upstream client and its deadlines.
+pub(crate) struct Forwarder {
+    client: Client<UpstreamConnector, UpstreamBody>,
+    response_timeout: Duration,
+}
+
+/// Who is asking, as far as the upstream needs to know.
+pub(crate) struct Origin {
+    /// The client's address, for `X-Forwarded-For`.
+    pub(crate) client: IpAddr,
+    /// `https` or `http`, for `X-Forwarded-Proto`.
+    pub(crate) proto: &'static str,
+}
+
+impl Forwarder {
+    /// A client that gives up connecting after `connect_timeout` and waiting for response
+    /// headers after `response_timeout`.
+    pub(crate) fn new(connect_timeout: Duration, response_timeout: Duration) -> Self {
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .set_host(false)
+            .build(UpstreamConnector {
+                timeout: connect_timeout,
+            });
+        Forwarder {
+            client,
+            response_timeout,
+        }
+    }
+
+    /// Rewrites `req` for `upstream` (absolute URI, HTTP/1.1, hop-by-hop headers out,
+    /// `Host` kept, `X-Forwarded-*` set) and sends it.
+    pub(crate) async fn send(
+        &self,
+        req: Request<UpstreamBody>,
+        upstream: &Upstream,
+        origin: &Origin,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, Response<Body>> {
+        let (mut parts, body) = req.into_parts();
+        let host = parts
+            .headers
+            .get(HOST)
+            .cloned()
+            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        headers::set_forwarded(&mut parts.headers, origin.client, origin.proto, host.as_ref());
+        if let Some(host) = host {
+            parts.headers.insert(HOST, host);
+        }
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = Uri::try_from(format!("http://{}{path}", connector::authority(upstream)))
+            .map_err(|_| error_response(StatusCode::BAD_REQUEST, "bad request target"))?;
+        parts.version = Version::HTTP_11;
+        let request = Request::from_parts(parts, body);
+        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+            Err(_) => Err(error_response(StatusCode::GATEWAY_TIMEOUT, "the upstream did not answer in time")),
+            Ok(Ok(mut response)) => {
+                let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+                headers::strip_hop_by_hop(response.headers_mut(), switching);
+                Ok(response)
+            }
+            Ok(Err(e)) => Err(upstream_error(e, upstream)),
+        }
+    }
+}
+
+/// 504 when the upstream timed out, 502 for everything else that went wrong on its side.
+fn upstream_error(e: hyper_util::client::legacy::Error, upstream: &Upstream) -> Response<Body> {
+    let timed_out = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+        .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut));
+    let what = if e.is_connect() { "cannot connect to" } else { "failed talking to" };
+    tracing::warn!(%upstream, error = ?e, "{what} upstream");
+    if timed_out {
+        error_response(StatusCode::GATEWAY_TIMEOUT, "the upstream did not answer in time")
+    } else {
+        error_response(StatusCode::BAD_GATEWAY, "the upstream is unreachable")
+    }
+}
+
+/// A streamed upstream response as the body type Porter answers with.
+pub(crate) fn stream_back(response: Response<Incoming>) -> Response<Body> {
+    response.map(|body| body.boxed())
+}

@@ -1,0 +1,168 @@
+//! Accept loops for the HTTPS and plain HTTP listeners: a bound on open connections, deadlines
+//! on the handshake and on request headers, one task per connection (a panic stays in it), and
+//! a graceful close of every connection on shutdown.
+
+use super::{handle, Conn, Edge};
+use crate::tls;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rustls::ServerConfig;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Bounds on what clients may hold.
+pub(crate) struct Limits {
+    /// Open client connections across both listeners; more are closed at accept.
+    pub(crate) connections: Arc<Semaphore>,
+    /// Time allowed for a TLS handshake.
+    pub(crate) handshake_timeout: Duration,
+    /// Time allowed for a request's headers to arrive, and for an idle HTTP/1 keep-alive.
+    pub(crate) header_timeout: Duration,
+}
+
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// Accepts connections on `listener` with `accepted` until `shutdown`, then closes them
+/// gracefully; `tracker` learns of every connection task.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+    accepted: F,
+) where
+    F: Fn(TcpStream, std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = listener.accept() => match result {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limits.connections.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "connection limit reached; closing");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let task = accepted(stream, peer);
+        tracker.spawn(async move {
+            task.await;
+            drop(permit);
+        });
+    }
+}
+
+/// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) on `listener` until `shutdown`.
+pub(crate) async fn serve_https(
+    listener: TcpListener,
+    edge: Arc<Edge>,
+    config: Arc<ServerConfig>,
+    limits: Arc<Limits>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let builder = Arc::new(http_builder(&limits));
+    accept_loop(listener, &limits, &shutdown, &tracker, |stream, peer| {
+        let (edge, config, builder, shutdown) = (edge.clone(), config.clone(), builder.clone(), shutdown.clone());
+        let handshake_timeout = limits.handshake_timeout;
+        async move {
+            let accepted = tokio::time::timeout(
+                handshake_timeout,
+                tls::accept(stream, &config, &edge.snapshot, edge.default_sni.as_deref()),
+            )
+            .await;
+            let (stream, name) = match accepted {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(refused)) => {
+                    tracing::debug!(%peer, %refused, "TLS connection refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = Arc::new(Conn {
+                peer,
+                tls_name: Some(name),
+            });
+            serve_connection(stream, edge, conn, &builder, shutdown).await;
+        }
+    })
+    .await;
+}
+
+/// Serves plain HTTP on `listener` until `shutdown`.
+pub(crate) async fn serve_http(
+    listener: TcpListener,
+    edge: Arc<Edge>,
+    limits: Arc<Limits>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let builder = Arc::new(http_builder(&limits));
+    accept_loop(listener, &limits, &shutdown, &tracker, |stream, peer| {
+        let (edge, builder, shutdown) = (edge.clone(), builder.clone(), shutdown.clone());
+        async move {
+            let conn = Arc::new(Conn { peer, tls_name: None });
+            serve_connection(stream, edge, conn, &builder, shutdown).await;
+        }
+    })
+    .await;
+}
+
+async fn serve_connection<IO>(
+    io: IO,
+    edge: Arc<Edge>,
+    conn: Arc<Conn>,
+    builder: &auto::Builder<TokioExecutor>,
+    shutdown: CancellationToken,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let (edge, conn) = (edge.clone(), conn.clone());
+        async move { Ok::<_, Infallible>(handle(edge, conn, req).await) }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}

@@ -1,0 +1,146 @@
+//! The HTTP side of the edge: route each request by host to its site, then redirect it to
+//! HTTPS, forward it, or tunnel it (WebSocket).
+
+mod connector;
+mod forward;
+mod headers;
+mod listener;
+mod route;
+mod upgrade;
+
+pub(crate) use forward::Forwarder;
+pub(crate) use listener::{serve_http, serve_https, Limits};
+
+use crate::snapshot::Snapshot;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use forward::Origin;
+use http::header::{CONTENT_TYPE, LOCATION};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The body of every response Porter sends.
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+/// What every connection shares: the current snapshot and the upstream client.
+pub(crate) struct Edge {
+    /// The sites being served; swapped by `reload`.
+    pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Pooled upstream connections.
+    pub(crate) forwarder: Forwarder,
+    /// The port HTTPS is served on, for redirects (omitted from the URL when 443).
+    pub(crate) https_port: u16,
+    /// The name used when a TLS client sends no SNI.
+    pub(crate) default_sni: Option<String>,
+}
+
+/// What is known of the connection a request came on.
+pub(crate) struct Conn {
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// For HTTPS, the name the certificate was chosen for; `None` on plain HTTP.
+    pub(crate) tls_name: Option<String>,
+}
+
+/// A short plain-text answer from Porter itself.
+pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(full(format!("{message}\n")));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+fn full(text: String) -> Body {
+    Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed()
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Answers one request.
+pub(crate) async fn handle(edge: Arc<Edge>, conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Body> {
+    let https = conn.tls_name.is_some();
+    let host = match route::request_host(&req) {
+        Some(host) => host,
+        // HTTP/1.0 has no Host: the connection's TLS name is the best statement of intent.
+        None if https && req.version() == Version::HTTP_10 => conn.tls_name.clone().unwrap_or_default(),
+        None => return error_response(StatusCode::BAD_REQUEST, "the request names no host"),
+    };
+    let snapshot = edge.snapshot.load();
+    let Some(site) = snapshot.site(&host) else {
+        return if https {
+            error_response(StatusCode::MISDIRECTED_REQUEST, "no site is served under this name")
+        } else {
+            error_response(StatusCode::NOT_FOUND, "no site is served under this name")
+        };
+    };
+    if let Some(tls_name) = &conn.tls_name {
+        // A connection authenticated for one name serves only the names its certificate is
+        // served for; anything else is another site's business (RFC 9110 section 15.5.20).
+        let same_cert = match (snapshot.cert(&host), snapshot.cert(tls_name)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if !same_cert {
+            return error_response(StatusCode::MISDIRECTED_REQUEST, "this connection does not serve that name");
+        }
+    } else if site.has_valid_cert(now()) {
+        return redirect_to_https(&req, &host, edge.https_port);
+    }
+    let site = Arc::clone(site);
+    drop(snapshot);
+
+    let origin = Origin {
+        client: conn.peer.ip(),
+        proto: if https { "https" } else { "http" },
+    };
+    if upgrade::is_h2_websocket(&req) {
+        let client_upgrade = hyper::upgrade::on(&mut req);
+        let upstream_req = upgrade::h1_request_for_h2_websocket(req);
+        return match edge.forwarder.send(upstream_req, &site.upstream, &origin, true).await {
+            Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                let answer = upgrade::h2_response_for_switch(&response);
+                upgrade::tunnel(client_upgrade, hyper::upgrade::on(&mut response));
+                answer.map(|()| full(String::new()))
+            }
+            Ok(response) => forward::stream_back(response),
+            Err(error) => error,
+        };
+    }
+    if req.method() == http::Method::CONNECT {
+        return error_response(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not proxied");
+    }
+    let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let req = req.map(Either::Left);
+    match edge.forwarder.send(req, &site.upstream, &origin, upgrade).await {
+        Ok(mut response) => {
+            if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
+                upgrade::tunnel(client, hyper::upgrade::on(&mut response));
+            }
+            forward::stream_back(response)
+        }
+        Err(error) => error,
+    }
+}
+
+/// `308 Permanent Redirect` to the same URL over HTTPS.
+fn redirect_to_https<B>(req: &Request<B>, host: &str, https_port: u16) -> Response<Body> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+    let mut response = error_response(StatusCode::PERMANENT_REDIRECT, "this site is served over HTTPS");
+    match HeaderValue::from_str(&format!("https://{host}{port}{path}")) {
+        Ok(location) => {
+            response.headers_mut().insert(LOCATION, location);
+            response
+        }
+        Err(_) => error_response(StatusCode::BAD_REQUEST, "bad request target"),
+    }
+}

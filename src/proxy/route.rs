@@ -1,0 +1,64 @@
+//! Which host a request is for: `:authority` (HTTP/2, or an absolute-form URI) or `Host`,
+//! lowercased, without port or trailing dot. Pure functions, table-tested.
+
+use http::header::HOST;
+use http::Request;
+
+/// The host name a request addresses, normalised for lookup, or `None` when it names none.
+pub(crate) fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = match req.uri().authority() {
+        Some(authority) => authority.host(),
+        None => req.headers().get(HOST)?.to_str().ok()?,
+    };
+    normalise_host(raw)
+}
+
+/// Strips a port and a trailing dot and lowercases; IPv6 literals are kept in brackets.
+pub(crate) fn normalise_host(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let host = if raw.starts_with('[') {
+        &raw[..=raw.find(']')?]
+    } else {
+        match raw.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            Some(_) => return None,
+            None => raw,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        for (raw, want) in [
+            ("Example.COM", Some("example.com")),
+            ("example.com:8443", Some("example.com")),
+            ("example.com.", Some("example.com")),
+            ("[::1]:443", Some("[::1]")),
+            ("", None),
+            (":443", None),
+            ("a:b:c", None),
+        ] {
+            assert_eq!(normalise_host(raw).as_deref(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn authority_wins_over_host_header() {
+        let req = Request::builder()
+            .uri("https://a.test:8443/x")
+            .header(HOST, "b.test")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req).as_deref(), Some("a.test"));
+        let req = Request::builder().uri("/x").header(HOST, "B.test:80").body(()).unwrap();
+        assert_eq!(request_host(&req).as_deref(), Some("b.test"));
+        let req = Request::builder().uri("/x").body(()).unwrap();
+        assert_eq!(request_host(&req), None);
+    }
+}

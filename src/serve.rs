@@ -1,0 +1,122 @@
+//! `porter serve`: open the store, bind every listener, build the first snapshot, run the edge,
+//! the admin API and the store watcher until a signal, then drain.
+
+use crate::admin::{self, AdminAddr, Discovery};
+use crate::config::ServeArgs;
+use crate::proxy::{self, Edge, Forwarder, Limits};
+use crate::{reload, tls};
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use porter_store::{SledStore, Store};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Directory of the embedded database inside the data dir.
+pub(crate) const STORE_DIR: &str = "store";
+
+async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind {flag} {addr}"))
+}
+
+/// Creates the data dir (mode 0700) when missing.
+pub(crate) fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
+    ensure_data_dir(data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join(STORE_DIR))?);
+    let token: Arc<str> = admin::load_or_create_token(data_dir)
+        .context("cannot read or create the admin token")?
+        .into();
+
+    let http = bind("--http", args.http).await?;
+    let https = bind("--https", args.https).await?;
+    let (admin_listener, admin_addr) = admin::bind(&args.admin)
+        .await
+        .with_context(|| format!("cannot bind --admin {}", args.admin))?;
+
+    // Subscribe before the first build so that no change slips in between.
+    let changes = store.subscribe();
+    let snapshot = Arc::new(ArcSwap::from_pointee(reload::build(store.as_ref()).await?));
+    let default_sni = args.default_sni.map(|d| d.to_string());
+    let tls_config = tls::server_config(snapshot.clone(), default_sni.clone())?;
+    let https_addr = https.local_addr()?;
+    let edge = Arc::new(Edge {
+        snapshot: snapshot.clone(),
+        forwarder: Forwarder::new(args.upstream_connect_timeout, args.upstream_timeout),
+        https_port: https_addr.port(),
+        default_sni,
+    });
+    let limits = Arc::new(Limits {
+        connections: Arc::new(tokio::sync::Semaphore::new(args.max_connections)),
+        handshake_timeout: Duration::from_secs(10),
+        header_timeout: Duration::from_secs(30),
+    });
+
+    let shutdown = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(reload::run(store.clone(), snapshot.clone(), changes, shutdown.clone()));
+    let http_addr = http.local_addr()?;
+    tasks.spawn(proxy::serve_http(http, edge.clone(), limits.clone(), shutdown.clone(), connections.clone()));
+    tasks.spawn(proxy::serve_https(
+        https,
+        edge,
+        tls_config,
+        limits,
+        shutdown.clone(),
+        connections.clone(),
+    ));
+    tasks.spawn(admin::serve(admin_listener, store.clone(), token, shutdown.clone(), connections.clone()));
+
+    Discovery {
+        pid: std::process::id(),
+        admin: admin_addr.to_string(),
+        http: http_addr.to_string(),
+        https: https_addr.to_string(),
+    }
+    .write(data_dir)
+    .context("cannot write the discovery file")?;
+    tracing::info!(%http_addr, %https_addr, admin = %admin_addr, sites = snapshot.load().len(), "porter is serving");
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    connections.close();
+    if tokio::time::timeout(args.shutdown_grace, connections.wait()).await.is_err() {
+        tracing::warn!(open = connections.len(), "connections still open after the grace period");
+    }
+    Discovery::remove(data_dir);
+    if let AdminAddr::Unix(path) = admin_addr {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

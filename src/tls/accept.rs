@@ -1,0 +1,62 @@
+//! Accepting a TLS connection: read the ClientHello, refuse a name Porter does not serve with a
+//! fatal `unrecognized_name` alert (rustls itself would say `access_denied`), then handshake.
+
+use super::resolver::server_name;
+use crate::snapshot::Snapshot;
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::LazyConfigAcceptor;
+
+/// Why a connection was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refused {
+    /// The client asked for a name no site serves.
+    #[error("no certificate for {0:?}")]
+    UnknownName(String),
+    /// The client sent no SNI and no default name is configured.
+    #[error("client sent no SNI and no --default-sni is set")]
+    NoServerName,
+    /// The connection failed or was not TLS.
+    #[error("TLS handshake: {0}")]
+    Handshake(#[from] std::io::Error),
+}
+
+/// A fatal alert record: `unrecognized_name` (112) or `handshake_failure` (40), TLS 1.2 record
+/// version as RFC 8446 section 5.1 asks of every record after the ClientHello.
+fn alert(description: u8) -> [u8; 7] {
+    [21, 3, 3, 0, 2, 2, description]
+}
+
+/// Completes the handshake for a name the snapshot serves. Returns the stream and the name the
+/// certificate was chosen for (used for HTTP/1.0 requests without `Host`).
+pub(crate) async fn accept<IO>(
+    io: IO,
+    config: &Arc<ServerConfig>,
+    snapshot: &ArcSwap<Snapshot>,
+    default_sni: Option<&str>,
+) -> Result<(TlsStream<IO>, String), Refused>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+    let hello = start.client_hello();
+    let sni = hello.server_name();
+    let Some(name) = server_name(sni, default_sni) else {
+        return Err(refuse(start.io, 40, Refused::NoServerName).await);
+    };
+    if snapshot.load().cert(&name).is_none() {
+        return Err(refuse(start.io, 112, Refused::UnknownName(name)).await);
+    }
+    let stream = start.into_stream(config.clone()).await?;
+    Ok((stream, name))
+}
+
+async fn refuse<IO: AsyncWrite + Unpin>(mut io: IO, description: u8, why: Refused) -> Refused {
+    // Best effort: the client may already be gone.
+    let _ = io.write_all(&alert(description)).await;
+    let _ = io.shutdown().await;
+    why
+}

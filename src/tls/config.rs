@@ -1,0 +1,49 @@
+//! The rustls server configuration: TLS 1.3 and 1.2 only, ECDHE key exchange with AEAD ciphers
+//! only (X25519 first), ALPN `h2` then `http/1.1`, ring as the only crypto provider.
+
+use super::resolver::SnapshotResolver;
+use crate::snapshot::Snapshot;
+use arc_swap::ArcSwap;
+use rustls::crypto::ring;
+use rustls::ServerConfig;
+use std::sync::Arc;
+
+/// ALPN protocols offered, in order of preference.
+pub(crate) const ALPN_H2: &[u8] = b"h2";
+pub(crate) const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// How many TLS 1.2 session IDs / TLS 1.3 stateful sessions are kept for resumption.
+const SESSION_CACHE_SIZE: usize = 16_384;
+
+/// Builds the server configuration that resolves certificates from `snapshot`.
+pub(crate) fn server_config(
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    default_sni: Option<String>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    use ring::cipher_suite::*;
+    // Listed rather than taken from the provider's defaults, so that a provider update cannot
+    // quietly widen what is offered: ECDHE key exchange and AEAD ciphers only.
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            TLS13_AES_128_GCM_SHA256,
+            TLS13_AES_256_GCM_SHA384,
+            TLS13_CHACHA20_POLY1305_SHA256,
+            TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        kx_groups: vec![ring::kx_group::X25519, ring::kx_group::SECP256R1, ring::kx_group::SECP384R1],
+        ..ring::default_provider()
+    };
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SnapshotResolver::new(snapshot, default_sni)));
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+    config.ignore_client_order = true;
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,9 @@
+//! TLS termination: the rustls configuration, the SNI certificate resolver, and the accept step
+//! that refuses names Porter does not serve with a proper `unrecognized_name` alert.
+
+mod accept;
+mod config;
+mod resolver;
+
+pub(crate) use accept::accept;
+pub(crate) use config::server_config;

@@ -1,0 +1,41 @@
+//! The only place that implements rustls' certificate resolver: a lock-free read of the
+//! current snapshot by SNI (or the configured default name when the client sends none).
+
+use crate::snapshot::Snapshot;
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub(super) struct SnapshotResolver {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    default_sni: Option<String>,
+}
+
+impl SnapshotResolver {
+    pub(super) fn new(snapshot: Arc<ArcSwap<Snapshot>>, default_sni: Option<String>) -> Self {
+        SnapshotResolver { snapshot, default_sni }
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Snapshot({} sites)", self.len())
+    }
+}
+
+impl ResolvesServerCert for SnapshotResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = server_name(hello.server_name(), self.default_sni.as_deref())?;
+        self.snapshot.load().cert(&name).cloned()
+    }
+}
+
+/// The name to serve: the client's SNI, lowercased, or the default when it sent none.
+pub(super) fn server_name(sni: Option<&str>, default_sni: Option<&str>) -> Option<String> {
+    match sni {
+        Some(name) => Some(name.trim_end_matches('.').to_ascii_lowercase()),
+        None => default_sni.map(str::to_owned),
+    }
+}
