@@ -34,13 +34,13 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers, including those the `Connection` header names. With `upgrade`,
 /// the `Upgrade` header and `Connection: upgrade` are kept so the upgrade can pass through.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let kept_upgrade = upgrade.then(|| headers.get(UPGRADE).cloned()).flatten();
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    let kept_upgrade = upgrade.then(|| headers.get(UPGRADE).cloned()).flatten();
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
@@ -77,7 +77,7 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_named_headers() {
         let mut h = map(&[
-            ("connection", "keep-alive, x-secret"),
+            ("connection", "keep-alive, X-Secret"),
             ("keep-alive", "timeout=5"),
             ("x-secret", "1"),
             ("te", "trailers"),

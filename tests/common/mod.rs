@@ -1,0 +1,339 @@
+//! The shared test harness: `porter` itself, a real HTTP daemon as upstream, a test CA, and
+//! TLS clients, all on loopback with ephemeral ports. Every child process is killed on drop.
+#![allow(dead_code, unreachable_pub)] // each test binary uses its own part of the harness
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Polls `condition` until it holds, failing the test with `what` after `within`.
+pub fn wait_until(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The async twin of [`wait_until`], for conditions that need the runtime.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Fails with a message naming the Debian package when a tool the tests need is missing.
+pub fn require(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(found, "`{tool}` is missing: install it with `apt-get install -y {package}`");
+}
+
+/// A running `porter serve` on ephemeral loopback ports.
+pub struct Porter {
+    child: Child,
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub admin: String,
+}
+
+pub fn porter_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_porter")
+}
+
+impl Porter {
+    /// Starts a server on `data_dir` with extra `serve` flags, and waits until it has written
+    /// its discovery file.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Porter {
+        let discovery = data_dir.join("admin.json");
+        let _ = std::fs::remove_file(&discovery);
+        let child = Command::new(porter_bin())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(extra)
+            .env("PORTER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn porter");
+        let pid = child.id();
+        let mut found = None;
+        wait_until(Duration::from_secs(15), "porter writes its discovery file", || {
+            found = std::fs::read(&discovery)
+                .ok()
+                .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+                .filter(|v| v["pid"] == pid);
+            found.is_some()
+        });
+        let d = found.unwrap();
+        Porter {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            http: d["http"].as_str().unwrap().parse().unwrap(),
+            https: d["https"].as_str().unwrap().parse().unwrap(),
+            admin: d["admin"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs a CLI command against this server's data dir.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(&self.data_dir, args)
+    }
+
+    /// Runs a CLI command and fails the test unless it succeeds; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        ok(&self.data_dir, args)
+    }
+
+    /// Resident set size in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// `kill -9`, and reap.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        Command::new("kill").arg(self.child.id().to_string()).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Porter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `porter --data-dir DIR ARGS`.
+pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(porter_bin())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("run porter")
+}
+
+pub fn ok(data_dir: &Path, args: &[&str]) -> String {
+    let out = cli(data_dir, args);
+    assert!(
+        out.status.success(),
+        "porter {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A real HTTP/1.1 daemon (tests/fixtures/backend.py) as an upstream.
+pub struct Backend {
+    child: Child,
+    /// `127.0.0.1:PORT` or the unix socket path.
+    pub addr: String,
+}
+
+impl Backend {
+    pub fn start() -> Backend {
+        Backend::spawn(&[])
+    }
+
+    pub fn start_unix(path: &Path) -> Backend {
+        Backend::spawn(&["--unix", path.to_str().unwrap()])
+    }
+
+    fn spawn(args: &[&str]) -> Backend {
+        require("python3", "python3");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/backend.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn python3 backend");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let value = line.trim().strip_prefix("ready ").expect("backend says ready").to_owned();
+        let addr = if value.starts_with('/') { value } else { format!("127.0.0.1:{value}") };
+        Backend { child, addr }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test certificate authority that issues ECDSA P-256 leaves as PEM files.
+pub struct TestCa {
+    params: CertificateParams,
+    key: KeyPair,
+    pub cert_pem: String,
+    dir: PathBuf,
+    issued: std::cell::Cell<u32>,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path) -> TestCa {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Porter Test CA");
+        let cert_pem = params.self_signed(&key).unwrap().pem();
+        std::fs::write(dir.join("ca.pem"), &cert_pem).unwrap();
+        TestCa {
+            params,
+            key,
+            cert_pem,
+            dir: dir.to_path_buf(),
+            issued: std::cell::Cell::new(0),
+        }
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Issues a leaf for `names`; returns the paths of its chain and key PEM files.
+    pub fn issue(&self, names: &[&str]) -> (PathBuf, PathBuf) {
+        let n = self.issued.get() + 1;
+        self.issued.set(n);
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.serial_number = Some(rcgen::SerialNumber::from(u64::from(n) + 1000));
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let chain = self.dir.join(format!("leaf{n}.pem"));
+        let key_path = self.dir.join(format!("leaf{n}.key"));
+        std::fs::write(&chain, cert.pem() + &self.cert_pem).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (chain, key_path)
+    }
+
+    /// A rustls client that trusts this CA and offers `alpn`.
+    pub fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap();
+        roots.add(der).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+use rustls_pki_types::pem::PemObject as _;
+
+/// The result of a TLS connection attempt made by a rustls client.
+pub type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// Connects to `addr` and verifies the certificate for `name`, which is sent as SNI unless
+/// `sni` is false.
+pub async fn tls_connect_as(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    name: &str,
+    sni: bool,
+) -> std::io::Result<TlsStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut config = (*config).clone();
+    config.enable_sni = sni;
+    let server_name = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(server_name, tcp)
+        .await
+}
+
+/// Connects to `addr` with SNI `name`.
+pub async fn tls_connect(config: Arc<rustls::ClientConfig>, addr: SocketAddr, name: &str) -> std::io::Result<TlsStream> {
+    tls_connect_as(config, addr, name, true).await
+}
+
+/// The rustls alert a failed connection reports, if any.
+pub fn alert_of(e: &std::io::Error) -> Option<rustls::AlertDescription> {
+    let inner = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+    match inner {
+        rustls::Error::AlertReceived(alert) => Some(*alert),
+        _ => None,
+    }
+}
+
+/// One HTTP request over an established TLS stream, with the protocol ALPN chose; returns
+/// status, version and body.
+pub async fn request(
+    stream: TlsStream,
+    req: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> (http::StatusCode, http::Version, String) {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(stream);
+    let response = if h2 {
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+        tokio::spawn(conn);
+        sender.send_request(req).await.unwrap()
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        sender.send_request(req).await.unwrap()
+    };
+    let (status, version) = (response.status(), response.version());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, version, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// GET `https://name/path` through Porter with a rustls client.
+pub async fn https_get(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    name: &str,
+    path: &str,
+) -> std::io::Result<(http::StatusCode, http::Version, String)> {
+    let stream = tls_connect(config, addr, name).await?;
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let mut builder = http::Request::get(format!("https://{name}{path}"));
+    if !h2 {
+        builder = http::Request::get(path).header("host", name);
+    }
+    Ok(request(stream, builder.body(Default::default()).unwrap()).await)
+}
+
+/// Runs curl with `args`; returns (exit success, stdout).
+pub fn curl(args: &[&str]) -> (bool, String) {
+    require("curl", "curl");
+    let out = Command::new("curl").args(["-sS", "--max-time", "60"]).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
