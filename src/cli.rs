@@ -18,7 +18,12 @@ use std::path::{Path, PathBuf};
 #[command(name = "porter", version, about)]
 pub(crate) struct Cli {
     /// Where the store, the admin token and the discovery file live.
-    #[arg(long, global = true, env = "PORTER_DATA_DIR", default_value = "./porter-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "PORTER_DATA_DIR",
+        default_value = "./porter-data"
+    )]
     data_dir: PathBuf,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -93,18 +98,30 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 upstream,
                 allow_unreachable,
             };
-            (Method::POST, "/v1/sites".to_owned(), Some(serde_json::to_value(req)?))
+            (
+                Method::POST,
+                "/v1/sites".to_owned(),
+                Some(serde_json::to_value(req)?),
+            )
         }
-        Command::Site(SiteCommand::Remove { domain }) => (Method::DELETE, format!("/v1/sites/{domain}"), None),
+        Command::Site(SiteCommand::Remove { domain }) => {
+            (Method::DELETE, format!("/v1/sites/{domain}"), None)
+        }
         Command::Site(SiteCommand::List) => (Method::GET, "/v1/sites".to_owned(), None),
         Command::Cert(CertCommand::Import { domain, cert, key }) => {
-            let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()));
+            let read = |p: &Path| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
             let req = ImportCert {
                 domain,
                 chain_pem: read(&cert)?,
                 key_pem: read(&key)?,
             };
-            (Method::POST, "/v1/certs".to_owned(), Some(serde_json::to_value(req)?))
+            (
+                Method::POST,
+                "/v1/certs".to_owned(),
+                Some(serde_json::to_value(req)?),
+            )
         }
         Command::Cert(CertCommand::List) => (Method::GET, "/v1/certs".to_owned(), None),
     };
@@ -118,7 +135,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Sends the request to the running server, or runs it on the store when none runs.
-async fn execute(data_dir: &Path, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+async fn execute(
+    data_dir: &Path,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
     let client = AdminClient::discover(data_dir);
     if let Some(client) = &client {
         match client.call(method.clone(), path, body.clone()).await {
@@ -132,7 +154,10 @@ async fn execute(data_dir: &Path, method: Method, path: &str, body: Option<Value
         Err(StoreError::Locked(_)) => bail!(
             "a porter server holds the store in {}, but its admin API {} does not answer",
             data_dir.display(),
-            client.map_or("(no discovery file)".to_owned(), |c| format!("at {}", c.addr()))
+            client.map_or("(no discovery file)".to_owned(), |c| format!(
+                "at {}",
+                c.addr()
+            ))
         ),
         other => other?,
     };
@@ -141,7 +166,10 @@ async fn execute(data_dir: &Path, method: Method, path: &str, body: Option<Value
     if reply.status.is_success() {
         Ok(reply.body)
     } else {
-        Err(anyhow!("{}", reply.body["error"].as_str().unwrap_or("unknown error")))
+        Err(anyhow!(
+            "{}",
+            reply.body["error"].as_str().unwrap_or("unknown error")
+        ))
     }
 }
 
@@ -152,7 +180,10 @@ fn render(path: &str, value: Value) -> anyhow::Result<String> {
             let sites: Vec<SiteView> = serde_json::from_value(value)?;
             table(
                 &["DOMAIN", "UPSTREAM"],
-                sites.into_iter().map(|s| vec![s.domain, s.upstream]).collect(),
+                sites
+                    .into_iter()
+                    .map(|s| vec![s.domain, s.upstream])
+                    .collect(),
             )
         }
         "/v1/sites" => {
@@ -165,7 +196,16 @@ fn render(path: &str, value: Value) -> anyhow::Result<String> {
                 &["DOMAIN", "STATUS", "NOT AFTER", "SOURCE", "NAMES", "ISSUER"],
                 certs
                     .into_iter()
-                    .map(|c| vec![c.domain, c.status, c.not_after, c.source, c.names.join(","), c.issuer])
+                    .map(|c| {
+                        vec![
+                            c.domain,
+                            c.status,
+                            c.not_after,
+                            c.source,
+                            c.names.join(","),
+                            c.issuer,
+                        ]
+                    })
                     .collect(),
             )
         }
@@ -178,7 +218,10 @@ fn render(path: &str, value: Value) -> anyhow::Result<String> {
                 cert.not_after
             )
         }
-        _ => format!("removed site {}\n", value["removed"].as_str().unwrap_or_default()),
+        _ => format!(
+            "removed site {}\n",
+            value["removed"].as_str().unwrap_or_default()
+        ),
     })
 }
 

@@ -65,7 +65,9 @@ pub(crate) struct CertView {
 }
 
 pub(crate) fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn rfc3339(unix: i64) -> String {
@@ -110,7 +112,9 @@ impl From<CertRecord> for CertView {
 async fn check_reachable(upstream: &Upstream) -> Result<(), OpError> {
     let attempt = async {
         match upstream {
-            Upstream::Tcp { host, port } => tokio::net::TcpStream::connect((host.as_str(), *port)).await.map(drop),
+            Upstream::Tcp { host, port } => tokio::net::TcpStream::connect((host.as_str(), *port))
+                .await
+                .map(drop),
             Upstream::Unix(path) => tokio::net::UnixStream::connect(path).await.map(drop),
         }
     };
@@ -148,7 +152,12 @@ pub(crate) async fn remove_site(store: &dyn Store, domain: &str) -> Result<(), O
 }
 
 pub(crate) async fn list_sites(store: &dyn Store) -> Result<Vec<SiteView>, OpError> {
-    Ok(store.sites().await?.into_iter().map(SiteView::from).collect())
+    Ok(store
+        .sites()
+        .await?
+        .into_iter()
+        .map(SiteView::from)
+        .collect())
 }
 
 pub(crate) async fn import_cert(store: &dyn Store, req: ImportCert) -> Result<CertView, OpError> {
@@ -166,5 +175,10 @@ pub(crate) async fn import_cert(store: &dyn Store, req: ImportCert) -> Result<Ce
 }
 
 pub(crate) async fn list_certs(store: &dyn Store) -> Result<Vec<CertView>, OpError> {
-    Ok(store.certs().await?.into_iter().map(CertView::from).collect())
+    Ok(store
+        .certs()
+        .await?
+        .into_iter()
+        .map(CertView::from)
+        .collect())
 }

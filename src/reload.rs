@@ -59,7 +59,9 @@ pub(crate) async fn run(
             }
             next = match changes.try_recv() {
                 Ok(c) => Some(Ok(c)),
-                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                    Some(Err(RecvError::Lagged(n)))
+                }
                 Err(_) => None,
             };
         }

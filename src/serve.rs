@@ -72,9 +72,20 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(reload::run(store.clone(), snapshot.clone(), changes, shutdown.clone()));
+    tasks.spawn(reload::run(
+        store.clone(),
+        snapshot.clone(),
+        changes,
+        shutdown.clone(),
+    ));
     let http_addr = http.local_addr()?;
-    tasks.spawn(proxy::serve_http(http, edge.clone(), limits.clone(), shutdown.clone(), connections.clone()));
+    tasks.spawn(proxy::serve_http(
+        http,
+        edge.clone(),
+        limits.clone(),
+        shutdown.clone(),
+        connections.clone(),
+    ));
     tasks.spawn(proxy::serve_https(
         https,
         edge,
@@ -83,7 +94,13 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         shutdown.clone(),
         connections.clone(),
     ));
-    tasks.spawn(admin::serve(admin_listener, store.clone(), token, shutdown.clone(), connections.clone()));
+    tasks.spawn(admin::serve(
+        admin_listener,
+        store.clone(),
+        token,
+        shutdown.clone(),
+        connections.clone(),
+    ));
 
     Discovery {
         pid: std::process::id(),
@@ -100,8 +117,14 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     connections.close();
-    if tokio::time::timeout(args.shutdown_grace, connections.wait()).await.is_err() {
-        tracing::warn!(open = connections.len(), "connections still open after the grace period");
+    if tokio::time::timeout(args.shutdown_grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the grace period"
+        );
     }
     Discovery::remove(data_dir);
     if let AdminAddr::Unix(path) = admin_addr {

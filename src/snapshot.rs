@@ -39,9 +39,7 @@ impl SiteEntry {
                 None
             }
         });
-        let upstream = match site.target {
-            Target::Upstream(upstream) => upstream,
-        };
+        let Target::Upstream(upstream) = site.target;
         SiteEntry {
             domain: site.domain,
             upstream,
@@ -79,7 +77,10 @@ impl Snapshot {
     }
 
     /// A copy with the entry of `domain` replaced (`Some`) or removed (`None`).
-    pub(crate) fn with(&self, changes: impl IntoIterator<Item = (DomainName, Option<SiteEntry>)>) -> Self {
+    pub(crate) fn with(
+        &self,
+        changes: impl IntoIterator<Item = (DomainName, Option<SiteEntry>)>,
+    ) -> Self {
         let mut sites = self.sites.clone();
         for (domain, entry) in changes {
             match entry {

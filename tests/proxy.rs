@@ -23,12 +23,25 @@ fn setup(extra: &[&str]) -> Setup {
     let porter = Porter::start(&dir.path().join("data"), extra);
     porter.ok(&["site", "add", "a.test", "--upstream", &backend.addr]);
     let (chain, key) = ca.issue(&["a.test"]);
-    porter.ok(&["cert", "import", "a.test", "--cert", chain.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    porter.ok(&[
+        "cert",
+        "import",
+        "a.test",
+        "--cert",
+        chain.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
     porter.ok(&["site", "add", "plain.test", "--upstream", &backend.addr]);
     wait_until(Duration::from_secs(2), "a.test answers over HTTPS", || {
         curl_https(&porter, &ca, &["-o", "/dev/null", "https://a.test:PORT/"]).0
     });
-    Setup { _dir: dir, ca, backend, porter }
+    Setup {
+        _dir: dir,
+        ca,
+        backend,
+        porter,
+    }
 }
 
 /// curl against Porter's HTTPS port with `a.test` resolved to it; `PORT` in args is replaced.
@@ -75,11 +88,17 @@ fn curl_gets_proxied_responses_over_http1_and_http2_with_forwarded_headers() {
         let headers = &seen["headers"];
         assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "{seen}");
         assert_eq!(headers["x-forwarded-proto"], "https");
-        assert_eq!(headers["x-forwarded-host"], format!("a.test:{}", s.porter.https.port()));
+        assert_eq!(
+            headers["x-forwarded-host"],
+            format!("a.test:{}", s.porter.https.port())
+        );
         assert_eq!(headers["host"], format!("a.test:{}", s.porter.https.port()));
         if version == "1.1" {
             // (curl drops `Connection` on HTTP/2, where it is not allowed.)
-            assert!(headers.get("x-drop-me").is_none(), "a header named by Connection must not pass: {seen}");
+            assert!(
+                headers.get("x-drop-me").is_none(),
+                "a header named by Connection must not pass: {seen}"
+            );
         }
         assert!(headers.get("keep-alive").is_none());
     }
@@ -88,8 +107,14 @@ fn curl_gets_proxied_responses_over_http1_and_http2_with_forwarded_headers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rustls_client_gets_proxied_responses_over_http1_and_http2() {
     let s = setup(&[]);
-    for (alpn, version) in [(&b"http/1.1"[..], http::Version::HTTP_11), (&b"h2"[..], http::Version::HTTP_2)] {
-        let (status, got, body) = https_get(s.ca.client(&[alpn]), s.porter.https, "a.test", "/x?y=1").await.unwrap();
+    for (alpn, version) in [
+        (&b"http/1.1"[..], http::Version::HTTP_11),
+        (&b"h2"[..], http::Version::HTTP_2),
+    ] {
+        let (status, got, body) =
+            https_get(s.ca.client(&[alpn]), s.porter.https, "a.test", "/x?y=1")
+                .await
+                .unwrap();
         assert_eq!((status, got), (http::StatusCode::OK, version));
         assert_eq!(body, "hello from backend /x?y=1");
     }
@@ -100,12 +125,25 @@ async fn unknown_hosts_get_421_on_https_and_404_on_http() {
     let s = setup(&[]);
     // On a connection made for a.test, a request for another name is misdirected.
     for host in ["other.test", "plain.test"] {
-        let stream = tls_connect(s.ca.client(&[b"http/1.1"]), s.porter.https, "a.test").await.unwrap();
-        let req = http::Request::get("/").header("host", host).body(Default::default()).unwrap();
+        let stream = tls_connect(s.ca.client(&[b"http/1.1"]), s.porter.https, "a.test")
+            .await
+            .unwrap();
+        let req = http::Request::get("/")
+            .header("host", host)
+            .body(Default::default())
+            .unwrap();
         let (status, _, _) = request(stream, req).await;
         assert_eq!(status, http::StatusCode::MISDIRECTED_REQUEST, "{host}");
     }
-    let (ok, out) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: other.test", &format!("http://{}/", s.porter.http)]);
+    let (ok, out) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Host: other.test",
+        &format!("http://{}/", s.porter.http),
+    ]);
     assert!(ok);
     assert_eq!(out, "404");
 }
@@ -114,7 +152,15 @@ async fn unknown_hosts_get_421_on_https_and_404_on_http() {
 fn http_redirects_only_sites_with_a_valid_certificate() {
     let s = setup(&[]);
     let http = s.porter.http.to_string();
-    let (ok, out) = curl(&["-D", "-", "-o", "/dev/null", "-H", "Host: A.test", &format!("http://{http}/p?q=1")]);
+    let (ok, out) = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-H",
+        "Host: A.test",
+        &format!("http://{http}/p?q=1"),
+    ]);
     assert!(ok);
     assert!(out.starts_with("HTTP/1.1 308"), "{out}");
     let location = format!("location: https://a.test:{}/p?q=1", s.porter.https.port());
@@ -129,15 +175,47 @@ fn http_redirects_only_sites_with_a_valid_certificate() {
 #[test]
 fn upstream_failures_answer_502_and_504() {
     let s = setup(&["--upstream-timeout", "1s"]);
-    s.porter.ok(&["site", "add", "down.test", "--upstream", "127.0.0.1:1", "--allow-unreachable"]);
+    s.porter.ok(&[
+        "site",
+        "add",
+        "down.test",
+        "--upstream",
+        "127.0.0.1:1",
+        "--allow-unreachable",
+    ]);
     let http = s.porter.http.to_string();
     wait_until(Duration::from_secs(2), "down.test answers 502", || {
-        curl(&["-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: down.test", &format!("http://{http}/")]).1 == "502"
+        curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: down.test",
+            &format!("http://{http}/"),
+        ])
+        .1 == "502"
     });
-    let (_, code) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: plain.test", &format!("http://{http}/slow/5")]);
+    let (_, code) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Host: plain.test",
+        &format!("http://{http}/slow/5"),
+    ]);
     assert_eq!(code, "504");
     // The backend is still fine for others.
-    let (_, code) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: plain.test", &format!("http://{http}/")]);
+    let (_, code) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Host: plain.test",
+        &format!("http://{http}/"),
+    ]);
     assert_eq!(code, "200");
     let _ = &s.backend;
 }
@@ -147,11 +225,17 @@ fn unix_socket_upstreams_are_forwarded_to() {
     let s = setup(&[]);
     let socket = s._dir.path().join("backend.sock");
     let unix = Backend::start_unix(&socket);
-    s.porter.ok(&["site", "add", "sock.test", "--upstream", &unix.addr]);
+    s.porter
+        .ok(&["site", "add", "sock.test", "--upstream", &unix.addr]);
     let http = s.porter.http.to_string();
-    wait_until(Duration::from_secs(2), "sock.test is forwarded to the unix socket", || {
-        curl(&["-H", "Host: sock.test", &format!("http://{http}/via-unix")]).1 == "hello from backend /via-unix"
-    });
+    wait_until(
+        Duration::from_secs(2),
+        "sock.test is forwarded to the unix socket",
+        || {
+            curl(&["-H", "Host: sock.test", &format!("http://{http}/via-unix")]).1
+                == "hello from backend /via-unix"
+        },
+    );
 }
 
 /// Samples the proxy's RSS while `work` runs; returns the peak in KiB.
@@ -195,19 +279,36 @@ fn hundred_megabyte_bodies_stream_both_ways_in_bounded_memory() {
             let (ok, out) = curl_https(
                 &s.porter,
                 &s.ca,
-                &[flag, "-o", "/dev/null", "-w", "%{size_download}", &format!("https://a.test:PORT/bytes/{SIZE}")],
+                &[
+                    flag,
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{size_download}",
+                    &format!("https://a.test:PORT/bytes/{SIZE}"),
+                ],
             );
             assert!(ok && out == size, "download over {flag}: {out}");
             let (ok, out) = curl_https(
                 &s.porter,
                 &s.ca,
-                &[flag, "-T", upload.to_str().unwrap(), "-X", "POST", "https://a.test:PORT/count"],
+                &[
+                    flag,
+                    "-T",
+                    upload.to_str().unwrap(),
+                    "-X",
+                    "POST",
+                    "https://a.test:PORT/count",
+                ],
             );
             assert!(ok && out == size, "upload over {flag}: {out}");
         }
     });
     eprintln!("RSS idle {idle} KiB, peak {peak} KiB during 4 x 100 MB");
-    assert!(peak < idle + 64 * 1024, "RSS grew from {idle} KiB to {peak} KiB");
+    assert!(
+        peak < idle + 64 * 1024,
+        "RSS grew from {idle} KiB to {peak} KiB"
+    );
 }
 
 fn write_zeros(path: &Path, size: u64) {

@@ -31,40 +31,87 @@ async fn site_and_certificate_changes_are_live() {
     let porter = Porter::start(&dir.path().join("data"), &[]);
     let client = ca.client(&[b"h2", b"http/1.1"]);
 
-    let refused = tls_connect(client.clone(), porter.https, "a.test").await.unwrap_err();
-    assert_eq!(alert_of(&refused), Some(AlertDescription::UnrecognisedName), "{refused}");
+    let refused = tls_connect(client.clone(), porter.https, "a.test")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        alert_of(&refused),
+        Some(AlertDescription::UnrecognisedName),
+        "{refused}"
+    );
 
     porter.ok(&["site", "add", "a.test", "--upstream", &backend.addr]);
     let (chain, key) = ca.issue(&["a.test"]);
-    porter.ok(&["cert", "import", "a.test", "--cert", chain.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    porter.ok(&[
+        "cert",
+        "import",
+        "a.test",
+        "--cert",
+        chain.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
     let served_within = std::time::Instant::now();
-    eventually(Duration::from_secs(1), "a.test is served over HTTPS", || async {
-        matches!(https_get(client.clone(), porter.https, "a.test", "/hi").await,
+    eventually(
+        Duration::from_secs(1),
+        "a.test is served over HTTPS",
+        || async {
+            matches!(https_get(client.clone(), porter.https, "a.test", "/hi").await,
                  Ok((status, _, body)) if status == 200 && body == "hello from backend /hi")
-    })
+        },
+    )
     .await;
-    eprintln!("served {:?} after the import returned", served_within.elapsed());
+    eprintln!(
+        "served {:?} after the import returned",
+        served_within.elapsed()
+    );
 
     // Replacing the certificate is seen by the next handshake.
-    let stream = tls_connect(client.clone(), porter.https, "a.test").await.unwrap();
+    let stream = tls_connect(client.clone(), porter.https, "a.test")
+        .await
+        .unwrap();
     assert_eq!(leaf_of(&stream), leaf_der(&chain));
     let (chain2, key2) = ca.issue(&["a.test", "www.a.test"]);
-    porter.ok(&["cert", "import", "a.test", "--cert", chain2.to_str().unwrap(), "--key", key2.to_str().unwrap()]);
+    porter.ok(&[
+        "cert",
+        "import",
+        "a.test",
+        "--cert",
+        chain2.to_str().unwrap(),
+        "--key",
+        key2.to_str().unwrap(),
+    ]);
     let new_leaf = leaf_der(&chain2);
-    eventually(Duration::from_secs(1), "the new certificate is served", || async {
-        tls_connect(client.clone(), porter.https, "a.test").await.is_ok_and(|s| leaf_of(&s) == new_leaf)
-    })
+    eventually(
+        Duration::from_secs(1),
+        "the new certificate is served",
+        || async {
+            tls_connect(client.clone(), porter.https, "a.test")
+                .await
+                .is_ok_and(|s| leaf_of(&s) == new_leaf)
+        },
+    )
     .await;
     // The connection made before the change still works.
-    let (status, _, _) = request(stream, http::Request::get("https://a.test/").body(Default::default()).unwrap()).await;
+    let (status, _, _) = request(
+        stream,
+        http::Request::get("https://a.test/")
+            .body(Default::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
 
     porter.ok(&["site", "remove", "a.test"]);
-    eventually(Duration::from_secs(1), "a removed site is refused", || async {
-        tls_connect(client.clone(), porter.https, "a.test")
-            .await
-            .is_err_and(|e| alert_of(&e) == Some(AlertDescription::UnrecognisedName))
-    })
+    eventually(
+        Duration::from_secs(1),
+        "a removed site is refused",
+        || async {
+            tls_connect(client.clone(), porter.https, "a.test")
+                .await
+                .is_err_and(|e| alert_of(&e) == Some(AlertDescription::UnrecognisedName))
+        },
+    )
     .await;
 }
 
@@ -76,26 +123,54 @@ async fn unknown_and_missing_names_are_refused() {
     let porter = Porter::start(&dir.path().join("data"), &[]);
     porter.ok(&["site", "add", "a.test", "--upstream", &backend.addr]);
     let (chain, key) = ca.issue(&["a.test"]);
-    porter.ok(&["cert", "import", "a.test", "--cert", chain.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    porter.ok(&[
+        "cert",
+        "import",
+        "a.test",
+        "--cert",
+        chain.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
     // A site without a certificate is not served over TLS either.
     porter.ok(&["site", "add", "plain.test", "--upstream", &backend.addr]);
     let client = ca.client(&[b"http/1.1"]);
     eventually(Duration::from_secs(2), "a.test is served", || async {
-        tls_connect(client.clone(), porter.https, "a.test").await.is_ok()
+        tls_connect(client.clone(), porter.https, "a.test")
+            .await
+            .is_ok()
     })
     .await;
 
     for name in ["b.test", "plain.test", "x.a.test"] {
-        let e = tls_connect(client.clone(), porter.https, name).await.unwrap_err();
-        assert_eq!(alert_of(&e), Some(AlertDescription::UnrecognisedName), "{name}: {e}");
+        let e = tls_connect(client.clone(), porter.https, name)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            alert_of(&e),
+            Some(AlertDescription::UnrecognisedName),
+            "{name}: {e}"
+        );
     }
-    let e = tls_connect_as(client.clone(), porter.https, "a.test", false).await.unwrap_err();
-    assert_eq!(alert_of(&e), Some(AlertDescription::HandshakeFailure), "no SNI: {e}");
+    let e = tls_connect_as(client.clone(), porter.https, "a.test", false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        alert_of(&e),
+        Some(AlertDescription::HandshakeFailure),
+        "no SNI: {e}"
+    );
 
     // openssl agrees on the alert.
     require("openssl", "openssl");
     let out = std::process::Command::new("openssl")
-        .args(["s_client", "-connect", &porter.https.to_string(), "-servername", "b.test"])
+        .args([
+            "s_client",
+            "-connect",
+            &porter.https.to_string(),
+            "-servername",
+            "b.test",
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -109,14 +184,33 @@ async fn default_sni_serves_clients_without_sni_and_http10_without_host() {
     let ca = TestCa::new(dir.path());
     let backend = Backend::start();
     let data = dir.path().join("data");
-    ok(&data, &["site", "add", "a.test", "--upstream", &backend.addr]);
+    ok(
+        &data,
+        &["site", "add", "a.test", "--upstream", &backend.addr],
+    );
     let (chain, key) = ca.issue(&["a.test"]);
-    ok(&data, &["cert", "import", "a.test", "--cert", chain.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    ok(
+        &data,
+        &[
+            "cert",
+            "import",
+            "a.test",
+            "--cert",
+            chain.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
     let porter = Porter::start(&data, &["--default-sni", "a.test"]);
 
-    let mut stream = tls_connect_as(ca.client(&[]), porter.https, "a.test", false).await.unwrap();
+    let mut stream = tls_connect_as(ca.client(&[]), porter.https, "a.test", false)
+        .await
+        .unwrap();
     assert_eq!(leaf_of(&stream), leaf_der(&chain));
-    stream.write_all(b"GET /http10 HTTP/1.0\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"GET /http10 HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
     let mut answer = String::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
         .await
@@ -134,12 +228,22 @@ async fn wildcard_sites_serve_one_label_below() {
     let porter = Porter::start(&dir.path().join("data"), &[]);
     porter.ok(&["site", "add", "*.w.test", "--upstream", &backend.addr]);
     let (chain, key) = ca.issue(&["*.w.test"]);
-    porter.ok(&["cert", "import", "*.w.test", "--cert", chain.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    porter.ok(&[
+        "cert",
+        "import",
+        "*.w.test",
+        "--cert",
+        chain.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
     let client = ca.client(&[b"h2"]);
     eventually(Duration::from_secs(2), "x.w.test is served", || async {
         matches!(https_get(client.clone(), porter.https, "x.w.test", "/").await, Ok((s, _, _)) if s == 200)
     })
     .await;
-    let e = tls_connect(client.clone(), porter.https, "y.x.w.test").await.unwrap_err();
+    let e = tls_connect(client.clone(), porter.https, "y.x.w.test")
+        .await
+        .unwrap_err();
     assert_eq!(alert_of(&e), Some(AlertDescription::UnrecognisedName));
 }

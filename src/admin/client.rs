@@ -67,14 +67,24 @@ impl AdminClient {
     }
 
     /// Sends one request; a JSON body on success.
-    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
-        let stream = self.connect().await.map_err(|source| ClientError::Unreachable {
-            addr: self.addr.to_string(),
-            source,
-        })?;
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ClientError> {
+        let stream = self
+            .connect()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                addr: self.addr.to_string(),
+                source,
+            })?;
         tokio::time::timeout(CALL_TIMEOUT, self.exchange(stream, method, path, body))
             .await
-            .map_err(|_| ClientError::Protocol(format!("no answer within {}s", CALL_TIMEOUT.as_secs())))?
+            .map_err(|_| {
+                ClientError::Protocol(format!("no answer within {}s", CALL_TIMEOUT.as_secs()))
+            })?
     }
 
     async fn exchange(
@@ -100,13 +110,21 @@ impl AdminClient {
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(protocol)?;
         let status = response.status();
-        let bytes = response.into_body().collect().await.map_err(protocol)?.to_bytes();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(protocol)?
+            .to_bytes();
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Protocol(format!("unreadable answer ({status}): {e}")))?;
         if status.is_success() {
             Ok(value)
         } else {
-            let message = value["error"].as_str().unwrap_or("unknown error").to_owned();
+            let message = value["error"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_owned();
             Err(ClientError::Api { status, message })
         }
     }

@@ -30,7 +30,9 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
 
 fn failed(e: OpError) -> Reply {
     let status = match &e {
-        OpError::Store(StoreError::Invalid(_)) | OpError::Unreachable { .. } => StatusCode::BAD_REQUEST,
+        OpError::Store(StoreError::Invalid(_)) | OpError::Unreachable { .. } => {
+            StatusCode::BAD_REQUEST
+        }
         OpError::Store(StoreError::AlreadyExists(_)) => StatusCode::CONFLICT,
         OpError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
         OpError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -39,27 +41,41 @@ fn failed(e: OpError) -> Reply {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
 }
 
 /// Runs the operation `method path` names.
 pub(crate) async fn dispatch(store: &dyn Store, method: &Method, path: &str, body: &[u8]) -> Reply {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result = match (method, segments.as_slice()) {
-        (&Method::GET, ["v1", "sites"]) => ops::list_sites(store).await.map(|v| ok(StatusCode::OK, v)),
+        (&Method::GET, ["v1", "sites"]) => {
+            ops::list_sites(store).await.map(|v| ok(StatusCode::OK, v))
+        }
         (&Method::POST, ["v1", "sites"]) => match parse(body) {
-            Ok(req) => ops::add_site(store, req).await.map(|v| ok(StatusCode::CREATED, v)),
+            Ok(req) => ops::add_site(store, req)
+                .await
+                .map(|v| ok(StatusCode::CREATED, v)),
             Err(reply) => return reply,
         },
         (&Method::DELETE, ["v1", "sites", domain]) => ops::remove_site(store, domain)
             .await
             .map(|()| ok(StatusCode::OK, json!({ "removed": domain }))),
-        (&Method::GET, ["v1", "certs"]) => ops::list_certs(store).await.map(|v| ok(StatusCode::OK, v)),
+        (&Method::GET, ["v1", "certs"]) => {
+            ops::list_certs(store).await.map(|v| ok(StatusCode::OK, v))
+        }
         (&Method::POST, ["v1", "certs"]) => match parse(body) {
-            Ok(req) => ops::import_cert(store, req).await.map(|v| ok(StatusCode::CREATED, v)),
+            Ok(req) => ops::import_cert(store, req)
+                .await
+                .map(|v| ok(StatusCode::CREATED, v)),
             Err(reply) => return reply,
         },
-        _ => return error(StatusCode::NOT_FOUND, format!("no such admin endpoint: {method} {path}")),
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no such admin endpoint: {method} {path}"),
+            )
+        }
     };
     result.unwrap_or_else(failed)
 }

@@ -120,7 +120,9 @@ async fn answer(store: &dyn Store, token: &str, req: Request<Incoming>) -> Respo
     } else {
         let (parts, body) = req.into_parts();
         match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
-            Ok(Ok(body)) => dispatch(store, &parts.method, parts.uri.path(), &body.to_bytes()).await,
+            Ok(Ok(body)) => {
+                dispatch(store, &parts.method, parts.uri.path(), &body.to_bytes()).await
+            }
             Ok(Err(_)) | Err(_) => Reply {
                 status: StatusCode::BAD_REQUEST,
                 body: serde_json::json!({"error": "request body too large, or too slow"}),

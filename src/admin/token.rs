@@ -30,5 +30,7 @@ pub(crate) fn load_or_create(data_dir: &Path) -> std::io::Result<String> {
 
 /// Reads the token of a running server, for the CLI.
 pub(crate) fn read(data_dir: &Path) -> std::io::Result<String> {
-    Ok(std::fs::read_to_string(data_dir.join(TOKEN_FILE))?.trim().to_owned())
+    Ok(std::fs::read_to_string(data_dir.join(TOKEN_FILE))?
+        .trim()
+        .to_owned())
 }

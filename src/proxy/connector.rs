@@ -44,7 +44,8 @@ async fn connect(uri: http::Uri) -> io::Result<UpstreamStream> {
         .host()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "upstream URI without host"))?;
     if let Some(hex_path) = host.strip_prefix(UNIX_HOST_PREFIX) {
-        let bytes = hex::decode(hex_path).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let bytes =
+            hex::decode(hex_path).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let path = PathBuf::from(String::from_utf8_lossy(&bytes).into_owned());
         return Ok(UpstreamStream::Unix(UnixStream::connect(path).await?));
     }
@@ -69,7 +70,10 @@ impl tower_service::Service<http::Uri> for UpstreamConnector {
         Box::pin(async move {
             match tokio::time::timeout(timeout, connect(uri)).await {
                 Ok(result) => result.map(TokioIo::new),
-                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connecting to the upstream timed out")),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connecting to the upstream timed out",
+                )),
             }
         })
     }
@@ -82,7 +86,11 @@ impl Connection for UpstreamStream {
 }
 
 impl AsyncRead for UpstreamStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             UpstreamStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
@@ -91,7 +99,11 @@ impl AsyncRead for UpstreamStream {
 }
 
 impl AsyncWrite for UpstreamStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             UpstreamStream::Unix(s) => Pin::new(s).poll_write(cx, buf),

@@ -62,13 +62,19 @@ impl Forwarder {
         upgrade: bool,
     ) -> Result<Response<Incoming>, Response<Body>> {
         let (mut parts, body) = req.into_parts();
-        let host = parts
-            .headers
-            .get(HOST)
-            .cloned()
-            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-        headers::set_forwarded(&mut parts.headers, origin.client, origin.proto, host.as_ref());
+        headers::set_forwarded(
+            &mut parts.headers,
+            origin.client,
+            origin.proto,
+            host.as_ref(),
+        );
         if let Some(host) = host {
             parts.headers.insert(HOST, host);
         }
@@ -78,7 +84,10 @@ impl Forwarder {
         parts.version = Version::HTTP_11;
         let request = Request::from_parts(parts, body);
         match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
-            Err(_) => Err(error_response(StatusCode::GATEWAY_TIMEOUT, "the upstream did not answer in time")),
+            Err(_) => Err(error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the upstream did not answer in time",
+            )),
             Ok(Ok(mut response)) => {
                 let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
                 headers::strip_hop_by_hop(response.headers_mut(), switching);
@@ -91,12 +100,22 @@ impl Forwarder {
 
 /// 504 when the upstream timed out, 502 for everything else that went wrong on its side.
 fn upstream_error(e: hyper_util::client::legacy::Error, upstream: &Upstream) -> Response<Body> {
-    let timed_out = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-        .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut));
-    let what = if e.is_connect() { "cannot connect to" } else { "failed talking to" };
+    let timed_out =
+        std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source()).any(|e| {
+            e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        });
+    let what = if e.is_connect() {
+        "cannot connect to"
+    } else {
+        "failed talking to"
+    };
     tracing::warn!(%upstream, error = ?e, "{what} upstream");
     if timed_out {
-        error_response(StatusCode::GATEWAY_TIMEOUT, "the upstream did not answer in time")
+        error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the upstream did not answer in time",
+        )
     } else {
         error_response(StatusCode::BAD_GATEWAY, "the upstream is unreachable")
     }

@@ -18,7 +18,8 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Whether the request asks for an HTTP/1.1 protocol upgrade (WebSocket).
 pub(crate) fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE) && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+    headers.contains_key(UPGRADE)
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -51,7 +52,12 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 }
 
 /// Sets `X-Forwarded-For`, `-Proto` and `-Host`, replacing anything the client sent.
-pub(crate) fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: Option<&HeaderValue>) {
+pub(crate) fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    proto: &'static str,
+    host: Option<&HeaderValue>,
+) {
     headers.insert(
         "x-forwarded-for",
         HeaderValue::from_str(&client.to_string()).expect("an IP address is a valid header value"),
@@ -91,7 +97,11 @@ mod tests {
 
     #[test]
     fn keeps_an_upgrade_through() {
-        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]);
+        let mut h = map(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "k"),
+        ]);
         assert!(wants_upgrade(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
@@ -102,8 +112,17 @@ mod tests {
 
     #[test]
     fn forwarded_headers_replace_the_clients() {
-        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "gopher"), ("x-forwarded-host", "evil")]);
-        set_forwarded(&mut h, "127.0.0.2".parse().unwrap(), "https", Some(&HeaderValue::from_static("a.test")));
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "gopher"),
+            ("x-forwarded-host", "evil"),
+        ]);
+        set_forwarded(
+            &mut h,
+            "127.0.0.2".parse().unwrap(),
+            "https",
+            Some(&HeaderValue::from_static("a.test")),
+        );
         assert_eq!(h["x-forwarded-for"], "127.0.0.2");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "a.test");

@@ -92,7 +92,12 @@ pub(crate) async fn serve_https(
 ) {
     let builder = Arc::new(http_builder(&limits));
     accept_loop(listener, &limits, &shutdown, &tracker, |stream, peer| {
-        let (edge, config, builder, shutdown) = (edge.clone(), config.clone(), builder.clone(), shutdown.clone());
+        let (edge, config, builder, shutdown) = (
+            edge.clone(),
+            config.clone(),
+            builder.clone(),
+            shutdown.clone(),
+        );
         let handshake_timeout = limits.handshake_timeout;
         async move {
             let accepted = tokio::time::timeout(
@@ -133,7 +138,10 @@ pub(crate) async fn serve_http(
     accept_loop(listener, &limits, &shutdown, &tracker, |stream, peer| {
         let (edge, builder, shutdown) = (edge.clone(), builder.clone(), shutdown.clone());
         async move {
-            let conn = Arc::new(Conn { peer, tls_name: None });
+            let conn = Arc::new(Conn {
+                peer,
+                tls_name: None,
+            });
             serve_connection(stream, edge, conn, &builder, shutdown).await;
         }
     })

@@ -50,33 +50,47 @@ pub(crate) struct Conn {
 pub(crate) fn error_response(status: StatusCode, message: &str) -> Response<Body> {
     let mut response = Response::new(full(format!("{message}\n")));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
 fn full(text: String) -> Body {
-    Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed()
+    Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Answers one request.
-pub(crate) async fn handle(edge: Arc<Edge>, conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(
+    edge: Arc<Edge>,
+    conn: Arc<Conn>,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
     let https = conn.tls_name.is_some();
     let host = match route::request_host(&req) {
         Some(host) => host,
         // HTTP/1.0 has no Host: the connection's TLS name is the best statement of intent.
-        None if https && req.version() == Version::HTTP_10 => conn.tls_name.clone().unwrap_or_default(),
+        None if https && req.version() == Version::HTTP_10 => {
+            conn.tls_name.clone().unwrap_or_default()
+        }
         None => return error_response(StatusCode::BAD_REQUEST, "the request names no host"),
     };
     let snapshot = edge.snapshot.load();
     let Some(site) = snapshot.site(&host) else {
         return if https {
-            error_response(StatusCode::MISDIRECTED_REQUEST, "no site is served under this name")
+            error_response(
+                StatusCode::MISDIRECTED_REQUEST,
+                "no site is served under this name",
+            )
         } else {
             error_response(StatusCode::NOT_FOUND, "no site is served under this name")
         };
@@ -89,7 +103,10 @@ pub(crate) async fn handle(edge: Arc<Edge>, conn: Arc<Conn>, mut req: Request<In
             _ => false,
         };
         if !same_cert {
-            return error_response(StatusCode::MISDIRECTED_REQUEST, "this connection does not serve that name");
+            return error_response(
+                StatusCode::MISDIRECTED_REQUEST,
+                "this connection does not serve that name",
+            );
         }
     } else if site.has_valid_cert(now()) {
         return redirect_to_https(&req, &host, edge.https_port);
@@ -104,7 +121,11 @@ pub(crate) async fn handle(edge: Arc<Edge>, conn: Arc<Conn>, mut req: Request<In
     if upgrade::is_h2_websocket(&req) {
         let client_upgrade = hyper::upgrade::on(&mut req);
         let upstream_req = upgrade::h1_request_for_h2_websocket(req);
-        return match edge.forwarder.send(upstream_req, &site.upstream, &origin, true).await {
+        return match edge
+            .forwarder
+            .send(upstream_req, &site.upstream, &origin, true)
+            .await
+        {
             Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 let answer = upgrade::h2_response_for_switch(&response);
                 upgrade::tunnel(client_upgrade, hyper::upgrade::on(&mut response));
@@ -120,9 +141,15 @@ pub(crate) async fn handle(edge: Arc<Edge>, conn: Arc<Conn>, mut req: Request<In
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let req = req.map(Either::Left);
-    match edge.forwarder.send(req, &site.upstream, &origin, upgrade).await {
+    match edge
+        .forwarder
+        .send(req, &site.upstream, &origin, upgrade)
+        .await
+    {
         Ok(mut response) => {
-            if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
+            if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) =
+                (client_upgrade, response.status())
+            {
                 upgrade::tunnel(client, hyper::upgrade::on(&mut response));
             }
             forward::stream_back(response)
@@ -134,8 +161,15 @@ pub(crate) async fn handle(edge: Arc<Edge>, conn: Arc<Conn>, mut req: Request<In
 /// `308 Permanent Redirect` to the same URL over HTTPS.
 fn redirect_to_https<B>(req: &Request<B>, host: &str, https_port: u16) -> Response<Body> {
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
-    let mut response = error_response(StatusCode::PERMANENT_REDIRECT, "this site is served over HTTPS");
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let mut response = error_response(
+        StatusCode::PERMANENT_REDIRECT,
+        "this site is served over HTTPS",
+    );
     match HeaderValue::from_str(&format!("https://{host}{port}{path}")) {
         Ok(location) => {
             response.headers_mut().insert(LOCATION, location);

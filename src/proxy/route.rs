@@ -56,7 +56,11 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(request_host(&req).as_deref(), Some("a.test"));
-        let req = Request::builder().uri("/x").header(HOST, "B.test:80").body(()).unwrap();
+        let req = Request::builder()
+            .uri("/x")
+            .header(HOST, "B.test:80")
+            .body(())
+            .unwrap();
         assert_eq!(request_host(&req).as_deref(), Some("b.test"));
         let req = Request::builder().uri("/x").body(()).unwrap();
         assert_eq!(request_host(&req), None);

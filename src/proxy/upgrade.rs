@@ -27,8 +27,12 @@ pub(crate) fn h1_request_for_h2_websocket(req: Request<Incoming>) -> Request<Ups
     parts.method = Method::GET;
     let key: [u8; 16] = rand::random();
     let key = base64::engine::general_purpose::STANDARD.encode(key);
-    parts.headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    parts.headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    parts
+        .headers
+        .insert(UPGRADE, HeaderValue::from_static("websocket"));
+    parts
+        .headers
+        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
     parts.headers.insert(
         "sec-websocket-key",
         HeaderValue::from_str(&key).expect("base64 is a valid header value"),

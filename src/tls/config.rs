@@ -35,7 +35,11 @@ pub(crate) fn server_config(
             TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
             TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
         ],
-        kx_groups: vec![ring::kx_group::X25519, ring::kx_group::SECP256R1, ring::kx_group::SECP384R1],
+        kx_groups: vec![
+            ring::kx_group::X25519,
+            ring::kx_group::SECP256R1,
+            ring::kx_group::SECP384R1,
+        ],
         ..ring::default_provider()
     };
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider))

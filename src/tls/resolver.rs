@@ -15,7 +15,10 @@ pub(super) struct SnapshotResolver {
 
 impl SnapshotResolver {
     pub(super) fn new(snapshot: Arc<ArcSwap<Snapshot>>, default_sni: Option<String>) -> Self {
-        SnapshotResolver { snapshot, default_sni }
+        SnapshotResolver {
+            snapshot,
+            default_sni,
+        }
     }
 }
 

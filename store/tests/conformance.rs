@@ -157,7 +157,9 @@ async fn sled_keeps_everything_across_reopen_and_locks_out_a_second_process() {
     let store = SledStore::open(dir.path()).unwrap();
     assert_eq!(store.cert(&cert.domain).await.unwrap(), Some(cert));
     assert_eq!(store.sites().await.unwrap().len(), 1);
-    let second = SledStore::open(dir.path()).err().expect("a second opener must be refused");
+    let second = SledStore::open(dir.path())
+        .err()
+        .expect("a second opener must be refused");
     assert!(matches!(second, StoreError::Locked(_)), "{second}");
 }
 

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 pub fn wait_until(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting until {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting until {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -27,7 +30,10 @@ where
 {
     let deadline = Instant::now() + within;
     while !condition().await {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting until {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -38,7 +44,10 @@ pub fn require(tool: &str, package: &str) {
         .args(["-c", &format!("command -v {tool}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(found, "`{tool}` is missing: install it with `apt-get install -y {package}`");
+    assert!(
+        found,
+        "`{tool}` is missing: install it with `apt-get install -y {package}`"
+    );
 }
 
 /// A running `porter serve` on ephemeral loopback ports.
@@ -63,7 +72,15 @@ impl Porter {
         let child = Command::new(porter_bin())
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--https",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env("PORTER_LOG", "info")
             .stdout(Stdio::null())
@@ -72,13 +89,17 @@ impl Porter {
             .expect("spawn porter");
         let pid = child.id();
         let mut found = None;
-        wait_until(Duration::from_secs(15), "porter writes its discovery file", || {
-            found = std::fs::read(&discovery)
-                .ok()
-                .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
-                .filter(|v| v["pid"] == pid);
-            found.is_some()
-        });
+        wait_until(
+            Duration::from_secs(15),
+            "porter writes its discovery file",
+            || {
+                found = std::fs::read(&discovery)
+                    .ok()
+                    .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+                    .filter(|v| v["pid"] == pid);
+                found.is_some()
+            },
+        );
         let d = found.unwrap();
         Porter {
             child,
@@ -118,7 +139,10 @@ impl Porter {
 
     /// SIGTERM, and wait for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
-        Command::new("kill").arg(self.child.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         self.child.wait().unwrap()
     }
 }
@@ -177,9 +201,19 @@ impl Backend {
             .spawn()
             .expect("spawn python3 backend");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let value = line.trim().strip_prefix("ready ").expect("backend says ready").to_owned();
-        let addr = if value.starts_with('/') { value } else { format!("127.0.0.1:{value}") };
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let value = line
+            .trim()
+            .strip_prefix("ready ")
+            .expect("backend says ready")
+            .to_owned();
+        let addr = if value.starts_with('/') {
+            value
+        } else {
+            format!("127.0.0.1:{value}")
+        };
         Backend { child, addr }
     }
 }
@@ -228,7 +262,9 @@ impl TestCa {
         let n = self.issued.get() + 1;
         self.issued.set(n);
         let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
         params.serial_number = Some(rcgen::SerialNumber::from(u64::from(n) + 1000));
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).unwrap();
@@ -242,7 +278,8 @@ impl TestCa {
     /// A rustls client that trusts this CA and offers `alpn`.
     pub fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        let der = rustls_pki_types::CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap();
+        let der =
+            rustls_pki_types::CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap();
         roots.add(der).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -278,7 +315,11 @@ pub async fn tls_connect_as(
 }
 
 /// Connects to `addr` with SNI `name`.
-pub async fn tls_connect(config: Arc<rustls::ClientConfig>, addr: SocketAddr, name: &str) -> std::io::Result<TlsStream> {
+pub async fn tls_connect(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    name: &str,
+) -> std::io::Result<TlsStream> {
     tls_connect_as(config, addr, name, true).await
 }
 
@@ -302,7 +343,9 @@ pub async fn request(
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let io = TokioIo::new(stream);
     let response = if h2 {
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         sender.send_request(req).await.unwrap()
     } else {
@@ -334,6 +377,13 @@ pub async fn https_get(
 /// Runs curl with `args`; returns (exit success, stdout).
 pub fn curl(args: &[&str]) -> (bool, String) {
     require("curl", "curl");
-    let out = Command::new("curl").args(["-sS", "--max-time", "60"]).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs Porter's whole test suite on a Debian machine: installs the Debian packages the tests
+# talk to when they are missing, then checks formatting and lints and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package that provides it
+needs=(
+  "curl curl"
+  "openssl openssl"
+  "python3 python3"
+)
+missing=()
+for pair in "${needs[@]}"; do
+  set -- $pair
+  command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing missing packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install the Rust toolchain (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

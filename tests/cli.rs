@@ -1,0 +1,302 @@
+//! The CLI and admin API through the real binary: bad input is refused with a clear error and
+//! changes nothing (with and without a running server), `kill -9` loses no committed change,
+//! bind errors name their flag, and the admin API wants its token.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+fn state(data: &Path) -> (String, String) {
+    (
+        ok(data, &["--json", "site", "list"]),
+        ok(data, &["--json", "cert", "list"]),
+    )
+}
+
+/// Runs a command that must fail; returns its stderr.
+fn refused(data: &Path, args: &[&str]) -> String {
+    let out = cli(data, args);
+    assert!(!out.status.success(), "porter {args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn check_bad_input_changes_nothing(data: &Path, ca: &TestCa, upstream: &str) {
+    let (chain, key) = ca.issue(&["a.test"]);
+    let (_, other_key) = ca.issue(&["a.test"]);
+    let (b_chain, b_key) = ca.issue(&["b.test"]);
+    let garbage = data.parent().unwrap().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let p = |p: &Path| p.to_str().unwrap().to_owned();
+    ok(data, &["site", "add", "a.test", "--upstream", upstream]);
+    ok(
+        data,
+        &[
+            "cert",
+            "import",
+            "a.test",
+            "--cert",
+            &p(&chain),
+            "--key",
+            &p(&key),
+        ],
+    );
+    let before = state(data);
+
+    for (args, says) in [
+        (
+            vec!["site", "add", "a..test", "--upstream", upstream],
+            "invalid domain name",
+        ),
+        (
+            vec!["site", "add", "127.0.0.1", "--upstream", upstream],
+            "IP addresses",
+        ),
+        (
+            vec!["site", "add", "x.test:443", "--upstream", upstream],
+            "no port",
+        ),
+        (
+            vec!["site", "add", "a.*.test", "--upstream", upstream],
+            "leftmost label",
+        ),
+        (
+            vec!["site", "add", "b.test", "--upstream", "127.0.0.1"],
+            "invalid upstream",
+        ),
+        (
+            vec!["site", "add", "b.test", "--upstream", "127.0.0.1:1"],
+            "unreachable",
+        ),
+        (
+            vec!["site", "add", "a.test", "--upstream", upstream],
+            "already exists",
+        ),
+        (vec!["site", "remove", "nope.test"], "does not exist"),
+        (
+            vec![
+                "cert",
+                "import",
+                "a.test",
+                "--cert",
+                &p(&garbage),
+                "--key",
+                &p(&key),
+            ],
+            "not valid PEM",
+        ),
+        (
+            vec![
+                "cert",
+                "import",
+                "a.test",
+                "--cert",
+                &p(&chain),
+                "--key",
+                &p(&other_key),
+            ],
+            "does not match",
+        ),
+        (
+            vec![
+                "cert",
+                "import",
+                "a.test",
+                "--cert",
+                &p(&b_chain),
+                "--key",
+                &p(&b_key),
+            ],
+            "does not cover a.test",
+        ),
+        (
+            vec![
+                "cert",
+                "import",
+                "b.test",
+                "--cert",
+                &p(&b_chain),
+                "--key",
+                &p(&b_key),
+            ],
+            "add the site before",
+        ),
+    ] {
+        let stderr = refused(data, &args);
+        assert!(
+            stderr.contains(says),
+            "porter {args:?}: {stderr:?} should say {says:?}"
+        );
+    }
+    assert_eq!(
+        state(data),
+        before,
+        "refused commands must leave the store unchanged"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing_with_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    let porter = Porter::start(&dir.path().join("data"), &[]);
+    check_bad_input_changes_nothing(&porter.data_dir, &ca, &backend.addr);
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    check_bad_input_changes_nothing(&dir.path().join("data"), &ca, &backend.addr);
+}
+
+#[test]
+fn kill_9_loses_no_committed_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    let data = dir.path().join("data");
+    let porter = Porter::start(&data, &[]);
+    for i in 0..20 {
+        porter.ok(&[
+            "site",
+            "add",
+            &format!("s{i}.test"),
+            "--upstream",
+            &backend.addr,
+        ]);
+    }
+    let (chain, key) = ca.issue(&["s0.test"]);
+    porter.ok(&[
+        "cert",
+        "import",
+        "s0.test",
+        "--cert",
+        chain.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    porter.ok(&["site", "remove", "s19.test"]);
+    let before = state(&data);
+    porter.kill9();
+
+    // The stale discovery file points at nothing: the CLI falls back to the store itself.
+    assert_eq!(state(&data), before);
+    let porter = Porter::start(&data, &[]);
+    assert_eq!(state(&data), before);
+    let listed = porter.ok(&["site", "list"]);
+    assert_eq!(listed.lines().count(), 1 + 19, "{listed}");
+    let (status, ..) = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(https_get(ca.client(&[b"h2"]), porter.https, "s0.test", "/"))
+        .unwrap();
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn changes_made_without_a_server_are_served_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start();
+    let data = dir.path().join("data");
+    ok(
+        &data,
+        &["site", "add", "offline.test", "--upstream", &backend.addr],
+    );
+    let porter = Porter::start(&data, &[]);
+    let (_, body) = curl(&[
+        "-H",
+        "Host: offline.test",
+        &format!("http://{}/", porter.http),
+    ]);
+    assert_eq!(body, "hello from backend /");
+    // With the server running, the CLI goes through its admin API (sled allows one process).
+    ok(&data, &["site", "remove", "offline.test"]);
+    wait_until(Duration::from_secs(1), "the removal is live", || {
+        curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: offline.test",
+            &format!("http://{}/", porter.http),
+        ])
+        .1 == "404"
+    });
+}
+
+#[test]
+fn a_port_that_cannot_be_bound_is_named_by_its_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for flag in ["--http", "--https", "--admin"] {
+        let mut args = vec![
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ];
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = &addr;
+        let stderr = refused(&dir.path().join("data"), &args);
+        assert!(
+            stderr.contains(&format!("cannot bind {flag} {addr}")),
+            "{stderr}"
+        );
+    }
+    let stderr = refused(
+        &dir.path().join("data"),
+        &["serve", "--admin", "0.0.0.0:2019"],
+    );
+    assert!(stderr.contains("only on loopback"), "{stderr}");
+}
+
+#[test]
+fn admin_api_requires_the_token_and_keeps_it_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let porter = Porter::start(&dir.path().join("data"), &[]);
+    let token_file = porter.data_dir.join("admin.token");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let url = format!("http://{}/v1/sites", porter.admin);
+    let (_, code) = curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]);
+    assert_eq!(code, "401");
+    let (_, code) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Authorization: Bearer wrong",
+        &url,
+    ]);
+    assert_eq!(code, "401");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let (_, body) = curl(&["-H", &format!("Authorization: Bearer {token}"), &url]);
+    assert_eq!(body, "[]");
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let porter = Porter::start(&dir.path().join("data"), &[]);
+    let data = porter.data_dir.clone();
+    let status = porter.stop();
+    assert!(status.success(), "{status}");
+    assert!(
+        !data.join("admin.json").exists(),
+        "the discovery file is removed at shutdown"
+    );
+}

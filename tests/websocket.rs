@@ -1,0 +1,124 @@
+//! WebSocket through Porter to a real WebSocket echo server (tokio-tungstenite): an HTTP/1.1
+//! `Upgrade`, and RFC 8441 extended CONNECT over HTTP/2 sent by hyper's HTTP/2 client.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// An echo server on an ephemeral loopback port; returns its address.
+async fn echo_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn echo_round_trips<S>(ws: &mut WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    for i in 0..20 {
+        let text = format!("message {i}");
+        ws.send(Message::text(text.clone())).await.unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed, Message::text(text));
+    }
+    let big = vec![7u8; 1 << 20];
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed.into_data().as_ref(), &big[..]);
+}
+
+async fn setup() -> (tempfile::TempDir, TestCa, Porter) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let upstream = echo_server().await;
+    let porter = Porter::start(&dir.path().join("data"), &[]);
+    porter.ok(&["site", "add", "ws.test", "--upstream", &upstream]);
+    let (chain, key) = ca.issue(&["ws.test"]);
+    porter.ok(&[
+        "cert",
+        "import",
+        "ws.test",
+        "--cert",
+        chain.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    let client = ca.client(&[b"http/1.1"]);
+    eventually(Duration::from_secs(2), "ws.test is served", || async {
+        tls_connect(client.clone(), porter.https, "ws.test")
+            .await
+            .is_ok()
+    })
+    .await;
+    (dir, ca, porter)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_over_http1_upgrade() {
+    let (_dir, ca, porter) = setup().await;
+    let stream = tls_connect(ca.client(&[b"http/1.1"]), porter.https, "ws.test")
+        .await
+        .unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async("wss://ws.test/chat", stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    echo_round_trips(&mut ws).await;
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_over_http2_extended_connect() {
+    let (_dir, ca, porter) = setup().await;
+    let stream = tls_connect(ca.client(&[b"h2"]), porter.https, "ws.test")
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri("https://ws.test/chat")
+        .header("sec-websocket-version", "13")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let mut response = sender.send_request(req).await.unwrap();
+    assert_eq!(response.status(), 200, "RFC 8441 section 5: success is 200");
+    let upgraded = hyper::upgrade::on(&mut response).await.unwrap();
+    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+    echo_round_trips(&mut ws).await;
+}
