@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 /// Porter: a TLS edge for hosting platforms.
 #[derive(Debug, Parser)]
-#[command(name = "porter", version, about)]
+#[command(name = "porter", version, about, args_override_self = true)]
 pub(crate) struct Cli {
     /// Where the store, the admin token and the discovery file live.
     #[arg(

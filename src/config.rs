@@ -46,7 +46,8 @@ pub(crate) struct ServeArgs {
     /// Time to connect to an upstream before answering 504.
     #[arg(long, env = "PORTER_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = seconds)]
     pub(crate) upstream_connect_timeout: Duration,
-    /// Time to wait for an upstream's response headers before answering 504.
+    /// Time to wait for an upstream's response headers (then 504), and for body data in either
+    /// direction (then the exchange is aborted).
     #[arg(long, env = "PORTER_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = seconds)]
     pub(crate) upstream_timeout: Duration,
     /// Time open connections get to finish at shutdown.

@@ -300,3 +300,18 @@ fn sigterm_shuts_down_cleanly() {
         "the discovery file is removed at shutdown"
     );
 }
+
+#[test]
+fn the_admin_api_can_listen_on_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start();
+    let socket = dir.path().join("admin.sock");
+    let admin = format!("unix:{}", socket.display());
+    // The harness passes --admin on TCP first; the later flag wins.
+    let porter = Porter::start(&dir.path().join("data"), &["--admin", &admin]);
+    assert_eq!(porter.admin, admin);
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    porter.ok(&["site", "add", "u.test", "--upstream", &backend.addr]);
+    assert!(porter.ok(&["site", "list"]).contains("u.test"));
+}

@@ -3,6 +3,7 @@
 
 use super::connector::{self, UpstreamConnector};
 use super::headers;
+use super::idle::IdleTimeout;
 use super::{error_response, Body};
 use bytes::Bytes;
 use http::header::HOST;
@@ -17,12 +18,13 @@ use std::time::Duration;
 
 /// What a request to an upstream carries: the client's streamed body, or nothing (a WebSocket
 /// handshake translated from HTTP/2).
-pub(crate) type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+pub(crate) type UpstreamBody = Either<IdleTimeout<Incoming>, Empty<Bytes>>;
 
 /// The pooled upstream client and its deadlines.
 pub(crate) struct Forwarder {
     client: Client<UpstreamConnector, UpstreamBody>,
-    response_timeout: Duration,
+    /// For the upstream's response headers, and for body data in either direction.
+    timeout: Duration,
 }
 
 /// Who is asking, as far as the upstream needs to know.
@@ -34,9 +36,9 @@ pub(crate) struct Origin {
 }
 
 impl Forwarder {
-    /// A client that gives up connecting after `connect_timeout` and waiting for response
-    /// headers after `response_timeout`.
-    pub(crate) fn new(connect_timeout: Duration, response_timeout: Duration) -> Self {
+    /// A client that gives up connecting after `connect_timeout`, and waiting for response
+    /// headers or for body data after `timeout`.
+    pub(crate) fn new(connect_timeout: Duration, timeout: Duration) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -46,10 +48,18 @@ impl Forwarder {
             .build(UpstreamConnector {
                 timeout: connect_timeout,
             });
-        Forwarder {
-            client,
-            response_timeout,
-        }
+        Forwarder { client, timeout }
+    }
+
+    /// The client's request body, bounded by the idle deadline.
+    pub(crate) fn client_body(&self, body: Incoming) -> UpstreamBody {
+        Either::Left(IdleTimeout::new(body, self.timeout))
+    }
+
+    /// A streamed upstream response as the body type Porter answers with, bounded by the idle
+    /// deadline.
+    pub(crate) fn stream_back(&self, response: Response<Incoming>) -> Response<Body> {
+        response.map(|body| IdleTimeout::new(body, self.timeout).boxed())
     }
 
     /// Rewrites `req` for `upstream` (absolute URI, HTTP/1.1, hop-by-hop headers out,
@@ -83,7 +93,7 @@ impl Forwarder {
             .map_err(|_| error_response(StatusCode::BAD_REQUEST, "bad request target"))?;
         parts.version = Version::HTTP_11;
         let request = Request::from_parts(parts, body);
-        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
             Err(_) => Err(error_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 "the upstream did not answer in time",
@@ -119,9 +129,4 @@ fn upstream_error(e: hyper_util::client::legacy::Error, upstream: &Upstream) -> 
     } else {
         error_response(StatusCode::BAD_GATEWAY, "the upstream is unreachable")
     }
-}
-
-/// A streamed upstream response as the body type Porter answers with.
-pub(crate) fn stream_back(response: Response<Incoming>) -> Response<Body> {
-    response.map(|body| body.boxed())
 }

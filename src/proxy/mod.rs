@@ -4,6 +4,7 @@
 mod connector;
 mod forward;
 mod headers;
+mod idle;
 mod listener;
 mod route;
 mod upgrade;
@@ -17,14 +18,14 @@ use bytes::Bytes;
 use forward::Origin;
 use http::header::{CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The body of every response Porter sends.
-pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, idle::BoxError>;
 
 /// What every connection shares: the current snapshot and the upstream client.
 pub(crate) struct Edge {
@@ -131,7 +132,7 @@ pub(crate) async fn handle(
                 upgrade::tunnel(client_upgrade, hyper::upgrade::on(&mut response));
                 answer.map(|()| full(String::new()))
             }
-            Ok(response) => forward::stream_back(response),
+            Ok(response) => edge.forwarder.stream_back(response),
             Err(error) => error,
         };
     }
@@ -140,7 +141,7 @@ pub(crate) async fn handle(
     }
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let req = req.map(Either::Left);
+    let req = req.map(|body| edge.forwarder.client_body(body));
     match edge
         .forwarder
         .send(req, &site.upstream, &origin, upgrade)
@@ -152,7 +153,7 @@ pub(crate) async fn handle(
             {
                 upgrade::tunnel(client, hyper::upgrade::on(&mut response));
             }
-            forward::stream_back(response)
+            edge.forwarder.stream_back(response)
         }
         Err(error) => error,
     }

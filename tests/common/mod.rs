@@ -69,7 +69,7 @@ impl Porter {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Porter {
         let discovery = data_dir.join("admin.json");
         let _ = std::fs::remove_file(&discovery);
-        let child = Command::new(porter_bin())
+        let mut child = Command::new(porter_bin())
             .arg("--data-dir")
             .arg(data_dir)
             .args([
