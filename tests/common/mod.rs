@@ -93,6 +93,9 @@ impl Porter {
             Duration::from_secs(15),
             "porter writes its discovery file",
             || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("porter serve exited with {status} before it was ready");
+                }
                 found = std::fs::read(&discovery)
                     .ok()
                     .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
