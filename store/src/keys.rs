@@ -1,8 +1,8 @@
 //! The whole key schema of the embedded database in one place.
 //!
-//! One sled tree per kind of record, keyed by the site's domain name; values are JSON. Later kinds
-//! (ACME accounts and order state, OCSP responses, challenge tokens, TLS ticket keys) get trees of
-//! their own here, and a change of any value's shape bumps [`SCHEMA_VERSION`].
+//! One sled tree per kind of record; values are JSON. Later kinds (OCSP responses, TLS ticket
+//! keys) get trees of their own here, and an incompatible change of any value's shape bumps
+//! [`SCHEMA_VERSION`] (a new optional field with a serde default does not).
 
 /// Tree of store-wide facts.
 pub(crate) const META: &str = "meta";
@@ -14,3 +14,11 @@ pub(crate) const SCHEMA_VERSION: u32 = 1;
 pub(crate) const SITES: &str = "sites";
 /// Tree of [`crate::CertRecord`] records, keyed by the domain of the site they serve.
 pub(crate) const CERTS: &str = "certs";
+/// Tree of [`crate::AcmeAccount`] records, keyed by directory URL.
+pub(crate) const ACME_ACCOUNTS: &str = "acme_accounts";
+/// Tree of [`crate::AcmeState`] records, keyed by domain.
+pub(crate) const ACME_STATES: &str = "acme_states";
+/// Tree of [`crate::Http01Challenge`] records, keyed by token.
+pub(crate) const HTTP01: &str = "challenges_http01";
+/// Tree of [`crate::TlsAlpnChallenge`] records, keyed by domain.
+pub(crate) const TLS_ALPN01: &str = "challenges_tls_alpn01";

@@ -22,7 +22,10 @@ mod upstream;
 
 pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
-pub use model::{CertRecord, CertSource, PrivateKey, Site, Target};
+pub use model::{
+    AcmeAccount, AcmeState, AriWindow, CertRecord, CertSource, Http01Challenge, PendingOrder, PrivateKey,
+    SecretText, Site, Target, TlsAlpnChallenge,
+};
 pub use sled_store::SledStore;
 pub use upstream::Upstream;
 
@@ -35,6 +38,8 @@ pub enum Change {
     Site(DomainName),
     /// The certificate of this site was stored or removed.
     Cert(DomainName),
+    /// The ACME state of this site changed (including an operator's renewal request).
+    Acme(DomainName),
 }
 
 /// The persistence interface every backend implements; the conformance suite in
@@ -58,6 +63,29 @@ pub trait Store: Send + Sync + 'static {
     /// Stores (or replaces) the certificate of an existing site; fails with
     /// [`StoreError::NotFound`] when there is no such site.
     async fn put_cert(&self, cert: CertRecord) -> Result<(), StoreError>;
+    /// The ACME account for a CA directory, if one was created.
+    async fn account(&self, directory: &str) -> Result<Option<AcmeAccount>, StoreError>;
+    /// Stores (or replaces) the account for its directory.
+    async fn put_account(&self, account: AcmeAccount) -> Result<(), StoreError>;
+    /// The ACME state of the site `domain`, if any.
+    async fn acme_state(&self, domain: &DomainName) -> Result<Option<AcmeState>, StoreError>;
+    /// Every site's ACME state, ordered by domain.
+    async fn acme_states(&self) -> Result<Vec<(DomainName, AcmeState)>, StoreError>;
+    /// Stores the ACME state of an existing site; fails with [`StoreError::NotFound`] otherwise.
+    async fn put_acme_state(&self, domain: &DomainName, state: AcmeState) -> Result<(), StoreError>;
+    /// Stores a certificate obtained over ACME and the site's new ACME state together; fails
+    /// with [`StoreError::NotFound`] when the site was removed meanwhile.
+    async fn put_issued(&self, cert: CertRecord, state: AcmeState) -> Result<(), StoreError>;
+    /// Stores an HTTP-01 challenge response.
+    async fn put_http01(&self, challenge: Http01Challenge) -> Result<(), StoreError>;
+    /// The HTTP-01 challenge response for `token`, if any.
+    async fn http01(&self, token: &str) -> Result<Option<Http01Challenge>, StoreError>;
+    /// Stores a TLS-ALPN-01 challenge certificate.
+    async fn put_tls_alpn(&self, challenge: TlsAlpnChallenge) -> Result<(), StoreError>;
+    /// The TLS-ALPN-01 challenge certificate for `domain`, if any.
+    async fn tls_alpn(&self, domain: &DomainName) -> Result<Option<TlsAlpnChallenge>, StoreError>;
+    /// Removes every challenge of `domain`.
+    async fn remove_challenges(&self, domain: &DomainName) -> Result<(), StoreError>;
     /// A receiver of every change committed from now on. A receiver that lags behind gets
     /// `RecvError::Lagged` and must re-read everything.
     fn subscribe(&self) -> broadcast::Receiver<Change>;

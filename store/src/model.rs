@@ -13,6 +13,13 @@ pub struct Site {
     pub domain: DomainName,
     /// Where its requests go.
     pub target: Target,
+    /// Whether Porter obtains its certificate over ACME (unless one is imported).
+    #[serde(default = "yes")]
+    pub acme: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a site's requests are handed to.
@@ -131,4 +138,112 @@ impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PrivateKey({:?}, <redacted>)", self.format)
     }
+}
+
+/// Secret text kept as is (ACME account credentials). Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    /// Wraps a secret.
+    pub fn new(secret: String) -> Self {
+        SecretText(secret)
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretText(<redacted>)")
+    }
+}
+
+/// An ACME account at one CA directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AcmeAccount {
+    /// The directory URL, which names the CA.
+    pub directory: String,
+    /// The account's credentials (key and URL) as the ACME client serialises them.
+    pub credentials: SecretText,
+    /// Contact URIs given at creation.
+    pub contact: Vec<String>,
+}
+
+/// Where a site stands with ACME: derived schedule inputs, failures, and the order in flight.
+/// Kept in the store so that a restart (or another edge) continues where this one stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct AcmeState {
+    /// Consecutive failed attempts (0 after a success).
+    pub attempts: u32,
+    /// The last failure, as the operator should read it.
+    pub last_error: Option<String>,
+    /// When the last attempt started (Unix seconds).
+    pub last_attempt: Option<i64>,
+    /// After a failure: no attempt before this time (Unix seconds).
+    pub retry_at: Option<i64>,
+    /// The challenge type that last worked for this site (`http-01` or `tls-alpn-01`).
+    pub challenge: Option<String>,
+    /// The order in flight, to be resumed after a crash.
+    pub pending: Option<PendingOrder>,
+    /// The operator asked for a renewal now.
+    pub force_renewal: bool,
+    /// The operator asked to revoke the current certificate (then replace it).
+    pub revoke: bool,
+    /// The CA's suggested renewal window (RFC 9773) for the current certificate.
+    pub ari: Option<AriWindow>,
+}
+
+/// An order that was created and not finished yet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingOrder {
+    /// The directory the order belongs to.
+    pub directory: String,
+    /// The order URL.
+    pub url: String,
+    /// The certificate key, stored before the CSR is sent so that a certificate issued while
+    /// Porter was down can still be used.
+    pub key: Option<PrivateKey>,
+}
+
+/// A renewal window suggested by the CA (RFC 9773), and when to ask again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AriWindow {
+    /// Serial (hex) of the certificate the window is for.
+    pub serial: String,
+    /// Window start (Unix seconds).
+    pub start: i64,
+    /// Window end (Unix seconds).
+    pub end: i64,
+    /// The moment picked inside the window (Unix seconds).
+    pub renew_at: i64,
+    /// When to fetch the window again (Unix seconds), from the CA's `Retry-After`.
+    pub next_check: i64,
+}
+
+/// An HTTP-01 challenge response, served at `/.well-known/acme-challenge/{token}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Http01Challenge {
+    /// The challenge token (the URL's last segment).
+    pub token: String,
+    /// The site being validated.
+    pub domain: DomainName,
+    /// The body to answer with.
+    pub key_authorization: String,
+}
+
+/// A TLS-ALPN-01 challenge certificate (RFC 8737), served to clients offering `acme-tls/1`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TlsAlpnChallenge {
+    /// The site being validated.
+    pub domain: DomainName,
+    /// The self-signed challenge certificate (DER).
+    #[serde(with = "b64::bytes")]
+    pub cert: Vec<u8>,
+    /// Its key.
+    pub key: PrivateKey,
 }

@@ -3,7 +3,9 @@
 
 use crate::error::StoreError;
 use crate::keys;
-use crate::{CertRecord, Change, DomainName, Site, Store};
+use crate::{
+    AcmeAccount, AcmeState, CertRecord, Change, DomainName, Http01Challenge, Site, Store, TlsAlpnChallenge,
+};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,10 @@ pub struct SledStore {
     db: sled::Db,
     sites: sled::Tree,
     certs: sled::Tree,
+    accounts: sled::Tree,
+    acme: sled::Tree,
+    http01: sled::Tree,
+    tls_alpn: sled::Tree,
     changes: broadcast::Sender<Change>,
 }
 
@@ -58,6 +64,10 @@ impl SledStore {
         Ok(SledStore {
             sites: db.open_tree(keys::SITES).map_err(backend)?,
             certs: db.open_tree(keys::CERTS).map_err(backend)?,
+            accounts: db.open_tree(keys::ACME_ACCOUNTS).map_err(backend)?,
+            acme: db.open_tree(keys::ACME_STATES).map_err(backend)?,
+            http01: db.open_tree(keys::HTTP01).map_err(backend)?,
+            tls_alpn: db.open_tree(keys::TLS_ALPN01).map_err(backend)?,
             changes: broadcast::channel(CHANGE_BUFFER).0,
             path,
             db,
@@ -76,6 +86,21 @@ impl SledStore {
             let _ = self.changes.send(change);
         }
         Ok(())
+    }
+}
+
+impl SledStore {
+    /// The HTTP-01 tokens of `domain` (a small tree: one entry per challenge in flight).
+    fn http01_tokens(&self, domain: &DomainName) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut tokens = Vec::new();
+        for entry in self.http01.iter() {
+            let (key, raw) = entry.map_err(backend)?;
+            let challenge: Http01Challenge = decode(keys::HTTP01, &key, &raw)?;
+            if &challenge.domain == domain {
+                tokens.push(key.to_vec());
+            }
+        }
+        Ok(tokens)
     }
 }
 
@@ -99,15 +124,15 @@ fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn get<T: serde::de::DeserializeOwned>(
-    tree: &sled::Tree,
-    name: &'static str,
-    key: &DomainName,
-) -> Result<Option<T>, StoreError> {
-    tree.get(key.as_str())
+fn get<T: serde::de::DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &str) -> Result<Option<T>, StoreError> {
+    tree.get(key)
         .map_err(backend)?
-        .map(|raw| decode(name, key.as_str().as_bytes(), &raw))
+        .map(|raw| decode(name, key.as_bytes(), &raw))
         .transpose()
+}
+
+fn not_found(what: &str, key: &str) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(StoreError::NotFound(format!("{what} {key}")))
 }
 
 fn list<T: serde::de::DeserializeOwned>(
@@ -132,7 +157,7 @@ fn tx_error(e: TransactionError<StoreError>) -> StoreError {
 #[async_trait::async_trait]
 impl Store for SledStore {
     async fn site(&self, domain: &DomainName) -> Result<Option<Site>, StoreError> {
-        get(&self.sites, keys::SITES, domain)
+        get(&self.sites, keys::SITES, domain.as_str())
     }
 
     async fn sites(&self) -> Result<Vec<Site>, StoreError> {
@@ -150,12 +175,16 @@ impl Store for SledStore {
 
     async fn remove_site(&self, domain: &DomainName) -> Result<(), StoreError> {
         let key = domain.as_str();
-        let had_cert = (&self.sites, &self.certs)
-            .transaction(|(sites, certs)| {
+        let tokens = self.http01_tokens(domain)?;
+        let had_cert = (&self.sites, &self.certs, &self.acme, &self.http01, &self.tls_alpn)
+            .transaction(|(sites, certs, acme, http01, tls_alpn)| {
                 if sites.remove(key)?.is_none() {
-                    return Err(ConflictableTransactionError::Abort(StoreError::NotFound(
-                        format!("site {key}"),
-                    )));
+                    return Err(not_found("site", key));
+                }
+                acme.remove(key)?;
+                tls_alpn.remove(key)?;
+                for token in &tokens {
+                    http01.remove(token.as_slice())?;
                 }
                 Ok(certs.remove(key)?.is_some())
             })
@@ -166,7 +195,7 @@ impl Store for SledStore {
     }
 
     async fn cert(&self, domain: &DomainName) -> Result<Option<CertRecord>, StoreError> {
-        get(&self.certs, keys::CERTS, domain)
+        get(&self.certs, keys::CERTS, domain.as_str())
     }
 
     async fn certs(&self) -> Result<Vec<CertRecord>, StoreError> {
@@ -179,15 +208,111 @@ impl Store for SledStore {
         (&self.sites, &self.certs)
             .transaction(|(sites, certs)| {
                 if sites.get(key)?.is_none() {
-                    return Err(ConflictableTransactionError::Abort(StoreError::NotFound(
-                        format!("site {key} (add the site before its certificate)"),
-                    )));
+                    return Err(not_found("site", &format!("{key} (add the site before its certificate)")));
                 }
                 certs.insert(key, value.as_slice())?;
                 Ok(())
             })
             .map_err(tx_error)?;
         self.commit([Change::Cert(cert.domain)]).await
+    }
+
+    async fn account(&self, directory: &str) -> Result<Option<AcmeAccount>, StoreError> {
+        get(&self.accounts, keys::ACME_ACCOUNTS, directory)
+    }
+
+    async fn put_account(&self, account: AcmeAccount) -> Result<(), StoreError> {
+        self.accounts
+            .insert(account.directory.as_bytes(), encode(&account))
+            .map_err(backend)?;
+        self.commit([]).await
+    }
+
+    async fn acme_state(&self, domain: &DomainName) -> Result<Option<AcmeState>, StoreError> {
+        get(&self.acme, keys::ACME_STATES, domain.as_str())
+    }
+
+    async fn acme_states(&self) -> Result<Vec<(DomainName, AcmeState)>, StoreError> {
+        self.acme
+            .iter()
+            .map(|entry| {
+                let (key, raw) = entry.map_err(backend)?;
+                let domain = DomainName::parse(&String::from_utf8_lossy(&key)).map_err(|e| StoreError::Corrupt {
+                    tree: keys::ACME_STATES,
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    reason: e.to_string(),
+                })?;
+                Ok((domain, decode(keys::ACME_STATES, &key, &raw)?))
+            })
+            .collect()
+    }
+
+    async fn put_acme_state(&self, domain: &DomainName, state: AcmeState) -> Result<(), StoreError> {
+        let key = domain.as_str();
+        let value = encode(&state);
+        (&self.sites, &self.acme)
+            .transaction(|(sites, acme)| {
+                if sites.get(key)?.is_none() {
+                    return Err(not_found("site", key));
+                }
+                acme.insert(key, value.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.commit([Change::Acme(domain.clone())]).await
+    }
+
+    async fn put_issued(&self, cert: CertRecord, state: AcmeState) -> Result<(), StoreError> {
+        let key = cert.domain.as_str();
+        let (cert_value, state_value) = (encode(&cert), encode(&state));
+        (&self.sites, &self.certs, &self.acme)
+            .transaction(|(sites, certs, acme)| {
+                if sites.get(key)?.is_none() {
+                    return Err(not_found("site", key));
+                }
+                certs.insert(key, cert_value.as_slice())?;
+                acme.insert(key, state_value.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.commit([Change::Cert(cert.domain.clone()), Change::Acme(cert.domain)])
+            .await
+    }
+
+    async fn put_http01(&self, challenge: Http01Challenge) -> Result<(), StoreError> {
+        self.http01
+            .insert(challenge.token.as_bytes(), encode(&challenge))
+            .map_err(backend)?;
+        self.commit([]).await
+    }
+
+    async fn http01(&self, token: &str) -> Result<Option<Http01Challenge>, StoreError> {
+        get(&self.http01, keys::HTTP01, token)
+    }
+
+    async fn put_tls_alpn(&self, challenge: TlsAlpnChallenge) -> Result<(), StoreError> {
+        self.tls_alpn
+            .insert(challenge.domain.as_str(), encode(&challenge))
+            .map_err(backend)?;
+        self.commit([]).await
+    }
+
+    async fn tls_alpn(&self, domain: &DomainName) -> Result<Option<TlsAlpnChallenge>, StoreError> {
+        get(&self.tls_alpn, keys::TLS_ALPN01, domain.as_str())
+    }
+
+    async fn remove_challenges(&self, domain: &DomainName) -> Result<(), StoreError> {
+        let tokens = self.http01_tokens(domain)?;
+        (&self.http01, &self.tls_alpn)
+            .transaction(|(http01, tls_alpn)| {
+                tls_alpn.remove(domain.as_str())?;
+                for token in &tokens {
+                    http01.remove(token.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.commit([]).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

@@ -2,8 +2,8 @@
 //! sled backend's own durability and schema checks.
 
 use porter_store::{
-    CertRecord, CertSource, Change, DomainName, InvalidInput, Site, SledStore, Store, StoreError,
-    Target, Upstream,
+    AcmeAccount, AcmeState, CertRecord, CertSource, Change, DomainName, Http01Challenge, InvalidInput, SecretText,
+    Site, SledStore, Store, StoreError, Target, TlsAlpnChallenge, Upstream,
 };
 use rcgen::{CertificateParams, KeyPair};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +19,7 @@ fn site(domain: &str, upstream: &str) -> Site {
     Site {
         domain: DomainName::parse(domain).unwrap(),
         target: Target::Upstream(Upstream::parse(upstream).unwrap()),
+        acme: true,
     }
 }
 
@@ -52,6 +53,64 @@ async fn suite<S: Store>(fresh: impl Fn() -> S) {
     certs_need_their_site(fresh()).await;
     removing_a_site_removes_its_cert(fresh()).await;
     changes_are_announced(fresh()).await;
+    acme_records_follow_their_site(fresh()).await;
+}
+
+async fn acme_records_follow_their_site(store: impl Store) {
+    let domain = DomainName::parse("h.test").unwrap();
+    let state = AcmeState {
+        attempts: 2,
+        last_error: Some("boom".into()),
+        ..AcmeState::default()
+    };
+    let orphan = store.put_acme_state(&domain, state.clone()).await;
+    assert!(matches!(orphan, Err(StoreError::NotFound(_))), "{orphan:?}");
+    store.add_site(site("h.test", "127.0.0.1:1")).await.unwrap();
+    store.put_acme_state(&domain, state.clone()).await.unwrap();
+    assert_eq!(store.acme_state(&domain).await.unwrap(), Some(state));
+
+    let cert = CertRecord {
+        source: CertSource::Acme,
+        ..cert_for("h.test")
+    };
+    store.put_issued(cert.clone(), AcmeState::default()).await.unwrap();
+    assert_eq!(store.cert(&domain).await.unwrap(), Some(cert));
+    assert_eq!(store.acme_states().await.unwrap(), vec![(domain.clone(), AcmeState::default())]);
+
+    let account = AcmeAccount {
+        directory: "https://ca.test/dir".into(),
+        credentials: SecretText::new("{\"secret\":1}".into()),
+        contact: vec!["mailto:ops@h.test".into()],
+    };
+    store.put_account(account.clone()).await.unwrap();
+    assert_eq!(store.account(&account.directory).await.unwrap(), Some(account.clone()));
+    assert!(!format!("{account:?}").contains("secret"), "Debug must not show credentials");
+
+    let http01 = Http01Challenge {
+        token: "tok".into(),
+        domain: domain.clone(),
+        key_authorization: "tok.thumb".into(),
+    };
+    store.put_http01(http01.clone()).await.unwrap();
+    let tls = TlsAlpnChallenge {
+        domain: domain.clone(),
+        cert: cert_for("h.test").chain[0].clone(),
+        key: cert_for("h.test").key,
+    };
+    store.put_tls_alpn(tls.clone()).await.unwrap();
+    assert_eq!(store.http01("tok").await.unwrap(), Some(http01));
+    assert_eq!(store.tls_alpn(&domain).await.unwrap(), Some(tls.clone()));
+    store.remove_challenges(&domain).await.unwrap();
+    assert_eq!(store.http01("tok").await.unwrap(), None);
+    assert_eq!(store.tls_alpn(&domain).await.unwrap(), None);
+
+    // Removing the site takes everything of it along, in one transaction.
+    store.put_tls_alpn(tls).await.unwrap();
+    store.remove_site(&domain).await.unwrap();
+    assert_eq!(store.acme_state(&domain).await.unwrap(), None);
+    assert_eq!(store.tls_alpn(&domain).await.unwrap(), None);
+    assert_eq!(store.cert(&domain).await.unwrap(), None);
+    assert_eq!(store.account(&account.directory).await.unwrap(), Some(account), "accounts outlive sites");
 }
 
 async fn sites_add_list_remove(store: impl Store) {

@@ -1,0 +1,113 @@
+//! What the ACME worker is told at start: which CA, which account details, which challenge and
+//! key types. Parsing here gives the operator one clear error per bad value.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Let's Encrypt's production directory, the default CA.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory, for trials.
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// The challenge types Porter answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    /// HTTP-01 (RFC 8555 section 8.3), answered by the plain HTTP listener.
+    Http01,
+    /// TLS-ALPN-01 (RFC 8737), answered by the HTTPS listener.
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    /// The ACME name of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+
+    /// The type to fall back to when this one fails.
+    pub(crate) fn other(self) -> Self {
+        match self {
+            ChallengeKind::Http01 => ChallengeKind::TlsAlpn01,
+            ChallengeKind::TlsAlpn01 => ChallengeKind::Http01,
+        }
+    }
+}
+
+impl FromStr for ChallengeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "http-01" => Ok(ChallengeKind::Http01),
+            "tls-alpn-01" => Ok(ChallengeKind::TlsAlpn01),
+            other => Err(format!("{other:?}: expected http-01 or tls-alpn-01")),
+        }
+    }
+}
+
+impl fmt::Display for ChallengeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The key type of certificates Porter requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// ECDSA on P-256 (the default: small and fast).
+    EcdsaP256,
+    /// RSA with a 2048-bit modulus, for old clients.
+    Rsa2048,
+}
+
+impl FromStr for KeyType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ecdsa-p256" | "p256" | "ecdsa" => Ok(KeyType::EcdsaP256),
+            "rsa-2048" | "rsa2048" | "rsa" => Ok(KeyType::Rsa2048),
+            other => Err(format!("{other:?}: expected ecdsa-p256 or rsa-2048")),
+        }
+    }
+}
+
+/// External Account Binding credentials (RFC 8555 section 7.3.4), for CAs that need them.
+#[derive(Clone)]
+pub struct Eab {
+    /// The key identifier the CA gave.
+    pub kid: String,
+    /// The HMAC key, decoded from the base64url the CA gave.
+    pub hmac: Vec<u8>,
+}
+
+impl fmt::Debug for Eab {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Eab({}, <redacted>)", self.kid)
+    }
+}
+
+/// Everything the worker needs to know about its CA.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The CA's directory URL.
+    pub directory: String,
+    /// Contact URIs for the account (`mailto:...`).
+    pub contact: Vec<String>,
+    /// A PEM root to trust for the CA's own HTTPS, instead of the system's roots.
+    pub ca_root: Option<PathBuf>,
+    /// External Account Binding, when the CA requires it.
+    pub eab: Option<Eab>,
+    /// The challenge type tried first.
+    pub challenge: ChallengeKind,
+    /// The key type of new certificates.
+    pub key_type: KeyType,
+    /// The ACME profile to ask for in new orders (`newOrder` `profile`), if any.
+    pub profile: Option<String>,
+    /// Orders in flight at once.
+    pub max_concurrent_orders: usize,
+    /// Requests per second sent to the CA, all orders together.
+    pub requests_per_second: u32,
+}

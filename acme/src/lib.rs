@@ -1,0 +1,26 @@
+//! `porter-acme`: the ACME worker that keeps every site's certificate valid, against Let's
+//! Encrypt or any RFC 8555 CA. It reads and writes the store only; the edge serves what it stores.
+//!
+//! # Layout
+//! - [`Config`]: the CA and the account, challenge and key settings.
+//! - `worker`: the loop over due work, with bounded concurrency and one order per domain.
+//! - `schedule`: pure timing: renewal from each certificate's lifetime or the CA's ARI window,
+//!   emergency renewal, failure backoff. [`renewal_at`] is public for `porter cert list`.
+//! - `order`: one order, resumable after a crash; `challenge`: the material the edge answers
+//!   HTTP-01 and TLS-ALPN-01 with; `keys`: certificate keys and CSRs; `account`: the account.
+//! - `http`: the paced HTTPS client towards the CA (global rate, `Retry-After` honoured).
+
+mod account;
+mod challenge;
+mod config;
+mod error;
+mod http;
+mod keys;
+mod order;
+mod schedule;
+mod worker;
+
+pub use config::{ChallengeKind, Config, Eab, KeyType, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
+pub use error::AcmeError;
+pub use schedule::renewal_at;
+pub use worker::run;

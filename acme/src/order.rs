@@ -1,0 +1,230 @@
+//! One certificate over ACME (RFC 8555 section 7.4): resume the order a crash interrupted or
+//! place a new one, answer its challenges (the preferred type first, the other when that
+//! fails), then finalize with a fresh key that is stored before the CSR leaves, so that a
+//! certificate issued while Porter was down is still usable.
+
+use crate::challenge;
+use crate::config::{ChallengeKind, Config};
+use crate::error::AcmeError;
+use crate::keys;
+use instant_acme::{
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
+    RetryPolicy,
+};
+use porter_store::{AcmeState, CertRecord, CertSource, DomainName, PendingOrder, Store};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use std::time::Duration;
+
+/// How long the CA may take to validate, and to issue.
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What an order needs.
+pub(crate) struct Ctx<'a> {
+    pub(crate) store: &'a dyn Store,
+    pub(crate) account: &'a Account,
+    pub(crate) config: &'a Config,
+    /// The moment the attempt started (Unix seconds).
+    pub(crate) now: i64,
+}
+
+/// A certificate obtained, and the challenge type that validated it (if one was needed).
+pub(crate) struct Issued {
+    pub(crate) cert: CertRecord,
+    pub(crate) challenge: Option<ChallengeKind>,
+}
+
+impl From<ChallengeKind> for ChallengeType {
+    fn from(kind: ChallengeKind) -> Self {
+        match kind {
+            ChallengeKind::Http01 => ChallengeType::Http01,
+            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        }
+    }
+}
+
+fn retry_policy() -> RetryPolicy {
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(250))
+        .backoff(1.5)
+        .timeout(VALIDATION_TIMEOUT)
+}
+
+/// Obtains a certificate for `domain`, keeping `state.pending` (persisted) up to date.
+pub(crate) async fn obtain(
+    ctx: &Ctx<'_>,
+    domain: &DomainName,
+    state: &mut AcmeState,
+    replaces: Option<CertificateIdentifier<'static>>,
+) -> Result<Issued, AcmeError> {
+    let preferred = state
+        .challenge
+        .as_deref()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(ctx.config.challenge);
+    let mut order = match resume(ctx, domain, state).await {
+        Some(order) => order,
+        None => new_order(ctx, domain, state, replaces.clone()).await?,
+    };
+    let mut used = None;
+    if order.state().status == OrderStatus::Pending {
+        match validate(ctx, domain, &mut order, preferred).await {
+            Ok(()) => used = Some(preferred),
+            Err(AcmeError::Challenge { kind, detail }) => {
+                let other = preferred.other();
+                tracing::warn!(%domain, kind, %detail, fallback = other.as_str(), "challenge failed; trying the other type");
+                ctx.store.remove_challenges(domain).await?;
+                order = new_order(ctx, domain, state, replaces).await?;
+                validate(ctx, domain, &mut order, other).await?;
+                used = Some(other);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let chain_pem = finish(ctx, domain, state, &mut order).await?;
+    let chain: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| AcmeError::Order(format!("the CA sent an unreadable chain: {e}")))?;
+    let key = state
+        .pending
+        .as_ref()
+        .and_then(|p| p.key.clone())
+        .ok_or_else(|| AcmeError::Order("the order was finished without a stored key".into()))?;
+    let cert = CertRecord::from_der(domain, chain, &key.to_der(), ctx.now, CertSource::Acme)?;
+    Ok(Issued { cert, challenge: used })
+}
+
+/// The order a previous run left, when it can still be finished.
+async fn resume(ctx: &Ctx<'_>, domain: &DomainName, state: &mut AcmeState) -> Option<Order> {
+    let pending = state.pending.clone()?;
+    if pending.directory != ctx.config.directory {
+        state.pending = None;
+        return None;
+    }
+    match ctx.account.order(pending.url.clone()).await {
+        Ok(mut order) => {
+            let status = order.state().status;
+            let usable = match status {
+                OrderStatus::Pending | OrderStatus::Ready => true,
+                // Finalized before the crash: only usable with the key that was stored for it.
+                OrderStatus::Processing | OrderStatus::Valid => pending.key.is_some(),
+                OrderStatus::Invalid => false,
+            };
+            tracing::info!(%domain, ?status, usable, "found an order from a previous run");
+            if usable {
+                return Some(order);
+            }
+        }
+        Err(e) => tracing::info!(%domain, error = %e, "the order from a previous run is gone"),
+    }
+    state.pending = None;
+    None
+}
+
+async fn new_order(
+    ctx: &Ctx<'_>,
+    domain: &DomainName,
+    state: &mut AcmeState,
+    replaces: Option<CertificateIdentifier<'static>>,
+) -> Result<Order, AcmeError> {
+    let identifiers = [Identifier::Dns(domain.to_string())];
+    let request = || {
+        let request = NewOrder::new(&identifiers);
+        match &ctx.config.profile {
+            Some(profile) => request.profile(profile),
+            None => request,
+        }
+    };
+    let order = match replaces {
+        Some(id) => match ctx.account.new_order(&request().replaces(id)).await {
+            Ok(order) => order,
+            // A CA that announces ARI but does not take `replaces`: an order without it is
+            // still better than none.
+            Err(e @ (instant_acme::Error::Other(_) | instant_acme::Error::Unsupported(_))) => {
+                tracing::warn!(%domain, error = %e, "the CA refused `replaces`; ordering without it");
+                ctx.account.new_order(&request()).await?
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => ctx.account.new_order(&request()).await?,
+    };
+    state.pending = Some(PendingOrder {
+        directory: ctx.config.directory.clone(),
+        url: order.url().to_owned(),
+        key: None,
+    });
+    ctx.store.put_acme_state(domain, state.clone()).await?;
+    Ok(order)
+}
+
+/// Publishes the challenge material for every pending authorization, tells the CA, and waits
+/// for the order to become ready.
+async fn validate(ctx: &Ctx<'_>, domain: &DomainName, order: &mut Order, kind: ChallengeKind) -> Result<(), AcmeError> {
+    let fail = |detail: String| AcmeError::Challenge {
+        kind: kind.as_str(),
+        detail,
+    };
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz?;
+        match authz.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            other => return Err(AcmeError::Order(format!("authorization is {other:?}"))),
+        }
+        let mut challenge = authz
+            .challenge(kind.into())
+            .ok_or_else(|| fail("the CA does not offer it".into()))?;
+        let key_authorization = challenge.key_authorization();
+        match kind {
+            ChallengeKind::Http01 => {
+                let record = challenge::http01(domain, &challenge.token, key_authorization.as_str());
+                ctx.store.put_http01(record).await?;
+            }
+            ChallengeKind::TlsAlpn01 => {
+                let record = challenge::tls_alpn01(domain, key_authorization.digest().as_ref())?;
+                ctx.store.put_tls_alpn(record).await?;
+            }
+        }
+        challenge.set_ready().await?;
+    }
+    match order.poll_ready(&retry_policy()).await {
+        Ok(OrderStatus::Ready) => Ok(()),
+        Ok(_) | Err(instant_acme::Error::Api(_)) => Err(fail(challenge_error(order).await)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What the CA said about the failed challenge.
+async fn challenge_error(order: &mut Order) -> String {
+    if let Some(problem) = &order.state().error {
+        return problem.to_string();
+    }
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(mut authz)) = authorizations.next().await {
+        if authz.refresh().await.is_err() {
+            continue;
+        }
+        for challenge in &authz.challenges {
+            if let Some(problem) = &challenge.error {
+                return problem.to_string();
+            }
+        }
+    }
+    "the CA marked the order invalid".into()
+}
+
+/// Finalizes a ready order with a fresh key (stored first) and downloads the chain.
+async fn finish(ctx: &Ctx<'_>, domain: &DomainName, state: &mut AcmeState, order: &mut Order) -> Result<String, AcmeError> {
+    if order.state().status == OrderStatus::Ready {
+        let key = keys::generate(ctx.config.key_type)?;
+        let csr = keys::csr(domain, &key)?;
+        if let Some(pending) = &mut state.pending {
+            pending.key = Some(key);
+        }
+        ctx.store.put_acme_state(domain, state.clone()).await?;
+        order.finalize_csr(&csr).await?;
+    }
+    Ok(order.poll_certificate(&retry_policy()).await?)
+}

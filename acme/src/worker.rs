@@ -1,0 +1,316 @@
+//! The ACME worker: derives from the store which sites need a certificate and when, runs those
+//! attempts with bounded concurrency (one order per domain at a time), records each outcome in
+//! the store, and wakes on store changes (a site added, a renewal asked for) or when the next
+//! site falls due.
+
+use crate::account;
+use crate::config::Config;
+use crate::error::AcmeError;
+use crate::http::PacedClient;
+use crate::order::{self, Ctx};
+use crate::schedule::{self, backoff, pick_in_window, renewal_at, unit_jitter};
+use instant_acme::{Account, CertificateIdentifier, RevocationRequest};
+use porter_store::{AcmeState, AriWindow, CertRecord, CertSource, Change, DomainName, Site, Store};
+use rustls_pki_types::CertificateDer;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Mutex;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+/// Longest sleep between two looks at the schedule.
+const MAX_SLEEP: i64 = 3600;
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What the worker shares between attempts.
+struct Worker {
+    store: Arc<dyn Store>,
+    config: Config,
+    http: PacedClient,
+    /// Created on first need, then reused.
+    account: Mutex<Option<Account>>,
+    /// Whether the directory offers ARI; learned at start.
+    ari: bool,
+}
+
+/// Runs the ACME worker until `shutdown`. Fails only when the configuration cannot work at all.
+pub async fn run(store: Arc<dyn Store>, config: Config, shutdown: CancellationToken) -> Result<(), String> {
+    let http = PacedClient::new(config.ca_root.as_deref(), config.requests_per_second)?;
+    let ari = match http.directory_has_ari(&config.directory).await {
+        Ok(ari) => ari,
+        Err(e) => {
+            tracing::warn!(directory = %config.directory, error = %e, "cannot read the ACME directory yet; assuming no ARI");
+            false
+        }
+    };
+    tracing::info!(directory = %config.directory, ari, "ACME worker started");
+    let worker = Arc::new(Worker {
+        store,
+        config,
+        http,
+        account: Mutex::new(None),
+        ari,
+    });
+    worker.run(shutdown).await;
+    Ok(())
+}
+
+/// When `site` needs the worker next, if ever.
+fn due_at(site: &Site, cert: Option<&CertRecord>, state: &AcmeState, ari: bool, now: i64) -> Option<i64> {
+    if !site.acme || site.domain.is_wildcard() {
+        return None;
+    }
+    let want = match cert {
+        Some(cert) if cert.source == CertSource::Imported => return None,
+        Some(cert) => {
+            let renew = renewal_at(cert, state, now);
+            let ari_check = match &state.ari {
+                _ if !ari => i64::MAX,
+                Some(window) if window.serial == cert.serial => window.next_check,
+                _ => now,
+            };
+            renew.min(ari_check)
+        }
+        None => now,
+    };
+    Some(want.max(state.retry_at.unwrap_or(i64::MIN)))
+}
+
+impl Worker {
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut changes = self.store.subscribe();
+        let mut running = JoinSet::new();
+        let mut in_flight: HashMap<DomainName, AbortHandle> = HashMap::new();
+        let mut ids = HashMap::new();
+        loop {
+            let now = now();
+            let next = match self.plan(now).await {
+                Ok(plan) => {
+                    let mut next = now + MAX_SLEEP;
+                    for (domain, at) in plan {
+                        if in_flight.contains_key(&domain) {
+                            continue;
+                        }
+                        if at > now {
+                            next = next.min(at);
+                        } else if in_flight.len() < self.config.max_concurrent_orders.max(1) {
+                            let task = self.clone().attempt(domain.clone());
+                            let handle = running.spawn(task);
+                            ids.insert(handle.id(), domain.clone());
+                            in_flight.insert(domain, handle);
+                        }
+                    }
+                    next
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the store; retrying");
+                    now + 5
+                }
+            };
+            let sleep = tokio::time::sleep(Duration::from_secs((next - now).max(0) as u64));
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // Every step of an order is in the store: the next start resumes it.
+                    running.abort_all();
+                    return;
+                }
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    let id = match &done { Ok((id, ())) => *id, Err(e) => e.id() };
+                    if let Err(e) = &done {
+                        if e.is_panic() {
+                            tracing::error!("an ACME attempt panicked; it will be retried");
+                        }
+                    }
+                    if let Some(domain) = ids.remove(&id) {
+                        in_flight.remove(&domain);
+                    }
+                }
+                change = changes.recv() => {
+                    // A removed site stops its pending work.
+                    if let Ok(Change::Site(domain)) = change {
+                        if let Some(handle) = in_flight.get(&domain) {
+                            if matches!(self.store.site(&domain).await, Ok(None)) {
+                                tracing::info!(%domain, "site removed; stopping its ACME work");
+                                handle.abort();
+                            }
+                        }
+                    }
+                }
+                _ = sleep => {}
+            }
+        }
+    }
+
+    /// Every ACME site with the time it is due, soonest first.
+    async fn plan(&self, now: i64) -> Result<Vec<(DomainName, i64)>, porter_store::StoreError> {
+        let mut certs: HashMap<DomainName, CertRecord> =
+            self.store.certs().await?.into_iter().map(|c| (c.domain.clone(), c)).collect();
+        let mut states: HashMap<DomainName, AcmeState> = self.store.acme_states().await?.into_iter().collect();
+        let mut plan: Vec<(DomainName, i64)> = self
+            .store
+            .sites()
+            .await?
+            .into_iter()
+            .filter_map(|site| {
+                let cert = certs.remove(&site.domain);
+                let state = states.remove(&site.domain).unwrap_or_default();
+                due_at(&site, cert.as_ref(), &state, self.ari, now).map(|at| (site.domain, at))
+            })
+            .collect();
+        plan.sort_by_key(|(_, at)| *at);
+        Ok(plan)
+    }
+
+    async fn account(&self) -> Result<Account, AcmeError> {
+        let mut slot = self.account.lock().await;
+        if let Some(account) = slot.as_ref() {
+            return Ok(account.clone());
+        }
+        let account = account::load_or_create(self.store.as_ref(), &self.config, &self.http).await?;
+        *slot = Some(account.clone());
+        Ok(account)
+    }
+
+    /// One attempt for `domain`: refresh its ARI window when due, then order if due.
+    async fn attempt(self: Arc<Self>, domain: DomainName) {
+        if let Err(e) = self.try_attempt(&domain).await {
+            tracing::error!(%domain, error = %e, "ACME attempt could not be recorded");
+        }
+    }
+
+    async fn try_attempt(&self, domain: &DomainName) -> Result<(), AcmeError> {
+        let store = self.store.as_ref();
+        let Some(site) = store.site(domain).await? else {
+            return Ok(());
+        };
+        let cert = store.cert(domain).await?;
+        let mut state = store.acme_state(domain).await?.unwrap_or_default();
+        let now = now();
+        if due_at(&site, cert.as_ref(), &state, self.ari, now).is_none_or(|at| at > now) {
+            return Ok(());
+        }
+        let account = match self.account().await {
+            Ok(account) => account,
+            Err(e) => return self.failed(domain, cert.as_ref(), state, e).await,
+        };
+        if let (Some(cert), true) = (&cert, self.ari) {
+            if state.ari.as_ref().is_none_or(|w| w.serial != cert.serial || w.next_check <= now) {
+                self.refresh_ari(&account, cert, &mut state, now).await;
+                store.put_acme_state(domain, state.clone()).await?;
+            }
+        }
+        if let Some(cert) = &cert {
+            if renewal_at(cert, &state, now) > now {
+                return Ok(());
+            }
+            if state.revoke {
+                let leaf = CertificateDer::from(cert.chain[0].clone());
+                let request = RevocationRequest {
+                    certificate: &leaf,
+                    reason: None,
+                };
+                if let Err(e) = account.revoke(&request).await {
+                    return self.failed(domain, Some(cert), state, e.into()).await;
+                }
+                tracing::warn!(%domain, serial = %cert.serial, "certificate revoked; replacing it");
+                state.revoke = false;
+                state.force_renewal = true;
+                store.put_acme_state(domain, state.clone()).await?;
+            }
+        }
+        state.last_attempt = Some(now);
+        let replaces = cert
+            .as_ref()
+            .filter(|_| self.ari)
+            .and_then(|c| CertificateIdentifier::try_from(&CertificateDer::from(c.chain[0].clone())).ok())
+            .map(CertificateIdentifier::into_owned);
+        let ctx = Ctx {
+            store,
+            account: &account,
+            config: &self.config,
+            now,
+        };
+        let result = order::obtain(&ctx, domain, &mut state, replaces).await;
+        store.remove_challenges(domain).await?;
+        match result {
+            Ok(issued) => {
+                let fresh = AcmeState {
+                    challenge: issued.challenge.map(|k| k.as_str().to_owned()).or(state.challenge),
+                    ..AcmeState::default()
+                };
+                let (serial, not_after) = (issued.cert.serial.clone(), issued.cert.not_after);
+                store.put_issued(issued.cert, fresh).await?;
+                tracing::info!(%domain, %serial, not_after, "certificate issued");
+                Ok(())
+            }
+            Err(e) => self.failed(domain, cert.as_ref(), state, e).await,
+        }
+    }
+
+    /// Records a failure and when to try again.
+    async fn failed(
+        &self,
+        domain: &DomainName,
+        cert: Option<&CertRecord>,
+        mut state: AcmeState,
+        error: AcmeError,
+    ) -> Result<(), AcmeError> {
+        let now = now();
+        state.attempts = state.attempts.saturating_add(1);
+        let remaining = cert.map(|c| c.not_after - now);
+        let mut wait = backoff(state.attempts, unit_jitter(&format!("{domain}{}", state.attempts)), remaining);
+        if error.is_rate_limited() {
+            // The CA said to slow down: never retry sooner than an hour.
+            wait = wait.max(3600);
+        }
+        state.retry_at = Some(now + wait);
+        if !matches!(error, AcmeError::Protocol(_) | AcmeError::Store(_)) {
+            // The order itself is spent; the next attempt places a new one.
+            state.pending = None;
+        }
+        state.last_error = Some(error.to_string());
+        tracing::warn!(%domain, attempts = state.attempts, retry_in_s = wait, error = %error, "ACME attempt failed");
+        self.store.put_acme_state(domain, state).await?;
+        Ok(())
+    }
+
+    /// Fetches the CA's suggested renewal window for `cert` (RFC 9773).
+    async fn refresh_ari(&self, account: &Account, cert: &CertRecord, state: &mut AcmeState, now: i64) {
+        let leaf = CertificateDer::from(cert.chain[0].clone());
+        let Ok(id) = CertificateIdentifier::try_from(&leaf) else {
+            return;
+        };
+        match account.renewal_info(&id).await {
+            Ok((info, retry_after)) => {
+                let (start, end) = (
+                    info.suggested_window.start.unix_timestamp(),
+                    info.suggested_window.end.unix_timestamp(),
+                );
+                let renew_at = pick_in_window(start, end, unit_jitter(&cert.serial)).max(now);
+                let recheck = (retry_after.as_secs() as i64).clamp(60, 24 * 3600);
+                tracing::info!(domain = %cert.domain, start, end, renew_at, "ARI window");
+                state.ari = Some(AriWindow {
+                    serial: cert.serial.clone(),
+                    start,
+                    end,
+                    renew_at,
+                    next_check: now + recheck,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(domain = %cert.domain, error = %e, "cannot fetch the ARI window; using the lifetime rule");
+                state.ari = Some(AriWindow {
+                    serial: cert.serial.clone(),
+                    start: 0,
+                    end: 0,
+                    renew_at: schedule::renewal_by_lifetime(cert.not_before, cert.not_after, unit_jitter(&cert.serial)),
+                    next_check: now + 3600,
+                });
+            }
+        }
+    }
+}
