@@ -12,6 +12,7 @@ use http::Method;
 use porter_store::{SledStore, StoreError};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Porter: a TLS edge for hosting platforms.
 #[derive(Debug, Parser)]
@@ -55,8 +56,11 @@ enum SiteCommand {
         /// Add the site even when the upstream does not accept connections yet.
         #[arg(long)]
         allow_unreachable: bool,
+        /// Do not obtain a certificate over ACME (import one instead).
+        #[arg(long)]
+        no_acme: bool,
     },
-    /// Stop serving DOMAIN; its certificate is removed with it.
+    /// Stop serving DOMAIN; its certificate and ACME work go with it.
     Remove { domain: String },
     /// List sites.
     List,
@@ -72,8 +76,12 @@ enum CertCommand {
         #[arg(long)]
         key: PathBuf,
     },
-    /// List certificates.
+    /// List every site's certificate and ACME status.
     List,
+    /// Renew DOMAIN's ACME certificate now.
+    Renew { domain: String },
+    /// Revoke DOMAIN's ACME certificate at the CA, then replace it.
+    Revoke { domain: String },
 }
 
 impl Cli {
@@ -83,31 +91,34 @@ impl Cli {
     }
 }
 
-/// Runs the parsed command.
-pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    let data_dir = cli.data_dir;
-    let (method, path, body) = match cli.command {
-        Command::Serve(args) => return serve::run(&data_dir, args).await,
+/// An admin API request: method, path, JSON body.
+type ApiRequest = (Method, String, Option<Value>);
+
+fn api_request(command: Command) -> anyhow::Result<ApiRequest> {
+    Ok(match command {
+        Command::Serve(_) => unreachable!("serve is not an admin request"),
         Command::Site(SiteCommand::Add {
             domain,
             upstream,
             allow_unreachable,
+            no_acme,
         }) => {
             let req = AddSite {
                 domain,
                 upstream,
                 allow_unreachable,
+                no_acme,
             };
             (
                 Method::POST,
-                "/v1/sites".to_owned(),
+                "/v1/sites".into(),
                 Some(serde_json::to_value(req)?),
             )
         }
         Command::Site(SiteCommand::Remove { domain }) => {
             (Method::DELETE, format!("/v1/sites/{domain}"), None)
         }
-        Command::Site(SiteCommand::List) => (Method::GET, "/v1/sites".to_owned(), None),
+        Command::Site(SiteCommand::List) => (Method::GET, "/v1/sites".into(), None),
         Command::Cert(CertCommand::Import { domain, cert, key }) => {
             let read = |p: &Path| {
                 std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
@@ -119,17 +130,32 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             (
                 Method::POST,
-                "/v1/certs".to_owned(),
+                "/v1/certs".into(),
                 Some(serde_json::to_value(req)?),
             )
         }
-        Command::Cert(CertCommand::List) => (Method::GET, "/v1/certs".to_owned(), None),
-    };
-    let result = execute(&data_dir, method, &path, body).await?;
+        Command::Cert(CertCommand::List) => (Method::GET, "/v1/certs".into(), None),
+        Command::Cert(CertCommand::Renew { domain }) => {
+            (Method::POST, format!("/v1/certs/{domain}/renew"), None)
+        }
+        Command::Cert(CertCommand::Revoke { domain }) => {
+            (Method::POST, format!("/v1/certs/{domain}/revoke"), None)
+        }
+    })
+}
+
+/// Runs the parsed command.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    let data_dir = cli.data_dir;
+    if let Command::Serve(args) = cli.command {
+        return serve::run(&data_dir, args).await;
+    }
+    let (method, path, body) = api_request(cli.command)?;
+    let result = execute(&data_dir, method.clone(), &path, body).await?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
-        print!("{}", render(&path, result)?);
+        print!("{}", render(&method, &path, result)?);
     }
     Ok(())
 }
@@ -161,8 +187,12 @@ async fn execute(
         ),
         other => other?,
     };
+    let ctx = admin::Context {
+        store: Arc::new(store),
+        acme: false,
+    };
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let reply = admin::dispatch(&store, &method, path, body.as_bytes()).await;
+    let reply = admin::dispatch(&ctx, &method, path, body.as_bytes()).await;
     if reply.status.is_success() {
         Ok(reply.body)
     } else {
@@ -173,49 +203,86 @@ async fn execute(
     }
 }
 
+fn or_dash(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "-".into())
+}
+
 /// Human-readable output for each endpoint.
-fn render(path: &str, value: Value) -> anyhow::Result<String> {
-    Ok(match path {
-        "/v1/sites" if value.is_array() => {
+fn render(method: &Method, path: &str, value: Value) -> anyhow::Result<String> {
+    Ok(match (method, path) {
+        (&Method::GET, "/v1/sites") => {
             let sites: Vec<SiteView> = serde_json::from_value(value)?;
             table(
-                &["DOMAIN", "UPSTREAM"],
+                &["DOMAIN", "UPSTREAM", "ACME"],
                 sites
                     .into_iter()
-                    .map(|s| vec![s.domain, s.upstream])
+                    .map(|s| {
+                        vec![
+                            s.domain,
+                            s.upstream,
+                            if s.acme { "yes" } else { "no" }.into(),
+                        ]
+                    })
                     .collect(),
             )
         }
-        "/v1/sites" => {
+        (&Method::POST, "/v1/sites") => {
             let site: SiteView = serde_json::from_value(value)?;
-            format!("added site {} -> {}\n", site.domain, site.upstream)
+            let note = site
+                .note
+                .map(|n| format!("note: {n}\n"))
+                .unwrap_or_default();
+            format!("added site {} -> {}\n{note}", site.domain, site.upstream)
         }
-        "/v1/certs" if value.is_array() => {
+        (&Method::GET, "/v1/certs") => {
             let certs: Vec<CertView> = serde_json::from_value(value)?;
             table(
-                &["DOMAIN", "STATUS", "NOT AFTER", "SOURCE", "NAMES", "ISSUER"],
+                &[
+                    "DOMAIN",
+                    "STATUS",
+                    "NOT AFTER",
+                    "SOURCE",
+                    "RENEW AT",
+                    "ATTEMPTS",
+                    "NEXT ATTEMPT",
+                    "LAST ERROR / NOTE",
+                ],
                 certs
                     .into_iter()
                     .map(|c| {
                         vec![
                             c.domain,
                             c.status,
-                            c.not_after,
-                            c.source,
-                            c.names.join(","),
-                            c.issuer,
+                            or_dash(c.not_after),
+                            or_dash(c.source),
+                            or_dash(c.renew_at),
+                            c.attempts.to_string(),
+                            or_dash(c.next_attempt),
+                            or_dash(c.last_error.or(c.note)),
                         ]
                     })
                     .collect(),
             )
         }
-        "/v1/certs" => {
+        (&Method::POST, "/v1/certs") => {
             let cert: CertView = serde_json::from_value(value)?;
             format!(
                 "imported certificate for {} ({}), valid until {}\n",
                 cert.domain,
                 cert.names.join(", "),
-                cert.not_after
+                or_dash(cert.not_after)
+            )
+        }
+        (&Method::POST, p) if p.ends_with("/renew") || p.ends_with("/revoke") => {
+            let cert: CertView = serde_json::from_value(value)?;
+            let what = if p.ends_with("/renew") {
+                "renewal"
+            } else {
+                "revocation and replacement"
+            };
+            format!(
+                "{what} of {} requested; `porter cert list` shows its progress\n",
+                cert.domain
             )
         }
         _ => format!(

@@ -2,8 +2,11 @@
 //! typed values so that a bad one is refused at start with a message naming it.
 
 use crate::admin::AdminAddr;
+use base64::Engine as _;
+use porter_acme::{ChallengeKind, KeyType};
 use porter_store::DomainName;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 fn domain(s: &str) -> Result<DomainName, String> {
@@ -53,4 +56,126 @@ pub(crate) struct ServeArgs {
     /// Time open connections get to finish at shutdown.
     #[arg(long, env = "PORTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = seconds)]
     pub(crate) shutdown_grace: Duration,
+    #[command(flatten)]
+    pub(crate) acme: AcmeArgs,
+}
+
+/// The ACME flags of `porter serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AcmeArgs {
+    /// The CA's ACME directory URL.
+    #[arg(long, env = "PORTER_ACME_DIRECTORY", default_value = porter_acme::LETS_ENCRYPT, value_parser = directory)]
+    pub(crate) acme_directory: String,
+    /// Use Let's Encrypt's staging CA instead of --acme-directory.
+    #[arg(long, env = "PORTER_ACME_STAGING")]
+    pub(crate) acme_staging: bool,
+    /// Contact email for the ACME account.
+    #[arg(long, env = "PORTER_ACME_EMAIL", value_parser = email)]
+    pub(crate) acme_email: Option<String>,
+    /// Agree to the CA's terms of service. Without it, Porter obtains no certificate.
+    #[arg(long, env = "PORTER_ACME_AGREE_TOS")]
+    pub(crate) acme_agree_tos: bool,
+    /// A PEM root to trust for the CA's own HTTPS (private and test CAs).
+    #[arg(long, env = "PORTER_ACME_CA_ROOT")]
+    pub(crate) acme_ca_root: Option<PathBuf>,
+    /// External Account Binding key id, for CAs that require it.
+    #[arg(long, env = "PORTER_ACME_EAB_KID", requires = "acme_eab_hmac")]
+    pub(crate) acme_eab_kid: Option<String>,
+    /// External Account Binding HMAC key, base64url as the CA gives it.
+    #[arg(long, env = "PORTER_ACME_EAB_HMAC", requires = "acme_eab_kid", value_parser = hmac_key, hide_env_values = true)]
+    pub(crate) acme_eab_hmac: Option<HmacKey>,
+    /// The challenge type tried first (the other one is the fallback).
+    #[arg(long, env = "PORTER_ACME_CHALLENGE", default_value = "http-01")]
+    pub(crate) acme_challenge: ChallengeKind,
+    /// Key type of new certificates: ecdsa-p256 or rsa-2048.
+    #[arg(long, env = "PORTER_ACME_KEY_TYPE", default_value = "ecdsa-p256")]
+    pub(crate) acme_key_type: KeyType,
+    /// ACME profile to request in new orders (for example tlsserver or shortlived).
+    #[arg(long, env = "PORTER_ACME_PROFILE")]
+    pub(crate) acme_profile: Option<String>,
+    /// Orders in flight at once.
+    #[arg(long, env = "PORTER_ACME_CONCURRENCY", default_value_t = 4)]
+    pub(crate) acme_concurrency: usize,
+    /// Requests per second sent to the CA.
+    #[arg(long, env = "PORTER_ACME_RATE", default_value_t = 10)]
+    pub(crate) acme_rate: u32,
+}
+
+/// An EAB HMAC key; its `Debug` does not show it.
+#[derive(Clone)]
+pub(crate) struct HmacKey(Vec<u8>);
+
+impl std::fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HmacKey(<redacted>)")
+    }
+}
+
+fn hmac_key(s: &str) -> Result<HmacKey, String> {
+    let trimmed = s.trim().trim_end_matches('=');
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
+        .map(HmacKey)
+        .map_err(|_| "expected the base64url HMAC key the CA gave".to_owned())
+}
+
+fn directory(s: &str) -> Result<String, String> {
+    let uri: http::Uri = s.parse().map_err(|_| format!("{s:?} is not a URL"))?;
+    if uri.scheme_str() != Some("https") || uri.host().is_none() {
+        return Err(format!("{s:?}: an ACME directory is an https:// URL"));
+    }
+    Ok(s.to_owned())
+}
+
+fn email(s: &str) -> Result<String, String> {
+    let (user, host) = s
+        .split_once('@')
+        .ok_or_else(|| format!("{s:?} is not an email address"))?;
+    if user.is_empty() || DomainName::parse(host).is_err() || s.contains(char::is_whitespace) {
+        return Err(format!("{s:?} is not an email address"));
+    }
+    Ok(s.to_owned())
+}
+
+impl AcmeArgs {
+    /// The worker's configuration, or `None` when the terms were not agreed (no ACME at all).
+    pub(crate) fn config(&self) -> Result<Option<porter_acme::Config>, String> {
+        if !self.acme_agree_tos {
+            return Ok(None);
+        }
+        if let Some(root) = &self.acme_ca_root {
+            if !root.is_file() {
+                return Err(format!("--acme-ca-root {}: no such file", root.display()));
+            }
+        }
+        if self.acme_concurrency == 0 || self.acme_rate == 0 {
+            return Err("--acme-concurrency and --acme-rate must be at least 1".into());
+        }
+        Ok(Some(porter_acme::Config {
+            directory: if self.acme_staging {
+                porter_acme::LETS_ENCRYPT_STAGING.to_owned()
+            } else {
+                self.acme_directory.clone()
+            },
+            contact: self
+                .acme_email
+                .iter()
+                .map(|e| format!("mailto:{e}"))
+                .collect(),
+            ca_root: self.acme_ca_root.clone(),
+            eab: match (&self.acme_eab_kid, &self.acme_eab_hmac) {
+                (Some(kid), Some(hmac)) => Some(porter_acme::Eab {
+                    kid: kid.clone(),
+                    hmac: hmac.0.clone(),
+                }),
+                _ => None,
+            },
+            challenge: self.acme_challenge,
+            key_type: self.acme_key_type,
+            profile: self.acme_profile.clone(),
+            max_concurrent_orders: self.acme_concurrency,
+            requests_per_second: self.acme_rate,
+        }))
+    }
 }

@@ -1,8 +1,11 @@
 //! The operations the admin API and the CLI offer, on any store: validation at the boundary,
 //! then one store call. Views are what both print or return as JSON.
 
-use porter_store::{CertRecord, CertSource, DomainName, Site, Store, StoreError, Target, Upstream};
+use porter_store::{
+    AcmeState, CertRecord, CertSource, DomainName, Site, Store, StoreError, Target, Upstream,
+};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -16,6 +19,9 @@ pub(crate) enum OpError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The operation does not apply to this record.
+    #[error("{0}")]
+    Refused(String),
     /// The upstream did not accept a connection.
     #[error("upstream {upstream} is unreachable: {reason} (start it first, or pass --allow-unreachable)")]
     Unreachable {
@@ -33,6 +39,9 @@ pub(crate) struct AddSite {
     pub(crate) upstream: String,
     #[serde(default)]
     pub(crate) allow_unreachable: bool,
+    /// Do not obtain a certificate over ACME for this site.
+    #[serde(default)]
+    pub(crate) no_acme: bool,
 }
 
 /// `cert import`.
@@ -48,20 +57,38 @@ pub(crate) struct ImportCert {
 pub(crate) struct SiteView {
     pub(crate) domain: String,
     pub(crate) upstream: String,
+    /// Whether its certificate is obtained over ACME.
+    pub(crate) acme: bool,
+    /// Something the operator should know about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) note: Option<String>,
 }
 
-/// A certificate as listed: never its key.
-#[derive(Debug, Serialize, Deserialize)]
+/// What `cert list` shows of a site: its certificate (never the key) and its ACME progress.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct CertView {
     pub(crate) domain: String,
-    pub(crate) names: Vec<String>,
-    pub(crate) issuer: String,
-    pub(crate) serial: String,
-    pub(crate) not_before: String,
-    pub(crate) not_after: String,
-    pub(crate) source: String,
-    /// `valid`, `expired` or `not yet valid`.
+    /// `valid`, `expired`, `not yet valid`, `pending`, `failing`, `wildcard`, `none`.
     pub(crate) status: String,
+    pub(crate) names: Vec<String>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) serial: Option<String>,
+    pub(crate) not_before: Option<String>,
+    pub(crate) not_after: Option<String>,
+    /// `imported` or `acme`.
+    pub(crate) source: Option<String>,
+    /// When the ACME worker renews it.
+    pub(crate) renew_at: Option<String>,
+    /// Consecutive failed ACME attempts.
+    pub(crate) attempts: u32,
+    /// The last ACME failure.
+    pub(crate) last_error: Option<String>,
+    /// After a failure, when the next attempt is.
+    pub(crate) next_attempt: Option<String>,
+    /// The challenge type that last worked.
+    pub(crate) challenge: Option<String>,
+    /// An explanation for the operator.
+    pub(crate) note: Option<String>,
 }
 
 pub(crate) fn now() -> i64 {
@@ -77,36 +104,86 @@ fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
+/// Why a wildcard site gets no certificate by itself.
+const WILDCARD_NOTE: &str = "wildcard names cannot be validated by HTTP-01 or TLS-ALPN-01: import a certificate for it (DNS-01 is not supported yet)";
+
 impl From<Site> for SiteView {
     fn from(site: Site) -> Self {
+        let note = (site.acme && site.domain.is_wildcard()).then(|| WILDCARD_NOTE.to_owned());
         SiteView {
             domain: site.domain.to_string(),
             upstream: site.target.to_string(),
+            acme: site.acme,
+            note,
         }
     }
 }
 
-impl From<CertRecord> for CertView {
-    fn from(cert: CertRecord) -> Self {
-        let now = now();
-        let status = if now >= cert.not_after {
-            "expired"
-        } else if now < cert.not_before {
-            "not yet valid"
-        } else {
-            "valid"
-        };
-        CertView {
-            domain: cert.domain.to_string(),
-            names: cert.names,
-            issuer: cert.issuer,
-            serial: cert.serial,
-            not_before: rfc3339(cert.not_before),
-            not_after: rfc3339(cert.not_after),
-            source: cert.source.to_string(),
-            status: status.to_owned(),
+/// The `cert list` row of `site`.
+fn cert_view(
+    site: &Site,
+    cert: Option<CertRecord>,
+    state: Option<AcmeState>,
+    acme_running: bool,
+) -> CertView {
+    let now = now();
+    let state = state.unwrap_or_default();
+    let mut view = CertView {
+        domain: site.domain.to_string(),
+        attempts: state.attempts,
+        last_error: state.last_error.clone(),
+        next_attempt: state.retry_at.map(rfc3339),
+        challenge: state.challenge.clone(),
+        ..CertView::default()
+    };
+    let acme_managed = site.acme && !site.domain.is_wildcard();
+    match cert {
+        Some(cert) => {
+            view.status = if now >= cert.not_after {
+                "expired"
+            } else if now < cert.not_before {
+                "not yet valid"
+            } else {
+                "valid"
+            }
+            .to_owned();
+            if cert.source == CertSource::Acme && acme_managed {
+                view.renew_at = Some(rfc3339(porter_acme::renewal_at(&cert, &state, now)));
+                if !acme_running {
+                    view.note = Some(
+                        "ACME is off: it renews when `porter serve` runs with --acme-agree-tos"
+                            .into(),
+                    );
+                }
+            }
+            view.names = cert.names;
+            view.issuer = Some(cert.issuer);
+            view.serial = Some(cert.serial);
+            view.not_before = Some(rfc3339(cert.not_before));
+            view.not_after = Some(rfc3339(cert.not_after));
+            view.source = Some(cert.source.to_string());
+        }
+        None if site.acme && site.domain.is_wildcard() => {
+            view.status = "wildcard".into();
+            view.note = Some(WILDCARD_NOTE.into());
+        }
+        None if !site.acme => {
+            view.status = "none".into();
+            view.note = Some("ACME is off for this site: import a certificate".into());
+        }
+        None => {
+            view.status = if state.last_error.is_some() {
+                "failing"
+            } else {
+                "pending"
+            }
+            .into();
+            if !acme_running {
+                view.note = Some("ACME is off: serve with --acme-agree-tos to obtain it".into());
+            }
         }
     }
+    view
 }
 
 async fn check_reachable(upstream: &Upstream) -> Result<(), OpError> {
@@ -141,6 +218,7 @@ pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView
     let site = Site {
         domain,
         target: Target::Upstream(upstream),
+        acme: !req.no_acme,
     };
     store.add_site(site.clone()).await?;
     Ok(site.into())
@@ -171,14 +249,89 @@ pub(crate) async fn import_cert(store: &dyn Store, req: ImportCert) -> Result<Ce
     )
     .map_err(StoreError::from)?;
     store.put_cert(record.clone()).await?;
-    Ok(record.into())
+    let site = store
+        .site(&domain)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
+    Ok(cert_view(&site, Some(record), None, false))
 }
 
-pub(crate) async fn list_certs(store: &dyn Store) -> Result<Vec<CertView>, OpError> {
-    Ok(store
+/// Every site's certificate status, ordered by domain.
+pub(crate) async fn list_certs(
+    store: &dyn Store,
+    acme_running: bool,
+) -> Result<Vec<CertView>, OpError> {
+    let mut certs: HashMap<DomainName, CertRecord> = store
         .certs()
         .await?
         .into_iter()
-        .map(CertView::from)
+        .map(|c| (c.domain.clone(), c))
+        .collect();
+    let mut states: HashMap<DomainName, AcmeState> =
+        store.acme_states().await?.into_iter().collect();
+    Ok(store
+        .sites()
+        .await?
+        .iter()
+        .map(|site| {
+            cert_view(
+                site,
+                certs.remove(&site.domain),
+                states.remove(&site.domain),
+                acme_running,
+            )
+        })
         .collect())
+}
+
+/// What the operator asks of the ACME worker for one site.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AcmeRequest {
+    /// Renew now.
+    Renew,
+    /// Revoke the current certificate, then replace it.
+    Revoke,
+}
+
+/// Records `request` for the worker, which acts on it within a second when it runs.
+pub(crate) async fn request_acme(
+    store: &dyn Store,
+    domain: &str,
+    request: AcmeRequest,
+) -> Result<CertView, OpError> {
+    let domain = DomainName::parse(domain).map_err(StoreError::from)?;
+    let site = store
+        .site(&domain)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
+    let cert = store.cert(&domain).await?;
+    let refuse = |why: String| Err(OpError::Refused(why));
+    if !site.acme {
+        return refuse(format!(
+            "{domain} does not use ACME (it was added with --no-acme)"
+        ));
+    }
+    if domain.is_wildcard() {
+        return refuse(WILDCARD_NOTE.to_owned());
+    }
+    match (&cert, request) {
+        (Some(cert), _) if cert.source == CertSource::Imported => {
+            return refuse(format!(
+                "the certificate of {domain} was imported: Porter cannot renew or revoke it"
+            ));
+        }
+        (None, AcmeRequest::Revoke) => {
+            return refuse(format!("{domain} has no certificate to revoke"))
+        }
+        _ => {}
+    }
+    let mut state = store.acme_state(&domain).await?.unwrap_or_default();
+    match request {
+        AcmeRequest::Renew => state.force_renewal = true,
+        AcmeRequest::Revoke => state.revoke = true,
+    }
+    // The operator's request goes first, whatever the backoff said.
+    state.retry_at = None;
+    store.put_acme_state(&domain, state.clone()).await?;
+    Ok(cert_view(&site, cert, Some(state), true))
 }

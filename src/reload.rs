@@ -54,6 +54,8 @@ pub(crate) async fn run(
                 Ok(Change::Site(d) | Change::Cert(d)) => {
                     domains.insert(d);
                 }
+                // ACME progress changes nothing the edge serves.
+                Ok(Change::Acme(_)) => {}
                 Err(RecvError::Lagged(_)) => full = true,
                 Err(RecvError::Closed) => return,
             }
@@ -64,6 +66,9 @@ pub(crate) async fn run(
                 }
                 Err(_) => None,
             };
+        }
+        if !full && domains.is_empty() {
+            continue;
         }
         let result = if full {
             build(store.as_ref()).await

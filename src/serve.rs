@@ -39,6 +39,7 @@ pub(crate) fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
+    let acme = args.acme.config().map_err(anyhow::Error::msg)?;
     ensure_data_dir(data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join(STORE_DIR))?);
     let token: Arc<str> = admin::load_or_create_token(data_dir)
@@ -58,6 +59,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let tls_config = tls::server_config(snapshot.clone(), default_sni.clone())?;
     let https_addr = https.local_addr()?;
     let edge = Arc::new(Edge {
+        store: store.clone(),
         snapshot: snapshot.clone(),
         forwarder: Forwarder::new(args.upstream_connect_timeout, args.upstream_timeout),
         https_port: https_addr.port(),
@@ -94,13 +96,30 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         shutdown.clone(),
         connections.clone(),
     ));
+    let admin_ctx = Arc::new(admin::Context {
+        store: store.clone(),
+        acme: acme.is_some(),
+    });
     tasks.spawn(admin::serve(
         admin_listener,
-        store.clone(),
+        admin_ctx,
         token,
         shutdown.clone(),
         connections.clone(),
     ));
+    match acme {
+        Some(config) => {
+            let (store, shutdown) = (store.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                if let Err(e) = porter_acme::run(store, config, shutdown).await {
+                    tracing::error!(error = %e, "the ACME worker cannot run");
+                }
+            });
+        }
+        None => tracing::info!(
+            "ACME is off: pass --acme-agree-tos to obtain certificates automatically"
+        ),
+    }
 
     Discovery {
         pid: std::process::id(),

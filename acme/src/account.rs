@@ -8,11 +8,17 @@ use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 use porter_store::{AcmeAccount, SecretText, Store};
 
 /// The account for `config.directory`.
-pub(crate) async fn load_or_create(store: &dyn Store, config: &Config, http: &PacedClient) -> Result<Account, AcmeError> {
+pub(crate) async fn load_or_create(
+    store: &dyn Store,
+    config: &Config,
+    http: &PacedClient,
+) -> Result<Account, AcmeError> {
     let builder = || Account::builder_with_http(Box::new(http.clone()));
     if let Some(record) = store.account(&config.directory).await? {
         let credentials: AccountCredentials = serde_json::from_str(record.credentials.expose())
-            .map_err(|e| AcmeError::Order(format!("stored account credentials do not load: {e}")))?;
+            .map_err(|e| {
+                AcmeError::Order(format!("stored account credentials do not load: {e}"))
+            })?;
         return Ok(builder().from_credentials(credentials).await?);
     }
     let contact: Vec<&str> = config.contact.iter().map(String::as_str).collect();
@@ -31,7 +37,8 @@ pub(crate) async fn load_or_create(store: &dyn Store, config: &Config, http: &Pa
             eab.as_ref(),
         )
         .await?;
-    let credentials = serde_json::to_string(&credentials).map_err(|e| AcmeError::Order(e.to_string()))?;
+    let credentials =
+        serde_json::to_string(&credentials).map_err(|e| AcmeError::Order(e.to_string()))?;
     store
         .put_account(AcmeAccount {
             directory: config.directory.clone(),

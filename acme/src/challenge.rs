@@ -15,7 +15,10 @@ pub(crate) fn http01(domain: &DomainName, token: &str, key_authorization: &str) 
     }
 }
 
-pub(crate) fn tls_alpn01(domain: &DomainName, digest: &[u8]) -> Result<TlsAlpnChallenge, AcmeError> {
+pub(crate) fn tls_alpn01(
+    domain: &DomainName,
+    digest: &[u8],
+) -> Result<TlsAlpnChallenge, AcmeError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::new(vec![domain.to_string()])?;
     params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
@@ -24,6 +27,7 @@ pub(crate) fn tls_alpn01(domain: &DomainName, digest: &[u8]) -> Result<TlsAlpnCh
     Ok(TlsAlpnChallenge {
         domain: domain.clone(),
         cert: cert.der().to_vec(),
-        key: PrivateKey::from_der(&key_der).ok_or_else(|| AcmeError::Key("unsupported key encoding".into()))?,
+        key: PrivateKey::from_der(&key_der)
+            .ok_or_else(|| AcmeError::Key("unsupported key encoding".into()))?,
     })
 }

@@ -61,13 +61,17 @@ impl PacedClient {
                 for cert in rustls_pki_types::CertificateDer::pem_file_iter(path)
                     .map_err(|e| format!("cannot read --acme-ca-root {}: {e}", path.display()))?
                 {
-                    let cert = cert.map_err(|e| format!("--acme-ca-root {}: {e}", path.display()))?;
+                    let cert =
+                        cert.map_err(|e| format!("--acme-ca-root {}: {e}", path.display()))?;
                     roots
                         .add(cert)
                         .map_err(|e| format!("--acme-ca-root {}: {e}", path.display()))?;
                 }
                 if roots.is_empty() {
-                    return Err(format!("--acme-ca-root {} holds no certificate", path.display()));
+                    return Err(format!(
+                        "--acme-ca-root {} holds no certificate",
+                        path.display()
+                    ));
                 }
                 let provider = Arc::new(rustls::crypto::ring::default_provider());
                 let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -106,8 +110,14 @@ impl PacedClient {
             .await
             .map_err(|_| "the CA did not answer within 30 s".to_owned())?
             .map_err(|e| e.to_string())?;
-        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-        let directory: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("directory: {e}"))?;
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let directory: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| format!("directory: {e}"))?;
         Ok(directory.get("renewalInfo").is_some_and(|v| v.is_string()))
     }
 }
@@ -135,7 +145,9 @@ impl HttpClient for PacedClient {
                 .map_err(|_| instant_acme::Error::Str("the CA did not answer within 30 s"))?
                 .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
             let status = response.status();
-            if status == http::StatusCode::TOO_MANY_REQUESTS || status == http::StatusCode::SERVICE_UNAVAILABLE {
+            if status == http::StatusCode::TOO_MANY_REQUESTS
+                || status == http::StatusCode::SERVICE_UNAVAILABLE
+            {
                 if let Some(delay) = retry_after(response.headers()) {
                     tracing::warn!(?delay, %status, "the CA asks to wait; holding back every request");
                     pace.hold_until(Instant::now() + delay.min(Duration::from_secs(24 * 3600)));
@@ -155,8 +167,15 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::RETRY_AFTER, "120".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(120)));
-        headers.insert(http::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::ZERO), "a date in the past means now");
+        headers.insert(
+            http::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            retry_after(&headers),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -167,7 +186,14 @@ mod tests {
         };
         let start = Instant::now();
         let slots: Vec<Duration> = (0..3).map(|_| pace.reserve() - start).collect();
-        assert_eq!(slots, [Duration::ZERO, Duration::from_millis(100), Duration::from_millis(200)]);
+        assert_eq!(
+            slots,
+            [
+                Duration::ZERO,
+                Duration::from_millis(100),
+                Duration::from_millis(200)
+            ]
+        );
         pace.hold_until(start + Duration::from_secs(5));
         assert_eq!(pace.reserve() - start, Duration::from_secs(5));
     }

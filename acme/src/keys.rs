@@ -10,11 +10,17 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 /// A fresh key of `key_type`, as the store keeps it.
 pub(crate) fn generate(key_type: KeyType) -> Result<PrivateKey, AcmeError> {
     let pkcs8 = match key_type {
-        KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?.serialize_der(),
+        KeyType::EcdsaP256 => {
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?.serialize_der()
+        }
         KeyType::Rsa2048 => {
             use rsa::pkcs8::EncodePrivateKey;
-            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).map_err(|e| AcmeError::Key(e.to_string()))?;
-            key.to_pkcs8_der().map_err(|e| AcmeError::Key(e.to_string()))?.as_bytes().to_vec()
+            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+                .map_err(|e| AcmeError::Key(e.to_string()))?;
+            key.to_pkcs8_der()
+                .map_err(|e| AcmeError::Key(e.to_string()))?
+                .as_bytes()
+                .to_vec()
         }
     };
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8));

@@ -8,8 +8,8 @@ use crate::config::{ChallengeKind, Config};
 use crate::error::AcmeError;
 use crate::keys;
 use instant_acme::{
-    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
-    RetryPolicy,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
+    Order, OrderStatus, RetryPolicy,
 };
 use porter_store::{AcmeState, CertRecord, CertSource, DomainName, PendingOrder, Store};
 use rustls_pki_types::pem::PemObject;
@@ -92,7 +92,10 @@ pub(crate) async fn obtain(
         .and_then(|p| p.key.clone())
         .ok_or_else(|| AcmeError::Order("the order was finished without a stored key".into()))?;
     let cert = CertRecord::from_der(domain, chain, &key.to_der(), ctx.now, CertSource::Acme)?;
-    Ok(Issued { cert, challenge: used })
+    Ok(Issued {
+        cert,
+        challenge: used,
+    })
 }
 
 /// The order a previous run left, when it can still be finished.
@@ -160,7 +163,12 @@ async fn new_order(
 
 /// Publishes the challenge material for every pending authorization, tells the CA, and waits
 /// for the order to become ready.
-async fn validate(ctx: &Ctx<'_>, domain: &DomainName, order: &mut Order, kind: ChallengeKind) -> Result<(), AcmeError> {
+async fn validate(
+    ctx: &Ctx<'_>,
+    domain: &DomainName,
+    order: &mut Order,
+    kind: ChallengeKind,
+) -> Result<(), AcmeError> {
     let fail = |detail: String| AcmeError::Challenge {
         kind: kind.as_str(),
         detail,
@@ -179,7 +187,8 @@ async fn validate(ctx: &Ctx<'_>, domain: &DomainName, order: &mut Order, kind: C
         let key_authorization = challenge.key_authorization();
         match kind {
             ChallengeKind::Http01 => {
-                let record = challenge::http01(domain, &challenge.token, key_authorization.as_str());
+                let record =
+                    challenge::http01(domain, &challenge.token, key_authorization.as_str());
                 ctx.store.put_http01(record).await?;
             }
             ChallengeKind::TlsAlpn01 => {
@@ -216,7 +225,12 @@ async fn challenge_error(order: &mut Order) -> String {
 }
 
 /// Finalizes a ready order with a fresh key (stored first) and downloads the chain.
-async fn finish(ctx: &Ctx<'_>, domain: &DomainName, state: &mut AcmeState, order: &mut Order) -> Result<String, AcmeError> {
+async fn finish(
+    ctx: &Ctx<'_>,
+    domain: &DomainName,
+    state: &mut AcmeState,
+    order: &mut Order,
+) -> Result<String, AcmeError> {
     if order.state().status == OrderStatus::Ready {
         let key = keys::generate(ctx.config.key_type)?;
         let csr = keys::csr(domain, &key)?;

@@ -25,7 +25,11 @@ pub(crate) fn unit_jitter(seed: &str) -> f64 {
 /// for lifetimes of 10 days or less), moved earlier by up to 1/20 of the lifetime of jitter.
 pub(crate) fn renewal_by_lifetime(not_before: i64, not_after: i64, jitter: f64) -> i64 {
     let lifetime = (not_after - not_before).max(1);
-    let remaining = if lifetime <= 10 * DAY { lifetime / 2 } else { lifetime / 3 };
+    let remaining = if lifetime <= 10 * DAY {
+        lifetime / 2
+    } else {
+        lifetime / 3
+    };
     not_after - remaining - (jitter * (lifetime / 20) as f64) as i64
 }
 
@@ -95,8 +99,16 @@ mod tests {
         assert_eq!(waits[5], 60 * 32);
         assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
         assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
-        assert_eq!(backoff(1000, 0.5, None), MAX_BACKOFF, "never gives up, never overflows");
-        assert_eq!(backoff(10, 0.5, Some(3600)), 900, "an expiring certificate retries more often");
+        assert_eq!(
+            backoff(1000, 0.5, None),
+            MAX_BACKOFF,
+            "never gives up, never overflows"
+        );
+        assert_eq!(
+            backoff(10, 0.5, Some(3600)),
+            900,
+            "an expiring certificate retries more often"
+        );
         assert_eq!(backoff(10, 0.5, Some(10)), MIN_BACKOFF);
     }
 

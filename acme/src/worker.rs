@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 const MAX_SLEEP: i64 = 3600;
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// What the worker shares between attempts.
@@ -38,7 +40,11 @@ struct Worker {
 }
 
 /// Runs the ACME worker until `shutdown`. Fails only when the configuration cannot work at all.
-pub async fn run(store: Arc<dyn Store>, config: Config, shutdown: CancellationToken) -> Result<(), String> {
+pub async fn run(
+    store: Arc<dyn Store>,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
     let http = PacedClient::new(config.ca_root.as_deref(), config.requests_per_second)?;
     let ari = match http.directory_has_ari(&config.directory).await {
         Ok(ari) => ari,
@@ -60,7 +66,13 @@ pub async fn run(store: Arc<dyn Store>, config: Config, shutdown: CancellationTo
 }
 
 /// When `site` needs the worker next, if ever.
-fn due_at(site: &Site, cert: Option<&CertRecord>, state: &AcmeState, ari: bool, now: i64) -> Option<i64> {
+fn due_at(
+    site: &Site,
+    cert: Option<&CertRecord>,
+    state: &AcmeState,
+    ari: bool,
+    now: i64,
+) -> Option<i64> {
     if !site.acme || site.domain.is_wildcard() {
         return None;
     }
@@ -147,9 +159,15 @@ impl Worker {
 
     /// Every ACME site with the time it is due, soonest first.
     async fn plan(&self, now: i64) -> Result<Vec<(DomainName, i64)>, porter_store::StoreError> {
-        let mut certs: HashMap<DomainName, CertRecord> =
-            self.store.certs().await?.into_iter().map(|c| (c.domain.clone(), c)).collect();
-        let mut states: HashMap<DomainName, AcmeState> = self.store.acme_states().await?.into_iter().collect();
+        let mut certs: HashMap<DomainName, CertRecord> = self
+            .store
+            .certs()
+            .await?
+            .into_iter()
+            .map(|c| (c.domain.clone(), c))
+            .collect();
+        let mut states: HashMap<DomainName, AcmeState> =
+            self.store.acme_states().await?.into_iter().collect();
         let mut plan: Vec<(DomainName, i64)> = self
             .store
             .sites()
@@ -170,7 +188,8 @@ impl Worker {
         if let Some(account) = slot.as_ref() {
             return Ok(account.clone());
         }
-        let account = account::load_or_create(self.store.as_ref(), &self.config, &self.http).await?;
+        let account =
+            account::load_or_create(self.store.as_ref(), &self.config, &self.http).await?;
         *slot = Some(account.clone());
         Ok(account)
     }
@@ -198,7 +217,11 @@ impl Worker {
             Err(e) => return self.failed(domain, cert.as_ref(), state, e).await,
         };
         if let (Some(cert), true) = (&cert, self.ari) {
-            if state.ari.as_ref().is_none_or(|w| w.serial != cert.serial || w.next_check <= now) {
+            if state
+                .ari
+                .as_ref()
+                .is_none_or(|w| w.serial != cert.serial || w.next_check <= now)
+            {
                 self.refresh_ari(&account, cert, &mut state, now).await;
                 store.put_acme_state(domain, state.clone()).await?;
             }
@@ -226,7 +249,9 @@ impl Worker {
         let replaces = cert
             .as_ref()
             .filter(|_| self.ari)
-            .and_then(|c| CertificateIdentifier::try_from(&CertificateDer::from(c.chain[0].clone())).ok())
+            .and_then(|c| {
+                CertificateIdentifier::try_from(&CertificateDer::from(c.chain[0].clone())).ok()
+            })
             .map(CertificateIdentifier::into_owned);
         let ctx = Ctx {
             store,
@@ -239,7 +264,10 @@ impl Worker {
         match result {
             Ok(issued) => {
                 let fresh = AcmeState {
-                    challenge: issued.challenge.map(|k| k.as_str().to_owned()).or(state.challenge),
+                    challenge: issued
+                        .challenge
+                        .map(|k| k.as_str().to_owned())
+                        .or(state.challenge),
                     ..AcmeState::default()
                 };
                 let (serial, not_after) = (issued.cert.serial.clone(), issued.cert.not_after);
@@ -262,7 +290,11 @@ impl Worker {
         let now = now();
         state.attempts = state.attempts.saturating_add(1);
         let remaining = cert.map(|c| c.not_after - now);
-        let mut wait = backoff(state.attempts, unit_jitter(&format!("{domain}{}", state.attempts)), remaining);
+        let mut wait = backoff(
+            state.attempts,
+            unit_jitter(&format!("{domain}{}", state.attempts)),
+            remaining,
+        );
         if error.is_rate_limited() {
             // The CA said to slow down: never retry sooner than an hour.
             wait = wait.max(3600);
@@ -279,7 +311,13 @@ impl Worker {
     }
 
     /// Fetches the CA's suggested renewal window for `cert` (RFC 9773).
-    async fn refresh_ari(&self, account: &Account, cert: &CertRecord, state: &mut AcmeState, now: i64) {
+    async fn refresh_ari(
+        &self,
+        account: &Account,
+        cert: &CertRecord,
+        state: &mut AcmeState,
+        now: i64,
+    ) {
         let leaf = CertificateDer::from(cert.chain[0].clone());
         let Ok(id) = CertificateIdentifier::try_from(&leaf) else {
             return;
@@ -307,7 +345,11 @@ impl Worker {
                     serial: cert.serial.clone(),
                     start: 0,
                     end: 0,
-                    renew_at: schedule::renewal_by_lifetime(cert.not_before, cert.not_after, unit_jitter(&cert.serial)),
+                    renew_at: schedule::renewal_by_lifetime(
+                        cert.not_before,
+                        cert.not_after,
+                        unit_jitter(&cert.serial),
+                    ),
                     next_check: now + 3600,
                 });
             }

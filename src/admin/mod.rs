@@ -10,7 +10,7 @@ mod token;
 
 pub(crate) use client::{AdminClient, ClientError};
 pub(crate) use discovery::Discovery;
-pub(crate) use router::dispatch;
+pub(crate) use router::{dispatch, Context};
 pub(crate) use server::{bind, serve};
 pub(crate) use token::load_or_create as load_or_create_token;
 

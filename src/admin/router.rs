@@ -2,9 +2,19 @@
 //! behind authentication, and the CLI calls it in-process when no server is running, so both
 //! paths run the same code.
 
-use crate::ops::{self, OpError};
+use crate::ops::{self, AcmeRequest, OpError};
 use http::{Method, StatusCode};
 use porter_store::{Store, StoreError};
+use std::sync::Arc;
+
+/// What the operations run against.
+pub(crate) struct Context {
+    /// The store.
+    pub(crate) store: Arc<dyn Store>,
+    /// Whether an ACME worker runs in this process (it does only in `porter serve` with
+    /// `--acme-agree-tos`).
+    pub(crate) acme: bool,
+}
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -30,9 +40,9 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
 
 fn failed(e: OpError) -> Reply {
     let status = match &e {
-        OpError::Store(StoreError::Invalid(_)) | OpError::Unreachable { .. } => {
-            StatusCode::BAD_REQUEST
-        }
+        OpError::Store(StoreError::Invalid(_))
+        | OpError::Unreachable { .. }
+        | OpError::Refused(_) => StatusCode::BAD_REQUEST,
         OpError::Store(StoreError::AlreadyExists(_)) => StatusCode::CONFLICT,
         OpError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
         OpError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -46,7 +56,8 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
 }
 
 /// Runs the operation `method path` names.
-pub(crate) async fn dispatch(store: &dyn Store, method: &Method, path: &str, body: &[u8]) -> Reply {
+pub(crate) async fn dispatch(ctx: &Context, method: &Method, path: &str, body: &[u8]) -> Reply {
+    let store = ctx.store.as_ref();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result = match (method, segments.as_slice()) {
         (&Method::GET, ["v1", "sites"]) => {
@@ -61,8 +72,18 @@ pub(crate) async fn dispatch(store: &dyn Store, method: &Method, path: &str, bod
         (&Method::DELETE, ["v1", "sites", domain]) => ops::remove_site(store, domain)
             .await
             .map(|()| ok(StatusCode::OK, json!({ "removed": domain }))),
-        (&Method::GET, ["v1", "certs"]) => {
-            ops::list_certs(store).await.map(|v| ok(StatusCode::OK, v))
+        (&Method::GET, ["v1", "certs"]) => ops::list_certs(store, ctx.acme)
+            .await
+            .map(|v| ok(StatusCode::OK, v)),
+        (&Method::POST, ["v1", "certs", domain, action @ ("renew" | "revoke")]) => {
+            let request = if *action == "renew" {
+                AcmeRequest::Renew
+            } else {
+                AcmeRequest::Revoke
+            };
+            ops::request_acme(store, domain, request)
+                .await
+                .map(|v| ok(StatusCode::OK, v))
         }
         (&Method::POST, ["v1", "certs"]) => match parse(body) {
             Ok(req) => ops::import_cert(store, req)

@@ -1,7 +1,7 @@
 //! The admin API's HTTP server: bearer-token check in constant time, bounded bodies and
 //! deadlines, then [`dispatch`].
 
-use super::router::{dispatch, Reply};
+use super::router::{dispatch, Context, Reply};
 use super::AdminAddr;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -9,7 +9,6 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use porter_store::Store;
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -54,7 +53,7 @@ pub(crate) async fn bind(addr: &AdminAddr) -> std::io::Result<(AdminListener, Ad
 /// Serves the admin API until `shutdown`.
 pub(crate) async fn serve(
     listener: AdminListener,
-    store: Arc<dyn Store>,
+    ctx: Arc<Context>,
     token: Arc<str>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -72,11 +71,11 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let (store, token) = (store.clone(), token.clone());
+        let (ctx, token) = (ctx.clone(), token.clone());
         tracker.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let (store, token) = (store.clone(), token.clone());
-                async move { Ok::<_, Infallible>(answer(store.as_ref(), &token, req).await) }
+                let (ctx, token) = (ctx.clone(), token.clone());
+                async move { Ok::<_, Infallible>(answer(&ctx, &token, req).await) }
             });
             let result = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -111,7 +110,7 @@ fn authorised(req: &Request<Incoming>, token: &str) -> bool {
     given.as_bytes().ct_eq(token.as_bytes()).into()
 }
 
-async fn answer(store: &dyn Store, token: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(ctx: &Context, token: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let reply = if !authorised(&req, token) {
         Reply {
             status: StatusCode::UNAUTHORIZED,
@@ -120,9 +119,7 @@ async fn answer(store: &dyn Store, token: &str, req: Request<Incoming>) -> Respo
     } else {
         let (parts, body) = req.into_parts();
         match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
-            Ok(Ok(body)) => {
-                dispatch(store, &parts.method, parts.uri.path(), &body.to_bytes()).await
-            }
+            Ok(Ok(body)) => dispatch(ctx, &parts.method, parts.uri.path(), &body.to_bytes()).await,
             Ok(Err(_)) | Err(_) => Reply {
                 status: StatusCode::BAD_REQUEST,
                 body: serde_json::json!({"error": "request body too large, or too slow"}),

@@ -102,11 +102,18 @@ pub(crate) async fn serve_https(
         async move {
             let accepted = tokio::time::timeout(
                 handshake_timeout,
-                tls::accept(stream, &config, &edge.snapshot, edge.default_sni.as_deref()),
+                tls::accept(
+                    stream,
+                    &config,
+                    &edge.snapshot,
+                    edge.store.as_ref(),
+                    edge.default_sni.as_deref(),
+                ),
             )
             .await;
             let (stream, name) = match accepted {
-                Ok(Ok(pair)) => pair,
+                Ok(Ok(Some(pair))) => pair,
+                Ok(Ok(None)) => return,
                 Ok(Err(refused)) => {
                     tracing::debug!(%peer, %refused, "TLS connection refused");
                     return;

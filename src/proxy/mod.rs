@@ -1,6 +1,7 @@
 //! The HTTP side of the edge: route each request by host to its site, then redirect it to
 //! HTTPS, forward it, or tunnel it (WebSocket).
 
+mod challenge;
 mod connector;
 mod forward;
 mod headers;
@@ -29,6 +30,8 @@ pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, idle::BoxErro
 
 /// What every connection shares: the current snapshot and the upstream client.
 pub(crate) struct Edge {
+    /// The store, read for ACME challenges only (they are rare and must be fresh).
+    pub(crate) store: Arc<dyn porter_store::Store>,
     /// The sites being served; swapped by `reload`.
     pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
     /// Pooled upstream connections.
@@ -77,6 +80,11 @@ pub(crate) async fn handle(
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     let https = conn.tls_name.is_some();
+    if !https {
+        if let Some(answer) = challenge::http01(edge.store.as_ref(), &req).await {
+            return answer;
+        }
+    }
     let host = match route::request_host(&req) {
         Some(host) => host,
         // HTTP/1.0 has no Host: the connection's TLS name is the best statement of intent.

@@ -1,9 +1,12 @@
-//! Accepting a TLS connection: read the ClientHello, refuse a name Porter does not serve with a
-//! fatal `unrecognized_name` alert (rustls itself would say `access_denied`), then handshake.
+//! Accepting a TLS connection: read the ClientHello, answer a TLS-ALPN-01 validation (RFC 8737)
+//! from the store, refuse a name Porter does not serve with a fatal `unrecognized_name` alert
+//! (rustls itself would say `access_denied`), then handshake.
 
+use super::acme_tls::{self, ALPN_ACME_TLS};
 use super::resolver::server_name;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
+use porter_store::Store;
 use rustls::ServerConfig;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -31,13 +34,15 @@ fn alert(description: u8) -> [u8; 7] {
 }
 
 /// Completes the handshake for a name the snapshot serves. Returns the stream and the name the
-/// certificate was chosen for (used for HTTP/1.0 requests without `Host`).
+/// certificate was chosen for (used for HTTP/1.0 requests without `Host`), or `None` when the
+/// connection was an ACME validation that has been answered.
 pub(crate) async fn accept<IO>(
     io: IO,
     config: &Arc<ServerConfig>,
     snapshot: &ArcSwap<Snapshot>,
+    store: &dyn Store,
     default_sni: Option<&str>,
-) -> Result<(TlsStream<IO>, String), Refused>
+) -> Result<Option<(TlsStream<IO>, String)>, Refused>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -47,11 +52,24 @@ where
     let Some(name) = server_name(sni, default_sni) else {
         return Err(refuse(start.io, 40, Refused::NoServerName).await);
     };
+    let validation = hello
+        .alpn()
+        .is_some_and(|mut protocols| protocols.any(|p| p == ALPN_ACME_TLS));
+    if validation {
+        let Some(challenge_config) = acme_tls::config(store, &name).await else {
+            return Err(refuse(start.io, 112, Refused::UnknownName(name)).await);
+        };
+        let mut stream = start.into_stream(challenge_config).await?;
+        // RFC 8737 section 3: the handshake is the answer; nothing else is served.
+        let _ = stream.shutdown().await;
+        tracing::info!(%name, "answered a TLS-ALPN-01 validation");
+        return Ok(None);
+    }
     if snapshot.load().cert(&name).is_none() {
         return Err(refuse(start.io, 112, Refused::UnknownName(name)).await);
     }
     let stream = start.into_stream(config.clone()).await?;
-    Ok((stream, name))
+    Ok(Some((stream, name)))
 }
 
 async fn refuse<IO: AsyncWrite + Unpin>(mut io: IO, description: u8, why: Refused) -> Refused {

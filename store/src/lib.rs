@@ -23,8 +23,8 @@ mod upstream;
 pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
 pub use model::{
-    AcmeAccount, AcmeState, AriWindow, CertRecord, CertSource, Http01Challenge, PendingOrder, PrivateKey,
-    SecretText, Site, Target, TlsAlpnChallenge,
+    AcmeAccount, AcmeState, AriWindow, CertRecord, CertSource, Http01Challenge, PendingOrder,
+    PrivateKey, SecretText, Site, Target, TlsAlpnChallenge,
 };
 pub use sled_store::SledStore;
 pub use upstream::Upstream;
@@ -72,7 +72,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every site's ACME state, ordered by domain.
     async fn acme_states(&self) -> Result<Vec<(DomainName, AcmeState)>, StoreError>;
     /// Stores the ACME state of an existing site; fails with [`StoreError::NotFound`] otherwise.
-    async fn put_acme_state(&self, domain: &DomainName, state: AcmeState) -> Result<(), StoreError>;
+    async fn put_acme_state(&self, domain: &DomainName, state: AcmeState)
+        -> Result<(), StoreError>;
     /// Stores a certificate obtained over ACME and the site's new ACME state together; fails
     /// with [`StoreError::NotFound`] when the site was removed meanwhile.
     async fn put_issued(&self, cert: CertRecord, state: AcmeState) -> Result<(), StoreError>;

@@ -4,7 +4,8 @@
 use crate::error::StoreError;
 use crate::keys;
 use crate::{
-    AcmeAccount, AcmeState, CertRecord, Change, DomainName, Http01Challenge, Site, Store, TlsAlpnChallenge,
+    AcmeAccount, AcmeState, CertRecord, Change, DomainName, Http01Challenge, Site, Store,
+    TlsAlpnChallenge,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -124,7 +125,11 @@ fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn get<T: serde::de::DeserializeOwned>(tree: &sled::Tree, name: &'static str, key: &str) -> Result<Option<T>, StoreError> {
+fn get<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    name: &'static str,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
     tree.get(key)
         .map_err(backend)?
         .map(|raw| decode(name, key.as_bytes(), &raw))
@@ -176,7 +181,13 @@ impl Store for SledStore {
     async fn remove_site(&self, domain: &DomainName) -> Result<(), StoreError> {
         let key = domain.as_str();
         let tokens = self.http01_tokens(domain)?;
-        let had_cert = (&self.sites, &self.certs, &self.acme, &self.http01, &self.tls_alpn)
+        let had_cert = (
+            &self.sites,
+            &self.certs,
+            &self.acme,
+            &self.http01,
+            &self.tls_alpn,
+        )
             .transaction(|(sites, certs, acme, http01, tls_alpn)| {
                 if sites.remove(key)?.is_none() {
                     return Err(not_found("site", key));
@@ -208,7 +219,10 @@ impl Store for SledStore {
         (&self.sites, &self.certs)
             .transaction(|(sites, certs)| {
                 if sites.get(key)?.is_none() {
-                    return Err(not_found("site", &format!("{key} (add the site before its certificate)")));
+                    return Err(not_found(
+                        "site",
+                        &format!("{key} (add the site before its certificate)"),
+                    ));
                 }
                 certs.insert(key, value.as_slice())?;
                 Ok(())
@@ -237,17 +251,23 @@ impl Store for SledStore {
             .iter()
             .map(|entry| {
                 let (key, raw) = entry.map_err(backend)?;
-                let domain = DomainName::parse(&String::from_utf8_lossy(&key)).map_err(|e| StoreError::Corrupt {
-                    tree: keys::ACME_STATES,
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    reason: e.to_string(),
+                let domain = DomainName::parse(&String::from_utf8_lossy(&key)).map_err(|e| {
+                    StoreError::Corrupt {
+                        tree: keys::ACME_STATES,
+                        key: String::from_utf8_lossy(&key).into_owned(),
+                        reason: e.to_string(),
+                    }
                 })?;
                 Ok((domain, decode(keys::ACME_STATES, &key, &raw)?))
             })
             .collect()
     }
 
-    async fn put_acme_state(&self, domain: &DomainName, state: AcmeState) -> Result<(), StoreError> {
+    async fn put_acme_state(
+        &self,
+        domain: &DomainName,
+        state: AcmeState,
+    ) -> Result<(), StoreError> {
         let key = domain.as_str();
         let value = encode(&state);
         (&self.sites, &self.acme)

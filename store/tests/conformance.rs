@@ -2,8 +2,9 @@
 //! sled backend's own durability and schema checks.
 
 use porter_store::{
-    AcmeAccount, AcmeState, CertRecord, CertSource, Change, DomainName, Http01Challenge, InvalidInput, SecretText,
-    Site, SledStore, Store, StoreError, Target, TlsAlpnChallenge, Upstream,
+    AcmeAccount, AcmeState, CertRecord, CertSource, Change, DomainName, Http01Challenge,
+    InvalidInput, SecretText, Site, SledStore, Store, StoreError, Target, TlsAlpnChallenge,
+    Upstream,
 };
 use rcgen::{CertificateParams, KeyPair};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -73,9 +74,15 @@ async fn acme_records_follow_their_site(store: impl Store) {
         source: CertSource::Acme,
         ..cert_for("h.test")
     };
-    store.put_issued(cert.clone(), AcmeState::default()).await.unwrap();
+    store
+        .put_issued(cert.clone(), AcmeState::default())
+        .await
+        .unwrap();
     assert_eq!(store.cert(&domain).await.unwrap(), Some(cert));
-    assert_eq!(store.acme_states().await.unwrap(), vec![(domain.clone(), AcmeState::default())]);
+    assert_eq!(
+        store.acme_states().await.unwrap(),
+        vec![(domain.clone(), AcmeState::default())]
+    );
 
     let account = AcmeAccount {
         directory: "https://ca.test/dir".into(),
@@ -83,8 +90,14 @@ async fn acme_records_follow_their_site(store: impl Store) {
         contact: vec!["mailto:ops@h.test".into()],
     };
     store.put_account(account.clone()).await.unwrap();
-    assert_eq!(store.account(&account.directory).await.unwrap(), Some(account.clone()));
-    assert!(!format!("{account:?}").contains("secret"), "Debug must not show credentials");
+    assert_eq!(
+        store.account(&account.directory).await.unwrap(),
+        Some(account.clone())
+    );
+    assert!(
+        !format!("{account:?}").contains("secret"),
+        "Debug must not show credentials"
+    );
 
     let http01 = Http01Challenge {
         token: "tok".into(),
@@ -110,7 +123,11 @@ async fn acme_records_follow_their_site(store: impl Store) {
     assert_eq!(store.acme_state(&domain).await.unwrap(), None);
     assert_eq!(store.tls_alpn(&domain).await.unwrap(), None);
     assert_eq!(store.cert(&domain).await.unwrap(), None);
-    assert_eq!(store.account(&account.directory).await.unwrap(), Some(account), "accounts outlive sites");
+    assert_eq!(
+        store.account(&account.directory).await.unwrap(),
+        Some(account),
+        "accounts outlive sites"
+    );
 }
 
 async fn sites_add_list_remove(store: impl Store) {
