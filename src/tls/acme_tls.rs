@@ -4,6 +4,7 @@
 //! nothing.
 
 use porter_store::{DomainName, Store};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::ServerConfig;
 use std::sync::Arc;
 
@@ -21,15 +22,19 @@ pub(crate) async fn config(store: &dyn Store, name: &str) -> Option<Arc<ServerCo
         }
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Built without the certificate checks of `with_single_cert` and `CertifiedKey::from_der`:
+    // they refuse the critical acmeIdentifier extension that RFC 8737 requires.
+    let signing_key = provider
+        .key_provider
+        .load_private_key(challenge.key.to_der())
+        .map_err(|e| tracing::error!(%name, error = %e, "stored TLS-ALPN-01 key does not load"))
+        .ok()?;
+    let key = CertifiedKey::new(vec![challenge.cert.into()], signing_key);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .ok()?
         .with_no_client_auth()
-        .with_single_cert(vec![challenge.cert.into()], challenge.key.to_der())
-        .map_err(
-            |e| tracing::error!(%name, error = %e, "stored TLS-ALPN-01 certificate does not load"),
-        )
-        .ok()?;
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
     config.alpn_protocols = vec![ALPN_ACME_TLS.to_vec()];
     Some(Arc::new(config))
 }

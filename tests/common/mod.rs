@@ -2,6 +2,8 @@
 //! TLS clients, all on loopback with ephemeral ports. Every child process is killed on drop.
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own part of the harness
 
+pub mod acme;
+
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
