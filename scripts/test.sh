@@ -9,6 +9,8 @@ needs=(
   "curl curl"
   "openssl openssl"
   "python3 python3"
+  "pebble pebble"
+  "pebble-challtestsrv pebble"
 )
 missing=()
 for pair in "${needs[@]}"; do

@@ -36,7 +36,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the edge: HTTPS and HTTP listeners, and the admin API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage sites (domain names and where their requests go).
     #[command(subcommand)]
     Site(SiteCommand),
@@ -148,7 +148,7 @@ fn api_request(command: Command) -> anyhow::Result<ApiRequest> {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir;
     if let Command::Serve(args) = cli.command {
-        return serve::run(&data_dir, args).await;
+        return serve::run(&data_dir, *args).await;
     }
     let (method, path, body) = api_request(cli.command)?;
     let result = execute(&data_dir, method.clone(), &path, body).await?;

@@ -87,6 +87,8 @@ pub(crate) struct CertView {
     pub(crate) next_attempt: Option<String>,
     /// The challenge type that last worked.
     pub(crate) challenge: Option<String>,
+    /// Whether an ACME order is in flight (it resumes after a restart).
+    pub(crate) order_in_flight: bool,
     /// An explanation for the operator.
     pub(crate) note: Option<String>,
 }
@@ -134,6 +136,7 @@ fn cert_view(
         last_error: state.last_error.clone(),
         next_attempt: state.retry_at.map(rfc3339),
         challenge: state.challenge.clone(),
+        order_in_flight: state.pending.is_some(),
         ..CertView::default()
     };
     let acme_managed = site.acme && !site.domain.is_wildcard();

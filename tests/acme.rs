@@ -5,32 +5,62 @@
 
 mod common;
 
-use common::acme::{free_port, Pebble, PebbleOptions};
+use common::acme::{free_port, AcmeFront, Pebble, PebbleOptions};
 use common::*;
+use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Porter on chosen loopback ports in front of a backend, pointed at a pebble.
+/// Porter on chosen loopback ports in front of a backend, pointed at a pebble (directly, or
+/// through the test's front).
 struct Edge {
     dir: tempfile::TempDir,
+    front: Option<AcmeFront>,
     pebble: Pebble,
     backend: Backend,
     porter: Option<Porter>,
     flags: Vec<String>,
 }
 
+/// How Porter reaches pebble.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Direct,
+    Front,
+    FrontWithAri,
+}
+
 impl Edge {
     /// Starts pebble (configured by `options` from Porter's ports) and Porter with `extra` flags.
     fn start(options: impl FnOnce(u16, u16) -> PebbleOptions, extra: &[&str]) -> Edge {
+        Edge::start_via(Via::Direct, options, extra)
+    }
+
+    fn start_via(
+        via: Via,
+        options: impl FnOnce(u16, u16) -> PebbleOptions,
+        extra: &[&str],
+    ) -> Edge {
         let dir = tempfile::tempdir().unwrap();
         let (http, https) = (free_port(), free_port());
         let pebble = Pebble::start(&dir.path().join("pebble"), options(http, https));
-        let mut flags = pebble.porter_flags();
-        flags.extend(["--http".into(), format!("127.0.0.1:{http}"), "--https".into(), format!("127.0.0.1:{https}")]);
+        let front =
+            (via != Via::Direct).then(|| AcmeFront::start(&pebble, via == Via::FrontWithAri));
+        let directory = front
+            .as_ref()
+            .map_or(pebble.directory.clone(), |f| f.directory.clone());
+        let mut flags = pebble.porter_flags(&directory);
+        flags.extend([
+            "--http".into(),
+            format!("127.0.0.1:{http}"),
+            "--https".into(),
+            format!("127.0.0.1:{https}"),
+        ]);
         flags.extend(extra.iter().map(|s| s.to_string()));
         let mut edge = Edge {
             dir,
+            front,
             pebble,
             backend: Backend::start(),
             porter: None,
@@ -45,17 +75,53 @@ impl Edge {
         self.porter = Some(Porter::start(&self.dir.path().join("data"), &flags));
     }
 
+    fn front(&self) -> std::sync::MutexGuard<'_, common::acme::FrontState> {
+        self.front.as_ref().unwrap().state.lock().unwrap()
+    }
+
+    /// The serial of the certificate served for `domain`.
+    fn served_serial(&self, domain: &str) -> String {
+        let port = self.porter().https.port();
+        let out = std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                "-servername",
+                domain,
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let pem_start = text
+            .find("-----BEGIN CERTIFICATE-----")
+            .expect("a certificate");
+        let pem_end = text.find("-----END CERTIFICATE-----").unwrap() + 25;
+        let der =
+            rustls_pki_types::CertificateDer::from_pem_slice(&text.as_bytes()[pem_start..pem_end])
+                .unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        cert.tbs_certificate
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     fn porter(&self) -> &Porter {
         self.porter.as_ref().unwrap()
     }
 
     fn add(&self, domain: &str) {
-        self.porter().ok(&["site", "add", domain, "--upstream", &self.backend.addr]);
+        self.porter()
+            .ok(&["site", "add", domain, "--upstream", &self.backend.addr]);
     }
 
     /// `cert list --json` row of `domain`.
     fn status(&self, domain: &str) -> Value {
-        let list: Value = serde_json::from_str(&self.porter().ok(&["--json", "cert", "list"])).unwrap();
+        let list: Value =
+            serde_json::from_str(&self.porter().ok(&["--json", "cert", "list"])).unwrap();
         list.as_array()
             .unwrap()
             .iter()
@@ -65,23 +131,32 @@ impl Edge {
     }
 
     fn root(&self) -> PathBuf {
-        self.pebble.issuing_root(&self.dir.path().join("issuing-root.pem"))
+        self.pebble
+            .issuing_root(&self.dir.path().join("issuing-root.pem"))
     }
 
     /// GET https://DOMAIN/ through Porter, verified against `root`; the body on success.
     fn get(&self, domain: &str, root: &Path) -> Option<String> {
         let port = self.porter().https.port();
         let resolve = format!("{domain}:{port}:127.0.0.1");
-        let (ok, body) = curl(&["--cacert", root.to_str().unwrap(), "--resolve", &resolve, &format!("https://{domain}:{port}/")]);
+        let (ok, body) = curl(&[
+            "--cacert",
+            root.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            &format!("https://{domain}:{port}/"),
+        ]);
         ok.then_some(body)
     }
 
     /// Waits until `domain` serves a certificate that verifies against pebble's root.
     fn wait_served(&self, domain: &str, within: Duration) {
         let root = self.root();
-        wait_until(within, &format!("{domain} is served with a certificate from pebble"), || {
-            self.get(domain, &root).as_deref() == Some("hello from backend /")
-        });
+        wait_until(
+            within,
+            &format!("{domain} is served with a certificate from pebble"),
+            || self.get(domain, &root).as_deref() == Some("hello from backend /"),
+        );
     }
 }
 
@@ -91,7 +166,10 @@ fn http01_issues_a_trusted_certificate_within_five_seconds() {
     let started = Instant::now();
     edge.add("a.test");
     edge.wait_served("a.test", Duration::from_secs(5));
-    eprintln!("a.test served with an ACME certificate {:?} after site add", started.elapsed());
+    eprintln!(
+        "a.test served with an ACME certificate {:?} after site add",
+        started.elapsed()
+    );
     let row = edge.status("a.test");
     assert_eq!(row["status"], "valid", "{row}");
     assert_eq!(row["source"], "acme");
@@ -110,10 +188,308 @@ fn tls_alpn01_issues_a_trusted_certificate_within_five_seconds() {
 #[test]
 fn a_failing_challenge_type_falls_back_to_the_other_and_is_remembered() {
     // The validator's HTTP-01 port leads nowhere: only TLS-ALPN-01 can succeed.
-    let edge = Edge::start(|_, https| PebbleOptions::new(free_port(), https), &["--acme-challenge", "http-01"]);
+    let edge = Edge::start(
+        |_, https| PebbleOptions::new(free_port(), https),
+        &["--acme-challenge", "http-01"],
+    );
     edge.add("c.test");
     edge.wait_served("c.test", Duration::from_secs(15));
     let row = edge.status("c.test");
     assert_eq!(row["challenge"], "tls-alpn-01", "{row}");
     assert_eq!(row["attempts"], 0);
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn unix(rfc3339: &Value) -> i64 {
+    let text = rfc3339
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {rfc3339}"));
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp()
+}
+
+#[test]
+fn fifty_sites_added_at_once_are_all_issued_with_bounded_concurrency_and_one_order_each() {
+    let edge = Edge::start_via(Via::Front, PebbleOptions::new, &["--acme-concurrency", "4"]);
+    let domains: Vec<String> = (0..50).map(|i| format!("s{i}.test")).collect();
+    for domain in &domains {
+        edge.add(domain);
+    }
+    wait_until(
+        Duration::from_secs(90),
+        "all 50 sites have a valid certificate",
+        || {
+            let list: Value =
+                serde_json::from_str(&edge.porter().ok(&["--json", "cert", "list"])).unwrap();
+            list.as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["status"] == "valid")
+                .count()
+                == 50
+        },
+    );
+    let root = edge.root();
+    for domain in domains.iter().step_by(7) {
+        assert_eq!(
+            edge.get(domain, &root).as_deref(),
+            Some("hello from backend /"),
+            "{domain}"
+        );
+    }
+    let front = edge.front();
+    assert_eq!(front.new_orders, 50, "one order per site, no duplicates");
+    assert_eq!(front.finalized, 50);
+    assert!(
+        front.max_open_orders <= 4,
+        "at most 4 orders at once, saw {}",
+        front.max_open_orders
+    );
+}
+
+#[test]
+fn short_lived_certificates_renew_again_and_again_without_dropping_connections() {
+    let edge = Edge::start(
+        |http, https| PebbleOptions {
+            validity: Some(30),
+            ..PebbleOptions::new(http, https)
+        },
+        &[],
+    );
+    edge.add("short.test");
+    edge.wait_served("short.test", Duration::from_secs(10));
+    let root = edge.root();
+    let ca = {
+        let pem = std::fs::read_to_string(&root).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+            .unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // Full handshakes only, so that each connection shows the certificate served now.
+        config.resumption = rustls::client::Resumption::disabled();
+        std::sync::Arc::new(config)
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let https = edge.porter().https;
+    // A keep-alive connection opened on the first certificate.
+    let (mut sender, first_leaf) = runtime.block_on(async {
+        let stream = tls_connect(ca.clone(), https, "short.test").await.unwrap();
+        let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        (sender, leaf)
+    });
+    let mut serials = vec![edge.served_serial("short.test")];
+    wait_until(Duration::from_secs(70), "two renewals", || {
+        let serial = edge.served_serial("short.test");
+        if serials.last() != Some(&serial) {
+            serials.push(serial);
+        }
+        serials.len() >= 3
+    });
+    let row = edge.status("short.test");
+    assert_eq!(row["status"], "valid", "{row}");
+    assert_eq!(row["attempts"], 0, "{row}");
+    // The connection opened before the renewals still works.
+    let status = runtime.block_on(async {
+        let req = http::Request::get("/")
+            .header("host", "short.test")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        sender.send_request(req).await.unwrap().status()
+    });
+    assert_eq!(status, 200);
+    let fresh = runtime
+        .block_on(tls_connect(ca, https, "short.test"))
+        .unwrap();
+    let fresh_leaf = fresh.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    assert!(
+        fresh_leaf != first_leaf,
+        "a new connection gets the renewed certificate"
+    );
+}
+
+#[test]
+fn kill_9_in_the_middle_of_an_order_then_restart_obtains_the_certificate_once() {
+    let mut edge = Edge::start_via(
+        Via::Front,
+        |http, https| PebbleOptions {
+            slow_validation: true,
+            ..PebbleOptions::new(http, https)
+        },
+        &[],
+    );
+    edge.add("crash.test");
+    wait_until(Duration::from_secs(10), "an order is in flight", || {
+        edge.status("crash.test")["order_in_flight"] == true
+    });
+    edge.porter.take().unwrap().kill9();
+    edge.restart();
+    edge.wait_served("crash.test", Duration::from_secs(60));
+    let row = edge.status("crash.test");
+    assert_eq!(row["status"], "valid", "{row}");
+    assert_eq!(row["order_in_flight"], false, "{row}");
+    assert_eq!(
+        edge.front().finalized,
+        1,
+        "exactly one certificate was issued"
+    );
+}
+
+#[test]
+fn refused_names_and_an_unreachable_ca_are_retried_on_the_backoff_schedule_keeping_the_old_certificate(
+) {
+    let mut edge = Edge::start(
+        |http, https| PebbleOptions {
+            blocklist: vec!["blocked".into()],
+            ..PebbleOptions::new(http, https)
+        },
+        &[],
+    );
+    edge.add("x.blocked");
+    edge.add("ok.test");
+    wait_until(Duration::from_secs(10), "the refusal is recorded", || {
+        edge.status("x.blocked")["attempts"] == 1
+    });
+    let row = edge.status("x.blocked");
+    assert_eq!(row["status"], "failing", "{row}");
+    assert!(
+        row["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("rejectedIdentifier"),
+        "{row}"
+    );
+    let wait = unix(&row["next_attempt"]) - now();
+    assert!(
+        (45..=70).contains(&wait),
+        "first retry about a minute later, got {wait}s: {row}"
+    );
+
+    // The CA goes away; a renewal fails, is scheduled again, and the old certificate stays.
+    edge.wait_served("ok.test", Duration::from_secs(10));
+    let serial = edge.served_serial("ok.test");
+    edge.pebble.stop();
+    edge.porter().ok(&["cert", "renew", "ok.test"]);
+    wait_until(
+        Duration::from_secs(40),
+        "the failed renewal is recorded",
+        || edge.status("ok.test")["attempts"] == 1,
+    );
+    let row = edge.status("ok.test");
+    assert_eq!(row["status"], "valid", "{row}");
+    assert!(
+        row["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{row}"
+    );
+    assert!(row["next_attempt"].is_string(), "{row}");
+    assert_eq!(
+        edge.served_serial("ok.test"),
+        serial,
+        "the old certificate is still served"
+    );
+}
+
+#[test]
+fn a_challenge_that_cannot_succeed_is_reported_and_retried() {
+    // Neither validation port leads to Porter.
+    let edge = Edge::start(|_, _| PebbleOptions::new(free_port(), free_port()), &[]);
+    edge.add("nowhere.test");
+    wait_until(Duration::from_secs(30), "the failure is recorded", || {
+        edge.status("nowhere.test")["attempts"] == 1
+    });
+    let row = edge.status("nowhere.test");
+    assert_eq!(row["status"], "failing", "{row}");
+    assert!(
+        row["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("challenge failed"),
+        "{row}"
+    );
+    assert!(unix(&row["next_attempt"]) > now() + 30, "{row}");
+}
+
+#[test]
+fn external_account_binding_works_with_the_right_key_and_says_why_with_a_wrong_one() {
+    use base64::Engine as _;
+    let hmac = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let wrong = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([8u8; 32]);
+    let eab = |http, https| PebbleOptions {
+        eab: Some(("kid-1".into(), hmac.clone())),
+        ..PebbleOptions::new(http, https)
+    };
+    let edge = Edge::start(eab, &["--acme-eab-kid", "kid-1", "--acme-eab-hmac", &hmac]);
+    edge.add("eab.test");
+    edge.wait_served("eab.test", Duration::from_secs(10));
+
+    let eab = |http, https| PebbleOptions {
+        eab: Some(("kid-1".into(), hmac.clone())),
+        ..PebbleOptions::new(http, https)
+    };
+    let edge = Edge::start(eab, &["--acme-eab-kid", "kid-1", "--acme-eab-hmac", &wrong]);
+    edge.add("eab2.test");
+    wait_until(Duration::from_secs(10), "the refusal is recorded", || {
+        edge.status("eab2.test")["attempts"] == 1
+    });
+    let error = edge.status("eab2.test")["last_error"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        error.contains("externalaccountbinding") || error.contains("external account"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_ca_renewal_window_moves_the_renewal_time_and_renewals_say_what_they_replace() {
+    let edge = Edge::start_via(Via::FrontWithAri, PebbleOptions::new, &[]);
+    let window = (now() + 600, now() + 900);
+    edge.front().window = Some(window);
+    edge.add("ari.test");
+    edge.wait_served("ari.test", Duration::from_secs(10));
+    wait_until(
+        Duration::from_secs(10),
+        "the renewal time follows the window",
+        || {
+            let row = edge.status("ari.test");
+            row["renew_at"].is_string() && (window.0..=window.1).contains(&unix(&row["renew_at"]))
+        },
+    );
+    let serial = edge.status("ari.test")["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    edge.porter().ok(&["cert", "renew", "ari.test"]);
+    wait_until(Duration::from_secs(10), "the renewal is issued", || {
+        edge.status("ari.test")["serial"].as_str() != Some(serial.as_str())
+    });
+    let replaces = edge.front().replaces.clone();
+    assert_eq!(replaces.len(), 1, "{replaces:?}");
+    use base64::Engine as _;
+    let serial_b64 =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex::decode(&serial).unwrap());
+    assert!(
+        replaces[0].ends_with(&format!(".{serial_b64}")),
+        "{replaces:?} should name serial {serial}"
+    );
 }

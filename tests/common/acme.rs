@@ -10,11 +10,19 @@ use std::time::Duration;
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the process that needs it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// How to run pebble.
@@ -59,6 +67,8 @@ pub struct Pebble {
     pub management: String,
     /// The root that pebble's own HTTPS chains to (for `--acme-ca-root` and curl).
     pub https_root: PathBuf,
+    /// The CA behind `https_root`, to issue more loopback server certificates.
+    pub https_ca: TestCa,
     /// pebble's HTTPS address.
     pub listen: SocketAddr,
 }
@@ -73,7 +83,14 @@ impl Pebble {
         let (cert, key) = ca.issue(&["localhost", "127.0.0.1"]);
         let dns_addr = format!("127.0.0.1:{}", free_udp_port());
         let dns = Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dns01", &dns_addr])
+            .args([
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+                "-dns01",
+                &dns_addr,
+            ])
             .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
             .args(["-management", &format!("127.0.0.1:{}", free_port())])
             .stdout(Stdio::null())
@@ -110,6 +127,7 @@ impl Pebble {
             directory: format!("https://{listen}/dir"),
             management: format!("https://{management}"),
             https_root: ca.ca_path(),
+            https_ca: ca,
             listen,
         };
         this.resume();
@@ -120,7 +138,12 @@ impl Pebble {
     pub fn resume(&mut self) {
         let mut command = Command::new("pebble");
         command
-            .args(["-config", self.config.to_str().unwrap(), "-dnsserver", &self.dns_addr])
+            .args([
+                "-config",
+                self.config.to_str().unwrap(),
+                "-dnsserver",
+                &self.dns_addr,
+            ])
             .env("PEBBLE_WFE_NONCEREJECT", "0")
             .env("PEBBLE_AUTHZREUSE", "0")
             .stdout(Stdio::null())
@@ -145,17 +168,24 @@ impl Pebble {
 
     /// The root certificate that issued certificates chain to, written to `path`.
     pub fn issuing_root(&self, path: &Path) -> PathBuf {
-        let (ok, pem) = super::curl(&["--cacert", self.https_root.to_str().unwrap(), &format!("{}/roots/0", self.management)]);
-        assert!(ok && pem.contains("BEGIN CERTIFICATE"), "cannot fetch pebble's root: {pem}");
+        let (ok, pem) = super::curl(&[
+            "--cacert",
+            self.https_root.to_str().unwrap(),
+            &format!("{}/roots/0", self.management),
+        ]);
+        assert!(
+            ok && pem.contains("BEGIN CERTIFICATE"),
+            "cannot fetch pebble's root: {pem}"
+        );
         std::fs::write(path, pem).unwrap();
         path.to_path_buf()
     }
 
-    /// The `porter serve` flags that point Porter at this pebble.
-    pub fn porter_flags(&self) -> Vec<String> {
+    /// The `porter serve` flags that point Porter at this pebble (or at a front of it).
+    pub fn porter_flags(&self, directory: &str) -> Vec<String> {
         [
             "--acme-directory",
-            &self.directory,
+            directory,
             "--acme-ca-root",
             self.https_root.to_str().unwrap(),
             "--acme-agree-tos",
@@ -175,3 +205,188 @@ impl Drop for Pebble {
         let _ = self.dns.wait();
     }
 }
+
+/// What the front has seen and what it answers for ARI.
+#[derive(Default)]
+pub struct FrontState {
+    /// newOrder requests forwarded to pebble.
+    pub new_orders: usize,
+    /// The `replaces` values of those orders.
+    pub replaces: Vec<String>,
+    /// Finalize requests (one per certificate issued).
+    pub finalized: usize,
+    /// Orders placed and not finalized yet, and the most there ever were at once.
+    pub open_orders: usize,
+    pub max_open_orders: usize,
+    /// The renewal window `renewalInfo` answers with (Unix seconds), when ARI is on.
+    pub window: Option<(i64, i64)>,
+}
+
+/// A small HTTPS front of the test's own in front of pebble: it forwards every ACME request
+/// (pebble builds its URLs from the `Host` it sees, so clients keep talking to the front),
+/// counts new orders, and, with ARI on, adds `renewalInfo` to the directory, answers it, and
+/// reflects `replaces` in new orders, as RFC 9773 asks of a CA (pebble 2.4 has no ARI).
+pub struct AcmeFront {
+    _runtime: tokio::runtime::Runtime,
+    /// The directory URL to give Porter.
+    pub directory: String,
+    pub state: std::sync::Arc<std::sync::Mutex<FrontState>>,
+}
+
+impl AcmeFront {
+    pub fn start(pebble: &Pebble, ari: bool) -> AcmeFront {
+        use std::sync::{Arc, Mutex};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (cert, key) = pebble.https_ca.issue(&["localhost", "127.0.0.1"]);
+        let server_config = {
+            use rustls_pki_types::pem::PemObject;
+            let chain = rustls_pki_types::CertificateDer::pem_file_iter(&cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap()
+        };
+        let client_config = pebble.https_ca.client(&[b"http/1.1"]);
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(FrontState::default()));
+        let shared = Arc::new(Front {
+            pebble: pebble.listen,
+            client: client_config,
+            state: state.clone(),
+            ari,
+            base: format!("https://{addr}"),
+        });
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+        runtime.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, shared) = (acceptor.clone(), shared.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, std::convert::Infallible>(shared.handle(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        AcmeFront {
+            _runtime: runtime,
+            directory: format!("https://{addr}/dir"),
+            state,
+        }
+    }
+}
+
+struct Front {
+    pebble: SocketAddr,
+    client: std::sync::Arc<rustls::ClientConfig>,
+    state: std::sync::Arc<std::sync::Mutex<FrontState>>,
+    ari: bool,
+    base: String,
+}
+
+type FrontBody = http_body_util::Full<bytes::Bytes>;
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+impl Front {
+    async fn handle(&self, req: http::Request<hyper::body::Incoming>) -> http::Response<FrontBody> {
+        use base64::Engine as _;
+        use http_body_util::BodyExt;
+        let path = req.uri().path().to_owned();
+        if self.ari && path.starts_with("/renewal-info/") {
+            let window = self.state.lock().unwrap().window;
+            let Some((start, end)) = window else {
+                return http::Response::builder()
+                    .status(404)
+                    .body(FrontBody::default())
+                    .unwrap();
+            };
+            let body = serde_json::json!({"suggestedWindow": {"start": rfc3339(start), "end": rfc3339(end)}});
+            return http::Response::builder()
+                .header("content-type", "application/json")
+                .header("retry-after", "60")
+                .body(FrontBody::from(body.to_string()))
+                .unwrap();
+        }
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let mut replaces = None;
+        if path == "/order-plz" {
+            let jws: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let payload = jws["payload"].as_str().unwrap_or_default();
+            let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap_or_default();
+            let payload: Value = serde_json::from_slice(&payload).unwrap_or_default();
+            replaces = payload["replaces"].as_str().map(str::to_owned);
+            let mut state = self.state.lock().unwrap();
+            state.new_orders += 1;
+            state.open_orders += 1;
+            state.max_open_orders = state.max_open_orders.max(state.open_orders);
+            state.replaces.extend(replaces.clone());
+        }
+        if path.starts_with("/finalize-order/") {
+            let mut state = self.state.lock().unwrap();
+            state.finalized += 1;
+            state.open_orders = state.open_orders.saturating_sub(1);
+        }
+        let mut upstream = http::Request::builder().method(parts.method).uri(parts.uri);
+        for (name, value) in &parts.headers {
+            upstream = upstream.header(name, value);
+        }
+        let upstream = upstream.body(FrontBody::from(body)).unwrap();
+        let tcp = tokio::net::TcpStream::connect(self.pebble).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(self.client.clone())
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let response = sender.send_request(upstream).await.unwrap();
+        let (mut parts, body) = response.into_parts();
+        let mut body = body.collect().await.unwrap().to_bytes();
+        let rewrite = (self.ari && path == "/dir") || replaces.is_some();
+        if rewrite {
+            let mut json: Value = serde_json::from_slice(&body).unwrap();
+            if path == "/dir" {
+                json["renewalInfo"] = format!("{}/renewal-info", self.base).into();
+            } else if let Some(replaces) = replaces {
+                json["replaces"] = replaces.into();
+            }
+            body = json.to_string().into();
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+        }
+        http::Response::from_parts(parts, FrontBody::from(body))
+    }
+}
+
+use serde_json::Value;
