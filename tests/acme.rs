@@ -493,3 +493,75 @@ fn the_ca_renewal_window_moves_the_renewal_time_and_renewals_say_what_they_repla
         "{replaces:?} should name serial {serial}"
     );
 }
+
+#[test]
+fn wildcards_are_explained_and_never_ordered() {
+    let edge = Edge::start_via(Via::Front, PebbleOptions::new, &[]);
+    let out = edge.porter().ok(&[
+        "site",
+        "add",
+        "*.wild.test",
+        "--upstream",
+        &edge.backend.addr,
+    ]);
+    assert!(
+        out.contains("cannot be validated by HTTP-01 or TLS-ALPN-01"),
+        "{out}"
+    );
+    edge.add("plain.test");
+    edge.wait_served("plain.test", Duration::from_secs(10));
+    let row = edge.status("*.wild.test");
+    assert_eq!(row["status"], "wildcard", "{row}");
+    assert!(
+        row["note"]
+            .as_str()
+            .unwrap()
+            .contains("import a certificate"),
+        "{row}"
+    );
+    assert_eq!(row["attempts"], 0);
+    assert_eq!(edge.front().new_orders, 1, "only plain.test was ordered");
+    let renew = edge.porter().cli(&["cert", "renew", "*.wild.test"]);
+    assert!(!renew.status.success());
+}
+
+#[test]
+fn revoke_revokes_at_the_ca_and_replaces() {
+    let edge = Edge::start(PebbleOptions::new, &[]);
+    edge.add("rev.test");
+    edge.wait_served("rev.test", Duration::from_secs(10));
+    let serial = edge.served_serial("rev.test");
+    edge.porter().ok(&["cert", "revoke", "rev.test"]);
+    wait_until(Duration::from_secs(15), "a replacement is served", || {
+        edge.served_serial("rev.test") != serial
+    });
+    let (ok, status) = curl(&[
+        "--cacert",
+        edge.pebble.https_root.to_str().unwrap(),
+        &format!("{}/cert-status-by-serial/{serial}", edge.pebble.management),
+    ]);
+    assert!(ok && status.contains("Revoked"), "pebble says: {status}");
+    assert_eq!(edge.status("rev.test")["status"], "valid");
+}
+
+#[test]
+fn removing_a_site_ends_its_acme_work_without_a_certificate() {
+    let edge = Edge::start_via(
+        Via::Front,
+        |http, https| PebbleOptions {
+            slow_validation: true,
+            ..PebbleOptions::new(http, https)
+        },
+        &[],
+    );
+    edge.add("gone.test");
+    wait_until(Duration::from_secs(10), "an order is in flight", || {
+        edge.status("gone.test")["order_in_flight"] == true
+    });
+    edge.porter().ok(&["site", "remove", "gone.test"]);
+    // Long enough for a slow validation to end and the order to be finalized, were it going on.
+    edge.add("other.test");
+    edge.wait_served("other.test", Duration::from_secs(30));
+    assert_eq!(edge.front().finalized, 1, "only other.test was finalized");
+    assert!(edge.status("gone.test").is_null());
+}
