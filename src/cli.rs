@@ -4,7 +4,7 @@
 
 use crate::admin::{self, AdminClient, ClientError};
 use crate::config::ServeArgs;
-use crate::ops::{AddSite, CertView, ImportCert, SiteView};
+use crate::ops::{AddSite, CertView, ImportCert, SiteView, UpdateSite};
 use crate::serve::{self, STORE_DIR};
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Parser, Subcommand};
@@ -59,6 +59,25 @@ enum SiteCommand {
         /// Do not obtain a certificate over ACME (import one instead).
         #[arg(long)]
         no_acme: bool,
+        /// HSTS max-age in seconds once the site has a valid certificate; 0 turns HSTS off.
+        #[arg(long)]
+        hsts_max_age: Option<u64>,
+    },
+    /// Change a site: only the options given change.
+    Update {
+        domain: String,
+        /// New upstream: host:port, [v6]:port, or an absolute unix socket path.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Accept a new upstream that does not accept connections yet.
+        #[arg(long)]
+        allow_unreachable: bool,
+        /// Whether Porter obtains its certificate over ACME.
+        #[arg(long)]
+        acme: Option<bool>,
+        /// HSTS max-age in seconds once the site has a valid certificate; 0 turns HSTS off.
+        #[arg(long)]
+        hsts_max_age: Option<u64>,
     },
     /// Stop serving DOMAIN; its certificate and ACME work go with it.
     Remove { domain: String },
@@ -102,16 +121,37 @@ fn api_request(command: Command) -> anyhow::Result<ApiRequest> {
             upstream,
             allow_unreachable,
             no_acme,
+            hsts_max_age,
         }) => {
             let req = AddSite {
                 domain,
                 upstream,
                 allow_unreachable,
                 no_acme,
+                hsts_max_age,
             };
             (
                 Method::POST,
                 "/v1/sites".into(),
+                Some(serde_json::to_value(req)?),
+            )
+        }
+        Command::Site(SiteCommand::Update {
+            domain,
+            upstream,
+            allow_unreachable,
+            acme,
+            hsts_max_age,
+        }) => {
+            let req = UpdateSite {
+                upstream,
+                allow_unreachable,
+                acme,
+                hsts_max_age,
+            };
+            (
+                Method::PATCH,
+                format!("/v1/sites/{domain}"),
                 Some(serde_json::to_value(req)?),
             )
         }
@@ -224,6 +264,13 @@ fn render(method: &Method, path: &str, value: Value) -> anyhow::Result<String> {
                         ]
                     })
                     .collect(),
+            )
+        }
+        (&Method::PATCH, _) => {
+            let site: SiteView = serde_json::from_value(value)?;
+            format!(
+                "updated site {} -> {} (hsts max-age {})\n",
+                site.domain, site.upstream, site.hsts_max_age
             )
         }
         (&Method::POST, "/v1/sites") => {

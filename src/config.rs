@@ -17,15 +17,27 @@ fn domain(s: &str) -> Result<DomainName, String> {
     Ok(name)
 }
 
-fn seconds(s: &str) -> Result<Duration, String> {
-    let n: u64 = s
-        .trim_end_matches('s')
+/// A duration written like `30s`, `15m`, `12h` or `1d` (a bare number is seconds), at least 1s.
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
         .parse()
-        .map_err(|_| format!("{s:?}: expected a number of seconds, like 10s"))?;
-    if n == 0 {
+        .map_err(|_| format!("{s:?}: expected a duration like 30s, 15m, 12h or 1d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    let seconds = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too long"))?;
+    if seconds == 0 {
         return Err("must be at least 1s".into());
     }
-    Ok(Duration::from_secs(n))
+    Ok(Duration::from_secs(seconds))
 }
 
 /// `porter serve`.
@@ -47,15 +59,18 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "PORTER_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub(crate) max_connections: usize,
     /// Time to connect to an upstream before answering 504.
-    #[arg(long, env = "PORTER_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = seconds)]
+    #[arg(long, env = "PORTER_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub(crate) upstream_connect_timeout: Duration,
     /// Time to wait for an upstream's response headers (then 504), and for body data in either
     /// direction (then the exchange is aborted).
-    #[arg(long, env = "PORTER_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = seconds)]
+    #[arg(long, env = "PORTER_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub(crate) upstream_timeout: Duration,
     /// Time open connections get to finish at shutdown.
-    #[arg(long, env = "PORTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = seconds)]
+    #[arg(long, env = "PORTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     pub(crate) shutdown_grace: Duration,
+    /// How often TLS session ticket keys rotate; a ticket is honoured for one to two periods.
+    #[arg(long, env = "PORTER_TLS_TICKET_ROTATION", default_value = "12h", value_parser = duration)]
+    pub(crate) tls_ticket_rotation: Duration,
     #[command(flatten)]
     pub(crate) acme: AcmeArgs,
 }
@@ -177,5 +192,23 @@ impl AcmeArgs {
             max_concurrent_orders: self.acme_concurrency,
             requests_per_second: self.acme_rate,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(duration("7"), Ok(Duration::from_secs(7)));
+        for bad in ["", "0s", "s", "5x", "-1s", "1.5h", "99999999999999999999d"] {
+            assert!(duration(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 use porter_store::{
     AcmeState, CertRecord, CertSource, DomainName, Site, Store, StoreError, Target, Upstream,
+    DEFAULT_HSTS_MAX_AGE,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -42,6 +43,22 @@ pub(crate) struct AddSite {
     /// Do not obtain a certificate over ACME for this site.
     #[serde(default)]
     pub(crate) no_acme: bool,
+    /// HSTS max-age in seconds (0 = off); the default when absent.
+    #[serde(default)]
+    pub(crate) hsts_max_age: Option<u64>,
+}
+
+/// `site update`: only the fields given change.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct UpdateSite {
+    #[serde(default)]
+    pub(crate) upstream: Option<String>,
+    #[serde(default)]
+    pub(crate) allow_unreachable: bool,
+    #[serde(default)]
+    pub(crate) acme: Option<bool>,
+    #[serde(default)]
+    pub(crate) hsts_max_age: Option<u64>,
 }
 
 /// `cert import`.
@@ -59,6 +76,8 @@ pub(crate) struct SiteView {
     pub(crate) upstream: String,
     /// Whether its certificate is obtained over ACME.
     pub(crate) acme: bool,
+    /// HSTS max-age in seconds once it has a valid certificate (0 = off).
+    pub(crate) hsts_max_age: u64,
     /// Something the operator should know about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
@@ -116,6 +135,7 @@ impl From<Site> for SiteView {
             domain: site.domain.to_string(),
             upstream: site.target.to_string(),
             acme: site.acme,
+            hsts_max_age: site.hsts_max_age,
             note,
         }
     }
@@ -222,8 +242,36 @@ pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView
         domain,
         target: Target::Upstream(upstream),
         acme: !req.no_acme,
+        hsts_max_age: req.hsts_max_age.unwrap_or(DEFAULT_HSTS_MAX_AGE),
     };
     store.add_site(site.clone()).await?;
+    Ok(site.into())
+}
+
+pub(crate) async fn update_site(
+    store: &dyn Store,
+    domain: &str,
+    req: UpdateSite,
+) -> Result<SiteView, OpError> {
+    let domain = DomainName::parse(domain).map_err(StoreError::from)?;
+    let mut site = store
+        .site(&domain)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
+    if let Some(upstream) = req.upstream {
+        let upstream = Upstream::parse(&upstream).map_err(StoreError::from)?;
+        if !req.allow_unreachable {
+            check_reachable(&upstream).await?;
+        }
+        site.target = Target::Upstream(upstream);
+    }
+    if let Some(acme) = req.acme {
+        site.acme = acme;
+    }
+    if let Some(max_age) = req.hsts_max_age {
+        site.hsts_max_age = max_age;
+    }
+    store.update_site(site.clone()).await?;
     Ok(site.into())
 }
 

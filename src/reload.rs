@@ -54,8 +54,8 @@ pub(crate) async fn run(
                 Ok(Change::Site(d) | Change::Cert(d)) => {
                     domains.insert(d);
                 }
-                // ACME progress changes nothing the edge serves.
-                Ok(Change::Acme(_)) => {}
+                // ACME progress and ticket keys change nothing in the snapshot.
+                Ok(Change::Acme(_) | Change::TicketKeys) => {}
                 Err(RecvError::Lagged(_)) => full = true,
                 Err(RecvError::Closed) => return,
             }

@@ -56,7 +56,8 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let changes = store.subscribe();
     let snapshot = Arc::new(ArcSwap::from_pointee(reload::build(store.as_ref()).await?));
     let default_sni = args.default_sni.map(|d| d.to_string());
-    let tls_config = tls::server_config(snapshot.clone(), default_sni.clone())?;
+    let tickets = tls::Keyring::open(store.as_ref(), args.tls_ticket_rotation).await?;
+    let tls_config = tls::server_config(snapshot.clone(), default_sni.clone(), tickets.clone())?;
     let https_addr = https.local_addr()?;
     let edge = Arc::new(Edge {
         store: store.clone(),
@@ -74,6 +75,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(tickets.run(store.clone(), args.tls_ticket_rotation, shutdown.clone()));
     tasks.spawn(reload::run(
         store.clone(),
         snapshot.clone(),

@@ -23,6 +23,8 @@ pub(crate) struct SiteEntry {
     pub(crate) upstream: Upstream,
     /// Its certificate, when one is stored and loads.
     pub(crate) cert: Option<ServedCert>,
+    /// The `Strict-Transport-Security` value for its HTTPS responses, unless HSTS is off.
+    pub(crate) hsts: Option<http::HeaderValue>,
 }
 
 impl SiteEntry {
@@ -40,10 +42,15 @@ impl SiteEntry {
             }
         });
         let Target::Upstream(upstream) = site.target;
+        let hsts = (site.hsts_max_age > 0).then(|| {
+            http::HeaderValue::from_str(&format!("max-age={}", site.hsts_max_age))
+                .expect("digits are a valid header value")
+        });
         SiteEntry {
             domain: site.domain,
             upstream,
             cert,
+            hsts,
         }
     }
 

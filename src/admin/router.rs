@@ -69,6 +69,12 @@ pub(crate) async fn dispatch(ctx: &Context, method: &Method, path: &str, body: &
                 .map(|v| ok(StatusCode::CREATED, v)),
             Err(reply) => return reply,
         },
+        (&Method::PATCH, ["v1", "sites", domain]) => match parse(body) {
+            Ok(req) => ops::update_site(store, domain, req)
+                .await
+                .map(|v| ok(StatusCode::OK, v)),
+            Err(reply) => return reply,
+        },
         (&Method::DELETE, ["v1", "sites", domain]) => ops::remove_site(store, domain)
             .await
             .map(|()| ok(StatusCode::OK, json!({ "removed": domain }))),

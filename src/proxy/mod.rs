@@ -17,7 +17,7 @@ use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use forward::Origin;
-use http::header::{CONTENT_TYPE, LOCATION};
+use http::header::{CONTENT_TYPE, LOCATION, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -160,6 +160,16 @@ pub(crate) async fn handle(
                 (client_upgrade, response.status())
             {
                 upgrade::tunnel(client, hyper::upgrade::on(&mut response));
+            }
+            if let (true, Some(hsts)) = (https, &site.hsts) {
+                // Only once the certificate is valid, and never over the upstream's own choice.
+                if site.has_valid_cert(now())
+                    && !response.headers().contains_key(STRICT_TRANSPORT_SECURITY)
+                {
+                    response
+                        .headers_mut()
+                        .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+                }
             }
             edge.forwarder.stream_back(response)
         }

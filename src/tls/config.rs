@@ -2,6 +2,7 @@
 //! only (X25519 first), ALPN `h2` then `http/1.1`, ring as the only crypto provider.
 
 use super::resolver::SnapshotResolver;
+use super::tickets::Keyring;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use rustls::crypto::ring;
@@ -19,6 +20,7 @@ const SESSION_CACHE_SIZE: usize = 16_384;
 pub(crate) fn server_config(
     snapshot: Arc<ArcSwap<Snapshot>>,
     default_sni: Option<String>,
+    tickets: Arc<Keyring>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     use ring::cipher_suite::*;
     // Listed rather than taken from the provider's defaults, so that a provider update cannot
@@ -47,7 +49,10 @@ pub(crate) fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SnapshotResolver::new(snapshot, default_sni)));
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    // TLS 1.2 session IDs (and TLS 1.3 when tickets are off) in a bounded cache; tickets for
+    // both versions under the store's rotating keys.
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+    config.ticketer = tickets;
     config.ignore_client_order = true;
     Ok(Arc::new(config))
 }

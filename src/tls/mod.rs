@@ -5,6 +5,8 @@ mod accept;
 mod acme_tls;
 mod config;
 mod resolver;
+mod tickets;
 
 pub(crate) use accept::accept;
 pub(crate) use config::server_config;
+pub(crate) use tickets::Keyring;

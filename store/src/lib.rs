@@ -24,7 +24,8 @@ pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
 pub use model::{
     AcmeAccount, AcmeState, AriWindow, CertRecord, CertSource, Http01Challenge, PendingOrder,
-    PrivateKey, SecretText, Site, Target, TlsAlpnChallenge,
+    PrivateKey, SecretBytes, SecretText, Site, Target, TicketKey, TicketKeys, TlsAlpnChallenge,
+    DEFAULT_HSTS_MAX_AGE,
 };
 pub use sled_store::SledStore;
 pub use upstream::Upstream;
@@ -40,6 +41,8 @@ pub enum Change {
     Cert(DomainName),
     /// The ACME state of this site changed (including an operator's renewal request).
     Acme(DomainName),
+    /// The TLS ticket keys changed.
+    TicketKeys,
 }
 
 /// The persistence interface every backend implements; the conformance suite in
@@ -54,6 +57,8 @@ pub trait Store: Send + Sync + 'static {
     async fn sites(&self) -> Result<Vec<Site>, StoreError>;
     /// Adds a new site; fails with [`StoreError::AlreadyExists`] when the domain has one.
     async fn add_site(&self, site: Site) -> Result<(), StoreError>;
+    /// Replaces an existing site; fails with [`StoreError::NotFound`] when there is none.
+    async fn update_site(&self, site: Site) -> Result<(), StoreError>;
     /// Removes a site together with its certificate; fails with [`StoreError::NotFound`].
     async fn remove_site(&self, domain: &DomainName) -> Result<(), StoreError>;
     /// The certificate of the site `domain`, if any.
@@ -87,6 +92,10 @@ pub trait Store: Send + Sync + 'static {
     async fn tls_alpn(&self, domain: &DomainName) -> Result<Option<TlsAlpnChallenge>, StoreError>;
     /// Removes every challenge of `domain`.
     async fn remove_challenges(&self, domain: &DomainName) -> Result<(), StoreError>;
+    /// The TLS session ticket keys, if any were made.
+    async fn ticket_keys(&self) -> Result<Option<TicketKeys>, StoreError>;
+    /// Replaces the TLS session ticket keys.
+    async fn put_ticket_keys(&self, keys: TicketKeys) -> Result<(), StoreError>;
     /// A receiver of every change committed from now on. A receiver that lags behind gets
     /// `RecvError::Lagged` and must re-read everything.
     fn subscribe(&self) -> broadcast::Receiver<Change>;

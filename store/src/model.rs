@@ -16,10 +16,20 @@ pub struct Site {
     /// Whether Porter obtains its certificate over ACME (unless one is imported).
     #[serde(default = "yes")]
     pub acme: bool,
+    /// `Strict-Transport-Security` max-age sent once the site has a valid certificate; 0 = off.
+    #[serde(default = "default_hsts")]
+    pub hsts_max_age: u64,
 }
+
+/// One year, the HSTS max-age browsers' preload lists ask for.
+pub const DEFAULT_HSTS_MAX_AGE: u64 = 31_536_000;
 
 fn yes() -> bool {
     true
+}
+
+fn default_hsts() -> u64 {
+    DEFAULT_HSTS_MAX_AGE
 }
 
 /// What a site's requests are handed to.
@@ -246,4 +256,45 @@ pub struct TlsAlpnChallenge {
     pub cert: Vec<u8>,
     /// Its key.
     pub key: PrivateKey,
+}
+
+/// Secret bytes (TLS ticket keys). Its `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SecretBytes(#[serde(with = "b64::bytes")] Vec<u8>);
+
+impl SecretBytes {
+    /// Wraps a secret.
+    pub fn new(secret: Vec<u8>) -> Self {
+        SecretBytes(secret)
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes(<redacted>)")
+    }
+}
+
+/// One TLS session ticket key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TicketKey {
+    /// Names the key inside each ticket, so the right key decrypts it.
+    pub id: u32,
+    /// The AEAD key.
+    pub secret: SecretBytes,
+    /// When it was made (Unix seconds).
+    pub created_at: i64,
+}
+
+/// The ticket keys in use, newest first: the first encrypts, all decrypt. Shared by every edge
+/// on the store, so that any of them (and a restarted one) resumes any session.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct TicketKeys {
+    /// Newest first.
+    pub keys: Vec<TicketKey>,
 }

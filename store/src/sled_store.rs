@@ -5,7 +5,7 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::{
     AcmeAccount, AcmeState, CertRecord, Change, DomainName, Http01Challenge, Site, Store,
-    TlsAlpnChallenge,
+    TicketKeys, TlsAlpnChallenge,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -19,6 +19,7 @@ const CHANGE_BUFFER: usize = 4096;
 pub struct SledStore {
     path: PathBuf,
     db: sled::Db,
+    meta: sled::Tree,
     sites: sled::Tree,
     certs: sled::Tree,
     accounts: sled::Tree,
@@ -63,6 +64,7 @@ impl SledStore {
             }
         }
         Ok(SledStore {
+            meta,
             sites: db.open_tree(keys::SITES).map_err(backend)?,
             certs: db.open_tree(keys::CERTS).map_err(backend)?,
             accounts: db.open_tree(keys::ACME_ACCOUNTS).map_err(backend)?,
@@ -175,6 +177,21 @@ impl Store for SledStore {
             .compare_and_swap(key, None::<&[u8]>, Some(encode(&site)))
             .map_err(backend)?
             .map_err(|_| StoreError::AlreadyExists(format!("site {key}")))?;
+        self.commit([Change::Site(site.domain)]).await
+    }
+
+    async fn update_site(&self, site: Site) -> Result<(), StoreError> {
+        let key = site.domain.as_str();
+        let value = encode(&site);
+        self.sites
+            .transaction(|sites| {
+                if sites.get(key)?.is_none() {
+                    return Err(not_found("site", key));
+                }
+                sites.insert(key, value.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
         self.commit([Change::Site(site.domain)]).await
     }
 
@@ -333,6 +350,17 @@ impl Store for SledStore {
             })
             .map_err(tx_error)?;
         self.commit([]).await
+    }
+
+    async fn ticket_keys(&self) -> Result<Option<TicketKeys>, StoreError> {
+        get(&self.meta, keys::META, keys::TICKET_KEYS)
+    }
+
+    async fn put_ticket_keys(&self, ticket_keys: TicketKeys) -> Result<(), StoreError> {
+        self.meta
+            .insert(keys::TICKET_KEYS, encode(&ticket_keys))
+            .map_err(backend)?;
+        self.commit([Change::TicketKeys]).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

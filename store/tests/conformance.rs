@@ -21,6 +21,7 @@ fn site(domain: &str, upstream: &str) -> Site {
         domain: DomainName::parse(domain).unwrap(),
         target: Target::Upstream(Upstream::parse(upstream).unwrap()),
         acme: true,
+        hsts_max_age: porter_store::DEFAULT_HSTS_MAX_AGE,
     }
 }
 
@@ -55,6 +56,40 @@ async fn suite<S: Store>(fresh: impl Fn() -> S) {
     removing_a_site_removes_its_cert(fresh()).await;
     changes_are_announced(fresh()).await;
     acme_records_follow_their_site(fresh()).await;
+    sites_update_in_place(fresh()).await;
+    ticket_keys_round_trip(fresh()).await;
+}
+
+async fn sites_update_in_place(store: impl Store) {
+    let mut changed = site("u.test", "127.0.0.1:2");
+    let missing = store.update_site(changed.clone()).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    store.add_site(site("u.test", "127.0.0.1:1")).await.unwrap();
+    changed.hsts_max_age = 0;
+    store.update_site(changed.clone()).await.unwrap();
+    assert_eq!(store.site(&changed.domain).await.unwrap(), Some(changed));
+}
+
+async fn ticket_keys_round_trip(store: impl Store) {
+    assert_eq!(store.ticket_keys().await.unwrap(), None);
+    let mut changes = store.subscribe();
+    let keys = porter_store::TicketKeys {
+        keys: vec![porter_store::TicketKey {
+            id: 7,
+            secret: porter_store::SecretBytes::new(vec![42; 32]),
+            created_at: 1,
+        }],
+    };
+    store.put_ticket_keys(keys.clone()).await.unwrap();
+    assert_eq!(store.ticket_keys().await.unwrap(), Some(keys.clone()));
+    assert_eq!(changes.try_recv().unwrap(), Change::TicketKeys);
+    assert!(
+        !format!("{keys:?}").contains("42"),
+        "Debug must not show key material"
+    );
 }
 
 async fn acme_records_follow_their_site(store: impl Store) {
