@@ -292,6 +292,7 @@ fn render(method: &Method, path: &str, value: Value) -> anyhow::Result<String> {
                     "RENEW AT",
                     "ATTEMPTS",
                     "NEXT ATTEMPT",
+                    "OCSP",
                     "LAST ERROR / NOTE",
                 ],
                 certs
@@ -305,6 +306,7 @@ fn render(method: &Method, path: &str, value: Value) -> anyhow::Result<String> {
                             or_dash(c.renew_at),
                             c.attempts.to_string(),
                             or_dash(c.next_attempt),
+                            or_dash(c.ocsp),
                             or_dash(c.last_error.or(c.note)),
                         ]
                     })

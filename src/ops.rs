@@ -2,8 +2,8 @@
 //! then one store call. Views are what both print or return as JSON.
 
 use porter_store::{
-    AcmeState, CertRecord, CertSource, DomainName, Site, Store, StoreError, Target, Upstream,
-    DEFAULT_HSTS_MAX_AGE,
+    AcmeState, CertRecord, CertSource, DomainName, OcspRecord, OcspStatus, Site, Store, StoreError,
+    Target, Upstream, DEFAULT_HSTS_MAX_AGE,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -108,6 +108,15 @@ pub(crate) struct CertView {
     pub(crate) challenge: Option<String>,
     /// Whether an ACME order is in flight (it resumes after a restart).
     pub(crate) order_in_flight: bool,
+    /// OCSP: `good`, `revoked`, `unknown`, `no OCSP` (the CA offers none), `pending`, or
+    /// `failing` (with the still-valid response kept, if any).
+    pub(crate) ocsp: Option<String>,
+    /// Until when the stapled response is valid.
+    pub(crate) ocsp_valid_until: Option<String>,
+    /// When the OCSP response is fetched next.
+    pub(crate) ocsp_next_refresh: Option<String>,
+    /// The last OCSP failure.
+    pub(crate) ocsp_error: Option<String>,
     /// An explanation for the operator.
     pub(crate) note: Option<String>,
 }
@@ -141,11 +150,32 @@ impl From<Site> for SiteView {
     }
 }
 
+/// One word (or three) on a certificate's OCSP state.
+fn ocsp_summary(ocsp: Option<&OcspRecord>, now: i64) -> String {
+    let Some(ocsp) = ocsp else {
+        return "pending".into();
+    };
+    if ocsp.url.is_none() {
+        return "the CA offers no OCSP".into();
+    }
+    match &ocsp.response {
+        Some(r) if r.valid_until > now => match r.status {
+            OcspStatus::Good if ocsp.last_error.is_some() => "good (refresh failing)".into(),
+            OcspStatus::Good => "good".into(),
+            OcspStatus::Revoked(_) => "REVOKED".into(),
+            OcspStatus::Unknown => "unknown to the responder".into(),
+        },
+        _ if ocsp.last_error.is_some() => "failing".into(),
+        _ => "pending".into(),
+    }
+}
+
 /// The `cert list` row of `site`.
 fn cert_view(
     site: &Site,
     cert: Option<CertRecord>,
     state: Option<AcmeState>,
+    ocsp: Option<OcspRecord>,
     acme_running: bool,
 ) -> CertView {
     let now = now();
@@ -178,6 +208,13 @@ fn cert_view(
                             .into(),
                     );
                 }
+            }
+            let ocsp = ocsp.filter(|o| o.serial == cert.serial);
+            view.ocsp = Some(ocsp_summary(ocsp.as_ref(), now));
+            if let Some(ocsp) = ocsp.filter(|o| o.url.is_some()) {
+                view.ocsp_valid_until = ocsp.response.as_ref().map(|r| rfc3339(r.valid_until));
+                view.ocsp_next_refresh = Some(rfc3339(ocsp.next_refresh));
+                view.ocsp_error = ocsp.last_error;
             }
             view.names = cert.names;
             view.issuer = Some(cert.issuer);
@@ -304,7 +341,7 @@ pub(crate) async fn import_cert(store: &dyn Store, req: ImportCert) -> Result<Ce
         .site(&domain)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
-    Ok(cert_view(&site, Some(record), None, false))
+    Ok(cert_view(&site, Some(record), None, None, false))
 }
 
 /// Every site's certificate status, ordered by domain.
@@ -320,19 +357,13 @@ pub(crate) async fn list_certs(
         .collect();
     let mut states: HashMap<DomainName, AcmeState> =
         store.acme_states().await?.into_iter().collect();
-    Ok(store
-        .sites()
-        .await?
-        .iter()
-        .map(|site| {
-            cert_view(
-                site,
-                certs.remove(&site.domain),
-                states.remove(&site.domain),
-                acme_running,
-            )
-        })
-        .collect())
+    let mut views = Vec::new();
+    for site in store.sites().await? {
+        let ocsp = store.ocsp(&site.domain).await?;
+        let (cert, state) = (certs.remove(&site.domain), states.remove(&site.domain));
+        views.push(cert_view(&site, cert, state, ocsp, acme_running));
+    }
+    Ok(views)
 }
 
 /// What the operator asks of the ACME worker for one site.
@@ -384,5 +415,6 @@ pub(crate) async fn request_acme(
     // The operator's request goes first, whatever the backoff said.
     state.retry_at = None;
     store.put_acme_state(&domain, state.clone()).await?;
-    Ok(cert_view(&site, cert, Some(state), true))
+    let ocsp = store.ocsp(&domain).await?;
+    Ok(cert_view(&site, cert, Some(state), ocsp, true))
 }

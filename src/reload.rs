@@ -17,11 +17,16 @@ pub(crate) async fn build(store: &dyn Store) -> Result<Snapshot, StoreError> {
         .into_iter()
         .map(|c| (c.domain.clone(), c))
         .collect();
-    let sites = store.sites().await?;
-    Ok(Snapshot::from_entries(sites.into_iter().map(|site| {
+    let mut entries = Vec::new();
+    for site in store.sites().await? {
         let cert = certs.remove(&site.domain);
-        SiteEntry::new(site, cert)
-    })))
+        let ocsp = match &cert {
+            Some(_) => store.ocsp(&site.domain).await?,
+            None => None,
+        };
+        entries.push(SiteEntry::new(site, cert, ocsp));
+    }
+    Ok(Snapshot::from_entries(entries))
 }
 
 async fn entry(store: &dyn Store, domain: &DomainName) -> Result<Option<SiteEntry>, StoreError> {
@@ -29,7 +34,8 @@ async fn entry(store: &dyn Store, domain: &DomainName) -> Result<Option<SiteEntr
         return Ok(None);
     };
     let cert = store.cert(domain).await?;
-    Ok(Some(SiteEntry::new(site, cert)))
+    let ocsp = store.ocsp(domain).await?;
+    Ok(Some(SiteEntry::new(site, cert, ocsp)))
 }
 
 /// Applies store changes to `current` until `shutdown`. `changes` must have been subscribed
@@ -51,7 +57,7 @@ pub(crate) async fn run(
         let mut next = Some(first);
         while let Some(change) = next.take() {
             match change {
-                Ok(Change::Site(d) | Change::Cert(d)) => {
+                Ok(Change::Site(d) | Change::Cert(d) | Change::Ocsp(d)) => {
                     domains.insert(d);
                 }
                 // ACME progress and ticket keys change nothing in the snapshot.

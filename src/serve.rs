@@ -109,6 +109,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         shutdown.clone(),
         connections.clone(),
     ));
+    tasks.spawn(porter_acme::run_ocsp(store.clone(), shutdown.clone()));
     match acme {
         Some(config) => {
             let (store, shutdown) = (store.clone(), shutdown.clone());

@@ -2,7 +2,7 @@
 //! requests go, and the parsed certificate each is served with. Built from store records and
 //! swapped whole (see `reload`), so a handshake or request never locks, touches disk or waits.
 
-use porter_store::{CertRecord, DomainName, Site, Target, Upstream};
+use porter_store::{CertRecord, DomainName, OcspRecord, OcspStatus, Site, Target, Upstream};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,8 +11,20 @@ use std::sync::Arc;
 pub(crate) struct ServedCert {
     /// Chain and signing key, as rustls takes them.
     pub(crate) key: Arc<CertifiedKey>,
+    /// The same with a `good` OCSP response to staple, and until when it may be stapled.
+    pub(crate) stapled: Option<(Arc<CertifiedKey>, i64)>,
     /// End of validity (Unix seconds), to tell a valid certificate from an expired one.
     pub(crate) not_after: i64,
+}
+
+impl ServedCert {
+    /// What to present at `now`: stapled while the response is valid, never with an expired one.
+    pub(crate) fn at(&self, now: i64) -> &Arc<CertifiedKey> {
+        match &self.stapled {
+            Some((stapled, until)) if now < *until => stapled,
+            _ => &self.key,
+        }
+    }
 }
 
 /// One site as the edge serves it.
@@ -30,9 +42,10 @@ pub(crate) struct SiteEntry {
 impl SiteEntry {
     /// Builds an entry; a certificate that does not load is logged and left out, so that the
     /// site is still served over plain HTTP rather than not at all.
-    pub(crate) fn new(site: Site, cert: Option<CertRecord>) -> Self {
+    pub(crate) fn new(site: Site, cert: Option<CertRecord>, ocsp: Option<OcspRecord>) -> Self {
         let cert = cert.and_then(|record| match load_cert(&record) {
             Ok(key) => Some(ServedCert {
+                stapled: staple(&key, &record, ocsp),
                 key: Arc::new(key),
                 not_after: record.not_after,
             }),
@@ -58,6 +71,19 @@ impl SiteEntry {
     pub(crate) fn has_valid_cert(&self, now: i64) -> bool {
         self.cert.as_ref().is_some_and(|c| now < c.not_after)
     }
+}
+
+/// The certificate with its OCSP response, when one says `good` about this very certificate.
+fn staple(
+    key: &CertifiedKey,
+    record: &CertRecord,
+    ocsp: Option<OcspRecord>,
+) -> Option<(Arc<CertifiedKey>, i64)> {
+    let ocsp = ocsp.filter(|o| o.serial == record.serial)?;
+    let response = ocsp.response.filter(|r| r.status == OcspStatus::Good)?;
+    let mut stapled = key.clone();
+    stapled.ocsp = Some(response.der);
+    Some((Arc::new(stapled), response.valid_until))
 }
 
 fn load_cert(record: &CertRecord) -> Result<CertifiedKey, rustls::Error> {
@@ -107,15 +133,13 @@ impl Snapshot {
     }
 
     /// The certificate for a TLS server name: the exact site's, else the covering wildcard's.
-    pub(crate) fn cert(&self, server_name: &str) -> Option<&Arc<CertifiedKey>> {
+    pub(crate) fn cert(&self, server_name: &str) -> Option<&ServedCert> {
         let exact = self.sites.get(server_name).and_then(|s| s.cert.as_ref());
-        exact
-            .or_else(|| {
-                DomainName::parent_wildcard(server_name)
-                    .and_then(|w| self.sites.get(&w))
-                    .and_then(|s| s.cert.as_ref())
-            })
-            .map(|c| &c.key)
+        exact.or_else(|| {
+            DomainName::parent_wildcard(server_name)
+                .and_then(|w| self.sites.get(&w))
+                .and_then(|s| s.cert.as_ref())
+        })
     }
 
     /// How many sites are served.

@@ -86,7 +86,12 @@ impl PacedClient {
                 .map_err(|e| format!("cannot load the system's root certificates: {e}"))?,
         };
         let connector = builder.https_only().enable_http1().enable_http2().build();
-        let inner = Client::builder(TokioExecutor::new()).build(connector);
+        // CAs close idle connections on their own schedule; keep them only across the burst of
+        // requests of one order, so that a request never goes out on a connection the CA closed.
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(2))
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector);
         let interval = Duration::from_secs(1) / requests_per_second.max(1);
         Ok(PacedClient {
             inner,

@@ -9,6 +9,7 @@
 //! - `order`: one order, resumable after a crash; `challenge`: the material the edge answers
 //!   HTTP-01 and TLS-ALPN-01 with; `keys`: certificate keys and CSRs; `account`: the account.
 //! - `http`: the paced HTTPS client towards the CA (global rate, `Retry-After` honoured).
+//! - `ocsp`: the OCSP refresher ([`run_ocsp`]); `ocsp_check`: verification of responses.
 
 mod account;
 mod challenge;
@@ -16,11 +17,14 @@ mod config;
 mod error;
 mod http;
 mod keys;
+mod ocsp;
+mod ocsp_check;
 mod order;
 mod schedule;
 mod worker;
 
 pub use config::{ChallengeKind, Config, Eab, KeyType, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
 pub use error::AcmeError;
+pub use ocsp::run as run_ocsp;
 pub use schedule::renewal_at;
 pub use worker::run;

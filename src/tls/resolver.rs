@@ -31,7 +31,10 @@ impl std::fmt::Debug for Snapshot {
 impl ResolvesServerCert for SnapshotResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let name = server_name(hello.server_name(), self.default_sni.as_deref())?;
-        self.snapshot.load().cert(&name).cloned()
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.snapshot.load().cert(&name).map(|c| c.at(now).clone())
     }
 }
 

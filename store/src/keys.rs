@@ -22,5 +22,7 @@ pub(crate) const ACME_STATES: &str = "acme_states";
 pub(crate) const HTTP01: &str = "challenges_http01";
 /// Tree of [`crate::TlsAlpnChallenge`] records, keyed by domain.
 pub(crate) const TLS_ALPN01: &str = "challenges_tls_alpn01";
+/// Tree of [`crate::OcspRecord`] records, keyed by domain.
+pub(crate) const OCSP: &str = "ocsp";
 /// Key in [`META`] holding the [`crate::TicketKeys`].
 pub(crate) const TICKET_KEYS: &str = "tls_ticket_keys";

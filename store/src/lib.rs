@@ -23,9 +23,9 @@ mod upstream;
 pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
 pub use model::{
-    AcmeAccount, AcmeState, AriWindow, CertRecord, CertSource, Http01Challenge, PendingOrder,
-    PrivateKey, SecretBytes, SecretText, Site, Target, TicketKey, TicketKeys, TlsAlpnChallenge,
-    DEFAULT_HSTS_MAX_AGE,
+    AcmeAccount, AcmeState, AriWindow, CertRecord, CertSource, Http01Challenge, OcspRecord,
+    OcspResponse, OcspStatus, PendingOrder, PrivateKey, SecretBytes, SecretText, Site, Target,
+    TicketKey, TicketKeys, TlsAlpnChallenge, DEFAULT_HSTS_MAX_AGE,
 };
 pub use sled_store::SledStore;
 pub use upstream::Upstream;
@@ -41,6 +41,8 @@ pub enum Change {
     Cert(DomainName),
     /// The ACME state of this site changed (including an operator's renewal request).
     Acme(DomainName),
+    /// The OCSP record of this site changed.
+    Ocsp(DomainName),
     /// The TLS ticket keys changed.
     TicketKeys,
 }
@@ -92,6 +94,10 @@ pub trait Store: Send + Sync + 'static {
     async fn tls_alpn(&self, domain: &DomainName) -> Result<Option<TlsAlpnChallenge>, StoreError>;
     /// Removes every challenge of `domain`.
     async fn remove_challenges(&self, domain: &DomainName) -> Result<(), StoreError>;
+    /// The OCSP record of the site `domain`, if any.
+    async fn ocsp(&self, domain: &DomainName) -> Result<Option<OcspRecord>, StoreError>;
+    /// Stores the OCSP record of an existing site; fails with [`StoreError::NotFound`] otherwise.
+    async fn put_ocsp(&self, domain: &DomainName, record: OcspRecord) -> Result<(), StoreError>;
     /// The TLS session ticket keys, if any were made.
     async fn ticket_keys(&self) -> Result<Option<TicketKeys>, StoreError>;
     /// Replaces the TLS session ticket keys.

@@ -298,3 +298,47 @@ pub struct TicketKeys {
     /// Newest first.
     pub keys: Vec<TicketKey>,
 }
+
+/// OCSP for a site's certificate: the responder, the last verified response, and when to ask
+/// again. Kept in the store so that a restart staples at once and a fleet shares responses.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OcspRecord {
+    /// Serial (hex) of the certificate this is about; a new certificate starts over.
+    pub serial: String,
+    /// The responder from the certificate's AIA; `None` when the CA offers no OCSP.
+    pub url: Option<String>,
+    /// The last response that verified.
+    pub response: Option<OcspResponse>,
+    /// When to fetch again (Unix seconds).
+    pub next_refresh: i64,
+    /// Consecutive failed fetches.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// A verified OCSP response.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OcspResponse {
+    /// The response as the responder signed it, to staple.
+    #[serde(with = "b64::bytes")]
+    pub der: Vec<u8>,
+    /// What it says of the certificate.
+    pub status: OcspStatus,
+    /// `thisUpdate` (Unix seconds).
+    pub this_update: i64,
+    /// Until when it may be stapled: `nextUpdate`, or the certificate's end if sooner.
+    pub valid_until: i64,
+}
+
+/// A certificate's status as an OCSP responder states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OcspStatus {
+    /// Not revoked.
+    Good,
+    /// Revoked at this time (Unix seconds).
+    Revoked(i64),
+    /// The responder does not know the certificate.
+    Unknown,
+}

@@ -4,8 +4,8 @@
 use crate::error::StoreError;
 use crate::keys;
 use crate::{
-    AcmeAccount, AcmeState, CertRecord, Change, DomainName, Http01Challenge, Site, Store,
-    TicketKeys, TlsAlpnChallenge,
+    AcmeAccount, AcmeState, CertRecord, Change, DomainName, Http01Challenge, OcspRecord, Site,
+    Store, TicketKeys, TlsAlpnChallenge,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -26,6 +26,7 @@ pub struct SledStore {
     acme: sled::Tree,
     http01: sled::Tree,
     tls_alpn: sled::Tree,
+    ocsp: sled::Tree,
     changes: broadcast::Sender<Change>,
 }
 
@@ -71,6 +72,7 @@ impl SledStore {
             acme: db.open_tree(keys::ACME_STATES).map_err(backend)?,
             http01: db.open_tree(keys::HTTP01).map_err(backend)?,
             tls_alpn: db.open_tree(keys::TLS_ALPN01).map_err(backend)?,
+            ocsp: db.open_tree(keys::OCSP).map_err(backend)?,
             changes: broadcast::channel(CHANGE_BUFFER).0,
             path,
             db,
@@ -204,12 +206,14 @@ impl Store for SledStore {
             &self.acme,
             &self.http01,
             &self.tls_alpn,
+            &self.ocsp,
         )
-            .transaction(|(sites, certs, acme, http01, tls_alpn)| {
+            .transaction(|(sites, certs, acme, http01, tls_alpn, ocsp)| {
                 if sites.remove(key)?.is_none() {
                     return Err(not_found("site", key));
                 }
                 acme.remove(key)?;
+                ocsp.remove(key)?;
                 tls_alpn.remove(key)?;
                 for token in &tokens {
                     http01.remove(token.as_slice())?;
@@ -350,6 +354,25 @@ impl Store for SledStore {
             })
             .map_err(tx_error)?;
         self.commit([]).await
+    }
+
+    async fn ocsp(&self, domain: &DomainName) -> Result<Option<OcspRecord>, StoreError> {
+        get(&self.ocsp, keys::OCSP, domain.as_str())
+    }
+
+    async fn put_ocsp(&self, domain: &DomainName, record: OcspRecord) -> Result<(), StoreError> {
+        let key = domain.as_str();
+        let value = encode(&record);
+        (&self.sites, &self.ocsp)
+            .transaction(|(sites, ocsp)| {
+                if sites.get(key)?.is_none() {
+                    return Err(not_found("site", key));
+                }
+                ocsp.insert(key, value.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.commit([Change::Ocsp(domain.clone())]).await
     }
 
     async fn ticket_keys(&self) -> Result<Option<TicketKeys>, StoreError> {

@@ -2,7 +2,8 @@
 //! ports (challtestsrv as the DNS server answering 127.0.0.1 for every name), with pebble's
 //! validation ports pointing at Porter's listeners.
 
-use super::{require, wait_until, TestCa};
+use super::{curl, require, wait_until, Backend, Porter, TestCa};
+use rustls_pki_types::pem::PemObject;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,6 +40,8 @@ pub struct PebbleOptions {
     pub blocklist: Vec<String>,
     /// Skip PEBBLE_VA_NOSLEEP: each validation then waits up to a few seconds.
     pub slow_validation: bool,
+    /// `ocspResponderURL`: put into the AIA of issued certificates.
+    pub ocsp_url: Option<String>,
 }
 
 impl PebbleOptions {
@@ -50,6 +53,7 @@ impl PebbleOptions {
             eab: None,
             blocklist: Vec::new(),
             slow_validation: false,
+            ocsp_url: None,
         }
     }
 }
@@ -106,7 +110,7 @@ impl Pebble {
             "privateKey": key,
             "httpPort": options.http_port,
             "tlsPort": options.tls_port,
-            "ocspResponderURL": "",
+            "ocspResponderURL": options.ocsp_url.clone().unwrap_or_default(),
             "externalAccountBindingRequired": options.eab.is_some(),
             "domainBlocklist": options.blocklist,
         });
@@ -179,6 +183,28 @@ impl Pebble {
         );
         std::fs::write(path, pem).unwrap();
         path.to_path_buf()
+    }
+
+    /// pebble's intermediate certificate and key (PEM files in `dir`), the issuer of leaves.
+    pub fn intermediate(&self, dir: &Path) -> (PathBuf, PathBuf) {
+        let fetch = |what: &str, file: &str| {
+            let (ok, pem) = super::curl(&[
+                "--cacert",
+                self.https_root.to_str().unwrap(),
+                &format!("{}/{what}/0", self.management),
+            ]);
+            assert!(
+                ok && pem.contains("-----BEGIN"),
+                "cannot fetch pebble's {what}: {pem}"
+            );
+            let path = dir.join(file);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        (
+            fetch("intermediates", "int.pem"),
+            fetch("intermediate-keys", "int.key"),
+        )
     }
 
     /// The `porter serve` flags that point Porter at this pebble (or at a front of it).
@@ -390,3 +416,151 @@ impl Front {
 }
 
 use serde_json::Value;
+
+/// Porter on chosen loopback ports in front of a backend, pointed at a pebble (directly, or
+/// through the test's front).
+pub struct Edge {
+    pub dir: tempfile::TempDir,
+    pub front: Option<AcmeFront>,
+    pub pebble: Pebble,
+    pub backend: Backend,
+    pub porter: Option<Porter>,
+    pub flags: Vec<String>,
+}
+
+/// How Porter reaches pebble.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Via {
+    Direct,
+    Front,
+    FrontWithAri,
+}
+
+impl Edge {
+    /// Starts pebble (configured by `options` from Porter's ports) and Porter with `extra` flags.
+    pub fn start(options: impl FnOnce(u16, u16) -> PebbleOptions, extra: &[&str]) -> Edge {
+        Edge::start_via(Via::Direct, options, extra)
+    }
+
+    pub fn start_via(
+        via: Via,
+        options: impl FnOnce(u16, u16) -> PebbleOptions,
+        extra: &[&str],
+    ) -> Edge {
+        let dir = tempfile::tempdir().unwrap();
+        let (http, https) = (free_port(), free_port());
+        let pebble = Pebble::start(&dir.path().join("pebble"), options(http, https));
+        let front =
+            (via != Via::Direct).then(|| AcmeFront::start(&pebble, via == Via::FrontWithAri));
+        let directory = front
+            .as_ref()
+            .map_or(pebble.directory.clone(), |f| f.directory.clone());
+        let mut flags = pebble.porter_flags(&directory);
+        flags.extend([
+            "--http".into(),
+            format!("127.0.0.1:{http}"),
+            "--https".into(),
+            format!("127.0.0.1:{https}"),
+        ]);
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let mut edge = Edge {
+            dir,
+            front,
+            pebble,
+            backend: Backend::start(),
+            porter: None,
+            flags,
+        };
+        edge.restart();
+        edge
+    }
+
+    pub fn restart(&mut self) {
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        self.porter = Some(Porter::start(&self.dir.path().join("data"), &flags));
+    }
+
+    pub fn front(&self) -> std::sync::MutexGuard<'_, FrontState> {
+        self.front.as_ref().unwrap().state.lock().unwrap()
+    }
+
+    /// The serial of the certificate served for `domain`.
+    pub fn served_serial(&self, domain: &str) -> String {
+        let port = self.porter().https.port();
+        let out = std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                "-servername",
+                domain,
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let pem_start = text
+            .find("-----BEGIN CERTIFICATE-----")
+            .expect("a certificate");
+        let pem_end = text.find("-----END CERTIFICATE-----").unwrap() + 25;
+        let der =
+            rustls_pki_types::CertificateDer::from_pem_slice(&text.as_bytes()[pem_start..pem_end])
+                .unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        cert.tbs_certificate
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    pub fn porter(&self) -> &Porter {
+        self.porter.as_ref().unwrap()
+    }
+
+    pub fn add(&self, domain: &str) {
+        self.porter()
+            .ok(&["site", "add", domain, "--upstream", &self.backend.addr]);
+    }
+
+    /// `cert list --json` row of `domain`.
+    pub fn status(&self, domain: &str) -> Value {
+        let list: Value =
+            serde_json::from_str(&self.porter().ok(&["--json", "cert", "list"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["domain"] == domain)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.pebble
+            .issuing_root(&self.dir.path().join("issuing-root.pem"))
+    }
+
+    /// GET https://DOMAIN/ through Porter, verified against `root`; the body on success.
+    pub fn get(&self, domain: &str, root: &Path) -> Option<String> {
+        let port = self.porter().https.port();
+        let resolve = format!("{domain}:{port}:127.0.0.1");
+        let (ok, body) = curl(&[
+            "--cacert",
+            root.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            &format!("https://{domain}:{port}/"),
+        ]);
+        ok.then_some(body)
+    }
+
+    /// Waits until `domain` serves a certificate that verifies against pebble's root.
+    pub fn wait_served(&self, domain: &str, within: Duration) {
+        let root = self.root();
+        wait_until(
+            within,
+            &format!("{domain} is served with a certificate from pebble"),
+            || self.get(domain, &root).as_deref() == Some("hello from backend /"),
+        );
+    }
+}
