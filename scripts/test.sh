@@ -11,6 +11,7 @@ needs=(
   "python3 python3"
   "pebble pebble"
   "pebble-challtestsrv pebble"
+  "testssl testssl.sh"
 )
 missing=()
 for pair in "${needs[@]}"; do

@@ -271,7 +271,12 @@ impl TestCa {
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();
-        params.serial_number = Some(rcgen::SerialNumber::from(u64::from(n) + 1000));
+        // Like a public CA's: 128-bit random serial, 90 days of validity.
+        let mut serial: [u8; 16] = rand::random();
+        serial[0] &= 0x7f;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(90);
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).unwrap();
         let chain = self.dir.join(format!("leaf{n}.pem"));

@@ -1,0 +1,89 @@
+//! The TLS configuration audited by `testssl.sh` (Debian package `testssl.sh`), run against the
+//! real binary on loopback with DNS lookups off: it must report no vulnerability and no weak
+//! protocol or cipher. Findings about the test's own certificate (self-made, no revocation
+//! URL) and about the application's headers are not the edge's to fix and are left out.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+/// Findings that describe the test setup rather than Porter's TLS.
+const NOT_OURS: &[&str] = &[
+    "cert_trust",
+    "cert_chain_of_trust",
+    "cert_expirationStatus",
+    "cert_notAfter",
+    "cert_revocation",
+    "security_headers",
+];
+
+#[test]
+fn testssl_finds_no_vulnerability_and_no_weak_protocol_or_cipher() {
+    require("testssl", "testssl.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    let data = dir.path().join("data");
+    ok(
+        &data,
+        &["site", "add", "localhost", "--upstream", &backend.addr],
+    );
+    let (chain, key) = ca.issue(&["localhost"]);
+    ok(
+        &data,
+        &[
+            "cert",
+            "import",
+            "localhost",
+            "--cert",
+            chain.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let porter = Porter::start(&data, &["--default-sni", "localhost"]);
+    let json = dir.path().join("testssl.json");
+    let out = Command::new("testssl")
+        .args([
+            "--quiet",
+            "--color",
+            "0",
+            "--warnings",
+            "off",
+            "--nodns",
+            "none",
+            "--ip",
+            "127.0.0.1",
+        ])
+        .args(["--jsonfile", json.to_str().unwrap()])
+        .arg(format!("localhost:{}", porter.https.port()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let findings: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("testssl wrote no JSON ({e}): {text}"));
+    assert!(findings.len() > 50, "testssl ran its checks: {text}");
+    let bad: Vec<String> = findings
+        .iter()
+        .filter(|f| !matches!(f["severity"].as_str(), Some("OK" | "INFO")))
+        .filter(|f| !NOT_OURS.contains(&f["id"].as_str().unwrap_or_default()))
+        .map(|f| format!("{} {}: {}", f["id"], f["severity"], f["finding"]))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "testssl findings:\n{}\n\n{text}",
+        bad.join("\n")
+    );
+    for expected in [
+        "TLS 1.3    offered (OK)",
+        "TLS 1.1    not offered",
+        "Strict Transport Security    365 days",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+}
