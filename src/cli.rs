@@ -4,6 +4,8 @@
 
 use crate::admin::{self, AdminClient, ClientError};
 use crate::config::ServeArgs;
+use crate::ops::apps::{AppSpec, AppView};
+use crate::apps::AppStatus;
 use crate::ops::{AddSite, CertView, ImportCert, SiteView, UpdateSite};
 use crate::serve::{self, STORE_DIR};
 use anyhow::{anyhow, bail, Context as _};
@@ -43,16 +45,115 @@ enum Command {
     /// Manage certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Manage account daemons (apps) that Porter starts, stops and heals.
+    #[command(subcommand)]
+    App(AppCommand),
+}
+
+/// The settings of `app add` and `app update`.
+#[derive(Debug, clap::Args)]
+struct AppArgs {
+    /// The command line, split like a shell would, run without one; `{port}` and `{socket}`
+    /// are replaced (PORT is also in the environment).
+    #[arg(long)]
+    command: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env")]
+    env: Vec<String>,
+    /// Working directory (absolute).
+    #[arg(long)]
+    dir: Option<String>,
+    /// User to run as (required when Porter runs as root).
+    #[arg(long)]
+    user: Option<String>,
+    /// Group to run as (default: the user's).
+    #[arg(long)]
+    group: Option<String>,
+    /// Allow running as root.
+    #[arg(long)]
+    allow_root: bool,
+    /// Reach the app on this unix socket instead of a port Porter picks.
+    #[arg(long)]
+    socket: Option<String>,
+    /// Time to become ready, like 30s.
+    #[arg(long)]
+    start_timeout: Option<String>,
+    /// Quiet time before it is stopped, like 15m; 0 keeps it always on.
+    #[arg(long)]
+    idle_timeout: Option<String>,
+    /// Readiness and health check: tcp, or http:/PATH (200 expected), or http:/PATH=STATUS.
+    #[arg(long)]
+    health: Option<String>,
+    /// Time between health checks, like 10s.
+    #[arg(long)]
+    health_interval: Option<String>,
+    /// Signal that asks it to stop (TERM, INT, QUIT, ...).
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Time between the stop signal and KILL, like 10s.
+    #[arg(long)]
+    stop_grace: Option<String>,
+}
+
+impl From<AppArgs> for AppSpec {
+    fn from(a: AppArgs) -> Self {
+        AppSpec {
+            command: a.command,
+            env: a.env,
+            dir: a.dir,
+            user: a.user,
+            group: a.group,
+            allow_root: a.allow_root.then_some(true),
+            socket: a.socket,
+            start_timeout: a.start_timeout,
+            idle_timeout: a.idle_timeout,
+            health: a.health,
+            health_interval: a.health_interval,
+            stop_signal: a.stop_signal,
+            stop_grace: a.stop_grace,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum AppCommand {
+    /// Define an app (started on the first request of a site that uses it).
+    Add {
+        id: String,
+        #[command(flatten)]
+        settings: AppArgs,
+    },
+    /// Change an app; a running one is replaced without failing requests.
+    Update {
+        id: String,
+        #[command(flatten)]
+        settings: AppArgs,
+    },
+    /// Remove an app no site uses.
+    Remove { id: String },
+    /// List apps.
+    List,
+    /// State, pid, uptime, restarts, last exit and memory of an app.
+    Status { id: String },
+    /// The last lines of an app's log.
+    Logs { id: String },
+    /// Start a fresh instance (and clear a failed state).
+    Restart { id: String },
+    /// Stop it now; the next request starts it again.
+    Stop { id: String },
 }
 
 #[derive(Debug, Subcommand)]
 enum SiteCommand {
-    /// Serve DOMAIN (exact, or *.wildcard) by forwarding to an upstream.
+    /// Serve DOMAIN (exact, or *.wildcard) by forwarding to an upstream or an app.
     Add {
         domain: String,
         /// host:port, [v6]:port, or an absolute unix socket path.
+        #[arg(long, required_unless_present = "app", conflicts_with = "app")]
+        upstream: Option<String>,
+        /// An app Porter supervises (see `porter app add`).
         #[arg(long)]
-        upstream: String,
+        app: Option<String>,
         /// Add the site even when the upstream does not accept connections yet.
         #[arg(long)]
         allow_unreachable: bool,
@@ -119,6 +220,7 @@ fn api_request(command: Command) -> anyhow::Result<ApiRequest> {
         Command::Site(SiteCommand::Add {
             domain,
             upstream,
+            app,
             allow_unreachable,
             no_acme,
             hsts_max_age,
@@ -126,6 +228,7 @@ fn api_request(command: Command) -> anyhow::Result<ApiRequest> {
             let req = AddSite {
                 domain,
                 upstream,
+                app,
                 allow_unreachable,
                 no_acme,
                 hsts_max_age,
@@ -174,6 +277,22 @@ fn api_request(command: Command) -> anyhow::Result<ApiRequest> {
                 Some(serde_json::to_value(req)?),
             )
         }
+        Command::App(AppCommand::Add { id, settings }) => (
+            Method::POST,
+            format!("/v1/apps/{id}"),
+            Some(serde_json::to_value(AppSpec::from(settings))?),
+        ),
+        Command::App(AppCommand::Update { id, settings }) => (
+            Method::PATCH,
+            format!("/v1/apps/{id}"),
+            Some(serde_json::to_value(AppSpec::from(settings))?),
+        ),
+        Command::App(AppCommand::Remove { id }) => (Method::DELETE, format!("/v1/apps/{id}"), None),
+        Command::App(AppCommand::List) => (Method::GET, "/v1/apps".into(), None),
+        Command::App(AppCommand::Status { id }) => (Method::GET, format!("/v1/apps/{id}"), None),
+        Command::App(AppCommand::Logs { id }) => (Method::GET, format!("/v1/apps/{id}/logs"), None),
+        Command::App(AppCommand::Restart { id }) => (Method::POST, format!("/v1/apps/{id}/restart"), None),
+        Command::App(AppCommand::Stop { id }) => (Method::POST, format!("/v1/apps/{id}/stop"), None),
         Command::Cert(CertCommand::List) => (Method::GET, "/v1/certs".into(), None),
         Command::Cert(CertCommand::Renew { domain }) => {
             (Method::POST, format!("/v1/certs/{domain}/renew"), None)
@@ -228,6 +347,8 @@ async fn execute(
         other => other?,
     };
     let ctx = admin::Context {
+        apps: None,
+        apps_dir: data_dir.join(serve::APPS_DIR),
         store: Arc::new(store),
         acme: false,
     };
@@ -249,6 +370,9 @@ fn or_dash(value: Option<String>) -> String {
 
 /// Human-readable output for each endpoint.
 fn render(method: &Method, path: &str, value: Value) -> anyhow::Result<String> {
+    if let Some(rest) = path.strip_prefix("/v1/apps") {
+        return render_app(method, rest, value);
+    }
     Ok(match (method, path) {
         (&Method::GET, "/v1/sites") => {
             let sites: Vec<SiteView> = serde_json::from_value(value)?;
@@ -338,6 +462,45 @@ fn render(method: &Method, path: &str, value: Value) -> anyhow::Result<String> {
             "removed site {}\n",
             value["removed"].as_str().unwrap_or_default()
         ),
+    })
+}
+
+/// Human-readable output of the app endpoints (`rest` is the path after `/v1/apps`).
+fn render_app(method: &Method, rest: &str, value: Value) -> anyhow::Result<String> {
+    Ok(match (method, rest) {
+        (&Method::GET, "") => {
+            let apps: Vec<AppView> = serde_json::from_value(value)?;
+            table(
+                &["ID", "LISTEN", "IDLE TIMEOUT", "HEALTH", "COMMAND"],
+                apps.into_iter()
+                    .map(|a| vec![a.id, a.listen, format!("{}s", a.idle_timeout_s), a.health, a.command])
+                    .collect(),
+            )
+        }
+        (&Method::GET, r) if r.ends_with("/logs") => format!("{}\n", value["logs"].as_str().unwrap_or_default()),
+        (&Method::POST | &Method::PATCH, r) if r.matches('/').count() == 1 => {
+            let app: AppView = serde_json::from_value(value)?;
+            let verb = if method == Method::POST { "added" } else { "updated" };
+            format!("{verb} app {} ({})\n", app.id, app.command)
+        }
+        (&Method::DELETE, _) => format!("removed app {}\n", value["removed"].as_str().unwrap_or_default()),
+        _ => {
+            let s: AppStatus = serde_json::from_value(value)?;
+            let mut out = format!("app {}: {}\n", s.id, s.state);
+            let mut line = |k: &str, v: Option<String>| {
+                if let Some(v) = v {
+                    out.push_str(&format!("  {k:<10} {v}\n"));
+                }
+            };
+            line("pid", s.pid.map(|p| p.to_string()));
+            line("uptime", s.uptime_s.map(|u| format!("{u}s")));
+            line("restarts", Some(s.restarts.to_string()));
+            line("last exit", s.last_exit);
+            line("memory", s.memory_kib.map(|m| format!("{m} KiB")));
+            line("in flight", Some(s.in_flight.to_string()));
+            line("error", s.error);
+            out
+        }
     })
 }
 

@@ -13,6 +13,7 @@
 //! Data flows one way: CLI/API -> store -> reload -> snapshot -> connections.
 
 mod admin;
+mod apps;
 mod cli;
 mod config;
 mod ops;

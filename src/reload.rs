@@ -61,7 +61,7 @@ pub(crate) async fn run(
                     domains.insert(d);
                 }
                 // ACME progress and ticket keys change nothing in the snapshot.
-                Ok(Change::Acme(_) | Change::TicketKeys) => {}
+                Ok(Change::Acme(_) | Change::TicketKeys | Change::App(_)) => {}
                 Err(RecvError::Lagged(_)) => full = true,
                 Err(RecvError::Closed) => return,
             }

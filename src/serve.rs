@@ -2,6 +2,7 @@
 //! the admin API and the store watcher until a signal, then drain.
 
 use crate::admin::{self, AdminAddr, Discovery};
+use crate::apps::Supervisor;
 use crate::config::ServeArgs;
 use crate::proxy::{self, Edge, Forwarder, Limits};
 use crate::{reload, tls};
@@ -18,6 +19,8 @@ use tokio_util::task::TaskTracker;
 
 /// Directory of the embedded database inside the data dir.
 pub(crate) const STORE_DIR: &str = "store";
+/// Directory of app logs and pid files inside the data dir.
+pub(crate) const APPS_DIR: &str = "apps";
 
 async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
@@ -59,7 +62,10 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let tickets = tls::Keyring::open(store.as_ref(), args.tls_ticket_rotation).await?;
     let tls_config = tls::server_config(snapshot.clone(), default_sni.clone(), tickets.clone())?;
     let https_addr = https.local_addr()?;
+    let apps_dir = data_dir.join(APPS_DIR);
+    let apps = Supervisor::new(store.clone(), apps_dir.clone()).context("cannot prepare the apps directory")?;
     let edge = Arc::new(Edge {
+        apps: apps.clone(),
         store: store.clone(),
         snapshot: snapshot.clone(),
         forwarder: Forwarder::new(args.upstream_connect_timeout, args.upstream_timeout),
@@ -98,7 +104,10 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         shutdown.clone(),
         connections.clone(),
     ));
+    tasks.spawn(apps.clone().run(shutdown.clone()));
     let admin_ctx = Arc::new(admin::Context {
+        apps: Some(apps),
+        apps_dir,
         store: store.clone(),
         acme: acme.is_some(),
     });

@@ -2,7 +2,7 @@
 //! requests go, and the parsed certificate each is served with. Built from store records and
 //! swapped whole (see `reload`), so a handshake or request never locks, touches disk or waits.
 
-use porter_store::{CertRecord, DomainName, OcspRecord, OcspStatus, Site, Target, Upstream};
+use porter_store::{CertRecord, DomainName, OcspRecord, OcspStatus, Site, Target};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ pub(crate) struct SiteEntry {
     /// Its domain, exact or wildcard.
     pub(crate) domain: DomainName,
     /// Where its requests go.
-    pub(crate) upstream: Upstream,
+    pub(crate) target: Target,
     /// Its certificate, when one is stored and loads.
     pub(crate) cert: Option<ServedCert>,
     /// The `Strict-Transport-Security` value for its HTTPS responses, unless HSTS is off.
@@ -54,14 +54,13 @@ impl SiteEntry {
                 None
             }
         });
-        let Target::Upstream(upstream) = site.target;
         let hsts = (site.hsts_max_age > 0).then(|| {
             http::HeaderValue::from_str(&format!("max-age={}", site.hsts_max_age))
                 .expect("digits are a valid header value")
         });
         SiteEntry {
             domain: site.domain,
-            upstream,
+            target: site.target,
             cert,
             hsts,
         }

@@ -2,6 +2,7 @@
 //! behind authentication, and the CLI calls it in-process when no server is running, so both
 //! paths run the same code.
 
+use crate::apps::Supervisor;
 use crate::ops::{self, AcmeRequest, OpError};
 use http::{Method, StatusCode};
 use porter_store::{Store, StoreError};
@@ -9,8 +10,12 @@ use std::sync::Arc;
 
 /// What the operations run against.
 pub(crate) struct Context {
+    /// The running server's app supervisor (`None` when the CLI works on the store alone).
+    pub(crate) apps: Option<Arc<Supervisor>>,
     /// The store.
     pub(crate) store: Arc<dyn Store>,
+    /// Where app logs are.
+    pub(crate) apps_dir: std::path::PathBuf,
     /// Whether an ACME worker runs in this process (it does only in `porter serve` with
     /// `--acme-agree-tos`).
     pub(crate) acme: bool,
@@ -43,7 +48,7 @@ fn failed(e: OpError) -> Reply {
         OpError::Store(StoreError::Invalid(_))
         | OpError::Unreachable { .. }
         | OpError::Refused(_) => StatusCode::BAD_REQUEST,
-        OpError::Store(StoreError::AlreadyExists(_)) => StatusCode::CONFLICT,
+        OpError::Store(StoreError::AlreadyExists(_) | StoreError::InUse(_)) => StatusCode::CONFLICT,
         OpError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
         OpError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -97,12 +102,30 @@ pub(crate) async fn dispatch(ctx: &Context, method: &Method, path: &str, body: &
                 .map(|v| ok(StatusCode::CREATED, v)),
             Err(reply) => return reply,
         },
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no such admin endpoint: {method} {path}"),
-            )
+        (&Method::GET, ["v1", "apps"]) => ops::apps::list_apps(store).await.map(|v| ok(StatusCode::OK, v)),
+        (&Method::POST, ["v1", "apps", id]) => match parse(body) {
+            Ok(spec) => ops::apps::add_app(store, id, spec).await.map(|v| ok(StatusCode::CREATED, v)),
+            Err(reply) => return reply,
+        },
+        (&Method::PATCH, ["v1", "apps", id]) => match parse(body) {
+            Ok(spec) => ops::apps::update_app(store, id, spec).await.map(|v| ok(StatusCode::OK, v)),
+            Err(reply) => return reply,
+        },
+        (&Method::DELETE, ["v1", "apps", id]) => ops::apps::remove_app(store, id)
+            .await
+            .map(|()| ok(StatusCode::OK, json!({ "removed": id }))),
+        (&Method::GET, ["v1", "apps", id]) => ops::apps::status(store, ctx.apps.as_deref(), id)
+            .await
+            .map(|v| ok(StatusCode::OK, v)),
+        (&Method::GET, ["v1", "apps", id, "logs"]) => ops::apps::logs(store, &ctx.apps_dir, id, 200)
+            .await
+            .map(|text| ok(StatusCode::OK, json!({ "logs": text }))),
+        (&Method::POST, ["v1", "apps", id, action @ ("restart" | "stop")]) => {
+            ops::apps::control(store, ctx.apps.as_deref(), id, *action == "restart")
+                .await
+                .map(|v| ok(StatusCode::OK, v))
         }
+        _ => return error(StatusCode::NOT_FOUND, format!("no such admin endpoint: {method} {path}")),
     };
     result.unwrap_or_else(failed)
 }

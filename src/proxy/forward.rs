@@ -3,7 +3,9 @@
 
 use super::connector::{self, UpstreamConnector};
 use super::headers;
+use super::held::Held;
 use super::idle::IdleTimeout;
+use crate::apps::Lease;
 use super::{error_response, Body};
 use bytes::Bytes;
 use http::header::HOST;
@@ -58,8 +60,9 @@ impl Forwarder {
 
     /// A streamed upstream response as the body type Porter answers with, bounded by the idle
     /// deadline.
-    pub(crate) fn stream_back(&self, response: Response<Incoming>) -> Response<Body> {
-        response.map(|body| IdleTimeout::new(body, self.timeout).boxed())
+    /// The lease of an app, if the site has one, is held until the body is done.
+    pub(crate) fn stream_back(&self, response: Response<Incoming>, lease: Option<Lease>) -> Response<Body> {
+        response.map(|body| Held::new(IdleTimeout::new(body, self.timeout), lease).boxed())
     }
 
     /// Rewrites `req` for `upstream` (absolute URI, HTTP/1.1, hop-by-hop headers out,

@@ -5,6 +5,7 @@ mod challenge;
 mod connector;
 mod forward;
 mod headers;
+mod held;
 mod idle;
 mod listener;
 mod route;
@@ -21,6 +22,7 @@ use http::header::{CONTENT_TYPE, LOCATION, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use porter_store::Target;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,6 +32,8 @@ pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, idle::BoxErro
 
 /// What every connection shares: the current snapshot and the upstream client.
 pub(crate) struct Edge {
+    /// The account daemons sites may point at.
+    pub(crate) apps: Arc<crate::apps::Supervisor>,
     /// The store, read for ACME challenges only (they are rare and must be fresh).
     pub(crate) store: Arc<dyn porter_store::Store>,
     /// The sites being served; swapped by `reload`.
@@ -122,6 +126,18 @@ pub(crate) async fn handle(
     }
     let site = Arc::clone(site);
     drop(snapshot);
+    let mut lease = match &site.target {
+        Target::Upstream(_) => None,
+        Target::App(id) => match edge.apps.acquire(id).await {
+            Ok(lease) => Some(lease),
+            Err(why) => return unavailable(&why),
+        },
+    };
+    let upstream = match (&site.target, &lease) {
+        (_, Some(lease)) => &lease.upstream,
+        (Target::Upstream(upstream), None) => upstream,
+        (Target::App(_), None) => unreachable!("an app site always has a lease here"),
+    };
 
     let origin = Origin {
         client: conn.peer.ip(),
@@ -132,15 +148,15 @@ pub(crate) async fn handle(
         let upstream_req = upgrade::h1_request_for_h2_websocket(req);
         return match edge
             .forwarder
-            .send(upstream_req, &site.upstream, &origin, true)
+            .send(upstream_req, upstream, &origin, true)
             .await
         {
             Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 let answer = upgrade::h2_response_for_switch(&response);
-                upgrade::tunnel(client_upgrade, hyper::upgrade::on(&mut response));
+                upgrade::tunnel(client_upgrade, hyper::upgrade::on(&mut response), lease);
                 answer.map(|()| full(String::new()))
             }
-            Ok(response) => edge.forwarder.stream_back(response),
+            Ok(response) => edge.forwarder.stream_back(response, lease),
             Err(error) => error,
         };
     }
@@ -152,14 +168,14 @@ pub(crate) async fn handle(
     let req = req.map(|body| edge.forwarder.client_body(body));
     match edge
         .forwarder
-        .send(req, &site.upstream, &origin, upgrade)
+        .send(req, upstream, &origin, upgrade)
         .await
     {
         Ok(mut response) => {
             if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) =
                 (client_upgrade, response.status())
             {
-                upgrade::tunnel(client, hyper::upgrade::on(&mut response));
+                upgrade::tunnel(client, hyper::upgrade::on(&mut response), lease.take());
             }
             if let (true, Some(hsts)) = (https, &site.hsts) {
                 // Only once the certificate is valid, and never over the upstream's own choice.
@@ -171,10 +187,17 @@ pub(crate) async fn handle(
                         .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
                 }
             }
-            edge.forwarder.stream_back(response)
+            edge.forwarder.stream_back(response, lease)
         }
         Err(error) => error,
     }
+}
+
+/// `503` with `Retry-After` for an app that cannot serve now.
+fn unavailable(why: &crate::apps::Unavailable) -> Response<Body> {
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, &why.to_string());
+    response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }
 
 /// `308 Permanent Redirect` to the same URL over HTTPS.

@@ -3,6 +3,7 @@
 //! have switched, bytes are copied in both directions until either closes.
 
 use super::forward::UpstreamBody;
+use crate::apps::Lease;
 use base64::Engine as _;
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -54,9 +55,11 @@ pub(crate) fn h2_response_for_switch(upstream: &Response<Incoming>) -> Response<
     response
 }
 
-/// Copies bytes both ways once both sides have switched protocols.
-pub(crate) fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+/// Copies bytes both ways once both sides have switched protocols; an app's lease is held
+/// until the tunnel closes.
+pub(crate) fn tunnel(client: OnUpgrade, upstream: OnUpgrade, lease: Option<Lease>) {
     tokio::spawn(async move {
+        let _lease = lease;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(e) => {

@@ -24,6 +24,9 @@ pub enum InvalidInput {
     /// A certificate chain or private key that cannot be served for the site.
     #[error("invalid certificate: {0}")]
     Certificate(String),
+    /// An app definition that cannot run.
+    #[error("{0}")]
+    App(String),
 }
 
 /// Everything a store operation can fail with.
@@ -38,6 +41,9 @@ pub enum StoreError {
     /// The record an operation needs does not exist.
     #[error("{0} does not exist")]
     NotFound(String),
+    /// The record is still used by others.
+    #[error("{0}")]
+    InUse(String),
     /// Another process holds the database.
     #[error("the store at {} is in use by another process (is `porter serve` running with this data dir?)", .0.display())]
     Locked(PathBuf),

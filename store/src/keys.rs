@@ -22,6 +22,8 @@ pub(crate) const ACME_STATES: &str = "acme_states";
 pub(crate) const HTTP01: &str = "challenges_http01";
 /// Tree of [`crate::TlsAlpnChallenge`] records, keyed by domain.
 pub(crate) const TLS_ALPN01: &str = "challenges_tls_alpn01";
+/// Tree of [`crate::App`] records, keyed by app id.
+pub(crate) const APPS: &str = "apps";
 /// Tree of [`crate::OcspRecord`] records, keyed by domain.
 pub(crate) const OCSP: &str = "ocsp";
 /// Key in [`META`] holding the [`crate::TicketKeys`].

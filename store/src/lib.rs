@@ -11,6 +11,7 @@
 //! The store knows nothing of HTTP or TLS: the edge and the ACME worker read it and react to
 //! [`Change`]s.
 
+mod app;
 mod b64;
 mod certificate;
 mod domain;
@@ -20,6 +21,7 @@ pub mod model;
 mod sled_store;
 mod upstream;
 
+pub use app::{App, AppId, AppListen, HealthCheck};
 pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
 pub use model::{
@@ -45,6 +47,8 @@ pub enum Change {
     Ocsp(DomainName),
     /// The TLS ticket keys changed.
     TicketKeys,
+    /// The app with this id was added, changed or removed.
+    App(AppId),
 }
 
 /// The persistence interface every backend implements; the conformance suite in
@@ -94,6 +98,16 @@ pub trait Store: Send + Sync + 'static {
     async fn tls_alpn(&self, domain: &DomainName) -> Result<Option<TlsAlpnChallenge>, StoreError>;
     /// Removes every challenge of `domain`.
     async fn remove_challenges(&self, domain: &DomainName) -> Result<(), StoreError>;
+    /// The app `id`, if any.
+    async fn app(&self, id: &AppId) -> Result<Option<App>, StoreError>;
+    /// Every app, ordered by id.
+    async fn apps(&self) -> Result<Vec<App>, StoreError>;
+    /// Adds an app; fails with [`StoreError::AlreadyExists`] when the id is taken.
+    async fn add_app(&self, app: App) -> Result<(), StoreError>;
+    /// Replaces an existing app; fails with [`StoreError::NotFound`] when there is none.
+    async fn update_app(&self, app: App) -> Result<(), StoreError>;
+    /// Removes an app no site uses; fails with [`StoreError::InUse`] otherwise.
+    async fn remove_app(&self, id: &AppId) -> Result<(), StoreError>;
     /// The OCSP record of the site `domain`, if any.
     async fn ocsp(&self, domain: &DomainName) -> Result<Option<OcspRecord>, StoreError>;
     /// Stores the OCSP record of an existing site; fails with [`StoreError::NotFound`] otherwise.

@@ -38,12 +38,15 @@ fn default_hsts() -> u64 {
 pub enum Target {
     /// A running server Porter forwards to.
     Upstream(Upstream),
+    /// An account daemon Porter supervises.
+    App(crate::AppId),
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Upstream(u) => write!(f, "{u}"),
+            Target::App(id) => write!(f, "app:{id}"),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::error::StoreError;
 use crate::keys;
+use crate::{App, AppId, Target};
 use crate::{
     AcmeAccount, AcmeState, CertRecord, Change, DomainName, Http01Challenge, OcspRecord, Site,
     Store, TicketKeys, TlsAlpnChallenge,
@@ -27,6 +28,7 @@ pub struct SledStore {
     http01: sled::Tree,
     tls_alpn: sled::Tree,
     ocsp: sled::Tree,
+    apps: sled::Tree,
     changes: broadcast::Sender<Change>,
 }
 
@@ -73,6 +75,7 @@ impl SledStore {
             http01: db.open_tree(keys::HTTP01).map_err(backend)?,
             tls_alpn: db.open_tree(keys::TLS_ALPN01).map_err(backend)?,
             ocsp: db.open_tree(keys::OCSP).map_err(backend)?,
+            apps: db.open_tree(keys::APPS).map_err(backend)?,
             changes: broadcast::channel(CHANGE_BUFFER).0,
             path,
             db,
@@ -95,6 +98,35 @@ impl SledStore {
 }
 
 impl SledStore {
+    /// Adds (`replace` false) or replaces (`replace` true) a site, checking that its app exists.
+    async fn write_site(&self, site: Site, replace: bool) -> Result<(), StoreError> {
+        let key = site.domain.as_str();
+        let value = encode(&site);
+        let app = match &site.target {
+            Target::App(id) => Some(id.as_str()),
+            Target::Upstream(_) => None,
+        };
+        (&self.sites, &self.apps)
+            .transaction(|(sites, apps)| {
+                match (sites.get(key)?.is_some(), replace) {
+                    (true, false) => {
+                        return Err(ConflictableTransactionError::Abort(StoreError::AlreadyExists(format!("site {key}"))))
+                    }
+                    (false, true) => return Err(not_found("site", key)),
+                    _ => {}
+                }
+                if let Some(app) = app {
+                    if apps.get(app)?.is_none() {
+                        return Err(not_found("app", &format!("{app} (add the app before its sites)")));
+                    }
+                }
+                sites.insert(key, value.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.commit([Change::Site(site.domain)]).await
+    }
+
     /// The HTTP-01 tokens of `domain` (a small tree: one entry per challenge in flight).
     fn http01_tokens(&self, domain: &DomainName) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut tokens = Vec::new();
@@ -174,27 +206,11 @@ impl Store for SledStore {
     }
 
     async fn add_site(&self, site: Site) -> Result<(), StoreError> {
-        let key = site.domain.as_str();
-        self.sites
-            .compare_and_swap(key, None::<&[u8]>, Some(encode(&site)))
-            .map_err(backend)?
-            .map_err(|_| StoreError::AlreadyExists(format!("site {key}")))?;
-        self.commit([Change::Site(site.domain)]).await
+        self.write_site(site, false).await
     }
 
     async fn update_site(&self, site: Site) -> Result<(), StoreError> {
-        let key = site.domain.as_str();
-        let value = encode(&site);
-        self.sites
-            .transaction(|sites| {
-                if sites.get(key)?.is_none() {
-                    return Err(not_found("site", key));
-                }
-                sites.insert(key, value.as_slice())?;
-                Ok(())
-            })
-            .map_err(tx_error)?;
-        self.commit([Change::Site(site.domain)]).await
+        self.write_site(site, true).await
     }
 
     async fn remove_site(&self, domain: &DomainName) -> Result<(), StoreError> {
@@ -354,6 +370,54 @@ impl Store for SledStore {
             })
             .map_err(tx_error)?;
         self.commit([]).await
+    }
+
+    async fn app(&self, id: &AppId) -> Result<Option<App>, StoreError> {
+        get(&self.apps, keys::APPS, id.as_str())
+    }
+
+    async fn apps(&self) -> Result<Vec<App>, StoreError> {
+        list(&self.apps, keys::APPS)
+    }
+
+    async fn add_app(&self, app: App) -> Result<(), StoreError> {
+        app.validate()?;
+        self.apps
+            .compare_and_swap(app.id.as_str(), None::<&[u8]>, Some(encode(&app)))
+            .map_err(backend)?
+            .map_err(|_| StoreError::AlreadyExists(format!("app {}", app.id)))?;
+        self.commit([Change::App(app.id)]).await
+    }
+
+    async fn update_app(&self, app: App) -> Result<(), StoreError> {
+        app.validate()?;
+        let key = app.id.as_str();
+        let value = encode(&app);
+        self.apps
+            .transaction(|apps| {
+                if apps.get(key)?.is_none() {
+                    return Err(not_found("app", key));
+                }
+                apps.insert(key, value.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        self.commit([Change::App(app.id)]).await
+    }
+
+    async fn remove_app(&self, id: &AppId) -> Result<(), StoreError> {
+        let users: Vec<String> = list::<Site>(&self.sites, keys::SITES)?
+            .into_iter()
+            .filter(|s| s.target == Target::App(id.clone()))
+            .map(|s| s.domain.to_string())
+            .collect();
+        if !users.is_empty() {
+            return Err(StoreError::InUse(format!("app {id} is used by {}: remove or move those sites first", users.join(", "))));
+        }
+        if self.apps.remove(id.as_str()).map_err(backend)?.is_none() {
+            return Err(StoreError::NotFound(format!("app {id}")));
+        }
+        self.commit([Change::App(id.clone())]).await
     }
 
     async fn ocsp(&self, domain: &DomainName) -> Result<Option<OcspRecord>, StoreError> {

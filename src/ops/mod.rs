@@ -1,8 +1,10 @@
 //! The operations the admin API and the CLI offer, on any store: validation at the boundary,
 //! then one store call. Views are what both print or return as JSON.
 
+pub(crate) mod apps;
+
 use porter_store::{
-    AcmeState, CertRecord, CertSource, DomainName, OcspRecord, OcspStatus, Site, Store, StoreError,
+    AcmeState, AppId, CertRecord, CertSource, DomainName, OcspRecord, OcspStatus, Site, Store, StoreError,
     Target, Upstream, DEFAULT_HSTS_MAX_AGE,
 };
 use serde::{Deserialize, Serialize};
@@ -37,7 +39,12 @@ pub(crate) enum OpError {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct AddSite {
     pub(crate) domain: String,
-    pub(crate) upstream: String,
+    /// Where requests go: an upstream address ...
+    #[serde(default)]
+    pub(crate) upstream: Option<String>,
+    /// ... or an app Porter supervises.
+    #[serde(default)]
+    pub(crate) app: Option<String>,
     #[serde(default)]
     pub(crate) allow_unreachable: bool,
     /// Do not obtain a certificate over ACME for this site.
@@ -268,16 +275,20 @@ async fn check_reachable(upstream: &Upstream) -> Result<(), OpError> {
 
 pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView, OpError> {
     let domain = DomainName::parse(&req.domain).map_err(StoreError::from)?;
-    let upstream = Upstream::parse(&req.upstream).map_err(StoreError::from)?;
+    let target = match (&req.upstream, &req.app) {
+        (Some(upstream), None) => Target::Upstream(Upstream::parse(upstream).map_err(StoreError::from)?),
+        (None, Some(app)) => Target::App(AppId::parse(app).map_err(StoreError::from)?),
+        _ => return Err(OpError::Refused("give exactly one of --upstream and --app".into())),
+    };
     if store.site(&domain).await?.is_some() {
         return Err(StoreError::AlreadyExists(format!("site {domain}")).into());
     }
-    if !req.allow_unreachable {
-        check_reachable(&upstream).await?;
+    if let (Target::Upstream(upstream), false) = (&target, req.allow_unreachable) {
+        check_reachable(upstream).await?;
     }
     let site = Site {
         domain,
-        target: Target::Upstream(upstream),
+        target,
         acme: !req.no_acme,
         hsts_max_age: req.hsts_max_age.unwrap_or(DEFAULT_HSTS_MAX_AGE),
     };

@@ -1,0 +1,17 @@
+//! Account daemons: Porter starts an app's own HTTP server when a request needs it, stops it
+//! after a quiet period, restarts it when it crashes or fails its health check (a crash loop
+//! marks it failed until `porter app restart`), and replaces it without failing a request when
+//! its settings change.
+//!
+//! - `supervisor`: one actor task per app owning its lifecycle; the proxy asks it for a lease.
+//! - `process`: spawning (own process group, user and group, logs with a size cap, pid files)
+//!   and stopping (signal the group, kill after the grace period).
+//! - `probe`: readiness and health checks; `policy`: pure restart rules.
+
+mod policy;
+mod probe;
+mod process;
+mod supervisor;
+
+pub(crate) use process::tail;
+pub(crate) use supervisor::{AppStatus, Lease, Supervisor, Unavailable};

@@ -1,0 +1,271 @@
+//! Running one instance of an app: its own process group (so a stop reaches every process it
+//! forked), the account's user and group, `PORT`/`{port}` or `{socket}`, stdout and stderr in a
+//! log file with a size cap, and a pid file so that a later Porter cleans up after a crash.
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::{Group, Pid, User};
+use porter_store::{App, AppListen, Upstream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Child;
+
+/// Largest log file before it is rotated to `.1`.
+pub(super) const LOG_CAP: u64 = 10 * 1024 * 1024;
+
+/// A started instance.
+pub(super) struct Spawned {
+    pub(super) pid: u32,
+    pub(super) child: Child,
+    pub(super) upstream: Upstream,
+}
+
+/// Where an app's files live.
+pub(super) struct Paths {
+    dir: PathBuf,
+    id: String,
+    pub(super) log: PathBuf,
+}
+
+impl Paths {
+    pub(super) fn new(dir: &Path, app: &App) -> Self {
+        Paths {
+            dir: dir.to_path_buf(),
+            id: app.id.to_string(),
+            log: dir.join(format!("{}.log", app.id)),
+        }
+    }
+
+    /// The pid file of one instance (several run during a replacement).
+    pub(super) fn pid_file(&self, pid: u32) -> PathBuf {
+        self.dir.join(format!("{}.{pid}.pid", self.id))
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free loopback port: {e}"))
+}
+
+/// The signal named by an app's `stop_signal` (`TERM`, `SIGTERM`, `INT`, ...).
+pub(super) fn parse_signal(name: &str) -> Result<Signal, String> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    full.parse::<Signal>().map_err(|_| format!("unknown signal {name:?}"))
+}
+
+/// Starts an instance of `app`.
+pub(super) fn spawn(app: &App, paths: &Paths, running_as_root: bool) -> Result<Spawned, String> {
+    let (upstream, port, socket) = match &app.listen {
+        AppListen::Port => {
+            let port = free_port()?;
+            (
+                Upstream::Tcp {
+                    host: "127.0.0.1".into(),
+                    port,
+                },
+                Some(port),
+                None,
+            )
+        }
+        AppListen::Socket(path) => {
+            // A socket file left by an earlier instance would make the new one fail to bind.
+            let _ = std::fs::remove_file(path);
+            (Upstream::Unix(path.clone()), None, Some(path.display().to_string()))
+        }
+    };
+    let substitute = |arg: &String| {
+        let arg = port.map_or(arg.clone(), |p| arg.replace("{port}", &p.to_string()));
+        socket.as_ref().map_or(arg.clone(), |s| arg.replace("{socket}", s))
+    };
+    let mut command = tokio::process::Command::new(substitute(&app.command[0]));
+    command
+        .args(app.command[1..].iter().map(substitute))
+        .envs(app.env.iter().map(|(k, v)| (k, v)))
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(false);
+    if let Some(port) = port {
+        command.env("PORT", port.to_string());
+    }
+    if let Some(socket) = &socket {
+        command.env("SOCKET", socket);
+    }
+    if let Some(dir) = &app.dir {
+        command.current_dir(dir);
+    }
+    set_identity(&mut command, app, running_as_root)?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", app.command[0]))?;
+    let pid = child.id().ok_or("the process exited at once")?;
+    let log = Arc::new(Mutex::new(LogFile::open(&paths.log)?));
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(copy_to_log(out, log.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(copy_to_log(err, log));
+    }
+    let pid_file = paths.pid_file(pid);
+    std::fs::write(&pid_file, format!("{pid} {}\n", start_time(pid).unwrap_or(0)))
+        .map_err(|e| format!("cannot write {}: {e}", pid_file.display()))?;
+    Ok(Spawned { pid, child, upstream })
+}
+
+/// Sets the user and group the daemon runs as. As root, a user is required unless the app
+/// allows root; otherwise only the current user is possible.
+fn set_identity(command: &mut tokio::process::Command, app: &App, running_as_root: bool) -> Result<(), String> {
+    if !running_as_root {
+        return match &app.user {
+            Some(user) if User::from_uid(nix::unistd::getuid()).ok().flatten().is_none_or(|me| &me.name != user) => Err(format!(
+                "app {} wants to run as {user:?}, but Porter does not run as root and cannot switch users",
+                app.id
+            )),
+            _ => Ok(()),
+        };
+    }
+    let Some(name) = &app.user else {
+        return if app.allow_root {
+            Ok(())
+        } else {
+            Err(format!("app {} would run as root: give it --user, or --allow-root", app.id))
+        };
+    };
+    let user = User::from_name(name)
+        .map_err(|e| format!("cannot look up user {name:?}: {e}"))?
+        .ok_or_else(|| format!("no such user {name:?}"))?;
+    if user.uid.is_root() && !app.allow_root {
+        return Err(format!("app {} would run as root: pass --allow-root to mean it", app.id));
+    }
+    let gid = match &app.group {
+        Some(group) => {
+            Group::from_name(group)
+                .map_err(|e| format!("cannot look up group {group:?}: {e}"))?
+                .ok_or_else(|| format!("no such group {group:?}"))?
+                .gid
+        }
+        None => user.gid,
+    };
+    command.uid(user.uid.as_raw()).gid(gid.as_raw());
+    Ok(())
+}
+
+/// Signals the group, waits up to `grace` for the leader, then kills whatever is left of the
+/// group.
+pub(super) async fn stop(child: &mut Child, pid: u32, signal: Signal, grace: Duration) -> String {
+    let group = Pid::from_raw(pid as i32);
+    let _ = killpg(group, signal);
+    let status = match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status.map(describe).unwrap_or_else(|e| e.to_string()),
+        Err(_) => {
+            let _ = killpg(group, Signal::SIGKILL);
+            child.wait().await.map(describe).unwrap_or_else(|e| e.to_string())
+        }
+    };
+    // Children it forked and left behind go too.
+    let _ = killpg(group, Signal::SIGKILL);
+    status
+}
+
+/// Kills what is left of a group whose leader exited on its own.
+pub(super) fn kill_group(pid: u32) {
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+pub(super) fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (_, Some(signal)) => format!("killed by signal {signal}"),
+        _ => status.to_string(),
+    }
+}
+
+/// The start time of a process (field 22 of /proc/PID/stat), to recognise it later.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Kills the process groups that pid files of an earlier run name (when the process is still
+/// the one that was started), then removes the files: a new Porter adopts nothing.
+pub(super) fn clean_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "pid") {
+            continue;
+        }
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+            if let (Some(Some(pid)), Some(Some(started))) = (fields.next(), fields.next()) {
+                if start_time(pid as u32) == Some(started) {
+                    tracing::warn!(pid, file = %path.display(), "stopping a daemon left by an earlier run");
+                    kill_group(pid as u32);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// An append-only log file rotated to `.1` when it passes [`LOG_CAP`].
+struct LogFile {
+    path: PathBuf,
+    file: std::fs::File,
+    size: u64,
+}
+
+impl LogFile {
+    fn open(path: &Path) -> Result<Self, String> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open the log {}: {e}", path.display()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(LogFile {
+            path: path.to_path_buf(),
+            file,
+            size,
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        use std::io::Write;
+        if self.size + data.len() as u64 > LOG_CAP {
+            let _ = std::fs::rename(&self.path, self.path.with_extension("log.1"));
+            if let Ok(fresh) = LogFile::open(&self.path) {
+                *self = fresh;
+            }
+        }
+        if self.file.write_all(data).is_ok() {
+            self.size += data.len() as u64;
+        }
+    }
+}
+
+async fn copy_to_log<R: AsyncRead + Unpin>(mut from: R, log: Arc<Mutex<LogFile>>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+        log.lock().expect("log lock").write(&buf[..n]);
+    }
+}
+
+/// The last `lines` lines of an app's log.
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text[text.len().saturating_sub(64 * 1024)..]).into_owned();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

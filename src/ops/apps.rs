@@ -1,0 +1,249 @@
+//! App operations: define, change and remove account daemons (validated at the boundary), and
+//! control the running ones through the server's supervisor.
+
+use super::OpError;
+use crate::apps::AppStatus;
+use crate::config::duration;
+use porter_store::{App, AppId, AppListen, HealthCheck, InvalidInput, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// `app add` and `app update`: on update only the given fields change.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct AppSpec {
+    /// The command line, split like a shell would (run without one).
+    pub(crate) command: Option<String>,
+    /// `KEY=VALUE` pairs; on update, given ones replace the whole environment.
+    #[serde(default)]
+    pub(crate) env: Vec<String>,
+    pub(crate) dir: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) allow_root: Option<bool>,
+    /// A unix socket path instead of a port.
+    pub(crate) socket: Option<String>,
+    pub(crate) start_timeout: Option<String>,
+    /// `0` keeps the app always on.
+    pub(crate) idle_timeout: Option<String>,
+    /// `tcp`, or `http:/PATH` (expects 200), or `http:/PATH=STATUS`.
+    pub(crate) health: Option<String>,
+    pub(crate) health_interval: Option<String>,
+    pub(crate) stop_signal: Option<String>,
+    pub(crate) stop_grace: Option<String>,
+}
+
+/// An app as listed.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct AppView {
+    pub(crate) id: String,
+    pub(crate) command: String,
+    pub(crate) listen: String,
+    pub(crate) idle_timeout_s: u64,
+    pub(crate) health: String,
+}
+
+impl From<App> for AppView {
+    fn from(app: App) -> Self {
+        AppView {
+            id: app.id.to_string(),
+            command: shell_words::join(&app.command),
+            listen: match app.listen {
+                AppListen::Port => "port".into(),
+                AppListen::Socket(path) => format!("unix:{}", path.display()),
+            },
+            idle_timeout_s: app.idle_timeout,
+            health: match app.health {
+                HealthCheck::Tcp => "tcp".into(),
+                HealthCheck::Http { path, status } => format!("http:{path}={status}"),
+            },
+        }
+    }
+}
+
+fn invalid(why: String) -> OpError {
+    OpError::Store(StoreError::Invalid(InvalidInput::App(why)))
+}
+
+fn seconds(flag: &str, text: &str, zero_ok: bool) -> Result<u64, OpError> {
+    if zero_ok && text.trim_end_matches(['s', 'm', 'h', 'd']) == "0" {
+        return Ok(0);
+    }
+    duration(text)
+        .map(|d| d.as_secs())
+        .map_err(|e| invalid(format!("--{flag}: {e}")))
+}
+
+fn parse_health(text: &str) -> Result<HealthCheck, OpError> {
+    if text == "tcp" {
+        return Ok(HealthCheck::Tcp);
+    }
+    let spec = text
+        .strip_prefix("http:")
+        .ok_or_else(|| invalid(format!("--health {text:?}: expected tcp or http:/PATH[=STATUS]")))?;
+    let (path, status) = match spec.rsplit_once('=') {
+        Some((path, status)) => (
+            path,
+            status
+                .parse()
+                .map_err(|_| invalid(format!("--health {text:?}: bad status")))?,
+        ),
+        None => (spec, 200),
+    };
+    Ok(HealthCheck::Http {
+        path: path.to_owned(),
+        status,
+    })
+}
+
+/// Applies `spec` to `app`.
+fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
+    if let Some(command) = spec.command {
+        let words = shell_words::split(&command).map_err(|e| invalid(format!("--command: {e}")))?;
+        if words.is_empty() {
+            return Err(invalid("--command is empty".into()));
+        }
+        app.command = words;
+    }
+    if !spec.env.is_empty() {
+        app.env = spec
+            .env
+            .iter()
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| invalid(format!("--env {kv:?}: expected KEY=VALUE")))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(dir) = spec.dir {
+        let dir = PathBuf::from(dir);
+        if !dir.is_absolute() || !dir.is_dir() {
+            return Err(invalid(format!("--dir {}: not an absolute path to a directory", dir.display())));
+        }
+        app.dir = Some(dir);
+    }
+    if spec.user.is_some() {
+        app.user = spec.user.filter(|u| !u.is_empty());
+    }
+    if spec.group.is_some() {
+        app.group = spec.group.filter(|g| !g.is_empty());
+    }
+    if let Some(allow_root) = spec.allow_root {
+        app.allow_root = allow_root;
+    }
+    if let Some(socket) = spec.socket {
+        app.listen = if socket.is_empty() { AppListen::Port } else { AppListen::Socket(PathBuf::from(socket)) };
+    }
+    if let Some(t) = spec.start_timeout {
+        app.start_timeout = seconds("start-timeout", &t, false)?;
+    }
+    if let Some(t) = spec.idle_timeout {
+        app.idle_timeout = seconds("idle-timeout", &t, true)?;
+    }
+    if let Some(h) = spec.health {
+        app.health = parse_health(&h)?;
+    }
+    if let Some(t) = spec.health_interval {
+        app.health_interval = seconds("health-interval", &t, false)?;
+    }
+    if let Some(signal) = spec.stop_signal {
+        let upper = signal.trim().to_ascii_uppercase();
+        let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+        full.parse::<nix::sys::signal::Signal>()
+            .map_err(|_| invalid(format!("--stop-signal {signal:?}: unknown signal")))?;
+        app.stop_signal = full;
+    }
+    if let Some(t) = spec.stop_grace {
+        app.stop_grace = seconds("stop-grace", &t, false)?;
+    }
+    if app.user.as_deref() == Some("root") && !app.allow_root {
+        return Err(invalid(format!("app {} would run as root: pass --allow-root to mean it", app.id)));
+    }
+    Ok(())
+}
+
+pub(crate) async fn add_app(store: &dyn Store, id: &str, spec: AppSpec) -> Result<AppView, OpError> {
+    let id = AppId::parse(id).map_err(StoreError::from)?;
+    if spec.command.is_none() {
+        return Err(invalid("--command is required".into()));
+    }
+    let mut app = App {
+        id,
+        command: Vec::new(),
+        env: Vec::new(),
+        dir: None,
+        user: None,
+        group: None,
+        allow_root: false,
+        listen: AppListen::Port,
+        start_timeout: 30,
+        idle_timeout: 900,
+        health: HealthCheck::Tcp,
+        health_interval: 10,
+        stop_signal: "SIGTERM".into(),
+        stop_grace: 10,
+    };
+    apply(&mut app, spec)?;
+    store.add_app(app.clone()).await?;
+    Ok(app.into())
+}
+
+pub(crate) async fn update_app(store: &dyn Store, id: &str, spec: AppSpec) -> Result<AppView, OpError> {
+    let id = AppId::parse(id).map_err(StoreError::from)?;
+    let mut app = store.app(&id).await?.ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    apply(&mut app, spec)?;
+    store.update_app(app.clone()).await?;
+    Ok(app.into())
+}
+
+pub(crate) async fn remove_app(store: &dyn Store, id: &str) -> Result<(), OpError> {
+    let id = AppId::parse(id).map_err(StoreError::from)?;
+    Ok(store.remove_app(&id).await?)
+}
+
+pub(crate) async fn list_apps(store: &dyn Store) -> Result<Vec<AppView>, OpError> {
+    Ok(store.apps().await?.into_iter().map(AppView::from).collect())
+}
+
+/// The app's state; without a running server, every app is stopped.
+pub(crate) async fn status(
+    store: &dyn Store,
+    apps: Option<&crate::apps::Supervisor>,
+    id: &str,
+) -> Result<AppStatus, OpError> {
+    let id = AppId::parse(id).map_err(StoreError::from)?;
+    store.app(&id).await?.ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    Ok(match apps {
+        Some(apps) => apps.status(&id).await,
+        None => AppStatus {
+            id: id.to_string(),
+            state: "stopped (no server running)".into(),
+            ..AppStatus::default()
+        },
+    })
+}
+
+/// `app restart` and `app stop`, which need the running server.
+pub(crate) async fn control(
+    store: &dyn Store,
+    apps: Option<&crate::apps::Supervisor>,
+    id: &str,
+    restart: bool,
+) -> Result<AppStatus, OpError> {
+    let id = AppId::parse(id).map_err(StoreError::from)?;
+    store.app(&id).await?.ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    let apps = apps.ok_or_else(|| OpError::Refused("no porter server is running: nothing to restart or stop".into()))?;
+    if restart {
+        apps.restart(&id).await.map_err(|e| OpError::Refused(e.to_string()))?;
+    } else {
+        apps.stop(&id).await;
+    }
+    Ok(apps.status(&id).await)
+}
+
+/// The last `lines` lines of the app's log.
+pub(crate) async fn logs(store: &dyn Store, apps_dir: &std::path::Path, id: &str, lines: usize) -> Result<String, OpError> {
+    let id = AppId::parse(id).map_err(StoreError::from)?;
+    store.app(&id).await?.ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    Ok(crate::apps::tail(&apps_dir.join(format!("{id}.log")), lines))
+}
