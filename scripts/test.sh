@@ -12,6 +12,7 @@ needs=(
   "pebble pebble"
   "pebble-challtestsrv pebble"
   "testssl testssl.sh"
+  "nginx nginx-light"
 )
 missing=()
 for pair in "${needs[@]}"; do

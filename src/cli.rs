@@ -3,9 +3,9 @@
 //! runs the very same dispatcher in-process.
 
 use crate::admin::{self, AdminClient, ClientError};
+use crate::apps::AppStatus;
 use crate::config::ServeArgs;
 use crate::ops::apps::{AppSpec, AppView};
-use crate::apps::AppStatus;
 use crate::ops::{AddSite, CertView, ImportCert, SiteView, UpdateSite};
 use crate::serve::{self, STORE_DIR};
 use anyhow::{anyhow, bail, Context as _};
@@ -93,6 +93,9 @@ struct AppArgs {
     /// Time between the stop signal and KILL, like 10s.
     #[arg(long)]
     stop_grace: Option<String>,
+    /// When it exits on its own: on-failure (restart; the default) or never (mark it failed).
+    #[arg(long)]
+    restart: Option<String>,
 }
 
 impl From<AppArgs> for AppSpec {
@@ -111,6 +114,7 @@ impl From<AppArgs> for AppSpec {
             health_interval: a.health_interval,
             stop_signal: a.stop_signal,
             stop_grace: a.stop_grace,
+            restart: a.restart,
         }
     }
 }
@@ -121,13 +125,13 @@ enum AppCommand {
     Add {
         id: String,
         #[command(flatten)]
-        settings: AppArgs,
+        settings: Box<AppArgs>,
     },
     /// Change an app; a running one is replaced without failing requests.
     Update {
         id: String,
         #[command(flatten)]
-        settings: AppArgs,
+        settings: Box<AppArgs>,
     },
     /// Remove an app no site uses.
     Remove { id: String },
@@ -280,19 +284,23 @@ fn api_request(command: Command) -> anyhow::Result<ApiRequest> {
         Command::App(AppCommand::Add { id, settings }) => (
             Method::POST,
             format!("/v1/apps/{id}"),
-            Some(serde_json::to_value(AppSpec::from(settings))?),
+            Some(serde_json::to_value(AppSpec::from(*settings))?),
         ),
         Command::App(AppCommand::Update { id, settings }) => (
             Method::PATCH,
             format!("/v1/apps/{id}"),
-            Some(serde_json::to_value(AppSpec::from(settings))?),
+            Some(serde_json::to_value(AppSpec::from(*settings))?),
         ),
         Command::App(AppCommand::Remove { id }) => (Method::DELETE, format!("/v1/apps/{id}"), None),
         Command::App(AppCommand::List) => (Method::GET, "/v1/apps".into(), None),
         Command::App(AppCommand::Status { id }) => (Method::GET, format!("/v1/apps/{id}"), None),
         Command::App(AppCommand::Logs { id }) => (Method::GET, format!("/v1/apps/{id}/logs"), None),
-        Command::App(AppCommand::Restart { id }) => (Method::POST, format!("/v1/apps/{id}/restart"), None),
-        Command::App(AppCommand::Stop { id }) => (Method::POST, format!("/v1/apps/{id}/stop"), None),
+        Command::App(AppCommand::Restart { id }) => {
+            (Method::POST, format!("/v1/apps/{id}/restart"), None)
+        }
+        Command::App(AppCommand::Stop { id }) => {
+            (Method::POST, format!("/v1/apps/{id}/stop"), None)
+        }
         Command::Cert(CertCommand::List) => (Method::GET, "/v1/certs".into(), None),
         Command::Cert(CertCommand::Renew { domain }) => {
             (Method::POST, format!("/v1/certs/{domain}/renew"), None)
@@ -473,17 +481,34 @@ fn render_app(method: &Method, rest: &str, value: Value) -> anyhow::Result<Strin
             table(
                 &["ID", "LISTEN", "IDLE TIMEOUT", "HEALTH", "COMMAND"],
                 apps.into_iter()
-                    .map(|a| vec![a.id, a.listen, format!("{}s", a.idle_timeout_s), a.health, a.command])
+                    .map(|a| {
+                        vec![
+                            a.id,
+                            a.listen,
+                            format!("{}s", a.idle_timeout_s),
+                            a.health,
+                            a.command,
+                        ]
+                    })
                     .collect(),
             )
         }
-        (&Method::GET, r) if r.ends_with("/logs") => format!("{}\n", value["logs"].as_str().unwrap_or_default()),
+        (&Method::GET, r) if r.ends_with("/logs") => {
+            format!("{}\n", value["logs"].as_str().unwrap_or_default())
+        }
         (&Method::POST | &Method::PATCH, r) if r.matches('/').count() == 1 => {
             let app: AppView = serde_json::from_value(value)?;
-            let verb = if method == Method::POST { "added" } else { "updated" };
+            let verb = if method == Method::POST {
+                "added"
+            } else {
+                "updated"
+            };
             format!("{verb} app {} ({})\n", app.id, app.command)
         }
-        (&Method::DELETE, _) => format!("removed app {}\n", value["removed"].as_str().unwrap_or_default()),
+        (&Method::DELETE, _) => format!(
+            "removed app {}\n",
+            value["removed"].as_str().unwrap_or_default()
+        ),
         _ => {
             let s: AppStatus = serde_json::from_value(value)?;
             let mut out = format!("app {}: {}\n", s.id, s.state);

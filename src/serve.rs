@@ -63,7 +63,8 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let tls_config = tls::server_config(snapshot.clone(), default_sni.clone(), tickets.clone())?;
     let https_addr = https.local_addr()?;
     let apps_dir = data_dir.join(APPS_DIR);
-    let apps = Supervisor::new(store.clone(), apps_dir.clone()).context("cannot prepare the apps directory")?;
+    let apps = Supervisor::new(store.clone(), apps_dir.clone())
+        .context("cannot prepare the apps directory")?;
     let edge = Arc::new(Edge {
         apps: apps.clone(),
         store: store.clone(),

@@ -102,13 +102,19 @@ pub(crate) async fn dispatch(ctx: &Context, method: &Method, path: &str, body: &
                 .map(|v| ok(StatusCode::CREATED, v)),
             Err(reply) => return reply,
         },
-        (&Method::GET, ["v1", "apps"]) => ops::apps::list_apps(store).await.map(|v| ok(StatusCode::OK, v)),
+        (&Method::GET, ["v1", "apps"]) => ops::apps::list_apps(store)
+            .await
+            .map(|v| ok(StatusCode::OK, v)),
         (&Method::POST, ["v1", "apps", id]) => match parse(body) {
-            Ok(spec) => ops::apps::add_app(store, id, spec).await.map(|v| ok(StatusCode::CREATED, v)),
+            Ok(spec) => ops::apps::add_app(store, id, spec)
+                .await
+                .map(|v| ok(StatusCode::CREATED, v)),
             Err(reply) => return reply,
         },
         (&Method::PATCH, ["v1", "apps", id]) => match parse(body) {
-            Ok(spec) => ops::apps::update_app(store, id, spec).await.map(|v| ok(StatusCode::OK, v)),
+            Ok(spec) => ops::apps::update_app(store, id, spec)
+                .await
+                .map(|v| ok(StatusCode::OK, v)),
             Err(reply) => return reply,
         },
         (&Method::DELETE, ["v1", "apps", id]) => ops::apps::remove_app(store, id)
@@ -117,15 +123,22 @@ pub(crate) async fn dispatch(ctx: &Context, method: &Method, path: &str, body: &
         (&Method::GET, ["v1", "apps", id]) => ops::apps::status(store, ctx.apps.as_deref(), id)
             .await
             .map(|v| ok(StatusCode::OK, v)),
-        (&Method::GET, ["v1", "apps", id, "logs"]) => ops::apps::logs(store, &ctx.apps_dir, id, 200)
-            .await
-            .map(|text| ok(StatusCode::OK, json!({ "logs": text }))),
+        (&Method::GET, ["v1", "apps", id, "logs"]) => {
+            ops::apps::logs(store, &ctx.apps_dir, id, 200)
+                .await
+                .map(|text| ok(StatusCode::OK, json!({ "logs": text })))
+        }
         (&Method::POST, ["v1", "apps", id, action @ ("restart" | "stop")]) => {
             ops::apps::control(store, ctx.apps.as_deref(), id, *action == "restart")
                 .await
                 .map(|v| ok(StatusCode::OK, v))
         }
-        _ => return error(StatusCode::NOT_FOUND, format!("no such admin endpoint: {method} {path}")),
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no such admin endpoint: {method} {path}"),
+            )
+        }
     };
     result.unwrap_or_else(failed)
 }

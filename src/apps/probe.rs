@@ -17,10 +17,12 @@ pub(super) async fn passes(upstream: &Upstream, check: &HealthCheck) -> bool {
 
 async fn run(upstream: &Upstream, check: &HealthCheck) -> bool {
     match upstream {
-        Upstream::Tcp { host, port } => match tokio::net::TcpStream::connect((host.as_str(), *port)).await {
-            Ok(stream) => http_check(stream, check).await,
-            Err(_) => false,
-        },
+        Upstream::Tcp { host, port } => {
+            match tokio::net::TcpStream::connect((host.as_str(), *port)).await {
+                Ok(stream) => http_check(stream, check).await,
+                Err(_) => false,
+            }
+        }
         Upstream::Unix(path) => match tokio::net::UnixStream::connect(path).await {
             Ok(stream) => http_check(stream, check).await,
             Err(_) => false,
@@ -45,5 +47,8 @@ async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, check: &He
         }
     }
     // "HTTP/1.x NNN"
-    std::str::from_utf8(&head[9..12]).ok().and_then(|s| s.parse::<u16>().ok()) == Some(*status)
+    std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|s| s.parse::<u16>().ok())
+        == Some(*status)
 }

@@ -54,8 +54,13 @@ fn free_port() -> Result<u16, String> {
 /// The signal named by an app's `stop_signal` (`TERM`, `SIGTERM`, `INT`, ...).
 pub(super) fn parse_signal(name: &str) -> Result<Signal, String> {
     let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    full.parse::<Signal>().map_err(|_| format!("unknown signal {name:?}"))
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<Signal>()
+        .map_err(|_| format!("unknown signal {name:?}"))
 }
 
 /// Starts an instance of `app`.
@@ -75,12 +80,18 @@ pub(super) fn spawn(app: &App, paths: &Paths, running_as_root: bool) -> Result<S
         AppListen::Socket(path) => {
             // A socket file left by an earlier instance would make the new one fail to bind.
             let _ = std::fs::remove_file(path);
-            (Upstream::Unix(path.clone()), None, Some(path.display().to_string()))
+            (
+                Upstream::Unix(path.clone()),
+                None,
+                Some(path.display().to_string()),
+            )
         }
     };
     let substitute = |arg: &String| {
         let arg = port.map_or(arg.clone(), |p| arg.replace("{port}", &p.to_string()));
-        socket.as_ref().map_or(arg.clone(), |s| arg.replace("{socket}", s))
+        socket
+            .as_ref()
+            .map_or(arg.clone(), |s| arg.replace("{socket}", s))
     };
     let mut command = tokio::process::Command::new(substitute(&app.command[0]));
     command
@@ -113,14 +124,25 @@ pub(super) fn spawn(app: &App, paths: &Paths, running_as_root: bool) -> Result<S
         tokio::spawn(copy_to_log(err, log));
     }
     let pid_file = paths.pid_file(pid);
-    std::fs::write(&pid_file, format!("{pid} {}\n", start_time(pid).unwrap_or(0)))
-        .map_err(|e| format!("cannot write {}: {e}", pid_file.display()))?;
-    Ok(Spawned { pid, child, upstream })
+    std::fs::write(
+        &pid_file,
+        format!("{pid} {}\n", start_time(pid).unwrap_or(0)),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", pid_file.display()))?;
+    Ok(Spawned {
+        pid,
+        child,
+        upstream,
+    })
 }
 
 /// Sets the user and group the daemon runs as. As root, a user is required unless the app
 /// allows root; otherwise only the current user is possible.
-fn set_identity(command: &mut tokio::process::Command, app: &App, running_as_root: bool) -> Result<(), String> {
+fn set_identity(
+    command: &mut tokio::process::Command,
+    app: &App,
+    running_as_root: bool,
+) -> Result<(), String> {
     if !running_as_root {
         return match &app.user {
             Some(user) if User::from_uid(nix::unistd::getuid()).ok().flatten().is_none_or(|me| &me.name != user) => Err(format!(
@@ -134,14 +156,20 @@ fn set_identity(command: &mut tokio::process::Command, app: &App, running_as_roo
         return if app.allow_root {
             Ok(())
         } else {
-            Err(format!("app {} would run as root: give it --user, or --allow-root", app.id))
+            Err(format!(
+                "app {} would run as root: give it --user, or --allow-root",
+                app.id
+            ))
         };
     };
     let user = User::from_name(name)
         .map_err(|e| format!("cannot look up user {name:?}: {e}"))?
         .ok_or_else(|| format!("no such user {name:?}"))?;
     if user.uid.is_root() && !app.allow_root {
-        return Err(format!("app {} would run as root: pass --allow-root to mean it", app.id));
+        return Err(format!(
+            "app {} would run as root: pass --allow-root to mean it",
+            app.id
+        ));
     }
     let gid = match &app.group {
         Some(group) => {
@@ -165,7 +193,11 @@ pub(super) async fn stop(child: &mut Child, pid: u32, signal: Signal, grace: Dur
         Ok(status) => status.map(describe).unwrap_or_else(|e| e.to_string()),
         Err(_) => {
             let _ = killpg(group, Signal::SIGKILL);
-            child.wait().await.map(describe).unwrap_or_else(|e| e.to_string())
+            child
+                .wait()
+                .await
+                .map(describe)
+                .unwrap_or_else(|e| e.to_string())
         }
     };
     // Children it forked and left behind go too.
@@ -197,7 +229,9 @@ fn start_time(pid: u32) -> Option<u64> {
 /// Kills the process groups that pid files of an earlier run name (when the process is still
 /// the one that was started), then removes the files: a new Porter adopts nothing.
 pub(super) fn clean_stale(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_none_or(|e| e != "pid") {
@@ -268,4 +302,36 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = String::from_utf8_lossy(&text[text.len().saturating_sub(64 * 1024)..]).into_owned();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_rotate_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let mut log = LogFile::open(&path).unwrap();
+        let chunk = vec![b'x'; 1024 * 1024];
+        for _ in 0..11 {
+            log.write(&chunk);
+        }
+        let current = std::fs::metadata(&path).unwrap().len();
+        let rotated = std::fs::metadata(path.with_extension("log.1"))
+            .unwrap()
+            .len();
+        assert!(
+            current <= LOG_CAP && rotated <= LOG_CAP,
+            "{current} {rotated}"
+        );
+        assert_eq!(current + rotated, 11 * 1024 * 1024);
+    }
+
+    #[test]
+    fn signals_by_name() {
+        assert_eq!(parse_signal("TERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("sigint"), Ok(Signal::SIGINT));
+        assert!(parse_signal("NOPE").is_err());
+    }
 }

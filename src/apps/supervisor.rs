@@ -12,7 +12,7 @@
 use super::policy::{crash_loop, restart_delay, HEALTH_FAILURES};
 use super::probe;
 use super::process::{self, parse_signal, Paths};
-use porter_store::{App, AppId, Change, Store, Upstream};
+use porter_store::{App, AppId, Change, RestartPolicy, Store, Upstream};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -28,7 +28,9 @@ const QUEUE: usize = 1024;
 const LOG_LINES: usize = 20;
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Why a request cannot be served by its app now.
@@ -71,7 +73,9 @@ pub(crate) struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.shared.last_activity_ms.store(unix_ms(), Ordering::Relaxed);
+        self.shared
+            .last_activity_ms
+            .store(unix_ms(), Ordering::Relaxed);
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -161,7 +165,8 @@ impl Supervisor {
     pub(crate) async fn acquire(&self, id: &AppId) -> Result<Lease, Unavailable> {
         let tx = self.actor_or_start(id).await?;
         let (reply, answer) = oneshot::channel();
-        tx.try_send(Cmd::Acquire(reply)).map_err(|_| Unavailable::Busy)?;
+        tx.try_send(Cmd::Acquire(reply))
+            .map_err(|_| Unavailable::Busy)?;
         answer.await.unwrap_or(Err(Unavailable::Busy))
     }
 
@@ -185,7 +190,9 @@ impl Supervisor {
             state: "stopped".into(),
             ..AppStatus::default()
         };
-        let Some(tx) = self.actor(id) else { return stopped };
+        let Some(tx) = self.actor(id) else {
+            return stopped;
+        };
         let (reply, answer) = oneshot::channel();
         if tx.send(Cmd::Status(reply)).await.is_err() {
             return stopped;
@@ -244,7 +251,9 @@ struct Instance {
 impl Instance {
     fn lease(&self) -> Lease {
         self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.shared.last_activity_ms.store(unix_ms(), Ordering::Relaxed);
+        self.shared
+            .last_activity_ms
+            .store(unix_ms(), Ordering::Relaxed);
         Lease {
             upstream: self.upstream.clone(),
             shared: self.shared.clone(),
@@ -423,7 +432,8 @@ impl Actor {
         };
         // The process: waits for its exit, or stops it when asked.
         let events = self.events.clone();
-        let signal = parse_signal(&self.app.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM);
+        let signal =
+            parse_signal(&self.app.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM);
         let grace = Duration::from_secs(self.app.stop_grace);
         let pid_file = self.paths.pid_file(spawned.pid);
         let (mut child, pid) = (spawned.child, spawned.pid);
@@ -439,7 +449,11 @@ impl Actor {
             let _ = events.send(Event::Exited(generation, status)).await;
         });
         // Readiness: poll the check until it passes or the start timeout runs out.
-        let (events, check, upstream) = (self.events.clone(), self.app.health.clone(), spawned.upstream);
+        let (events, check, upstream) = (
+            self.events.clone(),
+            self.app.health.clone(),
+            spawned.upstream,
+        );
         let deadline = Instant::now() + Duration::from_secs(self.app.start_timeout);
         tokio::spawn(async move {
             loop {
@@ -459,7 +473,11 @@ impl Actor {
 
     fn fail(&mut self, why: String) {
         let log = process::tail(&self.paths.log, LOG_LINES);
-        let message = if log.is_empty() { why } else { format!("{why}; last log lines:\n{log}") };
+        let message = if log.is_empty() {
+            why
+        } else {
+            format!("{why}; last log lines:\n{log}")
+        };
         self.failed = Some(message.clone());
         for waiter in self.waiters.drain(..) {
             let _ = waiter.send(Err(Unavailable::Failed));
@@ -468,7 +486,12 @@ impl Actor {
 
     fn event(&mut self, event: Event) {
         match event {
-            Event::Ready(generation) if self.starting.as_ref().is_some_and(|s| s.generation == generation) => {
+            Event::Ready(generation)
+                if self
+                    .starting
+                    .as_ref()
+                    .is_some_and(|s| s.generation == generation) =>
+            {
                 let ready = self.starting.take().expect("checked");
                 tracing::info!(app = %self.app.id, pid = ready.pid, ms = ready.started.elapsed().as_millis() as u64, "app ready");
                 for waiter in self.waiters.drain(..) {
@@ -482,7 +505,12 @@ impl Actor {
                 self.health_failures = 0;
                 self.health_due = Instant::now() + Duration::from_secs(self.app.health_interval);
             }
-            Event::StartFailed(generation) if self.starting.as_ref().is_some_and(|s| s.generation == generation) => {
+            Event::StartFailed(generation)
+                if self
+                    .starting
+                    .as_ref()
+                    .is_some_and(|s| s.generation == generation) =>
+            {
                 let mut failed = self.starting.take().expect("checked");
                 tracing::warn!(app = %self.app.id, "app did not become ready within its start timeout");
                 self.expected_exits.insert(generation);
@@ -497,7 +525,12 @@ impl Actor {
                 }
             }
             Event::Exited(generation, status) => self.exited(generation, status),
-            Event::Health(generation, ok) if self.serving.as_ref().is_some_and(|s| s.generation == generation) => {
+            Event::Health(generation, ok)
+                if self
+                    .serving
+                    .as_ref()
+                    .is_some_and(|s| s.generation == generation) =>
+            {
                 self.health_running = false;
                 self.health_failures = if ok { 0 } else { self.health_failures + 1 };
                 if self.health_failures >= HEALTH_FAILURES && self.starting.is_none() {
@@ -522,9 +555,17 @@ impl Actor {
         if self.expected_exits.remove(&generation) {
             return;
         }
-        let crashed = if self.serving.as_ref().is_some_and(|s| s.generation == generation) {
+        let crashed = if self
+            .serving
+            .as_ref()
+            .is_some_and(|s| s.generation == generation)
+        {
             self.serving.take()
-        } else if self.starting.as_ref().is_some_and(|s| s.generation == generation) {
+        } else if self
+            .starting
+            .as_ref()
+            .is_some_and(|s| s.generation == generation)
+        {
             self.starting.take()
         } else {
             None
@@ -534,6 +575,10 @@ impl Actor {
         self.last_exit = Some(status.clone());
         self.restarts += 1;
         self.crashes.push(Instant::now());
+        if self.app.restart == RestartPolicy::Never {
+            self.fail(format!("{status} (restart policy: never)"));
+            return;
+        }
         if crash_loop(&mut self.crashes, Instant::now()) {
             tracing::error!(app = %self.app.id, "app is crash-looping; marked failed until `porter app restart`");
             self.fail(format!("crash loop: {status}"));
@@ -556,14 +601,21 @@ impl Actor {
         // Old instances stop once their requests are done, or after the grace period.
         let grace = Duration::from_secs(self.app.stop_grace);
         for old in &mut self.draining {
-            let done = old.in_flight() == 0 || old.draining_since.is_some_and(|t| t.elapsed() >= grace);
+            let done =
+                old.in_flight() == 0 || old.draining_since.is_some_and(|t| t.elapsed() >= grace);
             if done && !old.stopping {
                 old.request_stop();
             }
         }
-        let Some(serving) = &mut self.serving else { return };
-        let idle_ms = now_ms.saturating_sub(serving.shared.last_activity_ms.load(Ordering::Relaxed));
-        if self.app.idle_timeout > 0 && serving.in_flight() == 0 && idle_ms >= self.app.idle_timeout * 1000 {
+        let Some(serving) = &mut self.serving else {
+            return;
+        };
+        let idle_ms =
+            now_ms.saturating_sub(serving.shared.last_activity_ms.load(Ordering::Relaxed));
+        if self.app.idle_timeout > 0
+            && serving.in_flight() == 0
+            && idle_ms >= self.app.idle_timeout * 1000
+        {
             tracing::info!(app = %self.app.id, pid = serving.pid, "idle; stopping");
             self.expected_exits.insert(serving.generation);
             serving.request_stop();
@@ -574,8 +626,12 @@ impl Actor {
         if !self.health_running && Instant::now() >= self.health_due {
             self.health_running = true;
             self.health_due = Instant::now() + Duration::from_secs(self.app.health_interval);
-            let (events, check, upstream, generation) =
-                (self.events.clone(), self.app.health.clone(), serving.upstream.clone(), serving.generation);
+            let (events, check, upstream, generation) = (
+                self.events.clone(),
+                self.app.health.clone(),
+                serving.upstream.clone(),
+                serving.generation,
+            );
             tokio::spawn(async move {
                 let ok = probe::passes(&upstream, &check).await;
                 let _ = events.send(Event::Health(generation, ok)).await;

@@ -4,7 +4,9 @@
 use super::OpError;
 use crate::apps::AppStatus;
 use crate::config::duration;
-use porter_store::{App, AppId, AppListen, HealthCheck, InvalidInput, Store, StoreError};
+use porter_store::{
+    App, AppId, AppListen, HealthCheck, InvalidInput, RestartPolicy, Store, StoreError,
+};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -30,6 +32,8 @@ pub(crate) struct AppSpec {
     pub(crate) health_interval: Option<String>,
     pub(crate) stop_signal: Option<String>,
     pub(crate) stop_grace: Option<String>,
+    /// `on-failure` or `never`.
+    pub(crate) restart: Option<String>,
 }
 
 /// An app as listed.
@@ -77,9 +81,11 @@ fn parse_health(text: &str) -> Result<HealthCheck, OpError> {
     if text == "tcp" {
         return Ok(HealthCheck::Tcp);
     }
-    let spec = text
-        .strip_prefix("http:")
-        .ok_or_else(|| invalid(format!("--health {text:?}: expected tcp or http:/PATH[=STATUS]")))?;
+    let spec = text.strip_prefix("http:").ok_or_else(|| {
+        invalid(format!(
+            "--health {text:?}: expected tcp or http:/PATH[=STATUS]"
+        ))
+    })?;
     let (path, status) = match spec.rsplit_once('=') {
         Some((path, status)) => (
             path,
@@ -118,7 +124,10 @@ fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
     if let Some(dir) = spec.dir {
         let dir = PathBuf::from(dir);
         if !dir.is_absolute() || !dir.is_dir() {
-            return Err(invalid(format!("--dir {}: not an absolute path to a directory", dir.display())));
+            return Err(invalid(format!(
+                "--dir {}: not an absolute path to a directory",
+                dir.display()
+            )));
         }
         app.dir = Some(dir);
     }
@@ -132,7 +141,11 @@ fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
         app.allow_root = allow_root;
     }
     if let Some(socket) = spec.socket {
-        app.listen = if socket.is_empty() { AppListen::Port } else { AppListen::Socket(PathBuf::from(socket)) };
+        app.listen = if socket.is_empty() {
+            AppListen::Port
+        } else {
+            AppListen::Socket(PathBuf::from(socket))
+        };
     }
     if let Some(t) = spec.start_timeout {
         app.start_timeout = seconds("start-timeout", &t, false)?;
@@ -148,7 +161,11 @@ fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
     }
     if let Some(signal) = spec.stop_signal {
         let upper = signal.trim().to_ascii_uppercase();
-        let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+        let full = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
         full.parse::<nix::sys::signal::Signal>()
             .map_err(|_| invalid(format!("--stop-signal {signal:?}: unknown signal")))?;
         app.stop_signal = full;
@@ -156,13 +173,31 @@ fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
     if let Some(t) = spec.stop_grace {
         app.stop_grace = seconds("stop-grace", &t, false)?;
     }
+    if let Some(policy) = spec.restart {
+        app.restart = match policy.as_str() {
+            "on-failure" => RestartPolicy::OnFailure,
+            "never" => RestartPolicy::Never,
+            other => {
+                return Err(invalid(format!(
+                    "--restart {other:?}: expected on-failure or never"
+                )))
+            }
+        };
+    }
     if app.user.as_deref() == Some("root") && !app.allow_root {
-        return Err(invalid(format!("app {} would run as root: pass --allow-root to mean it", app.id)));
+        return Err(invalid(format!(
+            "app {} would run as root: pass --allow-root to mean it",
+            app.id
+        )));
     }
     Ok(())
 }
 
-pub(crate) async fn add_app(store: &dyn Store, id: &str, spec: AppSpec) -> Result<AppView, OpError> {
+pub(crate) async fn add_app(
+    store: &dyn Store,
+    id: &str,
+    spec: AppSpec,
+) -> Result<AppView, OpError> {
     let id = AppId::parse(id).map_err(StoreError::from)?;
     if spec.command.is_none() {
         return Err(invalid("--command is required".into()));
@@ -182,15 +217,23 @@ pub(crate) async fn add_app(store: &dyn Store, id: &str, spec: AppSpec) -> Resul
         health_interval: 10,
         stop_signal: "SIGTERM".into(),
         stop_grace: 10,
+        restart: RestartPolicy::OnFailure,
     };
     apply(&mut app, spec)?;
     store.add_app(app.clone()).await?;
     Ok(app.into())
 }
 
-pub(crate) async fn update_app(store: &dyn Store, id: &str, spec: AppSpec) -> Result<AppView, OpError> {
+pub(crate) async fn update_app(
+    store: &dyn Store,
+    id: &str,
+    spec: AppSpec,
+) -> Result<AppView, OpError> {
     let id = AppId::parse(id).map_err(StoreError::from)?;
-    let mut app = store.app(&id).await?.ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    let mut app = store
+        .app(&id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
     apply(&mut app, spec)?;
     store.update_app(app.clone()).await?;
     Ok(app.into())
@@ -212,7 +255,10 @@ pub(crate) async fn status(
     id: &str,
 ) -> Result<AppStatus, OpError> {
     let id = AppId::parse(id).map_err(StoreError::from)?;
-    store.app(&id).await?.ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    store
+        .app(&id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
     Ok(match apps {
         Some(apps) => apps.status(&id).await,
         None => AppStatus {
@@ -231,10 +277,17 @@ pub(crate) async fn control(
     restart: bool,
 ) -> Result<AppStatus, OpError> {
     let id = AppId::parse(id).map_err(StoreError::from)?;
-    store.app(&id).await?.ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
-    let apps = apps.ok_or_else(|| OpError::Refused("no porter server is running: nothing to restart or stop".into()))?;
+    store
+        .app(&id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    let apps = apps.ok_or_else(|| {
+        OpError::Refused("no porter server is running: nothing to restart or stop".into())
+    })?;
     if restart {
-        apps.restart(&id).await.map_err(|e| OpError::Refused(e.to_string()))?;
+        apps.restart(&id)
+            .await
+            .map_err(|e| OpError::Refused(e.to_string()))?;
     } else {
         apps.stop(&id).await;
     }
@@ -242,8 +295,19 @@ pub(crate) async fn control(
 }
 
 /// The last `lines` lines of the app's log.
-pub(crate) async fn logs(store: &dyn Store, apps_dir: &std::path::Path, id: &str, lines: usize) -> Result<String, OpError> {
+pub(crate) async fn logs(
+    store: &dyn Store,
+    apps_dir: &std::path::Path,
+    id: &str,
+    lines: usize,
+) -> Result<String, OpError> {
     let id = AppId::parse(id).map_err(StoreError::from)?;
-    store.app(&id).await?.ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
-    Ok(crate::apps::tail(&apps_dir.join(format!("{id}.log")), lines))
+    store
+        .app(&id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    Ok(crate::apps::tail(
+        &apps_dir.join(format!("{id}.log")),
+        lines,
+    ))
 }

@@ -4,8 +4,8 @@
 pub(crate) mod apps;
 
 use porter_store::{
-    AcmeState, AppId, CertRecord, CertSource, DomainName, OcspRecord, OcspStatus, Site, Store, StoreError,
-    Target, Upstream, DEFAULT_HSTS_MAX_AGE,
+    AcmeState, AppId, CertRecord, CertSource, DomainName, OcspRecord, OcspStatus, Site, Store,
+    StoreError, Target, Upstream, DEFAULT_HSTS_MAX_AGE,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -276,9 +276,15 @@ async fn check_reachable(upstream: &Upstream) -> Result<(), OpError> {
 pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView, OpError> {
     let domain = DomainName::parse(&req.domain).map_err(StoreError::from)?;
     let target = match (&req.upstream, &req.app) {
-        (Some(upstream), None) => Target::Upstream(Upstream::parse(upstream).map_err(StoreError::from)?),
+        (Some(upstream), None) => {
+            Target::Upstream(Upstream::parse(upstream).map_err(StoreError::from)?)
+        }
         (None, Some(app)) => Target::App(AppId::parse(app).map_err(StoreError::from)?),
-        _ => return Err(OpError::Refused("give exactly one of --upstream and --app".into())),
+        _ => {
+            return Err(OpError::Refused(
+                "give exactly one of --upstream and --app".into(),
+            ))
+        }
     };
     if store.site(&domain).await?.is_some() {
         return Err(StoreError::AlreadyExists(format!("site {domain}")).into());

@@ -5,8 +5,8 @@ use super::connector::{self, UpstreamConnector};
 use super::headers;
 use super::held::Held;
 use super::idle::IdleTimeout;
-use crate::apps::Lease;
 use super::{error_response, Body};
+use crate::apps::Lease;
 use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
@@ -61,7 +61,11 @@ impl Forwarder {
     /// A streamed upstream response as the body type Porter answers with, bounded by the idle
     /// deadline.
     /// The lease of an app, if the site has one, is held until the body is done.
-    pub(crate) fn stream_back(&self, response: Response<Incoming>, lease: Option<Lease>) -> Response<Body> {
+    pub(crate) fn stream_back(
+        &self,
+        response: Response<Incoming>,
+        lease: Option<Lease>,
+    ) -> Response<Body> {
         response.map(|body| Held::new(IdleTimeout::new(body, self.timeout), lease).boxed())
     }
 

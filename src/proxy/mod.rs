@@ -166,11 +166,7 @@ pub(crate) async fn handle(
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let req = req.map(|body| edge.forwarder.client_body(body));
-    match edge
-        .forwarder
-        .send(req, upstream, &origin, upgrade)
-        .await
-    {
+    match edge.forwarder.send(req, upstream, &origin, upgrade).await {
         Ok(mut response) => {
             if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) =
                 (client_upgrade, response.status())
@@ -196,7 +192,9 @@ pub(crate) async fn handle(
 /// `503` with `Retry-After` for an app that cannot serve now.
 fn unavailable(why: &crate::apps::Unavailable) -> Response<Body> {
     let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, &why.to_string());
-    response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
     response
 }
 

@@ -6,7 +6,9 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// An app's identifier: 1-63 of `a-z 0-9 - _`, starting with a letter or digit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct AppId(String);
 
@@ -15,7 +17,9 @@ impl AppId {
     pub fn parse(input: &str) -> Result<Self, InvalidInput> {
         let ok = !input.is_empty()
             && input.len() <= 63
-            && input.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            && input
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
             && input.as_bytes()[0].is_ascii_alphanumeric();
         if ok {
             Ok(AppId(input.to_owned()))
@@ -107,6 +111,21 @@ pub struct App {
     pub stop_signal: String,
     /// Seconds between the stop signal and `KILL`.
     pub stop_grace: u64,
+    /// What to do when it exits on its own.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// What happens when an app exits without being asked to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// Start it again (at once when it had traffic, else on the next request), until it
+    /// crash-loops.
+    #[default]
+    OnFailure,
+    /// Mark it failed until `porter app restart`.
+    Never,
 }
 
 impl App {
@@ -130,7 +149,10 @@ impl App {
         }
         if let HealthCheck::Http { path, status } = &self.health {
             if !path.starts_with('/') || !(100..600).contains(status) {
-                return bad("the HTTP health check needs a path starting with '/' and a status 100-599".into());
+                return bad(
+                    "the HTTP health check needs a path starting with '/' and a status 100-599"
+                        .into(),
+                );
             }
         }
         if self.start_timeout == 0 || self.health_interval == 0 {

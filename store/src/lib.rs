@@ -21,7 +21,7 @@ pub mod model;
 mod sled_store;
 mod upstream;
 
-pub use app::{App, AppId, AppListen, HealthCheck};
+pub use app::{App, AppId, AppListen, HealthCheck, RestartPolicy};
 pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
 pub use model::{

@@ -3,11 +3,11 @@
 
 use crate::error::StoreError;
 use crate::keys;
-use crate::{App, AppId, Target};
 use crate::{
     AcmeAccount, AcmeState, CertRecord, Change, DomainName, Http01Challenge, OcspRecord, Site,
     Store, TicketKeys, TlsAlpnChallenge,
 };
+use crate::{App, AppId, Target};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use std::path::{Path, PathBuf};
@@ -110,14 +110,19 @@ impl SledStore {
             .transaction(|(sites, apps)| {
                 match (sites.get(key)?.is_some(), replace) {
                     (true, false) => {
-                        return Err(ConflictableTransactionError::Abort(StoreError::AlreadyExists(format!("site {key}"))))
+                        return Err(ConflictableTransactionError::Abort(
+                            StoreError::AlreadyExists(format!("site {key}")),
+                        ))
                     }
                     (false, true) => return Err(not_found("site", key)),
                     _ => {}
                 }
                 if let Some(app) = app {
                     if apps.get(app)?.is_none() {
-                        return Err(not_found("app", &format!("{app} (add the app before its sites)")));
+                        return Err(not_found(
+                            "app",
+                            &format!("{app} (add the app before its sites)"),
+                        ));
                     }
                 }
                 sites.insert(key, value.as_slice())?;
@@ -412,7 +417,10 @@ impl Store for SledStore {
             .map(|s| s.domain.to_string())
             .collect();
         if !users.is_empty() {
-            return Err(StoreError::InUse(format!("app {id} is used by {}: remove or move those sites first", users.join(", "))));
+            return Err(StoreError::InUse(format!(
+                "app {id} is used by {}: remove or move those sites first",
+                users.join(", ")
+            )));
         }
         if self.apps.remove(id.as_str()).map_err(backend)?.is_none() {
             return Err(StoreError::NotFound(format!("app {id}")));

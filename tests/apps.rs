@@ -1,0 +1,505 @@
+//! Account daemons through the real binary with real daemons (tests/fixtures/app.py, Python's
+//! HTTP server with misbehaviours on demand, and Debian's nginx): on-demand start, idle stop,
+//! crash restarts and crash loops, start timeout, health checks, stop of the whole process
+//! group, replacement under a steady request stream with zero failed requests, and no orphan
+//! after Porter stops (or a stale one after it was killed).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    porter: Porter,
+}
+
+fn setup() -> Setup {
+    require("python3", "python3");
+    let dir = tempfile::tempdir().unwrap();
+    let porter = Porter::start(&dir.path().join("data"), &[]);
+    Setup { _dir: dir, porter }
+}
+
+fn script() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/app.py")
+}
+
+impl Setup {
+    /// `app add ID` running app.py with `flags`, and a site `ID.test` for it.
+    fn app(&self, id: &str, flags: &str, settings: &[&str]) {
+        let command = format!("python3 {} {{port}} {flags}", script());
+        let mut args = vec!["app", "add", id, "--command", &command, "--allow-root"];
+        args.extend(settings);
+        self.porter.ok(&args);
+        self.porter
+            .ok(&["site", "add", &format!("{id}.test"), "--app", id]);
+    }
+
+    /// GET http://HOST/PATH through Porter: status code and body.
+    fn get(&self, host: &str, path: &str) -> (String, String) {
+        let (_, out) = curl(&[
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            &format!("Host: {host}"),
+            &format!("http://{}{path}", self.porter.http),
+        ]);
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+        (code.to_owned(), body.to_owned())
+    }
+
+    fn status(&self, id: &str) -> Value {
+        serde_json::from_str(&self.porter.ok(&["--json", "app", "status", id])).unwrap()
+    }
+}
+
+fn alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// Pids of the processes in process group `pgid`.
+fn group(pgid: u64) -> Vec<u64> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let after = &stat[stat.rfind(')').unwrap() + 2..];
+                let fields: Vec<&str> = after.split_whitespace().collect();
+                fields[0] != "Z" && fields[2].parse::<u64>().ok() == Some(pgid)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn an_app_starts_on_the_first_request_stops_when_idle_and_starts_again() {
+    let s = setup();
+    s.app("web", "", &["--idle-timeout", "2s"]);
+    assert_eq!(s.status("web")["state"], "stopped");
+    let started = Instant::now();
+    let (code, body) = s.get("web.test", "/first");
+    let cold = started.elapsed();
+    assert_eq!(code, "200", "{body}");
+    let first: Value = serde_json::from_str(&body).unwrap();
+    let status = s.status("web");
+    assert_eq!(status["state"], "ready", "{status}");
+    assert_eq!(status["pid"], first["pid"]);
+    assert!(status["memory_kib"].as_u64().unwrap() > 0, "{status}");
+
+    // The daemon's own time to listen, measured the same way without Porter.
+    let port = common::acme::free_port();
+    let alone = Instant::now();
+    let mut child = std::process::Command::new("python3")
+        .args([script(), &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(10), "python listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let own = alone.elapsed();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    eprintln!(
+        "cold start: first response after {cold:?}; the daemon alone listens after {own:?}; Porter's share ~{:?}",
+        cold.saturating_sub(own)
+    );
+
+    let pid = first["pid"].as_u64().unwrap();
+    wait_until(Duration::from_secs(10), "the idle app is stopped", || {
+        s.status("web")["state"] == "stopped"
+    });
+    assert!(!alive(pid), "the idle daemon's process is gone");
+    let (code, body) = s.get("web.test", "/again");
+    assert_eq!(code, "200");
+    let again: Value = serde_json::from_str(&body).unwrap();
+    assert_ne!(again["pid"], first["pid"], "a new process");
+    let logs = s.porter.ok(&["app", "logs", "web"]);
+    assert!(
+        logs.contains("request /first") && logs.contains("request /again"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn crashes_restart_and_a_crash_loop_fails_only_that_app_until_restarted() {
+    let s = setup();
+    s.app("crashy", "--crash-after 1", &[]);
+    s.app("steady", "", &[]);
+    for crash in 1..=5u64 {
+        let (code, body) = s.get("crashy.test", "/");
+        assert_eq!(code, "200", "request {crash}: {body}");
+        wait_until(Duration::from_secs(10), "the crash is noticed", || {
+            s.status("crashy")["restarts"].as_u64() == Some(crash)
+        });
+    }
+    let status = s.status("crashy");
+    assert_eq!(status["state"], "failed", "{status}");
+    assert!(
+        status["error"]
+            .as_str()
+            .unwrap()
+            .contains("crashing on purpose"),
+        "the last log lines are kept: {status}"
+    );
+    assert!(
+        status["last_exit"].as_str().unwrap().contains("status 3"),
+        "{status}"
+    );
+    let (_, headers) = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-H",
+        "Host: crashy.test",
+        &format!("http://{}/", s.porter.http),
+    ]);
+    assert!(headers.starts_with("HTTP/1.1 503"), "{headers}");
+    assert!(headers.to_lowercase().contains("retry-after:"), "{headers}");
+    assert!(
+        !headers.contains("crashing on purpose"),
+        "no log line reaches the internet"
+    );
+    assert_eq!(
+        s.get("steady.test", "/").0,
+        "200",
+        "other apps are untouched"
+    );
+
+    s.porter.ok(&["app", "restart", "crashy"]);
+    wait_until(Duration::from_secs(10), "the restarted app serves", || {
+        s.get("crashy.test", "/").0 == "200"
+    });
+}
+
+#[test]
+fn an_app_that_never_becomes_ready_gets_503_with_retry_after() {
+    let s = setup();
+    s.app("stuck", "--never-listen", &["--start-timeout", "1s"]);
+    let started = Instant::now();
+    let (_, headers) = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-H",
+        "Host: stuck.test",
+        &format!("http://{}/", s.porter.http),
+    ]);
+    assert!(headers.starts_with("HTTP/1.1 503"), "{headers}");
+    assert!(
+        headers.to_lowercase().contains("retry-after: 5"),
+        "{headers}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited for the start timeout"
+    );
+}
+
+#[test]
+fn stopping_signals_the_whole_group_and_kills_what_ignores_it() {
+    let s = setup();
+    s.app("stubborn", "--ignore-term --fork", &["--stop-grace", "1s"]);
+    assert_eq!(s.get("stubborn.test", "/").0, "200");
+    let pid = s.status("stubborn")["pid"].as_u64().unwrap();
+    wait_until(Duration::from_secs(5), "the forked child exists", || {
+        group(pid).len() == 2
+    });
+    s.porter.ok(&["app", "stop", "stubborn"]);
+    wait_until(Duration::from_secs(10), "the whole group is gone", || {
+        group(pid).is_empty()
+    });
+}
+
+#[test]
+fn a_health_check_that_keeps_failing_restarts_the_app() {
+    let s = setup();
+    s.app(
+        "sickly",
+        "--unhealthy-after 1",
+        &["--health", "http:/health", "--health-interval", "1s"],
+    );
+    assert_eq!(s.get("sickly.test", "/").0, "200");
+    wait_until(
+        Duration::from_secs(20),
+        "the unhealthy app is restarted",
+        || s.status("sickly")["restarts"].as_u64().unwrap_or(0) >= 1,
+    );
+    assert_eq!(s.get("sickly.test", "/").0, "200");
+}
+
+#[test]
+fn an_update_replaces_the_app_without_failing_a_request() {
+    let s = std::sync::Arc::new(setup());
+    s.app("live", "", &["--env", "X=1", "--idle-timeout", "0"]);
+    assert_eq!(s.get("live.test", "/").0, "200");
+    // A slow request in flight on the old instance when the update comes.
+    let slow = {
+        let s = s.clone();
+        std::thread::spawn(move || s.get("live.test", "/slow/2"))
+    };
+    let stream = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            let mut results = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut after_switch = 0;
+            while Instant::now() < deadline && after_switch < 30 {
+                let (code, body) = s.get("live.test", "/");
+                if body.contains("\"x\": \"2\"") {
+                    after_switch += 1;
+                }
+                results.push((code, body));
+            }
+            results
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300)); // let the stream run before the update
+    s.porter.ok(&["app", "update", "live", "--env", "X=2"]);
+    let results = stream.join().unwrap();
+    let (slow_code, slow_body) = slow.join().unwrap();
+    assert_eq!(
+        slow_code, "200",
+        "the in-flight request finished: {slow_body}"
+    );
+    let failed: Vec<_> = results.iter().filter(|(code, _)| code != "200").collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        results.len()
+    );
+    assert!(
+        results.iter().any(|(_, b)| b.contains("\"x\": \"1\"")),
+        "served by the old one first"
+    );
+    assert!(
+        results.last().unwrap().1.contains("\"x\": \"2\""),
+        "then by the new one"
+    );
+    eprintln!(
+        "{} requests across the replacement, none failed",
+        results.len()
+    );
+}
+
+#[test]
+fn stopping_porter_leaves_no_orphan_and_a_restart_cleans_up_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let porter = Porter::start(&data, &[]);
+    let s = Setup {
+        _dir: tempfile::tempdir().unwrap(),
+        porter,
+    };
+    s.app("orphan", "--fork", &["--idle-timeout", "0"]);
+    assert_eq!(s.get("orphan.test", "/").0, "200");
+    let pid = s.status("orphan")["pid"].as_u64().unwrap();
+    wait_until(Duration::from_secs(5), "the forked child exists", || {
+        group(pid).len() == 2
+    });
+    assert!(s.porter.stop().success());
+    assert!(
+        group(pid).is_empty(),
+        "no process of the app is left after Porter stops"
+    );
+
+    // kill -9: the daemons outlive Porter; the next start stops them.
+    let porter = Porter::start(&data, &[]);
+    let s = Setup {
+        _dir: tempfile::tempdir().unwrap(),
+        porter,
+    };
+    assert_eq!(s.get("orphan.test", "/").0, "200");
+    let pid = s.status("orphan")["pid"].as_u64().unwrap();
+    s.porter.kill9();
+    assert!(alive(pid), "a daemon outlives a killed Porter");
+    let _porter = Porter::start(&data, &[]);
+    wait_until(
+        Duration::from_secs(5),
+        "the stale daemon is stopped",
+        || group(pid).is_empty(),
+    );
+    let pid_files = std::fs::read_dir(data.join("apps"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+        .count();
+    assert_eq!(pid_files, 0, "stale pid files are removed");
+}
+
+#[test]
+fn nginx_runs_as_an_account_daemon_on_a_unix_socket() {
+    require("nginx", "nginx-light");
+    let s = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nginx.sock");
+    let d = dir.path().display();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; master_process off; pid {d}/nginx.pid; error_log stderr;\n\
+             events {{}}\n\
+             http {{ access_log off; client_body_temp_path {d}/b; proxy_temp_path {d}/p;\n\
+             fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
+             server {{ listen unix:{}; location / {{ return 200 \"nginx says hi\\n\"; }} }} }}\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let command = format!("nginx -c {} -p {d}", conf.display());
+    s.porter.ok(&[
+        "app",
+        "add",
+        "nginx",
+        "--command",
+        &command,
+        "--socket",
+        socket.to_str().unwrap(),
+        "--allow-root",
+    ]);
+    s.porter
+        .ok(&["site", "add", "nginx.test", "--app", "nginx"]);
+    let (code, body) = s.get("nginx.test", "/");
+    assert_eq!((code.as_str(), body.as_str()), ("200", "nginx says hi\n"));
+    s.porter.ok(&["app", "stop", "nginx"]);
+    wait_until(Duration::from_secs(10), "nginx stopped", || {
+        s.status("nginx")["state"] == "stopped"
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websockets_to_an_app_survive_its_replacement_until_the_grace_period() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let s = setup();
+    s.app(
+        "chat",
+        "",
+        &[
+            "--env",
+            "X=old",
+            "--idle-timeout",
+            "0",
+            "--stop-grace",
+            "2s",
+        ],
+    );
+    let tcp = tokio::net::TcpStream::connect(s.porter.http).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("ws://chat.test/ws", tcp)
+        .await
+        .unwrap();
+    ws.send(Message::text("hi")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("old:hi"));
+
+    s.porter.ok(&["app", "update", "chat", "--env", "X=new"]);
+    wait_until(
+        Duration::from_secs(10),
+        "new requests reach the new instance",
+        || s.get("chat.test", "/").1.contains("\"x\": \"new\""),
+    );
+    // The open WebSocket still talks to the old instance ...
+    ws.send(Message::text("still there")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("old:still there")
+    );
+    // ... until the grace period ends and the old instance is stopped.
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the old instance's WebSocket ends after the grace period"
+    );
+}
+
+#[test]
+fn apps_in_use_cannot_be_removed_and_root_is_never_the_silent_default() {
+    let s = setup();
+    s.app("used", "", &[]);
+    let out = s.porter.cli(&["app", "remove", "used"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("used by used.test"),
+        "{out:?}"
+    );
+    let out = s
+        .porter
+        .cli(&["app", "add", "rooty", "--command", "true", "--user", "root"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--allow-root"),
+        "{out:?}"
+    );
+    s.porter.ok(&["site", "remove", "used.test"]);
+    s.porter.ok(&["app", "remove", "used"]);
+
+    let command = format!("python3 {} {{port}}", script());
+    if nix::unistd::geteuid().is_root() {
+        // As root: an app without --user and --allow-root is refused at start ...
+        s.porter
+            .ok(&["app", "add", "norole", "--command", &command]);
+        s.porter
+            .ok(&["site", "add", "norole.test", "--app", "norole"]);
+        assert_eq!(s.get("norole.test", "/").0, "503");
+        assert!(s.status("norole")["error"]
+            .as_str()
+            .unwrap()
+            .contains("would run as root"));
+        // ... and one with --user runs as that user.
+        s.porter.ok(&[
+            "app",
+            "add",
+            "nobody",
+            "--command",
+            &command,
+            "--user",
+            "nobody",
+            "--dir",
+            "/",
+        ]);
+        s.porter
+            .ok(&["site", "add", "nobody.test", "--app", "nobody"]);
+        assert_eq!(s.get("nobody.test", "/").0, "200");
+        let pid = s.status("nobody")["pid"].as_u64().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            uid.split_whitespace().nth(1) == Some("65534"),
+            "runs as nobody: {uid}"
+        );
+    } else {
+        // Not root: switching users is impossible, and said so.
+        s.porter.ok(&[
+            "app",
+            "add",
+            "other",
+            "--command",
+            &command,
+            "--user",
+            "nobody",
+        ]);
+        s.porter
+            .ok(&["site", "add", "other.test", "--app", "other"]);
+        assert_eq!(s.get("other.test", "/").0, "503");
+        assert!(s.status("other")["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot switch users"));
+    }
+}
