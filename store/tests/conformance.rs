@@ -2,9 +2,9 @@
 //! sled backend's own durability and schema checks.
 
 use porter_store::{
-    AcmeAccount, AcmeState, CertRecord, CertSource, Change, DomainName, Http01Challenge,
-    InvalidInput, SecretText, Site, SledStore, Store, StoreError, Target, TlsAlpnChallenge,
-    Upstream,
+    AcmeAccount, AcmeState, App, AppId, AppListen, CertRecord, CertSource, Change, DomainName,
+    HealthCheck, Http01Challenge, InvalidInput, SecretText, Site, SledStore, Store, StoreError,
+    Target, TlsAlpnChallenge, Upstream,
 };
 use rcgen::{CertificateParams, KeyPair};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -58,6 +58,74 @@ async fn suite<S: Store>(fresh: impl Fn() -> S) {
     acme_records_follow_their_site(fresh()).await;
     sites_update_in_place(fresh()).await;
     ticket_keys_round_trip(fresh()).await;
+    apps_and_the_sites_that_use_them(fresh()).await;
+}
+
+async fn apps_and_the_sites_that_use_them(store: impl Store) {
+    let id = AppId::parse("shop").unwrap();
+    let app = App {
+        id: id.clone(),
+        command: vec![
+            "python3".into(),
+            "-m".into(),
+            "http.server".into(),
+            "{port}".into(),
+        ],
+        env: vec![("X".into(), "1".into())],
+        dir: None,
+        user: None,
+        group: None,
+        allow_root: false,
+        listen: AppListen::Port,
+        start_timeout: 30,
+        idle_timeout: 900,
+        health: HealthCheck::Tcp,
+        health_interval: 10,
+        stop_signal: "SIGTERM".into(),
+        stop_grace: 10,
+        restart: Default::default(),
+    };
+    let on_app = Site {
+        target: Target::App(id.clone()),
+        ..site("shop.test", "127.0.0.1:1")
+    };
+    let orphan = store.add_site(on_app.clone()).await;
+    assert!(
+        matches!(orphan, Err(StoreError::NotFound(_))),
+        "a site needs its app: {orphan:?}"
+    );
+    assert!(
+        store
+            .add_app(App {
+                command: vec![],
+                ..app.clone()
+            })
+            .await
+            .is_err(),
+        "an empty command is refused"
+    );
+    store.add_app(app.clone()).await.unwrap();
+    assert!(matches!(
+        store.add_app(app.clone()).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    store.add_site(on_app.clone()).await.unwrap();
+    let in_use = store.remove_app(&id).await;
+    assert!(matches!(in_use, Err(StoreError::InUse(_))), "{in_use:?}");
+    let changed = App {
+        idle_timeout: 0,
+        ..app.clone()
+    };
+    store.update_app(changed.clone()).await.unwrap();
+    assert_eq!(store.app(&id).await.unwrap(), Some(changed));
+    store.remove_site(&on_app.domain).await.unwrap();
+    store.remove_app(&id).await.unwrap();
+    assert!(store.apps().await.unwrap().is_empty());
+    assert!(
+        AppId::parse("Bad Id").is_err()
+            && AppId::parse("-x").is_err()
+            && AppId::parse("ok_1-2").is_ok()
+    );
 }
 
 async fn sites_update_in_place(store: impl Store) {
