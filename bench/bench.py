@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Porter side by side with nginx, HAProxy and Caddy (Debian packages).
+
+Each contestant terminates TLS with the same ECDSA P-256 certificate for `localhost` in front of
+the same backend (an nginx serving a small body and a 64 KiB file), all on loopback. The proxy
+is pinned to core 0 and the load generator to core 1; contestants run in interleaved rounds
+(A B C D A B C D ...) and the table shows medians, with ratios to the best peer. Next to every
+rate is the proxy's own CPU time per unit of work (from /proc/PID/stat), which stays comparable
+when the load generator is the bottleneck.
+
+Usage: bench/bench.py [--rounds N] [--seconds S] [--only porter,nginx,...]
+Needs: cargo, nginx, haproxy, caddy, wrk, h2load (nghttp2-client), openssl, taskset.
+"""
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS = {"nginx": "nginx-light", "haproxy": "haproxy", "caddy": "caddy", "wrk": "wrk",
+         "h2load": "nghttp2-client", "openssl": "openssl", "taskset": "util-linux", "cargo": "rustup"}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+IDLE_CONNECTIONS = 5000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except FileNotFoundError:
+            pass
+    return total / CLK_TCK
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def process_tree(pid):
+    """The pid and its descendants (nginx and haproxy workers)."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except FileNotFoundError:
+            pass
+    return pids
+
+
+def wait_port(port, deadline=20):
+    end = time.time() + deadline
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+class Contestant:
+    def __init__(self, name, work, cert, key, backend):
+        self.name, self.work, self.cert, self.key, self.backend = name, work, cert, key, backend
+        self.port = free_port()
+        self.proc = None
+
+    def pids(self):
+        return process_tree(self.proc.pid)
+
+    def start(self):
+        cmd = getattr(self, "command_" + self.name)()
+        self.proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.work, self.name + ".log"), "w"),
+                                     start_new_session=True)
+        wait_port(self.port)
+        time.sleep(0.5)
+
+    def stop(self):
+        if self.proc:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def command_porter(self):
+        data = os.path.join(self.work, "porter-data")
+        porter = os.path.join(ROOT, "target", "release", "porter")
+        env = dict(os.environ, PORTER_LOG="warn")
+        if not os.path.exists(data):
+            run([porter, "--data-dir", data, "site", "add", "localhost", "--upstream", f"127.0.0.1:{self.backend}"], env=env)
+            run([porter, "--data-dir", data, "cert", "import", "localhost", "--cert", self.cert, "--key", self.key], env=env)
+        os.environ["PORTER_LOG"] = "warn"
+        return [porter, "--data-dir", data, "serve", "--https", f"127.0.0.1:{self.port}",
+                "--http", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{free_port()}",
+                "--default-sni", "localhost", "--max-connections", "20000"]
+
+    def command_nginx(self):
+        conf = os.path.join(self.work, "nginx-proxy.conf")
+        with open(conf, "w") as f:
+            f.write(f"""daemon off; worker_processes 1; pid {self.work}/nginx-proxy.pid; error_log stderr error;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 20000; }}
+http {{ access_log off; client_body_temp_path {self.work}/nb; proxy_temp_path {self.work}/np;
+  fastcgi_temp_path {self.work}/nf; uwsgi_temp_path {self.work}/nu; scgi_temp_path {self.work}/ns;
+  upstream backend {{ server 127.0.0.1:{self.backend}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{self.port} ssl http2; server_name localhost;
+    ssl_certificate {self.cert}; ssl_certificate_key {self.key};
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m; ssl_session_tickets on;
+    location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host $host; proxy_buffering off; }} }} }}
+""")
+        return ["nginx", "-c", conf, "-p", self.work]
+
+    def command_haproxy(self):
+        pem = os.path.join(self.work, "haproxy.pem")
+        with open(pem, "w") as f:
+            f.write(open(self.cert).read() + open(self.key).read())
+        conf = os.path.join(self.work, "haproxy.cfg")
+        with open(conf, "w") as f:
+            f.write(f"""global
+  maxconn 30000
+  nbthread 1
+  tune.ssl.default-dh-param 2048
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{self.port} ssl crt {pem} alpn h2,http/1.1
+  default_backend be
+backend be
+  server s1 127.0.0.1:{self.backend}
+""")
+        return ["haproxy", "-f", conf, "-db"]
+
+    def command_caddy(self):
+        conf = os.path.join(self.work, "Caddyfile")
+        with open(conf, "w") as f:
+            f.write(f"""{{
+  admin off
+  auto_https off
+  persist_config off
+  storage file_system {self.work}/caddy
+}}
+https://localhost:{self.port} {{
+  bind 127.0.0.1
+  tls {self.cert} {self.key}
+  reverse_proxy 127.0.0.1:{self.backend}
+}}
+""")
+        env_home = os.path.join(self.work, "caddy-home")
+        os.makedirs(env_home, exist_ok=True)
+        os.environ["XDG_DATA_HOME"] = env_home
+        os.environ["XDG_CONFIG_HOME"] = env_home
+        return ["caddy", "run", "--config", conf, "--adapter", "caddyfile"]
+
+
+def load(cmd):
+    return subprocess.run(["taskset", "-c", "1"] + cmd, capture_output=True, text=True).stdout
+
+
+def measured(c, cmd):
+    before = cpu_seconds(c.pids())
+    out = load(cmd)
+    return out, cpu_seconds(c.pids()) - before
+
+
+def ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+
+def wrk(c, path, seconds):
+    out, cpu = measured(c, ["wrk", "-t1", "-c64", f"-d{seconds}s", "--latency", f"https://localhost:{c.port}{path}"])
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    p = {k: ms(*re.match(r"([\d.]+)(\w+)", v).groups()) for k, v in lat.items()}
+    return {"rps": rps, "p50": p.get("50"), "p99": p.get("99"), "cpu_us": cpu / max(total, 1) * 1e6}
+
+
+def h2(c, seconds):
+    out, cpu = measured(c, ["h2load", "-c16", "-m16", "-D", str(seconds), f"https://localhost:{c.port}/"])
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done", out)
+    if not m or not done:
+        return {"rps": 0.0, "cpu_us": float("nan")}
+    return {"rps": float(m.group(1)), "cpu_us": cpu / max(int(done.group(1)), 1) * 1e6}
+
+
+def handshakes(c, seconds, reuse):
+    """openssl s_time (no SNI, HTTP/1.0 without Host): two in parallel to load the server."""
+    before = cpu_seconds(c.pids())
+    mode = "-reuse" if reuse else "-new"
+    procs = [subprocess.Popen(["taskset", "-c", "1", "openssl", "s_time", "-connect", f"127.0.0.1:{c.port}",
+                               mode, "-time", str(seconds), "-www", "/"], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    count = 0
+    for p in procs:
+        out = p.communicate()[0]
+        m = re.findall(r"(\d+) connections in [\d.]+s", out)
+        count += int(m[-1]) if m else 0
+    cpu = cpu_seconds(c.pids()) - before
+    return {"cps": count / seconds, "cpu_us": cpu / max(count, 1) * 1e6}
+
+
+def idle_memory(c):
+    """RSS idle, then while holding IDLE_CONNECTIONS idle TLS connections (KiB per connection)."""
+    idle = rss_kib(c.pids())
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conns = []
+    try:
+        for _ in range(IDLE_CONNECTIONS):
+            s = socket.create_connection(("127.0.0.1", c.port))
+            conns.append(ctx.wrap_socket(s, server_hostname="localhost"))
+        time.sleep(1)
+        held = rss_kib(c.pids())
+    finally:
+        for s in conns:
+            s.close()
+    return {"idle_mib": idle / 1024, "per_conn_kib": (held - idle) / IDLE_CONNECTIONS}
+
+
+def median(values):
+    values = [v for v in values if v is not None and v == v]
+    return statistics.median(values) if values else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--only", default="porter,nginx,haproxy,caddy")
+    args = ap.parse_args()
+    missing = [f"{t} (apt-get install -y {p})" for t, p in TOOLS.items() if not shutil.which(t)]
+    if missing:
+        raise SystemExit("missing: " + ", ".join(missing))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+
+    work = tempfile.mkdtemp(prefix="porter-bench-")
+    key, cert = os.path.join(work, "key.pem"), os.path.join(work, "cert.pem")
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"])
+    with open(os.path.join(work, "64k"), "wb") as f:
+        f.write(b"x" * 65536)
+    backend = free_port()
+    bconf = os.path.join(work, "backend.conf")
+    with open(bconf, "w") as f:
+        f.write(f"""daemon off; worker_processes 1; pid {work}/backend.pid; error_log stderr error;
+events {{ worker_connections 4096; }}
+http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p; fastcgi_temp_path {work}/f;
+  uwsgi_temp_path {work}/u; scgi_temp_path {work}/s; keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{backend}; location = / {{ return 200 "hello\\n"; }} location = /64k {{ root {work}; }} }} }}
+""")
+    # The backend gets core 1 with the load generator: the proxy alone has core 0.
+    backend_proc = subprocess.Popen(["taskset", "-c", "1", "nginx", "-c", bconf, "-p", work],
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_port(backend)
+
+    names = args.only.split(",")
+    results = {n: [] for n in names}
+    try:
+        for r in range(args.rounds):
+            for name in names:
+                c = Contestant(name, work, cert, key, backend)
+                c.start()
+                try:
+                    row = {"mem": idle_memory(c)}
+                    row["h1"] = wrk(c, "/", args.seconds)
+                    row["h2"] = h2(c, args.seconds)
+                    row["full"] = handshakes(c, args.seconds, reuse=False)
+                    row["resumed"] = handshakes(c, args.seconds, reuse=True)
+                    row["big"] = wrk(c, "/64k", args.seconds)
+                finally:
+                    c.stop()
+                results[name].append(row)
+                print(f"round {r + 1} {name}: {json.dumps(row)}", file=sys.stderr)
+    finally:
+        os.killpg(backend_proc.pid, signal.SIGTERM)
+        backend_proc.wait()
+
+    def med(name, fig, key):
+        return median([row[fig][key] for row in results[name]])
+
+    figures = [
+        ("HTTP/1.1 keep-alive req/s", "h1", "rps", True),
+        ("  p50 latency ms", "h1", "p50", False),
+        ("  p99 latency ms", "h1", "p99", False),
+        ("  proxy CPU us/request", "h1", "cpu_us", False),
+        ("HTTP/2 req/s (16x16 streams)", "h2", "rps", True),
+        ("  proxy CPU us/request", "h2", "cpu_us", False),
+        ("full handshakes/s (TLS 1.3)", "full", "cps", True),
+        ("  proxy CPU us/connection", "full", "cpu_us", False),
+        ("resumed handshakes/s", "resumed", "cps", True),
+        ("  proxy CPU us/connection", "resumed", "cpu_us", False),
+        ("64 KiB responses/s", "big", "rps", True),
+        ("  proxy CPU us/response", "big", "cpu_us", False),
+        ("RSS idle MiB", "mem", "idle_mib", False),
+        (f"RSS KiB per idle TLS connection ({IDLE_CONNECTIONS})", "mem", "per_conn_kib", False),
+    ]
+    peers = [n for n in names if n != "porter"]
+    head = "| figure | " + " | ".join(names) + (" | porter / best peer |" if "porter" in names and peers else " |")
+    print(head)
+    print("|" + "---|" * (len(names) + 1 + (1 if "porter" in names and peers else 0)))
+    for label, fig, key, higher_better in figures:
+        values = {n: med(n, fig, key) for n in names}
+        cells = " | ".join(f"{values[n]:.1f}" if values[n] >= 10 else f"{values[n]:.2f}" for n in names)
+        line = f"| {label} | {cells} |"
+        if "porter" in names and peers:
+            peer_values = [values[n] for n in peers if values[n] == values[n]]
+            best = (max if higher_better else min)(peer_values) if peer_values else float("nan")
+            line += f" {values['porter'] / best:.2f} |" if best else " - |"
+        print(line)
+    print(f"\n{args.rounds} interleaved rounds of {args.seconds} s per figure; medians. "
+          "Proxy on core 0, load generator and backend on core 1.")
+
+
+if __name__ == "__main__":
+    main()
