@@ -135,8 +135,8 @@ class Contestant:
         conf = os.path.join(self.work, "nginx-proxy.conf")
         with open(conf, "w") as f:
             f.write(f"""daemon off; worker_processes 1; pid {self.work}/nginx-proxy.pid; error_log stderr error;
-worker_rlimit_nofile 65536;
-events {{ worker_connections 20000; }}
+worker_rlimit_nofile 19000;
+events {{ worker_connections 12000; }}
 http {{ access_log off; client_body_temp_path {self.work}/nb; proxy_temp_path {self.work}/np;
   fastcgi_temp_path {self.work}/nf; uwsgi_temp_path {self.work}/nu; scgi_temp_path {self.work}/ns;
   upstream backend {{ server 127.0.0.1:{self.backend}; keepalive 64; }}
@@ -155,7 +155,7 @@ http {{ access_log off; client_body_temp_path {self.work}/nb; proxy_temp_path {s
         conf = os.path.join(self.work, "haproxy.cfg")
         with open(conf, "w") as f:
             f.write(f"""global
-  maxconn 30000
+  maxconn 8000
   nbthread 1
   tune.ssl.default-dh-param 2048
 defaults
@@ -178,7 +178,6 @@ backend be
             f.write(f"""{{
   admin off
   auto_https off
-  persist_config off
   storage file_system {self.work}/caddy
 }}
 https://localhost:{self.port} {{
@@ -210,6 +209,8 @@ def ms(value, unit):
 
 def wrk(c, path, seconds):
     out, cpu = measured(c, ["wrk", "-t1", "-c64", f"-d{seconds}s", "--latency", f"https://localhost:{c.port}{path}"])
+    if "Non-2xx" in out:
+        raise SystemExit(f"{c.name} answered errors on {path}:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
@@ -275,10 +276,14 @@ def main():
     missing = [f"{t} (apt-get install -y {p})" for t, p in TOOLS.items() if not shutil.which(t)]
     if missing:
         raise SystemExit("missing: " + ", ".join(missing))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < 2 * IDLE_CONNECTIONS + 1000:
+        raise SystemExit(f"the open-files limit ({hard}) is too low for {IDLE_CONNECTIONS} connections")
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
 
     work = tempfile.mkdtemp(prefix="porter-bench-")
+    os.chmod(work, 0o755)  # nginx workers run as nobody and read the 64 KiB file from here
     key, cert = os.path.join(work, "key.pem"), os.path.join(work, "cert.pem")
     run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
          "-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN=localhost",
@@ -313,6 +318,7 @@ http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p
                     row["full"] = handshakes(c, args.seconds, reuse=False)
                     row["resumed"] = handshakes(c, args.seconds, reuse=True)
                     row["big"] = wrk(c, "/64k", args.seconds)
+                    row["big"]["mib_s"] = row["big"]["rps"] * 64 / 1024
                 finally:
                     c.stop()
                 results[name].append(row)
@@ -336,6 +342,7 @@ http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p
         ("resumed handshakes/s", "resumed", "cps", True),
         ("  proxy CPU us/connection", "resumed", "cpu_us", False),
         ("64 KiB responses/s", "big", "rps", True),
+        ("  throughput MiB/s", "big", "mib_s", True),
         ("  proxy CPU us/response", "big", "cpu_us", False),
         ("RSS idle MiB", "mem", "idle_mib", False),
         (f"RSS KiB per idle TLS connection ({IDLE_CONNECTIONS})", "mem", "per_conn_kib", False),

@@ -9,13 +9,15 @@ use super::{error_response, Body};
 use crate::apps::Lease;
 use bytes::Bytes;
 use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Either, Empty};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use porter_store::Upstream;
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
 /// What a request to an upstream carries: the client's streamed body, or nothing (a WebSocket
@@ -25,14 +27,16 @@ pub(crate) type UpstreamBody = Either<IdleTimeout<Incoming>, Empty<Bytes>>;
 /// The pooled upstream client and its deadlines.
 pub(crate) struct Forwarder {
     client: Client<UpstreamConnector, UpstreamBody>,
+    /// Each upstream's URI authority, made once (a request then only clones it).
+    authorities: RwLock<HashMap<Upstream, Authority>>,
     /// For the upstream's response headers, and for body data in either direction.
     timeout: Duration,
 }
 
 /// Who is asking, as far as the upstream needs to know.
-pub(crate) struct Origin {
-    /// The client's address, for `X-Forwarded-For`.
-    pub(crate) client: IpAddr,
+pub(crate) struct Origin<'a> {
+    /// The client's address as `X-Forwarded-For` carries it.
+    pub(crate) client: &'a HeaderValue,
     /// `https` or `http`, for `X-Forwarded-Proto`.
     pub(crate) proto: &'static str,
 }
@@ -50,12 +54,21 @@ impl Forwarder {
             .build(UpstreamConnector {
                 timeout: connect_timeout,
             });
-        Forwarder { client, timeout }
+        Forwarder {
+            client,
+            authorities: RwLock::new(HashMap::new()),
+            timeout,
+        }
     }
 
-    /// The client's request body, bounded by the idle deadline.
+    /// The client's request body, bounded by the idle deadline (nothing to bound when empty).
     pub(crate) fn client_body(&self, body: Incoming) -> UpstreamBody {
-        Either::Left(IdleTimeout::new(body, self.timeout))
+        use hyper::body::Body as _;
+        if body.is_end_stream() {
+            Either::Right(Empty::new())
+        } else {
+            Either::Left(IdleTimeout::new(body, self.timeout))
+        }
     }
 
     /// A streamed upstream response as the body type Porter answers with, bounded by the idle
@@ -75,7 +88,7 @@ impl Forwarder {
         &self,
         req: Request<UpstreamBody>,
         upstream: &Upstream,
-        origin: &Origin,
+        origin: &Origin<'_>,
         upgrade: bool,
     ) -> Result<Response<Incoming>, Response<Body>> {
         let (mut parts, body) = req.into_parts();
@@ -95,8 +108,17 @@ impl Forwarder {
         if let Some(host) = host {
             parts.headers.insert(HOST, host);
         }
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = Uri::try_from(format!("http://{}{path}", connector::authority(upstream)))
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(self.authority(upstream)?);
+        uri.path_and_query = Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        parts.uri = Uri::from_parts(uri)
             .map_err(|_| error_response(StatusCode::BAD_REQUEST, "bad request target"))?;
         parts.version = Version::HTTP_11;
         let request = Request::from_parts(parts, body);
@@ -114,6 +136,35 @@ impl Forwarder {
         }
     }
 }
+
+impl Forwarder {
+    fn authority(&self, upstream: &Upstream) -> Result<Authority, Response<Body>> {
+        if let Some(authority) = self
+            .authorities
+            .read()
+            .expect("authorities lock")
+            .get(upstream)
+        {
+            return Ok(authority.clone());
+        }
+        let authority = Authority::try_from(connector::authority(upstream)).map_err(|_| {
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                "the upstream address is not usable",
+            )
+        })?;
+        let mut cache = self.authorities.write().expect("authorities lock");
+        if cache.len() >= AUTHORITY_CACHE {
+            // Bounded: a store of many upstreams only costs a re-parse now and then.
+            cache.clear();
+        }
+        cache.insert(upstream.clone(), authority.clone());
+        Ok(authority)
+    }
+}
+
+/// Most upstream authorities kept.
+const AUTHORITY_CACHE: usize = 65_536;
 
 /// 504 when the upstream timed out, 502 for everything else that went wrong on its side.
 fn upstream_error(e: hyper_util::client::legacy::Error, upstream: &Upstream) -> Response<Body> {

@@ -2,7 +2,6 @@
 //! `X-Forwarded-*` set by Porter alone. Pure functions, table-tested.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
-use std::net::IpAddr;
 
 /// Headers that describe one connection and never travel past a proxy.
 const HOP_BY_HOP: [&str; 8] = [
@@ -54,14 +53,11 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// Sets `X-Forwarded-For`, `-Proto` and `-Host`, replacing anything the client sent.
 pub(crate) fn set_forwarded(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    client: &HeaderValue,
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    headers.insert(
-        "x-forwarded-for",
-        HeaderValue::from_str(&client.to_string()).expect("an IP address is a valid header value"),
-    );
+    headers.insert("x-forwarded-for", client.clone());
     headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     match host {
         Some(host) => headers.insert("x-forwarded-host", host.clone()),
@@ -119,14 +115,14 @@ mod tests {
         ]);
         set_forwarded(
             &mut h,
-            "127.0.0.2".parse().unwrap(),
+            &HeaderValue::from_static("127.0.0.2"),
             "https",
             Some(&HeaderValue::from_static("a.test")),
         );
         assert_eq!(h["x-forwarded-for"], "127.0.0.2");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "a.test");
-        set_forwarded(&mut h, "::1".parse().unwrap(), "http", None);
+        set_forwarded(&mut h, &HeaderValue::from_static("::1"), "http", None);
         assert!(!h.contains_key("x-forwarded-host"));
     }
 }

@@ -23,8 +23,9 @@ pin_project! {
     pub(crate) struct IdleTimeout<B> {
         #[pin]
         inner: B,
-        // Boxed so that the body stays `Unpin`, as hyper's client requires.
-        sleep: Pin<Box<Sleep>>,
+        // Made on the first wait only (most small bodies never wait), and boxed so that the
+        // body stays `Unpin`, as hyper's client requires.
+        sleep: Option<Pin<Box<Sleep>>>,
         period: Duration,
     }
 }
@@ -33,7 +34,7 @@ impl<B> IdleTimeout<B> {
     pub(crate) fn new(inner: B, period: Duration) -> Self {
         IdleTimeout {
             inner,
-            sleep: Box::pin(tokio::time::sleep(period)),
+            sleep: None,
             period,
         }
     }
@@ -55,13 +56,21 @@ where
         let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.sleep.as_mut().reset(Instant::now() + *this.period);
+                if let Some(sleep) = this.sleep.as_mut() {
+                    sleep.as_mut().reset(Instant::now() + *this.period);
+                }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Idle(*this.period).into()))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let period = *this.period;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Idle(period).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

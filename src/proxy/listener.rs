@@ -123,10 +123,7 @@ pub(crate) async fn serve_https(
                     return;
                 }
             };
-            let conn = Arc::new(Conn {
-                peer,
-                tls_name: Some(name),
-            });
+            let conn = Arc::new(Conn::new(peer, Some(name)));
             serve_connection(stream, edge, conn, &builder, shutdown).await;
         }
     })
@@ -145,10 +142,7 @@ pub(crate) async fn serve_http(
     accept_loop(listener, &limits, &shutdown, &tracker, |stream, peer| {
         let (edge, builder, shutdown) = (edge.clone(), builder.clone(), shutdown.clone());
         async move {
-            let conn = Arc::new(Conn {
-                peer,
-                tls_name: None,
-            });
+            let conn = Arc::new(Conn::new(peer, None));
             serve_connection(stream, edge, conn, &builder, shutdown).await;
         }
     })

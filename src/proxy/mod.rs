@@ -48,10 +48,21 @@ pub(crate) struct Edge {
 
 /// What is known of the connection a request came on.
 pub(crate) struct Conn {
-    /// The client's address.
-    pub(crate) peer: SocketAddr,
+    /// The client's address as `X-Forwarded-For` carries it, made once per connection.
+    pub(crate) forwarded_for: HeaderValue,
     /// For HTTPS, the name the certificate was chosen for; `None` on plain HTTP.
     pub(crate) tls_name: Option<String>,
+}
+
+impl Conn {
+    /// What is known of a new connection from `peer`.
+    pub(crate) fn new(peer: SocketAddr, tls_name: Option<String>) -> Self {
+        Conn {
+            forwarded_for: HeaderValue::from_str(&peer.ip().to_string())
+                .expect("an IP address is a valid header value"),
+            tls_name,
+        }
+    }
 }
 
 /// A short plain-text answer from Porter itself.
@@ -140,7 +151,7 @@ pub(crate) async fn handle(
     };
 
     let origin = Origin {
-        client: conn.peer.ip(),
+        client: &conn.forwarded_for,
         proto: if https { "https" } else { "http" },
     };
     if upgrade::is_h2_websocket(&req) {

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// A validated upstream: a TCP `host:port` or an absolute unix socket path.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Upstream {
     /// A TCP address; `host` is an IP address or a domain name (IPv6 without brackets).
