@@ -110,7 +110,12 @@ impl Forwarder {
         }
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(self.authority(upstream)?);
+        uri.authority = Some(self.authority(upstream).ok_or_else(|| {
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                "the upstream address is not usable",
+            )
+        })?);
         uri.path_and_query = Some(
             parts
                 .uri
@@ -159,7 +164,7 @@ impl Forwarder {
             cache.clear();
         }
         cache.insert(upstream.clone(), authority.clone());
-        Ok(authority)
+        Some(authority)
     }
 }
 
