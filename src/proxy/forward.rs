@@ -143,21 +143,16 @@ impl Forwarder {
 }
 
 impl Forwarder {
-    fn authority(&self, upstream: &Upstream) -> Result<Authority, Response<Body>> {
+    fn authority(&self, upstream: &Upstream) -> Option<Authority> {
         if let Some(authority) = self
             .authorities
             .read()
             .expect("authorities lock")
             .get(upstream)
         {
-            return Ok(authority.clone());
+            return Some(authority.clone());
         }
-        let authority = Authority::try_from(connector::authority(upstream)).map_err(|_| {
-            error_response(
-                StatusCode::BAD_GATEWAY,
-                "the upstream address is not usable",
-            )
-        })?;
+        let authority = Authority::try_from(connector::authority(upstream)).ok()?;
         let mut cache = self.authorities.write().expect("authorities lock");
         if cache.len() >= AUTHORITY_CACHE {
             // Bounded: a store of many upstreams only costs a re-parse now and then.
