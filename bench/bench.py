@@ -137,7 +137,7 @@ class Contestant:
             f.write(f"""daemon off; worker_processes 1; pid {self.work}/nginx-proxy.pid; error_log stderr error;
 worker_rlimit_nofile 19000;
 events {{ worker_connections 12000; }}
-http {{ access_log off; client_body_temp_path {self.work}/nb; proxy_temp_path {self.work}/np;
+http {{ access_log off; keepalive_requests 1000000; client_body_temp_path {self.work}/nb; proxy_temp_path {self.work}/np;
   fastcgi_temp_path {self.work}/nf; uwsgi_temp_path {self.work}/nu; scgi_temp_path {self.work}/ns;
   upstream backend {{ server 127.0.0.1:{self.backend}; keepalive 64; }}
   server {{ listen 127.0.0.1:{self.port} ssl http2; server_name localhost;
@@ -178,6 +178,7 @@ backend be
             f.write(f"""{{
   admin off
   auto_https off
+  default_sni localhost
   storage file_system {self.work}/caddy
 }}
 https://localhost:{self.port} {{
@@ -240,7 +241,9 @@ def handshakes(c, seconds, reuse):
         m = re.findall(r"(\d+) connections in [\d.]+s", out)
         count += int(m[-1]) if m else 0
     cpu = cpu_seconds(c.pids()) - before
-    return {"cps": count / seconds, "cpu_us": cpu / max(count, 1) * 1e6}
+    if count == 0:
+        return {"cps": float("nan"), "cpu_us": float("nan")}
+    return {"cps": count / seconds, "cpu_us": cpu / count * 1e6}
 
 
 def idle_memory(c):
@@ -353,7 +356,9 @@ http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p
     print("|" + "---|" * (len(names) + 1 + (1 if "porter" in names and peers else 0)))
     for label, fig, key, higher_better in figures:
         values = {n: med(n, fig, key) for n in names}
-        cells = " | ".join(f"{values[n]:.1f}" if values[n] >= 10 else f"{values[n]:.2f}" for n in names)
+        cells = " | ".join(
+            "-" if values[n] != values[n] else f"{values[n]:.1f}" if values[n] >= 10 else f"{values[n]:.2f}"
+            for n in names)
         line = f"| {label} | {cells} |"
         if "porter" in names and peers:
             peer_values = [values[n] for n in peers if values[n] == values[n]]

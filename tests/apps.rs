@@ -461,7 +461,14 @@ fn apps_in_use_cannot_be_removed_and_root_is_never_the_silent_default() {
             .as_str()
             .unwrap()
             .contains("would run as root"));
-        // ... and one with --user runs as that user.
+        // ... and one with --user runs as that user (from a copy of the script it can read,
+        // wherever the checkout lives).
+        let shared = tempfile::tempdir().unwrap();
+        let readable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(shared.path(), readable).unwrap();
+        let copy = shared.path().join("app.py");
+        std::fs::copy(script(), &copy).unwrap();
+        let command = format!("python3 {} {{port}}", copy.display());
         s.porter.ok(&[
             "app",
             "add",

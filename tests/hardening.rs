@@ -26,23 +26,7 @@ impl Setup {
         let ca = TestCa::new(dir.path());
         let backend = Backend::start();
         let data = dir.path().join("data");
-        ok(
-            &data,
-            &["site", "add", "a.test", "--upstream", &backend.addr],
-        );
-        let (chain, key) = ca.issue(&["a.test"]);
-        ok(
-            &data,
-            &[
-                "cert",
-                "import",
-                "a.test",
-                "--cert",
-                chain.to_str().unwrap(),
-                "--key",
-                key.to_str().unwrap(),
-            ],
-        );
+        ca.serve(&data, "a.test", &backend.addr);
         let mut setup = Setup {
             dir,
             ca,

@@ -21,17 +21,7 @@ fn setup(extra: &[&str]) -> Setup {
     let ca = TestCa::new(dir.path());
     let backend = Backend::start();
     let porter = Porter::start(&dir.path().join("data"), extra);
-    porter.ok(&["site", "add", "a.test", "--upstream", &backend.addr]);
-    let (chain, key) = ca.issue(&["a.test"]);
-    porter.ok(&[
-        "cert",
-        "import",
-        "a.test",
-        "--cert",
-        chain.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ]);
+    ca.serve(&porter.data_dir, "a.test", &backend.addr);
     porter.ok(&["site", "add", "plain.test", "--upstream", &backend.addr]);
     wait_until(Duration::from_secs(2), "a.test answers over HTTPS", || {
         curl_https(&porter, &ca, &["-o", "/dev/null", "https://a.test:PORT/"]).0

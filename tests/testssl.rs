@@ -25,23 +25,7 @@ fn testssl_finds_no_vulnerability_and_no_weak_protocol_or_cipher() {
     let ca = TestCa::new(dir.path());
     let backend = Backend::start();
     let data = dir.path().join("data");
-    ok(
-        &data,
-        &["site", "add", "localhost", "--upstream", &backend.addr],
-    );
-    let (chain, key) = ca.issue(&["localhost"]);
-    ok(
-        &data,
-        &[
-            "cert",
-            "import",
-            "localhost",
-            "--cert",
-            chain.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
+    ca.serve(&data, "localhost", &backend.addr);
     let porter = Porter::start(&data, &["--default-sni", "localhost"]);
     let json = dir.path().join("testssl.json");
     let out = Command::new("testssl")

@@ -40,17 +40,7 @@ async fn site_and_certificate_changes_are_live() {
         "{refused}"
     );
 
-    porter.ok(&["site", "add", "a.test", "--upstream", &backend.addr]);
-    let (chain, key) = ca.issue(&["a.test"]);
-    porter.ok(&[
-        "cert",
-        "import",
-        "a.test",
-        "--cert",
-        chain.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ]);
+    let (chain, _) = ca.serve(&porter.data_dir, "a.test", &backend.addr);
     let served_within = std::time::Instant::now();
     eventually(
         Duration::from_secs(1),
@@ -121,17 +111,7 @@ async fn unknown_and_missing_names_are_refused() {
     let ca = TestCa::new(dir.path());
     let backend = Backend::start();
     let porter = Porter::start(&dir.path().join("data"), &[]);
-    porter.ok(&["site", "add", "a.test", "--upstream", &backend.addr]);
-    let (chain, key) = ca.issue(&["a.test"]);
-    porter.ok(&[
-        "cert",
-        "import",
-        "a.test",
-        "--cert",
-        chain.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ]);
+    ca.serve(&porter.data_dir, "a.test", &backend.addr);
     // A site without a certificate is not served over TLS either.
     porter.ok(&["site", "add", "plain.test", "--upstream", &backend.addr]);
     let client = ca.client(&[b"http/1.1"]);
@@ -184,23 +164,7 @@ async fn default_sni_serves_clients_without_sni_and_http10_without_host() {
     let ca = TestCa::new(dir.path());
     let backend = Backend::start();
     let data = dir.path().join("data");
-    ok(
-        &data,
-        &["site", "add", "a.test", "--upstream", &backend.addr],
-    );
-    let (chain, key) = ca.issue(&["a.test"]);
-    ok(
-        &data,
-        &[
-            "cert",
-            "import",
-            "a.test",
-            "--cert",
-            chain.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let (chain, _) = ca.serve(&data, "a.test", &backend.addr);
     let porter = Porter::start(&data, &["--default-sni", "a.test"]);
 
     let mut stream = tls_connect_as(ca.client(&[]), porter.https, "a.test", false)
@@ -226,17 +190,7 @@ async fn wildcard_sites_serve_one_label_below() {
     let ca = TestCa::new(dir.path());
     let backend = Backend::start();
     let porter = Porter::start(&dir.path().join("data"), &[]);
-    porter.ok(&["site", "add", "*.w.test", "--upstream", &backend.addr]);
-    let (chain, key) = ca.issue(&["*.w.test"]);
-    porter.ok(&[
-        "cert",
-        "import",
-        "*.w.test",
-        "--cert",
-        chain.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ]);
+    ca.serve(&porter.data_dir, "*.w.test", &backend.addr);
     let client = ca.client(&[b"h2"]);
     eventually(Duration::from_secs(2), "x.w.test is served", || async {
         matches!(https_get(client.clone(), porter.https, "x.w.test", "/").await, Ok((s, _, _)) if s == 200)

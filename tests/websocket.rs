@@ -61,17 +61,7 @@ async fn setup() -> (tempfile::TempDir, TestCa, Porter) {
     let ca = TestCa::new(dir.path());
     let upstream = echo_server().await;
     let porter = Porter::start(&dir.path().join("data"), &[]);
-    porter.ok(&["site", "add", "ws.test", "--upstream", &upstream]);
-    let (chain, key) = ca.issue(&["ws.test"]);
-    porter.ok(&[
-        "cert",
-        "import",
-        "ws.test",
-        "--cert",
-        chain.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ]);
+    ca.serve(&porter.data_dir, "ws.test", &upstream);
     let client = ca.client(&[b"http/1.1"]);
     eventually(Duration::from_secs(2), "ws.test is served", || async {
         tls_connect(client.clone(), porter.https, "ws.test")

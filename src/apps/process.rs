@@ -52,7 +52,7 @@ fn free_port() -> Result<u16, String> {
 }
 
 /// The signal named by an app's `stop_signal` (`TERM`, `SIGTERM`, `INT`, ...).
-pub(super) fn parse_signal(name: &str) -> Result<Signal, String> {
+pub(crate) fn parse_signal(name: &str) -> Result<Signal, String> {
     let upper = name.trim().to_ascii_uppercase();
     let full = if upper.starts_with("SIG") {
         upper

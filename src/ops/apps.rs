@@ -160,15 +160,9 @@ fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
         app.health_interval = seconds("health-interval", &t, false)?;
     }
     if let Some(signal) = spec.stop_signal {
-        let upper = signal.trim().to_ascii_uppercase();
-        let full = if upper.starts_with("SIG") {
-            upper
-        } else {
-            format!("SIG{upper}")
-        };
-        full.parse::<nix::sys::signal::Signal>()
-            .map_err(|_| invalid(format!("--stop-signal {signal:?}: unknown signal")))?;
-        app.stop_signal = full;
+        let parsed = crate::apps::parse_signal(&signal)
+            .map_err(|e| invalid(format!("--stop-signal: {e}")))?;
+        app.stop_signal = parsed.as_str().to_owned();
     }
     if let Some(t) = spec.stop_grace {
         app.stop_grace = seconds("stop-grace", &t, false)?;
@@ -229,11 +223,7 @@ pub(crate) async fn update_app(
     id: &str,
     spec: AppSpec,
 ) -> Result<AppView, OpError> {
-    let id = AppId::parse(id).map_err(StoreError::from)?;
-    let mut app = store
-        .app(&id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    let (_, mut app) = existing(store, id).await?;
     apply(&mut app, spec)?;
     store.update_app(app.clone()).await?;
     Ok(app.into())
@@ -254,11 +244,7 @@ pub(crate) async fn status(
     apps: Option<&crate::apps::Supervisor>,
     id: &str,
 ) -> Result<AppStatus, OpError> {
-    let id = AppId::parse(id).map_err(StoreError::from)?;
-    store
-        .app(&id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    let (id, _) = existing(store, id).await?;
     Ok(match apps {
         Some(apps) => apps.status(&id).await,
         None => AppStatus {
@@ -269,6 +255,16 @@ pub(crate) async fn status(
     })
 }
 
+/// The app `id` names, which must exist.
+async fn existing(store: &dyn Store, id: &str) -> Result<(AppId, App), OpError> {
+    let id = AppId::parse(id).map_err(StoreError::from)?;
+    let app = store
+        .app(&id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    Ok((id, app))
+}
+
 /// `app restart` and `app stop`, which need the running server.
 pub(crate) async fn control(
     store: &dyn Store,
@@ -276,11 +272,7 @@ pub(crate) async fn control(
     id: &str,
     restart: bool,
 ) -> Result<AppStatus, OpError> {
-    let id = AppId::parse(id).map_err(StoreError::from)?;
-    store
-        .app(&id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    let (id, _) = existing(store, id).await?;
     let apps = apps.ok_or_else(|| {
         OpError::Refused("no porter server is running: nothing to restart or stop".into())
     })?;
@@ -301,11 +293,7 @@ pub(crate) async fn logs(
     id: &str,
     lines: usize,
 ) -> Result<String, OpError> {
-    let id = AppId::parse(id).map_err(StoreError::from)?;
-    store
-        .app(&id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("app {id}")))?;
+    let (id, _) = existing(store, id).await?;
     Ok(crate::apps::tail(
         &apps_dir.join(format!("{id}.log")),
         lines,

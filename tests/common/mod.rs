@@ -286,6 +286,26 @@ impl TestCa {
         (chain, key_path)
     }
 
+    /// `site add DOMAIN --upstream UPSTREAM` and `cert import` of a fresh leaf for it, through
+    /// the CLI on `data_dir`; returns the leaf's chain and key files.
+    pub fn serve(&self, data_dir: &Path, domain: &str, upstream: &str) -> (PathBuf, PathBuf) {
+        ok(data_dir, &["site", "add", domain, "--upstream", upstream]);
+        let (chain, key) = self.issue(&[domain]);
+        ok(
+            data_dir,
+            &[
+                "cert",
+                "import",
+                domain,
+                "--cert",
+                chain.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ],
+        );
+        (chain, key)
+    }
+
     /// A rustls client that trusts this CA and offers `alpn`.
     pub fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
