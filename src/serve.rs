@@ -45,6 +45,10 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let acme = args.acme.config().map_err(anyhow::Error::msg)?;
     ensure_data_dir(data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join(STORE_DIR))?);
+    let acme = acme
+        .map(|config| porter_acme::AcmeWorker::new(store.clone(), config))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let token: Arc<str> = admin::load_or_create_token(data_dir)
         .context("cannot read or create the admin token")?
         .into();
@@ -121,13 +125,8 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     ));
     tasks.spawn(porter_acme::run_ocsp(store.clone(), shutdown.clone()));
     match acme {
-        Some(config) => {
-            let (store, shutdown) = (store.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                if let Err(e) = porter_acme::run(store, config, shutdown).await {
-                    tracing::error!(error = %e, "the ACME worker cannot run");
-                }
-            });
+        Some(worker) => {
+            tasks.spawn(worker.run(shutdown.clone()));
         }
         None => tracing::info!(
             "ACME is off: pass --acme-agree-tos to obtain certificates automatically"

@@ -315,3 +315,41 @@ fn the_admin_api_can_listen_on_a_unix_socket() {
     porter.ok(&["site", "add", "u.test", "--upstream", &backend.addr]);
     assert!(porter.ok(&["site", "list"]).contains("u.test"));
 }
+
+#[test]
+fn acme_settings_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let not_pem = dir.path().join("root.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let base = [
+        "serve",
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--acme-agree-tos",
+    ];
+    for (extra, says) in [
+        (
+            vec!["--acme-directory", "http://ca.test/dir"],
+            "https:// URL",
+        ),
+        (vec!["--acme-email", "not-an-email"], "not an email address"),
+        (vec!["--acme-challenge", "dns-01"], "http-01 or tls-alpn-01"),
+        (vec!["--acme-key-type", "dsa"], "ecdsa-p256 or rsa-2048"),
+        (vec!["--acme-eab-kid", "kid-1"], "--acme-eab-hmac"),
+        (vec!["--acme-ca-root", "/nonexistent.pem"], "no such file"),
+        (
+            vec!["--acme-ca-root", not_pem.to_str().unwrap()],
+            "holds no certificate",
+        ),
+    ] {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend(extra.iter());
+        let stderr = refused(&data, &args);
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+    }
+}

@@ -27,4 +27,4 @@ pub use config::{ChallengeKind, Config, Eab, KeyType, LETS_ENCRYPT, LETS_ENCRYPT
 pub use error::AcmeError;
 pub use ocsp::run as run_ocsp;
 pub use schedule::renewal_at;
-pub use worker::run;
+pub use worker::AcmeWorker;

@@ -39,30 +39,50 @@ struct Worker {
     ari: bool,
 }
 
-/// Runs the ACME worker until `shutdown`. Fails only when the configuration cannot work at all.
-pub async fn run(
+/// A configured ACME worker: [`AcmeWorker::new`] checks what can be checked at start (the CA
+/// root loads), [`AcmeWorker::run`] does the work.
+pub struct AcmeWorker {
     store: Arc<dyn Store>,
     config: Config,
-    shutdown: CancellationToken,
-) -> Result<(), String> {
-    let http = PacedClient::new(config.ca_root.as_deref(), config.requests_per_second)?;
-    let ari = match http.directory_has_ari(&config.directory).await {
-        Ok(ari) => ari,
-        Err(e) => {
-            tracing::warn!(directory = %config.directory, error = %e, "cannot read the ACME directory yet; assuming no ARI");
-            false
-        }
-    };
-    tracing::info!(directory = %config.directory, ari, "ACME worker started");
-    let worker = Arc::new(Worker {
-        store,
-        config,
-        http,
-        account: Mutex::new(None),
-        ari,
-    });
-    worker.run(shutdown).await;
-    Ok(())
+    http: PacedClient,
+}
+
+impl AcmeWorker {
+    /// Prepares the worker; fails with an operator-facing message when the configuration
+    /// cannot work (an unreadable `--acme-ca-root`, no system roots).
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Result<Self, String> {
+        let http = PacedClient::new(config.ca_root.as_deref(), config.requests_per_second)?;
+        Ok(AcmeWorker {
+            store,
+            config,
+            http,
+        })
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let AcmeWorker {
+            store,
+            config,
+            http,
+        } = self;
+        let ari = match http.directory_has_ari(&config.directory).await {
+            Ok(ari) => ari,
+            Err(e) => {
+                tracing::warn!(directory = %config.directory, error = %e, "cannot read the ACME directory yet; assuming no ARI");
+                false
+            }
+        };
+        tracing::info!(directory = %config.directory, ari, "ACME worker started");
+        let worker = Arc::new(Worker {
+            store,
+            config,
+            http,
+            account: Mutex::new(None),
+            ari,
+        });
+        worker.run(shutdown).await;
+    }
 }
 
 /// When `site` needs the worker next, if ever.
