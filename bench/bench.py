@@ -9,6 +9,7 @@ rate is the proxy's own CPU time per unit of work (from /proc/PID/stat), which s
 when the load generator is the bottleneck.
 
 Usage: bench/bench.py [--rounds N] [--seconds S] [--only porter,nginx,...]
+       bench/bench.py --scale 100000   (Porter alone: start time, RSS and handshakes with N sites)
 Needs: cargo, nginx, haproxy, caddy, wrk, h2load (nghttp2-client), openssl, taskset.
 """
 import argparse
@@ -265,6 +266,57 @@ def idle_memory(c):
     return {"idle_mib": idle / 1024, "per_conn_kib": (held - idle) / IDLE_CONNECTIONS}
 
 
+def scale(n):
+    """Porter with `n` sites and certificates: time from start to the first served handshake,
+    RSS, and the handshake time of names not recently used."""
+    import random
+    data = os.path.join(ROOT, "target", f"bench-scale-{n}")
+    if not os.path.exists(os.path.join(data, "store")):
+        print(f"seeding {n} sites (once; kept in {data})", file=sys.stderr)
+        os.makedirs(data, exist_ok=True)
+        subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "porter-store", "--example", "seed", "--",
+                        os.path.join(data, "store"), str(n), "127.0.0.1:9"], cwd=ROOT, check=True)
+    port = free_port()
+    porter = os.path.join(ROOT, "target", "release", "porter")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def handshake(name):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname=name):
+                pass
+
+    started = time.time()
+    proc = subprocess.Popen(["taskset", "-c", "0", porter, "--data-dir", data, "serve", "--https", f"127.0.0.1:{port}",
+                             "--http", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{free_port()}"],
+                            env=dict(os.environ, PORTER_LOG="warn"), stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                handshake("s0.scale.test")
+                break
+            except OSError:
+                if time.time() - started > 600 or proc.poll() is not None:
+                    raise SystemExit("porter did not serve")
+                time.sleep(0.01)
+        first = time.time() - started
+        rss_first = rss_kib([proc.pid]) / 1024
+        times = []
+        for _ in range(50):
+            name = f"s{random.randrange(n)}.scale.test"
+            t = time.time()
+            handshake(name)
+            times.append((time.time() - t) * 1000)
+        rss = rss_kib([proc.pid]) / 1024
+    finally:
+        proc.terminate()
+        proc.wait()
+    print(f"| sites | first handshake after start | RSS after it | RSS after 50 more names | handshake, name not recently used (median) |")
+    print("|---|---|---|---|---|")
+    print(f"| {n} | {first:.2f} s | {rss_first:.0f} MiB | {rss:.0f} MiB | {statistics.median(times):.2f} ms |")
+
+
 def median(values):
     values = [v for v in values if v is not None and v == v]
     return statistics.median(values) if values else float("nan")
@@ -275,7 +327,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--only", default="porter,nginx,haproxy,caddy")
+    ap.add_argument("--scale", type=int, help="measure Porter alone with this many sites")
     args = ap.parse_args()
+    if args.scale:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        return scale(args.scale)
     missing = [f"{t} (apt-get install -y {p})" for t, p in TOOLS.items() if not shutil.which(t)]
     if missing:
         raise SystemExit("missing: " + ", ".join(missing))

@@ -5,24 +5,77 @@
 use porter_store::{CertRecord, DomainName, OcspRecord, OcspStatus, Site, Target};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-/// A certificate ready for handshakes.
+/// A certificate to serve. Its key is parsed at its first handshake, not when the snapshot is
+/// built, so that a start with many sites is quick and certificates of names nobody asks for
+/// cost only their stored bytes.
 pub(crate) struct ServedCert {
-    /// Chain and signing key, as rustls takes them.
-    pub(crate) key: Arc<CertifiedKey>,
-    /// The same with a `good` OCSP response to staple, and until when it may be stapled.
-    pub(crate) stapled: Option<(Arc<CertifiedKey>, i64)>,
+    /// Chain and key as stored, until (and after) they are parsed.
+    record: CertRecord,
+    /// A `good` OCSP response for this very certificate, and until when it may be stapled.
+    staple: Option<(Vec<u8>, i64)>,
+    /// The parsed forms (`None` when the stored key does not load).
+    loaded: OnceLock<Option<Loaded>>,
     /// End of validity (Unix seconds), to tell a valid certificate from an expired one.
     pub(crate) not_after: i64,
 }
 
+/// A certificate as rustls takes it, plain and with its staple.
+struct Loaded {
+    plain: Arc<CertifiedKey>,
+    stapled: Option<(Arc<CertifiedKey>, i64)>,
+}
+
 impl ServedCert {
-    /// What to present at `now`: stapled while the response is valid, never with an expired one.
-    pub(crate) fn at(&self, now: i64) -> &Arc<CertifiedKey> {
-        match &self.stapled {
+    fn new(record: CertRecord, ocsp: Option<OcspRecord>) -> Self {
+        let staple = ocsp
+            .filter(|o| o.serial == record.serial)
+            .and_then(|o| o.response)
+            .filter(|r| r.status == OcspStatus::Good)
+            .map(|r| (r.der, r.valid_until));
+        ServedCert {
+            not_after: record.not_after,
+            record,
+            staple,
+            loaded: OnceLock::new(),
+        }
+    }
+
+    /// What to present at `now`: stapled while the response is valid, never with an expired
+    /// one; `None` when the stored key does not load (logged once).
+    pub(crate) fn at(&self, now: i64) -> Option<&Arc<CertifiedKey>> {
+        let loaded = self.loaded.get_or_init(|| self.load()).as_ref()?;
+        Some(match &loaded.stapled {
             Some((stapled, until)) if now < *until => stapled,
-            _ => &self.key,
+            _ => &loaded.plain,
+        })
+    }
+
+    fn load(&self) -> Option<Loaded> {
+        let chain = self
+            .record
+            .chain
+            .iter()
+            .map(|der| der.clone().into())
+            .collect();
+        let provider = rustls::crypto::ring::default_provider();
+        match CertifiedKey::from_der(chain, self.record.key.to_der(), &provider) {
+            Ok(plain) => {
+                let stapled = self.staple.as_ref().map(|(der, until)| {
+                    let mut stapled = plain.clone();
+                    stapled.ocsp = Some(der.clone());
+                    (Arc::new(stapled), *until)
+                });
+                Some(Loaded {
+                    plain: Arc::new(plain),
+                    stapled,
+                })
+            }
+            Err(e) => {
+                tracing::error!(domain = %self.record.domain, error = %e, "stored certificate does not load");
+                None
+            }
         }
     }
 }
@@ -40,20 +93,9 @@ pub(crate) struct SiteEntry {
 }
 
 impl SiteEntry {
-    /// Builds an entry; a certificate that does not load is logged and left out, so that the
-    /// site is still served over plain HTTP rather than not at all.
+    /// Builds an entry.
     pub(crate) fn new(site: Site, cert: Option<CertRecord>, ocsp: Option<OcspRecord>) -> Self {
-        let cert = cert.and_then(|record| match load_cert(&record) {
-            Ok(key) => Some(ServedCert {
-                stapled: staple(&key, &record, ocsp),
-                key: Arc::new(key),
-                not_after: record.not_after,
-            }),
-            Err(e) => {
-                tracing::error!(domain = %record.domain, error = %e, "stored certificate does not load");
-                None
-            }
-        });
+        let cert = cert.map(|record| ServedCert::new(record, ocsp));
         let hsts = (site.hsts_max_age > 0).then(|| {
             http::HeaderValue::from_str(&format!("max-age={}", site.hsts_max_age))
                 .expect("digits are a valid header value")
@@ -70,25 +112,6 @@ impl SiteEntry {
     pub(crate) fn has_valid_cert(&self, now: i64) -> bool {
         self.cert.as_ref().is_some_and(|c| now < c.not_after)
     }
-}
-
-/// The certificate with its OCSP response, when one says `good` about this very certificate.
-fn staple(
-    key: &CertifiedKey,
-    record: &CertRecord,
-    ocsp: Option<OcspRecord>,
-) -> Option<(Arc<CertifiedKey>, i64)> {
-    let ocsp = ocsp.filter(|o| o.serial == record.serial)?;
-    let response = ocsp.response.filter(|r| r.status == OcspStatus::Good)?;
-    let mut stapled = key.clone();
-    stapled.ocsp = Some(response.der);
-    Some((Arc::new(stapled), response.valid_until))
-}
-
-fn load_cert(record: &CertRecord) -> Result<CertifiedKey, rustls::Error> {
-    let chain = record.chain.iter().map(|der| der.clone().into()).collect();
-    let provider = rustls::crypto::ring::default_provider();
-    CertifiedKey::from_der(chain, record.key.to_der(), &provider)
 }
 
 /// Every site by domain; replaced whole on change.

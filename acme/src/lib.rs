@@ -25,6 +25,6 @@ mod worker;
 
 pub use config::{ChallengeKind, Config, Eab, KeyType, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
 pub use error::AcmeError;
-pub use ocsp::run as run_ocsp;
+pub use ocsp::{responder_url, run as run_ocsp};
 pub use schedule::renewal_at;
 pub use worker::AcmeWorker;

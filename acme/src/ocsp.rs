@@ -7,10 +7,8 @@
 
 use crate::ocsp_check::{self, OcspStatus as Checked};
 use crate::schedule::{backoff, unit_jitter};
-use porter_store::{
-    CertRecord, CertSource, Change, DomainName, OcspRecord, OcspResponse, OcspStatus, Store,
-};
-use std::collections::HashMap;
+use porter_store::{CertRecord, CertSource, Change, OcspRecord, OcspResponse, OcspStatus, Store};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
@@ -29,8 +27,9 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// The OCSP responder URL in a certificate's Authority Information Access, if any.
-fn responder_url(leaf: &[u8]) -> Option<String> {
+/// The OCSP responder URL in a certificate's Authority Information Access, if any (a
+/// certificate without one is normal: Let's Encrypt's have none since 2025).
+pub fn responder_url(leaf: &[u8]) -> Option<String> {
     let (_, cert) = X509Certificate::from_der(leaf).ok()?;
     cert.extensions()
         .iter()
@@ -61,11 +60,12 @@ fn refresh_at(this_update: i64, valid_until: i64, now: i64) -> i64 {
 /// Runs the OCSP refresher until `shutdown`.
 pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
     let client = ocsp_stapler::Client::new();
+    let mut without_ocsp = HashSet::new();
     let mut changes = store.subscribe();
     loop {
         let now = now();
         let mut next = now + MAX_SLEEP;
-        match plan(store.as_ref(), now).await {
+        match plan(store.as_ref(), now, &mut without_ocsp).await {
             Ok(plan) => {
                 for (cert, old, at) in plan {
                     if at > now {
@@ -98,20 +98,24 @@ pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
     }
 }
 
-/// Every certificate with its OCSP record and the time it is due.
+/// Every certificate that names a responder, with its OCSP record and the time it is due.
+/// Certificates without one are remembered by serial (parsing each at every look would cost
+/// more than the look) and get no record at all: nothing is written for them.
 async fn plan(
     store: &dyn Store,
     now: i64,
+    without_ocsp: &mut HashSet<String>,
 ) -> Result<Vec<(CertRecord, Option<OcspRecord>, i64)>, porter_store::StoreError> {
     let mut out = Vec::new();
-    let certs: HashMap<DomainName, CertRecord> = store
-        .certs()
-        .await?
-        .into_iter()
-        .map(|c| (c.domain.clone(), c))
-        .collect();
-    for (domain, cert) in certs {
-        let old = store.ocsp(&domain).await?;
+    for cert in store.certs().await? {
+        if without_ocsp.contains(&cert.serial) {
+            continue;
+        }
+        if responder_url(&cert.chain[0]).is_none() {
+            without_ocsp.insert(cert.serial.clone());
+            continue;
+        }
+        let old = store.ocsp(&cert.domain).await?;
         let at = match &old {
             Some(record) if record.serial == cert.serial => record.next_refresh,
             _ => now,
@@ -130,16 +134,7 @@ async fn refresh(
     now: i64,
 ) -> OcspRecord {
     let leaf = &cert.chain[0];
-    let Some(url) = responder_url(leaf) else {
-        return OcspRecord {
-            serial: cert.serial.clone(),
-            url: None,
-            response: None,
-            next_refresh: cert.not_after,
-            attempts: 0,
-            last_error: None,
-        };
-    };
+    let url = responder_url(leaf).unwrap_or_default();
     let kept = old
         .filter(|o| o.serial == cert.serial)
         .map(|o| (o.attempts, o.response.filter(|r| r.valid_until > now)));
@@ -150,7 +145,7 @@ async fn refresh(
     match result {
         Ok(response) => OcspRecord {
             serial: cert.serial.clone(),
-            url: Some(url),
+            url: Some(url.clone()),
             next_refresh: refresh_at(response.this_update, response.valid_until, now),
             response: Some(response),
             attempts: 0,

@@ -217,7 +217,12 @@ fn cert_view(
                 }
             }
             let ocsp = ocsp.filter(|o| o.serial == cert.serial);
-            view.ocsp = Some(ocsp_summary(ocsp.as_ref(), now));
+            view.ocsp = Some(match &ocsp {
+                None if porter_acme::responder_url(&cert.chain[0]).is_none() => {
+                    "the CA offers no OCSP".into()
+                }
+                _ => ocsp_summary(ocsp.as_ref(), now),
+            });
             if let Some(ocsp) = ocsp.filter(|o| o.url.is_some()) {
                 view.ocsp_valid_until = ocsp.response.as_ref().map(|r| rfc3339(r.valid_until));
                 view.ocsp_next_refresh = Some(rfc3339(ocsp.next_refresh));

@@ -123,7 +123,7 @@ pub(crate) async fn handle(
         // A connection authenticated for one name serves only the names its certificate is
         // served for; anything else is another site's business (RFC 9110 section 15.5.20).
         let same_cert = match (snapshot.cert(&host), snapshot.cert(tls_name)) {
-            (Some(a), Some(b)) => Arc::ptr_eq(&a.key, &b.key),
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
             _ => false,
         };
         if !same_cert {

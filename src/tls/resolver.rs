@@ -34,7 +34,10 @@ impl ResolvesServerCert for SnapshotResolver {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        self.snapshot.load().cert(&name).map(|c| c.at(now).clone())
+        self.snapshot
+            .load()
+            .cert(&name)
+            .and_then(|c| c.at(now).cloned())
     }
 }
 
