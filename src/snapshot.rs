@@ -2,7 +2,7 @@
 //! requests go, and the parsed certificate each is served with. Built from store records and
 //! swapped whole (see `reload`), so a handshake or request never locks, touches disk or waits.
 
-use porter_store::{CertRecord, DomainName, OcspRecord, OcspStatus, Site, Target};
+use porter_store::{CertRecord, DomainName, OcspRecord, OcspStatus, PrivateKey, Site, Target};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -11,8 +11,11 @@ use std::sync::{Arc, OnceLock};
 /// built, so that a start with many sites is quick and certificates of names nobody asks for
 /// cost only their stored bytes.
 pub(crate) struct ServedCert {
-    /// Chain and key as stored, until (and after) they are parsed.
-    record: CertRecord,
+    /// The site, for the log line of a key that does not load.
+    domain: DomainName,
+    /// Chain (DER, leaf first) and key as stored, to parse at the first handshake.
+    chain: Vec<Vec<u8>>,
+    key: PrivateKey,
     /// A `good` OCSP response for this very certificate, and until when it may be stapled.
     staple: Option<(Vec<u8>, i64)>,
     /// The parsed forms (`None` when the stored key does not load).
@@ -36,7 +39,9 @@ impl ServedCert {
             .map(|r| (r.der, r.valid_until));
         ServedCert {
             not_after: record.not_after,
-            record,
+            domain: record.domain,
+            chain: record.chain,
+            key: record.key,
             staple,
             loaded: OnceLock::new(),
         }
@@ -53,14 +58,9 @@ impl ServedCert {
     }
 
     fn load(&self) -> Option<Loaded> {
-        let chain = self
-            .record
-            .chain
-            .iter()
-            .map(|der| der.clone().into())
-            .collect();
+        let chain = self.chain.iter().map(|der| der.clone().into()).collect();
         let provider = rustls::crypto::ring::default_provider();
-        match CertifiedKey::from_der(chain, self.record.key.to_der(), &provider) {
+        match CertifiedKey::from_der(chain, self.key.to_der(), &provider) {
             Ok(plain) => {
                 let stapled = self.staple.as_ref().map(|(der, until)| {
                     let mut stapled = plain.clone();
@@ -73,7 +73,7 @@ impl ServedCert {
                 })
             }
             Err(e) => {
-                tracing::error!(domain = %self.record.domain, error = %e, "stored certificate does not load");
+                tracing::error!(domain = %self.domain, error = %e, "stored certificate does not load");
                 None
             }
         }

@@ -13,6 +13,10 @@ use sled::Transactional;
 use std::path::{Path, PathBuf};
 use tokio::sync::broadcast;
 
+/// sled's page cache (its default is 1 GiB). The hot path never reads the store, so a small
+/// cache only makes management operations and starts a little slower.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Capacity of the change channel; a subscriber further behind re-reads everything.
 const CHANGE_BUFFER: usize = 4096;
 
@@ -38,6 +42,7 @@ impl SledStore {
         let path = dir.to_path_buf();
         let db = sled::Config::new()
             .path(&path)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
