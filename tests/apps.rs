@@ -246,8 +246,14 @@ fn an_update_replaces_the_app_without_failing_a_request() {
         let s = s.clone();
         std::thread::spawn(move || s.get("live.test", "/slow/2"))
     };
+    wait_until(
+        Duration::from_secs(10),
+        "the slow request is in flight",
+        || s.status("live")["in_flight"].as_u64() == Some(1),
+    );
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let stream = {
-        let s = s.clone();
+        let (s, sent) = (s.clone(), sent.clone());
         std::thread::spawn(move || {
             let mut results = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -258,11 +264,14 @@ fn an_update_replaces_the_app_without_failing_a_request() {
                     after_switch += 1;
                 }
                 results.push((code, body));
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             results
         })
     };
-    std::thread::sleep(Duration::from_millis(300)); // let the stream run before the update
+    wait_until(Duration::from_secs(10), "the request stream runs", || {
+        sent.load(std::sync::atomic::Ordering::Relaxed) >= 5
+    });
     s.porter.ok(&["app", "update", "live", "--env", "X=2"]);
     let results = stream.join().unwrap();
     let (slow_code, slow_body) = slow.join().unwrap();
