@@ -107,7 +107,12 @@ async fn plan(
     without_ocsp: &mut HashSet<String>,
 ) -> Result<Vec<(CertRecord, Option<OcspRecord>, i64)>, porter_store::StoreError> {
     let mut out = Vec::new();
-    for cert in store.certs().await? {
+    for (i, cert) in store.certs().await?.into_iter().enumerate() {
+        if i % 256 == 255 {
+            // Parsing many certificates is long enough to hold up the handshakes sharing
+            // this runtime: let them through now and then.
+            tokio::task::yield_now().await;
+        }
         if without_ocsp.contains(&cert.serial) {
             continue;
         }

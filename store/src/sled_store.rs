@@ -186,6 +186,18 @@ fn not_found(what: &str, key: &str) -> ConflictableTransactionError<StoreError> 
     ConflictableTransactionError::Abort(StoreError::NotFound(format!("{what} {key}")))
 }
 
+/// Every record of a tree, decoded on a blocking thread: a tree of 100,000 records takes long
+/// enough to stall the async runtime, and with it the handshakes it serves.
+async fn list_blocking<T: serde::de::DeserializeOwned + Send + 'static>(
+    tree: &sled::Tree,
+    name: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    let tree = tree.clone();
+    tokio::task::spawn_blocking(move || list(&tree, name))
+        .await
+        .map_err(|e| StoreError::Backend(format!("store read task: {e}")))?
+}
+
 fn list<T: serde::de::DeserializeOwned>(
     tree: &sled::Tree,
     name: &'static str,
@@ -212,7 +224,7 @@ impl Store for SledStore {
     }
 
     async fn sites(&self) -> Result<Vec<Site>, StoreError> {
-        list(&self.sites, keys::SITES)
+        list_blocking(&self.sites, keys::SITES).await
     }
 
     async fn add_site(&self, site: Site) -> Result<(), StoreError> {
@@ -257,7 +269,7 @@ impl Store for SledStore {
     }
 
     async fn certs(&self) -> Result<Vec<CertRecord>, StoreError> {
-        list(&self.certs, keys::CERTS)
+        list_blocking(&self.certs, keys::CERTS).await
     }
 
     async fn put_cert(&self, cert: CertRecord) -> Result<(), StoreError> {
@@ -387,7 +399,7 @@ impl Store for SledStore {
     }
 
     async fn apps(&self) -> Result<Vec<App>, StoreError> {
-        list(&self.apps, keys::APPS)
+        list_blocking(&self.apps, keys::APPS).await
     }
 
     async fn add_app(&self, app: App) -> Result<(), StoreError> {
