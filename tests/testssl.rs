@@ -27,34 +27,23 @@ fn testssl_finds_no_vulnerability_and_no_weak_protocol_or_cipher() {
     let data = dir.path().join("data");
     ca.serve(&data, "localhost", &backend.addr);
     let porter = Porter::start(&data, &["--default-sni", "localhost"]);
-    let json = dir.path().join("testssl.json");
-    let out = Command::new("testssl")
-        .args([
-            "--quiet",
-            "--color",
-            "0",
-            "--warnings",
-            "off",
-            "--nodns",
-            "none",
-            "--ip",
-            "127.0.0.1",
-        ])
-        .args(["--jsonfile", json.to_str().unwrap()])
-        .arg(format!("localhost:{}", porter.https.port()))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let findings: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
-            .unwrap_or_else(|e| panic!("testssl wrote no JSON ({e}): {text}"));
-    assert!(findings.len() > 50, "testssl ran its checks: {text}");
-    let bad: Vec<String> = findings
-        .iter()
-        .filter(|f| !matches!(f["severity"].as_str(), Some("OK" | "INFO")))
-        .filter(|f| !NOT_OURS.contains(&f["id"].as_str().unwrap_or_default()))
-        .map(|f| format!("{} {}: {}", f["id"], f["severity"], f["finding"]))
-        .collect();
+    // A check that testssl itself could not run ("connect problem") is run again, once.
+    let mut attempt = 0;
+    let (bad, text) = loop {
+        attempt += 1;
+        let (bad, text) = audit(
+            &dir.path().join(format!("testssl{attempt}.json")),
+            porter.https.port(),
+        );
+        let tool_trouble = !bad.is_empty()
+            && bad
+                .iter()
+                .all(|b| b.contains("check failed because of connect problem"));
+        if !tool_trouble || attempt == 2 {
+            break (bad, text);
+        }
+        eprintln!("testssl could not run a check; once more: {bad:?}");
+    };
     assert!(
         bad.is_empty(),
         "testssl findings:\n{}\n\n{text}",
@@ -70,4 +59,36 @@ fn testssl_finds_no_vulnerability_and_no_weak_protocol_or_cipher() {
             "{expected:?} missing from:\n{text}"
         );
     }
+}
+
+/// Runs testssl.sh against `port`; returns the findings that count and what it printed.
+fn audit(json: &std::path::Path, port: u16) -> (Vec<String>, String) {
+    let out = Command::new("testssl")
+        .args([
+            "--quiet",
+            "--color",
+            "0",
+            "--warnings",
+            "off",
+            "--nodns",
+            "none",
+            "--ip",
+            "127.0.0.1",
+        ])
+        .args(["--jsonfile", json.to_str().unwrap()])
+        .arg(format!("localhost:{port}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let findings: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(json).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("testssl wrote no JSON ({e}): {text}"));
+    assert!(findings.len() > 50, "testssl ran its checks: {text}");
+    let bad = findings
+        .iter()
+        .filter(|f| !matches!(f["severity"].as_str(), Some("OK" | "INFO")))
+        .filter(|f| !NOT_OURS.contains(&f["id"].as_str().unwrap_or_default()))
+        .map(|f| format!("{} {}: {}", f["id"], f["severity"], f["finding"]))
+        .collect();
+    (bad, text)
 }
