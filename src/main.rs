@@ -15,6 +15,7 @@
 mod admin;
 mod apps;
 mod cli;
+mod clock;
 mod config;
 mod ops;
 mod proxy;

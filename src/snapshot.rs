@@ -169,3 +169,9 @@ impl Snapshot {
         self.sites.len()
     }
 }
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Snapshot({} sites)", self.len())
+    }
+}

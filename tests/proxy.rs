@@ -237,15 +237,7 @@ fn peak_rss_during(porter: &Porter, work: impl FnOnce()) -> u64 {
         std::thread::spawn(move || {
             let mut peak = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                    let rss: u64 = status
-                        .lines()
-                        .find(|l| l.starts_with("VmRSS:"))
-                        .and_then(|l| l.split_whitespace().nth(1))
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    peak = peak.max(rss);
-                }
+                peak = peak.max(rss_kib(pid).unwrap_or(0));
                 std::thread::sleep(Duration::from_millis(10));
             }
             peak

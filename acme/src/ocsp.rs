@@ -6,11 +6,11 @@
 //! `revoked` answer gets an ACME certificate replaced at once and an imported one reported.
 
 use crate::ocsp_check::{self, OcspStatus as Checked};
-use crate::schedule::{backoff, unit_jitter};
+use crate::schedule::{backoff, now, unit_jitter};
 use porter_store::{CertRecord, CertSource, Change, OcspRecord, OcspResponse, OcspStatus, Store};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_OCSP;
@@ -20,12 +20,6 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 const MAX_SLEEP: i64 = 3600;
 /// Soonest refresh after a fetch (real responses live for days; this only stops a hot loop).
 const MIN_REFRESH: i64 = 10;
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 /// The OCSP responder URL in a certificate's Authority Information Access, if any (a
 /// certificate without one is normal: Let's Encrypt's have none since 2025).

@@ -8,25 +8,19 @@ use crate::config::Config;
 use crate::error::AcmeError;
 use crate::http::PacedClient;
 use crate::order::{self, Ctx};
-use crate::schedule::{self, backoff, pick_in_window, renewal_at, unit_jitter};
+use crate::schedule::{self, backoff, now, pick_in_window, renewal_at, unit_jitter};
 use instant_acme::{Account, CertificateIdentifier, RevocationRequest};
 use porter_store::{AcmeState, AriWindow, CertRecord, CertSource, Change, DomainName, Site, Store};
 use rustls_pki_types::CertificateDer;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 /// Longest sleep between two looks at the schedule.
 const MAX_SLEEP: i64 = 3600;
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 /// What the worker shares between attempts.
 struct Worker {

@@ -45,6 +45,8 @@ pub(crate) enum Unavailable {
     Failed,
     /// Too many requests are already waiting for it.
     Busy,
+    /// `porter app stop` came while the request waited for it to start.
+    Stopped,
 }
 
 impl std::fmt::Display for Unavailable {
@@ -54,6 +56,7 @@ impl std::fmt::Display for Unavailable {
             Unavailable::StartTimeout => f.write_str("the app did not become ready in time"),
             Unavailable::Failed => f.write_str("the app has failed"),
             Unavailable::Busy => f.write_str("too many requests are waiting for the app"),
+            Unavailable::Stopped => f.write_str("the app was stopped"),
         }
     }
 }
@@ -384,7 +387,7 @@ impl Actor {
                     self.draining.push(old);
                 }
                 for waiter in self.waiters.drain(..) {
-                    let _ = waiter.send(Err(Unavailable::StartTimeout));
+                    let _ = waiter.send(Err(Unavailable::Stopped));
                 }
             }
             Cmd::Status(reply) => {

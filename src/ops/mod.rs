@@ -3,13 +3,14 @@
 
 pub(crate) mod apps;
 
+use crate::clock::unix_now;
 use porter_store::{
     AcmeState, AppId, CertRecord, CertSource, DomainName, OcspRecord, OcspStatus, Site, Store,
     StoreError, Target, Upstream, DEFAULT_HSTS_MAX_AGE,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -128,12 +129,6 @@ pub(crate) struct CertView {
     pub(crate) note: Option<String>,
 }
 
-pub(crate) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn rfc3339(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)
         .ok()
@@ -185,7 +180,7 @@ fn cert_view(
     ocsp: Option<OcspRecord>,
     acme_running: bool,
 ) -> CertView {
-    let now = now();
+    let now = unix_now();
     let state = state.unwrap_or_default();
     let mut view = CertView {
         domain: site.domain.to_string(),
@@ -354,7 +349,7 @@ pub(crate) async fn import_cert(store: &dyn Store, req: ImportCert) -> Result<Ce
         &domain,
         req.chain_pem.as_bytes(),
         req.key_pem.as_bytes(),
-        now(),
+        unix_now(),
         CertSource::Imported,
     )
     .map_err(StoreError::from)?;

@@ -14,6 +14,7 @@ mod upgrade;
 pub(crate) use forward::Forwarder;
 pub(crate) use listener::{serve_http, serve_https, Limits};
 
+use crate::clock::unix_now;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -25,7 +26,6 @@ use hyper::body::Incoming;
 use porter_store::Target;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The body of every response Porter sends.
 pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, idle::BoxError>;
@@ -82,12 +82,6 @@ fn full(text: String) -> Body {
         .boxed()
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Answers one request.
 pub(crate) async fn handle(
     edge: Arc<Edge>,
@@ -132,7 +126,7 @@ pub(crate) async fn handle(
                 "this connection does not serve that name",
             );
         }
-    } else if site.has_valid_cert(now()) {
+    } else if site.has_valid_cert(unix_now()) {
         return redirect_to_https(&req, &host, edge.https_port);
     }
     let site = Arc::clone(site);
@@ -186,7 +180,7 @@ pub(crate) async fn handle(
             }
             if let (true, Some(hsts)) = (https, &site.hsts) {
                 // Only once the certificate is valid, and never over the upstream's own choice.
-                if site.has_valid_cert(now())
+                if site.has_valid_cert(unix_now())
                     && !response.headers().contains_key(STRICT_TRANSPORT_SECURITY)
                 {
                     response

@@ -22,18 +22,10 @@ impl SnapshotResolver {
     }
 }
 
-impl std::fmt::Debug for Snapshot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Snapshot({} sites)", self.len())
-    }
-}
-
 impl ResolvesServerCert for SnapshotResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let name = server_name(hello.server_name(), self.default_sni.as_deref())?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::clock::unix_now();
         self.snapshot
             .load()
             .cert(&name)

@@ -6,13 +6,14 @@
 //! Ticket layout: key id (4 bytes) | nonce (12) | ciphertext | tag (16); the first 16 bytes are
 //! authenticated as associated data.
 
+use crate::clock::unix_now;
 use arc_swap::ArcSwap;
 use porter_store::{Change, SecretBytes, Store, StoreError, TicketKey, TicketKeys};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use rustls::server::ProducesTickets;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const HEADER: usize = 4 + NONCE_LEN;
@@ -101,12 +102,6 @@ impl ProducesTickets for Keyring {
     }
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// A new key in front, the older ones after, `KEPT` in all.
 fn rotated(old: Option<TicketKeys>, rng: &SystemRandom) -> Option<TicketKeys> {
     let mut secret = vec![0u8; 32];
@@ -116,7 +111,7 @@ fn rotated(old: Option<TicketKeys>, rng: &SystemRandom) -> Option<TicketKeys> {
     let mut keys = vec![TicketKey {
         id: u32::from_be_bytes(id),
         secret: SecretBytes::new(secret),
-        created_at: now(),
+        created_at: unix_now(),
     }];
     keys.extend(old.unwrap_or_default().keys.into_iter().take(KEPT - 1));
     Some(TicketKeys { keys })
@@ -135,7 +130,7 @@ async fn rotate_if_due(
     rng: &SystemRandom,
 ) -> Result<TicketKeys, StoreError> {
     let keys = store.ticket_keys().await?;
-    if due(keys.as_ref(), period) > now() {
+    if due(keys.as_ref(), period) > unix_now() {
         return Ok(keys.unwrap_or_default());
     }
     let fresh =
@@ -168,9 +163,9 @@ impl Keyring {
         loop {
             let next = match store.ticket_keys().await {
                 Ok(keys) => due(keys.as_ref(), period),
-                Err(_) => now() + 5,
+                Err(_) => unix_now() + 5,
             };
-            let wait = Duration::from_secs((next - now()).max(0) as u64);
+            let wait = Duration::from_secs((next - unix_now()).max(0) as u64);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 change = changes.recv() => {

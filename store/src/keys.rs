@@ -1,7 +1,7 @@
 //! The whole key schema of the embedded database in one place.
 //!
-//! One sled tree per kind of record; values are JSON. Later kinds (OCSP responses, TLS ticket
-//! keys) get trees of their own here, and an incompatible change of any value's shape bumps
+//! One sled tree per kind of record (store-wide single records live in [`META`]); values are
+//! JSON. A new kind gets its tree here, and an incompatible change of any value's shape bumps
 //! [`SCHEMA_VERSION`] (a new optional field with a serde default does not).
 
 /// Tree of store-wide facts.

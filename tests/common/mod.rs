@@ -132,9 +132,7 @@ impl Porter {
 
     /// Resident set size in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        rss_kib(self.pid()).expect("porter runs")
     }
 
     /// `kill -9`, and reap.
@@ -158,6 +156,18 @@ impl Drop for Porter {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Resident set size of process `pid` in KiB, while it exists.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Runs `porter --data-dir DIR ARGS`.
