@@ -1,51 +1,103 @@
 //! Keeps the edge's [`Snapshot`] in step with the store: a full build at start, then for each
 //! batch of store changes a new snapshot with just those sites re-read, swapped in atomically.
+//! While the first build runs, connections load the names they ask for on their own
+//! ([`ensure_loaded`]), so that an edge with a big store serves from its first second.
 
 use crate::snapshot::{SiteEntry, Snapshot};
 use arc_swap::ArcSwap;
 use porter_store::{Change, DomainName, Store, StoreError};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-/// Reads every site and certificate and builds a snapshot of them.
+/// Reads every site, certificate and OCSP record and builds a snapshot of them, on a blocking
+/// thread: with 100,000 sites that takes long enough to stall the handshakes meanwhile.
 pub(crate) async fn build(store: &dyn Store) -> Result<Snapshot, StoreError> {
-    let mut certs: std::collections::HashMap<_, _> = store
-        .certs()
-        .await?
-        .into_iter()
-        .map(|c| (c.domain.clone(), c))
-        .collect();
-    let mut entries = Vec::new();
-    for site in store.sites().await? {
-        let cert = certs.remove(&site.domain);
-        let ocsp = match &cert {
-            Some(_) => store.ocsp(&site.domain).await?,
-            None => None,
-        };
-        entries.push(SiteEntry::new(site, cert, ocsp));
-    }
-    Ok(Snapshot::from_entries(entries))
+    let sites = store.sites().await?;
+    let certs = store.certs().await?;
+    let ocsp = store.ocsp_records().await?;
+    tokio::task::spawn_blocking(move || {
+        let mut certs: HashMap<_, _> = certs.into_iter().map(|c| (c.domain.clone(), c)).collect();
+        let mut ocsp: HashMap<_, _> = ocsp.into_iter().collect();
+        Snapshot::from_entries(sites.into_iter().map(|site| {
+            let cert = certs.remove(&site.domain);
+            let ocsp = cert.as_ref().and_then(|_| ocsp.remove(&site.domain));
+            SiteEntry::new(site, cert, ocsp)
+        }))
+    })
+    .await
+    .map_err(|e| StoreError::Backend(format!("snapshot build: {e}")))
 }
 
-async fn entry(store: &dyn Store, domain: &DomainName) -> Result<Option<SiteEntry>, StoreError> {
+async fn entry(
+    store: &dyn Store,
+    domain: &DomainName,
+) -> Result<Option<Arc<SiteEntry>>, StoreError> {
     let Some(site) = store.site(domain).await? else {
         return Ok(None);
     };
     let cert = store.cert(domain).await?;
     let ocsp = store.ocsp(domain).await?;
-    Ok(Some(SiteEntry::new(site, cert, ocsp)))
+    Ok(Some(Arc::new(SiteEntry::new(site, cert, ocsp))))
 }
 
-/// Applies store changes to `current` until `shutdown`. `changes` must have been subscribed
-/// before the initial build, so that nothing committed in between is missed.
+/// Until the first full build is in, puts the sites that can serve `name` (its own and the
+/// wildcard one label up) into the snapshot by reading just them from the store. A no-op once
+/// the snapshot is complete, which is the only time the hot path reads the store.
+pub(crate) async fn ensure_loaded(store: &dyn Store, current: &ArcSwap<Snapshot>, name: &str) {
+    {
+        let snapshot = current.load();
+        if snapshot.is_complete() || snapshot.site(name).is_some() {
+            return;
+        }
+    }
+    let candidates = [Some(name.to_owned()), DomainName::parent_wildcard(name)];
+    let mut found = Vec::new();
+    // A name that is not a valid domain cannot be a site: nothing to read.
+    for domain in candidates
+        .into_iter()
+        .flatten()
+        .filter_map(|n| DomainName::parse(&n).ok())
+    {
+        match entry(store, &domain).await {
+            Ok(Some(site)) => found.push((domain, Some(site))),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(%domain, error = %e, "cannot read a site while loading"),
+        }
+    }
+    if found.is_empty() {
+        return;
+    }
+    // The full build, once swapped in, holds everything read here and newer: never undo it.
+    current.rcu(|snapshot| {
+        if snapshot.is_complete() {
+            Arc::clone(snapshot)
+        } else {
+            Arc::new(snapshot.with(&found))
+        }
+    });
+}
+
+/// Builds the first complete snapshot (then says so on `loaded`) and applies store changes to
+/// `current` until `shutdown`. `changes` must have been subscribed before, so that nothing
+/// committed in between is missed.
 pub(crate) async fn run(
     store: Arc<dyn Store>,
     current: Arc<ArcSwap<Snapshot>>,
     mut changes: tokio::sync::broadcast::Receiver<Change>,
+    loaded: tokio::sync::watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
+    let started = std::time::Instant::now();
+    let Some(first) =
+        build_until_read(store.as_ref(), &shutdown, build(store.as_ref()).await).await
+    else {
+        return;
+    };
+    tracing::info!(sites = first.len(), elapsed = ?started.elapsed(), "every site is loaded");
+    current.store(Arc::new(first));
+    loaded.send_replace(true);
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -92,22 +144,101 @@ pub(crate) async fn run(
             }
             match failed {
                 Some(e) => Err(e),
-                None => Ok(current.load().with(updates)),
+                None => Ok(current.load().with(&updates)),
             }
         };
-        let mut result = result;
-        // A failed read must not lose the changes: retry a full build until it works.
-        while let Err(e) = result {
-            tracing::error!(error = %e, "cannot read the store; keeping the previous snapshot and retrying");
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        let Some(snapshot) = build_until_read(store.as_ref(), &shutdown, result).await else {
+            return;
+        };
+        tracing::debug!(sites = snapshot.len(), "snapshot updated");
+        current.store(Arc::new(snapshot));
+    }
+}
+
+/// `result`, or when it is a failed read, full builds once a second until one works (a failed
+/// read must not lose changes); `None` on shutdown.
+async fn build_until_read(
+    store: &dyn Store,
+    shutdown: &CancellationToken,
+    mut result: Result<Snapshot, StoreError>,
+) -> Option<Snapshot> {
+    loop {
+        match result {
+            Ok(snapshot) => return Some(snapshot),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the store; keeping the previous snapshot and retrying")
             }
-            result = build(store.as_ref()).await;
         }
-        if let Ok(snapshot) = result {
-            tracing::debug!(sites = snapshot.len(), "snapshot updated");
-            current.store(Arc::new(snapshot));
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
         }
+        result = build(store).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use porter_store::{CertRecord, CertSource, Site, SledStore, Target, Upstream};
+
+    async fn add_site(store: &SledStore, name: &str, cert_names: &[&str]) {
+        let domain = DomainName::parse(name).unwrap();
+        store
+            .add_site(Site {
+                domain: domain.clone(),
+                target: Target::Upstream(Upstream::parse("127.0.0.1:9").unwrap()),
+                acme: false,
+                hsts_max_age: 0,
+            })
+            .await
+            .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names = cert_names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let record = CertRecord::from_pem(
+            &domain,
+            cert.pem().as_bytes(),
+            key.serialize_pem().as_bytes(),
+            crate::clock::unix_now(),
+            CertSource::Imported,
+        )
+        .unwrap();
+        store.put_cert(record).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn names_load_on_demand_until_the_full_build_is_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        add_site(&store, "a.test", &["a.test"]).await;
+        add_site(&store, "*.b.test", &["*.b.test"]).await;
+        add_site(&store, "c.test", &["c.test"]).await;
+        let current = ArcSwap::from_pointee(Snapshot::loading());
+
+        ensure_loaded(&store, &current, "a.test").await;
+        ensure_loaded(&store, &current, "x.b.test").await;
+        ensure_loaded(&store, &current, "unknown.test").await;
+        ensure_loaded(&store, &current, "not a name").await;
+        let partial = current.load_full();
+        assert!(!partial.is_complete());
+        assert!(partial.cert("a.test").is_some());
+        assert!(partial.cert("x.b.test").is_some(), "the wildcard above it");
+        assert!(partial.site("c.test").is_none(), "nobody asked for c.test");
+        assert_eq!(partial.len(), 2);
+
+        current.store(Arc::new(build(&store).await.unwrap()));
+        let complete = current.load_full();
+        assert!(complete.is_complete());
+        assert_eq!(complete.len(), 3);
+        ensure_loaded(&store, &current, "a.test").await;
+        ensure_loaded(&store, &current, "unknown.test").await;
+        assert!(
+            Arc::ptr_eq(&complete, &current.load_full()),
+            "a complete snapshot is never replaced by a point read"
+        );
     }
 }

@@ -5,6 +5,7 @@ use crate::admin::{self, AdminAddr, Discovery};
 use crate::apps::Supervisor;
 use crate::config::ServeArgs;
 use crate::proxy::{self, Edge, Forwarder, Limits};
+use crate::snapshot::Snapshot;
 use crate::{reload, tls};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -41,6 +42,18 @@ pub(crate) fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `work` once the edge has read every site. The workers read every certificate too:
+/// doing that while the edge does would slow its start and raise the peak memory.
+async fn after_load(
+    mut loaded: tokio::sync::watch::Receiver<bool>,
+    work: impl std::future::Future<Output = ()>,
+) {
+    // An error means the edge stopped before it was loaded: nothing to do then.
+    if loaded.wait_for(|done| *done).await.is_ok() {
+        work.await;
+    }
+}
+
 pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let acme = args.acme.config().map_err(anyhow::Error::msg)?;
     ensure_data_dir(data_dir)?;
@@ -59,9 +72,10 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         .await
         .with_context(|| format!("cannot bind --admin {}", args.admin))?;
 
-    // Subscribe before the first build so that no change slips in between.
+    // Subscribe before the first build so that no change slips in between. The build runs in
+    // the reload task; connections load what they need meanwhile.
     let changes = store.subscribe();
-    let snapshot = Arc::new(ArcSwap::from_pointee(reload::build(store.as_ref()).await?));
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::loading()));
     let default_sni = args.default_sni.map(|d| d.to_string());
     let tickets = tls::Keyring::open(store.as_ref(), args.tls_ticket_rotation).await?;
     let tls_config = tls::server_config(snapshot.clone(), default_sni.clone(), tickets.clone())?;
@@ -87,10 +101,12 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let connections = TaskTracker::new();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(tickets.run(store.clone(), args.tls_ticket_rotation, shutdown.clone()));
+    let (loaded, is_loaded) = tokio::sync::watch::channel(false);
     tasks.spawn(reload::run(
         store.clone(),
         snapshot.clone(),
         changes,
+        loaded,
         shutdown.clone(),
     ));
     let http_addr = http.local_addr()?;
@@ -123,10 +139,13 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         shutdown.clone(),
         connections.clone(),
     ));
-    tasks.spawn(porter_acme::run_ocsp(store.clone(), shutdown.clone()));
+    tasks.spawn(after_load(
+        is_loaded.clone(),
+        porter_acme::run_ocsp(store.clone(), shutdown.clone()),
+    ));
     match acme {
         Some(worker) => {
-            tasks.spawn(worker.run(shutdown.clone()));
+            tasks.spawn(after_load(is_loaded, worker.run(shutdown.clone())));
         }
         None => tracing::info!(
             "ACME is off: pass --acme-agree-tos to obtain certificates automatically"
@@ -141,7 +160,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     }
     .write(data_dir)
     .context("cannot write the discovery file")?;
-    tracing::info!(%http_addr, %https_addr, admin = %admin_addr, sites = snapshot.load().len(), "porter is serving");
+    tracing::info!(%http_addr, %https_addr, admin = %admin_addr, "porter is serving");
 
     wait_for_signal().await?;
     tracing::info!("shutting down");

@@ -115,35 +115,54 @@ impl SiteEntry {
 }
 
 /// Every site by domain; replaced whole on change.
-#[derive(Default)]
 pub(crate) struct Snapshot {
     sites: HashMap<String, Arc<SiteEntry>>,
+    /// False while the first full read of the store is under way: a name missing from an
+    /// incomplete snapshot may just not be loaded yet (see `reload::ensure_loaded`).
+    complete: bool,
 }
 
 impl Snapshot {
-    /// A snapshot holding `entries`.
+    /// The complete snapshot of a store holding `entries`.
     pub(crate) fn from_entries(entries: impl IntoIterator<Item = SiteEntry>) -> Self {
         Snapshot {
             sites: entries
                 .into_iter()
                 .map(|e| (e.domain.to_string(), Arc::new(e)))
                 .collect(),
+            complete: true,
         }
     }
 
+    /// The snapshot served while the store is first read: empty and incomplete.
+    pub(crate) fn loading() -> Self {
+        Snapshot {
+            sites: HashMap::new(),
+            complete: false,
+        }
+    }
+
+    /// Whether every site of the store is in it (false only until the first full read ends).
+    pub(crate) fn is_complete(&self) -> bool {
+        self.complete
+    }
+
     /// A copy with the entry of `domain` replaced (`Some`) or removed (`None`).
-    pub(crate) fn with(
+    pub(crate) fn with<'a>(
         &self,
-        changes: impl IntoIterator<Item = (DomainName, Option<SiteEntry>)>,
+        changes: impl IntoIterator<Item = &'a (DomainName, Option<Arc<SiteEntry>>)>,
     ) -> Self {
         let mut sites = self.sites.clone();
         for (domain, entry) in changes {
             match entry {
-                Some(entry) => sites.insert(domain.to_string(), Arc::new(entry)),
+                Some(entry) => sites.insert(domain.to_string(), Arc::clone(entry)),
                 None => sites.remove(domain.as_str()),
             };
         }
-        Snapshot { sites }
+        Snapshot {
+            sites,
+            complete: self.complete,
+        }
     }
 
     /// The site serving `host` (lowercase, no port, no trailing dot): the exact name first,

@@ -10,8 +10,10 @@
 //!   HTTP-01 and TLS-ALPN-01 with; `keys`: certificate keys and CSRs; `account`: the account.
 //! - `http`: the paced HTTPS client towards the CA (global rate, `Retry-After` honoured).
 //! - `ocsp`: the OCSP refresher ([`run_ocsp`]); `ocsp_check`: verification of responses.
+//! - `cert_pages`: the planners' page-at-a-time read of every certificate.
 
 mod account;
+mod cert_pages;
 mod challenge;
 mod config;
 mod error;

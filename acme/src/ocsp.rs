@@ -5,10 +5,11 @@
 //! certificate without a responder (Let's Encrypt's since 2025) is normal and left alone. A
 //! `revoked` answer gets an ACME certificate replaced at once and an imported one reported.
 
+use crate::cert_pages::for_each_cert;
 use crate::ocsp_check::{self, OcspStatus as Checked};
 use crate::schedule::{backoff, now, unit_jitter};
 use porter_store::{CertRecord, CertSource, Change, OcspRecord, OcspResponse, OcspStatus, Store};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -101,26 +102,23 @@ async fn plan(
     without_ocsp: &mut HashSet<String>,
 ) -> Result<Vec<(CertRecord, Option<OcspRecord>, i64)>, porter_store::StoreError> {
     let mut out = Vec::new();
-    for (i, cert) in store.certs().await?.into_iter().enumerate() {
-        if i % 256 == 255 {
-            // Parsing many certificates is long enough to hold up the handshakes sharing
-            // this runtime: let them through now and then.
-            tokio::task::yield_now().await;
-        }
+    let mut records: HashMap<_, _> = store.ocsp_records().await?.into_iter().collect();
+    for_each_cert(store, |cert| {
         if without_ocsp.contains(&cert.serial) {
-            continue;
+            return;
         }
         if responder_url(&cert.chain[0]).is_none() {
             without_ocsp.insert(cert.serial.clone());
-            continue;
+            return;
         }
-        let old = store.ocsp(&cert.domain).await?;
+        let old = records.remove(&cert.domain);
         let at = match &old {
             Some(record) if record.serial == cert.serial => record.next_refresh,
             _ => now,
         };
         out.push((cert, old, at));
-    }
+    })
+    .await?;
     out.sort_by_key(|(_, _, at)| *at);
     Ok(out)
 }

@@ -4,6 +4,7 @@
 //! site falls due.
 
 use crate::account;
+use crate::cert_pages::for_each_cert;
 use crate::config::Config;
 use crate::error::AcmeError;
 use crate::http::PacedClient;
@@ -173,26 +174,33 @@ impl Worker {
 
     /// Every ACME site with the time it is due, soonest first.
     async fn plan(&self, now: i64) -> Result<Vec<(DomainName, i64)>, porter_store::StoreError> {
-        let mut certs: HashMap<DomainName, CertRecord> = self
-            .store
-            .certs()
-            .await?
-            .into_iter()
-            .map(|c| (c.domain.clone(), c))
-            .collect();
-        let mut states: HashMap<DomainName, AcmeState> =
-            self.store.acme_states().await?.into_iter().collect();
-        let mut plan: Vec<(DomainName, i64)> = self
+        let mut sites: HashMap<DomainName, Site> = self
             .store
             .sites()
             .await?
             .into_iter()
-            .filter_map(|site| {
-                let cert = certs.remove(&site.domain);
-                let state = states.remove(&site.domain).unwrap_or_default();
-                due_at(&site, cert.as_ref(), &state, self.ari, now).map(|at| (site.domain, at))
-            })
+            .filter(|site| site.acme)
+            .map(|site| (site.domain.clone(), site))
             .collect();
+        let mut states: HashMap<DomainName, AcmeState> =
+            self.store.acme_states().await?.into_iter().collect();
+        let mut plan = Vec::new();
+        let mut consider = |site: Site, cert: Option<&CertRecord>| {
+            let state = states.remove(&site.domain).unwrap_or_default();
+            if let Some(at) = due_at(&site, cert, &state, self.ari, now) {
+                plan.push((site.domain, at));
+            }
+        };
+        for_each_cert(self.store.as_ref(), |cert| {
+            if let Some(site) = sites.remove(&cert.domain) {
+                consider(site, Some(&cert));
+            }
+        })
+        .await?;
+        // The ACME sites that have no certificate yet.
+        for site in sites.into_values() {
+            consider(site, None);
+        }
         plan.sort_by_key(|(_, at)| *at);
         Ok(plan)
     }

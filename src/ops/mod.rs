@@ -374,9 +374,11 @@ pub(crate) async fn list_certs(
         .collect();
     let mut states: HashMap<DomainName, AcmeState> =
         store.acme_states().await?.into_iter().collect();
+    let mut ocsp: HashMap<DomainName, OcspRecord> =
+        store.ocsp_records().await?.into_iter().collect();
     let mut views = Vec::new();
     for site in store.sites().await? {
-        let ocsp = store.ocsp(&site.domain).await?;
+        let ocsp = ocsp.remove(&site.domain);
         let (cert, state) = (certs.remove(&site.domain), states.remove(&site.domain));
         views.push(cert_view(&site, cert, state, ocsp, acme_running));
     }

@@ -15,6 +15,7 @@ pub(crate) use forward::Forwarder;
 pub(crate) use listener::{serve_http, serve_https, Limits};
 
 use crate::clock::unix_now;
+use crate::reload;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -102,6 +103,7 @@ pub(crate) async fn handle(
         }
         None => return error_response(StatusCode::BAD_REQUEST, "the request names no host"),
     };
+    reload::ensure_loaded(edge.store.as_ref(), &edge.snapshot, &host).await;
     let snapshot = edge.snapshot.load();
     let Some(site) = snapshot.site(&host) else {
         return if https {

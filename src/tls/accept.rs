@@ -65,6 +65,7 @@ where
         tracing::info!(%name, "answered a TLS-ALPN-01 validation");
         return Ok(None);
     }
+    crate::reload::ensure_loaded(store, snapshot, &name).await;
     if snapshot.load().cert(&name).is_none() {
         return Err(refuse(start.io, 112, Refused::UnknownName(name)).await);
     }

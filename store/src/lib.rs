@@ -71,6 +71,13 @@ pub trait Store: Send + Sync + 'static {
     async fn cert(&self, domain: &DomainName) -> Result<Option<CertRecord>, StoreError>;
     /// Every certificate, ordered by domain.
     async fn certs(&self) -> Result<Vec<CertRecord>, StoreError>;
+    /// Up to `limit` certificates of the domains after `after` (from the first when `None`),
+    /// ordered by domain: a page, for readers that need not hold every certificate at once.
+    async fn certs_after(
+        &self,
+        after: Option<&DomainName>,
+        limit: usize,
+    ) -> Result<Vec<CertRecord>, StoreError>;
     /// Stores (or replaces) the certificate of an existing site; fails with
     /// [`StoreError::NotFound`] when there is no such site.
     async fn put_cert(&self, cert: CertRecord) -> Result<(), StoreError>;
@@ -110,6 +117,8 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_app(&self, id: &AppId) -> Result<(), StoreError>;
     /// The OCSP record of the site `domain`, if any.
     async fn ocsp(&self, domain: &DomainName) -> Result<Option<OcspRecord>, StoreError>;
+    /// Every site's OCSP record, ordered by domain.
+    async fn ocsp_records(&self) -> Result<Vec<(DomainName, OcspRecord)>, StoreError>;
     /// Stores the OCSP record of an existing site; fails with [`StoreError::NotFound`] otherwise.
     async fn put_ocsp(&self, domain: &DomainName, record: OcspRecord) -> Result<(), StoreError>;
     /// The TLS session ticket keys, if any were made.

@@ -10,6 +10,7 @@ use crate::{
 use crate::{App, AppId, Target};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use tokio::sync::broadcast;
 
@@ -186,23 +187,53 @@ fn not_found(what: &str, key: &str) -> ConflictableTransactionError<StoreError> 
     ConflictableTransactionError::Abort(StoreError::NotFound(format!("{what} {key}")))
 }
 
-/// Every record of a tree, decoded on a blocking thread: a tree of 100,000 records takes long
-/// enough to stall the async runtime, and with it the handshakes it serves.
+/// Runs a read of whole trees on a blocking thread: decoding 100,000 records takes long enough
+/// to stall the async runtime, and with it the handshakes it serves.
+async fn blocking<R: Send + 'static>(
+    read: impl FnOnce() -> Result<R, StoreError> + Send + 'static,
+) -> Result<R, StoreError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| StoreError::Backend(format!("store read task: {e}")))?
+}
+
 async fn list_blocking<T: serde::de::DeserializeOwned + Send + 'static>(
     tree: &sled::Tree,
     name: &'static str,
 ) -> Result<Vec<T>, StoreError> {
     let tree = tree.clone();
-    tokio::task::spawn_blocking(move || list(&tree, name))
-        .await
-        .map_err(|e| StoreError::Backend(format!("store read task: {e}")))?
+    blocking(move || decode_all(tree.iter(), name)).await
 }
 
-fn list<T: serde::de::DeserializeOwned>(
+/// Every record of a tree keyed by domain, with its domain.
+async fn list_by_domain_blocking<T: serde::de::DeserializeOwned + Send + 'static>(
     tree: &sled::Tree,
     name: &'static str,
+) -> Result<Vec<(DomainName, T)>, StoreError> {
+    let tree = tree.clone();
+    blocking(move || {
+        tree.iter()
+            .map(|entry| {
+                let (key, raw) = entry.map_err(backend)?;
+                let domain = DomainName::parse(&String::from_utf8_lossy(&key)).map_err(|e| {
+                    StoreError::Corrupt {
+                        tree: name,
+                        key: String::from_utf8_lossy(&key).into_owned(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                Ok((domain, decode(name, &key, &raw)?))
+            })
+            .collect()
+    })
+    .await
+}
+
+fn decode_all<T: serde::de::DeserializeOwned>(
+    entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    name: &'static str,
 ) -> Result<Vec<T>, StoreError> {
-    tree.iter()
+    entries
         .map(|entry| {
             let (key, raw) = entry.map_err(backend)?;
             decode(name, &key, &raw)
@@ -272,6 +303,26 @@ impl Store for SledStore {
         list_blocking(&self.certs, keys::CERTS).await
     }
 
+    async fn certs_after(
+        &self,
+        after: Option<&DomainName>,
+        limit: usize,
+    ) -> Result<Vec<CertRecord>, StoreError> {
+        let tree = self.certs.clone();
+        let after = after.map(|d| d.as_str().as_bytes().to_vec());
+        blocking(move || {
+            let from = match &after {
+                Some(key) => Bound::Excluded(key.as_slice()),
+                None => Bound::Unbounded,
+            };
+            decode_all(
+                tree.range::<&[u8], _>((from, Bound::Unbounded)).take(limit),
+                keys::CERTS,
+            )
+        })
+        .await
+    }
+
     async fn put_cert(&self, cert: CertRecord) -> Result<(), StoreError> {
         let key = cert.domain.as_str();
         let value = encode(&cert);
@@ -306,20 +357,7 @@ impl Store for SledStore {
     }
 
     async fn acme_states(&self) -> Result<Vec<(DomainName, AcmeState)>, StoreError> {
-        self.acme
-            .iter()
-            .map(|entry| {
-                let (key, raw) = entry.map_err(backend)?;
-                let domain = DomainName::parse(&String::from_utf8_lossy(&key)).map_err(|e| {
-                    StoreError::Corrupt {
-                        tree: keys::ACME_STATES,
-                        key: String::from_utf8_lossy(&key).into_owned(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                Ok((domain, decode(keys::ACME_STATES, &key, &raw)?))
-            })
-            .collect()
+        list_by_domain_blocking(&self.acme, keys::ACME_STATES).await
     }
 
     async fn put_acme_state(
@@ -428,7 +466,7 @@ impl Store for SledStore {
     }
 
     async fn remove_app(&self, id: &AppId) -> Result<(), StoreError> {
-        let users: Vec<String> = list::<Site>(&self.sites, keys::SITES)?
+        let users: Vec<String> = decode_all::<Site>(self.sites.iter(), keys::SITES)?
             .into_iter()
             .filter(|s| s.target == Target::App(id.clone()))
             .map(|s| s.domain.to_string())
@@ -447,6 +485,10 @@ impl Store for SledStore {
 
     async fn ocsp(&self, domain: &DomainName) -> Result<Option<OcspRecord>, StoreError> {
         get(&self.ocsp, keys::OCSP, domain.as_str())
+    }
+
+    async fn ocsp_records(&self) -> Result<Vec<(DomainName, OcspRecord)>, StoreError> {
+        list_by_domain_blocking(&self.ocsp, keys::OCSP).await
     }
 
     async fn put_ocsp(&self, domain: &DomainName, record: OcspRecord) -> Result<(), StoreError> {

@@ -3,8 +3,8 @@
 
 use porter_store::{
     AcmeAccount, AcmeState, App, AppId, AppListen, CertRecord, CertSource, Change, DomainName,
-    HealthCheck, Http01Challenge, InvalidInput, SecretText, Site, SledStore, Store, StoreError,
-    Target, TlsAlpnChallenge, Upstream,
+    HealthCheck, Http01Challenge, InvalidInput, OcspRecord, SecretText, Site, SledStore, Store,
+    StoreError, Target, TlsAlpnChallenge, Upstream,
 };
 use rcgen::{CertificateParams, KeyPair};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -54,11 +54,51 @@ async fn suite<S: Store>(fresh: impl Fn() -> S) {
     sites_add_list_remove(fresh()).await;
     certs_need_their_site(fresh()).await;
     removing_a_site_removes_its_cert(fresh()).await;
+    certs_come_in_pages(fresh()).await;
     changes_are_announced(fresh()).await;
     acme_records_follow_their_site(fresh()).await;
     sites_update_in_place(fresh()).await;
     ticket_keys_round_trip(fresh()).await;
     apps_and_the_sites_that_use_them(fresh()).await;
+    ocsp_records_follow_their_site(fresh()).await;
+}
+
+async fn ocsp_records_follow_their_site(store: impl Store) {
+    let record = |serial: &str| OcspRecord {
+        serial: serial.into(),
+        url: None,
+        response: None,
+        next_refresh: 7,
+        attempts: 1,
+        last_error: Some("responder down".into()),
+    };
+    let (a, b) = (
+        DomainName::parse("o1.test").unwrap(),
+        DomainName::parse("o2.test").unwrap(),
+    );
+    let orphan = store.put_ocsp(&a, record("01")).await;
+    assert!(matches!(orphan, Err(StoreError::NotFound(_))), "{orphan:?}");
+    store
+        .add_site(site("o2.test", "127.0.0.1:1"))
+        .await
+        .unwrap();
+    store
+        .add_site(site("o1.test", "127.0.0.1:1"))
+        .await
+        .unwrap();
+    let mut changes = store.subscribe();
+    store.put_ocsp(&b, record("02")).await.unwrap();
+    store.put_ocsp(&a, record("01")).await.unwrap();
+    assert_eq!(changes.try_recv().unwrap(), Change::Ocsp(b.clone()));
+    assert_eq!(store.ocsp(&a).await.unwrap(), Some(record("01")));
+    assert_eq!(
+        store.ocsp_records().await.unwrap(),
+        vec![(a.clone(), record("01")), (b.clone(), record("02"))],
+        "every record, ordered by domain"
+    );
+    store.remove_site(&a).await.unwrap();
+    assert_eq!(store.ocsp(&a).await.unwrap(), None);
+    assert_eq!(store.ocsp_records().await.unwrap(), vec![(b, record("02"))]);
 }
 
 async fn apps_and_the_sites_that_use_them(store: impl Store) {
@@ -278,6 +318,33 @@ async fn certs_need_their_site(store: impl Store) {
     let replacement = cert_for("c.test");
     store.put_cert(replacement.clone()).await.unwrap();
     assert_eq!(store.certs().await.unwrap(), vec![replacement]);
+}
+
+async fn certs_come_in_pages(store: impl Store) {
+    for name in ["p3.test", "p1.test", "p2.test"] {
+        store.add_site(site(name, "127.0.0.1:1")).await.unwrap();
+        store.put_cert(cert_for(name)).await.unwrap();
+    }
+    let domains = |page: Vec<CertRecord>| {
+        page.into_iter()
+            .map(|c| c.domain.to_string())
+            .collect::<Vec<_>>()
+    };
+    let first = store.certs_after(None, 2).await.unwrap();
+    assert_eq!(domains(first.clone()), ["p1.test", "p2.test"]);
+    let next = store.certs_after(Some(&first[1].domain), 2).await.unwrap();
+    assert_eq!(domains(next.clone()), ["p3.test"]);
+    assert!(store
+        .certs_after(Some(&next[0].domain), 2)
+        .await
+        .unwrap()
+        .is_empty());
+    let between = DomainName::parse("p10.test").unwrap();
+    assert_eq!(
+        domains(store.certs_after(Some(&between), 5).await.unwrap()),
+        ["p2.test", "p3.test"],
+        "after a domain that has no certificate"
+    );
 }
 
 async fn removing_a_site_removes_its_cert(store: impl Store) {
