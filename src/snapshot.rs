@@ -4,7 +4,6 @@
 
 use porter_store::{CertRecord, DomainName, OcspRecord, OcspStatus, PrivateKey, Site, Target};
 use rustls::sign::CertifiedKey;
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 /// A certificate to serve. Its key is parsed at its first handshake, not when the snapshot is
@@ -114,9 +113,10 @@ impl SiteEntry {
     }
 }
 
-/// Every site by domain; replaced whole on change.
+/// Every site by domain; replaced whole on change. The map is persistent (structurally
+/// shared): a copy with a few sites changed costs a few nodes, not a copy of 100,000 entries.
 pub(crate) struct Snapshot {
-    sites: HashMap<String, Arc<SiteEntry>>,
+    sites: imbl::HashMap<String, Arc<SiteEntry>>,
     /// False while the first full read of the store is under way: a name missing from an
     /// incomplete snapshot may just not be loaded yet (see `reload::ensure_loaded`).
     complete: bool,
@@ -137,7 +137,7 @@ impl Snapshot {
     /// The snapshot served while the store is first read: empty and incomplete.
     pub(crate) fn loading() -> Self {
         Snapshot {
-            sites: HashMap::new(),
+            sites: imbl::HashMap::new(),
             complete: false,
         }
     }
