@@ -36,13 +36,29 @@ fn setup(extra: &[&str]) -> Setup {
 
 /// curl against Porter's HTTPS port with `a.test` resolved to it; `PORT` in args is replaced.
 fn curl_https(porter: &Porter, ca: &TestCa, args: &[&str]) -> (bool, String) {
+    curl(
+        &https_args(porter, ca, args)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// `args` for curl with the CA and `a.test`'s address, repeated after each `--next` (curl
+/// resets its options there), and `PORT` replaced by Porter's HTTPS port.
+fn https_args(porter: &Porter, ca: &TestCa, args: &[&str]) -> Vec<String> {
     let port = porter.https.port().to_string();
     let resolve = format!("a.test:{port}:127.0.0.1");
     let ca_path = ca.ca_path();
-    let mut all = vec!["--cacert", ca_path.to_str().unwrap(), "--resolve", &resolve];
-    let replaced: Vec<String> = args.iter().map(|a| a.replace("PORT", &port)).collect();
-    all.extend(replaced.iter().map(String::as_str));
-    curl(&all)
+    let common = ["--cacert", ca_path.to_str().unwrap(), "--resolve", &resolve];
+    let mut all: Vec<String> = common.iter().map(|a| a.to_string()).collect();
+    for arg in args {
+        all.push(arg.replace("PORT", &port));
+        if *arg == "--next" {
+            all.extend(common.iter().map(|a| a.to_string()));
+        }
+    }
+    all
 }
 
 fn json(text: &str) -> serde_json::Value {
@@ -296,4 +312,100 @@ fn hundred_megabyte_bodies_stream_both_ways_in_bounded_memory() {
 fn write_zeros(path: &Path, size: u64) {
     let file = std::fs::File::create(path).unwrap();
     file.set_len(size).unwrap();
+}
+
+#[test]
+fn upstream_connections_are_reused_but_not_after_an_abandoned_response() {
+    let s = setup(&[]);
+    let ports = |args: &[&str]| -> Vec<String> {
+        let (ok, out) = curl_https(&s.porter, &s.ca, args);
+        assert!(ok, "curl {args:?}: {out}");
+        out.split_whitespace().map(str::to_owned).collect()
+    };
+    let url = "https://a.test:PORT/conn";
+
+    // HTTP/1.1: the client connection keeps its upstream connection, across a HEAD (whose
+    // empty body must still give the connection back) and a request whose body is read.
+    let h1 = ports(&[
+        "--http1.1",
+        url,
+        "--next",
+        "--http1.1",
+        "-I",
+        "-o",
+        "/dev/null",
+        url,
+        "--next",
+        "--http1.1",
+        url,
+    ]);
+    assert_eq!(h1.len(), 2, "{h1:?}");
+    assert_eq!(
+        h1[0], h1[1],
+        "one upstream connection for the client's requests"
+    );
+
+    // HTTP/2: streams borrow from the shared pool and give back at the end of each body.
+    let h2 = ports(&["--http2", url, url, url]);
+    assert_eq!(h2.len(), 3, "{h2:?}");
+    assert!(h2.iter().all(|p| p == &h2[0]), "{h2:?}");
+
+    // The upstream closes a connection after answering without saying so: the next request
+    // still gets an answer, on another connection.
+    let (ok, out) = curl_https(
+        &s.porter,
+        &s.ca,
+        &[
+            "--http1.1",
+            "https://a.test:PORT/close-after",
+            "--next",
+            "--http1.1",
+            url,
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(ok && lines[0] == "closing", "{out}");
+    assert!(
+        lines.get(1).is_some_and(|p| p.parse::<u16>().is_ok()),
+        "{out}"
+    );
+
+    // While one response is still streaming, its upstream connection is not lent to anyone
+    // else; once its client gives up half-way, it is never lent again.
+    let mut slow = std::process::Command::new("curl")
+        .args(["-sS", "--no-buffer", "--http2"])
+        .args(https_args(
+            &s.porter,
+            &s.ca,
+            &["https://a.test:PORT/drip/10"],
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(slow.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+
+    let dripping = first.trim().to_owned();
+    assert!(
+        dripping.parse::<u16>().is_ok(),
+        "first line is the port: {first}"
+    );
+    let started = std::time::Instant::now();
+    let during = ports(&["--http2", url]);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a request waited {:?} for a streaming response's connection",
+        started.elapsed()
+    );
+    assert_ne!(during[0], dripping, "a busy connection was lent");
+    slow.kill().unwrap();
+    slow.wait().unwrap();
+    for _ in 0..3 {
+        let after = ports(&["--http2", url]);
+        assert_ne!(after[0], dripping, "an abandoned connection was lent again");
+    }
 }

@@ -1,37 +1,12 @@
-//! Connections to upstreams, TCP or unix socket, for hyper's pooled client. A unix socket
-//! upstream travels through the client as a synthetic host name so that the pool keys on it.
+//! Connections to upstreams, TCP or unix socket, within a deadline.
 
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
 use porter_store::Upstream;
-use std::future::Future;
 use std::io;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
-
-/// Prefix of the synthetic host that stands for a unix socket path (hex-encoded after it).
-const UNIX_HOST_PREFIX: &str = "unix-";
-
-/// The URI authority under which the client reaches `upstream`.
-pub(crate) fn authority(upstream: &Upstream) -> String {
-    match upstream {
-        Upstream::Tcp { .. } => upstream.to_string(),
-        Upstream::Unix(path) => format!(
-            "{UNIX_HOST_PREFIX}{}",
-            hex::encode(path.as_os_str().as_encoded_bytes())
-        ),
-    }
-}
-
-/// Connects to what [`authority`] encoded, within a deadline.
-#[derive(Clone)]
-pub(crate) struct UpstreamConnector {
-    pub(crate) timeout: Duration,
-}
 
 /// A connection to an upstream.
 pub(crate) enum UpstreamStream {
@@ -39,50 +14,26 @@ pub(crate) enum UpstreamStream {
     Unix(UnixStream),
 }
 
-async fn connect(uri: http::Uri) -> io::Result<UpstreamStream> {
-    let host = uri
-        .host()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "upstream URI without host"))?;
-    if let Some(hex_path) = host.strip_prefix(UNIX_HOST_PREFIX) {
-        let bytes =
-            hex::decode(hex_path).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let path = PathBuf::from(String::from_utf8_lossy(&bytes).into_owned());
-        return Ok(UpstreamStream::Unix(UnixStream::connect(path).await?));
-    }
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = TcpStream::connect((host, port)).await?;
-    stream.set_nodelay(true)?;
-    Ok(UpstreamStream::Tcp(stream))
-}
-
-impl tower_service::Service<http::Uri> for UpstreamConnector {
-    type Response = TokioIo<UpstreamStream>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let timeout = self.timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, connect(uri)).await {
-                Ok(result) => result.map(TokioIo::new),
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connecting to the upstream timed out",
-                )),
+/// Connects to `upstream`, giving up after `timeout`.
+pub(crate) async fn connect(upstream: &Upstream, timeout: Duration) -> io::Result<UpstreamStream> {
+    let connecting = async {
+        Ok(match upstream {
+            Upstream::Tcp { host, port } => {
+                let stream = TcpStream::connect((host.as_str(), *port)).await?;
+                stream.set_nodelay(true)?;
+                UpstreamStream::Tcp(stream)
             }
+            Upstream::Unix(path) => UpstreamStream::Unix(UnixStream::connect(path).await?),
         })
-    }
-}
-
-impl Connection for UpstreamStream {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
+    };
+    tokio::time::timeout(timeout, connecting)
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connecting to the upstream timed out",
+            ))
+        })
 }
 
 impl AsyncRead for UpstreamStream {

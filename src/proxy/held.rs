@@ -1,13 +1,44 @@
-//! A body that holds something (an app lease) until the body is done, so that an app counts a
-//! request in flight until its response has been streamed, not just until its headers.
+//! A body that holds something until the body is done: an app lease (an app counts a request
+//! in flight until its response has been streamed, not just until its headers) and the loan of
+//! the upstream connection (which may serve another exchange only once this body is read).
 
+use super::pool::Loan;
+use crate::apps::Lease;
 use hyper::body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+/// What a body holds and lets go of when it has been read to its end. Dropped without
+/// `finish` (the body failed or the client went away), it lets go all the same, but a loaned
+/// connection is then not reused.
+pub(crate) trait Finish {
+    fn finish(self);
+}
+
+impl Finish for Lease {
+    fn finish(self) {}
+}
+
+impl Finish for Loan {
+    fn finish(self) {
+        self.give_back();
+    }
+}
+
+impl<A: Finish, B: Finish> Finish for (Option<A>, Option<B>) {
+    fn finish(self) {
+        if let Some(a) = self.0 {
+            a.finish();
+        }
+        if let Some(b) = self.1 {
+            b.finish();
+        }
+    }
+}
+
 pin_project! {
-    /// `inner`, with `held` dropped when it is.
+    /// `inner`, with `held` finished at its end (or dropped with it).
     pub(crate) struct Held<B, T> {
         #[pin]
         inner: B,
@@ -15,13 +46,20 @@ pin_project! {
     }
 }
 
-impl<B, T> Held<B, T> {
-    pub(crate) fn new(inner: B, held: Option<T>) -> Self {
+impl<B: Body, T: Finish> Held<B, T> {
+    pub(crate) fn new(inner: B, held: T) -> Self {
+        let mut held = Some(held);
+        if inner.is_end_stream() {
+            // Nothing will be read: done already.
+            if let Some(held) = held.take() {
+                held.finish();
+            }
+        }
         Held { inner, held }
     }
 }
 
-impl<B: Body, T> Body for Held<B, T> {
+impl<B: Body, T: Finish> Body for Held<B, T> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -29,11 +67,19 @@ impl<B: Body, T> Body for Held<B, T> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = this.inner.poll_frame(cx);
-        if let Poll::Ready(None) = frame {
-            // Done: let go now rather than when the connection drops the body.
-            this.held.take();
+        let mut this = self.project();
+        let frame = this.inner.as_mut().poll_frame(cx);
+        // Done at the end, or at the last frame when the body knows its length: the server
+        // then stops asking before the end is seen.
+        let done = match &frame {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if done {
+            if let Some(held) = this.held.take() {
+                held.finish();
+            }
         }
         frame
     }

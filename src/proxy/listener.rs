@@ -126,7 +126,7 @@ pub(crate) async fn serve_https(
                     return;
                 }
             };
-            let conn = Arc::new(Conn::new(peer, Some(name)));
+            let conn = Arc::new(Conn::new(peer, Some(name), edge.forwarder.affinity()));
             serve_connection(stream, edge, conn, &builder, shutdown).await;
         }
     })
@@ -145,7 +145,7 @@ pub(crate) async fn serve_http(
     accept_loop(listener, &limits, &shutdown, &tracker, |stream, peer| {
         let (edge, builder, shutdown) = (edge.clone(), builder.clone(), shutdown.clone());
         async move {
-            let conn = Arc::new(Conn::new(peer, None));
+            let conn = Arc::new(Conn::new(peer, None, edge.forwarder.affinity()));
             serve_connection(stream, edge, conn, &builder, shutdown).await;
         }
     })

@@ -8,6 +8,7 @@ mod headers;
 mod held;
 mod idle;
 mod listener;
+mod pool;
 mod route;
 mod upgrade;
 
@@ -53,15 +54,22 @@ pub(crate) struct Conn {
     pub(crate) forwarded_for: HeaderValue,
     /// For HTTPS, the name the certificate was chosen for; `None` on plain HTTP.
     pub(crate) tls_name: Option<String>,
+    /// The upstream connection its requests reuse.
+    pub(crate) affinity: Arc<pool::Affinity>,
 }
 
 impl Conn {
     /// What is known of a new connection from `peer`.
-    pub(crate) fn new(peer: SocketAddr, tls_name: Option<String>) -> Self {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        tls_name: Option<String>,
+        affinity: Arc<pool::Affinity>,
+    ) -> Self {
         Conn {
             forwarded_for: HeaderValue::from_str(&peer.ip().to_string())
                 .expect("an IP address is a valid header value"),
             tls_name,
+            affinity,
         }
     }
 }
@@ -150,20 +158,23 @@ pub(crate) async fn handle(
         client: &conn.forwarded_for,
         proto: if https { "https" } else { "http" },
     };
+    // HTTP/1 clients send one request at a time: their connection keeps its upstream one.
+    let keep = req.version() != Version::HTTP_2;
     if upgrade::is_h2_websocket(&req) {
         let client_upgrade = hyper::upgrade::on(&mut req);
         let upstream_req = upgrade::h1_request_for_h2_websocket(req);
         return match edge
             .forwarder
-            .send(upstream_req, upstream, &origin, true)
+            .send(upstream_req, upstream, &origin, true, &conn.affinity, keep)
             .await
         {
-            Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            // The upstream connection becomes the tunnel: its loan ends here, unreturned.
+            Ok((mut response, _)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 let answer = upgrade::h2_response_for_switch(&response);
                 upgrade::tunnel(client_upgrade, hyper::upgrade::on(&mut response), lease);
                 answer.map(|()| full(String::new()))
             }
-            Ok(response) => edge.forwarder.stream_back(response, lease),
+            Ok((response, loan)) => edge.forwarder.stream_back(response, lease, Some(loan)),
             Err(error) => error,
         };
     }
@@ -173,12 +184,19 @@ pub(crate) async fn handle(
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let req = req.map(|body| edge.forwarder.client_body(body));
-    match edge.forwarder.send(req, upstream, &origin, upgrade).await {
-        Ok(mut response) => {
+    let sent = edge
+        .forwarder
+        .send(req, upstream, &origin, upgrade, &conn.affinity, keep)
+        .await;
+    match sent {
+        Ok((mut response, loan)) => {
+            let mut loan = Some(loan);
             if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) =
                 (client_upgrade, response.status())
             {
                 upgrade::tunnel(client, hyper::upgrade::on(&mut response), lease.take());
+                // The upstream connection is the tunnel now, never to be reused.
+                loan = None;
             }
             if let (true, Some(hsts)) = (https, &site.hsts) {
                 // Only once the certificate is valid, and never over the upstream's own choice.
@@ -190,7 +208,7 @@ pub(crate) async fn handle(
                         .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
                 }
             }
-            edge.forwarder.stream_back(response, lease)
+            edge.forwarder.stream_back(response, lease, loan)
         }
         Err(error) => error,
     }

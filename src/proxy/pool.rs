@@ -1,0 +1,195 @@
+//! Upstream connections and their reuse. A client connection keeps the upstream connection its
+//! last request used (HTTP/1 requests come one at a time, so the next one takes it without a
+//! lock or a lookup); the rest wait in a shared idle pool per upstream, bounded in number and
+//! in idle time. A connection is lent for one exchange and goes home when its response body
+//! has been read to the end; one whose response was abandoned is never reused.
+
+use super::connector;
+use super::forward::UpstreamBody;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use porter_store::Upstream;
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Idle connections kept per upstream.
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
+/// How long an idle connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+type Sender = SendRequest<UpstreamBody>;
+
+/// Idle upstream connections shared by every client connection.
+pub(crate) struct Pool {
+    /// Per upstream, oldest first.
+    idle: Mutex<HashMap<Upstream, VecDeque<(Sender, Instant)>>>,
+    connect_timeout: Duration,
+}
+
+impl Pool {
+    pub(crate) fn new(connect_timeout: Duration) -> Arc<Self> {
+        Arc::new(Pool {
+            idle: Mutex::new(HashMap::new()),
+            connect_timeout,
+        })
+    }
+
+    /// The most recently idled live connection to `upstream`, if any.
+    fn take(&self, upstream: &Upstream) -> Option<Sender> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        let list = idle.get_mut(upstream)?;
+        let now = Instant::now();
+        let found = std::iter::from_fn(|| list.pop_back())
+            .find(|(sender, since)| !sender.is_closed() && now - *since < IDLE_TIMEOUT);
+        if list.is_empty() {
+            idle.remove(upstream);
+        }
+        found.map(|(sender, _)| sender)
+    }
+
+    /// Keeps `sender` for later, dropping (and so closing) the expired and the surplus.
+    fn put(&self, upstream: Upstream, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.idle.lock().expect("pool lock");
+        let list = idle.entry(upstream).or_default();
+        // Oldest first: the expired are at the front.
+        while list
+            .front()
+            .is_some_and(|(_, since)| now - *since >= IDLE_TIMEOUT)
+        {
+            list.pop_front();
+        }
+        if list.len() >= MAX_IDLE_PER_UPSTREAM {
+            list.pop_front();
+        }
+        list.push_back((sender, now));
+    }
+
+    /// A new connection to `upstream`, its protocol driven by a task of its own.
+    pub(crate) async fn connect(&self, upstream: &Upstream) -> io::Result<Sender> {
+        let stream = connector::connect(upstream, self.connect_timeout).await?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// The upstream connection a client connection used last; handed to the pool when the client
+/// connection ends.
+pub(crate) struct Affinity {
+    pool: Arc<Pool>,
+    last: Mutex<Option<(Upstream, Sender)>>,
+}
+
+impl Affinity {
+    pub(crate) fn new(pool: Arc<Pool>) -> Arc<Self> {
+        Arc::new(Affinity {
+            pool,
+            last: Mutex::new(None),
+        })
+    }
+
+    /// A connection to `upstream` ready for a request: this client connection's own, else an
+    /// idle one of the pool, else a new one (an error only from connecting).
+    pub(crate) async fn checkout(&self, upstream: &Upstream) -> io::Result<Sender> {
+        let own = {
+            let mut last = self.last.lock().expect("affinity lock");
+            match last.take() {
+                Some((u, sender)) if &u == upstream => Some(sender),
+                other => {
+                    *last = other;
+                    None
+                }
+            }
+        };
+        for candidate in own
+            .into_iter()
+            .chain(std::iter::from_fn(|| self.pool.take(upstream)))
+        {
+            let mut sender = candidate;
+            // Ready at once unless its last response is still being read; an error means
+            // the upstream closed it.
+            if sender.ready().await.is_ok() {
+                return Ok(sender);
+            }
+        }
+        self.pool.connect(upstream).await
+    }
+
+    /// A loan of `sender` that brings it back here (`keep`: HTTP/1 clients, whose next
+    /// request comes after this one) or to the shared pool (HTTP/2 streams, which run at once).
+    pub(crate) fn lend(self: &Arc<Self>, upstream: &Upstream, sender: Sender, keep: bool) -> Loan {
+        Loan {
+            sender,
+            upstream: upstream.clone(),
+            home: if keep {
+                Home::Affinity(Arc::clone(self))
+            } else {
+                Home::Pool(Arc::clone(&self.pool))
+            },
+        }
+    }
+}
+
+impl Drop for Affinity {
+    fn drop(&mut self) {
+        if let Some((upstream, sender)) = self.last.get_mut().expect("affinity lock").take() {
+            self.pool.put(upstream, sender);
+        }
+    }
+}
+
+enum Home {
+    Affinity(Arc<Affinity>),
+    Pool(Arc<Pool>),
+}
+
+/// An upstream connection lent for one exchange. [`Loan::give_back`] returns it once its
+/// response has been read to the end; dropped otherwise (an upgrade, a failed or abandoned
+/// body), it is not reused and hyper closes it.
+pub(crate) struct Loan {
+    sender: Sender,
+    upstream: Upstream,
+    home: Home,
+}
+
+impl Loan {
+    /// The connection, to send the request on.
+    pub(crate) fn sender(&mut self) -> &mut Sender {
+        &mut self.sender
+    }
+
+    /// Returns the connection for the next exchange.
+    pub(crate) fn give_back(self) {
+        let Loan {
+            sender,
+            upstream,
+            home,
+        } = self;
+        match home {
+            Home::Affinity(affinity) => {
+                let previous = affinity
+                    .last
+                    .lock()
+                    .expect("affinity lock")
+                    .replace((upstream, sender));
+                if let Some((upstream, sender)) = previous {
+                    affinity.pool.put(upstream, sender);
+                }
+            }
+            Home::Pool(pool) => pool.put(upstream, sender),
+        }
+    }
+}
