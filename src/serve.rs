@@ -109,6 +109,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         loaded,
         shutdown.clone(),
     ));
+    tasks.spawn(edge.forwarder.reap_idle(shutdown.clone()));
     let http_addr = http.local_addr()?;
     tasks.spawn(proxy::serve_http(
         http,

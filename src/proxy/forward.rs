@@ -47,6 +47,14 @@ impl Forwarder {
         }
     }
 
+    /// Closes idle upstream connections as they expire, until `shutdown`.
+    pub(crate) fn reap_idle(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> impl std::future::Future<Output = ()> {
+        Arc::clone(&self.pool).reap(shutdown)
+    }
+
     /// The upstream connection a new client connection will keep.
     pub(crate) fn affinity(&self) -> Arc<Affinity> {
         Affinity::new(Arc::clone(&self.pool))

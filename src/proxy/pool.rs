@@ -13,25 +13,36 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Idle connections kept per upstream.
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
+/// Idle connections kept in all (each holds a file descriptor).
+const MAX_IDLE: usize = 4096;
 /// How long an idle connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the expired are closed even if their upstream is not asked for again.
+const REAP_EVERY: Duration = Duration::from_secs(10);
 
 type Sender = SendRequest<UpstreamBody>;
 
 /// Idle upstream connections shared by every client connection.
 pub(crate) struct Pool {
-    /// Per upstream, oldest first.
-    idle: Mutex<HashMap<Upstream, VecDeque<(Sender, Instant)>>>,
+    idle: Mutex<Idle>,
     connect_timeout: Duration,
+}
+
+#[derive(Default)]
+struct Idle {
+    /// Per upstream, oldest first.
+    lists: HashMap<Upstream, VecDeque<(Sender, Instant)>>,
+    total: usize,
 }
 
 impl Pool {
     pub(crate) fn new(connect_timeout: Duration) -> Arc<Self> {
         Arc::new(Pool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Idle::default()),
             connect_timeout,
         })
     }
@@ -39,12 +50,17 @@ impl Pool {
     /// The most recently idled live connection to `upstream`, if any.
     fn take(&self, upstream: &Upstream) -> Option<Sender> {
         let mut idle = self.idle.lock().expect("pool lock");
-        let list = idle.get_mut(upstream)?;
+        let Idle { lists, total } = &mut *idle;
+        let list = lists.get_mut(upstream)?;
         let now = Instant::now();
-        let found = std::iter::from_fn(|| list.pop_back())
-            .find(|(sender, since)| !sender.is_closed() && now - *since < IDLE_TIMEOUT);
+        let found = std::iter::from_fn(|| {
+            let entry = list.pop_back()?;
+            *total -= 1;
+            Some(entry)
+        })
+        .find(|(sender, since)| !sender.is_closed() && now - *since < IDLE_TIMEOUT);
         if list.is_empty() {
-            idle.remove(upstream);
+            lists.remove(upstream);
         }
         found.map(|(sender, _)| sender)
     }
@@ -56,18 +72,43 @@ impl Pool {
         }
         let now = Instant::now();
         let mut idle = self.idle.lock().expect("pool lock");
-        let list = idle.entry(upstream).or_default();
+        let Idle { lists, total } = &mut *idle;
+        let list = lists.entry(upstream).or_default();
         // Oldest first: the expired are at the front.
         while list
             .front()
             .is_some_and(|(_, since)| now - *since >= IDLE_TIMEOUT)
+            || list.len() >= MAX_IDLE_PER_UPSTREAM
         {
             list.pop_front();
+            *total -= 1;
         }
-        if list.len() >= MAX_IDLE_PER_UPSTREAM {
-            list.pop_front();
+        if *total < MAX_IDLE {
+            list.push_back((sender, now));
+            *total += 1;
         }
-        list.push_back((sender, now));
+    }
+
+    /// Closes the connections that are closed or expired at `now`.
+    fn prune(&self, now: Instant) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        let Idle { lists, total } = &mut *idle;
+        lists.retain(|_, list| {
+            list.retain(|(sender, since)| !sender.is_closed() && now - *since < IDLE_TIMEOUT);
+            !list.is_empty()
+        });
+        *total = lists.values().map(VecDeque::len).sum();
+    }
+
+    /// Closes expired connections every [`REAP_EVERY`] until `shutdown`.
+    pub(crate) async fn reap(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut every = tokio::time::interval(REAP_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = every.tick() => self.prune(Instant::now()),
+            }
+        }
     }
 
     /// A new connection to `upstream`, its protocol driven by a task of its own.
@@ -191,5 +232,50 @@ impl Loan {
             }
             Home::Pool(pool) => pool.put(upstream, sender),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn sender() -> Sender {
+        let (io, _peer) = tokio::io::duplex(64);
+        let (sender, connection) = http1::handshake(TokioIo::new(io)).await.unwrap();
+        // Keep the connection's I/O open for the test's length.
+        std::mem::forget((connection, _peer));
+        sender
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_lent_newest_first_and_expire() {
+        let pool = Pool::new(Duration::from_secs(1));
+        let (a, b) = (
+            Upstream::parse("127.0.0.1:1").unwrap(),
+            Upstream::parse("127.0.0.1:2").unwrap(),
+        );
+        pool.put(a.clone(), sender().await);
+        pool.put(a.clone(), sender().await);
+        pool.put(b.clone(), sender().await);
+        assert_eq!(pool.idle.lock().unwrap().total, 3);
+        assert!(pool.take(&a).is_some());
+        assert_eq!(pool.idle.lock().unwrap().total, 2);
+
+        pool.prune(Instant::now());
+        assert_eq!(pool.idle.lock().unwrap().total, 2, "nothing expired yet");
+        pool.prune(Instant::now() + IDLE_TIMEOUT);
+        assert_eq!(pool.idle.lock().unwrap().total, 0);
+        assert!(pool.idle.lock().unwrap().lists.is_empty());
+        assert!(pool.take(&a).is_none() && pool.take(&b).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_pool_is_bounded_per_upstream() {
+        let pool = Pool::new(Duration::from_secs(1));
+        let a = Upstream::parse("127.0.0.1:1").unwrap();
+        for _ in 0..MAX_IDLE_PER_UPSTREAM + 3 {
+            pool.put(a.clone(), sender().await);
+        }
+        assert_eq!(pool.idle.lock().unwrap().total, MAX_IDLE_PER_UPSTREAM);
     }
 }
