@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 /// sled's page cache (its default is 1 GiB). The hot path never reads the store, so a small
 /// cache only makes management operations and starts a little slower.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Capacity of the change channel; a subscriber further behind re-reads everything.
 const CHANGE_BUFFER: usize = 4096;
