@@ -122,30 +122,30 @@ impl Forwarder {
         parts.version = Version::HTTP_11;
         let request = Request::from_parts(parts, body);
         let exchange = async {
-            let sender = affinity
+            let mut sender = affinity
                 .checkout(upstream)
                 .await
                 .map_err(|e| connect_error(&e, upstream))?;
-            let mut loan = affinity.lend(upstream, sender, keep);
-            match loan.sender().try_send_request(request).await {
-                Ok(response) => Ok((response, loan)),
-                Err(mut e) => match e.take_message() {
-                    // The upstream closed the idle connection as the request was about to
-                    // go out: nothing was sent, so a new connection may take it, once.
-                    Some(request) => {
-                        let sender = self
+            let (mut request, mut retried) = (request, false);
+            loop {
+                let mut loan = affinity.lend(upstream, sender, keep);
+                let mut e = match loan.sender().try_send_request(request).await {
+                    Ok(response) => return Ok((response, loan)),
+                    Err(e) => e,
+                };
+                match e.take_message() {
+                    // The upstream closed the idle connection as the request was about to go
+                    // out: nothing was sent, so a new connection may take it, once.
+                    Some(unsent) if !retried => {
+                        (request, retried) = (unsent, true);
+                        sender = self
                             .pool
                             .connect(upstream)
                             .await
                             .map_err(|e| connect_error(&e, upstream))?;
-                        let mut loan = affinity.lend(upstream, sender, keep);
-                        match loan.sender().send_request(request).await {
-                            Ok(response) => Ok((response, loan)),
-                            Err(e) => Err(exchange_error(&e, upstream)),
-                        }
                     }
-                    None => Err(exchange_error(&e.into_error(), upstream)),
-                },
+                    _ => return Err(exchange_error(&e.into_error(), upstream)),
+                }
             }
         };
         match tokio::time::timeout(self.timeout, exchange).await {
