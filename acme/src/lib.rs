@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`Config`]: the CA and the account, challenge and key settings.
-//! - `worker`: the loop over due work, with bounded concurrency and one order per domain.
+//! - `worker`: the loop over due work, with bounded concurrency and one order per domain;
+//!   `agenda`: when each site is next due, updated one site at a time.
 //! - `schedule`: pure timing: renewal from each certificate's lifetime or the CA's ARI window,
 //!   emergency renewal, failure backoff. [`renewal_at`] is public for `porter cert list`.
 //! - `order`: one order, resumable after a crash; `challenge`: the material the edge answers
@@ -13,6 +14,7 @@
 //! - `cert_pages`: the planners' page-at-a-time read of every certificate.
 
 mod account;
+mod agenda;
 mod cert_pages;
 mod challenge;
 mod config;

@@ -4,6 +4,7 @@
 //! site falls due.
 
 use crate::account;
+use crate::agenda::Agenda;
 use crate::cert_pages::for_each_cert;
 use crate::config::Config;
 use crate::error::AcmeError;
@@ -20,7 +21,7 @@ use tokio::sync::Mutex;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-/// Longest sleep between two looks at the schedule.
+/// Longest time between two full plans (a safety net: changes re-plan their own site).
 const MAX_SLEEP: i64 = 3600;
 
 /// What the worker shares between attempts.
@@ -113,31 +114,37 @@ impl Worker {
         let mut running = JoinSet::new();
         let mut in_flight: HashMap<DomainName, AbortHandle> = HashMap::new();
         let mut ids = HashMap::new();
+        let mut agenda = Agenda::default();
+        // A full plan at start, then hourly as a safety net, and after a missed change; in
+        // between, each change re-plans just its site.
+        let mut full_plan_at = i64::MIN;
         loop {
             let now = now();
-            let next = match self.plan(now).await {
-                Ok(plan) => {
-                    let mut next = now + MAX_SLEEP;
-                    for (domain, at) in plan {
-                        if in_flight.contains_key(&domain) {
-                            continue;
-                        }
-                        if at > now {
-                            next = next.min(at);
-                        } else if in_flight.len() < self.config.max_concurrent_orders.max(1) {
-                            let task = self.clone().attempt(domain.clone());
-                            let handle = running.spawn(task);
-                            ids.insert(handle.id(), domain.clone());
-                            in_flight.insert(domain, handle);
-                        }
+            if now >= full_plan_at {
+                match self.plan(now).await {
+                    Ok(plan) => {
+                        agenda = Agenda::from_plan(plan);
+                        full_plan_at = now + MAX_SLEEP;
                     }
-                    next
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the store; retrying");
+                        full_plan_at = now + 5;
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the store; retrying");
-                    now + 5
-                }
-            };
+            }
+            let limit = self.config.max_concurrent_orders.max(1);
+            let startable: Vec<DomainName> = agenda
+                .due(now)
+                .filter(|domain| !in_flight.contains_key(*domain))
+                .take(limit.saturating_sub(in_flight.len()))
+                .cloned()
+                .collect();
+            for domain in startable {
+                let handle = running.spawn(self.clone().attempt(domain.clone()));
+                ids.insert(handle.id(), domain.clone());
+                in_flight.insert(domain, handle);
+            }
+            let next = agenda.next_after(now).unwrap_or(i64::MAX).min(full_plan_at);
             let sleep = tokio::time::sleep(Duration::from_secs((next - now).max(0) as u64));
             tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -154,25 +161,59 @@ impl Worker {
                     }
                     if let Some(domain) = ids.remove(&id) {
                         in_flight.remove(&domain);
+                        // Its state has changed: when is it due now?
+                        if let Err(at) = self.replan(&mut agenda, domain).await {
+                            full_plan_at = full_plan_at.min(at);
+                        }
                     }
                 }
-                change = changes.recv() => {
-                    // A removed site stops its pending work.
-                    if let Ok(Change::Site(domain)) = change {
+                change = changes.recv() => match change {
+                    Ok(Change::Site(domain) | Change::Cert(domain) | Change::Acme(domain)) => {
                         if let Some(handle) = in_flight.get(&domain) {
+                            // A removed site stops its pending work; other changes of a site
+                            // in flight are its own, seen when it is done.
                             if matches!(self.store.site(&domain).await, Ok(None)) {
                                 tracing::info!(%domain, "site removed; stopping its ACME work");
                                 handle.abort();
                             }
+                        } else if let Err(at) = self.replan(&mut agenda, domain).await {
+                            full_plan_at = full_plan_at.min(at);
                         }
                     }
-                }
+                    Ok(_) => {}
+                    // Changes were missed: only a full plan knows what they were.
+                    Err(_) => full_plan_at = i64::MIN,
+                },
                 _ = sleep => {}
             }
         }
     }
 
-    /// Every ACME site with the time it is due, soonest first.
+    /// Puts `domain` on the agenda at the time it is due from its current records. On a store
+    /// error, the time a full plan should happen instead.
+    async fn replan(&self, agenda: &mut Agenda, domain: DomainName) -> Result<(), i64> {
+        let store = self.store.as_ref();
+        let read = async {
+            let Some(site) = store.site(&domain).await? else {
+                return Ok(None);
+            };
+            let cert = store.cert(&domain).await?;
+            let state = store.acme_state(&domain).await?.unwrap_or_default();
+            Ok::<_, porter_store::StoreError>(due_at(&site, cert.as_ref(), &state, self.ari, now()))
+        };
+        match read.await {
+            Ok(at) => {
+                agenda.set(domain, at);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(%domain, error = %e, "cannot read the store; planning again in full");
+                Err(now() + 5)
+            }
+        }
+    }
+
+    /// Every ACME site with the time it is due.
     async fn plan(&self, now: i64) -> Result<Vec<(DomainName, i64)>, porter_store::StoreError> {
         let mut sites: HashMap<DomainName, Site> = self
             .store
@@ -201,7 +242,6 @@ impl Worker {
         for site in sites.into_values() {
             consider(site, None);
         }
-        plan.sort_by_key(|(_, at)| *at);
         Ok(plan)
     }
 

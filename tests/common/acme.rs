@@ -9,13 +9,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the process that needs it).
+/// A free TCP port on 127.0.0.1 (bound, then released for the process that needs it), picked
+/// at random below Linux's ephemeral range (32768-60999): a port from that range can be taken
+/// as the source port of any outgoing connection before the process that needs it binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    for _ in 0..1000 {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999 on 127.0.0.1");
 }
 
 fn free_udp_port() -> u16 {
