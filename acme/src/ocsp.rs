@@ -5,10 +5,13 @@
 //! certificate without a responder (Let's Encrypt's since 2025) is normal and left alone. A
 //! `revoked` answer gets an ACME certificate replaced at once and an imported one reported.
 
+use crate::agenda::Agenda;
 use crate::cert_pages::for_each_cert;
 use crate::ocsp_check::{self, OcspStatus as Checked};
 use crate::schedule::{backoff, now, unit_jitter};
-use porter_store::{CertRecord, CertSource, Change, OcspRecord, OcspResponse, OcspStatus, Store};
+use porter_store::{
+    CertRecord, CertSource, Change, DomainName, OcspRecord, OcspResponse, OcspStatus, Store,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +20,7 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_OCSP;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// Longest sleep between two looks at the schedule.
+/// Longest time between two full plans (a safety net: changes re-plan their own site).
 const MAX_SLEEP: i64 = 3600;
 /// Soonest refresh after a fetch (real responses live for days; this only stops a hot loop).
 const MIN_REFRESH: i64 = 10;
@@ -57,70 +60,138 @@ pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
     let client = ocsp_stapler::Client::new();
     let mut without_ocsp = HashSet::new();
     let mut changes = store.subscribe();
+    let mut agenda = Agenda::default();
+    // A full plan at start, then hourly as a safety net, and after missed changes; in between,
+    // a changed certificate re-plans just its site.
+    let mut full_plan_at = i64::MIN;
     loop {
         let now = now();
-        let mut next = now + MAX_SLEEP;
-        match plan(store.as_ref(), now, &mut without_ocsp).await {
-            Ok(plan) => {
-                for (cert, old, at) in plan {
-                    if at > now {
-                        next = next.min(at);
-                        continue;
-                    }
-                    if shutdown.is_cancelled() {
-                        return;
-                    }
-                    let record = refresh(&client, &cert, old, now).await;
-                    next = next.min(record.next_refresh);
-                    report(store.as_ref(), &cert, &record).await;
-                    if let Err(e) = store.put_ocsp(&cert.domain, record).await {
-                        tracing::debug!(domain = %cert.domain, error = %e, "OCSP record not stored");
-                    }
+        if now >= full_plan_at {
+            match plan(store.as_ref(), now, &mut without_ocsp).await {
+                Ok(plan) => {
+                    agenda = Agenda::from_plan(plan);
+                    full_plan_at = now + MAX_SLEEP;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the store; retrying");
+                    full_plan_at = now + 5;
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the store; retrying");
-                next = now + 5;
-            }
         }
+        let due: Vec<DomainName> = agenda.due(now).cloned().collect();
+        for domain in due {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let next = match refresh_site(store.as_ref(), &client, &domain, now).await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!(%domain, error = %e, "cannot read the store; retrying");
+                    Some(now + 5)
+                }
+            };
+            agenda.set(domain, next);
+        }
+        let next = agenda.next_after(now).unwrap_or(i64::MAX).min(full_plan_at);
         let sleep = tokio::time::sleep(Duration::from_secs((next - self::now()).max(0) as u64));
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            // A new certificate needs its response now.
-            change = changes.recv() => if !matches!(change, Ok(Change::Cert(_)) | Err(_)) { continue },
+            change = changes.recv() => match change {
+                // A new certificate needs its response now; a removed site none.
+                Ok(Change::Cert(domain) | Change::Site(domain)) => {
+                    match due_for(store.as_ref(), &domain, self::now(), &mut without_ocsp).await {
+                        Ok(at) => agenda.set(domain, at),
+                        Err(_) => full_plan_at = i64::MIN,
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => full_plan_at = i64::MIN,
+            },
             _ = sleep => {}
         }
     }
 }
 
-/// Every certificate that names a responder, with its OCSP record and the time it is due.
-/// Certificates without one are remembered by serial (parsing each at every look would cost
-/// more than the look) and get no record at all: nothing is written for them.
+/// When the certificate `cert` needs a fetch, given its `old` record: at once for a certificate
+/// the record is not about.
+fn due(cert: &CertRecord, old: Option<&OcspRecord>, now: i64) -> i64 {
+    match old {
+        Some(record) if record.serial == cert.serial => record.next_refresh,
+        _ => now,
+    }
+}
+
+/// Whether `cert` names a responder. Certificates without one are remembered by serial (parsing
+/// each at every look would cost more than the look) and get no record at all.
+fn has_responder(cert: &CertRecord, without_ocsp: &mut HashSet<String>) -> bool {
+    if without_ocsp.contains(&cert.serial) {
+        return false;
+    }
+    if responder_url(&cert.chain[0]).is_none() {
+        without_ocsp.insert(cert.serial.clone());
+        return false;
+    }
+    true
+}
+
+/// Every site whose certificate names a responder, with the time it is due.
 async fn plan(
     store: &dyn Store,
     now: i64,
     without_ocsp: &mut HashSet<String>,
-) -> Result<Vec<(CertRecord, Option<OcspRecord>, i64)>, porter_store::StoreError> {
+) -> Result<Vec<(DomainName, i64)>, porter_store::StoreError> {
     let mut out = Vec::new();
-    let mut records: HashMap<_, _> = store.ocsp_records().await?.into_iter().collect();
+    let records: HashMap<_, _> = store.ocsp_records().await?.into_iter().collect();
     for_each_cert(store, |cert| {
-        if without_ocsp.contains(&cert.serial) {
-            return;
+        if has_responder(&cert, without_ocsp) {
+            let at = due(&cert, records.get(&cert.domain), now);
+            out.push((cert.domain, at));
         }
-        if responder_url(&cert.chain[0]).is_none() {
-            without_ocsp.insert(cert.serial.clone());
-            return;
-        }
-        let old = records.remove(&cert.domain);
-        let at = match &old {
-            Some(record) if record.serial == cert.serial => record.next_refresh,
-            _ => now,
-        };
-        out.push((cert, old, at));
     })
     .await?;
-    out.sort_by_key(|(_, _, at)| *at);
     Ok(out)
+}
+
+/// When the site `domain` is due, read from the store (`None`: nothing to fetch for it).
+async fn due_for(
+    store: &dyn Store,
+    domain: &DomainName,
+    now: i64,
+    without_ocsp: &mut HashSet<String>,
+) -> Result<Option<i64>, porter_store::StoreError> {
+    let Some(cert) = store.cert(domain).await? else {
+        return Ok(None);
+    };
+    if !has_responder(&cert, without_ocsp) {
+        return Ok(None);
+    }
+    let old = store.ocsp(domain).await?;
+    Ok(Some(due(&cert, old.as_ref(), now)))
+}
+
+/// Fetches, verifies and stores a fresh response for the site `domain`; when to fetch again
+/// (`None`: it no longer has a certificate).
+async fn refresh_site(
+    store: &dyn Store,
+    client: &ocsp_stapler::Client,
+    domain: &DomainName,
+    now: i64,
+) -> Result<Option<i64>, porter_store::StoreError> {
+    let Some(cert) = store.cert(domain).await? else {
+        return Ok(None);
+    };
+    if responder_url(&cert.chain[0]).is_none() {
+        // Replaced since it was planned, by a certificate without OCSP.
+        return Ok(None);
+    }
+    let old = store.ocsp(domain).await?;
+    let record = refresh(client, &cert, old, now).await;
+    let next = record.next_refresh;
+    report(store, &cert, &record).await;
+    if let Err(e) = store.put_ocsp(domain, record).await {
+        tracing::debug!(%domain, error = %e, "OCSP record not stored");
+    }
+    Ok(Some(next))
 }
 
 /// Fetches and verifies a fresh response for `cert`.
