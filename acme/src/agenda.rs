@@ -2,23 +2,58 @@
 //! a time as the store changes, so that a change costs a few reads rather than a read of every
 //! site and certificate (which at 100,000 sites is half a second of CPU).
 
-use porter_store::DomainName;
+use porter_store::{DomainName, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Longest time between two full plans: a safety net, since changes re-plan their own site.
+const FULL_PLAN_EVERY: i64 = 3600;
+/// When to try a full plan again after the store could not be read.
+const RETRY_AFTER: i64 = 5;
 
 #[derive(Default)]
 pub(crate) struct Agenda {
     by_time: BTreeMap<i64, HashSet<DomainName>>,
     at: HashMap<DomainName, i64>,
+    /// When the next full plan is due (0 at first: at once).
+    full_plan_at: i64,
 }
 
 impl Agenda {
-    /// An agenda holding `plan`.
-    pub(crate) fn from_plan(plan: impl IntoIterator<Item = (DomainName, i64)>) -> Self {
-        let mut agenda = Agenda::default();
-        for (domain, at) in plan {
-            agenda.set(domain, Some(at));
+    /// Whether a full plan is due: at first, hourly, after missed changes, and a few seconds
+    /// after a plan that could not read the store.
+    pub(crate) fn full_plan_due(&self, now: i64) -> bool {
+        now >= self.full_plan_at
+    }
+
+    /// Asks for a full plan at once (changes were missed, or a point read failed).
+    pub(crate) fn plan_all(&mut self) {
+        self.full_plan_at = i64::MIN;
+    }
+
+    /// Takes the result of a full plan made at `now`: the whole agenda on success; on a store
+    /// error, the old agenda stays and the plan is tried again shortly.
+    pub(crate) fn replace(&mut self, plan: Result<Vec<(DomainName, i64)>, StoreError>, now: i64) {
+        match plan {
+            Ok(plan) => {
+                self.by_time.clear();
+                self.at.clear();
+                for (domain, at) in plan {
+                    self.set(domain, Some(at));
+                }
+                self.full_plan_at = now + FULL_PLAN_EVERY;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the store; retrying");
+                self.full_plan_at = now + RETRY_AFTER;
+            }
         }
-        agenda
+    }
+
+    /// When to look again: the next due time after `now`, or the next full plan.
+    pub(crate) fn next_wake(&self, now: i64) -> i64 {
+        self.next_after(now)
+            .unwrap_or(i64::MAX)
+            .min(self.full_plan_at)
     }
 
     /// Puts `domain` at `at`, or takes it off the agenda (`None`).
@@ -43,7 +78,7 @@ impl Agenda {
     }
 
     /// The first time after `now` something is due.
-    pub(crate) fn next_after(&self, now: i64) -> Option<i64> {
+    fn next_after(&self, now: i64) -> Option<i64> {
         self.by_time
             .range(now.saturating_add(1)..)
             .next()
@@ -61,8 +96,14 @@ mod tests {
 
     #[test]
     fn sites_move_and_leave() {
-        let mut agenda =
-            Agenda::from_plan([(d("a.test"), 10), (d("b.test"), 20), (d("c.test"), 5)]);
+        let mut agenda = Agenda::default();
+        assert!(agenda.full_plan_due(1));
+        agenda.replace(
+            Ok(vec![(d("a.test"), 10), (d("b.test"), 20), (d("c.test"), 5)]),
+            1,
+        );
+        assert!(!agenda.full_plan_due(1));
+        assert_eq!(agenda.next_wake(1), 5);
         let due: Vec<_> = agenda.due(10).map(|d| d.to_string()).collect();
         assert_eq!(due, ["c.test", "a.test"]);
         assert_eq!(agenda.next_after(10), Some(20));
@@ -75,5 +116,10 @@ mod tests {
         agenda.set(d("a.test"), None);
         assert_eq!(agenda.next_after(0), None);
         assert!(agenda.by_time.is_empty() && agenda.at.is_empty());
+        assert_eq!(agenda.next_wake(0), 1 + FULL_PLAN_EVERY);
+        agenda.replace(Err(StoreError::Backend("down".into())), 100);
+        assert_eq!(agenda.next_wake(100), 100 + RETRY_AFTER);
+        agenda.plan_all();
+        assert!(agenda.full_plan_due(0));
     }
 }

@@ -20,8 +20,6 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_OCSP;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// Longest time between two full plans (a safety net: changes re-plan their own site).
-const MAX_SLEEP: i64 = 3600;
 /// Soonest refresh after a fetch (real responses live for days; this only stops a hot loop).
 const MIN_REFRESH: i64 = 10;
 
@@ -60,23 +58,13 @@ pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
     let client = ocsp_stapler::Client::new();
     let mut without_ocsp = HashSet::new();
     let mut changes = store.subscribe();
-    let mut agenda = Agenda::default();
     // A full plan at start, then hourly as a safety net, and after missed changes; in between,
     // a changed certificate re-plans just its site.
-    let mut full_plan_at = i64::MIN;
+    let mut agenda = Agenda::default();
     loop {
         let now = now();
-        if now >= full_plan_at {
-            match plan(store.as_ref(), now, &mut without_ocsp).await {
-                Ok(plan) => {
-                    agenda = Agenda::from_plan(plan);
-                    full_plan_at = now + MAX_SLEEP;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the store; retrying");
-                    full_plan_at = now + 5;
-                }
-            }
+        if agenda.full_plan_due(now) {
+            agenda.replace(plan(store.as_ref(), now, &mut without_ocsp).await, now);
         }
         let due: Vec<DomainName> = agenda.due(now).cloned().collect();
         for domain in due {
@@ -92,7 +80,7 @@ pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
             };
             agenda.set(domain, next);
         }
-        let next = agenda.next_after(now).unwrap_or(i64::MAX).min(full_plan_at);
+        let next = agenda.next_wake(now);
         let sleep = tokio::time::sleep(Duration::from_secs((next - self::now()).max(0) as u64));
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -101,11 +89,11 @@ pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
                 Ok(Change::Cert(domain) | Change::Site(domain)) => {
                     match due_for(store.as_ref(), &domain, self::now(), &mut without_ocsp).await {
                         Ok(at) => agenda.set(domain, at),
-                        Err(_) => full_plan_at = i64::MIN,
+                        Err(_) => agenda.plan_all(),
                     }
                 }
                 Ok(_) => {}
-                Err(_) => full_plan_at = i64::MIN,
+                Err(_) => agenda.plan_all(),
             },
             _ = sleep => {}
         }

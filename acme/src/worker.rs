@@ -21,9 +21,6 @@ use tokio::sync::Mutex;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-/// Longest time between two full plans (a safety net: changes re-plan their own site).
-const MAX_SLEEP: i64 = 3600;
-
 /// What the worker shares between attempts.
 struct Worker {
     store: Arc<dyn Store>,
@@ -114,23 +111,13 @@ impl Worker {
         let mut running = JoinSet::new();
         let mut in_flight: HashMap<DomainName, AbortHandle> = HashMap::new();
         let mut ids = HashMap::new();
-        let mut agenda = Agenda::default();
-        // A full plan at start, then hourly as a safety net, and after a missed change; in
+        // A full plan at start, then hourly as a safety net, and after missed changes; in
         // between, each change re-plans just its site.
-        let mut full_plan_at = i64::MIN;
+        let mut agenda = Agenda::default();
         loop {
             let now = now();
-            if now >= full_plan_at {
-                match self.plan(now).await {
-                    Ok(plan) => {
-                        agenda = Agenda::from_plan(plan);
-                        full_plan_at = now + MAX_SLEEP;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot read the store; retrying");
-                        full_plan_at = now + 5;
-                    }
-                }
+            if agenda.full_plan_due(now) {
+                agenda.replace(self.plan(now).await, now);
             }
             let limit = self.config.max_concurrent_orders.max(1);
             let startable: Vec<DomainName> = agenda
@@ -144,7 +131,7 @@ impl Worker {
                 ids.insert(handle.id(), domain.clone());
                 in_flight.insert(domain, handle);
             }
-            let next = agenda.next_after(now).unwrap_or(i64::MAX).min(full_plan_at);
+            let next = agenda.next_wake(now);
             let sleep = tokio::time::sleep(Duration::from_secs((next - now).max(0) as u64));
             tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -162,9 +149,7 @@ impl Worker {
                     if let Some(domain) = ids.remove(&id) {
                         in_flight.remove(&domain);
                         // Its state has changed: when is it due now?
-                        if let Err(at) = self.replan(&mut agenda, domain).await {
-                            full_plan_at = full_plan_at.min(at);
-                        }
+                        self.replan(&mut agenda, domain).await;
                     }
                 }
                 change = changes.recv() => match change {
@@ -176,22 +161,22 @@ impl Worker {
                                 tracing::info!(%domain, "site removed; stopping its ACME work");
                                 handle.abort();
                             }
-                        } else if let Err(at) = self.replan(&mut agenda, domain).await {
-                            full_plan_at = full_plan_at.min(at);
+                        } else {
+                            self.replan(&mut agenda, domain).await;
                         }
                     }
                     Ok(_) => {}
                     // Changes were missed: only a full plan knows what they were.
-                    Err(_) => full_plan_at = i64::MIN,
+                    Err(_) => agenda.plan_all(),
                 },
                 _ = sleep => {}
             }
         }
     }
 
-    /// Puts `domain` on the agenda at the time it is due from its current records. On a store
-    /// error, the time a full plan should happen instead.
-    async fn replan(&self, agenda: &mut Agenda, domain: DomainName) -> Result<(), i64> {
+    /// Puts `domain` on the agenda at the time it is due from its current records (on a store
+    /// error, asks for a full plan instead).
+    async fn replan(&self, agenda: &mut Agenda, domain: DomainName) {
         let store = self.store.as_ref();
         let read = async {
             let Some(site) = store.site(&domain).await? else {
@@ -202,13 +187,10 @@ impl Worker {
             Ok::<_, porter_store::StoreError>(due_at(&site, cert.as_ref(), &state, self.ari, now()))
         };
         match read.await {
-            Ok(at) => {
-                agenda.set(domain, at);
-                Ok(())
-            }
+            Ok(at) => agenda.set(domain, at),
             Err(e) => {
                 tracing::error!(%domain, error = %e, "cannot read the store; planning again in full");
-                Err(now() + 5)
+                agenda.plan_all();
             }
         }
     }
