@@ -51,6 +51,20 @@ impl Setup {
         (code.to_owned(), body.to_owned())
     }
 
+    /// The status line and headers of `GET /` on `host` over plain HTTP.
+    fn response_headers(&self, host: &str) -> String {
+        let (_, headers) = curl(&[
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            &format!("Host: {host}"),
+            &format!("http://{}/", self.porter.http),
+        ]);
+        headers
+    }
+
     fn status(&self, id: &str) -> Value {
         serde_json::from_str(&self.porter.ok(&["--json", "app", "status", id])).unwrap()
     }
@@ -152,15 +166,7 @@ fn crashes_restart_and_a_crash_loop_fails_only_that_app_until_restarted() {
         status["last_exit"].as_str().unwrap().contains("status 3"),
         "{status}"
     );
-    let (_, headers) = curl(&[
-        "-D",
-        "-",
-        "-o",
-        "/dev/null",
-        "-H",
-        "Host: crashy.test",
-        &format!("http://{}/", s.porter.http),
-    ]);
+    let headers = s.response_headers("crashy.test");
     assert!(headers.starts_with("HTTP/1.1 503"), "{headers}");
     assert!(headers.to_lowercase().contains("retry-after:"), "{headers}");
     assert!(
@@ -184,15 +190,7 @@ fn an_app_that_never_becomes_ready_gets_503_with_retry_after() {
     let s = setup();
     s.app("stuck", "--never-listen", &["--start-timeout", "1s"]);
     let started = Instant::now();
-    let (_, headers) = curl(&[
-        "-D",
-        "-",
-        "-o",
-        "/dev/null",
-        "-H",
-        "Host: stuck.test",
-        &format!("http://{}/", s.porter.http),
-    ]);
+    let headers = s.response_headers("stuck.test");
     assert!(headers.starts_with("HTTP/1.1 503"), "{headers}");
     assert!(
         headers.to_lowercase().contains("retry-after: 5"),
