@@ -58,6 +58,10 @@ pub(crate) struct ServeArgs {
     /// Most client connections open at once, both listeners together.
     #[arg(long, env = "PORTER_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub(crate) max_connections: usize,
+    /// Threads serving client connections (each runs its connections to their end); one per
+    /// CPU the process may use when not given.
+    #[arg(long, env = "PORTER_EDGE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) edge_threads: Option<u16>,
     /// Time to connect to an upstream before answering 504.
     #[arg(long, env = "PORTER_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub(crate) upstream_connect_timeout: Duration,

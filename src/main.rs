@@ -27,6 +27,9 @@ mod tls;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// Most worker threads of the control plane's runtime.
+const CONTROL_THREADS: usize = 2;
+
 fn main() -> ExitCode {
     // ring is the only provider in the tree; installing it makes that explicit for every
     // component that asks for the process default.
@@ -41,7 +44,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
+    // The control plane (admin API, store watcher, ACME, OCSP, apps) and the CLI: light work.
+    // Client connections are served on the edge's own threads (`proxy::EdgeThreads`).
+    let control_threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(CONTROL_THREADS));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(control_threads)
         .enable_all()
         .build()
     {

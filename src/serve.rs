@@ -4,7 +4,7 @@
 use crate::admin::{self, AdminAddr, Discovery};
 use crate::apps::Supervisor;
 use crate::config::ServeArgs;
-use crate::proxy::{self, Edge, Forwarder, Limits};
+use crate::proxy::{self, Edge, EdgeShared, EdgeThreads, Forwarder, Limits};
 use crate::snapshot::Snapshot;
 use crate::{reload, tls};
 use anyhow::Context as _;
@@ -83,14 +83,18 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let apps_dir = data_dir.join(APPS_DIR);
     let apps = Supervisor::new(store.clone(), apps_dir.clone())
         .context("cannot prepare the apps directory")?;
-    let edge = Arc::new(Edge {
-        apps: apps.clone(),
-        store: store.clone(),
-        snapshot: snapshot.clone(),
-        forwarder: Forwarder::new(args.upstream_connect_timeout, args.upstream_timeout),
-        https_port: https_addr.port(),
-        default_sni,
-    });
+    let edges = (0..edge_thread_count(args.edge_threads))
+        .map(|_| {
+            Arc::new(Edge {
+                apps: apps.clone(),
+                store: store.clone(),
+                snapshot: snapshot.clone(),
+                forwarder: Forwarder::new(args.upstream_connect_timeout, args.upstream_timeout),
+                https_port: https_addr.port(),
+                default_sni: default_sni.clone(),
+            })
+        })
+        .collect::<Vec<_>>();
     let limits = Arc::new(Limits {
         connections: Arc::new(tokio::sync::Semaphore::new(args.max_connections)),
         handshake_timeout: Duration::from_secs(10),
@@ -98,7 +102,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     });
 
     let shutdown = CancellationToken::new();
-    let connections = TaskTracker::new();
+    let admin_connections = TaskTracker::new();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(tickets.run(store.clone(), args.tls_ticket_rotation, shutdown.clone()));
     let (loaded, is_loaded) = tokio::sync::watch::channel(false);
@@ -109,23 +113,20 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         loaded,
         shutdown.clone(),
     ));
-    tasks.spawn(edge.forwarder.reap_idle(shutdown.clone()));
     let http_addr = http.local_addr()?;
-    tasks.spawn(proxy::serve_http(
-        http,
-        edge.clone(),
-        limits.clone(),
-        shutdown.clone(),
-        connections.clone(),
-    ));
-    tasks.spawn(proxy::serve_https(
-        https,
-        edge,
-        tls_config,
-        limits,
-        shutdown.clone(),
-        connections.clone(),
-    ));
+    let edge_threads = edges.len();
+    let edge = EdgeThreads::start(
+        &http.into_std()?,
+        &https.into_std()?,
+        edges,
+        &EdgeShared {
+            tls: tls_config,
+            limits,
+            shutdown: shutdown.clone(),
+            grace: args.shutdown_grace,
+        },
+    )
+    .context("cannot start the edge threads")?;
     tasks.spawn(apps.clone().run(shutdown.clone()));
     let admin_ctx = Arc::new(admin::Context {
         apps: Some(apps),
@@ -138,7 +139,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         admin_ctx,
         token,
         shutdown.clone(),
-        connections.clone(),
+        admin_connections.clone(),
     ));
     tasks.spawn(after_load(
         is_loaded.clone(),
@@ -161,27 +162,28 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     }
     .write(data_dir)
     .context("cannot write the discovery file")?;
-    tracing::info!(%http_addr, %https_addr, admin = %admin_addr, "porter is serving");
+    tracing::info!(%http_addr, %https_addr, admin = %admin_addr, edge_threads, "porter is serving");
 
     wait_for_signal().await?;
     tracing::info!("shutting down");
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
-    connections.close();
-    if tokio::time::timeout(args.shutdown_grace, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            open = connections.len(),
-            "connections still open after the grace period"
-        );
-    }
+    tokio::join!(
+        proxy::drain(&admin_connections, args.shutdown_grace),
+        edge.finished()
+    );
     Discovery::remove(data_dir);
     if let AdminAddr::Unix(path) = admin_addr {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// Edge threads to run: as asked, else one per CPU this process may use.
+fn edge_thread_count(asked: Option<u16>) -> usize {
+    asked.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    })
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! Routing and forwarding through the real binary to a real HTTP daemon: HTTP/1.1 and HTTP/2
 //! from curl and rustls, forwarded headers, refusals of unknown hosts, HTTPS redirects, upstream
-//! failures, unix sockets, and 100 MB bodies streamed in both directions in bounded memory.
+//! failures, unix sockets, 100 MB bodies streamed in both directions in bounded memory, and the
+//! edge threads, down to their drain at shutdown.
 
 mod common;
 
@@ -316,7 +317,9 @@ fn write_zeros(path: &Path, size: u64) {
 
 #[test]
 fn upstream_connections_are_reused_but_not_after_an_abandoned_response() {
-    let s = setup(&[]);
+    // One edge thread, so one pool: a request can then miss a connection only because the
+    // pool refused to lend it, not because another thread's pool served it.
+    let s = setup(&["--edge-threads", "1"]);
     let ports = |args: &[&str]| -> Vec<String> {
         let (ok, out) = curl_https(&s.porter, &s.ca, args);
         assert!(ok, "curl {args:?}: {out}");
@@ -408,4 +411,73 @@ fn upstream_connections_are_reused_but_not_after_an_abandoned_response() {
         let after = ports(&["--http2", url]);
         assert_ne!(after[0], dripping, "an abandoned connection was lent again");
     }
+}
+
+/// Names of porter's edge threads, sorted.
+fn edge_threads(porter: &Porter) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", porter.pid()))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| name.starts_with("porter-edge"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Connections are served by the edge threads asked for; at shutdown the listeners close at
+/// once while a response still streaming gets the grace period to finish.
+#[test]
+fn edge_threads_serve_connections_and_drain_them_at_shutdown() {
+    let s = setup(&["--edge-threads", "3", "--shutdown-grace", "20s"]);
+    assert_eq!(
+        edge_threads(&s.porter),
+        ["porter-edge-0", "porter-edge-1", "porter-edge-2"]
+    );
+
+    // Thirty connections at once, each answered.
+    let mut args = vec!["--parallel", "--parallel-immediate", "--http1.1"];
+    for _ in 0..30 {
+        args.extend([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}\\n",
+            "https://a.test:PORT/",
+        ]);
+    }
+    let (ok, out) = curl_https(&s.porter, &s.ca, &args);
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().filter(|l| *l == "200").count(), 30, "{out}");
+
+    let mut slow = std::process::Command::new("curl")
+        .args(["-sS", "--no-buffer", "--http1.1"])
+        .args(https_args(
+            &s.porter,
+            &s.ca,
+            &["https://a.test:PORT/drip/10"],
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(slow.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.trim().parse::<u16>().is_ok(), "{first}");
+
+    let https = s.porter.https;
+    let porter = s.porter;
+    let stopping = std::thread::spawn(move || porter.stop());
+    wait_until(Duration::from_secs(2), "the HTTPS listener closes", || {
+        std::net::TcpStream::connect(https).is_err()
+    });
+    assert!(
+        slow.try_wait().unwrap().is_none(),
+        "the streaming response was cut at shutdown"
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(slow.wait().unwrap().success());
+    assert_eq!(rest.lines().last(), Some("drip 10"), "{rest}");
+    assert!(stopping.join().unwrap().success());
 }

@@ -124,11 +124,14 @@ pub(crate) struct Supervisor {
     dir: PathBuf,
     root: bool,
     actors: Mutex<HashMap<AppId, mpsc::Sender<Cmd>>>,
+    /// The runtime actors run on. A request on any edge thread may start an actor; it must
+    /// live on the runtime that outlives them all and reaps its daemons at shutdown.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Supervisor {
     /// A supervisor keeping its logs and pid files in `dir`; stale daemons of an earlier run
-    /// are stopped first.
+    /// are stopped first. Its actors run on the runtime this is called on.
     pub(crate) fn new(store: Arc<dyn Store>, dir: PathBuf) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(&dir)?;
         process::clean_stale(&dir);
@@ -137,6 +140,7 @@ impl Supervisor {
             dir,
             root: nix::unistd::geteuid().is_root(),
             actors: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
         }))
     }
 
@@ -159,7 +163,7 @@ impl Supervisor {
         let mut actors = self.actors.lock().expect("actors lock");
         let tx = actors
             .entry(id.clone())
-            .or_insert_with(|| Actor::spawn(app, &self.dir, self.root))
+            .or_insert_with(|| Actor::spawn(app, &self.dir, self.root, &self.runtime))
             .clone();
         Ok(tx)
     }
@@ -297,7 +301,12 @@ struct Actor {
 }
 
 impl Actor {
-    fn spawn(app: App, dir: &std::path::Path, root: bool) -> mpsc::Sender<Cmd> {
+    fn spawn(
+        app: App,
+        dir: &std::path::Path,
+        root: bool,
+        runtime: &tokio::runtime::Handle,
+    ) -> mpsc::Sender<Cmd> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (events, events_rx) = mpsc::channel(64);
         let actor = Actor {
@@ -319,7 +328,7 @@ impl Actor {
             health_running: false,
             expected_exits: HashSet::new(),
         };
-        tokio::spawn(actor.run(rx, events_rx));
+        runtime.spawn(actor.run(rx, events_rx));
         tx
     }
 

@@ -81,6 +81,17 @@ async fn accept_loop<F, Fut>(
     }
 }
 
+/// Closes `tracker` and gives the connections it holds `grace` to finish.
+pub(crate) async fn drain(tracker: &TaskTracker, grace: Duration) {
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            open = tracker.len(),
+            "connections still open after the grace period"
+        );
+    }
+}
+
 /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) on `listener` until `shutdown`.
 pub(crate) async fn serve_https(
     listener: TcpListener,

@@ -10,10 +10,12 @@ mod idle;
 mod listener;
 mod pool;
 mod route;
+mod threads;
 mod upgrade;
 
 pub(crate) use forward::Forwarder;
-pub(crate) use listener::{serve_http, serve_https, Limits};
+pub(crate) use listener::{drain, Limits};
+pub(crate) use threads::{EdgeThreads, Shared as EdgeShared};
 
 use crate::clock::unix_now;
 use crate::reload;
