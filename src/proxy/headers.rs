@@ -1,18 +1,29 @@
 //! Header rewriting between client and upstream: hop-by-hop headers out (RFC 9110 section 7.6.1),
 //! `X-Forwarded-*` set by Porter alone. Pure functions, table-tested.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
+
+// Names as constants: a `&str` name is parsed at every use, and a non-standard one is copied
+// into a new allocation each time it is inserted.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers that describe one connection and never travel past a proxy.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHORIZATION,
 ];
 
 /// Whether the request asks for an HTTP/1.1 protocol upgrade (WebSocket).
@@ -34,15 +45,35 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers, including those the `Connection` header names. With `upgrade`,
 /// the `Upgrade` header and `Connection: upgrade` are kept so the upgrade can pass through.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // One pass over the names finds which are present; most messages carry none or only
+    // `Connection`, and each removal of an absent name would still cost a hash and a probe.
+    let present = headers.keys().fold(0u8, |present, name| {
+        HOP_BY_HOP
+            .iter()
+            .position(|hop| hop == name)
+            .map_or(present, |i| present | 1 << i)
+    });
+    if present == 0 {
+        return;
+    }
     let kept_upgrade = upgrade.then(|| headers.get(UPGRADE).cloned()).flatten();
     let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|t| {
+            // `keep-alive` and `close` are the usual tokens: one goes anyway, one is no header.
+            !t.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|hop| t.eq_ignore_ascii_case(hop.as_str()))
+        })
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.into_iter().enumerate() {
+        if present & 1 << i != 0 {
+            headers.remove(name);
+        }
     }
     if let Some(value) = kept_upgrade {
         headers.insert(UPGRADE, value);
@@ -57,11 +88,11 @@ pub(crate) fn set_forwarded(
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    headers.insert("x-forwarded-for", client.clone());
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    headers.insert(X_FORWARDED_FOR, client.clone());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match host {
-        Some(host) => headers.insert("x-forwarded-host", host.clone()),
-        None => headers.remove("x-forwarded-host"),
+        Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+        None => headers.remove(X_FORWARDED_HOST),
     };
 }
 
@@ -89,6 +120,21 @@ mod tests {
         ]);
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+    }
+
+    #[test]
+    fn strips_only_what_is_hop_by_hop() {
+        let end_to_end = [("accept", "*/*"), ("cookie", "a=1"), ("x-custom", "2")];
+        let mut h = map(&end_to_end);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, map(&end_to_end));
+        let mut h = map(&[
+            ("accept", "*/*"),
+            ("connection", "close"),
+            ("proxy-connection", "x"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, map(&[("accept", "*/*")]));
     }
 
     #[test]
