@@ -23,7 +23,7 @@ use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use forward::Origin;
-use http::header::{CONTENT_TYPE, LOCATION, STRICT_TRANSPORT_SECURITY};
+use http::header::{CONTENT_TYPE, HOST, LOCATION, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -107,9 +107,14 @@ pub(crate) async fn handle(
     }
     let host = match route::request_host(&req) {
         Some(host) => host,
-        // HTTP/1.0 has no Host: the connection's TLS name is the best statement of intent.
+        // HTTP/1.0 has no Host: the connection's TLS name is the best statement of intent,
+        // and the upstream, spoken to in HTTP/1.1, gets it as the Host it requires.
         None if https && req.version() == Version::HTTP_10 => {
-            conn.tls_name.clone().unwrap_or_default()
+            let name = conn.tls_name.clone().unwrap_or_default();
+            if let Ok(value) = HeaderValue::from_str(&name) {
+                req.headers_mut().insert(HOST, value);
+            }
+            name
         }
         None => return error_response(StatusCode::BAD_REQUEST, "the request names no host"),
     };
