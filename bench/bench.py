@@ -229,8 +229,22 @@ def h2(c, seconds):
     return {"rps": float(m.group(1)), "cpu_us": cpu / max(int(done.group(1)), 1) * 1e6}
 
 
+def http10_status(c):
+    """The status line of what s_time asks (no SNI, HTTP/1.0 without Host), as each contestant answers it."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", c.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            return s.recv(4096).decode(errors="replace").split("\r\n")[0]
+
+
 def handshakes(c, seconds, reuse):
     """openssl s_time (no SNI, HTTP/1.0 without Host): two in parallel to load the server."""
+    status = http10_status(c)
+    if " 200 " not in status + " ":
+        raise SystemExit(f"{c.name} answered {status!r} to s_time's request")
     before = cpu_seconds(c.pids())
     mode = "-reuse" if reuse else "-new"
     procs = [subprocess.Popen(["taskset", "-c", "1", "openssl", "s_time", "-connect", f"127.0.0.1:{c.port}",
