@@ -184,6 +184,9 @@ where
         Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     async move {
         let result = tokio::select! {
+            // In order: the connection is what wakes this task nearly every time, and no
+            // random draw per wake-up.
+            biased;
             result = connection.as_mut() => result,
             _ = shutdown.cancelled() => {
                 connection.as_mut().graceful_shutdown();

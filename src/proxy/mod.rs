@@ -28,6 +28,7 @@ use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use porter_store::Target;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -107,14 +108,10 @@ pub(crate) async fn handle(
     }
     let host = match route::request_host(&req) {
         Some(host) => host,
-        // HTTP/1.0 has no Host: the connection's TLS name is the best statement of intent,
-        // and the upstream, spoken to in HTTP/1.1, gets it as the Host it requires.
+        // HTTP/1.0 has no Host: the connection's TLS name is the best statement of intent
+        // (and becomes the request's Host below).
         None if https && req.version() == Version::HTTP_10 => {
-            let name = conn.tls_name.clone().unwrap_or_default();
-            if let Ok(value) = HeaderValue::from_str(&name) {
-                req.headers_mut().insert(HOST, value);
-            }
-            name
+            Cow::Borrowed(conn.tls_name.as_deref().unwrap_or_default())
         }
         None => return error_response(StatusCode::BAD_REQUEST, "the request names no host"),
     };
@@ -133,10 +130,11 @@ pub(crate) async fn handle(
     if let Some(tls_name) = &conn.tls_name {
         // A connection authenticated for one name serves only the names its certificate is
         // served for; anything else is another site's business (RFC 9110 section 15.5.20).
-        let same_cert = match (snapshot.cert(&host), snapshot.cert(tls_name)) {
-            (Some(a), Some(b)) => std::ptr::eq(a, b),
-            _ => false,
-        };
+        let same_cert = *tls_name == *host
+            || match (snapshot.cert(&host), snapshot.cert(tls_name)) {
+                (Some(a), Some(b)) => std::ptr::eq(a, b),
+                _ => false,
+            };
         if !same_cert {
             return error_response(
                 StatusCode::MISDIRECTED_REQUEST,
@@ -148,6 +146,14 @@ pub(crate) async fn handle(
     }
     let site = Arc::clone(site);
     drop(snapshot);
+    if let (None, Some(tls_name)) = (req.headers().get(HOST), &conn.tls_name) {
+        // The upstream is spoken to in HTTP/1.1, which requires a Host.
+        if req.uri().authority().is_none() {
+            if let Ok(value) = HeaderValue::from_str(tls_name) {
+                req.headers_mut().insert(HOST, value);
+            }
+        }
+    }
     let mut lease = match &site.target {
         Target::Upstream(_) => None,
         Target::App(id) => match edge.apps.acquire(id).await {

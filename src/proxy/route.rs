@@ -3,9 +3,10 @@
 
 use http::header::HOST;
 use http::Request;
+use std::borrow::Cow;
 
 /// The host name a request addresses, normalised for lookup, or `None` when it names none.
-pub(crate) fn request_host<B>(req: &Request<B>) -> Option<String> {
+pub(crate) fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
     let raw = match req.uri().authority() {
         Some(authority) => authority.host(),
         None => req.headers().get(HOST)?.to_str().ok()?,
@@ -14,7 +15,8 @@ pub(crate) fn request_host<B>(req: &Request<B>) -> Option<String> {
 }
 
 /// Strips a port and a trailing dot and lowercases; IPv6 literals are kept in brackets.
-pub(crate) fn normalise_host(raw: &str) -> Option<String> {
+/// Borrows when nothing needs lowercasing, as with nearly every client.
+pub(crate) fn normalise_host(raw: &str) -> Option<Cow<'_, str>> {
     let raw = raw.trim();
     let host = if raw.starts_with('[') {
         &raw[..=raw.find(']')?]
@@ -26,7 +28,13 @@ pub(crate) fn normalise_host(raw: &str) -> Option<String> {
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    if host.is_empty() {
+        None
+    } else if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(host))
+    }
 }
 
 #[cfg(test)]
