@@ -82,10 +82,9 @@ impl Forwarder {
         response.map(|body| Held::new(IdleTimeout::new(body, self.timeout), (lease, loan)).boxed())
     }
 
-    /// Rewrites `req` for `upstream` (origin-form target, HTTP/1.1, hop-by-hop headers out,
-    /// `Host` kept, `X-Forwarded-*` set) and sends it on a connection of `affinity`'s. `keep`:
-    /// the client sends its requests one at a time (HTTP/1), so its connection keeps the
-    /// upstream connection for the next one.
+    /// Rewrites `req` for `upstream` (see [`rewrite`]) and sends it on a connection of
+    /// `affinity`'s. `keep`: the client sends its requests one at a time (HTTP/1), so its
+    /// connection keeps the upstream connection for the next one.
     pub(crate) async fn send(
         &self,
         req: Request<UpstreamBody>,
@@ -95,60 +94,15 @@ impl Forwarder {
         affinity: &Arc<Affinity>,
         keep: bool,
     ) -> Result<(Response<Incoming>, Loan), Response<Body>> {
-        let (mut parts, body) = req.into_parts();
-        let host = parts.headers.get(HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
-        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-        headers::set_forwarded(
-            &mut parts.headers,
-            origin.client,
-            origin.proto,
-            host.as_ref(),
-        );
-        if let Some(host) = host {
-            parts.headers.insert(HOST, host);
-        }
-        parts.uri = Uri::from(
-            parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-        parts.version = Version::HTTP_11;
-        let request = Request::from_parts(parts, body);
-        let exchange = async {
-            let mut sender = affinity
-                .checkout(upstream)
-                .await
-                .map_err(|e| connect_error(&e, upstream))?;
-            let (mut request, mut retried) = (request, false);
-            loop {
-                let mut loan = affinity.lend(upstream, sender, keep);
-                let mut e = match loan.sender().try_send_request(request).await {
-                    Ok(response) => return Ok((response, loan)),
-                    Err(e) => e,
-                };
-                match e.take_message() {
-                    // The upstream closed the idle connection as the request was about to go
-                    // out: nothing was sent, so a new connection may take it, once.
-                    Some(unsent) if !retried => {
-                        (request, retried) = (unsent, true);
-                        sender = self
-                            .pool
-                            .connect(upstream)
-                            .await
-                            .map_err(|e| connect_error(&e, upstream))?;
-                    }
-                    _ => return Err(exchange_error(&e.into_error(), upstream)),
-                }
-            }
-        };
-        match tokio::time::timeout(self.timeout, exchange).await {
+        // One expression, no named request or exchange: a named value moved into the awaited
+        // future keeps a slot of its own in this future's state, which every request then
+        // copies around (and HTTP/2 allocates per stream).
+        let exchanged = tokio::time::timeout(
+            self.timeout,
+            self.exchange(rewrite(req, origin, upgrade), upstream, affinity, keep),
+        )
+        .await;
+        match exchanged {
             Err(_) => Err(timed_out()),
             Ok(Ok((mut response, loan))) => {
                 let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -158,6 +112,74 @@ impl Forwarder {
             Ok(Err(answer)) => Err(answer),
         }
     }
+
+    /// Sends `request` on a connection of `affinity`'s and waits for the response headers.
+    async fn exchange(
+        &self,
+        mut request: Request<UpstreamBody>,
+        upstream: &Upstream,
+        affinity: &Arc<Affinity>,
+        keep: bool,
+    ) -> Result<(Response<Incoming>, Loan), Response<Body>> {
+        let mut sender = affinity
+            .checkout(upstream)
+            .await
+            .map_err(|e| connect_error(&e, upstream))?;
+        let mut retried = false;
+        loop {
+            let mut loan = affinity.lend(upstream, sender, keep);
+            let mut e = match loan.sender().try_send_request(request).await {
+                Ok(response) => return Ok((response, loan)),
+                Err(e) => e,
+            };
+            match e.take_message() {
+                // The upstream closed the idle connection as the request was about to go
+                // out: nothing was sent, so a new connection may take it, once.
+                Some(unsent) if !retried => {
+                    (request, retried) = (unsent, true);
+                    sender = Box::pin(self.pool.connect(upstream))
+                        .await
+                        .map_err(|e| connect_error(&e, upstream))?;
+                }
+                _ => return Err(exchange_error(&e.into_error(), upstream)),
+            }
+        }
+    }
+}
+
+/// `req` as the upstream gets it: origin-form target, HTTP/1.1, hop-by-hop headers out,
+/// `Host` kept, `X-Forwarded-*` set.
+fn rewrite(
+    req: Request<UpstreamBody>,
+    origin: &Origin<'_>,
+    upgrade: bool,
+) -> Request<UpstreamBody> {
+    let (mut parts, body) = req.into_parts();
+    let host = parts.headers.get(HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::set_forwarded(
+        &mut parts.headers,
+        origin.client,
+        origin.proto,
+        host.as_ref(),
+    );
+    if let Some(host) = host {
+        parts.headers.insert(HOST, host);
+    }
+    parts.uri = Uri::from(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    parts.version = Version::HTTP_11;
+    Request::from_parts(parts, body)
 }
 
 fn timed_out() -> Response<Body> {

@@ -176,11 +176,18 @@ pub(crate) async fn handle(
     if upgrade::is_h2_websocket(&req) {
         let client_upgrade = hyper::upgrade::on(&mut req);
         let upstream_req = upgrade::h1_request_for_h2_websocket(req);
-        return match edge
-            .forwarder
-            .send(upstream_req, upstream, &origin, true, &conn.affinity, keep)
-            .await
-        {
+        // Boxed, as every rare path here: the request future is moved and copied whole (and
+        // for HTTP/2 allocated per stream), so its size is paid on every request.
+        let sent = Box::pin(edge.forwarder.send(
+            upstream_req,
+            upstream,
+            &origin,
+            true,
+            &conn.affinity,
+            keep,
+        ))
+        .await;
+        return match sent {
             // The upstream connection becomes the tunnel: its loan ends here, unreturned.
             Ok((mut response, _)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 let answer = upgrade::h2_response_for_switch(&response);

@@ -166,7 +166,8 @@ impl Affinity {
                 return Ok(sender);
             }
         }
-        self.pool.connect(upstream).await
+        // Boxed: the rare path would otherwise add its size to every request's future.
+        Box::pin(self.pool.connect(upstream)).await
     }
 
     /// A loan of `sender` that brings it back here (`keep`: HTTP/1 clients, whose next
