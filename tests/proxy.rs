@@ -375,28 +375,7 @@ fn upstream_connections_are_reused_but_not_after_an_abandoned_response() {
 
     // While one response is still streaming, its upstream connection is not lent to anyone
     // else; once its client gives up half-way, it is never lent again.
-    let mut slow = std::process::Command::new("curl")
-        .args(["-sS", "--no-buffer", "--http2"])
-        .args(https_args(
-            &s.porter,
-            &s.ca,
-            &["https://a.test:PORT/drip/10"],
-        ))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(slow.stdout.take().unwrap()),
-        &mut first,
-    )
-    .unwrap();
-
-    let dripping = first.trim().to_owned();
-    assert!(
-        dripping.parse::<u16>().is_ok(),
-        "first line is the port: {first}"
-    );
+    let (mut slow, _output, dripping) = drip(&s, "--http2");
     let started = std::time::Instant::now();
     let during = ports(&["--http2", url]);
     assert!(
@@ -411,6 +390,37 @@ fn upstream_connections_are_reused_but_not_after_an_abandoned_response() {
         let after = ports(&["--http2", url]);
         assert_ne!(after[0], dripping, "an abandoned connection was lent again");
     }
+}
+
+/// A curl streaming `/drip/10` (a line every 0.3 s) over `version` (a curl flag): the process,
+/// the rest of its output, and the upstream port the response comes over (its first line).
+fn drip(
+    s: &Setup,
+    version: &str,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+    String,
+) {
+    let mut curl = std::process::Command::new("curl")
+        .args(["-sS", "--no-buffer", version])
+        .args(https_args(
+            &s.porter,
+            &s.ca,
+            &["https://a.test:PORT/drip/10"],
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut output = std::io::BufReader::new(curl.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut output, &mut first).unwrap();
+    let port = first.trim().to_owned();
+    assert!(
+        port.parse::<u16>().is_ok(),
+        "first line is the port: {first}"
+    );
+    (curl, output, port)
 }
 
 /// Names of porter's edge threads, sorted.
@@ -450,20 +460,7 @@ fn edge_threads_serve_connections_and_drain_them_at_shutdown() {
     assert!(ok, "{out}");
     assert_eq!(out.lines().filter(|l| *l == "200").count(), 30, "{out}");
 
-    let mut slow = std::process::Command::new("curl")
-        .args(["-sS", "--no-buffer", "--http1.1"])
-        .args(https_args(
-            &s.porter,
-            &s.ca,
-            &["https://a.test:PORT/drip/10"],
-        ))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(slow.stdout.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
-    assert!(first.trim().parse::<u16>().is_ok(), "{first}");
+    let (mut slow, mut stdout, _) = drip(&s, "--http1.1");
 
     let https = s.porter.https;
     let porter = s.porter;
