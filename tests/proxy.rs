@@ -392,6 +392,41 @@ fn upstream_connections_are_reused_but_not_after_an_abandoned_response() {
     }
 }
 
+/// An upstream that closes an idle connection just as a request arrives on it: an idempotent
+/// request without a body is sent again on a new connection; one with a body gets 502.
+#[test]
+fn a_request_an_upstream_drops_on_an_idle_connection_is_sent_again_only_when_idempotent() {
+    // One edge thread, so one pool: the next client connection gets the newest idle upstream
+    // connection, the one the backend will drop.
+    let s = setup(&["--edge-threads", "1"]);
+    for (args, replayed) in [(&[][..], true), (&["--data", "x"][..], false)] {
+        let (ok, dropping) = curl_https(
+            &s.porter,
+            &s.ca,
+            &["--http1.1", "https://a.test:PORT/drop-next"],
+        );
+        assert!(ok, "{dropping}");
+        // Not a synchronisation: the scenario is a connection idle for longer than the second
+        // after which Porter counts on the upstream possibly closing it.
+        std::thread::sleep(Duration::from_millis(1200));
+        let mut request = vec!["--http1.1", "-w", "%{http_code}"];
+        request.extend(args);
+        request.push("https://a.test:PORT/conn");
+        let (_, out) = curl_https(&s.porter, &s.ca, &request);
+        if replayed {
+            let (port, status) = out.split_once('\n').unwrap_or_default();
+            assert_eq!(status, "200", "{out}");
+            assert_ne!(
+                port,
+                dropping.trim(),
+                "answered on the dropping connection?"
+            );
+        } else {
+            assert!(out.ends_with("502"), "{out}");
+        }
+    }
+}
+
 /// A curl streaming `/drip/10` (a line every 0.3 s) over `version` (a curl flag): the process,
 /// the rest of its output, and the upstream port the response comes over (its first line).
 fn drip(

@@ -1,6 +1,8 @@
 //! Forwarding one request to its upstream over a reused connection (see `pool`), with
 //! streaming bodies, and mapping failures to the status that says whose fault they are (502
-//! refused or broken, 504 timed out).
+//! refused or broken, 504 timed out). A request the upstream never saw, or an idempotent one
+//! without a body that it dropped with a connection that had been idle, is sent once more on a
+//! new connection.
 
 use super::headers;
 use super::held::Held;
@@ -121,10 +123,15 @@ impl Forwarder {
         affinity: &Arc<Affinity>,
         keep: bool,
     ) -> Result<(Response<Incoming>, Loan), Response<Body>> {
-        let mut sender = affinity
+        let (mut sender, idle_since) = affinity
             .checkout(upstream)
             .await
             .map_err(|e| connect_error(&e, upstream))?;
+        // A connection idle for a while may be closed by the upstream just as the request
+        // goes out on it. Only then is a copy kept, to send again on a new connection.
+        let mut replay = idle_since
+            .filter(|since| since.elapsed() >= MAY_BE_STALE_AFTER)
+            .and_then(|_| replayable(&request));
         let mut retried = false;
         loop {
             let mut loan = affinity.lend(upstream, sender, keep);
@@ -132,11 +139,17 @@ impl Forwarder {
                 Ok(response) => return Ok((response, loan)),
                 Err(e) => e,
             };
-            match e.take_message() {
+            let again = match e.take_message() {
                 // The upstream closed the idle connection as the request was about to go
-                // out: nothing was sent, so a new connection may take it, once.
-                Some(unsent) if !retried => {
-                    (request, retried) = (unsent, true);
+                // out: nothing was sent, so a new connection may take it.
+                Some(unsent) => Some(unsent),
+                None if closed_before_answering(e.error()) => replay.take(),
+                None => None,
+            };
+            match again {
+                // Once.
+                Some(again) if !retried => {
+                    (request, retried) = (again, true);
                     sender = Box::pin(self.pool.connect(upstream))
                         .await
                         .map_err(|e| connect_error(&e, upstream))?;
@@ -145,6 +158,44 @@ impl Forwarder {
             }
         }
     }
+}
+
+/// How long a connection must have been idle for its upstream to possibly be closing it: web
+/// servers close idle keep-alive connections after a few seconds (Node.js and Apache after 5).
+const MAY_BE_STALE_AFTER: Duration = Duration::from_secs(1);
+
+/// A copy of `request` to send a second time, when that means the same as sending it once
+/// (an idempotent method, RFC 9110 section 9.2.2) and it has no body.
+fn replayable(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    use http::Method;
+    let idempotent = [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(request.method());
+    if !idempotent || !matches!(request.body(), Either::Right(_)) {
+        return None;
+    }
+    let mut copy = Request::new(Either::Right(Empty::new()));
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
+}
+
+/// Whether the upstream closed the connection without answering (rather than answering
+/// something broken or too late).
+fn closed_before_answering(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    e.is_incomplete_message()
+        || std::error::Error::source(e)
+            .and_then(|source| source.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted))
 }
 
 /// `req` as the upstream gets it: origin-form target, HTTP/1.1, hop-by-hop headers out,

@@ -47,8 +47,8 @@ impl Pool {
         })
     }
 
-    /// The most recently idled live connection to `upstream`, if any.
-    fn take(&self, upstream: &Upstream) -> Option<Sender> {
+    /// The most recently idled live connection to `upstream`, if any, and since when it idles.
+    fn take(&self, upstream: &Upstream) -> Option<(Sender, Instant)> {
         let mut idle = self.idle.lock().expect("pool lock");
         let Idle { lists, total } = &mut *idle;
         let list = lists.get_mut(upstream)?;
@@ -62,11 +62,12 @@ impl Pool {
         if list.is_empty() {
             lists.remove(upstream);
         }
-        found.map(|(sender, _)| sender)
+        found
     }
 
-    /// Keeps `sender` for later, dropping (and so closing) the expired and the surplus.
-    fn put(&self, upstream: Upstream, sender: Sender) {
+    /// Keeps `sender`, idle since `since`, for later, dropping (and so closing) the expired
+    /// and the surplus.
+    fn put(&self, upstream: Upstream, sender: Sender, since: Instant) {
         if sender.is_closed() {
             return;
         }
@@ -84,7 +85,7 @@ impl Pool {
             *total -= 1;
         }
         if *total < MAX_IDLE {
-            list.push_back((sender, now));
+            list.push_back((sender, since));
             *total += 1;
         }
     }
@@ -131,7 +132,8 @@ impl Pool {
 /// connection ends.
 pub(crate) struct Affinity {
     pool: Arc<Pool>,
-    last: Mutex<Option<(Upstream, Sender)>>,
+    /// The connection, its upstream, and since when it idles.
+    last: Mutex<Option<(Upstream, Sender, Instant)>>,
 }
 
 impl Affinity {
@@ -143,31 +145,34 @@ impl Affinity {
     }
 
     /// A connection to `upstream` ready for a request: this client connection's own, else an
-    /// idle one of the pool, else a new one (an error only from connecting).
-    pub(crate) async fn checkout(&self, upstream: &Upstream) -> io::Result<Sender> {
+    /// idle one of the pool, else a new one (an error only from connecting). With it, since
+    /// when it was idle; `None` for a new one.
+    pub(crate) async fn checkout(
+        &self,
+        upstream: &Upstream,
+    ) -> io::Result<(Sender, Option<Instant>)> {
         let own = {
             let mut last = self.last.lock().expect("affinity lock");
             match last.take() {
-                Some((u, sender)) if &u == upstream => Some(sender),
+                Some((u, sender, since)) if &u == upstream => Some((sender, since)),
                 other => {
                     *last = other;
                     None
                 }
             }
         };
-        for candidate in own
+        for (mut sender, since) in own
             .into_iter()
             .chain(std::iter::from_fn(|| self.pool.take(upstream)))
         {
-            let mut sender = candidate;
             // Ready at once unless its last response is still being read; an error means
             // the upstream closed it.
             if sender.ready().await.is_ok() {
-                return Ok(sender);
+                return Ok((sender, Some(since)));
             }
         }
         // Boxed: the rare path would otherwise add its size to every request's future.
-        Box::pin(self.pool.connect(upstream)).await
+        Ok((Box::pin(self.pool.connect(upstream)).await?, None))
     }
 
     /// A loan of `sender` that brings it back here (`keep`: HTTP/1 clients, whose next
@@ -187,8 +192,9 @@ impl Affinity {
 
 impl Drop for Affinity {
     fn drop(&mut self) {
-        if let Some((upstream, sender)) = self.last.get_mut().expect("affinity lock").take() {
-            self.pool.put(upstream, sender);
+        if let Some((upstream, sender, since)) = self.last.get_mut().expect("affinity lock").take()
+        {
+            self.pool.put(upstream, sender, since);
         }
     }
 }
@@ -220,18 +226,19 @@ impl Loan {
             upstream,
             home,
         } = self;
+        let now = Instant::now();
         match home {
             Home::Affinity(affinity) => {
                 let previous = affinity
                     .last
                     .lock()
                     .expect("affinity lock")
-                    .replace((upstream, sender));
-                if let Some((upstream, sender)) = previous {
-                    affinity.pool.put(upstream, sender);
+                    .replace((upstream, sender, now));
+                if let Some((upstream, sender, since)) = previous {
+                    affinity.pool.put(upstream, sender, since);
                 }
             }
-            Home::Pool(pool) => pool.put(upstream, sender),
+            Home::Pool(pool) => pool.put(upstream, sender, now),
         }
     }
 }
@@ -255,9 +262,9 @@ mod tests {
             Upstream::parse("127.0.0.1:1").unwrap(),
             Upstream::parse("127.0.0.1:2").unwrap(),
         );
-        pool.put(a.clone(), sender().await);
-        pool.put(a.clone(), sender().await);
-        pool.put(b.clone(), sender().await);
+        pool.put(a.clone(), sender().await, Instant::now());
+        pool.put(a.clone(), sender().await, Instant::now());
+        pool.put(b.clone(), sender().await, Instant::now());
         assert_eq!(pool.idle.lock().unwrap().total, 3);
         assert!(pool.take(&a).is_some());
         assert_eq!(pool.idle.lock().unwrap().total, 2);
@@ -275,7 +282,7 @@ mod tests {
         let pool = Pool::new(Duration::from_secs(1));
         let a = Upstream::parse("127.0.0.1:1").unwrap();
         for _ in 0..MAX_IDLE_PER_UPSTREAM + 3 {
-            pool.put(a.clone(), sender().await);
+            pool.put(a.clone(), sender().await, Instant::now());
         }
         assert_eq!(pool.idle.lock().unwrap().total, MAX_IDLE_PER_UPSTREAM);
     }
