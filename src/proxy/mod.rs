@@ -176,7 +176,7 @@ pub(crate) async fn handle(
     if upgrade::is_h2_websocket(&req) {
         let client_upgrade = hyper::upgrade::on(&mut req);
         let upstream_req = upgrade::h1_request_for_h2_websocket(req);
-        // Boxed, as every rare path here: the request future is moved and copied whole (and
+        // Boxed, being rare: the request future is moved and copied whole (and
         // for HTTP/2 allocated per stream), so its size is paid on every request.
         let sent = Box::pin(edge.forwarder.send(
             upstream_req,
