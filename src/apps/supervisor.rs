@@ -3,7 +3,8 @@
 //! request in flight until its response is done, which is what idle stops and graceful
 //! replacement wait on.
 //!
-//! Lifecycle: stopped -> starting (first request) -> ready -> stopped after the idle timeout;
+//! Lifecycle: stopped -> starting (first request) -> ready -> stopping after the idle timeout
+//! -> stopped once the process has exited;
 //! a crash restarts it (at once if it had traffic, else on the next request) with a growing
 //! delay, and a crash loop marks it failed until `porter app restart`; three failed health
 //! checks, a settings change or `app restart` start a replacement that takes new requests once
@@ -657,6 +658,9 @@ impl Actor {
             (Some(_), _, _) => "failed",
             (None, Some(_), _) => "ready",
             (None, None, Some(_)) => "starting",
+            // Nothing serves, but a process is still on its way out: "stopped" would be a lie
+            // until it has exited.
+            _ if !self.draining.is_empty() => "stopping",
             _ => "stopped",
         };
         AppStatus {
