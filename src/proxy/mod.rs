@@ -35,11 +35,13 @@ use std::sync::Arc;
 /// The body of every response Porter sends.
 pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, idle::BoxError>;
 
-/// What every connection shares: the current snapshot and the upstream client.
+/// What the connections of one edge thread share: the current snapshot (the same for all
+/// threads) and the upstream connections (the thread's own).
 pub(crate) struct Edge {
     /// The account daemons sites may point at.
     pub(crate) apps: Arc<crate::apps::Supervisor>,
-    /// The store, read for ACME challenges only (they are rare and must be fresh).
+    /// The store, read for ACME challenges (rare, and they must be fresh) and, until the first
+    /// full read is in, for the sites not loaded yet.
     pub(crate) store: Arc<dyn porter_store::Store>,
     /// The sites being served; swapped by `reload`.
     pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,

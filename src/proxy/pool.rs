@@ -1,7 +1,7 @@
 //! Upstream connections and their reuse. A client connection keeps the upstream connection its
 //! last request used (HTTP/1 requests come one at a time, so the next one takes it without a
-//! lock or a lookup); the rest wait in a shared idle pool per upstream, bounded in number and
-//! in idle time. A connection is lent for one exchange and goes home when its response body
+//! lock or a lookup); the rest wait in an idle pool per upstream, one per edge thread, bounded in
+//! number and in idle time. A connection is lent for one exchange and goes home when its response body
 //! has been read to the end; one whose response was abandoned is never reused.
 
 use super::connector;
@@ -26,7 +26,12 @@ const REAP_EVERY: Duration = Duration::from_secs(10);
 
 type Sender = SendRequest<UpstreamBody>;
 
-/// Idle upstream connections shared by every client connection.
+/// Whether a connection idle since `since` may still be used at `now`.
+fn fresh(since: Instant, now: Instant) -> bool {
+    now - since < IDLE_TIMEOUT
+}
+
+/// Idle upstream connections shared by the client connections of one edge thread.
 pub(crate) struct Pool {
     idle: Mutex<Idle>,
     connect_timeout: Duration,
@@ -58,7 +63,7 @@ impl Pool {
             *total -= 1;
             Some(entry)
         })
-        .find(|(sender, since)| !sender.is_closed() && now - *since < IDLE_TIMEOUT);
+        .find(|(sender, since)| !sender.is_closed() && fresh(*since, now));
         if list.is_empty() {
             lists.remove(upstream);
         }
@@ -76,9 +81,7 @@ impl Pool {
         let Idle { lists, total } = &mut *idle;
         let list = lists.entry(upstream).or_default();
         // Oldest first: the expired are at the front.
-        while list
-            .front()
-            .is_some_and(|(_, since)| now - *since >= IDLE_TIMEOUT)
+        while list.front().is_some_and(|(_, since)| !fresh(*since, now))
             || list.len() >= MAX_IDLE_PER_UPSTREAM
         {
             list.pop_front();
@@ -95,7 +98,7 @@ impl Pool {
         let mut idle = self.idle.lock().expect("pool lock");
         let Idle { lists, total } = &mut *idle;
         lists.retain(|_, list| {
-            list.retain(|(sender, since)| !sender.is_closed() && now - *since < IDLE_TIMEOUT);
+            list.retain(|(sender, since)| !sender.is_closed() && fresh(*since, now));
             !list.is_empty()
         });
         *total = lists.values().map(VecDeque::len).sum();
@@ -176,7 +179,7 @@ impl Affinity {
     }
 
     /// A loan of `sender` that brings it back here (`keep`: HTTP/1 clients, whose next
-    /// request comes after this one) or to the shared pool (HTTP/2 streams, which run at once).
+    /// request comes after this one) or to the thread's pool (HTTP/2 streams, which run at once).
     pub(crate) fn lend(self: &Arc<Self>, upstream: &Upstream, sender: Sender, keep: bool) -> Loan {
         Loan {
             sender,
