@@ -388,6 +388,30 @@ async fn sled_backend_conforms() {
     .await;
 }
 
+/// `open()` once the file lock of a handle just dropped is gone: sled lets go of it from its
+/// own threads shortly after the drop, not at it. Any other outcome is returned at once.
+fn once_released<T, E>(
+    open: impl Fn() -> Result<T, E>,
+    locked: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match open() {
+            Err(e) if locked(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+fn reopen(dir: &std::path::Path) -> Result<SledStore, StoreError> {
+    once_released(
+        || SledStore::open(dir),
+        |e| matches!(e, StoreError::Locked(_)),
+    )
+}
+
 #[tokio::test]
 async fn sled_keeps_everything_across_reopen_and_locks_out_a_second_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -400,7 +424,7 @@ async fn sled_keeps_everything_across_reopen_and_locks_out_a_second_process() {
             .unwrap();
         store.put_cert(cert.clone()).await.unwrap();
     }
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     assert_eq!(store.cert(&cert.domain).await.unwrap(), Some(cert));
     assert_eq!(store.sites().await.unwrap().len(), 1);
     let second = SledStore::open(dir.path())
@@ -414,14 +438,18 @@ async fn sled_refuses_another_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     drop(SledStore::open(dir.path()).unwrap());
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = once_released(
+            || sled::open(dir.path()),
+            |e| e.to_string().contains("could not acquire lock"),
+        )
+        .unwrap();
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", &99u32.to_be_bytes())
             .unwrap();
         db.flush().unwrap();
     }
-    let err = SledStore::open(dir.path())
+    let err = reopen(dir.path())
         .err()
         .expect("a foreign schema must be refused");
     assert!(
