@@ -342,7 +342,7 @@ async fn execute(
             other => return Ok(other?),
         }
     }
-    serve::ensure_data_dir(data_dir)?;
+    crate::data_dir::prepare(data_dir)?;
     let store = match SledStore::open(&data_dir.join(STORE_DIR)) {
         Err(StoreError::Locked(_)) => bail!(
             "a porter server holds the store in {}, but its admin API {} does not answer",

@@ -72,6 +72,13 @@ pub(crate) struct ServeArgs {
     /// Time open connections get to finish at shutdown.
     #[arg(long, env = "PORTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     pub(crate) shutdown_grace: Duration,
+    /// Time a store operation may take before it fails (logged and counted): a disk that
+    /// stops answering then fails requests instead of holding them for ever.
+    #[arg(long, env = "PORTER_STORE_DEADLINE", default_value = "10s", value_parser = duration)]
+    pub(crate) store_deadline: Duration,
+    /// For tests: while this file exists, store operations wait, as on a stalled disk.
+    #[arg(long, hide = true)]
+    pub(crate) test_store_stall_file: Option<std::path::PathBuf>,
     /// How often TLS session ticket keys rotate; a ticket is honoured for one to two periods.
     #[arg(long, env = "PORTER_TLS_TICKET_ROTATION", default_value = "12h", value_parser = duration)]
     pub(crate) tls_ticket_rotation: Duration,

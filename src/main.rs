@@ -6,6 +6,7 @@
 //! - `serve`: starts everything and drains at shutdown; `config`: its flags.
 //! - `snapshot` + `reload`: the immutable view of the store the hot path reads, kept current
 //!   from the store's change notifications.
+//! - `challenges`: the ACME challenge answers in memory, kept current like the snapshot.
 //! - `tls`: rustls configuration, SNI resolution from the snapshot, refusal of unknown names.
 //! - `proxy`: listeners, routing by host, forwarding, WebSocket tunnels.
 //! - `admin` + `ops`: the admin API and the operations behind it.
@@ -14,9 +15,11 @@
 
 mod admin;
 mod apps;
+mod challenges;
 mod cli;
 mod clock;
 mod config;
+mod data_dir;
 mod ops;
 mod proxy;
 mod reload;
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     // ring is the only provider in the tree; installing it makes that explicit for every
     // component that asks for the process default.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    data_dir::private_umask();
     let cli = cli::Cli::parse();
     let default_level = if cli.is_serve() { "info" } else { "warn" };
     tracing_subscriber::fmt()
@@ -59,7 +63,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    let result = runtime.block_on(cli::run(cli));
+    // A read stuck on a stalled disk holds a blocking thread: do not wait for it to exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use porter_store::{Change, DomainName, Store, StoreError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -42,16 +43,34 @@ async fn entry(
     Ok(Some(Arc::new(SiteEntry::new(site, cert, ocsp))))
 }
 
+/// How long a connection waits for the store to read a site it needs before the full read
+/// is in; then it is answered 503 (or its handshake refused) rather than kept waiting.
+const LOAD_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Until the first full build is in, puts the sites that can serve `name` (its own and the
 /// wildcard one label up) into the snapshot by reading just them from the store. A no-op once
-/// the snapshot is complete, which is the only time the hot path reads the store.
-pub(crate) async fn ensure_loaded(store: &dyn Store, current: &ArcSwap<Snapshot>, name: &str) {
+/// the snapshot is complete, which is the only time the hot path reads the store. False when
+/// the store did not answer within [`LOAD_DEADLINE`]: the snapshot may then lack a site.
+pub(crate) async fn ensure_loaded(
+    store: &dyn Store,
+    current: &ArcSwap<Snapshot>,
+    name: &str,
+) -> bool {
     {
         let snapshot = current.load();
         if snapshot.is_complete() || snapshot.site(name).is_some() {
-            return;
+            return true;
         }
     }
+    tokio::time::timeout(LOAD_DEADLINE, load(store, current, name))
+        .await
+        .unwrap_or_else(|_| {
+            tracing::warn!(%name, "the store did not answer in time while loading");
+            false
+        })
+}
+
+async fn load(store: &dyn Store, current: &ArcSwap<Snapshot>, name: &str) -> bool {
     let candidates = [Some(name.to_owned()), DomainName::parent_wildcard(name)];
     let mut found = Vec::new();
     // A name that is not a valid domain cannot be a site: nothing to read.
@@ -63,11 +82,14 @@ pub(crate) async fn ensure_loaded(store: &dyn Store, current: &ArcSwap<Snapshot>
         match entry(store, &domain).await {
             Ok(Some(site)) => found.push((domain, Some(site))),
             Ok(None) => {}
-            Err(e) => tracing::warn!(%domain, error = %e, "cannot read a site while loading"),
+            Err(e) => {
+                tracing::warn!(%domain, error = %e, "cannot read a site while loading");
+                return false;
+            }
         }
     }
     if found.is_empty() {
-        return;
+        return true;
     }
     // The full build, once swapped in, holds everything read here and newer: never undo it.
     current.rcu(|snapshot| {
@@ -77,6 +99,7 @@ pub(crate) async fn ensure_loaded(store: &dyn Store, current: &ArcSwap<Snapshot>
             Arc::new(snapshot.with(&found))
         }
     });
+    true
 }
 
 /// Builds the first complete snapshot (then says so on `loaded`) and applies store changes to
@@ -113,7 +136,9 @@ pub(crate) async fn run(
                     domains.insert(d);
                 }
                 // ACME progress and ticket keys change nothing in the snapshot.
-                Ok(Change::Acme(_) | Change::TicketKeys | Change::App(_)) => {}
+                Ok(
+                    Change::Acme(_) | Change::TicketKeys | Change::App(_) | Change::Challenges(_),
+                ) => {}
                 Err(RecvError::Lagged(_)) => full = true,
                 Err(RecvError::Closed) => return,
             }
@@ -171,7 +196,7 @@ async fn build_until_read(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         result = build(store).await;
     }

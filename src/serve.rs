@@ -6,10 +6,10 @@ use crate::apps::Supervisor;
 use crate::config::ServeArgs;
 use crate::proxy::{self, Edge, EdgeShared, EdgeThreads, Forwarder, Limits};
 use crate::snapshot::Snapshot;
-use crate::{reload, tls};
+use crate::{challenges, data_dir, reload, tls};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use porter_store::{SledStore, Store};
+use porter_store::{SledOptions, SledStore, Store};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -29,19 +29,6 @@ async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot bind {flag} {addr}"))
 }
 
-/// Creates the data dir (mode 0700) when missing.
-pub(crate) fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
-    }
-    Ok(())
-}
-
 /// Runs `work` once the edge has read every site. The workers read every certificate too:
 /// doing that while the edge does would slow its start and raise the peak memory.
 async fn after_load(
@@ -56,8 +43,14 @@ async fn after_load(
 
 pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let acme = args.acme.config().map_err(anyhow::Error::msg)?;
-    ensure_data_dir(data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join(STORE_DIR))?);
+    data_dir::prepare(data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
+        &data_dir.join(STORE_DIR),
+        SledOptions {
+            deadline: args.store_deadline,
+            stall_while: args.test_store_stall_file.clone(),
+        },
+    )?);
     let acme = acme
         .map(|config| porter_acme::AcmeWorker::new(store.clone(), config))
         .transpose()
@@ -75,6 +68,8 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     // Subscribe before the first build so that no change slips in between. The build runs in
     // the reload task; connections load what they need meanwhile.
     let changes = store.subscribe();
+    let challenge_changes = store.subscribe();
+    let answers = Arc::new(ArcSwap::from_pointee(challenges::Answers::default()));
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::loading()));
     let default_sni = args.default_sni.map(|d| d.to_string());
     let tickets = tls::Keyring::open(store.as_ref(), args.tls_ticket_rotation).await?;
@@ -88,6 +83,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
             Arc::new(Edge {
                 apps: apps.clone(),
                 store: store.clone(),
+                challenges: answers.clone(),
                 snapshot: snapshot.clone(),
                 forwarder: Forwarder::new(args.upstream_connect_timeout, args.upstream_timeout),
                 https_port: https_addr.port(),
@@ -105,6 +101,12 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let admin_connections = TaskTracker::new();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(tickets.run(store.clone(), args.tls_ticket_rotation, shutdown.clone()));
+    tasks.spawn(challenges::run(
+        store.clone(),
+        answers,
+        challenge_changes,
+        shutdown.clone(),
+    ));
     let (loaded, is_loaded) = tokio::sync::watch::channel(false);
     tasks.spawn(reload::run(
         store.clone(),
@@ -167,11 +169,18 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     wait_for_signal().await?;
     tracing::info!("shutting down");
     shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
-    tokio::join!(
-        proxy::drain(&admin_connections, args.shutdown_grace),
-        edge.finished()
-    );
+    // Bounded: a task waiting on a stalled store must not hold the process past the grace.
+    let stopped = tokio::time::timeout(args.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+        tokio::join!(
+            proxy::drain(&admin_connections, args.shutdown_grace),
+            edge.finished()
+        );
+    })
+    .await;
+    if stopped.is_err() {
+        tracing::warn!(grace = ?args.shutdown_grace, "some tasks did not stop within the shutdown grace; exiting without them");
+    }
     Discovery::remove(data_dir);
     if let AdminAddr::Unix(path) = admin_addr {
         let _ = std::fs::remove_file(path);

@@ -50,6 +50,8 @@ fn failed(e: OpError) -> Reply {
         | OpError::Refused(_) => StatusCode::BAD_REQUEST,
         OpError::Store(StoreError::AlreadyExists(_) | StoreError::InUse(_)) => StatusCode::CONFLICT,
         OpError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+        // Worth a retry: the disk may answer again.
+        OpError::Store(StoreError::Stalled { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         OpError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e)
@@ -65,6 +67,17 @@ pub(crate) async fn dispatch(ctx: &Context, method: &Method, path: &str, body: &
     let store = ctx.store.as_ref();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result = match (method, segments.as_slice()) {
+        (&Method::GET, ["v1", "status"]) => {
+            let health = store.health();
+            Ok(ok(
+                StatusCode::OK,
+                json!({ "store": {
+                    "ok": health.failure.is_none(),
+                    "failure": health.failure,
+                    "stalled_operations": health.stalled,
+                }}),
+            ))
+        }
         (&Method::GET, ["v1", "sites"]) => {
             ops::list_sites(store).await.map(|v| ok(StatusCode::OK, v))
         }

@@ -121,6 +121,7 @@ pub(crate) async fn serve_https(
                     &config,
                     &edge.snapshot,
                     edge.store.as_ref(),
+                    &edge.challenges,
                     edge.default_sni.as_deref(),
                 ),
             ))

@@ -40,9 +40,11 @@ pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, idle::BoxErro
 pub(crate) struct Edge {
     /// The account daemons sites may point at.
     pub(crate) apps: Arc<crate::apps::Supervisor>,
-    /// The store, read for ACME challenges (rare, and they must be fresh) and, until the first
-    /// full read is in, for the sites not loaded yet.
+    /// The store, read (with a deadline) only until the first full read is in, for the sites
+    /// not loaded yet.
     pub(crate) store: Arc<dyn porter_store::Store>,
+    /// The ACME challenge answers; swapped by `challenges::run`.
+    pub(crate) challenges: Arc<ArcSwap<crate::challenges::Answers>>,
     /// The sites being served; swapped by `reload`.
     pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
     /// Pooled upstream connections.
@@ -104,7 +106,7 @@ pub(crate) async fn handle(
 ) -> Response<Body> {
     let https = conn.tls_name.is_some();
     if !https {
-        if let Some(answer) = challenge::http01(edge.store.as_ref(), &req).await {
+        if let Some(answer) = challenge::http01(&edge.challenges.load(), &req) {
             return answer;
         }
     }
@@ -117,10 +119,15 @@ pub(crate) async fn handle(
         }
         None => return error_response(StatusCode::BAD_REQUEST, "the request names no host"),
     };
-    reload::ensure_loaded(edge.store.as_ref(), &edge.snapshot, &host).await;
+    let loaded = reload::ensure_loaded(edge.store.as_ref(), &edge.snapshot, &host).await;
     let snapshot = edge.snapshot.load();
     let Some(site) = snapshot.site(&host) else {
-        return if https {
+        return if !loaded {
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the sites are still loading; try again shortly",
+            )
+        } else if https {
             error_response(
                 StatusCode::MISDIRECTED_REQUEST,
                 "no site is served under this name",

@@ -1,9 +1,10 @@
 //! Accepting a TLS connection: read the ClientHello, answer a TLS-ALPN-01 validation (RFC 8737)
-//! from the store, refuse a name Porter does not serve with a fatal `unrecognized_name` alert
+//! from the answers in memory, refuse a name Porter does not serve with a fatal `unrecognized_name` alert
 //! (rustls itself would say `access_denied`), then handshake.
 
-use super::acme_tls::{self, ALPN_ACME_TLS};
+use super::acme_tls::ALPN_ACME_TLS;
 use super::resolver::server_name;
+use crate::challenges::{Answers, Lookup};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use porter_store::Store;
@@ -41,6 +42,7 @@ pub(crate) async fn accept<IO>(
     config: &Arc<ServerConfig>,
     snapshot: &ArcSwap<Snapshot>,
     store: &dyn Store,
+    challenges: &ArcSwap<Answers>,
     default_sni: Option<&str>,
 ) -> Result<Option<(TlsStream<IO>, String)>, Refused>
 where
@@ -56,7 +58,7 @@ where
         .alpn()
         .is_some_and(|mut protocols| protocols.any(|p| p == ALPN_ACME_TLS));
     if validation {
-        let Some(challenge_config) = acme_tls::config(store, &name).await else {
+        let Lookup::Found(challenge_config) = challenges.load().tls_alpn(&name) else {
             return Err(refuse(start.io, 112, Refused::UnknownName(name)).await);
         };
         let mut stream = start.into_stream(challenge_config).await?;
@@ -65,6 +67,7 @@ where
         tracing::info!(%name, "answered a TLS-ALPN-01 validation");
         return Ok(None);
     }
+    // A name the store did not answer for in time is refused like an unknown one.
     crate::reload::ensure_loaded(store, snapshot, &name).await;
     if snapshot.load().cert(&name).is_none() {
         return Err(refuse(start.io, 112, Refused::UnknownName(name)).await);

@@ -1,9 +1,8 @@
 //! TLS-ALPN-01 (RFC 8737): a validator offering ALPN `acme-tls/1` gets the challenge
-//! certificate the ACME worker stored for the name, in a configuration made for that one
-//! handshake. Only validators take this path, so reading the store here costs the hot path
-//! nothing.
+//! certificate the ACME worker stored for the name, in a configuration made for it when the
+//! challenge was read from the store (see `challenges`).
 
-use porter_store::{DomainName, Store};
+use porter_store::TlsAlpnChallenge;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::ServerConfig;
 use std::sync::Arc;
@@ -11,16 +10,9 @@ use std::sync::Arc;
 /// The ALPN protocol of TLS-ALPN-01 validations.
 pub(crate) const ALPN_ACME_TLS: &[u8] = b"acme-tls/1";
 
-/// A configuration serving the challenge certificate for `name`, if one is stored.
-pub(crate) async fn config(store: &dyn Store, name: &str) -> Option<Arc<ServerConfig>> {
-    let domain = DomainName::parse(name).ok()?;
-    let challenge = match store.tls_alpn(&domain).await {
-        Ok(challenge) => challenge?,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the challenge store");
-            return None;
-        }
-    };
+/// A configuration serving the challenge certificate of `challenge`, if its key loads.
+pub(crate) fn config(challenge: TlsAlpnChallenge) -> Option<Arc<ServerConfig>> {
+    let name = &challenge.domain;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // Built without the certificate checks of `with_single_cert` and `CertifiedKey::from_der`:
     // they refuse the critical acmeIdentifier extension that RFC 8737 requires.

@@ -142,9 +142,19 @@ async fn rotate_if_due(
 
 impl Keyring {
     /// The keyring from the store, rotated first when due (so a start never serves stale keys).
+    /// Fails only when the system RNG does.
     pub(crate) async fn open(store: &dyn Store, period: Duration) -> Result<Arc<Self>, StoreError> {
         let rng = SystemRandom::new();
-        let keys = rotate_if_due(store, period, &rng).await?;
+        let keys = match rotate_if_due(store, period, &rng).await {
+            Ok(keys) => keys,
+            // A store that does not answer must not keep the edge from starting: keys of this
+            // process alone serve until `run` reads or rotates the stored ones.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the TLS ticket keys; using keys of this process until the store answers");
+                rotated(None, &rng)
+                    .ok_or_else(|| StoreError::Backend("the system RNG failed".into()))?
+            }
+        };
         Ok(Arc::new(Keyring {
             keys: ArcSwap::from_pointee(load(&keys)),
             lifetime: period.as_secs().min(u64::from(u32::MAX)) as u32,

@@ -1,6 +1,7 @@
 //! The store's error types: what was wrong with the input, and what went wrong underneath.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Input rejected at the boundary. The message is meant for the operator as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,7 +31,7 @@ pub enum InvalidInput {
 }
 
 /// Everything a store operation can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The caller's input was refused; nothing was changed.
     #[error(transparent)]
@@ -66,6 +67,15 @@ pub enum StoreError {
         key: String,
         /// What the decoder said.
         reason: String,
+    },
+    /// The operation did not finish within the store's deadline (a disk or engine that stopped
+    /// answering). A write may still be made later.
+    #[error("the store did not finish {op} within {after:?} (is its disk stalled?)")]
+    Stalled {
+        /// The operation.
+        op: &'static str,
+        /// The deadline it missed.
+        after: Duration,
     },
     /// The storage engine failed (disk full, I/O error, ...).
     #[error("storage engine: {0}")]

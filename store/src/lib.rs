@@ -29,7 +29,7 @@ pub use model::{
     OcspResponse, OcspStatus, PendingOrder, PrivateKey, SecretBytes, SecretText, Site, Target,
     TicketKey, TicketKeys, TlsAlpnChallenge, DEFAULT_HSTS_MAX_AGE,
 };
-pub use sled_store::SledStore;
+pub use sled_store::{SledOptions, SledStore};
 pub use upstream::Upstream;
 
 use tokio::sync::broadcast;
@@ -49,12 +49,25 @@ pub enum Change {
     TicketKeys,
     /// The app with this id was added, changed or removed.
     App(AppId),
+    /// A challenge answer (HTTP-01 or TLS-ALPN-01) of this domain was stored or removed.
+    Challenges(DomainName),
+}
+
+/// How the store is doing, for logs and status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// The failed write the store has not recovered from yet (writes fail until it has).
+    pub failure: Option<String>,
+    /// Operations that missed their deadline since the store was opened.
+    pub stalled: u64,
 }
 
 /// The persistence interface every backend implements; the conformance suite in
 /// `store/tests/conformance.rs` runs over each.
 ///
 /// Every write is durable when it returns, and is announced to subscribers after it commits.
+/// No operation waits for ever: one that misses the backend's deadline fails with
+/// [`StoreError::Stalled`].
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The site for `domain`, if any.
@@ -97,12 +110,11 @@ pub trait Store: Send + Sync + 'static {
     async fn put_issued(&self, cert: CertRecord, state: AcmeState) -> Result<(), StoreError>;
     /// Stores an HTTP-01 challenge response.
     async fn put_http01(&self, challenge: Http01Challenge) -> Result<(), StoreError>;
-    /// The HTTP-01 challenge response for `token`, if any.
-    async fn http01(&self, token: &str) -> Result<Option<Http01Challenge>, StoreError>;
     /// Stores a TLS-ALPN-01 challenge certificate.
     async fn put_tls_alpn(&self, challenge: TlsAlpnChallenge) -> Result<(), StoreError>;
-    /// The TLS-ALPN-01 challenge certificate for `domain`, if any.
-    async fn tls_alpn(&self, domain: &DomainName) -> Result<Option<TlsAlpnChallenge>, StoreError>;
+    /// Every challenge answer in flight (a handful: one per validation under way).
+    async fn challenges(&self)
+        -> Result<(Vec<Http01Challenge>, Vec<TlsAlpnChallenge>), StoreError>;
     /// Removes every challenge of `domain`.
     async fn remove_challenges(&self, domain: &DomainName) -> Result<(), StoreError>;
     /// The app `id`, if any.
@@ -128,4 +140,6 @@ pub trait Store: Send + Sync + 'static {
     /// A receiver of every change committed from now on. A receiver that lags behind gets
     /// `RecvError::Lagged` and must re-read everything.
     fn subscribe(&self) -> broadcast::Receiver<Change>;
+    /// The store's failures and stalls so far.
+    fn health(&self) -> StoreHealth;
 }

@@ -3,8 +3,8 @@
 
 use porter_store::{
     AcmeAccount, AcmeState, App, AppId, AppListen, CertRecord, CertSource, Change, DomainName,
-    HealthCheck, Http01Challenge, InvalidInput, OcspRecord, SecretText, Site, SledStore, Store,
-    StoreError, Target, TlsAlpnChallenge, Upstream,
+    HealthCheck, Http01Challenge, InvalidInput, OcspRecord, SecretText, Site, SledOptions,
+    SledStore, Store, StoreError, Target, TlsAlpnChallenge, Upstream,
 };
 use rcgen::{CertificateParams, KeyPair};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -61,6 +61,44 @@ async fn suite<S: Store>(fresh: impl Fn() -> S) {
     ticket_keys_round_trip(fresh()).await;
     apps_and_the_sites_that_use_them(fresh()).await;
     ocsp_records_follow_their_site(fresh()).await;
+    concurrent_writers_all_land(fresh()).await;
+}
+
+/// 64 writers at once, as a panel importing a zone: every write lands, none hangs, and each
+/// is announced.
+async fn concurrent_writers_all_land(store: impl Store) {
+    const WRITERS: usize = 64;
+    const EACH: usize = 12;
+    let store = std::sync::Arc::new(store);
+    let mut changes = store.subscribe();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..WRITERS {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for i in 0..EACH {
+                let name = format!("w{w}-{i}.test");
+                store.add_site(site(&name, "127.0.0.1:1")).await.unwrap();
+                if i % 2 == 1 {
+                    let domain = DomainName::parse(&name).unwrap();
+                    store.remove_site(&domain).await.unwrap();
+                }
+            }
+        });
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(done) = tasks.join_next().await {
+            done.expect("a writer failed");
+        }
+    })
+    .await
+    .expect("64 concurrent writers hung");
+    assert_eq!(store.sites().await.unwrap().len(), WRITERS * EACH / 2);
+    let mut announced = 0;
+    while let Ok(change) = changes.try_recv() {
+        assert!(matches!(change, Change::Site(_)), "{change:?}");
+        announced += 1;
+    }
+    assert_eq!(announced, WRITERS * EACH * 3 / 2);
 }
 
 async fn ocsp_records_follow_their_site(store: impl Store) {
@@ -247,24 +285,31 @@ async fn acme_records_follow_their_site(store: impl Store) {
         domain: domain.clone(),
         key_authorization: "tok.thumb".into(),
     };
+    let mut changes = store.subscribe();
     store.put_http01(http01.clone()).await.unwrap();
+    assert_eq!(
+        changes.try_recv().unwrap(),
+        Change::Challenges(domain.clone()),
+        "the edge learns of challenges from the change feed"
+    );
     let tls = TlsAlpnChallenge {
         domain: domain.clone(),
         cert: cert_for("h.test").chain[0].clone(),
         key: cert_for("h.test").key,
     };
     store.put_tls_alpn(tls.clone()).await.unwrap();
-    assert_eq!(store.http01("tok").await.unwrap(), Some(http01));
-    assert_eq!(store.tls_alpn(&domain).await.unwrap(), Some(tls.clone()));
+    assert_eq!(
+        store.challenges().await.unwrap(),
+        (vec![http01], vec![tls.clone()])
+    );
     store.remove_challenges(&domain).await.unwrap();
-    assert_eq!(store.http01("tok").await.unwrap(), None);
-    assert_eq!(store.tls_alpn(&domain).await.unwrap(), None);
+    assert_eq!(store.challenges().await.unwrap(), (vec![], vec![]));
 
     // Removing the site takes everything of it along, in one transaction.
     store.put_tls_alpn(tls).await.unwrap();
     store.remove_site(&domain).await.unwrap();
     assert_eq!(store.acme_state(&domain).await.unwrap(), None);
-    assert_eq!(store.tls_alpn(&domain).await.unwrap(), None);
+    assert_eq!(store.challenges().await.unwrap(), (vec![], vec![]));
     assert_eq!(store.cert(&domain).await.unwrap(), None);
     assert_eq!(
         store.account(&account.directory).await.unwrap(),
@@ -520,4 +565,40 @@ fn certificates_are_checked_before_they_are_stored() {
         CertSource::Imported
     )
     .is_ok());
+}
+
+#[tokio::test]
+async fn a_stalled_sled_store_fails_in_time_and_drops_what_its_callers_gave_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let stall = dir.path().join("stall");
+    let store = SledStore::open_with(
+        &dir.path().join("db"),
+        SledOptions {
+            deadline: std::time::Duration::from_millis(300),
+            stall_while: Some(stall.clone()),
+        },
+    )
+    .unwrap();
+    store.add_site(site("a.test", "127.0.0.1:1")).await.unwrap();
+    std::fs::write(&stall, b"").unwrap();
+    let started = std::time::Instant::now();
+    let (read, write) = tokio::join!(store.sites(), store.add_site(site("b.test", "127.0.0.1:1")));
+    assert!(
+        matches!(read, Err(StoreError::Stalled { op: "sites", .. })),
+        "{read:?}"
+    );
+    assert!(
+        matches!(write, Err(StoreError::Stalled { op: "add_site", .. })),
+        "{write:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!(store.health().stalled, 2);
+    std::fs::remove_file(&stall).unwrap();
+    // The write its caller was told had failed is not made once the store answers again.
+    store
+        .add_site(site("b.test", "127.0.0.1:1"))
+        .await
+        .expect("the abandoned write must not have been made");
+    assert_eq!(store.sites().await.unwrap().len(), 2);
+    assert_eq!(store.health().failure, None);
 }

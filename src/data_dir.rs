@@ -1,0 +1,111 @@
+//! The data dir holds private keys and the admin token: it is private to the user Porter runs
+//! as. Created 0700; an existing one with looser modes is tightened (its folders to 0700, its
+//! files to 0600) with a warning; one owned by another user is refused. Files created later
+//! are private through the umask set at start ([`private_umask`]).
+
+use anyhow::{bail, Context as _};
+use std::fs::Permissions;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// Makes every file this process creates private to its user. Children inherit it: an app
+/// that wants another one sets its own (`sh -c 'umask 022; exec ...'`).
+pub(crate) fn private_umask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+}
+
+/// Creates the data dir (mode 0700) when missing; checks and tightens an existing one.
+pub(crate) fn prepare(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
+        return Ok(());
+    }
+    let meta = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("cannot read the data dir {}", dir.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        bail!(
+            "the data dir {} belongs to uid {}, not to this user (uid {me}): run Porter as its owner, or give it a data dir of its own",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    let loosened = tighten(dir)
+        .with_context(|| format!("cannot make the data dir {} private", dir.display()))?;
+    if loosened > 0 {
+        tracing::warn!(dir = %dir.display(), entries = loosened, "the data dir was readable by other users: made it private (folders 0700, files 0600)");
+    }
+    Ok(())
+}
+
+/// Sets folders under `dir` (and `dir`) to 0700 and files to 0600 where they allow more;
+/// returns how many were changed. Symbolic links are left alone, not followed.
+fn tighten(dir: &Path) -> std::io::Result<usize> {
+    let mut changed = set_private(dir, &std::fs::symlink_metadata(dir)?)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            changed += tighten(&entry.path())?;
+        } else if meta.is_file() {
+            changed += set_private(&entry.path(), &meta)?;
+        }
+    }
+    Ok(changed)
+}
+
+fn set_private(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<usize> {
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(0);
+    }
+    let private = if meta.is_dir() { 0o700 } else { 0o600 };
+    std::fs::set_permissions(path, Permissions::from_mode(private))?;
+    Ok(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_loose_data_dir_is_made_private() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        std::fs::create_dir_all(dir.join("store/blobs")).unwrap();
+        std::fs::write(dir.join("store/db"), b"keys").unwrap();
+        std::fs::write(dir.join("token"), b"secret").unwrap();
+        for (path, mode) in [
+            (dir.clone(), 0o755),
+            (dir.join("store"), 0o755),
+            (dir.join("store/blobs"), 0o777),
+            (dir.join("store/db"), 0o644),
+            (dir.join("token"), 0o640),
+        ] {
+            std::fs::set_permissions(path, Permissions::from_mode(mode)).unwrap();
+        }
+        prepare(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("store")), 0o700);
+        assert_eq!(mode(&dir.join("store/blobs")), 0o700);
+        assert_eq!(mode(&dir.join("store/db")), 0o600);
+        assert_eq!(mode(&dir.join("token")), 0o600);
+        assert_eq!(tighten(&dir).unwrap(), 0, "nothing left to tighten");
+    }
+
+    #[test]
+    fn a_missing_data_dir_is_created_private() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/b");
+        prepare(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+    }
+}

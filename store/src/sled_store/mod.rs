@@ -1,0 +1,592 @@
+//! The embedded backend on sled: one tree per kind, JSON values, multi-tree transactions.
+//!
+//! Every write goes to one writer thread ([`writer`]) and is durable when it returns; every
+//! read runs on a blocking thread, at most [`MAX_READS`] at once. Each operation has a
+//! deadline: one that has not finished by then is logged, counted and answered as
+//! [`StoreError::Stalled`], so a disk that stops answering stalls no caller for good.
+
+mod trees;
+mod writer;
+
+use crate::error::StoreError;
+use crate::keys;
+use crate::{
+    AcmeAccount, AcmeState, App, AppId, CertRecord, Change, DomainName, Http01Challenge,
+    OcspRecord, Site, Store, StoreHealth, Target, TicketKeys, TlsAlpnChallenge,
+};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use std::future::Future;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+use trees::{backend, decode_all, encode, get, list_by_domain, Trees};
+
+/// Capacity of the change channel; a subscriber further behind re-reads everything.
+const CHANGE_BUFFER: usize = 4096;
+/// Writes that may wait for the writer; a caller past that waits for room.
+const WRITE_QUEUE: usize = 1024;
+/// Reads running at once; a disk that stops answering holds at most this many threads.
+const MAX_READS: usize = 32;
+
+/// How the sled backend is run.
+#[derive(Debug, Clone)]
+pub struct SledOptions {
+    /// How long an operation may take before it is answered as [`StoreError::Stalled`].
+    pub deadline: Duration,
+    /// For tests: while this file exists, every operation waits before it touches the
+    /// database, as on a disk that stopped answering.
+    pub stall_while: Option<PathBuf>,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions {
+            deadline: Duration::from_secs(10),
+            stall_while: None,
+        }
+    }
+}
+
+/// What the writer thread and the readers share.
+struct Shared {
+    path: PathBuf,
+    /// The open database; `None` only while the writer reopens it.
+    trees: RwLock<Option<Arc<Trees>>>,
+    changes: broadcast::Sender<Change>,
+    /// The failed write the store has not recovered from yet.
+    failure: Mutex<Option<String>>,
+    stalled: AtomicU64,
+    stall_while: Option<PathBuf>,
+}
+
+impl Shared {
+    fn trees(&self) -> Result<Arc<Trees>, StoreError> {
+        self.trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Backend(format!(
+                    "the store at {} is being reopened after a failed write",
+                    self.path.display()
+                ))
+            })
+    }
+
+    fn set_trees(&self, trees: Option<Arc<Trees>>) {
+        *self.trees.write().unwrap_or_else(|p| p.into_inner()) = trees;
+    }
+
+    fn wait_while_stalled(&self) {
+        if let Some(path) = &self.stall_while {
+            while path.exists() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// The sled backend. One process at a time may open a database.
+pub struct SledStore {
+    shared: Arc<Shared>,
+    jobs: mpsc::Sender<writer::Job>,
+    reads: Arc<Semaphore>,
+    deadline: Duration,
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`, checking its schema version.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, SledOptions::default())
+    }
+
+    /// [`SledStore::open`] with other options.
+    pub fn open_with(dir: &Path, options: SledOptions) -> Result<Self, StoreError> {
+        let trees = Trees::open(dir)?;
+        let shared = Arc::new(Shared {
+            path: dir.to_path_buf(),
+            trees: RwLock::new(Some(Arc::new(trees))),
+            changes: broadcast::channel(CHANGE_BUFFER).0,
+            failure: Mutex::new(None),
+            stalled: AtomicU64::new(0),
+            stall_while: options.stall_while,
+        });
+        let (jobs, queue) = mpsc::channel(WRITE_QUEUE);
+        writer::spawn(shared.clone(), queue)
+            .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
+        Ok(SledStore {
+            shared,
+            jobs,
+            reads: Arc::new(Semaphore::new(MAX_READS)),
+            deadline: options.deadline,
+        })
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Runs `work` within the deadline; past it, logs and counts the stall and answers an error.
+    async fn watched<R>(
+        &self,
+        op: &'static str,
+        work: impl Future<Output = Result<R, StoreError>>,
+    ) -> Result<R, StoreError> {
+        match tokio::time::timeout(self.deadline, work).await {
+            Ok(result) => result,
+            Err(_) => {
+                let stalled = self.shared.stalled.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::error!(op, deadline = ?self.deadline, stalled, "store operation did not finish in time");
+                Err(StoreError::Stalled {
+                    op,
+                    after: self.deadline,
+                })
+            }
+        }
+    }
+
+    /// Runs a read on a blocking thread: sled may wait on the disk or its own locks, and
+    /// decoding a whole tree of 100,000 records would stall the async runtime.
+    async fn read<R: Send + 'static>(
+        &self,
+        op: &'static str,
+        read: impl FnOnce(&Trees) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let shared = self.shared.clone();
+        let reads = self.reads.clone();
+        self.watched(op, async move {
+            let permit = reads.acquire_owned().await.map_err(|_| gone())?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                shared.wait_while_stalled();
+                read(&*shared.trees()?)
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("{op}: {e}")))?
+        })
+        .await
+    }
+
+    /// Hands a write to the writer thread and waits until it is durable and announced.
+    async fn write(
+        &self,
+        op: &'static str,
+        apply: impl FnOnce(&Trees) -> Result<Vec<Change>, StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = writer::Job {
+            op,
+            apply: Box::new(apply),
+            reply,
+        };
+        self.watched(op, async move {
+            self.jobs.send(job).await.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        })
+        .await
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Backend("the store's writer has stopped".into())
+}
+
+fn not_found(what: &str, key: &str) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(StoreError::NotFound(format!("{what} {key}")))
+}
+
+fn tx_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    }
+}
+
+/// Adds (`replace` false) or replaces (`replace` true) a site, checking that its app exists.
+fn write_site(t: &Trees, site: Site, replace: bool) -> Result<Vec<Change>, StoreError> {
+    let key = site.domain.as_str();
+    let value = encode(&site);
+    let app = match &site.target {
+        Target::App(id) => Some(id.as_str()),
+        Target::Upstream(_) => None,
+    };
+    (&t.sites, &t.apps)
+        .transaction(|(sites, apps)| {
+            match (sites.get(key)?.is_some(), replace) {
+                (true, false) => {
+                    return Err(ConflictableTransactionError::Abort(
+                        StoreError::AlreadyExists(format!("site {key}")),
+                    ))
+                }
+                (false, true) => return Err(not_found("site", key)),
+                _ => {}
+            }
+            if let Some(app) = app {
+                if apps.get(app)?.is_none() {
+                    return Err(not_found(
+                        "app",
+                        &format!("{app} (add the app before its sites)"),
+                    ));
+                }
+            }
+            sites.insert(key, value.as_slice())?;
+            Ok(())
+        })
+        .map_err(tx_error)?;
+    Ok(vec![Change::Site(site.domain)])
+}
+
+/// Stores `value` under `key` in the per-site tree `tree`, if the site `key` exists.
+fn put_for_site(t: &Trees, tree: &sled::Tree, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    (&t.sites, tree)
+        .transaction(|(sites, tree)| {
+            if sites.get(key)?.is_none() {
+                return Err(not_found("site", key));
+            }
+            tree.insert(key, value)?;
+            Ok(())
+        })
+        .map_err(tx_error)
+}
+
+#[async_trait::async_trait]
+impl Store for SledStore {
+    async fn site(&self, domain: &DomainName) -> Result<Option<Site>, StoreError> {
+        let key = domain.to_string();
+        self.read("site", move |t| get(&t.sites, keys::SITES, &key))
+            .await
+    }
+
+    async fn sites(&self) -> Result<Vec<Site>, StoreError> {
+        self.read("sites", |t| decode_all(t.sites.iter(), keys::SITES))
+            .await
+    }
+
+    async fn add_site(&self, site: Site) -> Result<(), StoreError> {
+        self.write("add_site", move |t| write_site(t, site, false))
+            .await
+    }
+
+    async fn update_site(&self, site: Site) -> Result<(), StoreError> {
+        self.write("update_site", move |t| write_site(t, site, true))
+            .await
+    }
+
+    async fn remove_site(&self, domain: &DomainName) -> Result<(), StoreError> {
+        let domain = domain.clone();
+        self.write("remove_site", move |t| {
+            let key = domain.as_str();
+            let tokens = t.http01_tokens(&domain)?;
+            let (had_cert, had_alpn) =
+                (&t.sites, &t.certs, &t.acme, &t.http01, &t.tls_alpn, &t.ocsp)
+                    .transaction(|(sites, certs, acme, http01, tls_alpn, ocsp)| {
+                        if sites.remove(key)?.is_none() {
+                            return Err(not_found("site", key));
+                        }
+                        acme.remove(key)?;
+                        ocsp.remove(key)?;
+                        let had_alpn = tls_alpn.remove(key)?.is_some();
+                        for token in &tokens {
+                            http01.remove(token.as_slice())?;
+                        }
+                        Ok((certs.remove(key)?.is_some(), had_alpn))
+                    })
+                    .map_err(tx_error)?;
+            let mut changes = vec![Change::Site(domain.clone())];
+            if had_cert {
+                changes.push(Change::Cert(domain.clone()));
+            }
+            if had_alpn || !tokens.is_empty() {
+                changes.push(Change::Challenges(domain));
+            }
+            Ok(changes)
+        })
+        .await
+    }
+
+    async fn cert(&self, domain: &DomainName) -> Result<Option<CertRecord>, StoreError> {
+        let key = domain.to_string();
+        self.read("cert", move |t| get(&t.certs, keys::CERTS, &key))
+            .await
+    }
+
+    async fn certs(&self) -> Result<Vec<CertRecord>, StoreError> {
+        self.read("certs", |t| decode_all(t.certs.iter(), keys::CERTS))
+            .await
+    }
+
+    async fn certs_after(
+        &self,
+        after: Option<&DomainName>,
+        limit: usize,
+    ) -> Result<Vec<CertRecord>, StoreError> {
+        let after = after.map(|d| d.as_str().as_bytes().to_vec());
+        self.read("certs_after", move |t| {
+            let from = match &after {
+                Some(key) => Bound::Excluded(key.as_slice()),
+                None => Bound::Unbounded,
+            };
+            decode_all(
+                t.certs
+                    .range::<&[u8], _>((from, Bound::Unbounded))
+                    .take(limit),
+                keys::CERTS,
+            )
+        })
+        .await
+    }
+
+    async fn put_cert(&self, cert: CertRecord) -> Result<(), StoreError> {
+        self.write("put_cert", move |t| {
+            let key = cert.domain.as_str();
+            put_for_site(t, &t.certs, key, &encode(&cert)).map_err(|e| match e {
+                StoreError::NotFound(_) => StoreError::NotFound(format!(
+                    "site {key} (add the site before its certificate)"
+                )),
+                other => other,
+            })?;
+            Ok(vec![Change::Cert(cert.domain)])
+        })
+        .await
+    }
+
+    async fn account(&self, directory: &str) -> Result<Option<AcmeAccount>, StoreError> {
+        let key = directory.to_owned();
+        self.read("account", move |t| {
+            get(&t.accounts, keys::ACME_ACCOUNTS, &key)
+        })
+        .await
+    }
+
+    async fn put_account(&self, account: AcmeAccount) -> Result<(), StoreError> {
+        self.write("put_account", move |t| {
+            t.accounts
+                .insert(account.directory.as_bytes(), encode(&account))
+                .map_err(backend)?;
+            Ok(vec![])
+        })
+        .await
+    }
+
+    async fn acme_state(&self, domain: &DomainName) -> Result<Option<AcmeState>, StoreError> {
+        let key = domain.to_string();
+        self.read("acme_state", move |t| get(&t.acme, keys::ACME_STATES, &key))
+            .await
+    }
+
+    async fn acme_states(&self) -> Result<Vec<(DomainName, AcmeState)>, StoreError> {
+        self.read("acme_states", |t| {
+            list_by_domain(&t.acme, keys::ACME_STATES)
+        })
+        .await
+    }
+
+    async fn put_acme_state(
+        &self,
+        domain: &DomainName,
+        state: AcmeState,
+    ) -> Result<(), StoreError> {
+        let domain = domain.clone();
+        self.write("put_acme_state", move |t| {
+            put_for_site(t, &t.acme, domain.as_str(), &encode(&state))?;
+            Ok(vec![Change::Acme(domain)])
+        })
+        .await
+    }
+
+    async fn put_issued(&self, cert: CertRecord, state: AcmeState) -> Result<(), StoreError> {
+        self.write("put_issued", move |t| {
+            let key = cert.domain.as_str();
+            let (cert_value, state_value) = (encode(&cert), encode(&state));
+            (&t.sites, &t.certs, &t.acme)
+                .transaction(|(sites, certs, acme)| {
+                    if sites.get(key)?.is_none() {
+                        return Err(not_found("site", key));
+                    }
+                    certs.insert(key, cert_value.as_slice())?;
+                    acme.insert(key, state_value.as_slice())?;
+                    Ok(())
+                })
+                .map_err(tx_error)?;
+            Ok(vec![
+                Change::Cert(cert.domain.clone()),
+                Change::Acme(cert.domain),
+            ])
+        })
+        .await
+    }
+
+    async fn put_http01(&self, challenge: Http01Challenge) -> Result<(), StoreError> {
+        self.write("put_http01", move |t| {
+            t.http01
+                .insert(challenge.token.as_bytes(), encode(&challenge))
+                .map_err(backend)?;
+            Ok(vec![Change::Challenges(challenge.domain)])
+        })
+        .await
+    }
+
+    async fn put_tls_alpn(&self, challenge: TlsAlpnChallenge) -> Result<(), StoreError> {
+        self.write("put_tls_alpn", move |t| {
+            t.tls_alpn
+                .insert(challenge.domain.as_str(), encode(&challenge))
+                .map_err(backend)?;
+            Ok(vec![Change::Challenges(challenge.domain)])
+        })
+        .await
+    }
+
+    async fn challenges(
+        &self,
+    ) -> Result<(Vec<Http01Challenge>, Vec<TlsAlpnChallenge>), StoreError> {
+        self.read("challenges", |t| {
+            Ok((
+                decode_all(t.http01.iter(), keys::HTTP01)?,
+                decode_all(t.tls_alpn.iter(), keys::TLS_ALPN01)?,
+            ))
+        })
+        .await
+    }
+
+    async fn remove_challenges(&self, domain: &DomainName) -> Result<(), StoreError> {
+        let domain = domain.clone();
+        self.write("remove_challenges", move |t| {
+            let tokens = t.http01_tokens(&domain)?;
+            (&t.http01, &t.tls_alpn)
+                .transaction(|(http01, tls_alpn)| {
+                    tls_alpn.remove(domain.as_str())?;
+                    for token in &tokens {
+                        http01.remove(token.as_slice())?;
+                    }
+                    Ok(())
+                })
+                .map_err(tx_error)?;
+            Ok(vec![Change::Challenges(domain)])
+        })
+        .await
+    }
+
+    async fn app(&self, id: &AppId) -> Result<Option<App>, StoreError> {
+        let key = id.to_string();
+        self.read("app", move |t| get(&t.apps, keys::APPS, &key))
+            .await
+    }
+
+    async fn apps(&self) -> Result<Vec<App>, StoreError> {
+        self.read("apps", |t| decode_all(t.apps.iter(), keys::APPS))
+            .await
+    }
+
+    async fn add_app(&self, app: App) -> Result<(), StoreError> {
+        app.validate()?;
+        self.write("add_app", move |t| {
+            t.apps
+                .compare_and_swap(app.id.as_str(), None::<&[u8]>, Some(encode(&app)))
+                .map_err(backend)?
+                .map_err(|_| StoreError::AlreadyExists(format!("app {}", app.id)))?;
+            Ok(vec![Change::App(app.id)])
+        })
+        .await
+    }
+
+    async fn update_app(&self, app: App) -> Result<(), StoreError> {
+        app.validate()?;
+        self.write("update_app", move |t| {
+            let key = app.id.as_str();
+            let value = encode(&app);
+            t.apps
+                .transaction(|apps| {
+                    if apps.get(key)?.is_none() {
+                        return Err(not_found("app", key));
+                    }
+                    apps.insert(key, value.as_slice())?;
+                    Ok(())
+                })
+                .map_err(tx_error)?;
+            Ok(vec![Change::App(app.id)])
+        })
+        .await
+    }
+
+    async fn remove_app(&self, id: &AppId) -> Result<(), StoreError> {
+        let id = id.clone();
+        // On the writer, the check and the removal see the same sites: no site can be added
+        // for the app in between.
+        self.write("remove_app", move |t| {
+            let users: Vec<String> = decode_all::<Site>(t.sites.iter(), keys::SITES)?
+                .into_iter()
+                .filter(|s| s.target == Target::App(id.clone()))
+                .map(|s| s.domain.to_string())
+                .collect();
+            if !users.is_empty() {
+                return Err(StoreError::InUse(format!(
+                    "app {id} is used by {}: remove or move those sites first",
+                    users.join(", ")
+                )));
+            }
+            if t.apps.remove(id.as_str()).map_err(backend)?.is_none() {
+                return Err(StoreError::NotFound(format!("app {id}")));
+            }
+            Ok(vec![Change::App(id)])
+        })
+        .await
+    }
+
+    async fn ocsp(&self, domain: &DomainName) -> Result<Option<OcspRecord>, StoreError> {
+        let key = domain.to_string();
+        self.read("ocsp", move |t| get(&t.ocsp, keys::OCSP, &key))
+            .await
+    }
+
+    async fn ocsp_records(&self) -> Result<Vec<(DomainName, OcspRecord)>, StoreError> {
+        self.read("ocsp_records", |t| list_by_domain(&t.ocsp, keys::OCSP))
+            .await
+    }
+
+    async fn put_ocsp(&self, domain: &DomainName, record: OcspRecord) -> Result<(), StoreError> {
+        let domain = domain.clone();
+        self.write("put_ocsp", move |t| {
+            put_for_site(t, &t.ocsp, domain.as_str(), &encode(&record))?;
+            Ok(vec![Change::Ocsp(domain)])
+        })
+        .await
+    }
+
+    async fn ticket_keys(&self) -> Result<Option<TicketKeys>, StoreError> {
+        self.read("ticket_keys", |t| {
+            get(&t.meta, keys::META, keys::TICKET_KEYS)
+        })
+        .await
+    }
+
+    async fn put_ticket_keys(&self, ticket_keys: TicketKeys) -> Result<(), StoreError> {
+        self.write("put_ticket_keys", move |t| {
+            t.meta
+                .insert(keys::TICKET_KEYS, encode(&ticket_keys))
+                .map_err(backend)?;
+            Ok(vec![Change::TicketKeys])
+        })
+        .await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.shared.changes.subscribe()
+    }
+
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            failure: self
+                .shared
+                .failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            stalled: self.shared.stalled.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The open database: one sled tree per kind of record, and the typed reads over them.
+
+use crate::error::StoreError;
+use crate::{keys, DomainName, Http01Challenge};
+use std::path::Path;
+
+/// sled's page cache (its default is 1 GiB). The hot path never reads the store, so a small
+/// cache only makes management operations and starts a little slower.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// One opened database and its trees. Held by the writer thread and, for the length of one
+/// read, by a reader; dropping the last holder closes the database.
+pub(super) struct Trees {
+    pub(super) db: sled::Db,
+    pub(super) meta: sled::Tree,
+    pub(super) sites: sled::Tree,
+    pub(super) certs: sled::Tree,
+    pub(super) accounts: sled::Tree,
+    pub(super) acme: sled::Tree,
+    pub(super) http01: sled::Tree,
+    pub(super) tls_alpn: sled::Tree,
+    pub(super) ocsp: sled::Tree,
+    pub(super) apps: sled::Tree,
+}
+
+impl Trees {
+    /// Opens (or creates) the database at `path`, checking its schema version.
+    pub(super) fn open(path: &Path) -> Result<Trees, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            // No background flusher: the writer thread is the only one that ever flushes.
+            // Flushes racing from several threads are where sled 0.34 deadlocks (sled#1412).
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked(path.to_path_buf())
+                }
+                other => backend(other),
+            })?;
+        let meta = db.open_tree(keys::META).map_err(backend)?;
+        let expected = keys::SCHEMA_VERSION;
+        match meta.get(keys::SCHEMA_KEY).map_err(backend)? {
+            None => {
+                meta.insert(keys::SCHEMA_KEY, &expected.to_be_bytes())
+                    .map_err(backend)?;
+                db.flush().map_err(backend)?;
+            }
+            Some(raw) => {
+                let found = <[u8; 4]>::try_from(raw.as_ref())
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(0);
+                if found != expected {
+                    return Err(StoreError::SchemaMismatch {
+                        path: path.to_path_buf(),
+                        found,
+                        expected,
+                    });
+                }
+            }
+        }
+        Ok(Trees {
+            meta,
+            sites: db.open_tree(keys::SITES).map_err(backend)?,
+            certs: db.open_tree(keys::CERTS).map_err(backend)?,
+            accounts: db.open_tree(keys::ACME_ACCOUNTS).map_err(backend)?,
+            acme: db.open_tree(keys::ACME_STATES).map_err(backend)?,
+            http01: db.open_tree(keys::HTTP01).map_err(backend)?,
+            tls_alpn: db.open_tree(keys::TLS_ALPN01).map_err(backend)?,
+            ocsp: db.open_tree(keys::OCSP).map_err(backend)?,
+            apps: db.open_tree(keys::APPS).map_err(backend)?,
+            db,
+        })
+    }
+
+    /// The HTTP-01 tokens of `domain` (a small tree: one entry per challenge in flight).
+    pub(super) fn http01_tokens(&self, domain: &DomainName) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut tokens = Vec::new();
+        for entry in self.http01.iter() {
+            let (key, raw) = entry.map_err(backend)?;
+            let challenge: Http01Challenge = decode(keys::HTTP01, &key, &raw)?;
+            if &challenge.domain == domain {
+                tokens.push(key.to_vec());
+            }
+        }
+        Ok(tokens)
+    }
+}
+
+pub(super) fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+pub(super) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records always serialise")
+}
+
+pub(super) fn decode<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    raw: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
+        tree,
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+pub(super) fn get<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    name: &'static str,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    tree.get(key)
+        .map_err(backend)?
+        .map(|raw| decode(name, key.as_bytes(), &raw))
+        .transpose()
+}
+
+pub(super) fn decode_all<T: serde::de::DeserializeOwned>(
+    entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    name: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    entries
+        .map(|entry| {
+            let (key, raw) = entry.map_err(backend)?;
+            decode(name, &key, &raw)
+        })
+        .collect()
+}
+
+/// Every record of a tree keyed by domain, with its domain.
+pub(super) fn list_by_domain<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    name: &'static str,
+) -> Result<Vec<(DomainName, T)>, StoreError> {
+    tree.iter()
+        .map(|entry| {
+            let (key, raw) = entry.map_err(backend)?;
+            let domain = DomainName::parse(&String::from_utf8_lossy(&key)).map_err(|e| {
+                StoreError::Corrupt {
+                    tree: name,
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    reason: e.to_string(),
+                }
+            })?;
+            Ok((domain, decode(name, &key, &raw)?))
+        })
+        .collect()
+}
