@@ -70,9 +70,23 @@ impl Porter {
     /// Starts a server on `data_dir` with extra `serve` flags, and waits until it has written
     /// its discovery file.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Porter {
+        Porter::start_as(&[], data_dir, extra)
+    }
+
+    /// [`Porter::start`] through `wrapper` (a command and its arguments that run the rest,
+    /// such as `setpriv --reuid=...`); none when empty.
+    pub fn start_as(wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Porter {
         let discovery = data_dir.join("admin.json");
         let _ = std::fs::remove_file(&discovery);
-        let mut child = Command::new(porter_bin())
+        let mut command = match wrapper {
+            [] => Command::new(porter_bin()),
+            [program, args @ ..] => {
+                let mut command = Command::new(program);
+                command.args(args).arg(porter_bin());
+                command
+            }
+        };
+        let mut child = command
             .arg("--data-dir")
             .arg(data_dir)
             .args([
@@ -148,6 +162,43 @@ impl Porter {
             .status()
             .unwrap();
         self.child.wait().unwrap()
+    }
+
+    /// SIGTERM, and the exit status with how long the exit took; fails the test when the
+    /// process is still running after `within`.
+    pub fn stop_within(mut self, within: Duration) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let mut status = None;
+        wait_until(within, "porter exits after SIGTERM", || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        (status.unwrap(), started.elapsed())
+    }
+
+    /// The admin API token.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// `curl` on the admin API: `METHOD /path [JSON body]`; returns the HTTP status and body.
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let url = format!("http://{}{path}", self.admin);
+        let auth = format!("Authorization: Bearer {}", self.token());
+        let mut args = vec!["-X", method, "-H", &auth, "-w", "\n%{http_code}", &url];
+        if let Some(body) = body {
+            args.extend(["-H", "Content-Type: application/json", "-d", body]);
+        }
+        let (_, out) = curl(&args);
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+        (code.parse().unwrap_or(0), body.to_owned())
     }
 }
 

@@ -1,0 +1,533 @@
+//! The store never stops the edge, through the real binary: 64 writers at once (admin API and
+//! CLI) lose nothing across a kill -9 while the edge keeps serving; a stalled store fails
+//! requests in time and never holds SIGTERM; a full disk heals without a restart; the data dir
+//! is private to its user.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The site names the admin API lists.
+fn listed(porter: &Porter) -> BTreeSet<String> {
+    let (status, body) = porter.api("GET", "/v1/sites", None);
+    assert_eq!(status, 200, "{body}");
+    let sites: Value = serde_json::from_str(&body).unwrap();
+    sites
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["domain"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Runs the CLI on `data` with a bound: a hung command fails the test instead of hanging it.
+fn cli_within(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("timeout")
+        .args(["60", porter_bin(), "--data-dir"])
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Requests to `name` over HTTPS, one after the other until `stop`: the latencies of the
+/// answers, and what went wrong with the others.
+fn probe(
+    porter: &Porter,
+    ca: &TestCa,
+    name: &'static str,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<Duration>, Vec<String>)> {
+    let client = ca.client(&[b"http/1.1"]);
+    let addr = porter.https;
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (mut latencies, mut failures) = (Vec::new(), Vec::new());
+        while !stop.load(Ordering::Relaxed) && failures.len() < 100 {
+            let started = Instant::now();
+            let answer = runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), get_status(&client, addr, name)).await
+            });
+            match answer {
+                Ok(Ok(200)) => latencies.push(started.elapsed()),
+                other => failures.push(format!("{other:?}")),
+            }
+        }
+        (latencies, failures)
+    })
+}
+
+/// The status of `GET https://name/` over a new connection, or what failed.
+async fn get_status(
+    client: &Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+    name: &str,
+) -> Result<u16, String> {
+    use hyper_util::rt::TokioIo;
+    let stream = tls_connect(client.clone(), addr, name)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    let request = http::Request::get("/")
+        .header("host", name)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    Ok(response.status().as_u16())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+#[test]
+fn sixty_four_writers_through_the_api_and_the_cli_lose_nothing_while_the_edge_serves() {
+    const SITES: usize = 2_000;
+    const WRITERS: usize = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backend = Backend::start();
+    let ca = TestCa::new(dir.path());
+    let porter = Porter::start(&data, &[]);
+    ca.serve(&data, "keep.test", &backend.addr);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = probe(&porter, &ca, "keep.test", stop.clone());
+    let started = Instant::now();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            // Nothing listens there: the sites are only written, never requested.
+            let (data, upstream, admin, token) = (
+                data.clone(),
+                "127.0.0.1:9".to_owned(),
+                porter.admin.clone(),
+                porter.token(),
+            );
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                // Even writers use the CLI, odd ones the admin API; odd sites are removed again.
+                for i in (w..SITES).step_by(WRITERS) {
+                    let name = format!("s{i}.load.test");
+                    if w % 2 == 0 {
+                        let out = cli_within(
+                            &data,
+                            &["site", "add", &name, "--upstream", &upstream, "--allow-unreachable"],
+                        );
+                        assert!(out.status.success(), "add {name}: {out:?}");
+                        if i % 2 == 1 {
+                            let out = cli_within(&data, &["site", "remove", &name]);
+                            assert!(out.status.success(), "remove {name}: {out:?}");
+                        }
+                    } else {
+                        let auth = format!("Authorization: Bearer {token}");
+                        let body = format!(
+                            r#"{{"domain":"{name}","upstream":"{upstream}","allow_unreachable":true}}"#
+                        );
+                        let url = format!("http://{admin}/v1/sites");
+                        let (_, code) = curl(&[
+                            "-o",
+                            "/dev/null",
+                            "-w",
+                            "%{http_code}",
+                            "-H",
+                            &auth,
+                            "-d",
+                            &body,
+                            &url,
+                        ]);
+                        assert_eq!(code, "201", "add {name}");
+                        if i % 2 == 1 {
+                            let url = format!("{url}/{name}");
+                            let (_, code) = curl(&[
+                                "-o",
+                                "/dev/null",
+                                "-w",
+                                "%{http_code}",
+                                "-X",
+                                "DELETE",
+                                "-H",
+                                &auth,
+                                &url,
+                            ]);
+                            assert_eq!(code, "200", "remove {name}");
+                        }
+                    }
+                    if i % 2 == 0 {
+                        kept.push(name);
+                    }
+                }
+                kept
+            })
+        })
+        .collect();
+    let mut expected: BTreeSet<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().expect("a writer failed"))
+        .collect();
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (mut latencies, failures) = prober.join().unwrap();
+    expected.insert("keep.test".into());
+    assert!(
+        failures.is_empty(),
+        "the edge failed requests: {failures:?}"
+    );
+    latencies.sort();
+    eprintln!(
+        "{} writes by {WRITERS} writers in {elapsed:?}; keep.test answered {} requests meanwhile: p50 {:?}, p99 {:?}, max {:?}",
+        SITES * 3 / 2,
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+    assert!(latencies.len() >= 20, "the prober barely ran");
+    assert_eq!(listed(&porter), expected);
+
+    // Every acknowledged change survives a crash.
+    porter.kill9();
+    let porter = Porter::start(&data, &[]);
+    assert_eq!(listed(&porter), expected);
+    let (status, _) = porter.stop_within(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_stalled_store_fails_in_time_while_the_edge_serves_and_sigterm_still_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let stall = dir.path().join("stall");
+    let backend = Backend::start();
+    let ca = TestCa::new(dir.path());
+    let flags = [
+        "--store-deadline",
+        "1s",
+        "--shutdown-grace",
+        "3s",
+        "--test-store-stall-file",
+        stall.to_str().unwrap(),
+    ];
+    let porter = Porter::start(&data, &flags);
+    ca.serve(&data, "keep.test", &backend.addr);
+    let client = ca.client(&[b"http/1.1"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let get = |porter: &Porter| {
+        runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                https_get(client.clone(), porter.https, "keep.test", "/"),
+            )
+            .await
+        })
+    };
+    let plain = |porter: &Porter, path: &str| {
+        let started = Instant::now();
+        let (_, code) = curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: keep.test",
+            &format!("http://{}{path}", porter.http),
+        ]);
+        (code, started.elapsed())
+    };
+    assert_eq!(get(&porter).unwrap().unwrap().0, 200);
+
+    // The disk stops answering while Porter serves.
+    std::fs::write(&stall, b"").unwrap();
+    let started = Instant::now();
+    let (status, body) = porter.api(
+        "POST",
+        "/v1/sites",
+        Some(&format!(
+            r#"{{"domain":"new.test","upstream":"{}"}}"#,
+            backend.addr
+        )),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("did not finish"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(get(&porter).unwrap().unwrap().0, 200);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    let (code, took) = plain(&porter, "/.well-known/acme-challenge/some-token");
+    assert!(took < Duration::from_secs(3), "{code} after {took:?}");
+    // Plain HTTP for a site with a certificate redirects to HTTPS.
+    assert_eq!(code, "308");
+    let (status, body) = porter.api("GET", "/v1/status", None);
+    assert_eq!(status, 200, "{body}");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        health["store"]["stalled_operations"].as_u64().unwrap() >= 1,
+        "{health}"
+    );
+    let (status, took) = porter.stop_within(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    eprintln!("stopped {took:?} after SIGTERM with the store stalled");
+
+    // Started on a store that does not answer: nothing is loaded, so requests are answered
+    // 503 (handshakes refused) within the deadline instead of waiting.
+    let porter = Porter::start(&data, &flags);
+    let (code, took) = plain(&porter, "/");
+    assert_eq!(code, "503", "after {took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    let (code, took) = plain(&porter, "/.well-known/acme-challenge/some-token");
+    assert_eq!(code, "503", "after {took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let started = Instant::now();
+    assert!(
+        get(&porter).unwrap().is_err(),
+        "nothing to serve keep.test with"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    std::fs::remove_file(&stall).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "keep.test is served once the store answers",
+        || get(&porter).is_ok_and(|r| r.is_ok_and(|(status, _, _)| status == 200)),
+    );
+    let (status, body) = porter.api(
+        "POST",
+        "/v1/sites",
+        Some(&format!(
+            r#"{{"domain":"new.test","upstream":"{}"}}"#,
+            backend.addr
+        )),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = porter.stop_within(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+}
+
+/// Every folder under `dir` (and `dir`) is 0700 and every file 0600.
+fn assert_private(dir: &Path) {
+    let meta = std::fs::metadata(dir).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o700, "{}", dir.display());
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            assert_private(&entry.path());
+        } else if meta.is_file() {
+            assert_eq!(meta.mode() & 0o777, 0o600, "{}", entry.path().display());
+        }
+    }
+}
+
+fn chmod_tree(dir: &Path, dirs: u32, files: u32) {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dirs)).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.metadata().unwrap().is_dir() {
+            chmod_tree(&entry.path(), dirs, files);
+        } else {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(files)).unwrap();
+        }
+    }
+}
+
+/// Starts Porter (as `wrapper` runs it) on `data`, stores a site with its key, and checks that
+/// nothing in the data dir is open to other users.
+fn check_private_data_dir(wrapper: &[&str], data: &Path, ca: &TestCa, upstream: &str) {
+    let porter = Porter::start_as(wrapper, data, &[]);
+    let (chain, key) = ca.issue(&["private.test"]);
+    let (status, body) = porter.api(
+        "POST",
+        "/v1/sites",
+        Some(&format!(
+            r#"{{"domain":"private.test","upstream":"{upstream}"}}"#
+        )),
+    );
+    assert_eq!(status, 201, "{body}");
+    let cert = serde_json::json!({
+        "domain": "private.test",
+        "chain_pem": std::fs::read_to_string(chain).unwrap(),
+        "key_pem": std::fs::read_to_string(key).unwrap(),
+    });
+    let (status, body) = porter.api("POST", "/v1/certs", Some(&cert.to_string()));
+    assert_eq!(status, 201, "{body}");
+    assert_private(data);
+    let (status, _) = porter.stop_within(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn the_data_dir_is_private_to_its_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start();
+    let ca = TestCa::new(dir.path());
+    let data = dir.path().join("data");
+    check_private_data_dir(&[], &data, &ca, &backend.addr);
+
+    // A data dir left open to others is closed again at start.
+    chmod_tree(&data, 0o755, 0o644);
+    let porter = Porter::start(&data, &[]);
+    assert_private(&data);
+    assert!(listed(&porter).contains("private.test"));
+    let (status, _) = porter.stop_within(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+
+    if nix::unistd::geteuid().is_root() {
+        // As an unprivileged user too.
+        require("setpriv", "util-linux");
+        let home = dir.path().join("nobody");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+        let nobody = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ];
+        check_private_data_dir(&nobody, &home.join("data"), &ca, &backend.addr);
+
+        // A data dir of another user is refused.
+        let out = Command::new(porter_bin())
+            .arg("--data-dir")
+            .arg(home.join("data"))
+            .args(["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .args(["--admin", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("belongs to uid 65534"), "{stderr}");
+    } else {
+        eprintln!(
+            "not root: the data dir was checked as this user only (root also checks it as nobody)"
+        );
+    }
+}
+
+/// A small tmpfs, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount a tmpfs at {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the filesystem of `dir` with one file until it refuses more.
+fn fill(path: &Path) {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    for _ in 0..100_000 {
+        if file
+            .write_all(&block)
+            .and_then(|()| file.sync_all())
+            .is_err()
+        {
+            return;
+        }
+    }
+    panic!("the filesystem never filled up");
+}
+
+#[test]
+fn writes_work_again_once_a_full_disk_has_room() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: cannot mount the small tmpfs this test fills up; run the suite as root (CI does) to check recovery after ENOSPC");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(&dir.path().join("disk"), "16m");
+    let data = disk.0.join("data");
+    let backend = Backend::start();
+    let ca = TestCa::new(dir.path());
+    let porter = Porter::start(&data, &[]);
+    ca.serve(&data, "keep.test", &backend.addr);
+    let add = |name: &str| {
+        porter.api(
+            "POST",
+            "/v1/sites",
+            Some(&format!(
+                r#"{{"domain":"{name}","upstream":"{}"}}"#,
+                backend.addr
+            )),
+        )
+    };
+    let health =
+        || -> Value { serde_json::from_str(&porter.api("GET", "/v1/status", None).1).unwrap() };
+
+    let filler = disk.0.join("filler");
+    fill(&filler);
+    let mut refused = None;
+    for i in 0..50 {
+        let (status, body) = add(&format!("full{i}.test"));
+        if status != 201 {
+            refused = Some((status, body));
+            break;
+        }
+    }
+    let (status, body) = refused.expect("a write on a full disk must fail");
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(health()["store"]["ok"], false, "{}", health());
+    let client = ca.client(&[b"http/1.1"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (status, _, _) = runtime
+        .block_on(https_get(client, porter.https, "keep.test", "/"))
+        .unwrap();
+    assert_eq!(status, 200, "existing sites keep serving on a full disk");
+    let (status, body) = add("still-full.test");
+    assert_eq!(status, 500, "{body}");
+
+    std::fs::remove_file(&filler).unwrap();
+    let (status, body) = add("after.test");
+    assert_eq!(
+        status, 201,
+        "the store must write again without a restart: {body}"
+    );
+    assert_eq!(health()["store"]["ok"], true, "{}", health());
+    let sites = listed(&porter);
+    assert!(
+        sites.contains("after.test") && sites.contains("keep.test"),
+        "{sites:?}"
+    );
+    let (status, _) = porter.stop_within(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    let porter = Porter::start(&data, &[]);
+    assert_eq!(listed(&porter), sites, "the same after a restart");
+    let (status, _) = porter.stop_within(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+}
