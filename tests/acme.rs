@@ -109,6 +109,65 @@ fn fifty_sites_added_at_once_are_all_issued_with_bounded_concurrency_and_one_ord
 }
 
 #[test]
+fn two_hundred_sites_added_by_sixteen_writers_at_once_are_all_issued_with_thirty_two_orders_open() {
+    let edge = Edge::start_via(
+        Via::Front,
+        PebbleOptions::new,
+        &["--acme-concurrency", "32", "--acme-rate", "100"],
+    );
+    let data = edge.porter().data_dir.clone();
+    let upstream = edge.backend.addr.clone();
+    std::thread::scope(|scope| {
+        for w in 0..16 {
+            let (data, upstream) = (&data, &upstream);
+            scope.spawn(move || {
+                for i in (w..200).step_by(16) {
+                    ok(
+                        data,
+                        &["site", "add", &format!("m{i}.test"), "--upstream", upstream],
+                    );
+                }
+            });
+        }
+    });
+    let started = Instant::now();
+    wait_until(
+        Duration::from_secs(240),
+        "all 200 sites have a valid certificate",
+        || {
+            let list: Value =
+                serde_json::from_str(&edge.porter().ok(&["--json", "cert", "list"])).unwrap();
+            list.as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["status"] == "valid")
+                .count()
+                == 200
+        },
+    );
+    eprintln!(
+        "200 certificates issued {:?} after the last site add",
+        started.elapsed()
+    );
+    let root = edge.root();
+    for i in (0..200).step_by(23) {
+        let domain = format!("m{i}.test");
+        assert_eq!(
+            edge.get(&domain, &root).as_deref(),
+            Some("hello from backend /"),
+            "{domain}"
+        );
+    }
+    let front = edge.front();
+    assert_eq!(front.new_orders, 200, "one order per site, no duplicates");
+    assert!(
+        front.max_open_orders <= 32,
+        "at most 32 orders at once, saw {}",
+        front.max_open_orders
+    );
+}
+
+#[test]
 fn short_lived_certificates_renew_again_and_again_without_dropping_connections() {
     let edge = Edge::start(
         |http, https| PebbleOptions {
