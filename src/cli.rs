@@ -48,6 +48,8 @@ enum Command {
     /// Manage account daemons (apps) that Porter starts, stops and heals.
     #[command(subcommand)]
     App(AppCommand),
+    /// How the running server is doing: its store's failures and stalls.
+    Status,
 }
 
 /// The settings of `app add` and `app update`.
@@ -302,6 +304,7 @@ fn api_request(command: Command) -> anyhow::Result<ApiRequest> {
             (Method::POST, format!("/v1/apps/{id}/stop"), None)
         }
         Command::Cert(CertCommand::List) => (Method::GET, "/v1/certs".into(), None),
+        Command::Status => (Method::GET, "/v1/status".into(), None),
         Command::Cert(CertCommand::Renew { domain }) => {
             (Method::POST, format!("/v1/certs/{domain}/renew"), None)
         }
@@ -403,6 +406,17 @@ fn render(method: &Method, path: &str, value: Value) -> anyhow::Result<String> {
             format!(
                 "updated site {} -> {} (hsts max-age {})\n",
                 site.domain, site.upstream, site.hsts_max_age
+            )
+        }
+        (&Method::GET, "/v1/status") => {
+            let store = &value["store"];
+            let state = match store["failure"].as_str() {
+                None => "ok".to_owned(),
+                Some(failure) => format!("writes failing: {failure}"),
+            };
+            format!(
+                "store: {state}\nstore operations past their deadline: {}\n",
+                store["stalled_operations"]
             )
         }
         (&Method::POST, "/v1/sites") => {

@@ -503,6 +503,8 @@ fn writes_work_again_once_a_full_disk_has_room() {
     let (status, body) = refused.expect("a write on a full disk must fail");
     assert_eq!(status, 500, "{body}");
     assert_eq!(health()["store"]["ok"], false, "{}", health());
+    let status = porter.ok(&["status"]);
+    assert!(status.contains("store: writes failing"), "{status}");
     let client = ca.client(&[b"http/1.1"]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (status, _, _) = runtime
@@ -519,6 +521,7 @@ fn writes_work_again_once_a_full_disk_has_room() {
         "the store must write again without a restart: {body}"
     );
     assert_eq!(health()["store"]["ok"], true, "{}", health());
+    assert!(porter.ok(&["status"]).contains("store: ok"));
     let sites = listed(&porter);
     assert!(
         sites.contains("after.test") && sites.contains("keep.test"),
