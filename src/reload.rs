@@ -135,7 +135,7 @@ pub(crate) async fn run(
                 Ok(Change::Site(d) | Change::Cert(d) | Change::Ocsp(d)) => {
                     domains.insert(d);
                 }
-                // ACME progress and ticket keys change nothing in the snapshot.
+                // ACME progress, ticket keys, apps and challenges change nothing in the snapshot.
                 Ok(
                     Change::Acme(_) | Change::TicketKeys | Change::App(_) | Change::Challenges(_),
                 ) => {}

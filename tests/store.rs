@@ -351,10 +351,10 @@ fn chmod_tree(dir: &Path, dirs: u32, files: u32) {
     }
 }
 
-/// Starts Porter (as `wrapper` runs it) on `data`, stores a site with its key, and checks that
+/// Starts Porter (as `command` runs it) on `data`, stores a site with its key, and checks that
 /// nothing in the data dir is open to other users.
-fn check_private_data_dir(wrapper: &[&str], data: &Path, ca: &TestCa, upstream: &str) {
-    let porter = Porter::start_as(wrapper, data, &[]);
+fn check_private_data_dir(command: &[&str], data: &Path, ca: &TestCa, upstream: &str) {
+    let porter = Porter::start_as(command, data, &[]);
     let (chain, key) = ca.issue(&["private.test"]);
     let (status, body) = porter.api(
         "POST",
@@ -382,7 +382,7 @@ fn the_data_dir_is_private_to_its_user() {
     let backend = Backend::start();
     let ca = TestCa::new(dir.path());
     let data = dir.path().join("data");
-    check_private_data_dir(&[], &data, &ca, &backend.addr);
+    check_private_data_dir(&[porter_bin()], &data, &ca, &backend.addr);
 
     // A data dir left open to others is closed again at start.
     chmod_tree(&data, 0o755, 0o644);
@@ -399,11 +399,16 @@ fn the_data_dir_is_private_to_its_user() {
         std::fs::create_dir(&home).unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+        // A copy nobody can reach, wherever the checkout is.
+        let bin = dir.path().join("porter");
+        std::fs::copy(porter_bin(), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         let nobody = [
             "setpriv",
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
+            bin.to_str().unwrap(),
         ];
         check_private_data_dir(&nobody, &home.join("data"), &ca, &backend.addr);
 

@@ -70,23 +70,16 @@ impl Porter {
     /// Starts a server on `data_dir` with extra `serve` flags, and waits until it has written
     /// its discovery file.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Porter {
-        Porter::start_as(&[], data_dir, extra)
+        Porter::start_as(&[porter_bin()], data_dir, extra)
     }
 
-    /// [`Porter::start`] through `wrapper` (a command and its arguments that run the rest,
-    /// such as `setpriv --reuid=...`); none when empty.
-    pub fn start_as(wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Porter {
+    /// [`Porter::start`] with `command` (a program and its arguments, ending with the porter
+    /// binary to run, such as `setpriv --reuid=... /path/to/porter`).
+    pub fn start_as(command: &[&str], data_dir: &Path, extra: &[&str]) -> Porter {
         let discovery = data_dir.join("admin.json");
         let _ = std::fs::remove_file(&discovery);
-        let mut command = match wrapper {
-            [] => Command::new(porter_bin()),
-            [program, args @ ..] => {
-                let mut command = Command::new(program);
-                command.args(args).arg(porter_bin());
-                command
-            }
-        };
-        let mut child = command
+        let mut child = Command::new(command[0])
+            .args(&command[1..])
             .arg("--data-dir")
             .arg(data_dir)
             .args([
