@@ -79,16 +79,7 @@ fn fifty_sites_added_at_once_are_all_issued_with_bounded_concurrency_and_one_ord
     wait_until(
         Duration::from_secs(90),
         "all 50 sites have a valid certificate",
-        || {
-            let list: Value =
-                serde_json::from_str(&edge.porter().ok(&["--json", "cert", "list"])).unwrap();
-            list.as_array()
-                .unwrap()
-                .iter()
-                .filter(|r| r["status"] == "valid")
-                .count()
-                == 50
-        },
+        || edge.valid_certs() == 50,
     );
     let root = edge.root();
     for domain in domains.iter().step_by(7) {
@@ -134,16 +125,7 @@ fn two_hundred_sites_added_by_sixteen_writers_at_once_are_all_issued_with_thirty
     wait_until(
         Duration::from_secs(240),
         "all 200 sites have a valid certificate",
-        || {
-            let list: Value =
-                serde_json::from_str(&edge.porter().ok(&["--json", "cert", "list"])).unwrap();
-            list.as_array()
-                .unwrap()
-                .iter()
-                .filter(|r| r["status"] == "valid")
-                .count()
-                == 200
-        },
+        || edge.valid_certs() == 200,
     );
     eprintln!(
         "200 certificates issued {:?} after the last site add",

@@ -93,6 +93,16 @@ async fn get_status(
     Ok(response.status().as_u16())
 }
 
+/// `POST /v1/sites` for `name` to `upstream`: the HTTP status and body.
+fn add_site(porter: &Porter, name: &str, upstream: &str, allow_unreachable: bool) -> (u16, String) {
+    let body = serde_json::json!({
+        "domain": name,
+        "upstream": upstream,
+        "allow_unreachable": allow_unreachable,
+    });
+    porter.api("POST", "/v1/sites", Some(&body.to_string()))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
@@ -111,76 +121,57 @@ fn sixty_four_writers_through_the_api_and_the_cli_lose_nothing_while_the_edge_se
     let stop = Arc::new(AtomicBool::new(false));
     let prober = probe(&porter, &ca, "keep.test", stop.clone());
     let started = Instant::now();
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|w| {
-            // Nothing listens there: the sites are only written, never requested.
-            let (data, upstream, admin, token) = (
-                data.clone(),
-                "127.0.0.1:9".to_owned(),
-                porter.admin.clone(),
-                porter.token(),
-            );
-            std::thread::spawn(move || {
-                let mut kept = Vec::new();
-                // Even writers use the CLI, odd ones the admin API; odd sites are removed again.
-                for i in (w..SITES).step_by(WRITERS) {
-                    let name = format!("s{i}.load.test");
-                    if w % 2 == 0 {
-                        let out = cli_within(
-                            &data,
-                            &["site", "add", &name, "--upstream", &upstream, "--allow-unreachable"],
-                        );
-                        assert!(out.status.success(), "add {name}: {out:?}");
-                        if i % 2 == 1 {
-                            let out = cli_within(&data, &["site", "remove", &name]);
-                            assert!(out.status.success(), "remove {name}: {out:?}");
+    // Nothing listens at the sites' upstream: they are only written, never requested.
+    let upstream = "127.0.0.1:9";
+    let mut expected: BTreeSet<String> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (porter, data) = (&porter, &data);
+                scope.spawn(move || {
+                    let mut kept = Vec::new();
+                    // Even writers use the CLI, odd ones the admin API; odd sites are removed
+                    // again.
+                    for i in (w..SITES).step_by(WRITERS) {
+                        let name = format!("s{i}.load.test");
+                        if w % 2 == 0 {
+                            let out = cli_within(
+                                data,
+                                &[
+                                    "site",
+                                    "add",
+                                    &name,
+                                    "--upstream",
+                                    upstream,
+                                    "--allow-unreachable",
+                                ],
+                            );
+                            assert!(out.status.success(), "add {name}: {out:?}");
+                            if i % 2 == 1 {
+                                let out = cli_within(data, &["site", "remove", &name]);
+                                assert!(out.status.success(), "remove {name}: {out:?}");
+                            }
+                        } else {
+                            let (status, body) = add_site(porter, &name, upstream, true);
+                            assert_eq!(status, 201, "add {name}: {body}");
+                            if i % 2 == 1 {
+                                let path = format!("/v1/sites/{name}");
+                                let (status, body) = porter.api("DELETE", &path, None);
+                                assert_eq!(status, 200, "remove {name}: {body}");
+                            }
                         }
-                    } else {
-                        let auth = format!("Authorization: Bearer {token}");
-                        let body = format!(
-                            r#"{{"domain":"{name}","upstream":"{upstream}","allow_unreachable":true}}"#
-                        );
-                        let url = format!("http://{admin}/v1/sites");
-                        let (_, code) = curl(&[
-                            "-o",
-                            "/dev/null",
-                            "-w",
-                            "%{http_code}",
-                            "-H",
-                            &auth,
-                            "-d",
-                            &body,
-                            &url,
-                        ]);
-                        assert_eq!(code, "201", "add {name}");
-                        if i % 2 == 1 {
-                            let url = format!("{url}/{name}");
-                            let (_, code) = curl(&[
-                                "-o",
-                                "/dev/null",
-                                "-w",
-                                "%{http_code}",
-                                "-X",
-                                "DELETE",
-                                "-H",
-                                &auth,
-                                &url,
-                            ]);
-                            assert_eq!(code, "200", "remove {name}");
+                        if i % 2 == 0 {
+                            kept.push(name);
                         }
                     }
-                    if i % 2 == 0 {
-                        kept.push(name);
-                    }
-                }
-                kept
+                    kept
+                })
             })
-        })
-        .collect();
-    let mut expected: BTreeSet<String> = writers
-        .into_iter()
-        .flat_map(|w| w.join().expect("a writer failed"))
-        .collect();
+            .collect();
+        writers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a writer failed"))
+            .collect()
+    });
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let (mut latencies, failures) = prober.join().unwrap();
@@ -255,14 +246,7 @@ fn a_stalled_store_fails_in_time_while_the_edge_serves_and_sigterm_still_stops_i
     // The disk stops answering while Porter serves.
     std::fs::write(&stall, b"").unwrap();
     let started = Instant::now();
-    let (status, body) = porter.api(
-        "POST",
-        "/v1/sites",
-        Some(&format!(
-            r#"{{"domain":"new.test","upstream":"{}"}}"#,
-            backend.addr
-        )),
-    );
+    let (status, body) = add_site(&porter, "new.test", &backend.addr, false);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("did not finish"), "{body}");
     assert!(
@@ -311,14 +295,7 @@ fn a_stalled_store_fails_in_time_while_the_edge_serves_and_sigterm_still_stops_i
         "keep.test is served once the store answers",
         || get(&porter).is_ok_and(|r| r.is_ok_and(|(status, _, _)| status == 200)),
     );
-    let (status, body) = porter.api(
-        "POST",
-        "/v1/sites",
-        Some(&format!(
-            r#"{{"domain":"new.test","upstream":"{}"}}"#,
-            backend.addr
-        )),
-    );
+    let (status, body) = add_site(&porter, "new.test", &backend.addr, false);
     assert_eq!(status, 201, "{body}");
     let (status, _) = porter.stop_within(Duration::from_secs(10));
     assert!(status.success(), "{status}");
@@ -356,13 +333,7 @@ fn chmod_tree(dir: &Path, dirs: u32, files: u32) {
 fn check_private_data_dir(command: &[&str], data: &Path, ca: &TestCa, upstream: &str) {
     let porter = Porter::start_as(command, data, &[]);
     let (chain, key) = ca.issue(&["private.test"]);
-    let (status, body) = porter.api(
-        "POST",
-        "/v1/sites",
-        Some(&format!(
-            r#"{{"domain":"private.test","upstream":"{upstream}"}}"#
-        )),
-    );
+    let (status, body) = add_site(&porter, "private.test", upstream, false);
     assert_eq!(status, 201, "{body}");
     let cert = serde_json::json!({
         "domain": "private.test",
@@ -482,16 +453,7 @@ fn writes_work_again_once_a_full_disk_has_room() {
     let ca = TestCa::new(dir.path());
     let porter = Porter::start(&data, &[]);
     ca.serve(&data, "keep.test", &backend.addr);
-    let add = |name: &str| {
-        porter.api(
-            "POST",
-            "/v1/sites",
-            Some(&format!(
-                r#"{{"domain":"{name}","upstream":"{}"}}"#,
-                backend.addr
-            )),
-        )
-    };
+    let add = |name: &str| add_site(&porter, name, &backend.addr, false);
     let health =
         || -> Value { serde_json::from_str(&porter.api("GET", "/v1/status", None).1).unwrap() };
 

@@ -539,6 +539,17 @@ impl Edge {
             .unwrap_or(Value::Null)
     }
 
+    /// How many certificates `cert list` shows as valid.
+    pub fn valid_certs(&self) -> usize {
+        let list: Value =
+            serde_json::from_str(&self.porter().ok(&["--json", "cert", "list"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "valid")
+            .count()
+    }
+
     pub fn root(&self) -> PathBuf {
         self.pebble
             .issuing_root(&self.dir.path().join("issuing-root.pem"))
