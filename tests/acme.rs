@@ -430,13 +430,72 @@ fn revoke_revokes_at_the_ca_and_replaces() {
     wait_until(Duration::from_secs(15), "a replacement is served", || {
         edge.served_serial("rev.test") != serial
     });
+    assert!(revoked_at_the_ca(&edge, &serial));
+    assert_eq!(edge.status("rev.test")["status"], "valid");
+}
+
+/// Whether pebble says the certificate with `serial` is revoked.
+fn revoked_at_the_ca(edge: &Edge, serial: &str) -> bool {
     let (ok, status) = curl(&[
         "--cacert",
         edge.pebble.https_root.to_str().unwrap(),
         &format!("{}/cert-status-by-serial/{serial}", edge.pebble.management),
     ]);
-    assert!(ok && status.contains("Revoked"), "pebble says: {status}");
-    assert_eq!(edge.status("rev.test")["status"], "valid");
+    ok && status.contains("Revoked")
+}
+
+#[test]
+fn renew_and_revoke_asked_while_an_attempt_is_in_flight_are_both_carried_out() {
+    let edge = Edge::start_via(Via::Front, PebbleOptions::new, &[]);
+    edge.add("busy.test");
+    edge.wait_served("busy.test", Duration::from_secs(10));
+    let first = edge.served_serial("busy.test");
+    let hold = |on: bool| edge.front().hold_finalize = on;
+    let held = || {
+        wait_until(
+            Duration::from_secs(15),
+            "a renewal waits at finalize",
+            || edge.front().held == 1,
+        )
+    };
+
+    // A revocation of the served certificate asked while its renewal is in flight.
+    hold(true);
+    edge.porter().ok(&["cert", "renew", "busy.test"]);
+    held();
+    edge.porter().ok(&["cert", "revoke", "busy.test"]);
+    hold(false);
+    wait_until(
+        Duration::from_secs(15),
+        "the first certificate is revoked",
+        || revoked_at_the_ca(&edge, &first),
+    );
+    let second = edge.served_serial("busy.test");
+    assert_ne!(second, first);
+    assert!(!revoked_at_the_ca(&edge, &second), "only the one asked for");
+
+    // A renewal asked again while the first one is in flight.
+    hold(true);
+    edge.porter().ok(&["cert", "renew", "busy.test"]);
+    held();
+    edge.porter().ok(&["cert", "renew", "busy.test"]);
+    hold(false);
+    wait_until(
+        Duration::from_secs(15),
+        "both renewals are carried out",
+        || edge.front().finalized == 4,
+    );
+    // Settled: nothing is asked any more, so the renewal is planned weeks ahead again.
+    wait_until(Duration::from_secs(10), "the requests are settled", || {
+        unix(&edge.status("busy.test")["renew_at"]) > now() + 86_400
+    });
+    assert_eq!(edge.front().new_orders, 4, "one order per certificate");
+    let last = edge.status("busy.test")["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(edge.served_serial("busy.test"), last);
+    assert_ne!(last, second);
 }
 
 #[test]

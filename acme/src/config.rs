@@ -10,49 +10,7 @@ pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// Let's Encrypt's staging directory, for trials.
 pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
-/// The challenge types Porter answers itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChallengeKind {
-    /// HTTP-01 (RFC 8555 section 8.3), answered by the plain HTTP listener.
-    Http01,
-    /// TLS-ALPN-01 (RFC 8737), answered by the HTTPS listener.
-    TlsAlpn01,
-}
-
-impl ChallengeKind {
-    /// The ACME name of the type.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChallengeKind::Http01 => "http-01",
-            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
-        }
-    }
-
-    /// The type to fall back to when this one fails.
-    pub(crate) fn other(self) -> Self {
-        match self {
-            ChallengeKind::Http01 => ChallengeKind::TlsAlpn01,
-            ChallengeKind::TlsAlpn01 => ChallengeKind::Http01,
-        }
-    }
-}
-
-impl FromStr for ChallengeKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "http-01" => Ok(ChallengeKind::Http01),
-            "tls-alpn-01" => Ok(ChallengeKind::TlsAlpn01),
-            other => Err(format!("{other:?}: expected http-01 or tls-alpn-01")),
-        }
-    }
-}
-
-impl fmt::Display for ChallengeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use porter_store::ChallengeKind;
 
 /// The key type of certificates Porter requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

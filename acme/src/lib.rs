@@ -11,6 +11,8 @@
 //!   HTTP-01 and TLS-ALPN-01 with; `keys`: certificate keys and CSRs; `account`: the account.
 //! - `http`: the paced HTTPS client towards the CA (global rate, `Retry-After` honoured).
 //! - `ocsp`: the OCSP refresher ([`run_ocsp`]); `ocsp_check`: verification of responses.
+//! - `request`: what an operator asks of the worker ([`request`]), kept apart from the
+//!   worker's own state, which only the worker writes.
 //! - `cert_pages`: the planners' page-at-a-time read of every certificate.
 
 mod account;
@@ -24,11 +26,13 @@ mod keys;
 mod ocsp;
 mod ocsp_check;
 mod order;
+mod request;
 mod schedule;
 mod worker;
 
 pub use config::{ChallengeKind, Config, Eab, KeyType, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
 pub use error::AcmeError;
 pub use ocsp::{responder_url, run as run_ocsp};
+pub use request::{request, AcmeAction};
 pub use schedule::renewal_at;
 pub use worker::AcmeWorker;

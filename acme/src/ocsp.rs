@@ -269,16 +269,15 @@ async fn report(store: &dyn Store, cert: &CertRecord, record: &OcspRecord) {
     match cert.source {
         CertSource::Acme => {
             tracing::error!(%domain, serial = %cert.serial, revoked_at = at, "certificate REVOKED according to its CA's OCSP responder; replacing it now");
-            let mut state = match store.acme_state(domain).await {
-                Ok(state) => state.unwrap_or_default(),
+            // Asked once: a replacement already asked for is on its way (or backing off).
+            let asked = match store.acme_request(domain).await {
+                Ok(asked) => asked.is_some_and(|r| r.renew.is_some()),
                 Err(e) => {
                     return tracing::error!(%domain, error = %e, "cannot request the replacement")
                 }
             };
-            if !state.force_renewal {
-                state.force_renewal = true;
-                state.retry_at = None;
-                if let Err(e) = store.put_acme_state(domain, state).await {
+            if !asked {
+                if let Err(e) = crate::request(store, domain, crate::AcmeAction::Renew).await {
                     tracing::error!(%domain, error = %e, "cannot request the replacement");
                 }
             }

@@ -34,12 +34,19 @@ pub(crate) struct Issued {
     pub(crate) challenge: Option<ChallengeKind>,
 }
 
-impl From<ChallengeKind> for ChallengeType {
-    fn from(kind: ChallengeKind) -> Self {
-        match kind {
-            ChallengeKind::Http01 => ChallengeType::Http01,
-            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
-        }
+/// The ACME client's name of `kind`.
+fn acme_type(kind: ChallengeKind) -> ChallengeType {
+    match kind {
+        ChallengeKind::Http01 => ChallengeType::Http01,
+        ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+    }
+}
+
+/// The challenge type to try when `kind` fails.
+fn fallback(kind: ChallengeKind) -> ChallengeKind {
+    match kind {
+        ChallengeKind::Http01 => ChallengeKind::TlsAlpn01,
+        ChallengeKind::TlsAlpn01 => ChallengeKind::Http01,
     }
 }
 
@@ -57,11 +64,7 @@ pub(crate) async fn obtain(
     state: &mut AcmeState,
     replaces: Option<CertificateIdentifier<'static>>,
 ) -> Result<Issued, AcmeError> {
-    let preferred = state
-        .challenge
-        .as_deref()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(ctx.config.challenge);
+    let preferred = state.challenge.unwrap_or(ctx.config.challenge);
     let mut order = match resume(ctx, domain, state).await {
         Some(order) => order,
         None => new_order(ctx, domain, state, replaces.clone()).await?,
@@ -71,7 +74,7 @@ pub(crate) async fn obtain(
         match validate(ctx, domain, &mut order, preferred).await {
             Ok(()) => used = Some(preferred),
             Err(AcmeError::Challenge { kind, detail }) => {
-                let other = preferred.other();
+                let other = fallback(preferred);
                 tracing::warn!(%domain, kind, %detail, fallback = other.as_str(), "challenge failed; trying the other type");
                 ctx.store.remove_challenges(domain).await?;
                 order = new_order(ctx, domain, state, replaces).await?;
@@ -182,7 +185,7 @@ async fn validate(
             other => return Err(AcmeError::Order(format!("authorization is {other:?}"))),
         }
         let mut challenge = authz
-            .challenge(kind.into())
+            .challenge(acme_type(kind))
             .ok_or_else(|| fail("the CA does not offer it".into()))?;
         let key_authorization = challenge.key_authorization();
         match kind {

@@ -2,7 +2,7 @@
 //! emergency renewal near expiry, and the backoff after failures. Pure functions of the stored
 //! records, so that a restart computes the same schedule.
 
-use porter_store::{AcmeState, CertRecord};
+use porter_store::{AcmeRequest, AcmeState, CertRecord};
 
 const DAY: i64 = 86_400;
 
@@ -45,10 +45,15 @@ pub(crate) fn emergency_at(not_before: i64, not_after: i64) -> i64 {
     not_after - (not_after - not_before).max(1) / 50
 }
 
-/// When to renew `cert`: the operator's request, else the CA's ARI window when it has one for
-/// this certificate, else the lifetime rule; never later than the emergency point.
-pub fn renewal_at(cert: &CertRecord, state: &AcmeState, now: i64) -> i64 {
-    if state.force_renewal || state.revoke {
+/// When to renew `cert`: now when asked to (`request`), else the CA's ARI window when it has
+/// one for this certificate, else the lifetime rule; never later than the emergency point.
+pub fn renewal_at(
+    cert: &CertRecord,
+    state: &AcmeState,
+    request: Option<&AcmeRequest>,
+    now: i64,
+) -> i64 {
+    if request.is_some_and(|r| r.renew.is_some() || r.revoke.contains(&cert.chain[0])) {
         return now;
     }
     let planned = match &state.ari {

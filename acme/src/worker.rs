@@ -10,9 +10,12 @@ use crate::config::Config;
 use crate::error::AcmeError;
 use crate::http::PacedClient;
 use crate::order::{self, Ctx};
+use crate::request;
 use crate::schedule::{self, backoff, now, pick_in_window, renewal_at, unit_jitter};
 use instant_acme::{Account, CertificateIdentifier, RevocationRequest};
-use porter_store::{AcmeState, AriWindow, CertRecord, CertSource, Change, DomainName, Site, Store};
+use porter_store::{
+    AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, Change, DomainName, Site, Store,
+};
 use rustls_pki_types::CertificateDer;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -78,21 +81,48 @@ impl AcmeWorker {
     }
 }
 
+/// Revokes each of `leaves` at the CA; one the CA already revoked counts as done.
+async fn revoke(account: &Account, leaves: &[Vec<u8>]) -> Result<(), AcmeError> {
+    for leaf in leaves {
+        let leaf = CertificateDer::from(leaf.as_slice());
+        let request = RevocationRequest {
+            certificate: &leaf,
+            reason: None,
+        };
+        match account.revoke(&request).await {
+            Ok(()) => {}
+            Err(instant_acme::Error::Api(problem))
+                if problem.r#type.as_deref()
+                    == Some("urn:ietf:params:acme:error:alreadyRevoked") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// When `site` needs the worker next, if ever.
 fn due_at(
     site: &Site,
     cert: Option<&CertRecord>,
     state: &AcmeState,
+    request: Option<&AcmeRequest>,
     ari: bool,
     now: i64,
 ) -> Option<i64> {
     if !site.acme || site.domain.is_wildcard() {
         return None;
     }
+    if cert.is_some_and(|c| c.source == CertSource::Imported) {
+        return None;
+    }
+    // A request made since the last attempt goes first, whatever the backoff says; one the
+    // last attempt failed to carry out waits for the backoff like any retry.
+    if request.is_some_and(|r| state.last_attempt.is_none_or(|at| r.requested_at >= at)) {
+        return Some(now);
+    }
     let want = match cert {
-        Some(cert) if cert.source == CertSource::Imported => return None,
         Some(cert) => {
-            let renew = renewal_at(cert, state, now);
+            let renew = renewal_at(cert, state, request, now);
             let ari_check = match &state.ari {
                 _ if !ari => i64::MAX,
                 Some(window) if window.serial == cert.serial => window.next_check,
@@ -184,7 +214,15 @@ impl Worker {
             };
             let cert = store.cert(&domain).await?;
             let state = store.acme_state(&domain).await?.unwrap_or_default();
-            Ok::<_, porter_store::StoreError>(due_at(&site, cert.as_ref(), &state, self.ari, now()))
+            let request = store.acme_request(&domain).await?;
+            Ok::<_, porter_store::StoreError>(due_at(
+                &site,
+                cert.as_ref(),
+                &state,
+                request.as_ref(),
+                self.ari,
+                now(),
+            ))
         };
         match read.await {
             Ok(at) => agenda.set(domain, at),
@@ -207,10 +245,13 @@ impl Worker {
             .collect();
         let mut states: HashMap<DomainName, AcmeState> =
             self.store.acme_states().await?.into_iter().collect();
+        let requests: HashMap<DomainName, AcmeRequest> =
+            self.store.acme_requests().await?.into_iter().collect();
         let mut plan = Vec::new();
         let mut consider = |site: Site, cert: Option<&CertRecord>| {
             let state = states.remove(&site.domain).unwrap_or_default();
-            if let Some(at) = due_at(&site, cert, &state, self.ari, now) {
+            let request = requests.get(&site.domain);
+            if let Some(at) = due_at(&site, cert, &state, request, self.ari, now) {
                 plan.push((site.domain, at));
             }
         };
@@ -252,8 +293,12 @@ impl Worker {
         };
         let cert = store.cert(domain).await?;
         let mut state = store.acme_state(domain).await?.unwrap_or_default();
+        // Only what is read here is taken off the request at the end: what is asked while
+        // this attempt runs stays for the next one.
+        let asked = store.acme_request(domain).await?;
         let now = now();
-        if due_at(&site, cert.as_ref(), &state, self.ari, now).is_none_or(|at| at > now) {
+        let due = due_at(&site, cert.as_ref(), &state, asked.as_ref(), self.ari, now);
+        if due.is_none_or(|at| at > now) {
             return Ok(());
         }
         let account = match self.account().await {
@@ -270,23 +315,17 @@ impl Worker {
                 store.put_acme_state(domain, state.clone()).await?;
             }
         }
-        if let Some(cert) = &cert {
-            if renewal_at(cert, &state, now) > now {
-                return Ok(());
+        if let Some(leaves) = asked.as_ref().map(|a| &a.revoke).filter(|l| !l.is_empty()) {
+            if let Err(e) = revoke(&account, leaves).await {
+                return self.failed(domain, cert.as_ref(), state, e).await;
             }
-            if state.revoke {
-                let leaf = CertificateDer::from(cert.chain[0].clone());
-                let request = RevocationRequest {
-                    certificate: &leaf,
-                    reason: None,
-                };
-                if let Err(e) = account.revoke(&request).await {
-                    return self.failed(domain, Some(cert), state, e.into()).await;
-                }
-                tracing::warn!(%domain, serial = %cert.serial, "certificate revoked; replacing it");
-                state.revoke = false;
-                state.force_renewal = true;
-                store.put_acme_state(domain, state.clone()).await?;
+            let current = cert.as_ref().is_some_and(|c| leaves.contains(&c.chain[0]));
+            tracing::warn!(%domain, count = leaves.len(), current, "certificates revoked at the CA");
+            request::revoked(store, domain, leaves, current).await?;
+        }
+        if let Some(cert) = &cert {
+            if renewal_at(cert, &state, asked.as_ref(), now) > now {
+                return Ok(());
             }
         }
         state.last_attempt = Some(now);
@@ -308,22 +347,22 @@ impl Worker {
         match result {
             Ok(issued) => {
                 let fresh = AcmeState {
-                    challenge: issued
-                        .challenge
-                        .map(|k| k.as_str().to_owned())
-                        .or(state.challenge),
+                    challenge: issued.challenge.or(state.challenge),
                     ..AcmeState::default()
                 };
                 let (serial, not_after) = (issued.cert.serial.clone(), issued.cert.not_after);
                 store.put_issued(issued.cert, fresh).await?;
                 tracing::info!(%domain, %serial, not_after, "certificate issued");
+                if let Some(asked_at) = asked.and_then(|a| a.renew) {
+                    request::renewed(store, domain, asked_at).await?;
+                }
                 Ok(())
             }
             Err(e) => self.failed(domain, cert.as_ref(), state, e).await,
         }
     }
 
-    /// Records a failure and when to try again.
+    /// Records a failure and when to try again (the worker's state; a request stays).
     async fn failed(
         &self,
         domain: &DomainName,

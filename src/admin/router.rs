@@ -3,8 +3,9 @@
 //! paths run the same code.
 
 use crate::apps::Supervisor;
-use crate::ops::{self, AcmeRequest, OpError};
+use crate::ops::{self, OpError};
 use http::{Method, StatusCode};
+use porter_acme::AcmeAction;
 use porter_store::{Store, StoreError};
 use std::sync::Arc;
 
@@ -101,9 +102,9 @@ pub(crate) async fn dispatch(ctx: &Context, method: &Method, path: &str, body: &
             .map(|v| ok(StatusCode::OK, v)),
         (&Method::POST, ["v1", "certs", domain, action @ ("renew" | "revoke")]) => {
             let request = if *action == "renew" {
-                AcmeRequest::Renew
+                AcmeAction::Renew
             } else {
-                AcmeRequest::Revoke
+                AcmeAction::Revoke
             };
             ops::request_acme(store, domain, request)
                 .await

@@ -4,9 +4,10 @@
 pub(crate) mod apps;
 
 use crate::clock::unix_now;
+use porter_acme::AcmeAction;
 use porter_store::{
-    AcmeState, AppId, CertRecord, CertSource, DomainName, OcspRecord, OcspStatus, Site, Store,
-    StoreError, Target, Upstream, DEFAULT_HSTS_MAX_AGE,
+    AcmeRequest, AcmeState, AppId, CertRecord, CertSource, DomainName, OcspRecord, OcspStatus,
+    Site, Store, StoreError, Target, Upstream, DEFAULT_HSTS_MAX_AGE,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -177,6 +178,7 @@ fn cert_view(
     site: &Site,
     cert: Option<CertRecord>,
     state: Option<AcmeState>,
+    request: Option<&AcmeRequest>,
     ocsp: Option<OcspRecord>,
     acme_running: bool,
 ) -> CertView {
@@ -187,7 +189,7 @@ fn cert_view(
         attempts: state.attempts,
         last_error: state.last_error.clone(),
         next_attempt: state.retry_at.map(rfc3339),
-        challenge: state.challenge.clone(),
+        challenge: state.challenge.map(|c| c.to_string()),
         order_in_flight: state.pending.is_some(),
         ..CertView::default()
     };
@@ -203,7 +205,9 @@ fn cert_view(
             }
             .to_owned();
             if cert.source == CertSource::Acme && acme_managed {
-                view.renew_at = Some(rfc3339(porter_acme::renewal_at(&cert, &state, now)));
+                view.renew_at = Some(rfc3339(porter_acme::renewal_at(
+                    &cert, &state, request, now,
+                )));
                 if !acme_running {
                     view.note = Some(
                         "ACME is off: it renews when `porter serve` runs with --acme-agree-tos"
@@ -358,7 +362,7 @@ pub(crate) async fn import_cert(store: &dyn Store, req: ImportCert) -> Result<Ce
         .site(&domain)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
-    Ok(cert_view(&site, Some(record), None, None, false))
+    Ok(cert_view(&site, Some(record), None, None, None, false))
 }
 
 /// Every site's certificate status, ordered by domain.
@@ -374,31 +378,25 @@ pub(crate) async fn list_certs(
         .collect();
     let mut states: HashMap<DomainName, AcmeState> =
         store.acme_states().await?.into_iter().collect();
+    let requests: HashMap<DomainName, AcmeRequest> =
+        store.acme_requests().await?.into_iter().collect();
     let mut ocsp: HashMap<DomainName, OcspRecord> =
         store.ocsp_records().await?.into_iter().collect();
     let mut views = Vec::new();
     for site in store.sites().await? {
         let ocsp = ocsp.remove(&site.domain);
         let (cert, state) = (certs.remove(&site.domain), states.remove(&site.domain));
-        views.push(cert_view(&site, cert, state, ocsp, acme_running));
+        let request = requests.get(&site.domain);
+        views.push(cert_view(&site, cert, state, request, ocsp, acme_running));
     }
     Ok(views)
 }
 
-/// What the operator asks of the ACME worker for one site.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum AcmeRequest {
-    /// Renew now.
-    Renew,
-    /// Revoke the current certificate, then replace it.
-    Revoke,
-}
-
-/// Records `request` for the worker, which acts on it within a second when it runs.
+/// Records `action` for the worker, which acts on it within a second when it runs.
 pub(crate) async fn request_acme(
     store: &dyn Store,
     domain: &str,
-    request: AcmeRequest,
+    action: AcmeAction,
 ) -> Result<CertView, OpError> {
     let domain = DomainName::parse(domain).map_err(StoreError::from)?;
     let site = store
@@ -415,25 +413,24 @@ pub(crate) async fn request_acme(
     if domain.is_wildcard() {
         return refuse(WILDCARD_NOTE.to_owned());
     }
-    match (&cert, request) {
+    match (&cert, action) {
         (Some(cert), _) if cert.source == CertSource::Imported => {
             return refuse(format!(
                 "the certificate of {domain} was imported: Porter cannot renew or revoke it"
             ));
         }
-        (None, AcmeRequest::Revoke) => {
+        (None, AcmeAction::Revoke) => {
             return refuse(format!("{domain} has no certificate to revoke"))
         }
         _ => {}
     }
-    let mut state = store.acme_state(&domain).await?.unwrap_or_default();
-    match request {
-        AcmeRequest::Renew => state.force_renewal = true,
-        AcmeRequest::Revoke => state.revoke = true,
-    }
-    // The operator's request goes first, whatever the backoff said.
-    state.retry_at = None;
-    store.put_acme_state(&domain, state.clone()).await?;
+    let request = porter_acme::request(store, &domain, action)
+        .await
+        .map_err(|e| match e {
+            porter_acme::AcmeError::Store(e) => OpError::Store(e),
+            other => OpError::Refused(other.to_string()),
+        })?;
+    let state = store.acme_state(&domain).await?;
     let ocsp = store.ocsp(&domain).await?;
-    Ok(cert_view(&site, cert, Some(state), ocsp, true))
+    Ok(cert_view(&site, cert, state, Some(&request), ocsp, true))
 }

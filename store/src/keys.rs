@@ -18,6 +18,8 @@ pub(crate) const CERTS: &str = "certs";
 pub(crate) const ACME_ACCOUNTS: &str = "acme_accounts";
 /// Tree of [`crate::AcmeState`] records, keyed by domain.
 pub(crate) const ACME_STATES: &str = "acme_states";
+/// Tree of [`crate::AcmeRequest`] records, keyed by domain.
+pub(crate) const ACME_REQUESTS: &str = "acme_requests";
 /// Tree of [`crate::Http01Challenge`] records, keyed by token.
 pub(crate) const HTTP01: &str = "challenges_http01";
 /// Tree of [`crate::TlsAlpnChallenge`] records, keyed by domain.

@@ -25,9 +25,9 @@ pub use app::{App, AppId, AppListen, HealthCheck, RestartPolicy};
 pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
 pub use model::{
-    AcmeAccount, AcmeState, AriWindow, CertRecord, CertSource, Http01Challenge, OcspRecord,
-    OcspResponse, OcspStatus, PendingOrder, PrivateKey, SecretBytes, SecretText, Site, Target,
-    TicketKey, TicketKeys, TlsAlpnChallenge, DEFAULT_HSTS_MAX_AGE,
+    AcmeAccount, AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, ChallengeKind,
+    Http01Challenge, OcspRecord, OcspResponse, OcspStatus, PendingOrder, PrivateKey, SecretBytes,
+    SecretText, Site, Target, TicketKey, TicketKeys, TlsAlpnChallenge, DEFAULT_HSTS_MAX_AGE,
 };
 pub use sled_store::{SledOptions, SledStore};
 pub use upstream::Upstream;
@@ -41,7 +41,7 @@ pub enum Change {
     Site(DomainName),
     /// The certificate of this site was stored or removed.
     Cert(DomainName),
-    /// The ACME state of this site changed (including an operator's renewal request).
+    /// The ACME state or request of this site changed.
     Acme(DomainName),
     /// The OCSP record of this site changed.
     Ocsp(DomainName),
@@ -105,6 +105,19 @@ pub trait Store: Send + Sync + 'static {
     /// Stores the ACME state of an existing site; fails with [`StoreError::NotFound`] otherwise.
     async fn put_acme_state(&self, domain: &DomainName, state: AcmeState)
         -> Result<(), StoreError>;
+    /// What was asked of the ACME worker for the site `domain`, if anything.
+    async fn acme_request(&self, domain: &DomainName) -> Result<Option<AcmeRequest>, StoreError>;
+    /// Every pending ACME request, ordered by domain.
+    async fn acme_requests(&self) -> Result<Vec<(DomainName, AcmeRequest)>, StoreError>;
+    /// Replaces the ACME request of `domain` with `new` (`None` removes it) if it is still
+    /// `expected`; returns whether it was. Fails with [`StoreError::NotFound`] when there is no
+    /// such site.
+    async fn swap_acme_request(
+        &self,
+        domain: &DomainName,
+        expected: Option<&AcmeRequest>,
+        new: Option<AcmeRequest>,
+    ) -> Result<bool, StoreError>;
     /// Stores a certificate obtained over ACME and the site's new ACME state together; fails
     /// with [`StoreError::NotFound`] when the site was removed meanwhile.
     async fn put_issued(&self, cert: CertRecord, state: AcmeState) -> Result<(), StoreError>;

@@ -199,16 +199,66 @@ pub struct AcmeState {
     pub last_attempt: Option<i64>,
     /// After a failure: no attempt before this time (Unix seconds).
     pub retry_at: Option<i64>,
-    /// The challenge type that last worked for this site (`http-01` or `tls-alpn-01`).
-    pub challenge: Option<String>,
+    /// The challenge type that last worked for this site.
+    pub challenge: Option<ChallengeKind>,
     /// The order in flight, to be resumed after a crash.
     pub pending: Option<PendingOrder>,
-    /// The operator asked for a renewal now.
-    pub force_renewal: bool,
-    /// The operator asked to revoke the current certificate (then replace it).
-    pub revoke: bool,
     /// The CA's suggested renewal window (RFC 9773) for the current certificate.
     pub ari: Option<AriWindow>,
+}
+
+/// An ACME challenge type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ChallengeKind {
+    /// HTTP-01 (RFC 8555 section 8.3), answered by the plain HTTP listener.
+    #[serde(rename = "http-01")]
+    Http01,
+    /// TLS-ALPN-01 (RFC 8737), answered by the HTTPS listener.
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    /// The ACME name of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+}
+
+impl std::str::FromStr for ChallengeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "http-01" => Ok(ChallengeKind::Http01),
+            "tls-alpn-01" => Ok(ChallengeKind::TlsAlpn01),
+            other => Err(format!("{other:?}: expected http-01 or tls-alpn-01")),
+        }
+    }
+}
+
+impl std::fmt::Display for ChallengeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What was asked of the ACME worker for a site (by an operator, or by the OCSP refresher
+/// after a revocation), kept apart from [`AcmeState`] so that only the worker writes that. The
+/// worker removes a request once it has carried it out, and only if it is still the one it
+/// read: a request made meanwhile stays for the next attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct AcmeRequest {
+    /// A new certificate is asked for: when (the `requested_at` of that ask).
+    pub renew: Option<i64>,
+    /// Leaves (DER) to revoke at the CA; the one being served is replaced too.
+    #[serde(with = "b64::list")]
+    pub revoke: Vec<Vec<u8>>,
+    /// When anything was last asked (Unix seconds; never the same twice for one site, so that a
+    /// request repeated meanwhile is told apart).
+    pub requested_at: i64,
 }
 
 /// An order that was created and not finished yet.

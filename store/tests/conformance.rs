@@ -2,9 +2,9 @@
 //! sled backend's own durability and schema checks.
 
 use porter_store::{
-    AcmeAccount, AcmeState, App, AppId, AppListen, CertRecord, CertSource, Change, DomainName,
-    HealthCheck, Http01Challenge, InvalidInput, OcspRecord, SecretText, Site, SledOptions,
-    SledStore, Store, StoreError, Target, TlsAlpnChallenge, Upstream,
+    AcmeAccount, AcmeRequest, AcmeState, App, AppId, AppListen, CertRecord, CertSource, Change,
+    DomainName, HealthCheck, Http01Challenge, InvalidInput, OcspRecord, SecretText, Site,
+    SledOptions, SledStore, Store, StoreError, Target, TlsAlpnChallenge, Upstream,
 };
 use rcgen::{CertificateParams, KeyPair};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -62,6 +62,78 @@ async fn suite<S: Store>(fresh: impl Fn() -> S) {
     apps_and_the_sites_that_use_them(fresh()).await;
     ocsp_records_follow_their_site(fresh()).await;
     concurrent_writers_all_land(fresh()).await;
+    acme_requests_swap_only_what_was_read(fresh()).await;
+}
+
+/// A request is replaced only when it is still what the writer read: a request made meanwhile
+/// is never lost.
+async fn acme_requests_swap_only_what_was_read(store: impl Store) {
+    let domain = DomainName::parse("q.test").unwrap();
+    let asked = AcmeRequest {
+        renew: Some(10),
+        revoke: vec![vec![1, 2, 3]],
+        requested_at: 10,
+    };
+    let missing = store
+        .swap_acme_request(&domain, None, Some(asked.clone()))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    store.add_site(site("q.test", "127.0.0.1:1")).await.unwrap();
+    let mut changes = store.subscribe();
+    assert!(store
+        .swap_acme_request(&domain, None, Some(asked.clone()))
+        .await
+        .unwrap());
+    assert_eq!(changes.try_recv().unwrap(), Change::Acme(domain.clone()));
+    assert_eq!(
+        store.acme_request(&domain).await.unwrap(),
+        Some(asked.clone())
+    );
+    let again = AcmeRequest {
+        requested_at: 11,
+        renew: Some(11),
+        ..asked.clone()
+    };
+    assert!(
+        !store
+            .swap_acme_request(&domain, None, Some(again.clone()))
+            .await
+            .unwrap(),
+        "not what is there"
+    );
+    assert!(store
+        .swap_acme_request(&domain, Some(&asked), Some(again.clone()))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .swap_acme_request(&domain, Some(&asked), None)
+            .await
+            .unwrap(),
+        "a stale read"
+    );
+    assert_eq!(
+        store.acme_requests().await.unwrap(),
+        vec![(domain.clone(), again.clone())]
+    );
+    assert!(store
+        .swap_acme_request(&domain, Some(&again), None)
+        .await
+        .unwrap());
+    assert_eq!(store.acme_request(&domain).await.unwrap(), None);
+    store
+        .swap_acme_request(&domain, None, Some(asked))
+        .await
+        .unwrap();
+    store.remove_site(&domain).await.unwrap();
+    assert_eq!(
+        store.acme_requests().await.unwrap(),
+        vec![],
+        "removed with its site"
+    );
 }
 
 /// 64 writers at once, as a panel importing a zone: every write lands, none hangs, and each

@@ -250,6 +250,10 @@ pub struct FrontState {
     pub max_open_orders: usize,
     /// The renewal window `renewalInfo` answers with (Unix seconds), when ARI is on.
     pub window: Option<(i64, i64)>,
+    /// While set, finalize requests wait here: an attempt stays in flight.
+    pub hold_finalize: bool,
+    /// Finalize requests waiting for `hold_finalize` to clear.
+    pub held: usize,
 }
 
 /// A small HTTPS front of the test's own in front of pebble: it forwards every ACME request
@@ -381,7 +385,12 @@ impl Front {
             state.replaces.extend(replaces.clone());
         }
         if path.starts_with("/finalize-order/") {
+            self.state.lock().unwrap().held += 1;
+            while self.state.lock().unwrap().hold_finalize {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
             let mut state = self.state.lock().unwrap();
+            state.held -= 1;
             state.finalized += 1;
             state.open_orders = state.open_orders.saturating_sub(1);
         }

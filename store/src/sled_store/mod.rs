@@ -11,8 +11,8 @@ mod writer;
 use crate::error::StoreError;
 use crate::keys;
 use crate::{
-    AcmeAccount, AcmeState, App, AppId, CertRecord, Change, DomainName, Http01Challenge,
-    OcspRecord, Site, Store, StoreHealth, Target, TicketKeys, TlsAlpnChallenge,
+    AcmeAccount, AcmeRequest, AcmeState, App, AppId, CertRecord, Change, DomainName,
+    Http01Challenge, OcspRecord, Site, Store, StoreHealth, Target, TicketKeys, TlsAlpnChallenge,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -282,21 +282,30 @@ impl Store for SledStore {
         self.write("remove_site", move |t| {
             let key = domain.as_str();
             let tokens = t.http01_tokens(&domain)?;
-            let (had_cert, had_alpn) =
-                (&t.sites, &t.certs, &t.acme, &t.http01, &t.tls_alpn, &t.ocsp)
-                    .transaction(|(sites, certs, acme, http01, tls_alpn, ocsp)| {
-                        if sites.remove(key)?.is_none() {
-                            return Err(not_found("site", key));
-                        }
-                        acme.remove(key)?;
-                        ocsp.remove(key)?;
-                        let had_alpn = tls_alpn.remove(key)?.is_some();
-                        for token in &tokens {
-                            http01.remove(token.as_slice())?;
-                        }
-                        Ok((certs.remove(key)?.is_some(), had_alpn))
-                    })
-                    .map_err(tx_error)?;
+            let trees = (
+                &t.sites,
+                &t.certs,
+                &t.acme,
+                &t.requests,
+                &t.http01,
+                &t.tls_alpn,
+                &t.ocsp,
+            );
+            let (had_cert, had_alpn) = trees
+                .transaction(|(sites, certs, acme, requests, http01, tls_alpn, ocsp)| {
+                    if sites.remove(key)?.is_none() {
+                        return Err(not_found("site", key));
+                    }
+                    acme.remove(key)?;
+                    requests.remove(key)?;
+                    ocsp.remove(key)?;
+                    let had_alpn = tls_alpn.remove(key)?.is_some();
+                    for token in &tokens {
+                        http01.remove(token.as_slice())?;
+                    }
+                    Ok((certs.remove(key)?.is_some(), had_alpn))
+                })
+                .map_err(tx_error)?;
             let mut changes = vec![Change::Site(domain.clone())];
             if had_cert {
                 changes.push(Change::Cert(domain.clone()));
@@ -397,6 +406,61 @@ impl Store for SledStore {
             Ok(vec![Change::Acme(domain)])
         })
         .await
+    }
+
+    async fn acme_request(&self, domain: &DomainName) -> Result<Option<AcmeRequest>, StoreError> {
+        let key = domain.to_string();
+        self.read("acme_request", move |t| {
+            get(&t.requests, keys::ACME_REQUESTS, &key)
+        })
+        .await
+    }
+
+    async fn acme_requests(&self) -> Result<Vec<(DomainName, AcmeRequest)>, StoreError> {
+        self.read("acme_requests", |t| {
+            list_by_domain(&t.requests, keys::ACME_REQUESTS)
+        })
+        .await
+    }
+
+    async fn swap_acme_request(
+        &self,
+        domain: &DomainName,
+        expected: Option<&AcmeRequest>,
+        new: Option<AcmeRequest>,
+    ) -> Result<bool, StoreError> {
+        let domain = domain.clone();
+        let expected = expected.map(encode);
+        // The writer answers only whether the write worked: the outcome comes back here.
+        let swapped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let outcome = swapped.clone();
+        self.write("swap_acme_request", move |t| {
+            let key = domain.as_str();
+            let new = new.as_ref().map(encode);
+            let done = (&t.sites, &t.requests)
+                .transaction(|(sites, requests)| {
+                    if sites.get(key)?.is_none() {
+                        return Err(not_found("site", key));
+                    }
+                    if requests.get(key)?.as_deref() != expected.as_deref() {
+                        return Ok(false);
+                    }
+                    match &new {
+                        Some(value) => requests.insert(key, value.as_slice())?,
+                        None => requests.remove(key)?,
+                    };
+                    Ok(true)
+                })
+                .map_err(tx_error)?;
+            outcome.store(done, Ordering::Relaxed);
+            Ok(if done {
+                vec![Change::Acme(domain)]
+            } else {
+                vec![]
+            })
+        })
+        .await?;
+        Ok(swapped.load(Ordering::Relaxed))
     }
 
     async fn put_issued(&self, cert: CertRecord, state: AcmeState) -> Result<(), StoreError> {
