@@ -2,6 +2,7 @@
 //! typed values so that a bad one is refused at start with a message naming it.
 
 use crate::admin::AdminAddr;
+use crate::duration::duration;
 use base64::Engine as _;
 use porter_acme::{ChallengeKind, KeyType};
 use porter_store::DomainName;
@@ -15,29 +16,6 @@ fn domain(s: &str) -> Result<DomainName, String> {
         return Err("the default name must be an exact name, not a wildcard".into());
     }
     Ok(name)
-}
-
-/// A duration written like `30s`, `15m`, `12h` or `1d` (a bare number is seconds), at least 1s.
-pub(crate) fn duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a duration like 30s, 15m, 12h or 1d"))?;
-    let scale = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
-    };
-    let seconds = n
-        .checked_mul(scale)
-        .ok_or_else(|| format!("{s:?} is too long"))?;
-    if seconds == 0 {
-        return Err("must be at least 1s".into());
-    }
-    Ok(Duration::from_secs(seconds))
 }
 
 /// `porter serve`.
@@ -203,23 +181,5 @@ impl AcmeArgs {
             max_concurrent_orders: self.acme_concurrency,
             requests_per_second: self.acme_rate,
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations() {
-        assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(duration("12h"), Ok(Duration::from_secs(43_200)));
-        assert_eq!(duration("1d"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(duration("7"), Ok(Duration::from_secs(7)));
-        for bad in ["", "0s", "s", "5x", "-1s", "1.5h", "99999999999999999999d"] {
-            assert!(duration(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -1,10 +1,11 @@
-//! Keeps the edge's [`Snapshot`] in step with the store: a full build at start, then for each
-//! batch of store changes a new snapshot with just those sites re-read, swapped in atomically.
-//! While the first build runs, connections load the names they ask for on their own
-//! ([`ensure_loaded`]), so that an edge with a big store serves from its first second.
+//! The sites being served ([`LiveSites`]): an immutable [`Snapshot`] kept in step with the
+//! store by [`run`] (a full build at start, then for each batch of store changes a new snapshot
+//! with just those sites re-read, swapped in atomically). While the first build runs, a
+//! connection's lookup loads the names it asks for on its own, so that an edge with a big store
+//! serves from its first second; callers never see the difference.
 
 use crate::snapshot::{SiteEntry, Snapshot};
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 use porter_store::{Change, DomainName, Store, StoreError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -47,29 +48,59 @@ async fn entry(
 /// is in; then it is answered 503 (or its handshake refused) rather than kept waiting.
 const LOAD_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Until the first full build is in, puts the sites that can serve `name` (its own and the
-/// wildcard one label up) into the snapshot by reading just them from the store. A no-op once
-/// the snapshot is complete, which is the only time the hot path reads the store. False when
-/// the store did not answer within [`LOAD_DEADLINE`]: the snapshot may then lack a site.
-pub(crate) async fn ensure_loaded(
-    store: &dyn Store,
-    current: &ArcSwap<Snapshot>,
-    name: &str,
-) -> bool {
-    {
-        let snapshot = current.load();
-        if snapshot.is_complete() || snapshot.site(name).is_some() {
-            return true;
-        }
-    }
-    tokio::time::timeout(LOAD_DEADLINE, load(store, current, name))
-        .await
-        .unwrap_or_else(|_| {
-            tracing::warn!(%name, "the store did not answer in time while loading");
-            false
-        })
+/// The store did not answer in time for a site a connection needs, before the full read was
+/// in: the snapshot may lack it.
+#[derive(Debug)]
+pub(crate) struct NotLoaded;
+
+/// The sites being served, the same for every edge thread.
+pub(crate) struct LiveSites {
+    store: Arc<dyn Store>,
+    snapshot: ArcSwap<Snapshot>,
 }
 
+impl LiveSites {
+    /// Nothing loaded yet: [`run`] builds the first snapshot.
+    pub(crate) fn new(store: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(LiveSites {
+            store,
+            snapshot: ArcSwap::from_pointee(Snapshot::loading()),
+        })
+    }
+
+    /// The snapshot as it is, for readers that cannot wait (the certificate resolver runs after
+    /// [`LiveSites::serving`] has loaded the name).
+    pub(crate) fn current(&self) -> Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    /// The snapshot, holding the sites that can serve `name` if the store has them: until the
+    /// first full build is in, they (its own and the wildcard one label up) are read from the
+    /// store for this call, for at most [`LOAD_DEADLINE`]. Once the snapshot is complete, this
+    /// is a plain load: the only time the hot path reads the store is before that.
+    pub(crate) async fn serving(&self, name: &str) -> Result<Guard<Arc<Snapshot>>, NotLoaded> {
+        let snapshot = self.snapshot.load();
+        if snapshot.is_complete() || snapshot.site(name).is_some() {
+            return Ok(snapshot);
+        }
+        drop(snapshot);
+        match tokio::time::timeout(
+            LOAD_DEADLINE,
+            load(self.store.as_ref(), &self.snapshot, name),
+        )
+        .await
+        {
+            Ok(true) => Ok(self.snapshot.load()),
+            Ok(false) => Err(NotLoaded),
+            Err(_) => {
+                tracing::warn!(%name, "the store did not answer in time while loading");
+                Err(NotLoaded)
+            }
+        }
+    }
+}
+
+/// Puts the sites that can serve `name` into `current`; false when the store failed.
 async fn load(store: &dyn Store, current: &ArcSwap<Snapshot>, name: &str) -> bool {
     let candidates = [Some(name.to_owned()), DomainName::parent_wildcard(name)];
     let mut found = Vec::new();
@@ -106,12 +137,12 @@ async fn load(store: &dyn Store, current: &ArcSwap<Snapshot>, name: &str) -> boo
 /// `current` until `shutdown`. `changes` must have been subscribed before, so that nothing
 /// committed in between is missed.
 pub(crate) async fn run(
-    store: Arc<dyn Store>,
-    current: Arc<ArcSwap<Snapshot>>,
+    sites: Arc<LiveSites>,
     mut changes: tokio::sync::broadcast::Receiver<Change>,
     loaded: tokio::sync::watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
+    let (store, current) = (&sites.store, &sites.snapshot);
     let started = std::time::Instant::now();
     let Some(first) =
         build_until_read(store.as_ref(), &shutdown, build(store.as_ref()).await).await
@@ -228,7 +259,7 @@ mod tests {
             &domain,
             cert.pem().as_bytes(),
             key.serialize_pem().as_bytes(),
-            crate::clock::unix_now(),
+            porter_store::unix_now(),
             CertSource::Imported,
         )
         .unwrap();
@@ -238,31 +269,32 @@ mod tests {
     #[tokio::test]
     async fn names_load_on_demand_until_the_full_build_is_in() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
         add_site(&store, "a.test", &["a.test"]).await;
         add_site(&store, "*.b.test", &["*.b.test"]).await;
         add_site(&store, "c.test", &["c.test"]).await;
-        let current = ArcSwap::from_pointee(Snapshot::loading());
+        let sites = LiveSites::new(store.clone());
 
-        ensure_loaded(&store, &current, "a.test").await;
-        ensure_loaded(&store, &current, "x.b.test").await;
-        ensure_loaded(&store, &current, "unknown.test").await;
-        ensure_loaded(&store, &current, "not a name").await;
-        let partial = current.load_full();
+        for name in ["a.test", "x.b.test", "unknown.test", "not a name"] {
+            sites.serving(name).await.unwrap();
+        }
+        let partial = sites.snapshot.load_full();
         assert!(!partial.is_complete());
         assert!(partial.cert("a.test").is_some());
         assert!(partial.cert("x.b.test").is_some(), "the wildcard above it");
         assert!(partial.site("c.test").is_none(), "nobody asked for c.test");
         assert_eq!(partial.len(), 2);
 
-        current.store(Arc::new(build(&store).await.unwrap()));
-        let complete = current.load_full();
+        sites
+            .snapshot
+            .store(Arc::new(build(store.as_ref()).await.unwrap()));
+        let complete = sites.snapshot.load_full();
         assert!(complete.is_complete());
         assert_eq!(complete.len(), 3);
-        ensure_loaded(&store, &current, "a.test").await;
-        ensure_loaded(&store, &current, "unknown.test").await;
+        sites.serving("a.test").await.unwrap();
+        sites.serving("unknown.test").await.unwrap();
         assert!(
-            Arc::ptr_eq(&complete, &current.load_full()),
+            Arc::ptr_eq(&complete, &sites.snapshot.load_full()),
             "a complete snapshot is never replaced by a point read"
         );
     }

@@ -5,7 +5,6 @@ use crate::admin::{self, AdminAddr, Discovery};
 use crate::apps::Supervisor;
 use crate::config::ServeArgs;
 use crate::proxy::{self, Edge, EdgeShared, EdgeThreads, Forwarder, Limits};
-use crate::snapshot::Snapshot;
 use crate::{challenges, data_dir, reload, tls};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -53,8 +52,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     )?);
     let acme = acme
         .map(|config| porter_acme::AcmeWorker::new(store.clone(), config))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+        .transpose()?;
     let token: Arc<str> = admin::load_or_create_token(data_dir)
         .context("cannot read or create the admin token")?
         .into();
@@ -70,10 +68,10 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let changes = store.subscribe();
     let challenge_changes = store.subscribe();
     let answers = Arc::new(ArcSwap::from_pointee(challenges::Answers::default()));
-    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::loading()));
+    let sites = reload::LiveSites::new(store.clone());
     let default_sni = args.default_sni.map(|d| d.to_string());
     let tickets = tls::Keyring::open(store.as_ref(), args.tls_ticket_rotation).await?;
-    let tls_config = tls::server_config(snapshot.clone(), default_sni.clone(), tickets.clone())?;
+    let tls_config = tls::server_config(sites.clone(), default_sni.clone(), tickets.clone())?;
     let https_addr = https.local_addr()?;
     let apps_dir = data_dir.join(APPS_DIR);
     let apps = Supervisor::new(store.clone(), apps_dir.clone())
@@ -82,9 +80,8 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         .map(|_| {
             Arc::new(Edge {
                 apps: apps.clone(),
-                store: store.clone(),
                 challenges: answers.clone(),
-                snapshot: snapshot.clone(),
+                sites: sites.clone(),
                 forwarder: Forwarder::new(args.upstream_connect_timeout, args.upstream_timeout),
                 https_port: https_addr.port(),
                 default_sni: default_sni.clone(),
@@ -108,13 +105,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         shutdown.clone(),
     ));
     let (loaded, is_loaded) = tokio::sync::watch::channel(false);
-    tasks.spawn(reload::run(
-        store.clone(),
-        snapshot.clone(),
-        changes,
-        loaded,
-        shutdown.clone(),
-    ));
+    tasks.spawn(reload::run(sites, changes, loaded, shutdown.clone()));
     let http_addr = http.local_addr()?;
     let edge_threads = edges.len();
     let edge = EdgeThreads::start(

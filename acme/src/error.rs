@@ -28,6 +28,9 @@ pub enum AcmeError {
     /// Key or CSR generation failed.
     #[error("key generation: {0}")]
     Key(String),
+    /// The worker's configuration cannot work (an unreadable CA root, no system roots).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl AcmeError {

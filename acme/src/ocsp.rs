@@ -8,7 +8,8 @@
 use crate::agenda::Agenda;
 use crate::cert_pages::for_each_cert;
 use crate::ocsp_check::{self, OcspStatus as Checked};
-use crate::schedule::{backoff, now, unit_jitter};
+use crate::schedule::{backoff, unit_jitter};
+use porter_store::unix_now;
 use porter_store::{
     CertRecord, CertSource, Change, DomainName, OcspRecord, OcspResponse, OcspStatus, Store,
 };
@@ -62,7 +63,7 @@ pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
     // a changed certificate re-plans just its site.
     let mut agenda = Agenda::default();
     loop {
-        let now = now();
+        let now = unix_now();
         if agenda.full_plan_due(now) {
             agenda.replace(plan(store.as_ref(), now, &mut without_ocsp).await, now);
         }
@@ -81,13 +82,13 @@ pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
             agenda.set(domain, next);
         }
         let next = agenda.next_wake(now);
-        let sleep = tokio::time::sleep(Duration::from_secs((next - self::now()).max(0) as u64));
+        let sleep = tokio::time::sleep(Duration::from_secs((next - unix_now()).max(0) as u64));
         tokio::select! {
             _ = shutdown.cancelled() => return,
             change = changes.recv() => match change {
                 // A new certificate needs its response now; a removed site none.
                 Ok(Change::Cert(domain) | Change::Site(domain)) => {
-                    match due_for(store.as_ref(), &domain, self::now(), &mut without_ocsp).await {
+                    match due_for(store.as_ref(), &domain, unix_now(), &mut without_ocsp).await {
                         Ok(at) => agenda.set(domain, at),
                         Err(_) => agenda.plan_all(),
                     }

@@ -5,8 +5,7 @@
 //! what it carried out: whatever is asked while an attempt runs stays for the next one.
 
 use crate::error::AcmeError;
-use crate::schedule::now;
-use porter_store::{AcmeRequest, DomainName, Store, StoreError};
+use porter_store::{unix_now, AcmeRequest, DomainName, Store, StoreError};
 
 /// Swaps lost to a concurrent change before giving up.
 const TRIES: usize = 16;
@@ -39,7 +38,7 @@ pub async fn request(
                 })?,
         ),
     };
-    let now = now();
+    let now = unix_now();
     let updated = update(store, domain, |current| {
         let mut next = current.cloned().unwrap_or_default();
         // Never the same time twice: the worker tells a repeated request from the one it read.

@@ -6,12 +6,6 @@ use porter_store::{AcmeRequest, AcmeState, CertRecord};
 
 const DAY: i64 = 86_400;
 
-/// Now, in Unix seconds (the unit every stored time uses).
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 /// First retry after a failure.
 pub(crate) const MIN_BACKOFF: i64 = 60;
 /// Longest wait between retries; retries never stop.

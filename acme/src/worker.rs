@@ -11,10 +11,11 @@ use crate::error::AcmeError;
 use crate::http::PacedClient;
 use crate::order::{self, Ctx};
 use crate::request;
-use crate::schedule::{self, backoff, now, pick_in_window, renewal_at, unit_jitter};
+use crate::schedule::{self, backoff, pick_in_window, renewal_at, unit_jitter};
 use instant_acme::{Account, CertificateIdentifier, RevocationRequest};
 use porter_store::{
-    AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, Change, DomainName, Site, Store,
+    unix_now, AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, Change, DomainName, Site,
+    Store,
 };
 use rustls_pki_types::CertificateDer;
 use std::collections::HashMap;
@@ -46,8 +47,9 @@ pub struct AcmeWorker {
 impl AcmeWorker {
     /// Prepares the worker; fails with an operator-facing message when the configuration
     /// cannot work (an unreadable `--acme-ca-root`, no system roots).
-    pub fn new(store: Arc<dyn Store>, config: Config) -> Result<Self, String> {
-        let http = PacedClient::new(config.ca_root.as_deref(), config.requests_per_second)?;
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Result<Self, AcmeError> {
+        let http = PacedClient::new(config.ca_root.as_deref(), config.requests_per_second)
+            .map_err(AcmeError::Config)?;
         Ok(AcmeWorker {
             store,
             config,
@@ -145,7 +147,7 @@ impl Worker {
         // between, each change re-plans just its site.
         let mut agenda = Agenda::default();
         loop {
-            let now = now();
+            let now = unix_now();
             if agenda.full_plan_due(now) {
                 agenda.replace(self.plan(now).await, now);
             }
@@ -221,7 +223,7 @@ impl Worker {
                 &state,
                 request.as_ref(),
                 self.ari,
-                now(),
+                unix_now(),
             ))
         };
         match read.await {
@@ -296,7 +298,7 @@ impl Worker {
         // Only what is read here is taken off the request at the end: what is asked while
         // this attempt runs stays for the next one.
         let asked = store.acme_request(domain).await?;
-        let now = now();
+        let now = unix_now();
         let due = due_at(&site, cert.as_ref(), &state, asked.as_ref(), self.ari, now);
         if due.is_none_or(|at| at > now) {
             return Ok(());
@@ -370,7 +372,7 @@ impl Worker {
         mut state: AcmeState,
         error: AcmeError,
     ) -> Result<(), AcmeError> {
-        let now = now();
+        let now = unix_now();
         state.attempts = state.attempts.saturating_add(1);
         let remaining = cert.map(|c| c.not_after - now);
         let mut wait = backoff(

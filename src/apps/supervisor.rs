@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -27,12 +27,6 @@ use tokio_util::sync::CancellationToken;
 const QUEUE: usize = 1024;
 /// Lines of log kept with a failed app's status.
 const LOG_LINES: usize = 20;
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Why a request cannot be served by its app now.
 #[derive(Debug, Clone)]
@@ -79,7 +73,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.shared
             .last_activity_ms
-            .store(unix_ms(), Ordering::Relaxed);
+            .store(porter_store::unix_now_ms(), Ordering::Relaxed);
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -261,7 +255,7 @@ impl Instance {
         self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
         self.shared
             .last_activity_ms
-            .store(unix_ms(), Ordering::Relaxed);
+            .store(porter_store::unix_now_ms(), Ordering::Relaxed);
         Lease {
             upstream: self.upstream.clone(),
             shared: self.shared.clone(),
@@ -436,7 +430,7 @@ impl Actor {
             upstream: spawned.upstream.clone(),
             shared: Arc::new(Shared {
                 in_flight: AtomicUsize::new(0),
-                last_activity_ms: AtomicU64::new(unix_ms()),
+                last_activity_ms: AtomicU64::new(porter_store::unix_now_ms()),
             }),
             started: Instant::now(),
             stop: Some(stop),
@@ -610,7 +604,7 @@ impl Actor {
     }
 
     fn tick(&mut self) {
-        let now_ms = unix_ms();
+        let now_ms = porter_store::unix_now_ms();
         // Old instances stop once their requests are done, or after the grace period.
         let grace = Duration::from_secs(self.app.stop_grace);
         for old in &mut self.draining {

@@ -3,7 +3,7 @@
 
 use super::OpError;
 use crate::apps::AppStatus;
-use crate::config::duration;
+use crate::duration::duration;
 use porter_store::{
     App, AppId, AppListen, HealthCheck, InvalidInput, RestartPolicy, Store, StoreError,
 };

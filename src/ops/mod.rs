@@ -3,8 +3,8 @@
 
 pub(crate) mod apps;
 
-use crate::clock::unix_now;
 use porter_acme::AcmeAction;
+use porter_store::unix_now;
 use porter_store::{
     AcmeRequest, AcmeState, AppId, CertRecord, CertSource, DomainName, OcspRecord, OcspStatus,
     Site, Store, StoreError, Target, Upstream, DEFAULT_HSTS_MAX_AGE,

@@ -31,8 +31,8 @@ pub(crate) struct Forwarder {
     timeout: Duration,
 }
 
-/// Who is asking, as far as the upstream needs to know.
-pub(crate) struct Origin<'a> {
+/// Who is asking, as far as the upstream needs to know (what `X-Forwarded-*` carry).
+pub(crate) struct Forwarded<'a> {
     /// The client's address as `X-Forwarded-For` carries it.
     pub(crate) client: &'a HeaderValue,
     /// `https` or `http`, for `X-Forwarded-Proto`.
@@ -91,7 +91,7 @@ impl Forwarder {
         &self,
         req: Request<UpstreamBody>,
         upstream: &Upstream,
-        origin: &Origin<'_>,
+        forwarded: &Forwarded<'_>,
         upgrade: bool,
         affinity: &Arc<Affinity>,
         keep: bool,
@@ -101,7 +101,7 @@ impl Forwarder {
         // copies around (and HTTP/2 allocates per stream).
         let exchanged = tokio::time::timeout(
             self.timeout,
-            self.exchange(rewrite(req, origin, upgrade), upstream, affinity, keep),
+            self.exchange(rewrite(req, forwarded, upgrade), upstream, affinity, keep),
         )
         .await;
         match exchanged {
@@ -202,7 +202,7 @@ fn closed_before_answering(e: &hyper::Error) -> bool {
 /// `Host` kept, `X-Forwarded-*` set.
 fn rewrite(
     req: Request<UpstreamBody>,
-    origin: &Origin<'_>,
+    forwarded: &Forwarded<'_>,
     upgrade: bool,
 ) -> Request<UpstreamBody> {
     let (mut parts, body) = req.into_parts();
@@ -215,8 +215,8 @@ fn rewrite(
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::set_forwarded(
         &mut parts.headers,
-        origin.client,
-        origin.proto,
+        forwarded.client,
+        forwarded.proto,
         host.as_ref(),
     );
     if let Some(host) = host {

@@ -119,8 +119,7 @@ pub(crate) async fn serve_https(
                 tls::accept(
                     stream,
                     &config,
-                    &edge.snapshot,
-                    edge.store.as_ref(),
+                    &edge.sites,
                     &edge.challenges,
                     edge.default_sni.as_deref(),
                 ),

@@ -17,17 +17,15 @@ pub(crate) use forward::Forwarder;
 pub(crate) use listener::{drain, Limits};
 pub(crate) use threads::{EdgeThreads, Shared as EdgeShared};
 
-use crate::clock::unix_now;
-use crate::reload;
-use crate::snapshot::Snapshot;
+use crate::reload::LiveSites;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use forward::Origin;
+use forward::Forwarded;
 use http::header::{CONTENT_TYPE, HOST, LOCATION, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use porter_store::Target;
+use porter_store::{unix_now, Target};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,13 +38,10 @@ pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, idle::BoxErro
 pub(crate) struct Edge {
     /// The account daemons sites may point at.
     pub(crate) apps: Arc<crate::apps::Supervisor>,
-    /// The store, read (with a deadline) only until the first full read is in, for the sites
-    /// not loaded yet.
-    pub(crate) store: Arc<dyn porter_store::Store>,
     /// The ACME challenge answers; swapped by `challenges::run`.
     pub(crate) challenges: Arc<ArcSwap<crate::challenges::Answers>>,
-    /// The sites being served; swapped by `reload`.
-    pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The sites being served.
+    pub(crate) sites: Arc<LiveSites>,
     /// Pooled upstream connections.
     pub(crate) forwarder: Forwarder,
     /// The port HTTPS is served on, for redirects (omitted from the URL when 443).
@@ -119,15 +114,14 @@ pub(crate) async fn handle(
         }
         None => return error_response(StatusCode::BAD_REQUEST, "the request names no host"),
     };
-    let loaded = reload::ensure_loaded(edge.store.as_ref(), &edge.snapshot, &host).await;
-    let snapshot = edge.snapshot.load();
+    let Ok(snapshot) = edge.sites.serving(&host).await else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the sites are still loading; try again shortly",
+        );
+    };
     let Some(site) = snapshot.site(&host) else {
-        return if !loaded {
-            error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the sites are still loading; try again shortly",
-            )
-        } else if https {
+        return if https {
             error_response(
                 StatusCode::MISDIRECTED_REQUEST,
                 "no site is served under this name",
@@ -176,7 +170,7 @@ pub(crate) async fn handle(
         (Target::App(_), None) => unreachable!("an app site always has a lease here"),
     };
 
-    let origin = Origin {
+    let forwarded = Forwarded {
         client: &conn.forwarded_for,
         proto: if https { "https" } else { "http" },
     };
@@ -190,7 +184,7 @@ pub(crate) async fn handle(
         let sent = Box::pin(edge.forwarder.send(
             upstream_req,
             upstream,
-            &origin,
+            &forwarded,
             true,
             &conn.affinity,
             keep,
@@ -215,7 +209,7 @@ pub(crate) async fn handle(
     let req = req.map(|body| edge.forwarder.client_body(body));
     let sent = edge
         .forwarder
-        .send(req, upstream, &origin, upgrade, &conn.affinity, keep)
+        .send(req, upstream, &forwarded, upgrade, &conn.affinity, keep)
         .await;
     match sent {
         Ok((mut response, loan)) => {

@@ -5,9 +5,8 @@
 use super::acme_tls::ALPN_ACME_TLS;
 use super::resolver::server_name;
 use crate::challenges::{Answers, Lookup};
-use crate::snapshot::Snapshot;
+use crate::reload::LiveSites;
 use arc_swap::ArcSwap;
-use porter_store::Store;
 use rustls::ServerConfig;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -40,8 +39,7 @@ fn alert(description: u8) -> [u8; 7] {
 pub(crate) async fn accept<IO>(
     io: IO,
     config: &Arc<ServerConfig>,
-    snapshot: &ArcSwap<Snapshot>,
-    store: &dyn Store,
+    sites: &LiveSites,
     challenges: &ArcSwap<Answers>,
     default_sni: Option<&str>,
 ) -> Result<Option<(TlsStream<IO>, String)>, Refused>
@@ -68,8 +66,11 @@ where
         return Ok(None);
     }
     // A name the store did not answer for in time is refused like an unknown one.
-    crate::reload::ensure_loaded(store, snapshot, &name).await;
-    if snapshot.load().cert(&name).is_none() {
+    let known = sites
+        .serving(&name)
+        .await
+        .is_ok_and(|snapshot| snapshot.cert(&name).is_some());
+    if !known {
         return Err(refuse(start.io, 112, Refused::UnknownName(name)).await);
     }
     let stream = start.into_stream(config.clone()).await?;

@@ -3,8 +3,7 @@
 
 use super::resolver::SnapshotResolver;
 use super::tickets::Keyring;
-use crate::snapshot::Snapshot;
-use arc_swap::ArcSwap;
+use crate::reload::LiveSites;
 use rustls::crypto::ring;
 use rustls::ServerConfig;
 use std::sync::Arc;
@@ -16,9 +15,9 @@ pub(crate) const ALPN_HTTP11: &[u8] = b"http/1.1";
 /// How many TLS 1.2 session IDs / TLS 1.3 stateful sessions are kept for resumption.
 const SESSION_CACHE_SIZE: usize = 16_384;
 
-/// Builds the server configuration that resolves certificates from `snapshot`.
+/// Builds the server configuration that resolves certificates from the sites being served.
 pub(crate) fn server_config(
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    sites: Arc<LiveSites>,
     default_sni: Option<String>,
     tickets: Arc<Keyring>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
@@ -47,7 +46,7 @@ pub(crate) fn server_config(
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SnapshotResolver::new(snapshot, default_sni)));
+        .with_cert_resolver(Arc::new(SnapshotResolver::new(sites, default_sni)));
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
     // TLS 1.2 session IDs (and TLS 1.3 when tickets are off) in a bounded cache; tickets for
     // both versions under the store's rotating keys.

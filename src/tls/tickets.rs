@@ -6,8 +6,8 @@
 //! Ticket layout: key id (4 bytes) | nonce (12) | ciphertext | tag (16); the first 16 bytes are
 //! authenticated as associated data.
 
-use crate::clock::unix_now;
 use arc_swap::ArcSwap;
+use porter_store::unix_now;
 use porter_store::{Change, SecretBytes, Store, StoreError, TicketKey, TicketKeys};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};

@@ -14,6 +14,7 @@
 mod app;
 mod b64;
 mod certificate;
+mod clock;
 mod domain;
 mod error;
 mod keys;
@@ -22,6 +23,7 @@ mod sled_store;
 mod upstream;
 
 pub use app::{App, AppId, AppListen, HealthCheck, RestartPolicy};
+pub use clock::{unix_now, unix_now_ms};
 pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
 pub use model::{

@@ -1,0 +1,44 @@
+//! Durations as operators write them (`30s`, `15m`, `12h`, `1d`), for flags and API fields.
+
+use std::time::Duration;
+
+/// A duration written like `30s`, `15m`, `12h` or `1d` (a bare number is seconds), at least 1s.
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration like 30s, 15m, 12h or 1d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    let seconds = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too long"))?;
+    if seconds == 0 {
+        return Err("must be at least 1s".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(duration("7"), Ok(Duration::from_secs(7)));
+        for bad in ["", "0s", "s", "5x", "-1s", "1.5h", "99999999999999999999d"] {
+            assert!(duration(bad).is_err(), "{bad:?}");
+        }
+    }
+}
