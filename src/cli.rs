@@ -2,17 +2,16 @@
 //! the running server's admin API when there is one, and otherwise opens the store itself and
 //! runs the very same dispatcher in-process.
 
-use crate::admin::{self, AdminClient, ClientError};
+use crate::admin::{self, AdminClient, AdminCommand, Answer, ClientError};
 use crate::apps::AppStatus;
 use crate::config::ServeArgs;
-use crate::ops::apps::{AppSpec, AppView};
-use crate::ops::{AddSite, CertView, ImportCert, SiteView, UpdateSite};
+use crate::ops::apps::AppSpec;
+use crate::ops::{AddSite, ImportCert, UpdateSite};
 use crate::serve::{self, STORE_DIR};
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use http::Method;
+use porter_acme::AcmeAction;
 use porter_store::{SledStore, StoreError};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -217,12 +216,10 @@ impl Cli {
     }
 }
 
-/// An admin API request: method, path, JSON body.
-type ApiRequest = (Method, String, Option<Value>);
-
-fn api_request(command: Command) -> anyhow::Result<ApiRequest> {
+/// The admin command a CLI command is.
+fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
     Ok(match command {
-        Command::Serve(_) => unreachable!("serve is not an admin request"),
+        Command::Serve(_) => unreachable!("serve is not an admin command"),
         Command::Site(SiteCommand::Add {
             domain,
             upstream,
@@ -230,87 +227,65 @@ fn api_request(command: Command) -> anyhow::Result<ApiRequest> {
             allow_unreachable,
             no_acme,
             hsts_max_age,
-        }) => {
-            let req = AddSite {
-                domain,
-                upstream,
-                app,
-                allow_unreachable,
-                no_acme,
-                hsts_max_age,
-            };
-            (
-                Method::POST,
-                "/v1/sites".into(),
-                Some(serde_json::to_value(req)?),
-            )
-        }
+        }) => AdminCommand::AddSite(AddSite {
+            domain,
+            upstream,
+            app,
+            allow_unreachable,
+            no_acme,
+            hsts_max_age,
+        }),
         Command::Site(SiteCommand::Update {
             domain,
             upstream,
             allow_unreachable,
             acme,
             hsts_max_age,
-        }) => {
-            let req = UpdateSite {
+        }) => AdminCommand::UpdateSite {
+            domain,
+            change: UpdateSite {
                 upstream,
                 allow_unreachable,
                 acme,
                 hsts_max_age,
-            };
-            (
-                Method::PATCH,
-                format!("/v1/sites/{domain}"),
-                Some(serde_json::to_value(req)?),
-            )
-        }
-        Command::Site(SiteCommand::Remove { domain }) => {
-            (Method::DELETE, format!("/v1/sites/{domain}"), None)
-        }
-        Command::Site(SiteCommand::List) => (Method::GET, "/v1/sites".into(), None),
+            },
+        },
+        Command::Site(SiteCommand::Remove { domain }) => AdminCommand::RemoveSite { domain },
+        Command::Site(SiteCommand::List) => AdminCommand::ListSites,
         Command::Cert(CertCommand::Import { domain, cert, key }) => {
             let read = |p: &Path| {
                 std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
             };
-            let req = ImportCert {
+            AdminCommand::ImportCert(ImportCert {
                 domain,
                 chain_pem: read(&cert)?,
                 key_pem: read(&key)?,
-            };
-            (
-                Method::POST,
-                "/v1/certs".into(),
-                Some(serde_json::to_value(req)?),
-            )
+            })
         }
-        Command::App(AppCommand::Add { id, settings }) => (
-            Method::POST,
-            format!("/v1/apps/{id}"),
-            Some(serde_json::to_value(AppSpec::from(*settings))?),
-        ),
-        Command::App(AppCommand::Update { id, settings }) => (
-            Method::PATCH,
-            format!("/v1/apps/{id}"),
-            Some(serde_json::to_value(AppSpec::from(*settings))?),
-        ),
-        Command::App(AppCommand::Remove { id }) => (Method::DELETE, format!("/v1/apps/{id}"), None),
-        Command::App(AppCommand::List) => (Method::GET, "/v1/apps".into(), None),
-        Command::App(AppCommand::Status { id }) => (Method::GET, format!("/v1/apps/{id}"), None),
-        Command::App(AppCommand::Logs { id }) => (Method::GET, format!("/v1/apps/{id}/logs"), None),
-        Command::App(AppCommand::Restart { id }) => {
-            (Method::POST, format!("/v1/apps/{id}/restart"), None)
-        }
-        Command::App(AppCommand::Stop { id }) => {
-            (Method::POST, format!("/v1/apps/{id}/stop"), None)
-        }
-        Command::Cert(CertCommand::List) => (Method::GET, "/v1/certs".into(), None),
-        Command::Status => (Method::GET, "/v1/status".into(), None),
-        Command::Cert(CertCommand::Renew { domain }) => {
-            (Method::POST, format!("/v1/certs/{domain}/renew"), None)
-        }
-        Command::Cert(CertCommand::Revoke { domain }) => {
-            (Method::POST, format!("/v1/certs/{domain}/revoke"), None)
-        }
+        Command::Cert(CertCommand::List) => AdminCommand::ListCerts,
+        Command::Cert(CertCommand::Renew { domain }) => AdminCommand::RequestAcme {
+            domain,
+            action: AcmeAction::Renew,
+        },
+        Command::Cert(CertCommand::Revoke { domain }) => AdminCommand::RequestAcme {
+            domain,
+            action: AcmeAction::Revoke,
+        },
+        Command::App(AppCommand::Add { id, settings }) => AdminCommand::AddApp {
+            id,
+            spec: AppSpec::from(*settings),
+        },
+        Command::App(AppCommand::Update { id, settings }) => AdminCommand::UpdateApp {
+            id,
+            spec: AppSpec::from(*settings),
+        },
+        Command::App(AppCommand::Remove { id }) => AdminCommand::RemoveApp { id },
+        Command::App(AppCommand::List) => AdminCommand::ListApps,
+        Command::App(AppCommand::Status { id }) => AdminCommand::AppStatus { id },
+        Command::App(AppCommand::Logs { id }) => AdminCommand::AppLogs { id },
+        Command::App(AppCommand::Restart { id }) => AdminCommand::ControlApp { id, restart: true },
+        Command::App(AppCommand::Stop { id }) => AdminCommand::ControlApp { id, restart: false },
+        Command::Status => AdminCommand::Status,
     })
 }
 
@@ -320,29 +295,29 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve(args) = cli.command {
         return serve::run(&data_dir, *args).await;
     }
-    let (method, path, body) = api_request(cli.command)?;
-    let result = execute(&data_dir, method.clone(), &path, body).await?;
+    let command = admin_command(cli.command)?;
+    let answer = execute(&data_dir, &command).await?;
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
-        print!("{}", render(&method, &path, result)?);
+        print!("{}", render(&command, answer));
     }
     Ok(())
 }
 
-/// Sends the request to the running server, or runs it on the store when none runs.
-async fn execute(
-    data_dir: &Path,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
+/// Sends `command` to the running server, or runs it on the store when none runs.
+async fn execute(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Answer> {
     let client = AdminClient::discover(data_dir);
     if let Some(client) = &client {
-        match client.call(method.clone(), path, body.clone()).await {
+        let (method, path, body) = command.http();
+        match client.call(method, &path, body).await {
             // A discovery file left by a server that is gone: fall back to the store.
             Err(ClientError::Unreachable { .. }) => {}
-            other => return Ok(other?),
+            other => {
+                return command
+                    .answer_from(other?)
+                    .context("the server's answer does not fit the command")
+            }
         }
     }
     crate::data_dir::prepare(data_dir)?;
@@ -363,184 +338,147 @@ async fn execute(
         store: Arc::new(store),
         acme: false,
     };
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let reply = admin::dispatch(&ctx, &method, path, body.as_bytes()).await;
-    if reply.status.is_success() {
-        Ok(reply.body)
-    } else {
-        Err(anyhow!(
-            "{}",
-            reply.body["error"].as_str().unwrap_or("unknown error")
-        ))
-    }
+    Ok(admin::execute(&ctx, command.clone()).await?)
 }
 
 fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".into())
 }
 
-/// Human-readable output for each endpoint.
-fn render(method: &Method, path: &str, value: Value) -> anyhow::Result<String> {
-    if let Some(rest) = path.strip_prefix("/v1/apps") {
-        return render_app(method, rest, value);
-    }
-    Ok(match (method, path) {
-        (&Method::GET, "/v1/sites") => {
-            let sites: Vec<SiteView> = serde_json::from_value(value)?;
-            table(
-                &["DOMAIN", "UPSTREAM", "ACME"],
-                sites
-                    .into_iter()
-                    .map(|s| {
-                        vec![
-                            s.domain,
-                            s.upstream,
-                            if s.acme { "yes" } else { "no" }.into(),
-                        ]
-                    })
-                    .collect(),
-            )
-        }
-        (&Method::PATCH, _) => {
-            let site: SiteView = serde_json::from_value(value)?;
-            format!(
-                "updated site {} -> {} (hsts max-age {})\n",
-                site.domain, site.upstream, site.hsts_max_age
-            )
-        }
-        (&Method::GET, "/v1/status") => {
-            let store = &value["store"];
-            let state = match store["failure"].as_str() {
-                None => "ok".to_owned(),
-                Some(failure) => format!("writes failing: {failure}"),
-            };
-            format!(
-                "store: {state}\nstore operations past their deadline: {}\n",
-                store["stalled_operations"]
-            )
-        }
-        (&Method::POST, "/v1/sites") => {
-            let site: SiteView = serde_json::from_value(value)?;
+/// What `command` answered, for a person.
+fn render(command: &AdminCommand, answer: Answer) -> String {
+    match answer {
+        Answer::Sites(sites) => table(
+            &["DOMAIN", "UPSTREAM", "ACME"],
+            sites
+                .into_iter()
+                .map(|s| {
+                    vec![
+                        s.domain,
+                        s.upstream,
+                        if s.acme { "yes" } else { "no" }.into(),
+                    ]
+                })
+                .collect(),
+        ),
+        Answer::Site(site) if matches!(command, AdminCommand::UpdateSite { .. }) => format!(
+            "updated site {} -> {} (hsts max-age {})\n",
+            site.domain, site.upstream, site.hsts_max_age
+        ),
+        Answer::Site(site) => {
             let note = site
                 .note
                 .map(|n| format!("note: {n}\n"))
                 .unwrap_or_default();
             format!("added site {} -> {}\n{note}", site.domain, site.upstream)
         }
-        (&Method::GET, "/v1/certs") => {
-            let certs: Vec<CertView> = serde_json::from_value(value)?;
-            table(
-                &[
-                    "DOMAIN",
-                    "STATUS",
-                    "NOT AFTER",
-                    "SOURCE",
-                    "RENEW AT",
-                    "ATTEMPTS",
-                    "NEXT ATTEMPT",
-                    "OCSP",
-                    "LAST ERROR / NOTE",
-                ],
-                certs
-                    .into_iter()
-                    .map(|c| {
-                        vec![
-                            c.domain,
-                            c.status,
-                            or_dash(c.not_after),
-                            or_dash(c.source),
-                            or_dash(c.renew_at),
-                            c.attempts.to_string(),
-                            or_dash(c.next_attempt),
-                            or_dash(c.ocsp),
-                            or_dash(c.last_error.or(c.note)),
-                        ]
-                    })
-                    .collect(),
-            )
-        }
-        (&Method::POST, "/v1/certs") => {
-            let cert: CertView = serde_json::from_value(value)?;
-            format!(
+        Answer::Certs(certs) => table(
+            &[
+                "DOMAIN",
+                "STATUS",
+                "NOT AFTER",
+                "SOURCE",
+                "RENEW AT",
+                "ATTEMPTS",
+                "NEXT ATTEMPT",
+                "OCSP",
+                "LAST ERROR / NOTE",
+            ],
+            certs
+                .into_iter()
+                .map(|c| {
+                    vec![
+                        c.domain,
+                        c.status,
+                        or_dash(c.not_after),
+                        or_dash(c.source),
+                        or_dash(c.renew_at),
+                        c.attempts.to_string(),
+                        or_dash(c.next_attempt),
+                        or_dash(c.ocsp),
+                        or_dash(c.last_error.or(c.note)),
+                    ]
+                })
+                .collect(),
+        ),
+        Answer::Cert(cert) => match command {
+            AdminCommand::RequestAcme { action, .. } => {
+                let what = match action {
+                    AcmeAction::Renew => "renewal",
+                    AcmeAction::Revoke => "revocation and replacement",
+                };
+                format!(
+                    "{what} of {} requested; `porter cert list` shows its progress\n",
+                    cert.domain
+                )
+            }
+            _ => format!(
                 "imported certificate for {} ({}), valid until {}\n",
                 cert.domain,
                 cert.names.join(", "),
                 or_dash(cert.not_after)
-            )
-        }
-        (&Method::POST, p) if p.ends_with("/renew") || p.ends_with("/revoke") => {
-            let cert: CertView = serde_json::from_value(value)?;
-            let what = if p.ends_with("/renew") {
-                "renewal"
-            } else {
-                "revocation and replacement"
-            };
-            format!(
-                "{what} of {} requested; `porter cert list` shows its progress\n",
-                cert.domain
-            )
-        }
-        _ => format!(
-            "removed site {}\n",
-            value["removed"].as_str().unwrap_or_default()
+            ),
+        },
+        Answer::Apps(apps) => table(
+            &["ID", "LISTEN", "IDLE TIMEOUT", "HEALTH", "COMMAND"],
+            apps.into_iter()
+                .map(|a| {
+                    vec![
+                        a.id,
+                        a.listen,
+                        format!("{}s", a.idle_timeout_s),
+                        a.health,
+                        a.command,
+                    ]
+                })
+                .collect(),
         ),
-    })
-}
-
-/// Human-readable output of the app endpoints (`rest` is the path after `/v1/apps`).
-fn render_app(method: &Method, rest: &str, value: Value) -> anyhow::Result<String> {
-    Ok(match (method, rest) {
-        (&Method::GET, "") => {
-            let apps: Vec<AppView> = serde_json::from_value(value)?;
-            table(
-                &["ID", "LISTEN", "IDLE TIMEOUT", "HEALTH", "COMMAND"],
-                apps.into_iter()
-                    .map(|a| {
-                        vec![
-                            a.id,
-                            a.listen,
-                            format!("{}s", a.idle_timeout_s),
-                            a.health,
-                            a.command,
-                        ]
-                    })
-                    .collect(),
-            )
-        }
-        (&Method::GET, r) if r.ends_with("/logs") => {
-            format!("{}\n", value["logs"].as_str().unwrap_or_default())
-        }
-        (&Method::POST | &Method::PATCH, r) if r.matches('/').count() == 1 => {
-            let app: AppView = serde_json::from_value(value)?;
-            let verb = if method == Method::POST {
+        Answer::App(app) => {
+            let verb = if matches!(command, AdminCommand::AddApp { .. }) {
                 "added"
             } else {
                 "updated"
             };
             format!("{verb} app {} ({})\n", app.id, app.command)
         }
-        (&Method::DELETE, _) => format!(
-            "removed app {}\n",
-            value["removed"].as_str().unwrap_or_default()
-        ),
-        _ => {
-            let s: AppStatus = serde_json::from_value(value)?;
-            let mut out = format!("app {}: {}\n", s.id, s.state);
-            let mut line = |k: &str, v: Option<String>| {
-                if let Some(v) = v {
-                    out.push_str(&format!("  {k:<10} {v}\n"));
-                }
+        Answer::AppStatus(s) => render_app_status(s),
+        Answer::Logs { logs } => format!("{logs}\n"),
+        Answer::Removed { removed } => {
+            let what = if matches!(command, AdminCommand::RemoveApp { .. }) {
+                "app"
+            } else {
+                "site"
             };
-            line("pid", s.pid.map(|p| p.to_string()));
-            line("uptime", s.uptime_s.map(|u| format!("{u}s")));
-            line("restarts", Some(s.restarts.to_string()));
-            line("last exit", s.last_exit);
-            line("memory", s.memory_kib.map(|m| format!("{m} KiB")));
-            line("in flight", Some(s.in_flight.to_string()));
-            line("error", s.error);
-            out
+            format!("removed {what} {removed}\n")
         }
-    })
+        Answer::Status(status) => {
+            let state = match status.store.failure {
+                None => "ok".to_owned(),
+                Some(failure) => format!("writes failing: {failure}"),
+            };
+            format!(
+                "store: {state}\nstore operations past their deadline: {}\n",
+                status.store.stalled_operations
+            )
+        }
+    }
+}
+
+fn render_app_status(s: AppStatus) -> String {
+    let mut out = format!("app {}: {}\n", s.id, s.state);
+    let mut line = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            out.push_str(&format!("  {k:<10} {v}\n"));
+        }
+    };
+    line("pid", s.pid.map(|p| p.to_string()));
+    line("uptime", s.uptime_s.map(|u| format!("{u}s")));
+    line("restarts", Some(s.restarts.to_string()));
+    line("last exit", s.last_exit);
+    line("memory", s.memory_kib.map(|m| format!("{m} KiB")));
+    line("in flight", Some(s.in_flight.to_string()));
+    line("error", s.error);
+    out
 }
 
 /// Left-aligned columns separated by two spaces.

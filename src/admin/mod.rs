@@ -3,14 +3,16 @@
 //! tells the CLI where the running server listens.
 
 mod client;
+mod command;
 mod discovery;
 mod router;
 mod server;
 mod token;
 
 pub(crate) use client::{AdminClient, ClientError};
+pub(crate) use command::{AdminCommand, Answer};
 pub(crate) use discovery::Discovery;
-pub(crate) use router::{dispatch, Context};
+pub(crate) use router::{execute, Context};
 pub(crate) use server::{bind, serve};
 pub(crate) use token::load_or_create as load_or_create_token;
 

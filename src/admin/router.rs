@@ -1,12 +1,14 @@
-//! Maps an admin request (method, path, JSON body) to an operation. The HTTP server uses it
-//! behind authentication, and the CLI calls it in-process when no server is running, so both
-//! paths run the same code.
+//! Runs admin commands. The HTTP server reads the command from an authenticated request
+//! ([`dispatch`]); the CLI, when no server runs, builds it itself and calls [`execute`] on the
+//! store in-process: both paths run the same code.
 
+use super::command::{AdminCommand, Answer, NotACommand};
 use crate::apps::Supervisor;
 use crate::ops::{self, OpError};
 use http::{Method, StatusCode};
-use porter_acme::AcmeAction;
 use porter_store::{Store, StoreError};
+use serde::Serialize;
+use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// What the operations run against.
@@ -21,8 +23,6 @@ pub(crate) struct Context {
     /// `--acme-agree-tos`).
     pub(crate) acme: bool,
 }
-use serde::Serialize;
-use serde_json::{json, Value};
 
 /// A status and a JSON body: the result on success, `{"error": ...}` otherwise.
 pub(crate) struct Reply {
@@ -58,101 +58,54 @@ fn failed(e: OpError) -> Reply {
     error(status, e)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+/// Runs the command an admin API request names.
+pub(crate) async fn dispatch(ctx: &Context, method: &Method, path: &str, body: &[u8]) -> Reply {
+    let command = match AdminCommand::from_http(method, path, body) {
+        Ok(command) => command,
+        Err(e @ NotACommand::Unknown { .. }) => return error(StatusCode::NOT_FOUND, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let status = command.success();
+    match execute(ctx, command).await {
+        Ok(answer) => ok(status, answer),
+        Err(e) => failed(e),
+    }
 }
 
-/// Runs the operation `method path` names.
-pub(crate) async fn dispatch(ctx: &Context, method: &Method, path: &str, body: &[u8]) -> Reply {
+/// Runs `command`.
+pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answer, OpError> {
+    use AdminCommand as C;
     let store = ctx.store.as_ref();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let result = match (method, segments.as_slice()) {
-        (&Method::GET, ["v1", "status"]) => {
-            let health = store.health();
-            Ok(ok(
-                StatusCode::OK,
-                json!({ "store": {
-                    "ok": health.failure.is_none(),
-                    "failure": health.failure,
-                    "stalled_operations": health.stalled,
-                }}),
-            ))
+    let apps = ctx.apps.as_deref();
+    Ok(match command {
+        C::ListSites => Answer::Sites(ops::list_sites(store).await?),
+        C::AddSite(req) => Answer::Site(ops::add_site(store, req).await?),
+        C::UpdateSite { domain, change } => {
+            Answer::Site(ops::update_site(store, &domain, change).await?)
         }
-        (&Method::GET, ["v1", "sites"]) => {
-            ops::list_sites(store).await.map(|v| ok(StatusCode::OK, v))
+        C::RemoveSite { domain } => {
+            ops::remove_site(store, &domain).await?;
+            Answer::Removed { removed: domain }
         }
-        (&Method::POST, ["v1", "sites"]) => match parse(body) {
-            Ok(req) => ops::add_site(store, req)
-                .await
-                .map(|v| ok(StatusCode::CREATED, v)),
-            Err(reply) => return reply,
+        C::ListCerts => Answer::Certs(ops::list_certs(store, ctx.acme).await?),
+        C::ImportCert(req) => Answer::Cert(Box::new(ops::import_cert(store, req).await?)),
+        C::RequestAcme { domain, action } => {
+            Answer::Cert(Box::new(ops::request_acme(store, &domain, action).await?))
+        }
+        C::ListApps => Answer::Apps(ops::apps::list_apps(store).await?),
+        C::AddApp { id, spec } => Answer::App(ops::apps::add_app(store, &id, spec).await?),
+        C::UpdateApp { id, spec } => Answer::App(ops::apps::update_app(store, &id, spec).await?),
+        C::RemoveApp { id } => {
+            ops::apps::remove_app(store, &id).await?;
+            Answer::Removed { removed: id }
+        }
+        C::AppStatus { id } => Answer::AppStatus(ops::apps::status(store, apps, &id).await?),
+        C::AppLogs { id } => Answer::Logs {
+            logs: ops::apps::logs(store, &ctx.apps_dir, &id, 200).await?,
         },
-        (&Method::PATCH, ["v1", "sites", domain]) => match parse(body) {
-            Ok(req) => ops::update_site(store, domain, req)
-                .await
-                .map(|v| ok(StatusCode::OK, v)),
-            Err(reply) => return reply,
-        },
-        (&Method::DELETE, ["v1", "sites", domain]) => ops::remove_site(store, domain)
-            .await
-            .map(|()| ok(StatusCode::OK, json!({ "removed": domain }))),
-        (&Method::GET, ["v1", "certs"]) => ops::list_certs(store, ctx.acme)
-            .await
-            .map(|v| ok(StatusCode::OK, v)),
-        (&Method::POST, ["v1", "certs", domain, action @ ("renew" | "revoke")]) => {
-            let request = if *action == "renew" {
-                AcmeAction::Renew
-            } else {
-                AcmeAction::Revoke
-            };
-            ops::request_acme(store, domain, request)
-                .await
-                .map(|v| ok(StatusCode::OK, v))
+        C::ControlApp { id, restart } => {
+            Answer::AppStatus(ops::apps::control(store, apps, &id, restart).await?)
         }
-        (&Method::POST, ["v1", "certs"]) => match parse(body) {
-            Ok(req) => ops::import_cert(store, req)
-                .await
-                .map(|v| ok(StatusCode::CREATED, v)),
-            Err(reply) => return reply,
-        },
-        (&Method::GET, ["v1", "apps"]) => ops::apps::list_apps(store)
-            .await
-            .map(|v| ok(StatusCode::OK, v)),
-        (&Method::POST, ["v1", "apps", id]) => match parse(body) {
-            Ok(spec) => ops::apps::add_app(store, id, spec)
-                .await
-                .map(|v| ok(StatusCode::CREATED, v)),
-            Err(reply) => return reply,
-        },
-        (&Method::PATCH, ["v1", "apps", id]) => match parse(body) {
-            Ok(spec) => ops::apps::update_app(store, id, spec)
-                .await
-                .map(|v| ok(StatusCode::OK, v)),
-            Err(reply) => return reply,
-        },
-        (&Method::DELETE, ["v1", "apps", id]) => ops::apps::remove_app(store, id)
-            .await
-            .map(|()| ok(StatusCode::OK, json!({ "removed": id }))),
-        (&Method::GET, ["v1", "apps", id]) => ops::apps::status(store, ctx.apps.as_deref(), id)
-            .await
-            .map(|v| ok(StatusCode::OK, v)),
-        (&Method::GET, ["v1", "apps", id, "logs"]) => {
-            ops::apps::logs(store, &ctx.apps_dir, id, 200)
-                .await
-                .map(|text| ok(StatusCode::OK, json!({ "logs": text })))
-        }
-        (&Method::POST, ["v1", "apps", id, action @ ("restart" | "stop")]) => {
-            ops::apps::control(store, ctx.apps.as_deref(), id, *action == "restart")
-                .await
-                .map(|v| ok(StatusCode::OK, v))
-        }
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no such admin endpoint: {method} {path}"),
-            )
-        }
-    };
-    result.unwrap_or_else(failed)
+        C::Status => Answer::Status(ops::status(store)),
+    })
 }

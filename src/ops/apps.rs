@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// `app add` and `app update`: on update only the given fields change.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct AppSpec {
     /// The command line, split like a shell would (run without one).
     pub(crate) command: Option<String>,

@@ -38,7 +38,7 @@ pub(crate) enum OpError {
 }
 
 /// `site add`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct AddSite {
     pub(crate) domain: String,
     /// Where requests go: an upstream address ...
@@ -58,7 +58,7 @@ pub(crate) struct AddSite {
 }
 
 /// `site update`: only the fields given change.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct UpdateSite {
     #[serde(default)]
     pub(crate) upstream: Option<String>,
@@ -71,7 +71,7 @@ pub(crate) struct UpdateSite {
 }
 
 /// `cert import`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ImportCert {
     pub(crate) domain: String,
     pub(crate) chain_pem: String,
@@ -433,4 +433,33 @@ pub(crate) async fn request_acme(
     let state = store.acme_state(&domain).await?;
     let ocsp = store.ocsp(&domain).await?;
     Ok(cert_view(&site, cert, state, Some(&request), ocsp, true))
+}
+
+/// `porter status`: how the server is doing.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StatusView {
+    pub(crate) store: StoreStatus,
+}
+
+/// The store's part of [`StatusView`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoreStatus {
+    /// No failed write it has not recovered from.
+    pub(crate) ok: bool,
+    /// The failed write, when there is one.
+    pub(crate) failure: Option<String>,
+    /// Operations that missed their deadline since the start.
+    pub(crate) stalled_operations: u64,
+}
+
+/// How the server is doing.
+pub(crate) fn status(store: &dyn Store) -> StatusView {
+    let health = store.health();
+    StatusView {
+        store: StoreStatus {
+            ok: health.failure.is_none(),
+            failure: health.failure,
+            stalled_operations: health.stalled,
+        },
+    }
 }

@@ -1,0 +1,289 @@
+//! Every admin command as one typed value, shared by the CLI, the admin client and the router:
+//! the CLI builds an [`AdminCommand`], the client sends it as [`AdminCommand::http`], the router
+//! reads it back with [`AdminCommand::from_http`], and the answer comes back typed
+//! ([`AdminCommand::answer_from`]). A new command is one variant here; the unit test below
+//! checks that every command survives the trip through HTTP.
+
+use crate::apps::AppStatus;
+use crate::ops::apps::{AppSpec, AppView};
+use crate::ops::{AddSite, CertView, ImportCert, SiteView, StatusView, UpdateSite};
+use http::{Method, StatusCode};
+use porter_acme::AcmeAction;
+use serde::Serialize;
+use serde_json::Value;
+
+/// One admin command.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AdminCommand {
+    ListSites,
+    AddSite(AddSite),
+    UpdateSite {
+        domain: String,
+        change: UpdateSite,
+    },
+    RemoveSite {
+        domain: String,
+    },
+    ListCerts,
+    ImportCert(ImportCert),
+    RequestAcme {
+        domain: String,
+        action: AcmeAction,
+    },
+    ListApps,
+    AddApp {
+        id: String,
+        spec: AppSpec,
+    },
+    UpdateApp {
+        id: String,
+        spec: AppSpec,
+    },
+    RemoveApp {
+        id: String,
+    },
+    AppStatus {
+        id: String,
+    },
+    AppLogs {
+        id: String,
+    },
+    /// `restart` true restarts the app, false stops it.
+    ControlApp {
+        id: String,
+        restart: bool,
+    },
+    Status,
+}
+
+/// What a command answers; on the wire, the inner value as JSON.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Answer {
+    Sites(Vec<SiteView>),
+    Site(SiteView),
+    Certs(Vec<CertView>),
+    Cert(Box<CertView>),
+    Apps(Vec<AppView>),
+    App(AppView),
+    AppStatus(AppStatus),
+    Logs { logs: String },
+    Removed { removed: String },
+    Status(StatusView),
+}
+
+/// A request the admin API does not know, or whose body does not fit.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotACommand {
+    #[error("no such admin endpoint: {method} {path}")]
+    Unknown { method: Method, path: String },
+    #[error("bad request body: {0}")]
+    Body(#[from] serde_json::Error),
+}
+
+fn json<T: Serialize>(value: &T) -> Option<Value> {
+    Some(serde_json::to_value(value).expect("commands serialise"))
+}
+
+impl AdminCommand {
+    /// The admin API's method, path and JSON body for this command.
+    pub(crate) fn http(&self) -> (Method, String, Option<Value>) {
+        use AdminCommand::*;
+        match self {
+            ListSites => (Method::GET, "/v1/sites".into(), None),
+            AddSite(req) => (Method::POST, "/v1/sites".into(), json(req)),
+            UpdateSite { domain, change } => {
+                (Method::PATCH, format!("/v1/sites/{domain}"), json(change))
+            }
+            RemoveSite { domain } => (Method::DELETE, format!("/v1/sites/{domain}"), None),
+            ListCerts => (Method::GET, "/v1/certs".into(), None),
+            ImportCert(req) => (Method::POST, "/v1/certs".into(), json(req)),
+            RequestAcme { domain, action } => {
+                let verb = match action {
+                    AcmeAction::Renew => "renew",
+                    AcmeAction::Revoke => "revoke",
+                };
+                (Method::POST, format!("/v1/certs/{domain}/{verb}"), None)
+            }
+            ListApps => (Method::GET, "/v1/apps".into(), None),
+            AddApp { id, spec } => (Method::POST, format!("/v1/apps/{id}"), json(spec)),
+            UpdateApp { id, spec } => (Method::PATCH, format!("/v1/apps/{id}"), json(spec)),
+            RemoveApp { id } => (Method::DELETE, format!("/v1/apps/{id}"), None),
+            AppStatus { id } => (Method::GET, format!("/v1/apps/{id}"), None),
+            AppLogs { id } => (Method::GET, format!("/v1/apps/{id}/logs"), None),
+            ControlApp { id, restart } => {
+                let verb = if *restart { "restart" } else { "stop" };
+                (Method::POST, format!("/v1/apps/{id}/{verb}"), None)
+            }
+            Status => (Method::GET, "/v1/status".into(), None),
+        }
+    }
+
+    /// The command an admin API request names.
+    pub(crate) fn from_http(method: &Method, path: &str, body: &[u8]) -> Result<Self, NotACommand> {
+        use AdminCommand::*;
+        let owned = |s: &str| s.to_owned();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        Ok(match (method, segments.as_slice()) {
+            (&Method::GET, ["v1", "sites"]) => ListSites,
+            (&Method::POST, ["v1", "sites"]) => AddSite(serde_json::from_slice(body)?),
+            (&Method::PATCH, ["v1", "sites", domain]) => UpdateSite {
+                domain: owned(domain),
+                change: serde_json::from_slice(body)?,
+            },
+            (&Method::DELETE, ["v1", "sites", domain]) => RemoveSite {
+                domain: owned(domain),
+            },
+            (&Method::GET, ["v1", "certs"]) => ListCerts,
+            (&Method::POST, ["v1", "certs"]) => ImportCert(serde_json::from_slice(body)?),
+            (&Method::POST, ["v1", "certs", domain, verb @ ("renew" | "revoke")]) => RequestAcme {
+                domain: owned(domain),
+                action: if *verb == "renew" {
+                    AcmeAction::Renew
+                } else {
+                    AcmeAction::Revoke
+                },
+            },
+            (&Method::GET, ["v1", "apps"]) => ListApps,
+            (&Method::POST, ["v1", "apps", id]) => AddApp {
+                id: owned(id),
+                spec: serde_json::from_slice(body)?,
+            },
+            (&Method::PATCH, ["v1", "apps", id]) => UpdateApp {
+                id: owned(id),
+                spec: serde_json::from_slice(body)?,
+            },
+            (&Method::DELETE, ["v1", "apps", id]) => RemoveApp { id: owned(id) },
+            (&Method::GET, ["v1", "apps", id]) => AppStatus { id: owned(id) },
+            (&Method::GET, ["v1", "apps", id, "logs"]) => AppLogs { id: owned(id) },
+            (&Method::POST, ["v1", "apps", id, verb @ ("restart" | "stop")]) => ControlApp {
+                id: owned(id),
+                restart: *verb == "restart",
+            },
+            (&Method::GET, ["v1", "status"]) => Status,
+            _ => {
+                return Err(NotACommand::Unknown {
+                    method: method.clone(),
+                    path: path.to_owned(),
+                })
+            }
+        })
+    }
+
+    /// The status of a successful answer.
+    pub(crate) fn success(&self) -> StatusCode {
+        match self {
+            AdminCommand::AddSite(_)
+            | AdminCommand::ImportCert(_)
+            | AdminCommand::AddApp { .. } => StatusCode::CREATED,
+            _ => StatusCode::OK,
+        }
+    }
+
+    /// Reads the JSON answer of this command back into its type.
+    pub(crate) fn answer_from(&self, value: Value) -> serde_json::Result<Answer> {
+        use serde_json::from_value as from;
+        use AdminCommand::*;
+        Ok(match self {
+            ListSites => Answer::Sites(from(value)?),
+            AddSite(_) | UpdateSite { .. } => Answer::Site(from(value)?),
+            ListCerts => Answer::Certs(from(value)?),
+            ImportCert(_) | RequestAcme { .. } => Answer::Cert(Box::new(from(value)?)),
+            ListApps => Answer::Apps(from(value)?),
+            AddApp { .. } | UpdateApp { .. } => Answer::App(from(value)?),
+            AppStatus { .. } | ControlApp { .. } => Answer::AppStatus(from(value)?),
+            AppLogs { .. } => Answer::Logs {
+                logs: from(value["logs"].clone())?,
+            },
+            RemoveSite { .. } | RemoveApp { .. } => Answer::Removed {
+                removed: from(value["removed"].clone())?,
+            },
+            Status => Answer::Status(from(value)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_survives_the_trip_through_http() {
+        let spec = AppSpec {
+            command: Some("python3 -m http.server {port}".into()),
+            ..AppSpec::default()
+        };
+        let commands = [
+            AdminCommand::ListSites,
+            AdminCommand::AddSite(AddSite {
+                domain: "a.test".into(),
+                upstream: Some("127.0.0.1:1".into()),
+                app: None,
+                allow_unreachable: true,
+                no_acme: false,
+                hsts_max_age: Some(60),
+            }),
+            AdminCommand::UpdateSite {
+                domain: "a.test".into(),
+                change: UpdateSite {
+                    upstream: None,
+                    allow_unreachable: false,
+                    acme: Some(false),
+                    hsts_max_age: None,
+                },
+            },
+            AdminCommand::RemoveSite {
+                domain: "a.test".into(),
+            },
+            AdminCommand::ListCerts,
+            AdminCommand::ImportCert(ImportCert {
+                domain: "a.test".into(),
+                chain_pem: "chain".into(),
+                key_pem: "key".into(),
+            }),
+            AdminCommand::RequestAcme {
+                domain: "a.test".into(),
+                action: AcmeAction::Renew,
+            },
+            AdminCommand::RequestAcme {
+                domain: "a.test".into(),
+                action: AcmeAction::Revoke,
+            },
+            AdminCommand::ListApps,
+            AdminCommand::AddApp {
+                id: "shop".into(),
+                spec: spec.clone(),
+            },
+            AdminCommand::UpdateApp {
+                id: "shop".into(),
+                spec,
+            },
+            AdminCommand::RemoveApp { id: "shop".into() },
+            AdminCommand::AppStatus { id: "shop".into() },
+            AdminCommand::AppLogs { id: "shop".into() },
+            AdminCommand::ControlApp {
+                id: "shop".into(),
+                restart: true,
+            },
+            AdminCommand::ControlApp {
+                id: "shop".into(),
+                restart: false,
+            },
+            AdminCommand::Status,
+        ];
+        for command in commands {
+            let (method, path, body) = command.http();
+            let body = body.map(|b| b.to_string()).unwrap_or_default();
+            let back = AdminCommand::from_http(&method, &path, body.as_bytes()).unwrap();
+            assert_eq!(back, command, "{method} {path}");
+        }
+        assert!(matches!(
+            AdminCommand::from_http(&Method::GET, "/v1/nothing", b""),
+            Err(NotACommand::Unknown { .. })
+        ));
+        assert!(matches!(
+            AdminCommand::from_http(&Method::POST, "/v1/sites", b"{"),
+            Err(NotACommand::Body(_))
+        ));
+    }
+}
