@@ -9,6 +9,7 @@ rate is the proxy's own CPU time per unit of work (from /proc/PID/stat), which s
 when the load generator is the bottleneck.
 
 Usage: bench/bench.py [--rounds N] [--seconds S] [--only porter,nginx,...]
+       bench/bench.py --baseline OLD/porter --only porter,baseline   (A/B of a change)
        bench/bench.py --scale 100000   (Porter alone: start time, RSS and handshakes with N sites)
 Needs: cargo, nginx, haproxy, caddy, wrk, h2load (nghttp2-client), openssl, taskset.
 """
@@ -32,6 +33,7 @@ TOOLS = {"nginx": "nginx-light", "haproxy": "haproxy", "caddy": "caddy", "wrk": 
          "h2load": "nghttp2-client", "openssl": "openssl", "taskset": "util-linux", "cargo": "rustup"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 IDLE_CONNECTIONS = 5000
+BASELINE = None
 
 
 def free_port():
@@ -121,8 +123,14 @@ class Contestant:
                 self.proc.wait()
 
     def command_porter(self):
-        data = os.path.join(self.work, "porter-data")
-        porter = os.path.join(ROOT, "target", "release", "porter")
+        return self.porter_command(os.path.join(ROOT, "target", "release", "porter"))
+
+    def command_baseline(self):
+        # Another build of Porter (--baseline), for an A/B of a change.
+        return self.porter_command(BASELINE)
+
+    def porter_command(self, porter):
+        data = os.path.join(self.work, self.name + "-data")
         env = dict(os.environ, PORTER_LOG="warn")
         if not os.path.exists(data):
             run([porter, "--data-dir", data, "site", "add", "localhost", "--upstream", f"127.0.0.1:{self.backend}"], env=env)
@@ -362,7 +370,11 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--only", default="porter,nginx,haproxy,caddy")
     ap.add_argument("--scale", type=int, help="measure Porter alone with this many sites")
+    ap.add_argument("--baseline", help="another porter binary, measured as contestant 'baseline' "
+                    "(add it to --only) for an A/B of a change")
     args = ap.parse_args()
+    global BASELINE
+    BASELINE = args.baseline
     if args.scale:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
         return scale(args.scale)

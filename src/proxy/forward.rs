@@ -4,13 +4,13 @@
 //! without a body that it dropped with a connection that had been idle, is sent once more on a
 //! new connection.
 
+use super::answer::Own;
+use super::body::{Body, UpstreamBody};
 use super::headers;
 use super::held::Held;
 use super::idle::IdleTimeout;
 use super::pool::{Affinity, Loan, Pool};
-use super::{error_response, Body};
 use crate::apps::Lease;
-use bytes::Bytes;
 use http::header::HOST;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
@@ -19,10 +19,6 @@ use hyper::body::Incoming;
 use porter_store::Upstream;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What a request to an upstream carries: the client's streamed body, or nothing (a WebSocket
-/// handshake translated from HTTP/2).
-pub(crate) type UpstreamBody = Either<IdleTimeout<Incoming>, Empty<Bytes>>;
 
 /// The upstream connections and the deadlines of an exchange.
 pub(crate) struct Forwarder {
@@ -95,7 +91,7 @@ impl Forwarder {
         upgrade: bool,
         affinity: &Arc<Affinity>,
         keep: bool,
-    ) -> Result<(Response<Incoming>, Loan), Response<Body>> {
+    ) -> Result<(Response<Incoming>, Loan), Own> {
         // One expression, no named request or exchange: a named value moved into the awaited
         // future keeps a slot of its own in this future's state, which every request then
         // copies around (and HTTP/2 allocates per stream).
@@ -105,7 +101,7 @@ impl Forwarder {
         )
         .await;
         match exchanged {
-            Err(_) => Err(timed_out()),
+            Err(_) => Err(Own::TimedOut),
             Ok(Ok((mut response, loan))) => {
                 let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
                 headers::strip_hop_by_hop(response.headers_mut(), switching);
@@ -122,7 +118,7 @@ impl Forwarder {
         upstream: &Upstream,
         affinity: &Arc<Affinity>,
         keep: bool,
-    ) -> Result<(Response<Incoming>, Loan), Response<Body>> {
+    ) -> Result<(Response<Incoming>, Loan), Own> {
         let (mut sender, idle_since) = affinity
             .checkout(upstream)
             .await
@@ -233,25 +229,18 @@ fn rewrite(
     Request::from_parts(parts, body)
 }
 
-fn timed_out() -> Response<Body> {
-    error_response(
-        StatusCode::GATEWAY_TIMEOUT,
-        "the upstream did not answer in time",
-    )
-}
-
 /// 504 when connecting timed out, 502 otherwise.
-fn connect_error(e: &std::io::Error, upstream: &Upstream) -> Response<Body> {
+fn connect_error(e: &std::io::Error, upstream: &Upstream) -> Own {
     tracing::warn!(%upstream, error = %e, "cannot connect to upstream");
     if e.kind() == std::io::ErrorKind::TimedOut {
-        timed_out()
+        Own::TimedOut
     } else {
-        error_response(StatusCode::BAD_GATEWAY, "the upstream is unreachable")
+        Own::Unreachable
     }
 }
 
 /// 502: the upstream broke the exchange off or answered something that is not HTTP.
-fn exchange_error(e: &hyper::Error, upstream: &Upstream) -> Response<Body> {
+fn exchange_error(e: &hyper::Error, upstream: &Upstream) -> Own {
     tracing::warn!(%upstream, error = %e, "failed talking to upstream");
-    error_response(StatusCode::BAD_GATEWAY, "the upstream is unreachable")
+    Own::Unreachable
 }

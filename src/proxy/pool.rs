@@ -4,8 +4,8 @@
 //! number and in idle time. A connection is lent for one exchange and goes home when its response body
 //! has been read to the end; one whose response was abandoned is never reused.
 
+use super::body::UpstreamBody;
 use super::connector;
-use super::forward::UpstreamBody;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use porter_store::Upstream;

@@ -2,7 +2,7 @@
 //! CONNECT on HTTP/2 translated to an HTTP/1.1 upgrade towards the upstream. Once both sides
 //! have switched, bytes are copied in both directions until either closes.
 
-use super::forward::UpstreamBody;
+use super::body::UpstreamBody;
 use crate::apps::Lease;
 use base64::Engine as _;
 use http::header::{CONNECTION, UPGRADE};

@@ -1,0 +1,107 @@
+//! Every answer Porter makes itself, rather than relaying the upstream's, in one list rendered
+//! in one place: plain text for people, with the status a client acts on.
+
+use super::body::{full, Body};
+use crate::apps::Unavailable;
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use http::{HeaderValue, Response, StatusCode};
+
+/// An answer of Porter's own.
+#[derive(Debug)]
+pub(crate) enum Own {
+    /// 200: the key authorization of an HTTP-01 challenge (RFC 8555 section 8.3).
+    Http01(Bytes),
+    /// 308 to this URL over HTTPS: the site has a valid certificate.
+    ToHttps(HeaderValue),
+    /// 400: the request names no host.
+    NoHost,
+    /// 400: a target that cannot be redirected.
+    BadTarget,
+    /// 404 on plain HTTP, 421 on HTTPS: no site is served under the name.
+    UnknownSite { https: bool },
+    /// 421: the connection's certificate does not serve the name (RFC 9110 section 15.5.20).
+    OtherCertificate,
+    /// 405: CONNECT is not proxied.
+    Connect,
+    /// 503: before the first full read of the store, the store did not answer in time.
+    Loading,
+    /// 503: the challenge answers are not known yet; the validator may try again.
+    ChallengesLoading,
+    /// 503 with `Retry-After`: the site's app cannot serve now.
+    App(Unavailable),
+    /// 502: the upstream refused or broke off the exchange.
+    Unreachable,
+    /// 504: the upstream did not answer in time.
+    TimedOut,
+}
+
+impl Own {
+    fn status(&self) -> StatusCode {
+        match self {
+            Own::Http01(_) => StatusCode::OK,
+            Own::ToHttps(_) => StatusCode::PERMANENT_REDIRECT,
+            Own::NoHost | Own::BadTarget => StatusCode::BAD_REQUEST,
+            Own::UnknownSite { https: false } => StatusCode::NOT_FOUND,
+            Own::UnknownSite { https: true } | Own::OtherCertificate => {
+                StatusCode::MISDIRECTED_REQUEST
+            }
+            Own::Connect => StatusCode::METHOD_NOT_ALLOWED,
+            Own::Loading | Own::ChallengesLoading | Own::App(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Own::Unreachable => StatusCode::BAD_GATEWAY,
+            Own::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Own::Http01(_) => String::new(),
+            Own::ToHttps(_) => "this site is served over HTTPS".into(),
+            Own::NoHost => "the request names no host".into(),
+            Own::BadTarget => "bad request target".into(),
+            Own::UnknownSite { .. } => "no site is served under this name".into(),
+            Own::OtherCertificate => "this connection does not serve that name".into(),
+            Own::Connect => "CONNECT is not proxied".into(),
+            Own::Loading => "the sites are still loading; try again shortly".into(),
+            Own::ChallengesLoading => "challenge answers are not loaded yet".into(),
+            Own::App(why) => why.to_string(),
+            Own::Unreachable => "the upstream is unreachable".into(),
+            Own::TimedOut => "the upstream did not answer in time".into(),
+        }
+    }
+
+    /// The response.
+    pub(crate) fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let mut response = match self {
+            Own::Http01(key_authorization) => {
+                let mut response = Response::new(full(key_authorization));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                return response;
+            }
+            other => {
+                let mut response = Response::new(full(format!("{}\n", other.message())));
+                let headers = response.headers_mut();
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                match other {
+                    Own::ToHttps(location) => {
+                        headers.insert(LOCATION, location);
+                    }
+                    Own::App(_) => {
+                        headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+                    }
+                    _ => {}
+                }
+                response
+            }
+        };
+        *response.status_mut() = status;
+        response
+    }
+}

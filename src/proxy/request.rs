@@ -1,0 +1,188 @@
+//! One request's path through the edge, in named phases, each with one concern:
+//! 1. [`route`]: the site the request is for, or an answer of Porter's own (an ACME challenge,
+//!    a redirect to HTTPS, an unknown name, a connection whose certificate is another site's);
+//! 2. [`admit`]: whether it may go on (where limits, the WAF and a cache plug in);
+//! 3. [`upstream_peer`]: where it goes: the site's upstream, or its app (started on demand);
+//! 4. [`upstream_request`]: what the upstream must get that the client left out (the rest of
+//!    the rewrite, hop-by-hop headers and `X-Forwarded-*`, is the forwarder's);
+//! 5. forwarding ([`Forwarder::send`](super::Forwarder)), WebSocket tunnels included;
+//! 6. [`client_response`]: the response as the client gets it (HSTS).
+
+use super::answer::Own;
+use super::body::{full, Body};
+use super::forward::Forwarded;
+use super::{headers, route, upgrade, Conn, Edge};
+use crate::apps::Lease;
+use crate::snapshot::SiteEntry;
+use futures_util::FutureExt as _;
+use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use porter_store::{unix_now, Target};
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Answers one request.
+pub(crate) fn handle(
+    edge: Arc<Edge>,
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> impl Future<Output = Response<Body>> {
+    // Not an async fn of its own: it would keep a second slot for the request, which every
+    // request's future then carries.
+    serve(edge, conn, req).map(|served| served.unwrap_or_else(Own::into_response))
+}
+
+async fn serve(
+    edge: Arc<Edge>,
+    conn: Arc<Conn>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Own> {
+    let site = route(&edge, &conn, &req).await?;
+    admit(&req)?;
+    let mut lease = upstream_peer(&edge, &site).await?;
+    let upstream = match (&site.target, &lease) {
+        (_, Some(lease)) => &lease.upstream,
+        (Target::Upstream(upstream), None) => upstream,
+        (Target::App(_), None) => unreachable!("an app site always has a lease here"),
+    };
+    upstream_request(&conn, &mut req);
+    let https = conn.tls_name.is_some();
+    let forwarded = Forwarded {
+        client: &conn.forwarded_for,
+        proto: if https { "https" } else { "http" },
+    };
+    // HTTP/1 clients send one request at a time: their connection keeps its upstream one.
+    let keep = req.version() != Version::HTTP_2;
+    if upgrade::is_h2_websocket(&req) {
+        let client_upgrade = hyper::upgrade::on(&mut req);
+        let upstream_req = upgrade::h1_request_for_h2_websocket(req);
+        // Boxed, being rare: the request future is moved and copied whole (and
+        // for HTTP/2 allocated per stream), so its size is paid on every request.
+        let (mut response, loan) = Box::pin(edge.forwarder.send(
+            upstream_req,
+            upstream,
+            &forwarded,
+            true,
+            &conn.affinity,
+            keep,
+        ))
+        .await?;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(edge.forwarder.stream_back(response, lease, Some(loan)));
+        }
+        // The upstream connection becomes the tunnel: its loan ends here, unreturned.
+        let answer = upgrade::h2_response_for_switch(&response);
+        upgrade::tunnel(client_upgrade, hyper::upgrade::on(&mut response), lease);
+        return Ok(answer.map(|()| full("")));
+    }
+    let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let req = req.map(|body| edge.forwarder.client_body(body));
+    let (mut response, loan) = edge
+        .forwarder
+        .send(req, upstream, &forwarded, upgrade, &conn.affinity, keep)
+        .await?;
+    let mut loan = Some(loan);
+    if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
+        upgrade::tunnel(client, hyper::upgrade::on(&mut response), lease.take());
+        // The upstream connection is the tunnel now, never to be reused.
+        loan = None;
+    }
+    client_response(&site, https, &mut response);
+    Ok(edge.forwarder.stream_back(response, lease, loan))
+}
+
+/// The site `req` is for.
+async fn route(edge: &Edge, conn: &Conn, req: &Request<Incoming>) -> Result<Arc<SiteEntry>, Own> {
+    let https = conn.tls_name.is_some();
+    if !https {
+        if let Some(answer) = super::challenge::http01(&edge.challenges.load(), req) {
+            return Err(answer);
+        }
+    }
+    let host = match route::request_host(req) {
+        Some(host) => host,
+        // HTTP/1.0 has no Host: the connection's TLS name is the best statement of intent
+        // (and becomes the request's Host, see `upstream_request`).
+        None if https && req.version() == Version::HTTP_10 => {
+            Cow::Borrowed(conn.tls_name.as_deref().unwrap_or_default())
+        }
+        None => return Err(Own::NoHost),
+    };
+    let snapshot = edge.sites.serving(&host).await.map_err(|_| Own::Loading)?;
+    let site = snapshot.site(&host).ok_or(Own::UnknownSite { https })?;
+    if let Some(tls_name) = &conn.tls_name {
+        // A connection authenticated for one name serves only the names its certificate is
+        // served for; anything else is another site's business (RFC 9110 section 15.5.20).
+        let same_cert = *tls_name == *host
+            || match (snapshot.cert(&host), snapshot.cert(tls_name)) {
+                (Some(a), Some(b)) => std::ptr::eq(a, b),
+                _ => false,
+            };
+        if !same_cert {
+            return Err(Own::OtherCertificate);
+        }
+    } else if site.has_valid_cert(unix_now()) {
+        return Err(to_https(req, &host, edge.https_port));
+    }
+    Ok(Arc::clone(site))
+}
+
+/// Whether the request may go on.
+fn admit<B>(req: &Request<B>) -> Result<(), Own> {
+    // HTTP/2 WebSockets arrive as CONNECT with a protocol (RFC 8441): those are tunnelled.
+    if req.method() == http::Method::CONNECT && !upgrade::is_h2_websocket(req) {
+        return Err(Own::Connect);
+    }
+    Ok(())
+}
+
+/// The app's lease when the site is served by an app (started now if it is not running).
+async fn upstream_peer(edge: &Edge, site: &SiteEntry) -> Result<Option<Lease>, Own> {
+    match &site.target {
+        Target::Upstream(_) => Ok(None),
+        Target::App(id) => edge.apps.acquire(id).await.map(Some).map_err(Own::App),
+    }
+}
+
+/// Adds what the upstream needs and the client left out.
+fn upstream_request<B>(conn: &Conn, req: &mut Request<B>) {
+    if let (None, Some(tls_name)) = (req.headers().get(HOST), &conn.tls_name) {
+        // The upstream is spoken to in HTTP/1.1, which requires a Host.
+        if req.uri().authority().is_none() {
+            if let Ok(value) = HeaderValue::from_str(tls_name) {
+                req.headers_mut().insert(HOST, value);
+            }
+        }
+    }
+}
+
+/// Adds the site's HSTS header, over HTTPS once its certificate is valid, and never over the
+/// upstream's own choice.
+fn client_response<B>(site: &SiteEntry, https: bool, response: &mut Response<B>) {
+    if let (true, Some(hsts)) = (https, &site.hsts) {
+        if site.has_valid_cert(unix_now())
+            && !response.headers().contains_key(STRICT_TRANSPORT_SECURITY)
+        {
+            response
+                .headers_mut()
+                .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
+}
+
+/// The same URL over HTTPS.
+fn to_https<B>(req: &Request<B>, host: &str, https_port: u16) -> Own {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    match HeaderValue::from_str(&format!("https://{host}{port}{path}")) {
+        Ok(location) => Own::ToHttps(location),
+        Err(_) => Own::BadTarget,
+    }
+}
