@@ -24,6 +24,7 @@ mod ops;
 mod proxy;
 mod reload;
 mod serve;
+mod service;
 mod snapshot;
 mod tls;
 

@@ -5,6 +5,7 @@ use crate::admin::{self, AdminAddr, Discovery};
 use crate::apps::Supervisor;
 use crate::config::ServeArgs;
 use crate::proxy::{self, Edge, EdgeShared, EdgeThreads, Forwarder, Limits};
+use crate::service::{Services, Start};
 use crate::{challenges, data_dir, reload, tls};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -26,18 +27,6 @@ async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot bind {flag} {addr}"))
-}
-
-/// Runs `work` once the edge has read every site. The workers read every certificate too:
-/// doing that while the edge does would slow its start and raise the peak memory.
-async fn after_load(
-    mut loaded: tokio::sync::watch::Receiver<bool>,
-    work: impl std::future::Future<Output = ()>,
-) {
-    // An error means the edge stopped before it was loaded: nothing to do then.
-    if loaded.wait_for(|done| *done).await.is_ok() {
-        work.await;
-    }
 }
 
 pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
@@ -96,16 +85,19 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
 
     let shutdown = CancellationToken::new();
     let admin_connections = TaskTracker::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(tickets.run(store.clone(), args.tls_ticket_rotation, shutdown.clone()));
-    tasks.spawn(challenges::run(
-        store.clone(),
-        answers,
-        challenge_changes,
-        shutdown.clone(),
-    ));
-    let (loaded, is_loaded) = tokio::sync::watch::channel(false);
-    tasks.spawn(reload::run(sites, changes, loaded, shutdown.clone()));
+    let mut services = Services::new(shutdown.clone());
+    let (rotation, ticket_store) = (args.tls_ticket_rotation, store.clone());
+    services.start("ticket keys", Start::Now, |stop| {
+        tickets.run(ticket_store, rotation, stop)
+    });
+    let challenge_store = store.clone();
+    services.start("challenge answers", Start::Now, |stop| {
+        challenges::run(challenge_store, answers, challenge_changes, stop)
+    });
+    let readiness = services.readiness();
+    services.start("sites", Start::Now, |stop| {
+        reload::run(sites, changes, readiness, stop)
+    });
     let http_addr = http.local_addr()?;
     let edge_threads = edges.len();
     let edge = EdgeThreads::start(
@@ -120,28 +112,24 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         },
     )
     .context("cannot start the edge threads")?;
-    tasks.spawn(apps.clone().run(shutdown.clone()));
+    let supervisor = apps.clone();
+    services.start("apps", Start::Now, |stop| supervisor.run(stop));
     let admin_ctx = Arc::new(admin::Context {
         apps: Some(apps),
         apps_dir,
         store: store.clone(),
         acme: acme.is_some(),
     });
-    tasks.spawn(admin::serve(
-        admin_listener,
-        admin_ctx,
-        token,
-        shutdown.clone(),
-        admin_connections.clone(),
-    ));
-    tasks.spawn(after_load(
-        is_loaded.clone(),
-        porter_acme::run_ocsp(store.clone(), shutdown.clone()),
-    ));
+    let connections = admin_connections.clone();
+    services.start("admin API", Start::Now, |stop| {
+        admin::serve(admin_listener, admin_ctx, token, stop, connections)
+    });
+    let ocsp_store = store.clone();
+    services.start("OCSP refresher", Start::WhenReady, |stop| {
+        porter_acme::run_ocsp(ocsp_store, stop)
+    });
     match acme {
-        Some(worker) => {
-            tasks.spawn(after_load(is_loaded, worker.run(shutdown.clone())));
-        }
+        Some(worker) => services.start("ACME worker", Start::WhenReady, |stop| worker.run(stop)),
         None => tracing::info!(
             "ACME is off: pass --acme-agree-tos to obtain certificates automatically"
         ),
@@ -159,18 +147,19 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
 
     wait_for_signal().await?;
     tracing::info!("shutting down");
-    shutdown.cancel();
-    // Bounded: a task waiting on a stalled store must not hold the process past the grace.
-    let stopped = tokio::time::timeout(args.shutdown_grace, async {
-        while tasks.join_next().await.is_some() {}
-        tokio::join!(
-            proxy::drain(&admin_connections, args.shutdown_grace),
-            edge.finished()
-        );
+    // Bounded: a service waiting on a stalled store must not hold the process past the grace.
+    let grace = args.shutdown_grace;
+    let stopped = tokio::time::timeout(grace, async {
+        let services_stopped = services.stop(grace).await;
+        tokio::join!(proxy::drain(&admin_connections, grace), edge.finished());
+        services_stopped
     })
     .await;
-    if stopped.is_err() {
-        tracing::warn!(grace = ?args.shutdown_grace, "some tasks did not stop within the shutdown grace; exiting without them");
+    if stopped != Ok(true) {
+        tracing::warn!(
+            ?grace,
+            "some services did not stop within the shutdown grace; exiting without them"
+        );
     }
     Discovery::remove(data_dir);
     if let AdminAddr::Unix(path) = admin_addr {
