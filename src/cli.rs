@@ -5,8 +5,8 @@
 use crate::admin::{self, AdminClient, AdminCommand, Answer, ClientError};
 use crate::apps::AppStatus;
 use crate::config::ServeArgs;
-use crate::ops::apps::AppSpec;
-use crate::ops::{AddSite, ImportCert, UpdateSite};
+use crate::ops::apps::{AppSpec, AppView};
+use crate::ops::{AddSite, CertView, ImportCert, UpdateSite};
 use crate::serve::{self, STORE_DIR};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
@@ -372,35 +372,7 @@ fn render(command: &AdminCommand, answer: Answer) -> String {
                 .unwrap_or_default();
             format!("added site {} -> {}\n{note}", site.domain, site.upstream)
         }
-        Answer::Certs(certs) => table(
-            &[
-                "DOMAIN",
-                "STATUS",
-                "NOT AFTER",
-                "SOURCE",
-                "RENEW AT",
-                "ATTEMPTS",
-                "NEXT ATTEMPT",
-                "OCSP",
-                "LAST ERROR / NOTE",
-            ],
-            certs
-                .into_iter()
-                .map(|c| {
-                    vec![
-                        c.domain,
-                        c.status,
-                        or_dash(c.not_after),
-                        or_dash(c.source),
-                        or_dash(c.renew_at),
-                        c.attempts.to_string(),
-                        or_dash(c.next_attempt),
-                        or_dash(c.ocsp),
-                        or_dash(c.last_error.or(c.note)),
-                    ]
-                })
-                .collect(),
-        ),
+        Answer::Certs(certs) => certs_table(certs),
         Answer::Cert(cert) => match command {
             AdminCommand::RequestAcme { action, .. } => {
                 let what = match action {
@@ -419,20 +391,7 @@ fn render(command: &AdminCommand, answer: Answer) -> String {
                 or_dash(cert.not_after)
             ),
         },
-        Answer::Apps(apps) => table(
-            &["ID", "LISTEN", "IDLE TIMEOUT", "HEALTH", "COMMAND"],
-            apps.into_iter()
-                .map(|a| {
-                    vec![
-                        a.id,
-                        a.listen,
-                        format!("{}s", a.idle_timeout_s),
-                        a.health,
-                        a.command,
-                    ]
-                })
-                .collect(),
-        ),
+        Answer::Apps(apps) => apps_table(apps),
         Answer::App(app) => {
             let verb = if matches!(command, AdminCommand::AddApp { .. }) {
                 "added"
@@ -462,6 +421,55 @@ fn render(command: &AdminCommand, answer: Answer) -> String {
             )
         }
     }
+}
+
+fn certs_table(certs: Vec<CertView>) -> String {
+    table(
+        &[
+            "DOMAIN",
+            "STATUS",
+            "NOT AFTER",
+            "SOURCE",
+            "RENEW AT",
+            "ATTEMPTS",
+            "NEXT ATTEMPT",
+            "OCSP",
+            "LAST ERROR / NOTE",
+        ],
+        certs
+            .into_iter()
+            .map(|c| {
+                vec![
+                    c.domain,
+                    c.status,
+                    or_dash(c.not_after),
+                    or_dash(c.source),
+                    or_dash(c.renew_at),
+                    c.attempts.to_string(),
+                    or_dash(c.next_attempt),
+                    or_dash(c.ocsp),
+                    or_dash(c.last_error.or(c.note)),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn apps_table(apps: Vec<AppView>) -> String {
+    table(
+        &["ID", "LISTEN", "IDLE TIMEOUT", "HEALTH", "COMMAND"],
+        apps.into_iter()
+            .map(|a| {
+                vec![
+                    a.id,
+                    a.listen,
+                    format!("{}s", a.idle_timeout_s),
+                    a.health,
+                    a.command,
+                ]
+            })
+            .collect(),
+    )
 }
 
 fn render_app_status(s: AppStatus) -> String {

@@ -32,86 +32,25 @@ async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
 pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let acme = args.acme.config().map_err(anyhow::Error::msg)?;
     data_dir::prepare(data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open_with(
-        &data_dir.join(STORE_DIR),
-        SledOptions {
-            deadline: args.store_deadline,
-            stall_while: args.test_store_stall_file.clone(),
-        },
-    )?);
+    let store = open_store(data_dir, &args)?;
     let acme = acme
         .map(|config| porter_acme::AcmeWorker::new(store.clone(), config))
         .transpose()?;
     let token: Arc<str> = admin::load_or_create_token(data_dir)
         .context("cannot read or create the admin token")?
         .into();
-
     let http = bind("--http", args.http).await?;
     let https = bind("--https", args.https).await?;
     let (admin_listener, admin_addr) = admin::bind(&args.admin)
         .await
         .with_context(|| format!("cannot bind --admin {}", args.admin))?;
+    let (http_addr, https_addr) = (http.local_addr()?, https.local_addr()?);
 
-    // Subscribe before the first build so that no change slips in between. The build runs in
-    // the reload task; connections load what they need meanwhile.
-    let changes = store.subscribe();
-    let challenge_changes = store.subscribe();
-    let answers = Arc::new(ArcSwap::from_pointee(challenges::Answers::default()));
-    let sites = reload::LiveSites::new(store.clone());
-    let default_sni = args.default_sni.map(|d| d.to_string());
-    let tickets = tls::Keyring::open(store.as_ref(), args.tls_ticket_rotation).await?;
-    let tls_config = tls::server_config(sites.clone(), default_sni.clone(), tickets.clone())?;
-    let https_addr = https.local_addr()?;
     let apps_dir = data_dir.join(APPS_DIR);
     let apps = Supervisor::new(store.clone(), apps_dir.clone())
         .context("cannot prepare the apps directory")?;
-    let edges = (0..edge_thread_count(args.edge_threads))
-        .map(|_| {
-            Arc::new(Edge {
-                apps: apps.clone(),
-                challenges: answers.clone(),
-                sites: sites.clone(),
-                forwarder: Forwarder::new(args.upstream_connect_timeout, args.upstream_timeout),
-                https_port: https_addr.port(),
-                default_sni: default_sni.clone(),
-            })
-        })
-        .collect::<Vec<_>>();
-    let limits = Arc::new(Limits {
-        connections: Arc::new(tokio::sync::Semaphore::new(args.max_connections)),
-        handshake_timeout: Duration::from_secs(10),
-        header_timeout: Duration::from_secs(30),
-    });
-
-    let shutdown = CancellationToken::new();
-    let admin_connections = TaskTracker::new();
-    let mut services = Services::new(shutdown.clone());
-    let (rotation, ticket_store) = (args.tls_ticket_rotation, store.clone());
-    services.start("ticket keys", Start::Now, |stop| {
-        tickets.run(ticket_store, rotation, stop)
-    });
-    let challenge_store = store.clone();
-    services.start("challenge answers", Start::Now, |stop| {
-        challenges::run(challenge_store, answers, challenge_changes, stop)
-    });
-    let readiness = services.readiness();
-    services.start("sites", Start::Now, |stop| {
-        reload::run(sites, changes, readiness, stop)
-    });
-    let http_addr = http.local_addr()?;
-    let edge_threads = edges.len();
-    let edge = EdgeThreads::start(
-        &http.into_std()?,
-        &https.into_std()?,
-        edges,
-        &EdgeShared {
-            tls: tls_config,
-            limits,
-            shutdown: shutdown.clone(),
-            grace: args.shutdown_grace,
-        },
-    )
-    .context("cannot start the edge threads")?;
+    let mut services = Services::new(CancellationToken::new());
+    let edge = start_edge(&store, &args, (http, https), &apps, &mut services).await?;
     let supervisor = apps.clone();
     services.start("apps", Start::Now, |stop| supervisor.run(stop));
     let admin_ctx = Arc::new(admin::Context {
@@ -120,13 +59,13 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         store: store.clone(),
         acme: acme.is_some(),
     });
+    let admin_connections = TaskTracker::new();
     let connections = admin_connections.clone();
     services.start("admin API", Start::Now, |stop| {
         admin::serve(admin_listener, admin_ctx, token, stop, connections)
     });
-    let ocsp_store = store.clone();
     services.start("OCSP refresher", Start::WhenReady, |stop| {
-        porter_acme::run_ocsp(ocsp_store, stop)
+        porter_acme::run_ocsp(store, stop)
     });
     match acme {
         Some(worker) => services.start("ACME worker", Start::WhenReady, |stop| worker.run(stop)),
@@ -143,7 +82,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     }
     .write(data_dir)
     .context("cannot write the discovery file")?;
-    tracing::info!(%http_addr, %https_addr, admin = %admin_addr, edge_threads, "porter is serving");
+    tracing::info!(%http_addr, %https_addr, admin = %admin_addr, edge_threads = edge.count(), "porter is serving");
 
     wait_for_signal().await?;
     tracing::info!("shutting down");
@@ -166,6 +105,79 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+fn open_store(data_dir: &Path, args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let options = SledOptions {
+        deadline: args.store_deadline,
+        stall_while: args.test_store_stall_file.clone(),
+    };
+    Ok(Arc::new(SledStore::open_with(
+        &data_dir.join(STORE_DIR),
+        options,
+    )?))
+}
+
+/// Starts the edge threads on the `http` and `https` listeners, and the services that keep
+/// what they serve current: the sites, the ACME challenge answers and the ticket keys.
+async fn start_edge(
+    store: &Arc<dyn Store>,
+    args: &ServeArgs,
+    (http, https): (TcpListener, TcpListener),
+    apps: &Arc<Supervisor>,
+    services: &mut Services,
+) -> anyhow::Result<EdgeThreads> {
+    // Subscribe before the first build so that no change slips in between. The build runs in
+    // the sites service; connections load what they need meanwhile.
+    let changes = store.subscribe();
+    let challenge_changes = store.subscribe();
+    let answers = Arc::new(ArcSwap::from_pointee(challenges::Answers::default()));
+    let sites = reload::LiveSites::new(store.clone());
+    let default_sni = args.default_sni.as_ref().map(|d| d.to_string());
+    let tickets = tls::Keyring::open(store.as_ref(), args.tls_ticket_rotation).await?;
+    let tls_config = tls::server_config(sites.clone(), default_sni.clone(), tickets.clone())?;
+    let https_port = https.local_addr()?.port();
+    let edges = (0..edge_thread_count(args.edge_threads))
+        .map(|_| {
+            Arc::new(Edge {
+                apps: apps.clone(),
+                challenges: answers.clone(),
+                sites: sites.clone(),
+                forwarder: Forwarder::new(args.upstream_connect_timeout, args.upstream_timeout),
+                https_port,
+                default_sni: default_sni.clone(),
+            })
+        })
+        .collect::<Vec<_>>();
+    let limits = Arc::new(Limits {
+        connections: Arc::new(tokio::sync::Semaphore::new(args.max_connections)),
+        handshake_timeout: Duration::from_secs(10),
+        header_timeout: Duration::from_secs(30),
+    });
+    let (rotation, ticket_store) = (args.tls_ticket_rotation, store.clone());
+    services.start("ticket keys", Start::Now, |stop| {
+        tickets.run(ticket_store, rotation, stop)
+    });
+    let challenge_store = store.clone();
+    services.start("challenge answers", Start::Now, |stop| {
+        challenges::run(challenge_store, answers, challenge_changes, stop)
+    });
+    let readiness = services.readiness();
+    services.start("sites", Start::Now, |stop| {
+        reload::run(sites, changes, readiness, stop)
+    });
+    EdgeThreads::start(
+        &http.into_std()?,
+        &https.into_std()?,
+        edges,
+        &EdgeShared {
+            tls: tls_config,
+            limits,
+            shutdown: services.shutdown(),
+            grace: args.shutdown_grace,
+        },
+    )
+    .context("cannot start the edge threads")
 }
 
 /// Edge threads to run: as asked, else one per CPU this process may use.

@@ -43,6 +43,12 @@ impl Services {
         }
     }
 
+    /// The shutdown signal, for what stops with the services without being one (the edge
+    /// threads).
+    pub(crate) fn shutdown(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     /// The signal that the edge is ready, for the one service that knows it (set to true).
     /// Taken once.
     pub(crate) fn readiness(&mut self) -> watch::Sender<bool> {

@@ -72,6 +72,11 @@ impl EdgeThreads {
         Ok(EdgeThreads { finished })
     }
 
+    /// How many threads there are.
+    pub(crate) fn count(&self) -> usize {
+        self.finished.len()
+    }
+
     /// Resolves once every thread has closed its connections (each within its grace period).
     pub(crate) async fn finished(self) {
         for thread in self.finished {

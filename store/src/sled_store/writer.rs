@@ -8,8 +8,8 @@
 //! I/O error for the whole database), so the writer reopens the database at the next write,
 //! once the disk takes writes again.
 
+use super::engine::Shared;
 use super::trees::{backend, Trees};
-use super::Shared;
 use crate::error::StoreError;
 use crate::Change;
 use std::io::Write as _;
