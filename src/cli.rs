@@ -151,39 +151,12 @@ enum AppCommand {
 #[derive(Debug, Subcommand)]
 enum SiteCommand {
     /// Serve DOMAIN (exact, or *.wildcard) by forwarding to an upstream or an app.
-    Add {
-        domain: String,
-        /// host:port, [v6]:port, or an absolute unix socket path.
-        #[arg(long, required_unless_present = "app", conflicts_with = "app")]
-        upstream: Option<String>,
-        /// An app Porter supervises (see `porter app add`).
-        #[arg(long)]
-        app: Option<String>,
-        /// Add the site even when the upstream does not accept connections yet.
-        #[arg(long)]
-        allow_unreachable: bool,
-        /// Do not obtain a certificate over ACME (import one instead).
-        #[arg(long)]
-        no_acme: bool,
-        /// HSTS max-age in seconds once the site has a valid certificate; 0 turns HSTS off.
-        #[arg(long)]
-        hsts_max_age: Option<u64>,
-    },
+    Add(AddSite),
     /// Change a site: only the options given change.
     Update {
         domain: String,
-        /// New upstream: host:port, [v6]:port, or an absolute unix socket path.
-        #[arg(long)]
-        upstream: Option<String>,
-        /// Accept a new upstream that does not accept connections yet.
-        #[arg(long)]
-        allow_unreachable: bool,
-        /// Whether Porter obtains its certificate over ACME.
-        #[arg(long)]
-        acme: Option<bool>,
-        /// HSTS max-age in seconds once the site has a valid certificate; 0 turns HSTS off.
-        #[arg(long)]
-        hsts_max_age: Option<u64>,
+        #[command(flatten)]
+        change: UpdateSite,
     },
     /// Stop serving DOMAIN; its certificate and ACME work go with it.
     Remove { domain: String },
@@ -220,36 +193,10 @@ impl Cli {
 fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
     Ok(match command {
         Command::Serve(_) => unreachable!("serve is not an admin command"),
-        Command::Site(SiteCommand::Add {
-            domain,
-            upstream,
-            app,
-            allow_unreachable,
-            no_acme,
-            hsts_max_age,
-        }) => AdminCommand::AddSite(AddSite {
-            domain,
-            upstream,
-            app,
-            allow_unreachable,
-            no_acme,
-            hsts_max_age,
-        }),
-        Command::Site(SiteCommand::Update {
-            domain,
-            upstream,
-            allow_unreachable,
-            acme,
-            hsts_max_age,
-        }) => AdminCommand::UpdateSite {
-            domain,
-            change: UpdateSite {
-                upstream,
-                allow_unreachable,
-                acme,
-                hsts_max_age,
-            },
-        },
+        Command::Site(SiteCommand::Add(req)) => AdminCommand::AddSite(req),
+        Command::Site(SiteCommand::Update { domain, change }) => {
+            AdminCommand::UpdateSite { domain, change }
+        }
         Command::Site(SiteCommand::Remove { domain }) => AdminCommand::RemoveSite { domain },
         Command::Site(SiteCommand::List) => AdminCommand::ListSites,
         Command::Cert(CertCommand::Import { domain, cert, key }) => {

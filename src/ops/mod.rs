@@ -37,36 +37,52 @@ pub(crate) enum OpError {
     },
 }
 
-/// `site add`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `site add`: the same type for the command line (clap), the admin API (serde) and the
+/// operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 pub(crate) struct AddSite {
+    /// The name to serve: exact, or *.wildcard.
     pub(crate) domain: String,
-    /// Where requests go: an upstream address ...
+    /// Where requests go: host:port, [v6]:port, or an absolute unix socket path ...
     #[serde(default)]
+    #[arg(long, required_unless_present = "app", conflicts_with = "app")]
     pub(crate) upstream: Option<String>,
-    /// ... or an app Porter supervises.
+    /// ... or an app Porter supervises (see `porter app add`).
     #[serde(default)]
+    #[arg(long)]
     pub(crate) app: Option<String>,
+    /// Add the site even when the upstream does not accept connections yet.
     #[serde(default)]
+    #[arg(long)]
     pub(crate) allow_unreachable: bool,
-    /// Do not obtain a certificate over ACME for this site.
+    /// Do not obtain a certificate over ACME (import one instead).
     #[serde(default)]
+    #[arg(long)]
     pub(crate) no_acme: bool,
-    /// HSTS max-age in seconds (0 = off); the default when absent.
+    /// HSTS max-age in seconds once the site has a valid certificate; 0 turns HSTS off.
     #[serde(default)]
+    #[arg(long)]
     pub(crate) hsts_max_age: Option<u64>,
 }
 
 /// `site update`: only the fields given change.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 pub(crate) struct UpdateSite {
+    /// New upstream: host:port, [v6]:port, or an absolute unix socket path.
     #[serde(default)]
+    #[arg(long)]
     pub(crate) upstream: Option<String>,
+    /// Accept a new upstream that does not accept connections yet.
     #[serde(default)]
+    #[arg(long)]
     pub(crate) allow_unreachable: bool,
+    /// Whether Porter obtains its certificate over ACME.
     #[serde(default)]
+    #[arg(long)]
     pub(crate) acme: Option<bool>,
+    /// HSTS max-age in seconds once the site has a valid certificate; 0 turns HSTS off.
     #[serde(default)]
+    #[arg(long)]
     pub(crate) hsts_max_age: Option<u64>,
 }
 
