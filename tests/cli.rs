@@ -220,16 +220,7 @@ fn changes_made_without_a_server_are_served_at_start() {
     // With the server running, the CLI goes through its admin API (sled allows one process).
     ok(&data, &["site", "remove", "offline.test"]);
     wait_until(Duration::from_secs(1), "the removal is live", || {
-        curl(&[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-H",
-            "Host: offline.test",
-            &format!("http://{}/", porter.http),
-        ])
-        .1 == "404"
+        plain_status(porter.http, "offline.test", "/") == "404"
     });
 }
 
@@ -239,15 +230,7 @@ fn a_port_that_cannot_be_bound_is_named_by_its_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     for flag in ["--http", "--https", "--admin"] {
-        let mut args = vec![
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-        ];
+        let mut args = SERVE_ON_LOOPBACK.to_vec();
         let at = args.iter().position(|a| *a == flag).unwrap();
         args[at + 1] = &addr;
         let stderr = refused(&dir.path().join("data"), &args);
@@ -271,18 +254,11 @@ fn admin_api_requires_the_token_and_keeps_it_private() {
     let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let url = format!("http://{}/v1/sites", porter.admin);
-    let (_, code) = curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]);
-    assert_eq!(code, "401");
-    let (_, code) = curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-H",
-        "Authorization: Bearer wrong",
-        &url,
-    ]);
-    assert_eq!(code, "401");
+    assert_eq!(status_code(&[&url]), "401");
+    assert_eq!(
+        status_code(&["-H", "Authorization: Bearer wrong", &url]),
+        "401"
+    );
     let token = std::fs::read_to_string(&token_file).unwrap();
     let (_, body) = curl(&["-H", &format!("Authorization: Bearer {token}"), &url]);
     assert_eq!(body, "[]");
@@ -322,16 +298,8 @@ fn acme_settings_are_checked_at_start() {
     let data = dir.path().join("data");
     let not_pem = dir.path().join("root.pem");
     std::fs::write(&not_pem, "not a certificate").unwrap();
-    let base = [
-        "serve",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--acme-agree-tos",
-    ];
+    let mut base = SERVE_ON_LOOPBACK.to_vec();
+    base.push("--acme-agree-tos");
     for (extra, says) in [
         (
             vec!["--acme-directory", "http://ca.test/dir"],

@@ -142,17 +142,7 @@ async fn unknown_hosts_get_421_on_https_and_404_on_http() {
         let (status, _, _) = request(stream, req).await;
         assert_eq!(status, http::StatusCode::MISDIRECTED_REQUEST, "{host}");
     }
-    let (ok, out) = curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-H",
-        "Host: other.test",
-        &format!("http://{}/", s.porter.http),
-    ]);
-    assert!(ok);
-    assert_eq!(out, "404");
+    assert_eq!(plain_status(s.porter.http, "other.test", "/"), "404");
 }
 
 #[test]
@@ -192,37 +182,12 @@ fn upstream_failures_answer_502_and_504() {
     ]);
     let http = s.porter.http.to_string();
     wait_until(Duration::from_secs(2), "down.test answers 502", || {
-        curl(&[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-H",
-            "Host: down.test",
-            &format!("http://{http}/"),
-        ])
-        .1 == "502"
+        plain_status(&http, "down.test", "/") == "502"
     });
-    let (_, code) = curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-H",
-        "Host: plain.test",
-        &format!("http://{http}/slow/5"),
-    ]);
+    let code = plain_status(&http, "plain.test", "/slow/5");
     assert_eq!(code, "504");
     // The backend is still fine for others.
-    let (_, code) = curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-H",
-        "Host: plain.test",
-        &format!("http://{http}/"),
-    ]);
+    let code = plain_status(&http, "plain.test", "/");
     assert_eq!(code, "200");
     let _ = &s.backend;
 }

@@ -103,6 +103,19 @@ fn add_site(porter: &Porter, name: &str, upstream: &str, allow_unreachable: bool
     porter.api("POST", "/v1/sites", Some(&body.to_string()))
 }
 
+/// Waits until `name` answers 200 over HTTPS: a change reaches the edge through the change
+/// feed, a moment after the CLI returns.
+fn wait_served(porter: &Porter, ca: &TestCa, name: &str) {
+    let client = ca.client(&[b"http/1.1"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    wait_until(Duration::from_secs(5), &format!("{name} is served"), || {
+        runtime.block_on(get_status(&client, porter.https, name)) == Ok(200)
+    });
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
@@ -117,6 +130,7 @@ fn sixty_four_writers_through_the_api_and_the_cli_lose_nothing_while_the_edge_se
     let ca = TestCa::new(dir.path());
     let porter = Porter::start(&data, &[]);
     ca.serve(&data, "keep.test", &backend.addr);
+    wait_served(&porter, &ca, "keep.test");
 
     let stop = Arc::new(AtomicBool::new(false));
     let prober = probe(&porter, &ca, "keep.test", stop.clone());
@@ -230,18 +244,11 @@ fn a_stalled_store_fails_in_time_while_the_edge_serves_and_sigterm_still_stops_i
     };
     let plain = |porter: &Porter, path: &str| {
         let started = Instant::now();
-        let (_, code) = curl(&[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-H",
-            "Host: keep.test",
-            &format!("http://{}{path}", porter.http),
-        ]);
+        let code = plain_status(porter.http, "keep.test", path);
         (code, started.elapsed())
     };
-    assert_eq!(get(&porter).unwrap().unwrap().0, 200);
+    let served = |porter: &Porter| get(porter).is_ok_and(|r| r.is_ok_and(|(s, _, _)| s == 200));
+    wait_served(&porter, &ca, "keep.test");
 
     // The disk stops answering while Porter serves.
     std::fs::write(&stall, b"").unwrap();
@@ -293,7 +300,7 @@ fn a_stalled_store_fails_in_time_while_the_edge_serves_and_sigterm_still_stops_i
     wait_until(
         Duration::from_secs(10),
         "keep.test is served once the store answers",
-        || get(&porter).is_ok_and(|r| r.is_ok_and(|(status, _, _)| status == 200)),
+        || served(&porter),
     );
     let (status, body) = add_site(&porter, "new.test", &backend.addr, false);
     assert_eq!(status, 201, "{body}");
@@ -387,8 +394,7 @@ fn the_data_dir_is_private_to_its_user() {
         let out = Command::new(porter_bin())
             .arg("--data-dir")
             .arg(home.join("data"))
-            .args(["serve", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
-            .args(["--admin", "127.0.0.1:0"])
+            .args(SERVE_ON_LOOPBACK)
             .output()
             .unwrap();
         assert!(!out.status.success());
@@ -453,6 +459,7 @@ fn writes_work_again_once_a_full_disk_has_room() {
     let ca = TestCa::new(dir.path());
     let porter = Porter::start(&data, &[]);
     ca.serve(&data, "keep.test", &backend.addr);
+    wait_served(&porter, &ca, "keep.test");
     let add = |name: &str| add_site(&porter, name, &backend.addr, false);
     let health =
         || -> Value { serde_json::from_str(&porter.api("GET", "/v1/status", None).1).unwrap() };

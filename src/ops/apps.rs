@@ -196,23 +196,7 @@ pub(crate) async fn add_app(
     if spec.command.is_none() {
         return Err(invalid("--command is required".into()));
     }
-    let mut app = App {
-        id,
-        command: Vec::new(),
-        env: Vec::new(),
-        dir: None,
-        user: None,
-        group: None,
-        allow_root: false,
-        listen: AppListen::Port,
-        start_timeout: 30,
-        idle_timeout: 900,
-        health: HealthCheck::Tcp,
-        health_interval: 10,
-        stop_signal: "SIGTERM".into(),
-        stop_grace: 10,
-        restart: RestartPolicy::OnFailure,
-    };
+    let mut app = App::new(id, Vec::new());
     apply(&mut app, spec)?;
     store.add_app(app.clone()).await?;
     Ok(app.into())

@@ -129,6 +129,29 @@ pub enum RestartPolicy {
 }
 
 impl App {
+    /// The app `id` running `command` with every other setting at its default: a free
+    /// loopback port, ready and healthy when it accepts TCP, started within 30 s, stopped after
+    /// 15 idle minutes with SIGTERM and 10 s of grace, restarted when it fails.
+    pub fn new(id: AppId, command: Vec<String>) -> App {
+        App {
+            id,
+            command,
+            env: Vec::new(),
+            dir: None,
+            user: None,
+            group: None,
+            allow_root: false,
+            listen: AppListen::Port,
+            start_timeout: 30,
+            idle_timeout: 900,
+            health: HealthCheck::Tcp,
+            health_interval: 10,
+            stop_signal: "SIGTERM".into(),
+            stop_grace: 10,
+            restart: RestartPolicy::OnFailure,
+        }
+    }
+
     /// Checks what can be checked without running it.
     pub fn validate(&self) -> Result<(), InvalidInput> {
         let bad = |why: String| Err(InvalidInput::App(format!("app {}: {why}", self.id)));

@@ -2,9 +2,9 @@
 //! sled backend's own durability and schema checks.
 
 use porter_store::{
-    AcmeAccount, AcmeRequest, AcmeState, App, AppId, AppListen, CertRecord, CertSource, Change,
-    DomainName, HealthCheck, Http01Challenge, InvalidInput, OcspRecord, SecretText, Site,
-    SledOptions, SledStore, Store, StoreError, Target, TlsAlpnChallenge, Upstream,
+    AcmeAccount, AcmeRequest, AcmeState, App, AppId, CertRecord, CertSource, Change, DomainName,
+    Http01Challenge, InvalidInput, OcspRecord, SecretText, Site, SledOptions, SledStore, Store,
+    StoreError, Target, TlsAlpnChallenge, Upstream,
 };
 use rcgen::{CertificateParams, KeyPair};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -214,26 +214,13 @@ async fn ocsp_records_follow_their_site(store: impl Store) {
 async fn apps_and_the_sites_that_use_them(store: impl Store) {
     let id = AppId::parse("shop").unwrap();
     let app = App {
-        id: id.clone(),
-        command: vec![
-            "python3".into(),
-            "-m".into(),
-            "http.server".into(),
-            "{port}".into(),
-        ],
         env: vec![("X".into(), "1".into())],
-        dir: None,
-        user: None,
-        group: None,
-        allow_root: false,
-        listen: AppListen::Port,
-        start_timeout: 30,
-        idle_timeout: 900,
-        health: HealthCheck::Tcp,
-        health_interval: 10,
-        stop_signal: "SIGTERM".into(),
-        stop_grace: 10,
-        restart: Default::default(),
+        ..App::new(
+            id.clone(),
+            ["python3", "-m", "http.server", "{port}"]
+                .map(String::from)
+                .to_vec(),
+        )
     };
     let on_app = Site {
         target: Target::App(id.clone()),

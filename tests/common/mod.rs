@@ -53,6 +53,17 @@ pub fn require(tool: &str, package: &str) {
     );
 }
 
+/// `serve` on ephemeral loopback ports: the start of every test server's arguments.
+pub const SERVE_ON_LOOPBACK: [&str; 7] = [
+    "serve",
+    "--http",
+    "127.0.0.1:0",
+    "--https",
+    "127.0.0.1:0",
+    "--admin",
+    "127.0.0.1:0",
+];
+
 /// A running `porter serve` on ephemeral loopback ports.
 pub struct Porter {
     child: Child,
@@ -82,15 +93,7 @@ impl Porter {
             .args(&command[1..])
             .arg("--data-dir")
             .arg(data_dir)
-            .args([
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--https",
-                "127.0.0.1:0",
-                "--admin",
-                "127.0.0.1:0",
-            ])
+            .args(SERVE_ON_LOOPBACK)
             .args(extra)
             .env("PORTER_LOG", "info")
             .stdout(Stdio::null())
@@ -472,6 +475,22 @@ pub async fn https_get(
         builder = http::Request::get(path).header("host", name);
     }
     Ok(request(stream, builder.body(Default::default()).unwrap()).await)
+}
+
+/// The HTTP status curl gets for `args` (its last one the URL); "000" when there was none.
+pub fn status_code(args: &[&str]) -> String {
+    let mut all = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+    all.extend(args);
+    curl(&all).1
+}
+
+/// The HTTP status of `GET http://ADDR/PATH` with `Host: host`.
+pub fn plain_status(addr: impl std::fmt::Display, host: &str, path: &str) -> String {
+    status_code(&[
+        "-H",
+        &format!("Host: {host}"),
+        &format!("http://{addr}{path}"),
+    ])
 }
 
 /// Runs curl with `args`; returns (exit success, stdout).
