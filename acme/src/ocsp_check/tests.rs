@@ -158,6 +158,11 @@ fn respond_with(
 
 const ONE_DAY: &[&str] = &["-ndays", "1"];
 
+/// A response about `leaf` (serial [`LEAF_SERIAL`]) with `index`, signed by its issuer `ca`.
+fn by_issuer(ca: &Authority, leaf: &Certificate, index: Index, extra: &[&str]) -> Vec<u8> {
+    respond(ca, leaf, LEAF_SERIAL, index, (&ca.cert, &ca.key), extra)
+}
+
 fn ec_ca(name: &str) -> Authority {
     authority(name, KeyPair::generate().unwrap())
 }
@@ -174,14 +179,7 @@ fn check_now(response: &[u8], leaf: &Certificate, ca: &Authority) -> Result<Chec
 fn good_response_signed_by_the_issuer() {
     let ca = ec_ca("ca");
     let leaf = leaf_of(&ca);
-    let response = respond(
-        &ca,
-        &leaf,
-        LEAF_SERIAL,
-        Index::Good,
-        (&ca.cert, &ca.key),
-        ONE_DAY,
-    );
+    let response = by_issuer(&ca, &leaf, Index::Good, ONE_DAY);
     let checked = check_now(&response, &leaf, &ca).unwrap();
     assert_eq!(checked.status, OcspStatus::Good);
     let now = now();
@@ -207,14 +205,7 @@ fn good_response_signed_by_the_issuer() {
 fn revoked_response() {
     let ca = ec_ca("ca");
     let leaf = leaf_of(&ca);
-    let response = respond(
-        &ca,
-        &leaf,
-        LEAF_SERIAL,
-        Index::Revoked,
-        (&ca.cert, &ca.key),
-        ONE_DAY,
-    );
+    let response = by_issuer(&ca, &leaf, Index::Revoked, ONE_DAY);
     let checked = check_now(&response, &leaf, &ca).unwrap();
     assert_eq!(checked.status, OcspStatus::Revoked { at: REVOKED_AT });
 }
@@ -223,14 +214,7 @@ fn revoked_response() {
 fn unknown_certificate_is_reported_as_unknown() {
     let ca = ec_ca("ca");
     let leaf = leaf_of(&ca);
-    let response = respond(
-        &ca,
-        &leaf,
-        LEAF_SERIAL,
-        Index::Missing,
-        (&ca.cert, &ca.key),
-        ONE_DAY,
-    );
+    let response = by_issuer(&ca, &leaf, Index::Missing, ONE_DAY);
     let checked = check_now(&response, &leaf, &ca).unwrap();
     assert_eq!(checked.status, OcspStatus::Unknown);
 }
@@ -308,14 +292,7 @@ fn response_naming_another_issuer_is_refused() {
 fn expired_response_is_refused() {
     let ca = ec_ca("ca");
     let leaf = leaf_of(&ca);
-    let response = respond(
-        &ca,
-        &leaf,
-        LEAF_SERIAL,
-        Index::Good,
-        (&ca.cert, &ca.key),
-        ONE_DAY,
-    );
+    let response = by_issuer(&ca, &leaf, Index::Good, ONE_DAY);
     let err = check(&response, leaf.der(), ca.cert.der(), now() + 2 * 86_400).unwrap_err();
     assert!(err.contains("expired"), "{err}");
 }
@@ -324,14 +301,7 @@ fn expired_response_is_refused() {
 fn response_from_the_future_is_refused() {
     let ca = ec_ca("ca");
     let leaf = leaf_of(&ca);
-    let response = respond(
-        &ca,
-        &leaf,
-        LEAF_SERIAL,
-        Index::Good,
-        (&ca.cert, &ca.key),
-        ONE_DAY,
-    );
+    let response = by_issuer(&ca, &leaf, Index::Good, ONE_DAY);
     // Within the tolerated skew it passes; an hour before thisUpdate it does not.
     check(&response, leaf.der(), ca.cert.der(), now() - 60).unwrap();
     let err = check(&response, leaf.der(), ca.cert.der(), now() - 3600).unwrap_err();
@@ -342,14 +312,7 @@ fn response_from_the_future_is_refused() {
 fn response_without_next_update_is_refused() {
     let ca = ec_ca("ca");
     let leaf = leaf_of(&ca);
-    let response = respond(
-        &ca,
-        &leaf,
-        LEAF_SERIAL,
-        Index::Good,
-        (&ca.cert, &ca.key),
-        &[],
-    );
+    let response = by_issuer(&ca, &leaf, Index::Good, &[]);
     let err = check_now(&response, &leaf, &ca).unwrap_err();
     assert!(err.contains("no nextUpdate"), "{err}");
 }
@@ -425,14 +388,7 @@ fn delegated_responder_without_ocsp_signing_is_refused() {
 fn tampered_signature_is_refused() {
     let ca = ec_ca("ca");
     let leaf = leaf_of(&ca);
-    let mut response = respond(
-        &ca,
-        &leaf,
-        LEAF_SERIAL,
-        Index::Good,
-        (&ca.cert, &ca.key),
-        &["-ndays", "1", "-resp_no_certs"],
-    );
+    let mut response = by_issuer(&ca, &leaf, Index::Good, &["-ndays", "1", "-resp_no_certs"]);
     // Without certificates the response ends with the signature's last byte.
     *response.last_mut().unwrap() ^= 0x01;
     let err = check_now(&response, &leaf, &ca).unwrap_err();
@@ -470,14 +426,7 @@ fn ecdsa_with_sha384_p384_and_ed25519_signatures() {
     // P-256 key signing with SHA-384.
     let ca = ec_ca("ca");
     let leaf = leaf_of(&ca);
-    let response = respond(
-        &ca,
-        &leaf,
-        LEAF_SERIAL,
-        Index::Good,
-        (&ca.cert, &ca.key),
-        &["-ndays", "1", "-rmd", "sha384"],
-    );
+    let response = by_issuer(&ca, &leaf, Index::Good, &["-ndays", "1", "-rmd", "sha384"]);
     assert_eq!(
         check_now(&response, &leaf, &ca).unwrap().status,
         OcspStatus::Good
@@ -489,14 +438,7 @@ fn ecdsa_with_sha384_p384_and_ed25519_signatures() {
     for key in [p384, ed25519] {
         let ca = authority("ca", key);
         let leaf = leaf_of(&ca);
-        let response = respond(
-            &ca,
-            &leaf,
-            LEAF_SERIAL,
-            Index::Good,
-            (&ca.cert, &ca.key),
-            ONE_DAY,
-        );
+        let response = by_issuer(&ca, &leaf, Index::Good, ONE_DAY);
         assert_eq!(
             check_now(&response, &leaf, &ca).unwrap().status,
             OcspStatus::Good,
@@ -521,14 +463,7 @@ fn rsa_signed_responses() {
         ("sha512", OID_PKCS1_SHA512WITHRSA),
         ("sha1", OID_PKCS1_SHA1WITHRSA),
     ] {
-        let response = respond(
-            &ca,
-            &leaf,
-            LEAF_SERIAL,
-            Index::Revoked,
-            (&ca.cert, &ca.key),
-            &["-ndays", "1", "-rmd", digest],
-        );
+        let response = by_issuer(&ca, &leaf, Index::Revoked, &["-ndays", "1", "-rmd", digest]);
         let ocsp: OcspResponse = rasn::der::decode(&response).unwrap();
         let basic: BasicOcspResponse = rasn::der::decode(&ocsp.bytes.unwrap().response).unwrap();
         assert_eq!(x509_oid(&basic.signature_algorithm.algorithm).unwrap(), oid);
@@ -556,14 +491,7 @@ fn garbage_and_unsuccessful_responses_are_refused() {
         "OCSP responder answered tryLater instead of successful"
     );
     // A valid response followed by garbage.
-    let mut response = respond(
-        &ca,
-        &leaf,
-        LEAF_SERIAL,
-        Index::Good,
-        (&ca.cert, &ca.key),
-        ONE_DAY,
-    );
+    let mut response = by_issuer(&ca, &leaf, Index::Good, ONE_DAY);
     response.push(0);
     let err = check_now(&response, &leaf, &ca).unwrap_err();
     assert!(err.contains("trailing"), "{err}");
