@@ -3,11 +3,13 @@
 //! marks it failed until `porter app restart`), and replaces it without failing a request when
 //! its settings change.
 //!
-//! - `supervisor`: one actor task per app owning its lifecycle; the proxy asks it for a lease.
+//! - `supervisor`: the proxy asks it for a lease on an app; `actor`: the task per app that
+//!   owns its lifecycle.
 //! - `process`: spawning (own process group, user and group, logs with a size cap, pid files)
 //!   and stopping (signal the group, kill after the grace period).
 //! - `probe`: readiness and health checks; `policy`: pure restart rules.
 
+mod actor;
 mod policy;
 mod probe;
 mod process;
