@@ -108,6 +108,23 @@ pub(crate) fn check(
     let single = find_single_response(&data.responses, &leaf, &issuer)?;
 
     // 4. Current at `now`.
+    let (this_update, next_update) = current(single, now)?;
+    let status = match &single.cert_status {
+        CertStatus::Good => OcspStatus::Good,
+        CertStatus::Revoked(info) => OcspStatus::Revoked {
+            at: info.revocation_time.timestamp(),
+        },
+        CertStatus::Unknown(()) => OcspStatus::Unknown,
+    };
+    Ok(Checked {
+        status,
+        this_update,
+        next_update,
+    })
+}
+
+/// The `thisUpdate` and `nextUpdate` of `single`, when it is current at `now`.
+fn current(single: &SingleResponse, now: i64) -> Result<(i64, i64), String> {
     let this_update = single.this_update.timestamp();
     if this_update > now.saturating_add(CLOCK_SKEW) {
         return Err(format!(
@@ -127,19 +144,7 @@ pub(crate) fn check(
             utc(now)
         ));
     }
-
-    let status = match &single.cert_status {
-        CertStatus::Good => OcspStatus::Good,
-        CertStatus::Revoked(info) => OcspStatus::Revoked {
-            at: info.revocation_time.timestamp(),
-        },
-        CertStatus::Unknown(()) => OcspStatus::Unknown,
-    };
-    Ok(Checked {
-        status,
-        this_update,
-        next_update,
-    })
+    Ok((this_update, next_update))
 }
 
 /// Checks the signature over `tbs`: first with the issuer's key, else with an included responder
