@@ -18,6 +18,12 @@ pub(crate) enum Own {
     NoHost,
     /// 400: a target that cannot be redirected.
     BadTarget,
+    /// 400: a message no intermediary may pass on (RFC 9112): why.
+    Malformed(&'static str),
+    /// 408: the request body stopped coming.
+    BodyTimedOut,
+    /// 501: a transfer coding Porter does not know (RFC 9112 section 6.1).
+    UnknownCoding,
     /// 404 on plain HTTP, 421 on HTTPS: no site is served under the name.
     UnknownSite { https: bool },
     /// 421: the connection's certificate does not serve the name (RFC 9110 section 15.5.20).
@@ -41,7 +47,9 @@ impl Own {
         match self {
             Own::Http01(_) => StatusCode::OK,
             Own::ToHttps(_) => StatusCode::PERMANENT_REDIRECT,
-            Own::NoHost | Own::BadTarget => StatusCode::BAD_REQUEST,
+            Own::NoHost | Own::BadTarget | Own::Malformed(_) => StatusCode::BAD_REQUEST,
+            Own::BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
+            Own::UnknownCoding => StatusCode::NOT_IMPLEMENTED,
             Own::UnknownSite { https: false } => StatusCode::NOT_FOUND,
             Own::UnknownSite { https: true } | Own::OtherCertificate => {
                 StatusCode::MISDIRECTED_REQUEST
@@ -59,6 +67,9 @@ impl Own {
             Own::ToHttps(_) => "this site is served over HTTPS".into(),
             Own::NoHost => "the request names no host".into(),
             Own::BadTarget => "bad request target".into(),
+            Own::Malformed(why) => (*why).into(),
+            Own::BodyTimedOut => "the request body stopped coming".into(),
+            Own::UnknownCoding => "unknown transfer coding (only chunked is supported)".into(),
             Own::UnknownSite { .. } => "no site is served under this name".into(),
             Own::OtherCertificate => "this connection does not serve that name".into(),
             Own::Connect => "CONNECT is not proxied".into(),

@@ -195,19 +195,20 @@ fn closed_before_answering(e: &hyper::Error) -> bool {
 }
 
 /// `req` as the upstream gets it: origin-form target, HTTP/1.1, hop-by-hop headers out,
-/// `Host` kept, `X-Forwarded-*` set.
+/// `Host` the routed authority, `X-Forwarded-*` and `X-Real-IP` set.
 fn rewrite(
     req: Request<UpstreamBody>,
     forwarded: &Forwarded<'_>,
     upgrade: bool,
 ) -> Request<UpstreamBody> {
     let (mut parts, body) = req.into_parts();
-    let host = parts.headers.get(HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // The authority the request was routed by wins over a `Host` that says otherwise (RFC 9112
+    // section 3.2.2, RFC 9113 section 8.3.1): the upstream must see the name it serves.
+    let host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(HOST).cloned());
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::set_forwarded(
         &mut parts.headers,
@@ -239,8 +240,19 @@ fn connect_error(e: &std::io::Error, upstream: &Upstream) -> Own {
     }
 }
 
-/// 502: the upstream broke the exchange off or answered something that is not HTTP.
+/// 502: the upstream broke the exchange off or answered something that is not HTTP; but when
+/// the client's body failed (malformed chunks, or too slow), the client is answered and no
+/// upstream is blamed.
 fn exchange_error(e: &hyper::Error, upstream: &Upstream) -> Own {
+    if e.is_user() {
+        let slow = std::error::Error::source(e).is_some_and(|s| s.is::<super::idle::Idle>());
+        tracing::debug!(error = %e, "the client's request body failed");
+        return if slow {
+            Own::BodyTimedOut
+        } else {
+            Own::Malformed("the request body is malformed")
+        };
+    }
     tracing::warn!(%upstream, error = %e, "failed talking to upstream");
     Own::Unreachable
 }

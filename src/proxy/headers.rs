@@ -13,6 +13,7 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Headers that describe one connection and never travel past a proxy.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -26,9 +27,12 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     PROXY_AUTHORIZATION,
 ];
 
-/// Whether the request asks for an HTTP/1.1 protocol upgrade (WebSocket).
+/// Whether the request asks for an HTTP/1.1 protocol upgrade (WebSocket). `h2c` is never one:
+/// it is cleartext HTTP/2 with Porter itself, not something to tunnel to an upstream (and over
+/// TLS it is not allowed at all, RFC 9113 section 3.1); its `Upgrade` header is dropped.
 pub(crate) fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
+    let protocols = headers.get(UPGRADE).and_then(|v| v.to_str().ok());
+    protocols.is_some_and(|p| p.split(',').any(|p| !p.trim().eq_ignore_ascii_case("h2c")))
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
@@ -89,6 +93,9 @@ pub(crate) fn set_forwarded(
     host: Option<&HeaderValue>,
 ) {
     headers.insert(X_FORWARDED_FOR, client.clone());
+    headers.insert(X_REAL_IP, client.clone());
+    // A client's own claim of where it comes from must not reach the upstream as Porter's.
+    headers.remove(http::header::FORWARDED);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),

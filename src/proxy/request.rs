@@ -1,4 +1,6 @@
 //! One request's path through the edge, in named phases, each with one concern:
+//! 0. [`well_formed`]: what no intermediary may pass on is refused (duplicate `Host`,
+//!    transfer codings other than one `chunked`);
 //! 1. [`route`]: the site the request is for, or an answer of Porter's own (an ACME challenge,
 //!    a redirect to HTTPS, an unknown name, a connection whose certificate is another site's);
 //! 2. [`admit`]: whether it may go on (where limits, the WAF and a cache plug in);
@@ -15,7 +17,7 @@ use super::{headers, route, upgrade, Conn, Edge};
 use crate::apps::Lease;
 use crate::snapshot::SiteEntry;
 use futures_util::FutureExt as _;
-use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
+use http::header::{HOST, STRICT_TRANSPORT_SECURITY, TRANSFER_ENCODING};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use porter_store::{unix_now, Target};
@@ -39,6 +41,7 @@ async fn serve(
     conn: Arc<Conn>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Own> {
+    well_formed(&req)?;
     let site = route(&edge, &conn, &req).await?;
     admit(&req)?;
     let mut lease = upstream_peer(&edge, &site).await?;
@@ -92,6 +95,35 @@ async fn serve(
     }
     client_response(&site, https, &mut response);
     Ok(edge.forwarder.stream_back(response, lease, loan))
+}
+
+/// Refuses what no intermediary may pass on (RFC 9112): more than one `Host`, and transfer
+/// codings other than one `chunked` (a body framed differently by Porter and the upstream is
+/// how requests are smuggled).
+fn well_formed<B>(req: &Request<B>) -> Result<(), Own> {
+    let headers = req.headers();
+    if headers.get_all(HOST).iter().nth(1).is_some() {
+        return Err(Own::Malformed("more than one Host header"));
+    }
+    let codings = headers.get_all(TRANSFER_ENCODING);
+    if codings.iter().next().is_none() {
+        return Ok(());
+    }
+    let mut chunked = 0;
+    for coding in codings
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+    {
+        if !coding.eq_ignore_ascii_case("chunked") {
+            return Err(Own::UnknownCoding);
+        }
+        chunked += 1;
+    }
+    if chunked > 1 {
+        return Err(Own::Malformed("chunked is applied more than once"));
+    }
+    Ok(())
 }
 
 /// The site `req` is for.
@@ -159,9 +191,13 @@ fn upstream_request<B>(conn: &Conn, req: &mut Request<B>) {
     }
 }
 
-/// Adds the site's HSTS header, over HTTPS once its certificate is valid, and never over the
-/// upstream's own choice.
+/// Speaks Porter's own HTTP version (RFC 9110 section 6.2: an HTTP/1.0 upstream's answer goes
+/// to an HTTP/1.1 client as HTTP/1.1, keep-alive included) and adds the site's HSTS header,
+/// over HTTPS once its certificate is valid, and never over the upstream's own choice.
 fn client_response<B>(site: &SiteEntry, https: bool, response: &mut Response<B>) {
+    if response.version() == Version::HTTP_10 {
+        *response.version_mut() = Version::HTTP_11;
+    }
     if let (true, Some(hsts)) = (https, &site.hsts) {
         if site.has_valid_cert(unix_now())
             && !response.headers().contains_key(STRICT_TRANSPORT_SECURITY)

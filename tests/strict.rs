@@ -1,0 +1,228 @@
+//! Strict HTTP at the edge, with raw requests a lenient proxy would pass on: the routed
+//! authority wins over `Host`, a second `Host` and doubtful transfer codings are refused, a
+//! malformed chunked body is the client's fault (400, no upstream blamed), the client's own
+//! forwarding claims are replaced, `h2c` is not tunnelled, and an HTTP/1.0 upstream's answer
+//! reaches an HTTP/1.1 client as HTTP/1.1 with keep-alive.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Porter with `plain.test` (no certificate, so plain HTTP is served) in front of a backend.
+struct Setup {
+    _dir: tempfile::TempDir,
+    _backend: Backend,
+    porter: Porter,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start();
+    let porter = Porter::start(&dir.path().join("data"), &[]);
+    porter.ok(&["site", "add", "plain.test", "--upstream", &backend.addr]);
+    wait_until(Duration::from_secs(5), "plain.test is served", || {
+        plain_status(porter.http, "plain.test", "/") == "200"
+    });
+    Setup {
+        _dir: dir,
+        _backend: backend,
+        porter,
+    }
+}
+
+/// Sends `request` as it is and reads the answer until the connection closes (at most 10 s).
+fn raw(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or_default()
+}
+
+/// The JSON the backend's `/headers` put in `answer`.
+fn echoed(answer: &str) -> serde_json::Value {
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+#[test]
+fn the_routed_authority_wins_over_a_host_that_says_otherwise() {
+    let s = setup();
+    let answer = raw(
+        s.porter.http,
+        "GET http://plain.test/headers HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("200"), "{answer}");
+    let headers = &echoed(&answer)["headers"];
+    assert_eq!(headers["host"], "plain.test", "{headers}");
+    assert_eq!(headers["x-forwarded-host"], "plain.test", "{headers}");
+}
+
+#[test]
+fn a_second_host_header_is_refused() {
+    let s = setup();
+    for second in ["plain.test", "other.example"] {
+        let answer = raw(
+            s.porter.http,
+            &format!("GET /headers HTTP/1.1\r\nHost: plain.test\r\nHost: {second}\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(status_line(&answer).contains("400"), "{second}: {answer}");
+    }
+}
+
+#[test]
+fn transfer_codings_other_than_one_chunked_are_refused() {
+    let s = setup();
+    for (coding, status) in [
+        ("identity, chunked", "501"),
+        ("gzip, chunked", "501"),
+        ("chunked, chunked", "400"),
+    ] {
+        let answer = raw(
+            s.porter.http,
+            &format!(
+                "POST /count HTTP/1.1\r\nHost: plain.test\r\nTransfer-Encoding: {coding}\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            ),
+        );
+        assert!(status_line(&answer).contains(status), "{coding}: {answer}");
+    }
+    // One chunked is fine.
+    let answer = raw(
+        s.porter.http,
+        "POST /count HTTP/1.1\r\nHost: plain.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("200"), "{answer}");
+    assert!(answer.ends_with('3'), "{answer}");
+}
+
+#[test]
+fn a_malformed_chunked_body_is_the_clients_fault() {
+    let s = setup();
+    for body in [
+        "zz\r\nabc\r\n0\r\n\r\n",                     // not a size
+        "ffffffffffffffffffffff\r\nabc\r\n0\r\n\r\n", // overflows
+        "3\r\nabcdef\r\n0\r\n\r\n",                   // more data than the size
+    ] {
+        let answer = raw(
+            s.porter.http,
+            &format!("POST /count HTTP/1.1\r\nHost: plain.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}"),
+        );
+        assert!(status_line(&answer).contains("400"), "{body:?}: {answer}");
+        assert!(
+            !answer.contains("upstream"),
+            "no upstream is blamed: {answer}"
+        );
+    }
+}
+
+#[test]
+fn the_clients_own_forwarding_claims_are_replaced() {
+    let s = setup();
+    let answer = raw(
+        s.porter.http,
+        "GET /headers HTTP/1.1\r\nHost: plain.test\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n",
+    );
+    let headers = &echoed(&answer)["headers"];
+    assert_eq!(headers["x-real-ip"], "127.0.0.1", "{headers}");
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "{headers}");
+    assert!(headers.get("forwarded").is_none(), "{headers}");
+}
+
+#[test]
+fn an_h2c_upgrade_is_not_passed_on() {
+    let s = setup();
+    let answer = raw(
+        s.porter.http,
+        "GET /headers HTTP/1.1\r\nHost: plain.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("200"), "{answer}");
+    let headers = &echoed(&answer)["headers"];
+    assert!(headers.get("upgrade").is_none(), "{headers}");
+    assert!(headers.get("http2-settings").is_none(), "{headers}");
+}
+
+/// Python's `http.server`: an HTTP/1.0 daemon, serving `dir`.
+struct OldServer(Child, u16);
+
+impl OldServer {
+    fn start(dir: &std::path::Path) -> OldServer {
+        require("python3", "python3");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(10), "http.server listens", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        OldServer(child, port)
+    }
+}
+
+impl Drop for OldServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_http10_upstreams_answer_reaches_an_http11_client_as_http11_with_keep_alive() {
+    let s = setup();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("index.txt"), "old\n").unwrap();
+    let old = OldServer::start(files.path());
+    s.porter.ok(&[
+        "site",
+        "add",
+        "old.test",
+        "--upstream",
+        &format!("127.0.0.1:{}", old.1),
+    ]);
+    let url = format!("http://{}/index.txt", s.porter.http);
+    wait_until(Duration::from_secs(5), "old.test is served", || {
+        plain_status(s.porter.http, "old.test", "/index.txt") == "200"
+    });
+    // Two requests, one connection: curl reuses it only when the answer keeps it alive.
+    let (ok, out) = curl(&[
+        "--http1.1",
+        "-sS",
+        "-H",
+        "Host: old.test",
+        "-w",
+        "%{http_version} %{num_connects}\n",
+        &url,
+        "-H",
+        "Host: old.test",
+        &url,
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out, "old\n1.1 1\nold\n1.1 0\n",
+        "HTTP/1.1, and the connection reused"
+    );
+}
