@@ -47,6 +47,13 @@ pub(crate) struct ServeArgs {
     /// direction (then the exchange is aborted).
     #[arg(long, env = "PORTER_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub(crate) upstream_timeout: Duration,
+    /// Time a client has to complete its TLS handshake.
+    #[arg(long, env = "PORTER_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub(crate) handshake_timeout: Duration,
+    /// Time a client has to send a request's headers, counted from the connection (or the end
+    /// of the previous request): a client that sends nothing, or trickles, is closed.
+    #[arg(long, env = "PORTER_HEADER_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub(crate) header_timeout: Duration,
     /// Time open connections get to finish at shutdown.
     #[arg(long, env = "PORTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     pub(crate) shutdown_grace: Duration,

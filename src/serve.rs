@@ -13,7 +13,6 @@ use porter_store::{SledOptions, SledStore, Store};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -151,8 +150,8 @@ async fn start_edge(
         .collect::<Vec<_>>();
     let limits = Arc::new(Limits {
         connections: Arc::new(tokio::sync::Semaphore::new(args.max_connections)),
-        handshake_timeout: Duration::from_secs(10),
-        header_timeout: Duration::from_secs(30),
+        handshake_timeout: args.handshake_timeout,
+        header_timeout: args.header_timeout,
     });
     let (rotation, ticket_store) = (args.tls_ticket_rotation, store.clone());
     services.start("ticket keys", Start::Now, |stop| {

@@ -305,3 +305,69 @@ fn the_protocol_is_the_one_alpn_chose() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// How long until the server closes `stream` while the client sends nothing (at most 15 s).
+fn closed_after(mut stream: impl Read) -> Duration {
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return started.elapsed(),
+            Ok(_) if started.elapsed() > Duration::from_secs(15) => return started.elapsed(),
+            Ok(_) => {}
+        }
+    }
+}
+
+#[test]
+fn clients_that_send_nothing_are_closed_at_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    let porter = Porter::start(&dir.path().join("data"), &["--header-timeout", "2s"]);
+    ca.serve(&porter.data_dir, "a.test", &backend.addr);
+
+    // Plain HTTP: connected, not a byte sent.
+    let silent = TcpStream::connect(porter.http).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let waited = closed_after(silent);
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+
+    // TLS: the handshake done, then nothing.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let connect = || {
+        runtime.block_on(tls_connect(
+            ca.client(&[b"http/1.1"]),
+            porter.https,
+            "a.test",
+        ))
+    };
+    wait_until(Duration::from_secs(5), "a.test is served", || {
+        connect().is_ok()
+    });
+    let waited = runtime.block_on(async {
+        use tokio::io::AsyncReadExt;
+        let mut tls = tls_connect(ca.client(&[b"h2"]), porter.https, "a.test")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 1024];
+        while tokio::time::timeout(Duration::from_secs(15), tls.read(&mut buf))
+            .await
+            .is_ok_and(|read| read.is_ok_and(|n| n > 0))
+        {}
+        started.elapsed()
+    });
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+
+    // A client that speaks is served as before.
+    assert_eq!(plain_status(porter.http, "a.test", "/"), "308");
+}

@@ -2,6 +2,7 @@
 //! on the handshake and on request headers, one task per connection (a panic stays in it), and
 //! a graceful close of every connection on shutdown.
 
+use super::first_byte::FirstByte;
 use super::{handle, Conn, Edge};
 use crate::tls::{self, ALPN_H2};
 use futures_util::future::Either;
@@ -113,7 +114,7 @@ pub(crate) async fn serve_https(
             h2_builder.clone(),
             shutdown.clone(),
         );
-        let handshake_timeout = limits.handshake_timeout;
+        let (handshake_timeout, header_timeout) = (limits.handshake_timeout, limits.header_timeout);
         async move {
             // Boxed, like the connection in `serve_connection`: each phase then costs its own
             // size only while it runs, where one future would hold the largest of them for the
@@ -147,6 +148,7 @@ pub(crate) async fn serve_https(
             } else {
                 Served::Detected(&builder)
             };
+            let stream = FirstByte::new(stream, header_timeout);
             serve_connection(stream, edge, conn, served, shutdown).await;
         }
     })
@@ -164,8 +166,10 @@ pub(crate) async fn serve_http(
     let builder = Arc::new(http_builder(&limits));
     accept_loop(listener, &limits, &shutdown, &tracker, |stream, peer| {
         let (edge, builder, shutdown) = (edge.clone(), builder.clone(), shutdown.clone());
+        let header_timeout = limits.header_timeout;
         async move {
             let conn = Arc::new(Conn::new(peer, None, edge.forwarder.affinity()));
+            let stream = FirstByte::new(stream, header_timeout);
             serve_connection(stream, edge, conn, Served::Detected(&builder), shutdown).await;
         }
     })

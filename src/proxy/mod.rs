@@ -6,6 +6,7 @@ mod answer;
 mod body;
 mod challenge;
 mod connector;
+mod first_byte;
 mod forward;
 mod headers;
 mod held;
