@@ -36,6 +36,10 @@ pub(crate) struct ServeArgs {
     /// Most client connections open at once, both listeners together.
     #[arg(long, env = "PORTER_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub(crate) max_connections: usize,
+    /// Most client connections one client address (IPv4, or IPv6 /64) may hold open; 0 for no
+    /// limit.
+    #[arg(long, env = "PORTER_MAX_CONNECTIONS_PER_IP", default_value_t = 512)]
+    pub(crate) max_connections_per_ip: u32,
     /// Threads serving client connections (each runs its connections to their end); one per
     /// CPU the process may use when not given.
     #[arg(long, env = "PORTER_EDGE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]

@@ -4,7 +4,7 @@
 use crate::admin::{self, AdminAddr, Discovery};
 use crate::apps::Supervisor;
 use crate::config::ServeArgs;
-use crate::proxy::{self, Edge, EdgeShared, EdgeThreads, Forwarder, Limits};
+use crate::proxy::{self, Edge, EdgeShared, EdgeThreads, Forwarder, Limits, PerIp};
 use crate::service::{Services, Start};
 use crate::{challenges, data_dir, reload, tls};
 use anyhow::Context as _;
@@ -150,6 +150,7 @@ async fn start_edge(
         .collect::<Vec<_>>();
     let limits = Arc::new(Limits {
         connections: Arc::new(tokio::sync::Semaphore::new(args.max_connections)),
+        per_ip: PerIp::new(args.max_connections_per_ip),
         handshake_timeout: args.handshake_timeout,
         header_timeout: args.header_timeout,
     });

@@ -371,3 +371,43 @@ fn clients_that_send_nothing_are_closed_at_the_header_timeout() {
     // A client that speaks is served as before.
     assert_eq!(plain_status(porter.http, "a.test", "/"), "308");
 }
+
+/// Whether the server closes a new connection at once (within 2 s), rather than waiting for
+/// a request.
+fn refused_at_once(addr: SocketAddr) -> (bool, TcpStream) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let closed = matches!(stream.read(&mut buf), Ok(0))
+        || matches!(stream.read(&mut buf), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+    (closed, stream)
+}
+
+#[test]
+fn one_address_holds_at_most_its_connection_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let porter = Porter::start(&dir.path().join("data"), &["--max-connections-per-ip", "3"]);
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(porter.http).unwrap())
+        .collect();
+    // Both listeners count together.
+    let (closed, _) = refused_at_once(porter.https);
+    assert!(
+        closed,
+        "a fourth connection from the same address is closed at once"
+    );
+    drop(held);
+    // Porter learns of the closes as it reads them: wait for it.
+    let mut kept = Vec::new();
+    wait_until(
+        Duration::from_secs(10),
+        "the address has room again once its connections are gone",
+        || {
+            let (closed, stream) = refused_at_once(porter.http);
+            kept.push(stream);
+            !closed
+        },
+    );
+}

@@ -3,6 +3,7 @@
 //! a graceful close of every connection on shutdown.
 
 use super::first_byte::FirstByte;
+use super::per_ip::PerIp;
 use super::{handle, Conn, Edge};
 use crate::tls::{self, ALPN_H2};
 use futures_util::future::Either;
@@ -23,6 +24,8 @@ use tokio_util::task::TaskTracker;
 pub(crate) struct Limits {
     /// Open client connections across both listeners; more are closed at accept.
     pub(crate) connections: Arc<Semaphore>,
+    /// Open client connections of each client address, both listeners together.
+    pub(crate) per_ip: Arc<PerIp>,
     /// Time allowed for a TLS handshake.
     pub(crate) handshake_timeout: Duration,
     /// Time allowed for a request's headers to arrive, and for an idle HTTP/1 keep-alive.
@@ -75,11 +78,15 @@ async fn accept_loop<F, Fut>(
             tracing::debug!(%peer, "connection limit reached; closing");
             continue;
         };
+        let Some(counted) = limits.per_ip.admit(peer.ip()) else {
+            tracing::debug!(%peer, "connection limit of its address reached; closing");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let task = accepted(stream, peer);
         tracker.spawn(async move {
             task.await;
-            drop(permit);
+            drop((permit, counted));
         });
     }
 }

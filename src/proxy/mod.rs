@@ -12,6 +12,7 @@ mod headers;
 mod held;
 mod idle;
 mod listener;
+mod per_ip;
 mod pool;
 mod request;
 mod route;
@@ -20,6 +21,7 @@ mod upgrade;
 
 pub(crate) use forward::Forwarder;
 pub(crate) use listener::{drain, Limits};
+pub(crate) use per_ip::PerIp;
 pub(crate) use request::handle;
 pub(crate) use threads::{EdgeThreads, Shared as EdgeShared};
 
