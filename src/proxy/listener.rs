@@ -5,13 +5,11 @@
 use super::first_byte::FirstByte;
 use super::per_ip::PerIp;
 use super::{handle, Conn, Edge};
-use crate::tls::{self, ALPN_H2};
-use futures_util::future::Either;
+use crate::tls;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -112,13 +110,11 @@ pub(crate) async fn serve_https(
     tracker: TaskTracker,
 ) {
     let builder = Arc::new(http_builder(&limits));
-    let h2_builder = Arc::new(http_builder(&limits).http2_only());
     accept_loop(listener, &limits, &shutdown, &tracker, |stream, peer| {
-        let (edge, config, builder, h2_builder, shutdown) = (
+        let (edge, config, builder, shutdown) = (
             edge.clone(),
             config.clone(),
             builder.clone(),
-            h2_builder.clone(),
             shutdown.clone(),
         );
         let (handshake_timeout, header_timeout) = (limits.handshake_timeout, limits.header_timeout);
@@ -150,13 +146,8 @@ pub(crate) async fn serve_https(
                 }
             };
             let conn = Arc::new(Conn::new(peer, Some(name), edge.forwarder.affinity()));
-            let served = if stream.get_ref().1.alpn_protocol() == Some(ALPN_H2) {
-                Served::Http2(&h2_builder)
-            } else {
-                Served::Detected(&builder)
-            };
             let stream = FirstByte::new(stream, header_timeout);
-            serve_connection(stream, edge, conn, served, shutdown).await;
+            serve_connection(stream, edge, conn, &builder, shutdown).await;
         }
     })
     .await;
@@ -177,7 +168,7 @@ pub(crate) async fn serve_http(
         async move {
             let conn = Arc::new(Conn::new(peer, None, edge.forwarder.affinity()));
             let stream = FirstByte::new(stream, header_timeout);
-            serve_connection(stream, edge, conn, Served::Detected(&builder), shutdown).await;
+            serve_connection(stream, edge, conn, &builder, shutdown).await;
         }
     })
     .await;
@@ -190,7 +181,7 @@ fn serve_connection<'b, IO>(
     io: IO,
     edge: Arc<Edge>,
     conn: Arc<Conn>,
-    served: Served<'b>,
+    builder: &'b auto::Builder<TokioExecutor>,
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + 'b
 where
@@ -200,54 +191,21 @@ where
         let (edge, conn) = (edge.clone(), conn.clone());
         async move { Ok::<_, Infallible>(handle(edge, conn, req).await) }
     });
-    let io = TokioIo::new(io);
-    match served {
-        // HTTP/2 needs no HTTP/1 upgrades: its WebSockets are extended CONNECT streams.
-        Served::Http2(builder) => {
-            let connection = builder.serve_connection(io, service);
-            Either::Left(drive(Box::pin(connection), shutdown, |c| {
-                c.graceful_shutdown()
-            }))
+    let mut connection =
+        Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+    async move {
+        let result = tokio::select! {
+            // In order: the connection is what wakes this task nearly every time, and no
+            // random draw per wake-up.
+            biased;
+            result = connection.as_mut() => result,
+            _ = shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "connection ended with an error");
         }
-        Served::Detected(builder) => {
-            let connection = builder.serve_connection_with_upgrades(io, service);
-            Either::Right(drive(Box::pin(connection), shutdown, |c| {
-                c.graceful_shutdown()
-            }))
-        }
-    }
-}
-
-/// How a connection's protocol is chosen.
-enum Served<'b> {
-    /// HTTP/2 alone: the client chose `h2` by ALPN, so HTTP/1.1 bytes are a bad preface,
-    /// answered with GOAWAY (RFC 9113 section 3.4).
-    Http2(&'b auto::Builder<TokioExecutor>),
-    /// From the first bytes: without ALPN, on plain HTTP, and for `http/1.1` (a client that
-    /// chose it and then opens with the HTTP/2 preface is served as it speaks).
-    Detected(&'b auto::Builder<TokioExecutor>),
-}
-
-/// Runs `connection` to its end; at `shutdown`, asks it to finish what it has (`graceful`).
-async fn drive<C, E>(
-    mut connection: Pin<Box<C>>,
-    shutdown: CancellationToken,
-    graceful: fn(Pin<&mut C>),
-) where
-    C: std::future::Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
-    let result = tokio::select! {
-        // In order: the connection is what wakes this task nearly every time, and no
-        // random draw per wake-up.
-        biased;
-        result = connection.as_mut() => result,
-        _ = shutdown.cancelled() => {
-            graceful(connection.as_mut());
-            connection.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
     }
 }

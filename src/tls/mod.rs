@@ -8,5 +8,5 @@ mod resolver;
 mod tickets;
 
 pub(crate) use accept::accept;
-pub(crate) use config::{server_config, ALPN_H2};
+pub(crate) use config::server_config;
 pub(crate) use tickets::Keyring;
