@@ -26,7 +26,8 @@ pub(crate) struct Limits {
     pub(crate) per_ip: Arc<PerIp>,
     /// Time allowed for a TLS handshake.
     pub(crate) handshake_timeout: Duration,
-    /// Time allowed for a request's headers to arrive, and for an idle HTTP/1 keep-alive.
+    /// Time allowed for a connection's first byte, for a request's headers to arrive, and for an
+    /// idle HTTP/1 keep-alive.
     pub(crate) header_timeout: Duration,
 }
 

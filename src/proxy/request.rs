@@ -130,7 +130,7 @@ fn well_formed<B>(req: &Request<B>) -> Result<(), Own> {
 async fn route(edge: &Edge, conn: &Conn, req: &Request<Incoming>) -> Result<Arc<SiteEntry>, Own> {
     let https = conn.tls_name.is_some();
     if !https {
-        if let Some(answer) = super::challenge::http01(&edge.challenges.load(), req) {
+        if let Some(answer) = super::challenge::http01(&edge.challenges, req) {
             return Err(answer);
         }
     }
