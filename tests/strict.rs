@@ -344,3 +344,60 @@ fn one_address_holds_at_most_its_connection_limit() {
         },
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_protocol_alpn_agreed_is_the_one_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    let porter = Porter::start(&dir.path().join("data"), &[]);
+    ca.serve(&porter.data_dir, "a.test", &backend.addr);
+    eventually(Duration::from_secs(5), "a.test is served", || async {
+        tls_connect(ca.client(&[b"h2"]), porter.https, "a.test")
+            .await
+            .is_ok()
+    })
+    .await;
+    /// What the server answers to `opening` on a connection whose ALPN is `alpn`, read until
+    /// it closes (at most 10 s).
+    async fn answer(ca: &TestCa, addr: SocketAddr, alpn: &[u8], opening: &[u8]) -> Vec<u8> {
+        let mut tls = tls_connect(ca.client(&[alpn]), addr, "a.test")
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
+        tls.write_all(opening).await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut got)).await;
+        got
+    }
+    let h1 = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+    // HTTP/1.1 on a connection that agreed on h2: closed, not served (no HTTP/1 answer, not
+    // even a 400 in plain text).
+    let got = answer(&ca, porter.https, b"h2", h1).await;
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // The HTTP/2 preface on a connection that agreed on HTTP/1.1: closed without an HTTP/2
+    // SETTINGS frame (type 4 at byte 3).
+    let got = answer(&ca, porter.https, b"http/1.1", preface).await;
+    assert!(got.len() < 9 || got[3] != 4, "HTTP/2 was served: {got:?}");
+    // Each as agreed is served.
+    let got = answer(&ca, porter.https, b"http/1.1", h1).await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let mut tls = tls_connect(ca.client(&[b"h2"]), porter.https, "a.test")
+        .await
+        .unwrap();
+    tls.write_all(preface).await.unwrap();
+    let mut frame = [0u8; 9];
+    tls.read_exact(&mut frame).await.unwrap();
+    assert_eq!(frame[3], 4, "SETTINGS first: {frame:?}");
+}

@@ -1,7 +1,12 @@
-//! A deadline for a connection's first byte of HTTP: a client that connects (or completes its
-//! TLS handshake) and then sends nothing would otherwise hold a connection slot for ever, since
-//! hyper's header timeout starts only once a request has begun, and telling HTTP/1 from HTTP/2
-//! by the first bytes waits without one.
+//! A connection's first bytes of HTTP: a deadline for the first one, and the protocol ALPN
+//! chose held to. A client that connects (or completes its TLS handshake) and then sends nothing
+//! would otherwise hold a connection slot for ever, since hyper's header timeout starts only
+//! once a request has begun, and telling HTTP/1 from HTTP/2 by the first bytes waits without
+//! one. The protocol is still told by the first bytes (one connection type, so an idle
+//! connection costs what it did), but a connection whose ALPN said `h2` and that does not open
+//! with the HTTP/2 preface, or said `http/1.1` and opens with it, is closed there (RFC 9113
+//! section 3.4: an invalid preface is a connection error; RFC 7301: the protocol is the one
+//! agreed).
 
 use pin_project_lite::pin_project;
 use std::future::Future as _;
@@ -12,25 +17,72 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+/// What every HTTP/2 connection opens with (RFC 9113 section 3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The protocol the TLS handshake agreed on, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Agreed {
+    /// No ALPN (or plain HTTP): the first bytes tell.
+    Nothing,
+    /// `h2`: the connection must open with the preface.
+    H2,
+    /// `http/1.1`: the connection must not open with the preface.
+    Http1,
+}
+
+impl Agreed {
+    /// What the ALPN protocol `alpn` agreed on.
+    pub(crate) fn from_alpn(alpn: Option<&[u8]>) -> Self {
+        match alpn {
+            Some(b"h2") => Agreed::H2,
+            Some(b"http/1.1") => Agreed::Http1,
+            _ => Agreed::Nothing,
+        }
+    }
+}
+
 pin_project! {
     /// `inner`, whose reads fail with `TimedOut` when nothing at all has arrived by the
-    /// deadline; once a byte has, it is `inner` alone.
+    /// deadline, and with `InvalidData` when the first bytes break what ALPN agreed; once they
+    /// are past, it is `inner` alone.
     pub(crate) struct FirstByte<IO> {
         #[pin]
         inner: IO,
         // Boxed and dropped at the first byte: a connection pays for it only while it waits.
         deadline: Option<Pin<Box<Sleep>>>,
+        agreed: Agreed,
+        // How many bytes of the preface have been seen; `None` once the check is over.
+        matched: Option<u8>,
     }
 }
 
 impl<IO> FirstByte<IO> {
-    /// `inner`, with `within` for its first byte.
-    pub(crate) fn new(inner: IO, within: Duration) -> Self {
+    /// `inner`, with `within` for its first byte and `agreed` to hold its first bytes to.
+    pub(crate) fn new(inner: IO, within: Duration, agreed: Agreed) -> Self {
         FirstByte {
             inner,
             deadline: Some(Box::pin(tokio::time::sleep(within))),
+            agreed,
+            matched: (agreed != Agreed::Nothing).then_some(0),
         }
     }
+}
+
+/// Follows the preface through `bytes` from `matched` bytes in: the new count, or `None` when
+/// the bytes left the preface or completed it, with whether they completed it.
+fn follow(matched: u8, bytes: &[u8]) -> (Option<u8>, bool) {
+    let mut at = usize::from(matched);
+    for &byte in bytes {
+        if PREFACE[at] != byte {
+            return (None, false);
+        }
+        at += 1;
+        if at == PREFACE.len() {
+            return (None, true);
+        }
+    }
+    (Some(at as u8), false)
 }
 
 impl<IO: AsyncRead> AsyncRead for FirstByte<IO> {
@@ -40,20 +92,47 @@ impl<IO: AsyncRead> AsyncRead for FirstByte<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.project();
-        let Some(deadline) = this.deadline.as_mut() else {
+        if this.deadline.is_none() && this.matched.is_none() {
             return this.inner.poll_read(cx, buf);
-        };
+        }
         let before = buf.filled().len();
         match this.inner.poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
+                let new = &buf.filled()[before..];
+                if !new.is_empty() {
                     *this.deadline = None;
+                }
+                if let Some(matched) = *this.matched {
+                    let (still, preface) = follow(matched, new);
+                    *this.matched = still;
+                    let broken = match this.agreed {
+                        Agreed::H2 => still.is_none() && !preface,
+                        Agreed::Http1 => preface,
+                        Agreed::Nothing => false,
+                    };
+                    if broken {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "the first bytes break the protocol ALPN agreed ({:?})",
+                                this.agreed
+                            ),
+                        )));
+                    }
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => Poll::Ready(Err(
-                io::Error::new(io::ErrorKind::TimedOut, "no request began in time"),
-            )),
+            Poll::Pending
+                if this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready()) =>
+            {
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no request began in time",
+                )))
+            }
             other => other,
         }
     }
@@ -97,19 +176,52 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn silence_fails_the_read_and_a_first_byte_disarms_it() {
         let (client, server) = tokio::io::duplex(64);
-        let mut silent = FirstByte::new(server, Duration::from_secs(5));
+        let mut silent = FirstByte::new(server, Duration::from_secs(5), Agreed::Nothing);
         let mut buf = [0u8; 8];
         let err = silent.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         drop(client);
 
         let (mut client, server) = tokio::io::duplex(64);
-        let mut talking = FirstByte::new(server, Duration::from_secs(5));
+        let mut talking = FirstByte::new(server, Duration::from_secs(5), Agreed::Nothing);
         client.write_all(b"G").await.unwrap();
         assert_eq!(talking.read(&mut buf).await.unwrap(), 1);
         // Past the deadline, a connection that has spoken waits as long as it needs.
         tokio::time::sleep(Duration::from_secs(60)).await;
         client.write_all(b"ET").await.unwrap();
         assert_eq!(talking.read(&mut buf).await.unwrap(), 2);
+    }
+
+    /// Reads what `sent` (written in pieces of `piece` bytes) gives under `agreed`.
+    async fn opening(agreed: Agreed, sent: &[u8], piece: usize) -> io::Result<Vec<u8>> {
+        let (mut client, server) = tokio::io::duplex(256);
+        let mut conn = FirstByte::new(server, Duration::from_secs(5), agreed);
+        for chunk in sent.chunks(piece) {
+            client.write_all(chunk).await.unwrap();
+        }
+        drop(client);
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).await.map(|_| got)
+    }
+
+    #[tokio::test]
+    async fn the_opening_must_match_what_alpn_agreed_however_it_is_split() {
+        let h2 = [&PREFACE[..], b"\x00\x00\x00\x04"].concat();
+        let h1 = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
+        for piece in [1, 5, 64] {
+            assert!(opening(Agreed::H2, &h2, piece).await.is_ok());
+            assert!(opening(Agreed::Nothing, &h2, piece).await.is_ok());
+            assert!(opening(Agreed::Http1, h1, piece).await.is_ok());
+            assert!(opening(Agreed::Nothing, h1, piece).await.is_ok());
+            let wrong = opening(Agreed::H2, h1, piece).await.unwrap_err();
+            assert_eq!(wrong.kind(), io::ErrorKind::InvalidData);
+            let wrong = opening(Agreed::Http1, &h2, piece).await.unwrap_err();
+            assert_eq!(wrong.kind(), io::ErrorKind::InvalidData);
+            // A prefix of the preface followed by something else is not one.
+            let mut near = PREFACE[..10].to_vec();
+            near.extend_from_slice(b"XXXXXXXXXXXXXXXXXXXX");
+            assert!(opening(Agreed::H2, &near, piece).await.is_err());
+            assert!(opening(Agreed::Http1, &near, piece).await.is_ok());
+        }
     }
 }

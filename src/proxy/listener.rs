@@ -2,7 +2,7 @@
 //! on the handshake and on request headers, one task per connection (a panic stays in it), and
 //! a graceful close of every connection on shutdown.
 
-use super::first_byte::FirstByte;
+use super::first_byte::{Agreed, FirstByte};
 use super::per_ip::PerIp;
 use super::{handle, Conn, Edge};
 use crate::tls;
@@ -147,7 +147,8 @@ pub(crate) async fn serve_https(
                 }
             };
             let conn = Arc::new(Conn::new(peer, Some(name), edge.forwarder.affinity()));
-            let stream = FirstByte::new(stream, header_timeout);
+            let agreed = Agreed::from_alpn(stream.get_ref().1.alpn_protocol());
+            let stream = FirstByte::new(stream, header_timeout, agreed);
             serve_connection(stream, edge, conn, &builder, shutdown).await;
         }
     })
@@ -168,7 +169,7 @@ pub(crate) async fn serve_http(
         let header_timeout = limits.header_timeout;
         async move {
             let conn = Arc::new(Conn::new(peer, None, edge.forwarder.affinity()));
-            let stream = FirstByte::new(stream, header_timeout);
+            let stream = FirstByte::new(stream, header_timeout, Agreed::Nothing);
             serve_connection(stream, edge, conn, &builder, shutdown).await;
         }
     })
