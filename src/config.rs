@@ -33,13 +33,6 @@ pub(crate) struct ServeArgs {
     /// Site whose certificate answers TLS clients that send no SNI (else they are refused).
     #[arg(long, env = "PORTER_DEFAULT_SNI", value_parser = domain)]
     pub(crate) default_sni: Option<DomainName>,
-    /// Most client connections open at once, both listeners together.
-    #[arg(long, env = "PORTER_MAX_CONNECTIONS", default_value_t = 20_000)]
-    pub(crate) max_connections: usize,
-    /// Most client connections one client address (IPv4, or IPv6 /64) may hold open; 0 for no
-    /// limit.
-    #[arg(long, env = "PORTER_MAX_CONNECTIONS_PER_IP", default_value_t = 512)]
-    pub(crate) max_connections_per_ip: u32,
     /// Threads serving client connections (each runs its connections to their end); one per
     /// CPU the process may use when not given.
     #[arg(long, env = "PORTER_EDGE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -51,13 +44,6 @@ pub(crate) struct ServeArgs {
     /// direction (then the exchange is aborted).
     #[arg(long, env = "PORTER_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub(crate) upstream_timeout: Duration,
-    /// Time a client has to complete its TLS handshake.
-    #[arg(long, env = "PORTER_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
-    pub(crate) handshake_timeout: Duration,
-    /// Time a client has to send a request's headers, counted from the connection (or the end
-    /// of the previous request): a client that sends nothing, or trickles, is closed.
-    #[arg(long, env = "PORTER_HEADER_TIMEOUT", default_value = "30s", value_parser = duration)]
-    pub(crate) header_timeout: Duration,
     /// Time open connections get to finish at shutdown.
     #[arg(long, env = "PORTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     pub(crate) shutdown_grace: Duration,
@@ -72,7 +58,90 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "PORTER_TLS_TICKET_ROTATION", default_value = "12h", value_parser = duration)]
     pub(crate) tls_ticket_rotation: Duration,
     #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+    #[command(flatten)]
     pub(crate) acme: AcmeArgs,
+}
+
+/// What one client, one site or all of them together may hold of the edge: the flags of
+/// `porter serve` that bound clients. A count of 0 turns its limit off.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LimitArgs {
+    /// Most client connections open at once, both listeners together.
+    #[arg(long, env = "PORTER_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub(crate) max_connections: usize,
+    /// Most client connections one client address (IPv4, or IPv6 /64) may hold open.
+    #[arg(long, env = "PORTER_MAX_CONNECTIONS_PER_IP", default_value_t = 512)]
+    pub(crate) max_connections_per_ip: u32,
+    /// Most TLS handshakes one client address may have under way at once; more connections
+    /// are closed before their ClientHello is read.
+    #[arg(long, env = "PORTER_MAX_HANDSHAKES_PER_IP", default_value_t = 64)]
+    pub(crate) max_handshakes_per_ip: u32,
+    /// New TLS handshakes a second one client address may start (twice as many at once);
+    /// more connections are closed before their ClientHello is read.
+    #[arg(long, env = "PORTER_HANDSHAKE_RATE_PER_IP", default_value_t = 200)]
+    pub(crate) handshake_rate_per_ip: u32,
+    /// Time a client has to complete its TLS handshake.
+    #[arg(long, env = "PORTER_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub(crate) handshake_timeout: Duration,
+    /// Time a client has to send a request's headers, counted from the connection (or the end
+    /// of the previous request, so it is also the keep-alive idle time): a client that sends
+    /// nothing, or trickles, is closed.
+    #[arg(long, env = "PORTER_HEADER_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub(crate) header_timeout: Duration,
+    /// Largest request head (request line and headers) in bytes; larger is answered 431.
+    #[arg(long, env = "PORTER_MAX_HEADER_SIZE", default_value = "64KiB", value_parser = header_size)]
+    pub(crate) max_header_size: usize,
+    /// Most header fields in one request; more is answered 431.
+    #[arg(long, env = "PORTER_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub(crate) max_headers: u16,
+    /// Requests one site may have in flight at once (until their responses are sent), all
+    /// edge threads together; more wait in its queue.
+    #[arg(long, env = "PORTER_SITE_CONCURRENCY", default_value_t = 256)]
+    pub(crate) site_concurrency: u32,
+    /// Requests one upstream (or app) may have in flight at once, whichever sites they are
+    /// for; more wait in its queue.
+    #[arg(long, env = "PORTER_UPSTREAM_CONCURRENCY", default_value_t = 0)]
+    pub(crate) upstream_concurrency: u32,
+    /// Requests that may wait for a site's (or an upstream's) slot; more are answered 503 at
+    /// once.
+    #[arg(long, env = "PORTER_REQUEST_QUEUE", default_value_t = 256)]
+    pub(crate) request_queue: u32,
+    /// Time a request may wait in a queue before it is answered 503.
+    #[arg(long, env = "PORTER_QUEUE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub(crate) queue_timeout: Duration,
+    /// Requests a second one client address may send one site (a token bucket); more are
+    /// answered 429 with `Retry-After`.
+    #[arg(long, env = "PORTER_RATE_PER_CLIENT", default_value_t = 0)]
+    pub(crate) rate_per_client: u32,
+    /// Requests a client may send a site at once within its rate; twice the rate when 0.
+    #[arg(long, env = "PORTER_RATE_BURST", default_value_t = 0)]
+    pub(crate) rate_burst: u32,
+}
+
+/// A size in bytes: a number, with an optional `KiB` or `MiB`, at least 8 KiB (the smallest
+/// read buffer of hyper) and at most 1 MiB.
+fn header_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => t.split_at(at),
+        None => (t, ""),
+    };
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "KiB" => 1024,
+        "M" | "MiB" => 1024 * 1024,
+        other => return Err(format!("{other:?}: give bytes, KiB or MiB")),
+    };
+    let size = digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("{s:?} is not a size"))?;
+    if !(8 * 1024..=1024 * 1024).contains(&size) {
+        return Err(format!("{s:?}: between 8KiB and 1MiB"));
+    }
+    Ok(size)
 }
 
 /// The ACME flags of `porter serve`.
@@ -192,5 +261,21 @@ impl AcmeArgs {
             max_concurrent_orders: self.acme_concurrency,
             requests_per_second: self.acme_rate,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_size;
+
+    #[test]
+    fn header_sizes_read_as_bytes_within_bounds() {
+        assert_eq!(header_size("64KiB"), Ok(64 * 1024));
+        assert_eq!(header_size("16k"), Ok(16 * 1024));
+        assert_eq!(header_size("1MiB"), Ok(1024 * 1024));
+        assert_eq!(header_size("10000"), Ok(10_000));
+        for bad in ["", "4KiB", "2MiB", "64 GB", "x", "99999999999999999999999"] {
+            assert!(header_size(bad).is_err(), "{bad:?}");
+        }
     }
 }

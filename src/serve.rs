@@ -4,7 +4,9 @@
 use crate::admin::{self, AdminAddr, Discovery};
 use crate::apps::Supervisor;
 use crate::config::ServeArgs;
-use crate::proxy::{self, Edge, EdgeShared, EdgeThreads, Forwarder, Limits, PerIp};
+use crate::proxy::{
+    self, Admission, Bounds, Edge, EdgeShared, EdgeThreads, Forwarder, Limits, PerIp, Rates, Shed,
+};
 use crate::service::{Services, Start};
 use crate::{challenges, data_dir, reload, tls};
 use anyhow::Context as _;
@@ -136,12 +138,26 @@ async fn start_edge(
     let tickets = tls::Keyring::open(store.as_ref(), args.tls_ticket_rotation).await?;
     let tls_config = tls::server_config(sites.clone(), default_sni.clone(), tickets.clone())?;
     let https_port = https.local_addr()?.port();
+    let bounds = &args.limits;
+    let shed = Arc::new(Shed::default());
+    let queue = |limit| Bounds {
+        limit,
+        queue: bounds.request_queue,
+        wait: bounds.queue_timeout,
+    };
+    let admission = Arc::new(Admission::new(
+        queue(bounds.site_concurrency),
+        queue(bounds.upstream_concurrency),
+        (bounds.rate_per_client, bounds.rate_burst),
+        shed.clone(),
+    ));
     let edges = (0..edge_thread_count(args.edge_threads))
         .map(|_| {
             Arc::new(Edge {
                 apps: apps.clone(),
                 challenges: answers.clone(),
                 sites: sites.clone(),
+                admission: admission.clone(),
                 forwarder: Forwarder::new(args.upstream_connect_timeout, args.upstream_timeout),
                 https_port,
                 default_sni: default_sni.clone(),
@@ -149,10 +165,15 @@ async fn start_edge(
         })
         .collect::<Vec<_>>();
     let limits = Arc::new(Limits {
-        connections: Arc::new(tokio::sync::Semaphore::new(args.max_connections)),
-        per_ip: PerIp::new(args.max_connections_per_ip),
-        handshake_timeout: args.handshake_timeout,
-        header_timeout: args.header_timeout,
+        connections: Arc::new(tokio::sync::Semaphore::new(bounds.max_connections)),
+        per_ip: PerIp::new(bounds.max_connections_per_ip),
+        handshakes_per_ip: PerIp::new(bounds.max_handshakes_per_ip),
+        handshake_rate: Rates::new(bounds.handshake_rate_per_ip, 0),
+        handshake_timeout: bounds.handshake_timeout,
+        header_timeout: bounds.header_timeout,
+        max_header_size: bounds.max_header_size,
+        max_headers: usize::from(bounds.max_headers),
+        shed,
     });
     let (rotation, ticket_store) = (args.tls_ticket_rotation, store.clone());
     services.start("ticket keys", Start::Now, |stop| {

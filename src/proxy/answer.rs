@@ -36,6 +36,11 @@ pub(crate) enum Own {
     ChallengesLoading,
     /// 503 with `Retry-After`: the site's app cannot serve now.
     App(Unavailable),
+    /// 429 with `Retry-After`: the client is over its request rate for the site.
+    TooMany(std::time::Duration),
+    /// 503 with `Retry-After`: the site (or its upstream) has every request slot taken and
+    /// its queue full.
+    Busy,
     /// 502: the upstream refused or broke off the exchange.
     Unreachable,
     /// 504: the upstream did not answer in time.
@@ -55,7 +60,10 @@ impl Own {
                 StatusCode::MISDIRECTED_REQUEST
             }
             Own::Connect => StatusCode::METHOD_NOT_ALLOWED,
-            Own::Loading | Own::ChallengesLoading | Own::App(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Own::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            Own::Loading | Own::ChallengesLoading | Own::App(_) | Own::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Own::Unreachable => StatusCode::BAD_GATEWAY,
             Own::TimedOut => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -76,6 +84,8 @@ impl Own {
             Own::Loading => "the sites are still loading; try again shortly".into(),
             Own::ChallengesLoading => "challenge answers are not loaded yet".into(),
             Own::App(why) => why.to_string(),
+            Own::TooMany(_) => "too many requests; slow down".into(),
+            Own::Busy => "the site is busy; try again shortly".into(),
             Own::Unreachable => "the upstream is unreachable".into(),
             Own::TimedOut => "the upstream did not answer in time".into(),
         }
@@ -106,6 +116,14 @@ impl Own {
                     }
                     Own::App(_) => {
                         headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+                    }
+                    Own::Busy => {
+                        headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+                    }
+                    Own::TooMany(wait) => {
+                        // Whole seconds, rounded up: a client back at the second is let in.
+                        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                        headers.insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
                     }
                     _ => {}
                 }

@@ -111,6 +111,8 @@ impl<IO: AsyncRead> AsyncRead for FirstByte<IO> {
                         Agreed::Nothing => false,
                     };
                     if broken {
+                        // What was read is not handed on: the error is all there is.
+                        buf.set_filled(before);
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::InvalidData,
                             format!(

@@ -7,10 +7,9 @@
 use super::answer::Own;
 use super::body::{Body, UpstreamBody};
 use super::headers;
-use super::held::Held;
+use super::held::{Held, Holding};
 use super::idle::IdleTimeout;
 use super::pool::{Affinity, Loan, Pool};
-use crate::apps::Lease;
 use http::header::HOST;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
@@ -69,15 +68,14 @@ impl Forwarder {
     }
 
     /// A streamed upstream response as the body type Porter answers with, bounded by the idle
-    /// deadline. The lease of an app, if the site has one, and the loan of the upstream
-    /// connection are held until the body is done.
+    /// deadline. What it holds (the app's lease, the upstream connection's loan, the request's
+    /// slots) is held until the body is done.
     pub(crate) fn stream_back(
         &self,
         response: Response<Incoming>,
-        lease: Option<Lease>,
-        loan: Option<Loan>,
+        holding: Holding,
     ) -> Response<Body> {
-        response.map(|body| Held::new(IdleTimeout::new(body, self.timeout), (lease, loan)).boxed())
+        response.map(|body| Held::new(IdleTimeout::new(body, self.timeout), holding).boxed())
     }
 
     /// Rewrites `req` for `upstream` (see [`rewrite`]) and sends it on a connection of

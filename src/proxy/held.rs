@@ -1,7 +1,9 @@
 //! A body that holds something until the body is done: an app lease (an app counts a request
-//! in flight until its response has been streamed, not just until its headers) and the loan of
-//! the upstream connection (which may serve another exchange only once this body is read).
+//! in flight until its response has been streamed, not just until its headers), the loan of
+//! the upstream connection (which may serve another exchange only once this body is read) and
+//! the request's concurrency slots.
 
+use super::gate::Pass;
 use super::pool::Loan;
 use crate::apps::Lease;
 use hyper::body::{Body, Frame, SizeHint};
@@ -16,24 +18,25 @@ pub(crate) trait Finish {
     fn finish(self);
 }
 
-impl Finish for Lease {
-    fn finish(self) {}
+/// What a relayed response holds: the app's lease, the upstream connection's loan and the
+/// request's concurrency slots (site and upstream).
+pub(crate) struct Holding {
+    pub(crate) lease: Option<Lease>,
+    pub(crate) loan: Option<Loan>,
+    pub(crate) slots: Slots,
 }
 
-impl Finish for Loan {
-    fn finish(self) {
-        self.give_back();
-    }
-}
+/// A request's concurrency slots, held until its response is done.
+pub(crate) type Slots = (Option<Pass>, Option<Pass>);
 
-impl<A: Finish, B: Finish> Finish for (Option<A>, Option<B>) {
+impl Finish for Holding {
     fn finish(self) {
-        if let Some(a) = self.0 {
-            a.finish();
+        // The loan goes home to be reused; the lease and the slots are let go.
+        let Holding { lease, loan, slots } = self;
+        if let Some(loan) = loan {
+            loan.give_back();
         }
-        if let Some(b) = self.1 {
-            b.finish();
-        }
+        drop((lease, slots));
     }
 }
 

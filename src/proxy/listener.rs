@@ -3,13 +3,16 @@
 //! a graceful close of every connection on shutdown.
 
 use super::first_byte::{Agreed, FirstByte};
-use super::per_ip::PerIp;
+use super::per_ip::{client_key, Counted, PerIp};
+use super::rate::Rates;
+use super::shed::{Reason, Shed};
 use super::{handle, Conn, Edge};
 use crate::tls;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,11 +27,37 @@ pub(crate) struct Limits {
     pub(crate) connections: Arc<Semaphore>,
     /// Open client connections of each client address, both listeners together.
     pub(crate) per_ip: Arc<PerIp>,
+    /// TLS handshakes under way of each client address.
+    pub(crate) handshakes_per_ip: Arc<PerIp>,
+    /// New TLS handshakes of each client address.
+    pub(crate) handshake_rate: Rates<IpAddr>,
     /// Time allowed for a TLS handshake.
     pub(crate) handshake_timeout: Duration,
     /// Time allowed for a connection's first byte, for a request's headers to arrive, and for an
     /// idle HTTP/1 keep-alive.
     pub(crate) header_timeout: Duration,
+    /// Largest request head, in bytes.
+    pub(crate) max_header_size: usize,
+    /// Most header fields in a request.
+    pub(crate) max_headers: usize,
+    /// What is refused, for the log.
+    pub(crate) shed: Arc<Shed>,
+}
+
+impl Limits {
+    /// Whether `peer` may start a TLS handshake now (refused before its ClientHello is read,
+    /// the cheapest point), with what counts it while it is under way.
+    fn handshake(&self, peer: IpAddr) -> Option<Option<Counted>> {
+        if self.handshake_rate.take(client_key(peer)).is_err() {
+            self.shed.note(Reason::HandshakeRate);
+            return None;
+        }
+        let counted = self.handshakes_per_ip.admit(peer);
+        if counted.is_none() {
+            self.shed.note(Reason::HandshakesPerIp);
+        }
+        counted
+    }
 }
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -37,10 +66,13 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_size)
+        .max_headers(limits.max_headers)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_size as u32)
         .enable_connect_protocol()
         .max_concurrent_streams(256)
         .keep_alive_interval(Duration::from_secs(30))
@@ -74,11 +106,11 @@ async fn accept_loop<F, Fut>(
             },
         };
         let Ok(permit) = limits.connections.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "connection limit reached; closing");
+            limits.shed.note(Reason::Connections);
             continue;
         };
         let Some(counted) = limits.per_ip.admit(peer.ip()) else {
-            tracing::debug!(%peer, "connection limit of its address reached; closing");
+            limits.shed.note(Reason::ConnectionsPerIp);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -119,7 +151,12 @@ pub(crate) async fn serve_https(
             shutdown.clone(),
         );
         let (handshake_timeout, header_timeout) = (limits.handshake_timeout, limits.header_timeout);
+        let handshaking = limits.handshake(peer.ip());
         async move {
+            // Closed at once, before a byte is read.
+            let Some(handshaking) = handshaking else {
+                return;
+            };
             // Boxed, like the connection in `serve_connection`: each phase then costs its own
             // size only while it runs, where one future would hold the largest of them for the
             // connection's life (8 KiB of every idle connection before).
@@ -134,6 +171,7 @@ pub(crate) async fn serve_https(
                 ),
             ))
             .await;
+            drop(handshaking);
             let (stream, name) = match accepted {
                 Ok(Ok(Some(pair))) => pair,
                 Ok(Ok(None)) => return,

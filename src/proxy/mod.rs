@@ -2,33 +2,41 @@
 //! HTTPS, forward it, or tunnel it (WebSocket). This module is the face: what the edge threads
 //! share ([`Edge`]) and know of a connection ([`Conn`]); the request path is in `request`.
 
+mod admission;
 mod answer;
 mod body;
 mod challenge;
 mod connector;
 mod first_byte;
 mod forward;
+mod gate;
 mod headers;
 mod held;
 mod idle;
 mod listener;
 mod per_ip;
 mod pool;
+mod rate;
 mod request;
 mod route;
+mod shed;
 mod threads;
 mod upgrade;
 
+pub(crate) use admission::Admission;
 pub(crate) use forward::Forwarder;
+pub(crate) use gate::Bounds;
 pub(crate) use listener::{drain, Limits};
 pub(crate) use per_ip::PerIp;
+pub(crate) use rate::Rates;
 pub(crate) use request::handle;
+pub(crate) use shed::Shed;
 pub(crate) use threads::{EdgeThreads, Shared as EdgeShared};
 
 use crate::reload::LiveSites;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// What the connections of one edge thread share: the current snapshot (the same for all
@@ -40,6 +48,8 @@ pub(crate) struct Edge {
     pub(crate) challenges: Arc<ArcSwap<crate::challenges::Answers>>,
     /// The sites being served.
     pub(crate) sites: Arc<LiveSites>,
+    /// The request bounds every edge thread shares.
+    pub(crate) admission: Arc<Admission>,
     /// Pooled upstream connections.
     pub(crate) forwarder: Forwarder,
     /// The port HTTPS is served on, for redirects (omitted from the URL when 443).
@@ -50,6 +60,8 @@ pub(crate) struct Edge {
 
 /// What is known of the connection a request came on.
 pub(crate) struct Conn {
+    /// The client's address.
+    pub(crate) peer: IpAddr,
     /// The client's address as `X-Forwarded-For` carries it, made once per connection.
     pub(crate) forwarded_for: HeaderValue,
     /// For HTTPS, the name the certificate was chosen for; `None` on plain HTTP.
@@ -66,6 +78,7 @@ impl Conn {
         affinity: Arc<pool::Affinity>,
     ) -> Self {
         Conn {
+            peer: peer.ip(),
             forwarded_for: HeaderValue::from_str(&peer.ip().to_string())
                 .expect("an IP address is a valid header value"),
             tls_name,

@@ -60,7 +60,7 @@ impl Drop for Counted {
 
 /// What connections are counted by: the IPv4 address (an IPv4-mapped IPv6 address is one), or
 /// the /64 of an IPv6 one.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -3,7 +3,8 @@
 //!    transfer codings other than one `chunked`);
 //! 1. [`route`]: the site the request is for, or an answer of Porter's own (an ACME challenge,
 //!    a redirect to HTTPS, an unknown name, a connection whose certificate is another site's);
-//! 2. [`admit`]: whether it may go on (where limits, the WAF and a cache plug in);
+//! 2. [`admit`] and [`Admission`](super::Admission): whether it may go on (the client's rate,
+//!    the site's and upstream's slots; where the WAF and a cache plug in);
 //! 3. [`upstream_peer`]: where it goes: the site's upstream, or its app (started on demand);
 //! 4. [`upstream_request`]: what the upstream must get that the client left out (the rest of
 //!    the rewrite, hop-by-hop headers and `X-Forwarded-*`, is the forwarder's);
@@ -13,6 +14,7 @@
 use super::answer::Own;
 use super::body::{full, Body};
 use super::forward::Forwarded;
+use super::held::Holding;
 use super::{headers, route, upgrade, Conn, Edge};
 use crate::apps::Lease;
 use crate::snapshot::SiteEntry;
@@ -44,6 +46,7 @@ async fn serve(
     well_formed(&req)?;
     let site = route(&edge, &conn, &req).await?;
     admit(&req)?;
+    let mut slots = edge.admission.admit(&site, conn.peer).await?;
     let mut lease = upstream_peer(&edge, &site).await?;
     let upstream = match (&site.target, &lease) {
         (_, Some(lease)) => &lease.upstream,
@@ -73,9 +76,15 @@ async fn serve(
         ))
         .await?;
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(edge.forwarder.stream_back(response, lease, Some(loan)));
+            let holding = Holding {
+                lease,
+                loan: Some(loan),
+                slots,
+            };
+            return Ok(edge.forwarder.stream_back(response, holding));
         }
-        // The upstream connection becomes the tunnel: its loan ends here, unreturned.
+        // The upstream connection becomes the tunnel: its loan ends here, unreturned. A tunnel
+        // lives long and sends no requests: its slots are let go.
         let answer = upgrade::h2_response_for_switch(&response);
         upgrade::tunnel(client_upgrade, hyper::upgrade::on(&mut response), lease);
         return Ok(answer.map(|()| full("")));
@@ -90,11 +99,14 @@ async fn serve(
     let mut loan = Some(loan);
     if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
         upgrade::tunnel(client, hyper::upgrade::on(&mut response), lease.take());
-        // The upstream connection is the tunnel now, never to be reused.
+        // The upstream connection is the tunnel now, never to be reused; a tunnel lives long
+        // and sends no requests, so it holds no request slot.
         loan = None;
+        slots = (None, None);
     }
     client_response(&site, https, &mut response);
-    Ok(edge.forwarder.stream_back(response, lease, loan))
+    let holding = Holding { lease, loan, slots };
+    Ok(edge.forwarder.stream_back(response, holding))
 }
 
 /// Refuses what no intermediary may pass on (RFC 9112): more than one `Host`, and transfer

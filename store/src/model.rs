@@ -33,7 +33,7 @@ fn default_hsts() -> u64 {
 }
 
 /// What a site's requests are handed to.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     /// A running server Porter forwards to.

@@ -268,6 +268,11 @@ impl Backend {
         Backend::spawn(&["--unix", path.to_str().unwrap()])
     }
 
+    /// A backend that answers at most `workers` GET requests at once; the others wait.
+    pub fn start_with_workers(workers: u32) -> Backend {
+        Backend::spawn(&["--workers", &workers.to_string()])
+    }
+
     fn spawn(args: &[&str]) -> Backend {
         require("python3", "python3");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/backend.py");

@@ -1,0 +1,117 @@
+//! What the edge refuses to stay up under load, counted by reason and logged once per interval
+//! (not once per refusal, which under attack would be a second attack, on the logs).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Why something was refused.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reason {
+    /// A connection, over the total connection limit.
+    Connections,
+    /// A connection, over its address's connection limit.
+    ConnectionsPerIp,
+    /// A TLS connection, over its address's concurrent handshakes.
+    HandshakesPerIp,
+    /// A TLS connection, over its address's handshake rate.
+    HandshakeRate,
+    /// A request, its site's or upstream's slots and queue full (or waited out).
+    Queue,
+    /// A request, over its client's rate for the site.
+    ClientRate,
+}
+
+const REASONS: [(Reason, &str); 6] = [
+    (Reason::Connections, "connections over the total limit"),
+    (
+        Reason::ConnectionsPerIp,
+        "connections over their address's limit",
+    ),
+    (
+        Reason::HandshakesPerIp,
+        "handshakes over their address's concurrency",
+    ),
+    (
+        Reason::HandshakeRate,
+        "handshakes over their address's rate",
+    ),
+    (
+        Reason::Queue,
+        "requests with their site's or upstream's queue full",
+    ),
+    (Reason::ClientRate, "requests over their client's rate"),
+];
+
+/// How often what was refused is logged, at most.
+const INTERVAL: Duration = Duration::from_secs(10);
+
+/// Refusals counted since they were last logged.
+pub(crate) struct Shed {
+    counts: [AtomicU64; REASONS.len()],
+    started: Instant,
+    /// When they were last logged, in milliseconds since `started`.
+    logged_ms: AtomicU64,
+}
+
+impl Default for Shed {
+    fn default() -> Self {
+        Shed {
+            counts: Default::default(),
+            started: Instant::now(),
+            logged_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Shed {
+    /// Counts one refusal, and logs the counts when the interval has passed.
+    pub(crate) fn note(&self, reason: Reason) {
+        self.counts[reason as usize].fetch_add(1, Ordering::Relaxed);
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.logged_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < INTERVAL.as_millis() as u64
+            || self
+                .logged_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        tracing::warn!(
+            "shedding load: refused {} in the last {} s",
+            self.take_counts(),
+            (now - last).div_ceil(1000)
+        );
+    }
+
+    /// The counts as text, zeroed.
+    fn take_counts(&self) -> String {
+        REASONS
+            .iter()
+            .filter_map(|(reason, what)| {
+                let n = self.counts[*reason as usize].swap(0, Ordering::Relaxed);
+                (n > 0).then(|| format!("{n} {what}"))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_kept_by_reason_and_taken_once() {
+        let shed = Shed::default();
+        // The first interval has not passed: counted, not logged.
+        shed.note(Reason::HandshakeRate);
+        shed.note(Reason::HandshakeRate);
+        shed.note(Reason::Queue);
+        assert_eq!(
+            shed.take_counts(),
+            "2 handshakes over their address's rate, 1 requests with their site's or upstream's queue full"
+        );
+        assert_eq!(shed.take_counts(), "");
+    }
+}
