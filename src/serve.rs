@@ -161,6 +161,7 @@ async fn start_edge(
                 forwarder: Forwarder::new(args.upstream_connect_timeout, args.upstream_timeout),
                 https_port,
                 default_sni: default_sni.clone(),
+                crowded: tokio::sync::Notify::new(),
             })
         })
         .collect::<Vec<_>>();
@@ -174,6 +175,8 @@ async fn start_edge(
         max_header_size: bounds.max_header_size,
         max_headers: usize::from(bounds.max_headers),
         shed,
+        // 5 % of the limit (at least one): from there on, idle connections make room.
+        crowded_below: (bounds.max_connections / 20).max(1),
     });
     let (rotation, ticket_store) = (args.tls_ticket_rotation, store.clone());
     services.start("ticket keys", Start::Now, |stop| {

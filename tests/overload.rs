@@ -539,3 +539,71 @@ async fn silent_connections_at_the_connection_limit_are_closed_and_new_clients_s
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Sends `GET path` for a.test on `stream` (kept alive) and reads the whole answer; its status,
+/// or `None` when the connection was closed instead.
+async fn exchange(stream: &mut TcpStream, path: &str) -> Option<String> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = header(head, "content-length")?.parse().ok()?;
+            if body.len() >= length {
+                return Some(status(head).to_owned());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn near_the_connection_limit_idle_keep_alive_connections_make_room_for_new_clients() {
+    let _alone = alone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start();
+    let porter = Porter::start(&dir.path().join("data"), &["--max-connections", "100"]);
+    add_sites(&porter, &["a.test"], &backend.addr);
+
+    // One connection with a request under way, and 99 idle after one answer each: all 100
+    // (those opened past 95 already make room as they come).
+    let mut busy = connect_from(ip("127.0.0.2"), porter.http).await.unwrap();
+    assert_eq!(exchange(&mut busy, "/").await.as_deref(), Some("200"));
+    let slow = tokio::spawn(async move { exchange(&mut busy, "/slow/2").await });
+    let mut idle = Vec::new();
+    for _ in 0..99 {
+        let mut stream = connect_from(ip("127.0.0.2"), porter.http).await.unwrap();
+        assert_eq!(exchange(&mut stream, "/").await.as_deref(), Some("200"));
+        idle.push(stream);
+    }
+
+    // 20 new clients, one after the other: each is served (none refused for want of a slot).
+    for n in 0..20 {
+        let (head, _) = get_from(ip("127.0.0.3"), porter.http, "a.test", "/")
+            .await
+            .unwrap_or_else(|| panic!("new client {n} was refused"));
+        assert_eq!(status(&head), "200");
+    }
+    // The idle made the room; the request under way was not cut.
+    let mut closed_idle = 0;
+    for stream in idle.iter_mut() {
+        if closed(stream).await {
+            closed_idle += 1;
+        }
+    }
+    assert!(closed_idle > 0, "no idle connection was closed");
+    assert_eq!(
+        slow.await.unwrap().as_deref(),
+        Some("200"),
+        "the busy one finished"
+    );
+}

@@ -10,9 +10,7 @@ use super::headers;
 use super::held::{Held, Holding};
 use super::idle::IdleTimeout;
 use super::pool::{Affinity, Loan, Pool};
-use http::header::HOST;
-use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Empty};
 use hyper::body::Incoming;
 use porter_store::Upstream;
@@ -192,39 +190,14 @@ fn closed_before_answering(e: &hyper::Error) -> bool {
             .is_some_and(|io| matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted))
 }
 
-/// `req` as the upstream gets it: origin-form target, HTTP/1.1, hop-by-hop headers out,
-/// `Host` the routed authority, `X-Forwarded-*` and `X-Real-IP` set.
+/// `req` as the upstream gets it (see [`headers::upstream_head`]).
 fn rewrite(
     req: Request<UpstreamBody>,
     forwarded: &Forwarded<'_>,
     upgrade: bool,
 ) -> Request<UpstreamBody> {
     let (mut parts, body) = req.into_parts();
-    // The authority the request was routed by wins over a `Host` that says otherwise (RFC 9112
-    // section 3.2.2, RFC 9113 section 8.3.1): the upstream must see the name it serves.
-    let host = parts
-        .uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        .or_else(|| parts.headers.get(HOST).cloned());
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::set_forwarded(
-        &mut parts.headers,
-        forwarded.client,
-        forwarded.proto,
-        host.as_ref(),
-    );
-    if let Some(host) = host {
-        parts.headers.insert(HOST, host);
-    }
-    parts.uri = Uri::from(
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-    );
-    parts.version = Version::HTTP_11;
+    headers::upstream_head(&mut parts, forwarded.client, forwarded.proto, upgrade);
     Request::from_parts(parts, body)
 }
 

@@ -1,10 +1,82 @@
-//! Header rewriting between client and upstream: hop-by-hop headers out (RFC 9110 section 7.6.1),
-//! `X-Forwarded-*` set by Porter alone. Pure functions, table-tested.
+//! The request head between client and upstream: what no intermediary may pass on is refused
+//! (RFC 9112), the routed authority becomes `Host`, hop-by-hop headers go (RFC 9110 section
+//! 7.6.1), `X-Forwarded-*` are set by Porter alone. Pure functions, table-tested and fuzzed
+//! (`fuzz/`, which compiles this file on its own: it uses `http` alone).
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, PROXY_AUTHORIZATION, TE, TRAILER,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
+use http::uri::PathAndQuery;
+use http::{Uri, Version};
+
+/// Why a request head may not be passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unfit {
+    /// A message no intermediary may pass on: why.
+    Malformed(&'static str),
+    /// A transfer coding other than `chunked` (RFC 9112 section 6.1).
+    UnknownCoding,
+}
+
+/// Refuses what no intermediary may pass on (RFC 9112): more than one `Host`, and transfer
+/// codings other than one `chunked` (a body framed differently by Porter and the upstream is
+/// how requests are smuggled).
+pub(crate) fn well_formed(headers: &HeaderMap) -> Result<(), Unfit> {
+    if headers.get_all(HOST).iter().nth(1).is_some() {
+        return Err(Unfit::Malformed("more than one Host header"));
+    }
+    let codings = headers.get_all(TRANSFER_ENCODING);
+    if codings.iter().next().is_none() {
+        return Ok(());
+    }
+    let mut chunked = 0;
+    for coding in codings
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+    {
+        if !coding.eq_ignore_ascii_case("chunked") {
+            return Err(Unfit::UnknownCoding);
+        }
+        chunked += 1;
+    }
+    if chunked > 1 {
+        return Err(Unfit::Malformed("chunked is applied more than once"));
+    }
+    Ok(())
+}
+
+/// Makes `parts` the head the upstream gets: origin-form target, HTTP/1.1, hop-by-hop headers
+/// out (an upgrade kept when `upgrade`), `Host` the routed authority, `X-Forwarded-*` and
+/// `X-Real-IP` set for `client` over `proto`.
+pub(crate) fn upstream_head(
+    parts: &mut http::request::Parts,
+    client: &HeaderValue,
+    proto: &'static str,
+    upgrade: bool,
+) {
+    // The authority the request was routed by wins over a `Host` that says otherwise (RFC 9112
+    // section 3.2.2, RFC 9113 section 8.3.1): the upstream must see the name it serves.
+    let host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(HOST).cloned());
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    set_forwarded(&mut parts.headers, client, proto, host.as_ref());
+    if let Some(host) = host {
+        parts.headers.insert(HOST, host);
+    }
+    parts.uri = Uri::from(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    parts.version = Version::HTTP_11;
+}
 
 // Names as constants: a `&str` name is parsed at every use, and a non-standard one is copied
 // into a new allocation each time it is inserted.

@@ -42,6 +42,9 @@ pub(crate) struct Limits {
     pub(crate) max_headers: usize,
     /// What is refused, for the log.
     pub(crate) shed: Arc<Shed>,
+    /// Below this many free connection slots, idle keep-alive connections are closed to make
+    /// room (new clients come before idle ones).
+    pub(crate) crowded_below: usize,
 }
 
 impl Limits {
@@ -84,6 +87,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// gracefully; `tracker` learns of every connection task.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
+    edge: &Edge,
     limits: &Limits,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
@@ -92,6 +96,8 @@ async fn accept_loop<F, Fut>(
     F: Fn(TcpStream, std::net::SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    // When this thread last asked its idle connections to make room.
+    let mut made_room: Option<std::time::Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -105,6 +111,14 @@ async fn accept_loop<F, Fut>(
                 }
             },
         };
+        if limits.connections.available_permits() < limits.crowded_below
+            && made_room.is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            // Near the limit: idle keep-alive connections go first, so that new clients are
+            // not the ones refused. At most once a second: each call wakes every connection.
+            made_room = Some(std::time::Instant::now());
+            edge.crowded.notify_waiters();
+        }
         let Ok(permit) = limits.connections.clone().try_acquire_owned() else {
             limits.shed.note(Reason::Connections);
             continue;
@@ -143,53 +157,62 @@ pub(crate) async fn serve_https(
     tracker: TaskTracker,
 ) {
     let builder = Arc::new(http_builder(&limits));
-    accept_loop(listener, &limits, &shutdown, &tracker, |stream, peer| {
-        let (edge, config, builder, shutdown) = (
-            edge.clone(),
-            config.clone(),
-            builder.clone(),
-            shutdown.clone(),
-        );
-        let (handshake_timeout, header_timeout) = (limits.handshake_timeout, limits.header_timeout);
-        let handshaking = limits.handshake(peer.ip());
-        async move {
-            // Closed at once, before a byte is read.
-            let Some(handshaking) = handshaking else {
-                return;
-            };
-            // Boxed, like the connection in `serve_connection`: each phase then costs its own
-            // size only while it runs, where one future would hold the largest of them for the
-            // connection's life (8 KiB of every idle connection before).
-            let accepted = Box::pin(tokio::time::timeout(
-                handshake_timeout,
-                tls::accept(
-                    stream,
-                    &config,
-                    &edge.sites,
-                    &edge.challenges,
-                    edge.default_sni.as_deref(),
-                ),
-            ))
-            .await;
-            drop(handshaking);
-            let (stream, name) = match accepted {
-                Ok(Ok(Some(pair))) => pair,
-                Ok(Ok(None)) => return,
-                Ok(Err(refused)) => {
-                    tracing::debug!(%peer, %refused, "TLS connection refused");
+    accept_loop(
+        listener,
+        &edge,
+        &limits,
+        &shutdown,
+        &tracker,
+        |stream, peer| {
+            let (edge, config, builder, shutdown) = (
+                edge.clone(),
+                config.clone(),
+                builder.clone(),
+                shutdown.clone(),
+            );
+            let (handshake_timeout, header_timeout) =
+                (limits.handshake_timeout, limits.header_timeout);
+            let shed = limits.shed.clone();
+            let handshaking = limits.handshake(peer.ip());
+            async move {
+                // Closed at once, before a byte is read.
+                let Some(handshaking) = handshaking else {
                     return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let conn = Arc::new(Conn::new(peer, Some(name), edge.forwarder.affinity()));
-            let agreed = Agreed::from_alpn(stream.get_ref().1.alpn_protocol());
-            let stream = FirstByte::new(stream, header_timeout, agreed);
-            serve_connection(stream, edge, conn, &builder, shutdown).await;
-        }
-    })
+                };
+                // Boxed, like the connection in `serve_connection`: each phase then costs its own
+                // size only while it runs, where one future would hold the largest of them for the
+                // connection's life (8 KiB of every idle connection before).
+                let accepted = Box::pin(tokio::time::timeout(
+                    handshake_timeout,
+                    tls::accept(
+                        stream,
+                        &config,
+                        &edge.sites,
+                        &edge.challenges,
+                        edge.default_sni.as_deref(),
+                    ),
+                ))
+                .await;
+                drop(handshaking);
+                let (stream, name) = match accepted {
+                    Ok(Ok(Some(pair))) => pair,
+                    Ok(Ok(None)) => return,
+                    Ok(Err(refused)) => {
+                        tracing::debug!(%peer, %refused, "TLS connection refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let conn = Arc::new(Conn::new(peer, Some(name), edge.forwarder.affinity()));
+                let agreed = Agreed::from_alpn(stream.get_ref().1.alpn_protocol());
+                let stream = FirstByte::new(stream, header_timeout, agreed);
+                serve_connection(stream, edge, conn, &builder, shutdown, shed).await;
+            }
+        },
+    )
     .await;
 }
 
@@ -202,46 +225,73 @@ pub(crate) async fn serve_http(
     tracker: TaskTracker,
 ) {
     let builder = Arc::new(http_builder(&limits));
-    accept_loop(listener, &limits, &shutdown, &tracker, |stream, peer| {
-        let (edge, builder, shutdown) = (edge.clone(), builder.clone(), shutdown.clone());
-        let header_timeout = limits.header_timeout;
-        async move {
-            let conn = Arc::new(Conn::new(peer, None, edge.forwarder.affinity()));
-            let stream = FirstByte::new(stream, header_timeout, Agreed::Nothing);
-            serve_connection(stream, edge, conn, &builder, shutdown).await;
-        }
-    })
+    accept_loop(
+        listener,
+        &edge,
+        &limits,
+        &shutdown,
+        &tracker,
+        |stream, peer| {
+            let (edge, builder, shutdown) = (edge.clone(), builder.clone(), shutdown.clone());
+            let (header_timeout, shed) = (limits.header_timeout, limits.shed.clone());
+            async move {
+                let conn = Arc::new(Conn::new(peer, None, edge.forwarder.affinity()));
+                let stream = FirstByte::new(stream, header_timeout, Agreed::Nothing);
+                serve_connection(stream, edge, conn, &builder, shutdown, shed).await;
+            }
+        },
+    )
     .await;
 }
 
-/// Serves HTTP on `io` until it ends or `shutdown`. Not an `async fn`: the connection (which
-/// takes `io` in) is made and boxed at once, so the future returned does not also keep a
-/// second, dead slot for `io`, which for TLS is the whole rustls connection.
+/// Serves HTTP on `io` until it ends or `shutdown`, closing it early (gracefully) when the
+/// edge is crowded and it is idle. Not an `async fn`: the connection (which takes `io` in) is
+/// made and boxed at once, so the future returned does not also keep a second, dead slot for
+/// `io`, which for TLS is the whole rustls connection.
 fn serve_connection<'b, IO>(
     io: IO,
     edge: Arc<Edge>,
     conn: Arc<Conn>,
     builder: &'b auto::Builder<TokioExecutor>,
     shutdown: CancellationToken,
+    shed: Arc<Shed>,
 ) -> impl std::future::Future<Output = ()> + 'b
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let crowding = edge.clone();
+    let watched = conn.clone();
     let service = hyper::service::service_fn(move |req| {
         let (edge, conn) = (edge.clone(), conn.clone());
-        async move { Ok::<_, Infallible>(handle(edge, conn, req).await) }
+        let handling = conn.handling();
+        async move {
+            let response = handle(edge, conn, req).await;
+            drop(handling);
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut connection =
         Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     async move {
-        let result = tokio::select! {
-            // In order: the connection is what wakes this task nearly every time, and no
-            // random draw per wake-up.
-            biased;
-            result = connection.as_mut() => result,
-            _ = shutdown.cancelled() => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
+        let mut closing = false;
+        let result = loop {
+            tokio::select! {
+                // In order: the connection is what wakes this task nearly every time, and no
+                // random draw per wake-up.
+                biased;
+                result = connection.as_mut() => break result,
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    break connection.await;
+                }
+                _ = crowding.crowded.notified(), if !closing => {
+                    if watched.idle() {
+                        // What is under way finishes; the connection closes after it.
+                        closing = true;
+                        shed.note(Reason::Idle);
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
             }
         };
         if let Err(e) = result {

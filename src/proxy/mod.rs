@@ -37,6 +37,7 @@ use crate::reload::LiveSites;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// What the connections of one edge thread share: the current snapshot (the same for all
@@ -56,6 +57,8 @@ pub(crate) struct Edge {
     pub(crate) https_port: u16,
     /// The name used when a TLS client sends no SNI.
     pub(crate) default_sni: Option<String>,
+    /// Woken when the edge nears its connection limit: this thread's idle connections close.
+    pub(crate) crowded: tokio::sync::Notify,
 }
 
 /// What is known of the connection a request came on.
@@ -68,6 +71,11 @@ pub(crate) struct Conn {
     pub(crate) tls_name: Option<String>,
     /// The upstream connection its requests reuse.
     pub(crate) affinity: Arc<pool::Affinity>,
+    /// Requests being handled (until their response heads), to tell an idle connection.
+    pub(crate) in_flight: AtomicU32,
+    /// Whether a request has been answered: a connection that has not spoken yet is not an
+    /// idle keep-alive one (its first request may be on its way).
+    pub(crate) answered: AtomicBool,
 }
 
 impl Conn {
@@ -83,6 +91,31 @@ impl Conn {
                 .expect("an IP address is a valid header value"),
             tls_name,
             affinity,
+            in_flight: AtomicU32::new(0),
+            answered: AtomicBool::new(false),
         }
+    }
+
+    /// Counts a request as being handled until the guard is dropped (answered or cancelled).
+    pub(crate) fn handling(self: &Arc<Self>) -> Handling {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Handling(Arc::clone(self))
+    }
+
+    /// Whether it is an idle keep-alive connection: it has been answered and no request is
+    /// being handled (it waits for its next request, or streams a response whose head has
+    /// gone, which a graceful close lets finish).
+    pub(crate) fn idle(&self) -> bool {
+        self.answered.load(Ordering::Relaxed) && self.in_flight.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// A request being handled on its connection.
+pub(crate) struct Handling(Arc<Conn>);
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.answered.store(true, Ordering::Relaxed);
     }
 }

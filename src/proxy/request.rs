@@ -19,7 +19,7 @@ use super::{headers, route, upgrade, Conn, Edge};
 use crate::apps::Lease;
 use crate::snapshot::SiteEntry;
 use futures_util::FutureExt as _;
-use http::header::{HOST, STRICT_TRANSPORT_SECURITY, TRANSFER_ENCODING};
+use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use porter_store::{unix_now, Target};
@@ -109,33 +109,12 @@ async fn serve(
     Ok(edge.forwarder.stream_back(response, holding))
 }
 
-/// Refuses what no intermediary may pass on (RFC 9112): more than one `Host`, and transfer
-/// codings other than one `chunked` (a body framed differently by Porter and the upstream is
-/// how requests are smuggled).
+/// Refuses what no intermediary may pass on (see [`headers::well_formed`]).
 fn well_formed<B>(req: &Request<B>) -> Result<(), Own> {
-    let headers = req.headers();
-    if headers.get_all(HOST).iter().nth(1).is_some() {
-        return Err(Own::Malformed("more than one Host header"));
-    }
-    let codings = headers.get_all(TRANSFER_ENCODING);
-    if codings.iter().next().is_none() {
-        return Ok(());
-    }
-    let mut chunked = 0;
-    for coding in codings
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
-        .map(str::trim)
-    {
-        if !coding.eq_ignore_ascii_case("chunked") {
-            return Err(Own::UnknownCoding);
-        }
-        chunked += 1;
-    }
-    if chunked > 1 {
-        return Err(Own::Malformed("chunked is applied more than once"));
-    }
-    Ok(())
+    headers::well_formed(req.headers()).map_err(|unfit| match unfit {
+        headers::Unfit::Malformed(why) => Own::Malformed(why),
+        headers::Unfit::UnknownCoding => Own::UnknownCoding,
+    })
 }
 
 /// The site `req` is for.

@@ -28,7 +28,9 @@ pub(crate) fn normalise_host(raw: &str) -> Option<Cow<'_, str>> {
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() {
+    // An empty label (`a..test`, `.a.test`, `a.test..`) names no host: refused here rather
+    // than routed as a name no site can have (found by fuzzing).
+    if host.is_empty() || host.starts_with('.') || host.ends_with('.') || host.contains("..") {
         None
     } else if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Some(Cow::Owned(host.to_ascii_lowercase()))
@@ -51,6 +53,9 @@ mod tests {
             ("", None),
             (":443", None),
             ("a:b:c", None),
+            ("A..:8443", None),
+            (".a.test", None),
+            ("a..test", None),
         ] {
             assert_eq!(normalise_host(raw).as_deref(), want, "{raw:?}");
         }

@@ -19,9 +19,11 @@ pub(crate) enum Reason {
     Queue,
     /// A request, over its client's rate for the site.
     ClientRate,
+    /// An idle keep-alive connection, closed to make room near the connection limit.
+    Idle,
 }
 
-const REASONS: [(Reason, &str); 6] = [
+const REASONS: [(Reason, &str); 7] = [
     (Reason::Connections, "connections over the total limit"),
     (
         Reason::ConnectionsPerIp,
@@ -40,6 +42,10 @@ const REASONS: [(Reason, &str); 6] = [
         "requests with their site's or upstream's queue full",
     ),
     (Reason::ClientRate, "requests over their client's rate"),
+    (
+        Reason::Idle,
+        "idle keep-alive connections near the connection limit",
+    ),
 ];
 
 /// How often what was refused is logged, at most.
@@ -78,7 +84,7 @@ impl Shed {
             return;
         }
         tracing::warn!(
-            "shedding load: refused {} in the last {} s",
+            "shedding load: {} in the last {} s",
             self.take_counts(),
             (now - last).div_ceil(1000)
         );
