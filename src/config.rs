@@ -89,6 +89,10 @@ pub(crate) struct LimitArgs {
     /// nothing, or trickles, is closed.
     #[arg(long, env = "PORTER_HEADER_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub(crate) header_timeout: Duration,
+    /// Bytes a second a request body must average over each 5 s Porter waits for it (as
+    /// Apache's mod_reqtimeout does by default); slower is answered 408. 0 for no minimum.
+    #[arg(long, env = "PORTER_MIN_BODY_RATE", default_value_t = 500)]
+    pub(crate) min_body_rate: u32,
     /// Largest request head (request line and headers) in bytes; larger is answered 431.
     #[arg(long, env = "PORTER_MAX_HEADER_SIZE", default_value = "64KiB", value_parser = header_size)]
     pub(crate) max_header_size: usize,

@@ -158,7 +158,11 @@ async fn start_edge(
                 challenges: answers.clone(),
                 sites: sites.clone(),
                 admission: admission.clone(),
-                forwarder: Forwarder::new(args.upstream_connect_timeout, args.upstream_timeout),
+                forwarder: Forwarder::new(
+                    args.upstream_connect_timeout,
+                    args.upstream_timeout,
+                    args.limits.min_body_rate,
+                ),
                 https_port,
                 default_sni: default_sni.clone(),
                 crowded: tokio::sync::Notify::new(),

@@ -607,3 +607,33 @@ async fn near_the_connection_limit_idle_keep_alive_connections_make_room_for_new
         "the busy one finished"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_body_trickling_below_the_minimum_rate_is_cut_with_408() {
+    let _alone = alone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start();
+    let porter = Porter::start(&dir.path().join("data"), &["--min-body-rate", "100"]);
+    add_sites(&porter, &["a.test"], &backend.addr);
+
+    // 10 bytes a second of a 10,000-byte body, against a minimum of 100.
+    let stream = connect_from(ip("127.0.0.2"), porter.http).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let started = Instant::now();
+    let trickle = tokio::spawn(async move {
+        let head = "POST /count HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10000\r\n\r\n";
+        writer.write_all(head.as_bytes()).await?;
+        for _ in 0..60 {
+            writer.write_all(b"xxxxx").await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut answer)).await;
+    let took = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(took < Duration::from_secs(10), "cut after {took:?}");
+    trickle.abort();
+}

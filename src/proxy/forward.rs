@@ -22,6 +22,8 @@ pub(crate) struct Forwarder {
     pool: Arc<Pool>,
     /// For the upstream's response headers, and for body data in either direction.
     timeout: Duration,
+    /// Bytes a second a request body must keep up while Porter waits for it; 0 for none.
+    min_body_rate: u32,
 }
 
 /// Who is asking, as far as the upstream needs to know (what `X-Forwarded-*` carry).
@@ -33,12 +35,13 @@ pub(crate) struct Forwarded<'a> {
 }
 
 impl Forwarder {
-    /// Gives up connecting after `connect_timeout`, and waiting for response headers or for
-    /// body data after `timeout`.
-    pub(crate) fn new(connect_timeout: Duration, timeout: Duration) -> Self {
+    /// Gives up connecting after `connect_timeout`, waiting for response headers or for body
+    /// data after `timeout`, and on a request body slower than `min_body_rate` bytes a second.
+    pub(crate) fn new(connect_timeout: Duration, timeout: Duration, min_body_rate: u32) -> Self {
         Forwarder {
             pool: Pool::new(connect_timeout),
             timeout,
+            min_body_rate,
         }
     }
 
@@ -55,13 +58,14 @@ impl Forwarder {
         Affinity::new(Arc::clone(&self.pool))
     }
 
-    /// The client's request body, bounded by the idle deadline (nothing to bound when empty).
+    /// The client's request body, bounded by the idle deadline and the minimum rate (nothing to
+    /// bound when empty).
     pub(crate) fn client_body(&self, body: Incoming) -> UpstreamBody {
         use hyper::body::Body as _;
         if body.is_end_stream() {
             Either::Right(Empty::new())
         } else {
-            Either::Left(IdleTimeout::new(body, self.timeout))
+            Either::Left(IdleTimeout::new(body, self.timeout).with_min_rate(self.min_body_rate))
         }
     }
 
@@ -216,7 +220,7 @@ fn connect_error(e: &std::io::Error, upstream: &Upstream) -> Own {
 /// upstream is blamed.
 fn exchange_error(e: &hyper::Error, upstream: &Upstream) -> Own {
     if e.is_user() {
-        let slow = std::error::Error::source(e).is_some_and(|s| s.is::<super::idle::Idle>());
+        let slow = std::error::Error::source(e).is_some_and(|s| s.is::<super::idle::Slow>());
         tracing::debug!(error = %e, "the client's request body failed");
         return if slow {
             Own::BodyTimedOut
