@@ -93,6 +93,11 @@ pub(crate) struct LimitArgs {
     /// Apache's mod_reqtimeout does by default); slower is answered 408. 0 for no minimum.
     #[arg(long, env = "PORTER_MIN_BODY_RATE", default_value_t = 500)]
     pub(crate) min_body_rate: u32,
+    /// Memory ceiling: past 90 % of it, idle keep-alive connections are closed and new ones
+    /// refused until under 85 %. Defaults to the control group's limit (systemd's
+    /// `MemoryMax=`, a container's), if any; 0 for none.
+    #[arg(long, env = "PORTER_MAX_MEMORY", value_parser = size)]
+    pub(crate) max_memory: Option<u64>,
     /// Largest request head (request line and headers) in bytes; larger is answered 431.
     #[arg(long, env = "PORTER_MAX_HEADER_SIZE", default_value = "64KiB", value_parser = header_size)]
     pub(crate) max_header_size: usize,
@@ -123,29 +128,34 @@ pub(crate) struct LimitArgs {
     pub(crate) rate_burst: u32,
 }
 
-/// A size in bytes: a number, with an optional `KiB` or `MiB`, at least 8 KiB (the smallest
-/// read buffer of hyper) and at most 1 MiB.
-fn header_size(s: &str) -> Result<usize, String> {
+/// A size in bytes: a number, with an optional `KiB`, `MiB` or `GiB`.
+fn size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => t.split_at(at),
         None => (t, ""),
     };
-    let unit = match unit.trim() {
+    let unit: u64 = match unit.trim() {
         "" | "B" => 1,
-        "k" | "K" | "KiB" => 1024,
-        "M" | "MiB" => 1024 * 1024,
-        other => return Err(format!("{other:?}: give bytes, KiB or MiB")),
+        "k" | "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        other => return Err(format!("{other:?}: give bytes, KiB, MiB or GiB")),
     };
-    let size = digits
-        .parse::<usize>()
+    digits
+        .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| format!("{s:?} is not a size"))?;
-    if !(8 * 1024..=1024 * 1024).contains(&size) {
+        .ok_or_else(|| format!("{s:?} is not a size"))
+}
+
+/// A request head size: at least 8 KiB (the smallest read buffer of hyper), at most 1 MiB.
+fn header_size(s: &str) -> Result<usize, String> {
+    let bytes = size(s)?;
+    if !(8 << 10..=1 << 20).contains(&bytes) {
         return Err(format!("{s:?}: between 8KiB and 1MiB"));
     }
-    Ok(size)
+    Ok(bytes as usize)
 }
 
 /// The ACME flags of `porter serve`.
@@ -270,7 +280,7 @@ impl AcmeArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::header_size;
+    use super::{header_size, size};
 
     #[test]
     fn header_sizes_read_as_bytes_within_bounds() {
@@ -281,5 +291,8 @@ mod tests {
         for bad in ["", "4KiB", "2MiB", "64 GB", "x", "99999999999999999999999"] {
             assert!(header_size(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(size("2GiB"), Ok(2 << 30));
+        assert_eq!(size("0"), Ok(0));
+        assert!(size("99999999999GiB").is_err());
     }
 }

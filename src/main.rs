@@ -20,6 +20,7 @@ mod cli;
 mod config;
 mod data_dir;
 mod duration;
+mod memory;
 mod ops;
 mod proxy;
 mod reload;

@@ -5,7 +5,8 @@ use crate::admin::{self, AdminAddr, Discovery};
 use crate::apps::Supervisor;
 use crate::config::ServeArgs;
 use crate::proxy::{
-    self, Admission, Bounds, Edge, EdgeShared, EdgeThreads, Forwarder, Limits, PerIp, Rates, Shed,
+    self, Admission, Bounds, Edge, EdgeShared, EdgeThreads, Forwarder, Limits, MemoryCeiling,
+    PerIp, Rates, Shed,
 };
 use crate::service::{Services, Start};
 use crate::{challenges, data_dir, reload, tls};
@@ -169,6 +170,14 @@ async fn start_edge(
             })
         })
         .collect::<Vec<_>>();
+    let memory = Arc::new(MemoryCeiling::new(match bounds.max_memory {
+        Some(bytes) => Some(bytes),
+        None => crate::memory::cgroup_limit(),
+    }));
+    let (watched, watch_shed) = (edges.clone(), shed.clone());
+    services.start("memory ceiling", Start::Now, |stop| {
+        memory.clone().watch(watched, watch_shed, stop)
+    });
     let limits = Arc::new(Limits {
         connections: Arc::new(tokio::sync::Semaphore::new(bounds.max_connections)),
         per_ip: PerIp::new(bounds.max_connections_per_ip),
@@ -179,6 +188,7 @@ async fn start_edge(
         max_header_size: bounds.max_header_size,
         max_headers: usize::from(bounds.max_headers),
         shed,
+        memory,
         // 5 % of the limit (at least one): from there on, idle connections make room.
         crowded_below: (bounds.max_connections / 20).max(1),
     });

@@ -205,3 +205,30 @@ async fn wildcard_sites_serve_one_label_below() {
         .unwrap_err();
     assert_eq!(alert_of(&e), Some(AlertDescription::UnrecognisedName));
 }
+
+#[test]
+fn a_connection_that_does_not_open_with_a_client_hello_gets_an_alert() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    let porter = Porter::start(&dir.path().join("data"), &[]);
+    ca.serve(&porter.data_dir, "a.test", &backend.addr);
+    // A handshake record holding a Finished (type 20) where the ClientHello should be, as
+    // tlsfuzzer's "skip Client Hello" sends.
+    let mut record = vec![22, 3, 1, 0, 16, 20, 0, 0, 12];
+    record.extend_from_slice(&[0u8; 12]);
+    let mut stream = std::net::TcpStream::connect(porter.https).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(&record).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    // A fatal (2) unexpected_message (10) alert (21), as a rustls connection sends; not a
+    // bare close.
+    assert!(
+        answer.len() >= 7 && answer[0] == 21 && answer[5] == 2 && answer[6] == 10,
+        "{answer:?}"
+    );
+}

@@ -440,7 +440,7 @@ impl Actor {
             uptime_s: self.serving.as_ref().map(|c| c.started.elapsed().as_secs()),
             restarts: self.restarts,
             last_exit: self.last_exit.clone(),
-            memory_kib: current.and_then(|c| rss_kib(c.pid)),
+            memory_kib: current.and_then(|c| crate::memory::rss_kib(c.pid)),
             in_flight: self.serving.as_ref().map_or(0, |s| s.in_flight()),
             draining: self.draining.len(),
             error: self.failed.clone(),
@@ -472,16 +472,4 @@ impl Actor {
             let _ = waiter.send(Err(Unavailable::Busy));
         }
     }
-}
-
-/// Resident memory of a process, from /proc.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }

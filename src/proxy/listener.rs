@@ -2,6 +2,7 @@
 //! on the handshake and on request headers, one task per connection (a panic stays in it), and
 //! a graceful close of every connection on shutdown.
 
+use super::ceiling::MemoryCeiling;
 use super::first_byte::{Agreed, FirstByte};
 use super::per_ip::{client_key, Counted, PerIp};
 use super::rate::Rates;
@@ -42,6 +43,8 @@ pub(crate) struct Limits {
     pub(crate) max_headers: usize,
     /// What is refused, for the log.
     pub(crate) shed: Arc<Shed>,
+    /// Over it, new connections are refused.
+    pub(crate) memory: Arc<MemoryCeiling>,
     /// Below this many free connection slots, idle keep-alive connections are closed to make
     /// room (new clients come before idle ones).
     pub(crate) crowded_below: usize,
@@ -118,6 +121,10 @@ async fn accept_loop<F, Fut>(
             // not the ones refused. At most once a second: each call wakes every connection.
             made_room = Some(std::time::Instant::now());
             edge.crowded.notify_waiters();
+        }
+        if limits.memory.over() {
+            // Counted by the ceiling's watch, once a second.
+            continue;
         }
         let Ok(permit) = limits.connections.clone().try_acquire_owned() else {
             limits.shed.note(Reason::Connections);

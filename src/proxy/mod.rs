@@ -5,6 +5,7 @@
 mod admission;
 mod answer;
 mod body;
+mod ceiling;
 mod challenge;
 mod connector;
 mod first_byte;
@@ -24,6 +25,7 @@ mod threads;
 mod upgrade;
 
 pub(crate) use admission::Admission;
+pub(crate) use ceiling::MemoryCeiling;
 pub(crate) use forward::Forwarder;
 pub(crate) use gate::Bounds;
 pub(crate) use listener::{drain, Limits};

@@ -21,9 +21,11 @@ pub(crate) enum Reason {
     ClientRate,
     /// An idle keep-alive connection, closed to make room near the connection limit.
     Idle,
+    /// A second spent over the memory ceiling (new connections refused meanwhile).
+    Memory,
 }
 
-const REASONS: [(Reason, &str); 7] = [
+const REASONS: [(Reason, &str); 8] = [
     (Reason::Connections, "connections over the total limit"),
     (
         Reason::ConnectionsPerIp,
@@ -46,6 +48,7 @@ const REASONS: [(Reason, &str); 7] = [
         Reason::Idle,
         "idle keep-alive connections near the connection limit",
     ),
+    (Reason::Memory, "seconds over the memory ceiling"),
 ];
 
 /// How often what was refused is logged, at most.

@@ -27,8 +27,9 @@ pub(crate) enum Refused {
     Handshake(#[from] std::io::Error),
 }
 
-/// A fatal alert record: `unrecognized_name` (112) or `handshake_failure` (40), TLS 1.2 record
-/// version as RFC 8446 section 5.1 asks of every record after the ClientHello.
+/// A fatal alert record: `unrecognized_name` (112), `handshake_failure` (40) or
+/// `unexpected_message` (10), TLS 1.2 record version as RFC 8446 section 5.1 asks of every
+/// record after the ClientHello.
 fn alert(description: u8) -> [u8; 7] {
     [21, 3, 3, 0, 2, 2, description]
 }
@@ -46,7 +47,11 @@ pub(crate) async fn accept<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+    let mut acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = match (&mut acceptor).await {
+        Ok(start) => start,
+        Err(e) => return Err(unexpected_first_message(acceptor, e).await),
+    };
     let hello = start.client_hello();
     let sni = hello.server_name();
     let Some(name) = server_name(sni, default_sni) else {
@@ -75,6 +80,33 @@ where
     }
     let stream = start.into_stream(config.clone()).await?;
     Ok(Some((stream, name)))
+}
+
+/// A connection that did not open with a ClientHello gets the `unexpected_message` alert a
+/// rustls connection sends for a message out of place (RFC 8446 section 6.2): rustls's
+/// `Acceptor`, which reads the ClientHello apart, fails without one (found with tlsfuzzer).
+/// Other failures have had their alert sent already, or have none.
+async fn unexpected_first_message<IO>(
+    mut acceptor: LazyConfigAcceptor<IO>,
+    e: std::io::Error,
+) -> Refused
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let out_of_place = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|error| {
+            matches!(
+                error,
+                rustls::Error::InappropriateMessage { .. }
+                    | rustls::Error::InappropriateHandshakeMessage { .. }
+            )
+        });
+    match acceptor.take_io() {
+        Some(io) if out_of_place => refuse(io, 10, Refused::Handshake(e)).await,
+        _ => Refused::Handshake(e),
+    }
 }
 
 async fn refuse<IO: AsyncWrite + Unpin>(mut io: IO, description: u8, why: Refused) -> Refused {
