@@ -645,9 +645,15 @@ fn over_the_memory_ceiling_new_connections_are_refused() {
     // A ceiling every process is over: Porter refuses new connections from its first reading.
     let porter = Porter::start(&dir.path().join("data"), &["--max-memory", "1MiB"]);
     porter.ok(&["site", "add", "a.test", "--upstream", &backend.addr]);
-    wait_until(Duration::from_secs(5), "new connections are refused", || {
-        curl(&["-H", "Host: a.test", &format!("http://{}/", porter.http)]).1 == ""
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "new connections are refused",
+        || {
+            curl(&["-H", "Host: a.test", &format!("http://{}/", porter.http)])
+                .1
+                .is_empty()
+        },
+    );
     // The admin API (not an edge listener) still answers, so the operator can see why.
     let (status, _) = porter.api("GET", "/v1/status", None);
     assert_eq!(status, 200);
