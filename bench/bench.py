@@ -136,12 +136,13 @@ class Contestant:
             run([porter, "--data-dir", data, "site", "add", "localhost", "--upstream", f"127.0.0.1:{self.backend}"], env=env)
             run([porter, "--data-dir", data, "cert", "import", "localhost", "--cert", self.cert, "--key", self.key], env=env)
         os.environ["PORTER_LOG"] = "warn"
-        # Every load generator connects from 127.0.0.1: no limit per address (older builds,
-        # as a --baseline, have none to lift).
-        per_ip = ["--max-connections-per-ip", "0"] if porter != BASELINE else []
+        # Every load generator connects from 127.0.0.1: no limits per address. Given by
+        # environment, which an older build (a --baseline) that lacks one of them ignores.
+        for name in ("MAX_CONNECTIONS_PER_IP", "MAX_HANDSHAKES_PER_IP", "HANDSHAKE_RATE_PER_IP"):
+            os.environ["PORTER_" + name] = "0"
         return [porter, "--data-dir", data, "serve", "--https", f"127.0.0.1:{self.port}",
                 "--http", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{free_port()}",
-                "--default-sni", "localhost", "--max-connections", "20000"] + per_ip
+                "--default-sni", "localhost", "--max-connections", "20000"]
 
     def command_nginx(self):
         conf = os.path.join(self.work, "nginx-proxy.conf")

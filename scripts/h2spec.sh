@@ -27,4 +27,4 @@ cp -r "$source_dir" "$work/gopath/src/github.com/summerwind/h2spec"
         go build -o "$work/h2spec" ./cmd/h2spec)
 
 start_porter
-"$work/h2spec" -h 127.0.0.1 -p "$porter_port" -t -k -o 5 "$@"
+"$work/h2spec" -h localhost -p "$porter_port" -t -k -o 5 "$@"

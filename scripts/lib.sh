@@ -1,7 +1,8 @@
 # Shared by the scripts that hold Porter to an outside prober (tlsfuzzer.sh, h2spec.sh): a
 # work folder cleaned at exit, free loopback ports, and a release `porter serve` with one
-# site, a.test, served with a self-signed RSA certificate (also given to clients that send no
-# SNI) in front of a python http.server. Sourced, not run.
+# site, localhost (a name a prober can connect to by, so that its requests are routed to a real
+# upstream rather than answered 421 by Porter), served with a self-signed RSA certificate (also
+# given to clients that send no SNI) in front of a python http.server. Sourced, not run.
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -29,8 +30,8 @@ wait_port() {
 # Builds and starts Porter; sets porter_port (HTTPS) and leaves cert.pem and key.pem in $work.
 start_porter() {
     (cd "$root" && cargo build --release --quiet --bin porter "$@")
-    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=a.test \
-        -addext subjectAltName=DNS:a.test -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
     backend_port=$(free_port)
     (cd "$work" && exec python3 -m http.server --bind 127.0.0.1 "$backend_port") \
         >"$work/backend.log" 2>&1 &
@@ -40,18 +41,18 @@ start_porter() {
     # Without the per-address handshake limits: a prober makes thousands of handshakes from
     # one address, and what it probes is the protocol, not the limits.
     $porter serve --http "127.0.0.1:$(free_port)" --https "127.0.0.1:$porter_port" \
-        --admin "127.0.0.1:$(free_port)" --default-sni a.test --handshake-rate-per-ip 0 \
+        --admin "127.0.0.1:$(free_port)" --default-sni localhost --handshake-rate-per-ip 0 \
         --max-handshakes-per-ip 0 >"$work/porter.log" 2>&1 &
     pids="$pids $!"
     wait_port "$porter_port"
     wait_port "$backend_port"
-    $porter site add a.test --upstream "127.0.0.1:$backend_port" >/dev/null
-    $porter cert import a.test --cert "$work/cert.pem" --key "$work/key.pem" >/dev/null
+    $porter site add localhost --upstream "127.0.0.1:$backend_port" >/dev/null
+    $porter cert import localhost --cert "$work/cert.pem" --key "$work/key.pem" >/dev/null
     for _ in $(seq 100); do
         echo | openssl s_client -connect "127.0.0.1:$porter_port" 2>/dev/null |
-            grep -q 'CN *= *a.test' && return
+            grep -q 'CN *= *localhost' && return
         sleep 0.1
     done
-    echo "Porter does not serve a.test; see $work/porter.log" >&2
+    echo "Porter does not serve localhost; see $work/porter.log" >&2
     exit 1
 }

@@ -32,23 +32,26 @@ EOF
 nginx -c "$work/nginx.conf" -p "$work" &
 pids="$pids $!"
 wait_port "$nginx_port"
-$porter site update a.test --upstream "127.0.0.1:$nginx_port" >/dev/null
+$porter site update localhost --upstream "127.0.0.1:$nginx_port" >/dev/null
 sleep 1
 
 porter_pid=$(pgrep -f "porter --data-dir $work/data serve" | head -1)
 rss() { awk '/VmRSS/ {print $2}' "/proc/$porter_pid/status"; }
+# By address (no SNI: the default name answers), routed by :authority.
 url="https://127.0.0.1:$porter_port/index.html"
+authority=":authority: localhost"
 clients=32
 
-h2load -D 15 -c $clients -m 4 "$url" >"$work/capacity.txt"
+h2load -D 15 -c $clients -m 4 -H "$authority" "$url" >"$work/capacity.txt"
 capacity=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' "$work/capacity.txt" | cut -d. -f1)
 rate=$((capacity * 8 / 10))
 echo "capacity: $capacity requests/s; soaking at $rate requests/s for $seconds s"
 
 # Warm-up at the soak rate, then the RSS the growth is measured from.
-h2load -D 30 -c $clients -m 4 --rps $((rate / clients)) "$url" >/dev/null
+h2load -D 30 -c $clients -m 4 --rps $((rate / clients)) -H "$authority" "$url" >/dev/null
 before=$(rss)
-h2load -D "$seconds" -c $clients -m 4 --rps $((rate / clients)) "$url" >"$work/soak.txt"
+h2load -D "$seconds" -c $clients -m 4 --rps $((rate / clients)) -H "$authority" \
+    "$url" >"$work/soak.txt"
 after=$(rss)
 
 grep -E '^(finished in|requests:|status codes:)' "$work/soak.txt"

@@ -85,8 +85,8 @@ pub(crate) struct LimitArgs {
     #[arg(long, env = "PORTER_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub(crate) handshake_timeout: Duration,
     /// Time a client has to send a request's headers, counted from the connection (or the end
-    /// of the previous request, so it is also the keep-alive idle time): a client that sends
-    /// nothing, or trickles, is closed.
+    /// of the previous request, so it is also the HTTP/1 keep-alive idle time): a client that
+    /// sends no request (nothing, or only the HTTP/2 preface), or trickles, is closed.
     #[arg(long, env = "PORTER_HEADER_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub(crate) header_timeout: Duration,
     /// Bytes a second a request body must average over each 5 s Porter waits for it (as

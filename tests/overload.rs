@@ -658,3 +658,35 @@ fn over_the_memory_ceiling_new_connections_are_refused() {
     let (status, _) = porter.api("GET", "/v1/status", None);
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_opening_2000_connections_is_held_to_its_limit_while_others_are_served() {
+    let _alone = alone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start();
+    let porter = Porter::start(&dir.path().join("data"), &["--header-timeout", "10s"]);
+    add_sites(&porter, &["a.test"], &backend.addr);
+
+    // 2,000 connections from 127.0.0.2, each sending a request head's first byte so that it is
+    // held open (not cut as silent) if it is accepted.
+    let started = Instant::now();
+    let mut flood = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let mut stream = connect_from(ip("127.0.0.2"), porter.http).await.unwrap();
+        let _ = stream.write_all(b"G").await;
+        flood.push(stream);
+    }
+    let p99 = served_throughout(porter.http, Instant::now() + Duration::from_secs(2)).await;
+    assert!(
+        p99 < Duration::from_millis(50),
+        "the other client's p99 {p99:?}"
+    );
+    let mut open = 0;
+    for stream in flood.iter_mut() {
+        if !closed(stream).await {
+            open += 1;
+        }
+    }
+    // The default limit of an address, 512, and no more.
+    assert_eq!(open, 512, "after {:?}", started.elapsed());
+}

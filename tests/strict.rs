@@ -289,6 +289,29 @@ fn clients_that_send_nothing_are_closed_at_the_header_timeout() {
         "{waited:?}"
     );
 
+    // HTTP/2: the preface and SETTINGS, then no request (the server's pings are answered by
+    // any HTTP/2 client, so only a deadline closes it).
+    let waited = runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = tls_connect(ca.client(&[b"h2"]), porter.https, "a.test")
+            .await
+            .unwrap();
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 1024];
+        while tokio::time::timeout(Duration::from_secs(15), tls.read(&mut buf))
+            .await
+            .is_ok_and(|read| read.is_ok_and(|n| n > 0))
+        {}
+        started.elapsed()
+    });
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+
     // A client that speaks is served as before.
     assert_eq!(plain_status(porter.http, "a.test", "/"), "308");
 }

@@ -8,7 +8,7 @@ mod body;
 mod ceiling;
 mod challenge;
 mod connector;
-mod first_byte;
+mod first_request;
 mod forward;
 mod gate;
 mod headers;
@@ -109,6 +109,12 @@ impl Conn {
     /// gone, which a graceful close lets finish).
     pub(crate) fn idle(&self) -> bool {
         self.answered.load(Ordering::Relaxed) && self.in_flight.load(Ordering::Relaxed) == 0
+    }
+}
+
+impl first_request::Requested for Arc<Conn> {
+    fn requested(&self) -> bool {
+        self.answered.load(Ordering::Relaxed) || self.in_flight.load(Ordering::Relaxed) > 0
     }
 }
 

@@ -1,12 +1,12 @@
-//! A connection's first bytes of HTTP: a deadline for the first one, and the protocol ALPN
-//! chose held to. A client that connects (or completes its TLS handshake) and then sends nothing
-//! would otherwise hold a connection slot for ever, since hyper's header timeout starts only
-//! once a request has begun, and telling HTTP/1 from HTTP/2 by the first bytes waits without
-//! one. The protocol is still told by the first bytes (one connection type, so an idle
-//! connection costs what it did), but a connection whose ALPN said `h2` and that does not open
-//! with the HTTP/2 preface, or said `http/1.1` and opens with it, is closed there (RFC 9113
-//! section 3.4: an invalid preface is a connection error; RFC 7301: the protocol is the one
-//! agreed).
+//! A connection's opening: a deadline for its first request, and the protocol ALPN chose held
+//! to. A client that connects (or completes its TLS handshake, or sends the HTTP/2 preface) and
+//! then no request would otherwise hold a connection slot for ever: hyper's header timeout
+//! starts only once an HTTP/1 request has begun, telling HTTP/1 from HTTP/2 by the first bytes
+//! waits without one, and an HTTP/2 connection without streams has none at all. The protocol is
+//! still told by the first bytes (one connection type, so an idle connection costs what it
+//! did), but a connection whose ALPN said `h2` and that does not open with the HTTP/2 preface,
+//! or said `http/1.1` and opens with it, is closed there (RFC 9113 section 3.4: an invalid
+//! preface is a connection error; RFC 7301: the protocol is the one agreed).
 
 use pin_project_lite::pin_project;
 use std::future::Future as _;
@@ -42,27 +42,36 @@ impl Agreed {
     }
 }
 
+/// Whether a connection's first request has come.
+pub(crate) trait Requested {
+    fn requested(&self) -> bool;
+}
+
 pin_project! {
-    /// `inner`, whose reads fail with `TimedOut` when nothing at all has arrived by the
-    /// deadline, and with `InvalidData` when the first bytes break what ALPN agreed; once they
-    /// are past, it is `inner` alone.
-    pub(crate) struct FirstByte<IO> {
+    /// `inner`, whose reads fail with `TimedOut` when no request has come by the deadline, and
+    /// with `InvalidData` when the first bytes break what ALPN agreed; once both are past, it
+    /// is `inner` alone.
+    pub(crate) struct FirstRequest<IO, R> {
         #[pin]
         inner: IO,
-        // Boxed and dropped at the first byte: a connection pays for it only while it waits.
+        // Boxed and dropped once a request has come (seen when it fires, or at a read after
+        // it): a connection pays for it only while it waits.
         deadline: Option<Pin<Box<Sleep>>>,
+        requested: R,
         agreed: Agreed,
         // How many bytes of the preface have been seen; `None` once the check is over.
         matched: Option<u8>,
     }
 }
 
-impl<IO> FirstByte<IO> {
-    /// `inner`, with `within` for its first byte and `agreed` to hold its first bytes to.
-    pub(crate) fn new(inner: IO, within: Duration, agreed: Agreed) -> Self {
-        FirstByte {
+impl<IO, R: Requested> FirstRequest<IO, R> {
+    /// `inner`, with `within` for its first request (as `requested` tells) and `agreed` to
+    /// hold its first bytes to.
+    pub(crate) fn new(inner: IO, within: Duration, requested: R, agreed: Agreed) -> Self {
+        FirstRequest {
             inner,
             deadline: Some(Box::pin(tokio::time::sleep(within))),
+            requested,
             agreed,
             matched: (agreed != Agreed::Nothing).then_some(0),
         }
@@ -85,13 +94,16 @@ fn follow(matched: u8, bytes: &[u8]) -> (Option<u8>, bool) {
     (Some(at as u8), false)
 }
 
-impl<IO: AsyncRead> AsyncRead for FirstByte<IO> {
+impl<IO: AsyncRead, R: Requested> AsyncRead for FirstRequest<IO, R> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.project();
+        if this.deadline.is_some() && this.requested.requested() {
+            *this.deadline = None;
+        }
         if this.deadline.is_none() && this.matched.is_none() {
             return this.inner.poll_read(cx, buf);
         }
@@ -99,9 +111,6 @@ impl<IO: AsyncRead> AsyncRead for FirstByte<IO> {
         match this.inner.poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
-                if !new.is_empty() {
-                    *this.deadline = None;
-                }
                 if let Some(matched) = *this.matched {
                     let (still, preface) = follow(matched, new);
                     *this.matched = still;
@@ -130,9 +139,13 @@ impl<IO: AsyncRead> AsyncRead for FirstByte<IO> {
                     .as_mut()
                     .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready()) =>
             {
+                if this.requested.requested() {
+                    *this.deadline = None;
+                    return Poll::Pending;
+                }
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "no request began in time",
+                    "no request came in time",
                 )))
             }
             other => other,
@@ -140,7 +153,7 @@ impl<IO: AsyncRead> AsyncRead for FirstByte<IO> {
     }
 }
 
-impl<IO: AsyncWrite> AsyncWrite for FirstByte<IO> {
+impl<IO: AsyncWrite, R> AsyncWrite for FirstRequest<IO, R> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -173,22 +186,50 @@ impl<IO: AsyncWrite> AsyncWrite for FirstByte<IO> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    impl Requested for Arc<AtomicBool> {
+        fn requested(&self) -> bool {
+            self.load(Ordering::Relaxed)
+        }
+    }
+
+    fn flag() -> Arc<AtomicBool> {
+        Arc::new(AtomicBool::new(false))
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn silence_fails_the_read_and_a_first_byte_disarms_it() {
+    async fn no_request_fails_the_read_and_a_request_disarms_it() {
         let (client, server) = tokio::io::duplex(64);
-        let mut silent = FirstByte::new(server, Duration::from_secs(5), Agreed::Nothing);
+        let mut silent = FirstRequest::new(server, Duration::from_secs(5), flag(), Agreed::Nothing);
         let mut buf = [0u8; 8];
         let err = silent.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         drop(client);
 
+        // Bytes that make no request (an HTTP/2 preface, say) do not disarm it.
         let (mut client, server) = tokio::io::duplex(64);
-        let mut talking = FirstByte::new(server, Duration::from_secs(5), Agreed::Nothing);
+        let mut preface_only =
+            FirstRequest::new(server, Duration::from_secs(5), flag(), Agreed::Nothing);
+        client.write_all(b"PRI").await.unwrap();
+        assert_eq!(preface_only.read(&mut buf).await.unwrap(), 3);
+        let err = preface_only.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+
+        let (mut client, server) = tokio::io::duplex(64);
+        let requested = flag();
+        let mut talking = FirstRequest::new(
+            server,
+            Duration::from_secs(5),
+            requested.clone(),
+            Agreed::Nothing,
+        );
         client.write_all(b"G").await.unwrap();
         assert_eq!(talking.read(&mut buf).await.unwrap(), 1);
-        // Past the deadline, a connection that has spoken waits as long as it needs.
+        requested.store(true, Ordering::Relaxed);
+        // Past the deadline, a connection that has made a request waits as long as it needs.
         tokio::time::sleep(Duration::from_secs(60)).await;
         client.write_all(b"ET").await.unwrap();
         assert_eq!(talking.read(&mut buf).await.unwrap(), 2);
@@ -197,7 +238,7 @@ mod tests {
     /// Reads what `sent` (written in pieces of `piece` bytes) gives under `agreed`.
     async fn opening(agreed: Agreed, sent: &[u8], piece: usize) -> io::Result<Vec<u8>> {
         let (mut client, server) = tokio::io::duplex(256);
-        let mut conn = FirstByte::new(server, Duration::from_secs(5), agreed);
+        let mut conn = FirstRequest::new(server, Duration::from_secs(5), flag(), agreed);
         for chunk in sent.chunks(piece) {
             client.write_all(chunk).await.unwrap();
         }
