@@ -34,6 +34,9 @@ TOOLS = {"nginx": "nginx-light", "haproxy": "haproxy", "caddy": "caddy", "wrk": 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 IDLE_CONNECTIONS = 5000
 BASELINE = None
+# Environment given to the baseline contestant alone (--baseline-env), e.g. the same binary
+# with its access log on.
+BASELINE_ENV = {}
 
 
 def free_port():
@@ -127,9 +130,9 @@ class Contestant:
 
     def command_baseline(self):
         # Another build of Porter (--baseline), for an A/B of a change.
-        return self.porter_command(BASELINE)
+        return self.porter_command(BASELINE, BASELINE_ENV)
 
-    def porter_command(self, porter):
+    def porter_command(self, porter, extra_env=None):
         data = os.path.join(self.work, self.name + "-data")
         env = dict(os.environ, PORTER_LOG="warn")
         if not os.path.exists(data):
@@ -140,6 +143,9 @@ class Contestant:
         # environment, which an older build (a --baseline) that lacks one of them ignores.
         for name in ("MAX_CONNECTIONS_PER_IP", "MAX_HANDSHAKES_PER_IP", "HANDSHAKE_RATE_PER_IP"):
             os.environ["PORTER_" + name] = "0"
+        for name in BASELINE_ENV:
+            os.environ.pop(name, None)
+        os.environ.update(extra_env or {})
         return [porter, "--data-dir", data, "serve", "--https", f"127.0.0.1:{self.port}",
                 "--http", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{free_port()}",
                 "--default-sni", "localhost", "--max-connections", "20000"]
@@ -376,9 +382,13 @@ def main():
     ap.add_argument("--scale", type=int, help="measure Porter alone with this many sites")
     ap.add_argument("--baseline", help="another porter binary, measured as contestant 'baseline' "
                     "(add it to --only) for an A/B of a change")
+    ap.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="environment for the baseline alone (the same binary with a feature "
+                    "on, say PORTER_ACCESS_LOG=/tmp/access.log)")
     args = ap.parse_args()
     global BASELINE
     BASELINE = args.baseline
+    BASELINE_ENV.update(pair.split("=", 1) for pair in args.baseline_env)
     if args.scale:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
         return scale(args.scale)

@@ -17,6 +17,8 @@ start_porter
 nginx_port=$(free_port)
 mkdir -p "$work/www"
 head -c 1024 /dev/urandom | base64 >"$work/www/index.html"
+# nginx's workers run as nobody: they must be able to read the page (the work dir is 0700).
+chmod a+rx "$work" "$work/www" && chmod a+r "$work/www/index.html"
 cat >"$work/nginx.conf" <<EOF
 daemon off;
 worker_processes 1;

@@ -51,6 +51,14 @@ pub(crate) struct ServeArgs {
     /// stops answering then fails requests instead of holding them for ever.
     #[arg(long, env = "PORTER_STORE_DEADLINE", default_value = "10s", value_parser = duration)]
     pub(crate) store_deadline: Duration,
+    /// Access log: a file (appended to; reopened on SIGHUP, so logrotate can move it) or `-`
+    /// for stdout. Off when not given.
+    #[arg(long, env = "PORTER_ACCESS_LOG")]
+    pub(crate) access_log: Option<crate::access_log::Destination>,
+    /// Access log lines: `combined` (Apache's and nginx's, with the site, duration and upstream
+    /// time added) or `json`.
+    #[arg(long, env = "PORTER_ACCESS_LOG_FORMAT", default_value = "combined")]
+    pub(crate) access_log_format: crate::access_log::Format,
     /// For tests: while this file exists, store operations wait, as on a stalled disk.
     #[arg(long, hide = true)]
     pub(crate) test_store_stall_file: Option<std::path::PathBuf>,

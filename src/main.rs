@@ -13,6 +13,7 @@
 //!
 //! Data flows one way: CLI/API -> store -> reload -> snapshot -> connections.
 
+mod access_log;
 mod admin;
 mod apps;
 mod challenges;
@@ -42,14 +43,18 @@ fn main() -> ExitCode {
     data_dir::private_umask();
     let cli = cli::Cli::parse();
     let default_level = if cli.is_serve() { "info" } else { "warn" };
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PORTER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .init();
+        .with_env_filter(filter);
+    match cli.log_format {
+        cli::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One JSON object a line, the event's fields flattened beside time, level and target.
+        cli::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     // The control plane (admin API, store watcher, ACME, OCSP, apps) and the CLI: light work.
     // Client connections are served on the edge's own threads (`proxy::EdgeThreads`).
     let control_threads =

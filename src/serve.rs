@@ -1,6 +1,7 @@
 //! `porter serve`: open the store, bind every listener, build the first snapshot, run the edge,
 //! the admin API and the store watcher until a signal, then drain.
 
+use crate::access_log::AccessLog;
 use crate::admin::{self, AdminAddr, Discovery};
 use crate::apps::Supervisor;
 use crate::config::ServeArgs;
@@ -51,8 +52,22 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let apps_dir = data_dir.join(APPS_DIR);
     let apps = Supervisor::new(store.clone(), apps_dir.clone())
         .context("cannot prepare the apps directory")?;
+    let access_log = match &args.access_log {
+        Some(destination) => Some(
+            AccessLog::open(destination.clone(), args.access_log_format)
+                .with_context(|| format!("cannot open --access-log {destination:?}"))?,
+        ),
+        None => None,
+    };
     let mut services = Services::new(CancellationToken::new());
-    let edge = start_edge(&store, &args, (http, https), &apps, &mut services).await?;
+    let edge = start_edge(
+        &store,
+        &args,
+        (http, https),
+        (&apps, access_log.clone()),
+        &mut services,
+    )
+    .await?;
     let supervisor = apps.clone();
     services.start("apps", Start::Now, |stop| supervisor.run(stop));
     let admin_ctx = Arc::new(admin::Context {
@@ -86,7 +101,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     .context("cannot write the discovery file")?;
     tracing::info!(%http_addr, %https_addr, admin = %admin_addr, edge_threads = edge.count(), "porter is serving");
 
-    wait_for_signal().await?;
+    wait_for_signal(access_log.as_deref()).await?;
     tracing::info!("shutting down");
     // Bounded: a service waiting on a stalled store must not hold the process past the grace.
     let grace = args.shutdown_grace;
@@ -126,7 +141,7 @@ async fn start_edge(
     store: &Arc<dyn Store>,
     args: &ServeArgs,
     (http, https): (TcpListener, TcpListener),
-    apps: &Arc<Supervisor>,
+    (apps, access_log): (&Arc<Supervisor>, Option<Arc<AccessLog>>),
     services: &mut Services,
 ) -> anyhow::Result<EdgeThreads> {
     // Subscribe before the first build so that no change slips in between. The build runs in
@@ -167,6 +182,7 @@ async fn start_edge(
                 https_port,
                 default_sni: default_sni.clone(),
                 crowded: tokio::sync::Notify::new(),
+                access_log: access_log.clone(),
             })
         })
         .collect::<Vec<_>>();
@@ -225,13 +241,23 @@ fn edge_thread_count(asked: Option<u16>) -> usize {
     })
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT. SIGHUP reopens the access log (logrotate's signal), and never
+/// stops Porter.
+async fn wait_for_signal(access_log: Option<&AccessLog>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                if let Some(log) = access_log {
+                    log.reopen();
+                }
+                tracing::info!("SIGHUP: log files reopened");
+            }
+        }
     }
-    Ok(())
 }

@@ -217,7 +217,8 @@ pub(crate) async fn serve_https(
                             return;
                         }
                     };
-                    let conn = Arc::new(Conn::new(peer, Some(name), edge.forwarder.affinity()));
+                    let session = Some((name, stream.get_ref().1));
+                    let conn = Arc::new(Conn::new(peer, session, edge.forwarder.affinity()));
                     let agreed = Agreed::from_alpn(stream.get_ref().1.alpn_protocol());
                     let stream = FirstRequest::new(stream, header_timeout, conn.clone(), agreed);
                     serve_connection(stream, edge, conn, &builder, shutdown, shed)

@@ -15,6 +15,7 @@ mod headers;
 mod held;
 mod idle;
 mod listener;
+mod logged;
 mod per_ip;
 mod pool;
 mod rate;
@@ -61,6 +62,8 @@ pub(crate) struct Edge {
     pub(crate) default_sni: Option<String>,
     /// Woken when the edge nears its connection limit: this thread's idle connections close.
     pub(crate) crowded: tokio::sync::Notify,
+    /// Where each request's line goes, if anywhere.
+    pub(crate) access_log: Option<Arc<crate::access_log::AccessLog>>,
 }
 
 /// What is known of the connection a request came on.
@@ -71,6 +74,8 @@ pub(crate) struct Conn {
     pub(crate) forwarded_for: HeaderValue,
     /// For HTTPS, the name the certificate was chosen for; `None` on plain HTTP.
     pub(crate) tls_name: Option<String>,
+    /// For HTTPS, the TLS version and whether the session was resumed (for the access log).
+    pub(crate) tls: Option<(&'static str, bool)>,
     /// The upstream connection its requests reuse.
     pub(crate) affinity: Arc<pool::Affinity>,
     /// Requests being handled (until their response heads), to tell an idle connection.
@@ -81,17 +86,22 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// What is known of a new connection from `peer`.
+    /// What is known of a new connection from `peer` (for HTTPS, its name and TLS session).
     pub(crate) fn new(
         peer: SocketAddr,
-        tls_name: Option<String>,
+        tls: Option<(String, &rustls::ServerConnection)>,
         affinity: Arc<pool::Affinity>,
     ) -> Self {
+        let (tls_name, tls) = match tls {
+            Some((name, session)) => (Some(name), Some(session_facts(session))),
+            None => (None, None),
+        };
         Conn {
             peer: peer.ip(),
             forwarded_for: HeaderValue::from_str(&peer.ip().to_string())
                 .expect("an IP address is a valid header value"),
             tls_name,
+            tls,
             affinity,
             in_flight: AtomicU32::new(0),
             answered: AtomicBool::new(false),
@@ -126,4 +136,15 @@ impl Drop for Handling {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.answered.store(true, Ordering::Relaxed);
     }
+}
+
+/// A TLS session's version and whether it was resumed.
+fn session_facts(session: &rustls::ServerConnection) -> (&'static str, bool) {
+    let version = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    };
+    let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    (version, resumed)
 }

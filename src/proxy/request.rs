@@ -15,6 +15,7 @@ use super::answer::Own;
 use super::body::{full, Body};
 use super::forward::Forwarded;
 use super::held::Holding;
+use super::logged::{Started, UpstreamTime};
 use super::{headers, route, upgrade, Conn, Edge};
 use crate::apps::Lease;
 use crate::snapshot::SiteEntry;
@@ -26,8 +27,9 @@ use porter_store::{unix_now, Target};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
-/// Answers one request.
+/// Answers one request (and logs it, when there is an access log).
 pub(crate) fn handle(
     edge: Arc<Edge>,
     conn: Arc<Conn>,
@@ -35,7 +37,17 @@ pub(crate) fn handle(
 ) -> impl Future<Output = Response<Body>> {
     // Not an async fn of its own: it would keep a second slot for the request, which every
     // request's future then carries.
-    serve(edge, conn, req).map(|served| served.unwrap_or_else(Own::into_response))
+    let logged = edge
+        .access_log
+        .clone()
+        .map(|log| (log, Started::of(&req, &conn)));
+    serve(edge, conn, req).map(move |served| {
+        let response = served.unwrap_or_else(Own::into_response);
+        match logged {
+            Some((log, started)) => started.log_when_sent(response, log),
+            None => response,
+        }
+    })
 }
 
 async fn serve(
@@ -92,10 +104,16 @@ async fn serve(
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let req = req.map(|body| edge.forwarder.client_body(body));
+    let asked = edge.access_log.is_some().then(Instant::now);
     let (mut response, loan) = edge
         .forwarder
         .send(req, upstream, &forwarded, upgrade, &conn.affinity, keep)
         .await?;
+    if let Some(asked) = asked {
+        response
+            .extensions_mut()
+            .insert(UpstreamTime(asked.elapsed()));
+    }
     let mut loan = Some(loan);
     if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
         upgrade::tunnel(client, hyper::upgrade::on(&mut response), lease.take());
