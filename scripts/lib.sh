@@ -27,9 +27,11 @@ wait_port() {
     exit 1
 }
 
-# Builds and starts Porter; sets porter_port (HTTPS) and leaves cert.pem and key.pem in $work.
+# Builds and starts Porter (PORTER_BIN, when set, is run instead of the release build); sets
+# porter_port (HTTPS) and leaves cert.pem and key.pem in $work.
 start_porter() {
     (cd "$root" && cargo build --release --quiet --bin porter "$@")
+    binary=${PORTER_BIN:-$root/target/release/porter}
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=localhost \
         -addext subjectAltName=DNS:localhost -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
     backend_port=$(free_port)
@@ -37,7 +39,7 @@ start_porter() {
         >"$work/backend.log" 2>&1 &
     pids="$pids $!"
     porter_port=$(free_port)
-    porter="$root/target/release/porter --data-dir $work/data"
+    porter="$binary --data-dir $work/data"
     # Without the per-address handshake limits: a prober makes thousands of handshakes from
     # one address, and what it probes is the protocol, not the limits.
     $porter serve --http "127.0.0.1:$(free_port)" --https "127.0.0.1:$porter_port" \

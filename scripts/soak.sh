@@ -5,7 +5,7 @@
 # RSS after the warm-up and at the end; fails on an error or RSS growth of 5 % or more. Not part
 # of CI (it runs for minutes and wants an idle machine).
 #
-#   scripts/soak.sh [SECONDS]
+#   scripts/soak.sh [SECONDS]      (PORTER_BIN=path runs another build of Porter)
 set -eu
 seconds=${1:-600}
 . "$(dirname "$0")/lib.sh"
@@ -37,7 +37,7 @@ wait_port "$nginx_port"
 $porter site update localhost --upstream "127.0.0.1:$nginx_port" >/dev/null
 sleep 1
 
-porter_pid=$(pgrep -f "porter --data-dir $work/data serve" | head -1)
+porter_pid=$(pgrep -f -- "--data-dir $work/data serve" | head -1)
 rss() { awk '/VmRSS/ {print $2}' "/proc/$porter_pid/status"; }
 # By address (no SNI: the default name answers), routed by :authority.
 url="https://127.0.0.1:$porter_port/index.html"
@@ -52,8 +52,12 @@ echo "capacity: $capacity requests/s; soaking at $rate requests/s for $seconds s
 # Warm-up at the soak rate, then the RSS the growth is measured from.
 h2load -D 30 -c $clients -m 4 --rps $((rate / clients)) -H "$authority" "$url" >/dev/null
 before=$(rss)
+# The RSS once a minute, to tell a plateau from a leak.
+(m=0; while sleep 60; do m=$((m + 1)); echo "RSS after $m min: $(rss) KiB"; done) &
+sampler=$!
 h2load -D "$seconds" -c $clients -m 4 --rps $((rate / clients)) -H "$authority" \
     "$url" >"$work/soak.txt"
+kill $sampler
 after=$(rss)
 
 grep -E '^(finished in|requests:|status codes:)' "$work/soak.txt"

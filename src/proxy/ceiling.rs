@@ -39,6 +39,8 @@ impl MemoryCeiling {
         stop: CancellationToken,
     ) {
         if self.limit_kib == 0 {
+            // Nothing to watch; a service that ended early would be reported as a fault.
+            stop.cancelled().await;
             return;
         }
         tracing::info!(ceiling_mib = self.limit_kib / 1024, "memory ceiling");
