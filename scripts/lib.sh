@@ -40,11 +40,13 @@ start_porter() {
     pids="$pids $!"
     porter_port=$(free_port)
     porter="$binary --data-dir $work/data"
-    # Without the per-address handshake limits: a prober makes thousands of handshakes from
-    # one address, and what it probes is the protocol, not the limits.
-    $porter serve --http "127.0.0.1:$(free_port)" --https "127.0.0.1:$porter_port" \
-        --admin "127.0.0.1:$(free_port)" --default-sni localhost --handshake-rate-per-ip 0 \
-        --max-handshakes-per-ip 0 >"$work/porter.log" 2>&1 &
+    # Without the per-address limits: a prober makes thousands of handshakes from one address,
+    # and what it probes is the protocol, not the limits. Given by environment, which an older
+    # build (PORTER_BIN) that lacks one of them ignores.
+    PORTER_HANDSHAKE_RATE_PER_IP=0 PORTER_MAX_HANDSHAKES_PER_IP=0 \
+        PORTER_MAX_CONNECTIONS_PER_IP=0 $porter serve --http "127.0.0.1:$(free_port)" \
+        --https "127.0.0.1:$porter_port" --admin "127.0.0.1:$(free_port)" \
+        --default-sni localhost >"$work/porter.log" 2>&1 &
     pids="$pids $!"
     wait_port "$porter_port"
     wait_port "$backend_port"
