@@ -386,6 +386,17 @@ async fn closed(stream: &mut TcpStream) -> bool {
     }
 }
 
+/// How many of `streams` the server has not closed.
+async fn still_open(streams: &mut [TcpStream]) -> usize {
+    let mut open = 0;
+    for stream in streams {
+        if !closed(stream).await {
+            open += 1;
+        }
+    }
+    open
+}
+
 /// Requests from 127.0.0.1 every 20 ms until `until`; their p99.
 async fn served_throughout(addr: SocketAddr, until: Instant) -> Duration {
     let mut latencies = Vec::new();
@@ -429,12 +440,7 @@ async fn slowloris_connections_are_cut_at_the_header_timeout_while_others_are_se
     );
     let mut trickling = trickle.await.unwrap();
     // Ten bytes over ten seconds: every one was cut at the header timeout, from its opening.
-    let mut open = 0;
-    for stream in trickling.iter_mut() {
-        if !closed(stream).await {
-            open += 1;
-        }
-    }
+    let open = still_open(&mut trickling).await;
     assert_eq!(
         open,
         0,
@@ -512,12 +518,7 @@ async fn silent_connections_at_the_connection_limit_are_closed_and_new_clients_s
     // ...and every one is closed within the header timeout of its opening (plus a margin).
     let deadline = opened + Duration::from_secs(4 + 3);
     loop {
-        let mut open = 0;
-        for stream in plain.iter_mut() {
-            if !closed(stream).await {
-                open += 1;
-            }
-        }
+        let mut open = still_open(&mut plain).await;
         for stream in tls.iter_mut() {
             let mut buf = [0u8; 64];
             // A TLS close: end of file, an error, or a close_notify; anything but a wait.
@@ -594,12 +595,7 @@ async fn near_the_connection_limit_idle_keep_alive_connections_make_room_for_new
         assert_eq!(status(&head), "200");
     }
     // The idle made the room; the request under way was not cut.
-    let mut closed_idle = 0;
-    for stream in idle.iter_mut() {
-        if closed(stream).await {
-            closed_idle += 1;
-        }
-    }
+    let closed_idle = idle.len() - still_open(&mut idle).await;
     assert!(closed_idle > 0, "no idle connection was closed");
     assert_eq!(
         slow.await.unwrap().as_deref(),
@@ -681,12 +677,7 @@ async fn a_client_opening_2000_connections_is_held_to_its_limit_while_others_are
         p99 < Duration::from_millis(50),
         "the other client's p99 {p99:?}"
     );
-    let mut open = 0;
-    for stream in flood.iter_mut() {
-        if !closed(stream).await {
-            open += 1;
-        }
-    }
+    let open = still_open(&mut flood).await;
     // The default limit of an address, 512, and no more.
     assert_eq!(open, 512, "after {:?}", started.elapsed());
 }
