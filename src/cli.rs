@@ -4,15 +4,18 @@
 
 use crate::admin::{self, AdminClient, AdminCommand, Answer, ClientError};
 use crate::apps::AppStatus;
+use crate::cert_check::{self, Filter, Level, Thresholds};
 use crate::config::ServeArgs;
 use crate::ops::apps::{AppSpec, AppView};
-use crate::ops::{AddSite, CertView, ImportCert, UpdateSite};
+use crate::ops::certs::CertView;
+use crate::ops::{AddSite, ImportCert, UpdateSite};
 use crate::serve::{self, STORE_DIR};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use porter_acme::AcmeAction;
 use porter_store::{SledStore, StoreError};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Porter: a TLS edge for hosting platforms.
@@ -185,12 +188,37 @@ enum CertCommand {
         #[arg(long)]
         key: PathBuf,
     },
-    /// List every site's certificate and ACME status.
-    List,
+    /// Every site's certificate: source, key, expiry, when and why it renews, ACME failures,
+    /// OCSP, and whether the edge serves it now.
+    #[command(alias = "list")]
+    Status(CertStatusArgs),
     /// Renew DOMAIN's ACME certificate now.
     Renew { domain: String },
     /// Revoke DOMAIN's ACME certificate at the CA, then replace it.
     Revoke { domain: String },
+}
+
+/// `cert status`.
+#[derive(Debug, clap::Args)]
+struct CertStatusArgs {
+    /// Only these domains.
+    domains: Vec<String>,
+    /// Only certificates that expire within this (like 30d), or have none.
+    #[arg(long, value_parser = crate::duration::duration)]
+    expiring_within: Option<std::time::Duration>,
+    /// Only sites whose renewal or OCSP fetch is failing.
+    #[arg(long)]
+    failing: bool,
+    /// Monitoring plugin mode (Nagios, Icinga): a summary line, one line per problem, exit 0
+    /// OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    #[arg(long)]
+    check: bool,
+    /// With --check: warn when a certificate expires within this.
+    #[arg(long, default_value = "14d", value_parser = crate::duration::duration)]
+    warn: std::time::Duration,
+    /// With --check: critical when a certificate expires within this.
+    #[arg(long, default_value = "3d", value_parser = crate::duration::duration)]
+    crit: std::time::Duration,
 }
 
 impl Cli {
@@ -220,7 +248,7 @@ fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
                 key_pem: read(&key)?,
             })
         }
-        Command::Cert(CertCommand::List) => AdminCommand::ListCerts,
+        Command::Cert(CertCommand::Status(_)) => AdminCommand::ListCerts,
         Command::Cert(CertCommand::Renew { domain }) => AdminCommand::RequestAcme {
             domain,
             action: AcmeAction::Renew,
@@ -247,11 +275,18 @@ fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
     })
 }
 
-/// Runs the parsed command.
-pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the parsed command; its exit code is `--check`'s, else success.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir;
-    if let Command::Serve(args) = cli.command {
-        return serve::run(&data_dir, *args).await;
+    match cli.command {
+        Command::Serve(args) => {
+            serve::run(&data_dir, *args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Cert(CertCommand::Status(args)) => {
+            return cert_status(&data_dir, args, cli.json).await;
+        }
+        _ => {}
     }
     let command = admin_command(cli.command)?;
     let answer = execute(&data_dir, &command).await?;
@@ -260,7 +295,48 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         print!("{}", render(&command, answer));
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cert status`: the rows its filters keep, as a table, JSON, or a monitoring plugin's report.
+async fn cert_status(
+    data_dir: &Path,
+    args: CertStatusArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let read = async {
+        match execute(data_dir, &AdminCommand::ListCerts).await? {
+            Answer::Certs(certs) => Ok(certs),
+            _ => bail!("the server's answer is not a list of certificates"),
+        }
+    };
+    let filter = Filter {
+        domains: args.domains,
+        expiring_within: args.expiring_within,
+        failing: args.failing,
+    };
+    if args.check {
+        let thresholds = Thresholds {
+            warn: args.warn,
+            crit: args.crit,
+        };
+        let (level, out) = match read.await {
+            Ok(certs) => {
+                let kept: Vec<CertView> = certs.into_iter().filter(|c| filter.keep(c)).collect();
+                cert_check::check(&kept, thresholds)
+            }
+            Err(e) => (Level::Unknown, cert_check::unknown(&e)),
+        };
+        print!("{out}");
+        return Ok(level.exit_code());
+    }
+    let certs: Vec<CertView> = read.await?.into_iter().filter(|c| filter.keep(c)).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&certs)?);
+    } else {
+        print!("{}", certs_table(certs));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Sends `command` to the running server, or runs it on the store when none runs.
@@ -294,7 +370,8 @@ async fn execute(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Answ
         apps: None,
         apps_dir: data_dir.join(serve::APPS_DIR),
         store: Arc::new(store),
-        acme: false,
+        acme_ca: None,
+        sites: None,
     };
     Ok(admin::execute(&ctx, command.clone()).await?)
 }
@@ -338,7 +415,7 @@ fn render(command: &AdminCommand, answer: Answer) -> String {
                     AcmeAction::Revoke => "revocation and replacement",
                 };
                 format!(
-                    "{what} of {} requested; `porter cert list` shows its progress\n",
+                    "{what} of {} requested; `porter cert status` shows its progress\n",
                     cert.domain
                 )
             }
@@ -386,31 +463,62 @@ fn certs_table(certs: Vec<CertView>) -> String {
         &[
             "DOMAIN",
             "STATUS",
-            "NOT AFTER",
             "SOURCE",
+            "KEY",
+            "NOT AFTER",
+            "LEFT",
             "RENEW AT",
+            "WHY",
             "ATTEMPTS",
             "NEXT ATTEMPT",
             "OCSP",
+            "SERVED",
             "LAST ERROR / NOTE",
         ],
         certs
             .into_iter()
             .map(|c| {
+                let source = match (c.source, c.ca) {
+                    (Some(source), Some(ca)) => format!("{source}:{ca}"),
+                    (source, _) => or_dash(source),
+                };
+                let ocsp = match (c.ocsp, c.ocsp_valid_until) {
+                    (Some(ocsp), Some(until)) if ocsp.starts_with("good") => {
+                        format!("{ocsp} until {until}")
+                    }
+                    (ocsp, _) => or_dash(ocsp),
+                };
                 vec![
                     c.domain,
                     c.status,
+                    source,
+                    or_dash(c.key_type),
                     or_dash(c.not_after),
-                    or_dash(c.source),
+                    c.expires_in_s.map_or("-".into(), time_left),
                     or_dash(c.renew_at),
+                    or_dash(c.renew_why),
                     c.attempts.to_string(),
                     or_dash(c.next_attempt),
-                    or_dash(c.ocsp),
+                    ocsp,
+                    match c.served {
+                        Some(true) => "yes".into(),
+                        Some(false) => "NO".into(),
+                        None => "-".into(),
+                    },
                     or_dash(c.last_error.or(c.note)),
                 ]
             })
             .collect(),
     )
+}
+
+/// Time left, as `41d 3h`, `5h 12m`, or `expired`.
+fn time_left(seconds: i64) -> String {
+    match seconds {
+        s if s <= 0 => "expired".into(),
+        s if s >= 86_400 => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+        s => format!("{}h {}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 fn apps_table(apps: Vec<AppView>) -> String {

@@ -16,6 +16,7 @@
 mod access_log;
 mod admin;
 mod apps;
+mod cert_check;
 mod challenges;
 mod cli;
 mod config;
@@ -74,7 +75,7 @@ fn main() -> ExitCode {
     // A read stuck on a stalled disk holds a blocking thread: do not wait for it to exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -34,6 +34,7 @@ async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let acme = args.acme.config().map_err(anyhow::Error::msg)?;
+    let acme_ca = acme.as_ref().map(porter_acme::Config::ca_host);
     data_dir::prepare(data_dir)?;
     let store = open_store(data_dir, &args)?;
     let acme = acme
@@ -60,8 +61,9 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         None => None,
     };
     let mut services = Services::new(CancellationToken::new());
+    let sites = reload::LiveSites::new(store.clone());
     let edge = start_edge(
-        &store,
+        (&store, &sites),
         &args,
         (http, https),
         (&apps, access_log.clone()),
@@ -74,7 +76,8 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         apps: Some(apps),
         apps_dir,
         store: store.clone(),
-        acme: acme.is_some(),
+        acme_ca: acme_ca.clone(),
+        sites: Some(sites.clone()),
     });
     let admin_connections = TaskTracker::new();
     let connections = admin_connections.clone();
@@ -138,7 +141,7 @@ fn open_store(data_dir: &Path, args: &ServeArgs) -> anyhow::Result<Arc<dyn Store
 /// Starts the edge threads on the `http` and `https` listeners, and the services that keep
 /// what they serve current: the sites, the ACME challenge answers and the ticket keys.
 async fn start_edge(
-    store: &Arc<dyn Store>,
+    (store, sites): (&Arc<dyn Store>, &Arc<reload::LiveSites>),
     args: &ServeArgs,
     (http, https): (TcpListener, TcpListener),
     (apps, access_log): (&Arc<Supervisor>, Option<Arc<AccessLog>>),
@@ -149,7 +152,6 @@ async fn start_edge(
     let changes = store.subscribe();
     let challenge_changes = store.subscribe();
     let answers = Arc::new(ArcSwap::from_pointee(challenges::Answers::default()));
-    let sites = reload::LiveSites::new(store.clone());
     let default_sni = args.default_sni.as_ref().map(|d| d.to_string());
     let tickets = tls::Keyring::open(store.as_ref(), args.tls_ticket_rotation).await?;
     let tls_config = tls::server_config(sites.clone(), default_sni.clone(), tickets.clone())?;
@@ -217,8 +219,9 @@ async fn start_edge(
         challenges::run(challenge_store, answers, challenge_changes, stop)
     });
     let readiness = services.readiness();
+    let live = sites.clone();
     services.start("sites", Start::Now, |stop| {
-        reload::run(sites, changes, readiness, stop)
+        reload::run(live, changes, readiness, stop)
     });
     EdgeThreads::start(
         &http.into_std()?,

@@ -21,6 +21,8 @@ pub(crate) struct ServedCert {
     loaded: OnceLock<Option<Loaded>>,
     /// End of validity (Unix seconds), to tell a valid certificate from an expired one.
     pub(crate) not_after: i64,
+    /// Its serial (as stored), to tell which certificate is served.
+    pub(crate) serial: Box<str>,
 }
 
 /// A certificate as rustls takes it, plain and with its staple.
@@ -38,6 +40,7 @@ impl ServedCert {
             .map(|r| (r.der, r.valid_until));
         ServedCert {
             not_after: record.not_after,
+            serial: record.serial.into(),
             domain,
             chain: record.chain,
             key: record.key,

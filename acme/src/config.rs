@@ -69,3 +69,35 @@ pub struct Config {
     /// Requests per second sent to the CA, all orders together.
     pub requests_per_second: u32,
 }
+
+impl Config {
+    /// The host (and port) of the CA's directory URL: how `cert status` names the CA.
+    pub fn ca_host(&self) -> String {
+        ca_host(&self.directory)
+    }
+}
+
+/// The authority of a URL (`https://acme.example:14000/dir` -> `acme.example:14000`).
+fn ca_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?', '#'])
+        .next()
+        .unwrap_or(rest)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_ca_is_named_by_its_directory_host() {
+        assert_eq!(
+            super::ca_host(super::LETS_ENCRYPT),
+            "acme-v02.api.letsencrypt.org"
+        );
+        assert_eq!(
+            super::ca_host("https://127.0.0.1:14000/dir"),
+            "127.0.0.1:14000"
+        );
+        assert_eq!(super::ca_host("weird"), "weird");
+    }
+}

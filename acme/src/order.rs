@@ -94,7 +94,8 @@ pub(crate) async fn obtain(
         .as_ref()
         .and_then(|p| p.key.clone())
         .ok_or_else(|| AcmeError::Order("the order was finished without a stored key".into()))?;
-    let cert = CertRecord::from_der(domain, chain, &key.to_der(), ctx.now, CertSource::Acme)?;
+    let mut cert = CertRecord::from_der(domain, chain, &key.to_der(), ctx.now, CertSource::Acme)?;
+    cert.ca = Some(ctx.config.ca_host());
     Ok(Issued {
         cert,
         challenge: used,

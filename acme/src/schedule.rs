@@ -39,22 +39,83 @@ pub(crate) fn emergency_at(not_before: i64, not_after: i64) -> i64 {
     not_after - (not_after - not_before).max(1) / 50
 }
 
+/// Why a certificate renews when it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewalReason {
+    /// The operator asked for it (`porter cert renew` or `revoke`).
+    Requested,
+    /// The CA's ARI window (RFC 9773) for this certificate.
+    Ari,
+    /// A share of its lifetime remains (a third; half for short-lived ones).
+    Lifetime,
+    /// Its end is near: the other rules would renew it too late.
+    Emergency,
+}
+
+impl RenewalReason {
+    /// The reason as `cert status` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RenewalReason::Requested => "requested",
+            RenewalReason::Ari => "ARI window",
+            RenewalReason::Lifetime => "lifetime ratio",
+            RenewalReason::Emergency => "emergency",
+        }
+    }
+}
+
+/// When a certificate renews, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    /// Unix seconds.
+    pub at: i64,
+    /// The rule that set `at`.
+    pub why: RenewalReason,
+}
+
 /// When to renew `cert`: now when asked to (`request`), else the CA's ARI window when it has
 /// one for this certificate, else the lifetime rule; never later than the emergency point.
-pub fn renewal_at(
+pub fn renewal(
+    cert: &CertRecord,
+    state: &AcmeState,
+    request: Option<&AcmeRequest>,
+    now: i64,
+) -> Renewal {
+    if request.is_some_and(|r| r.renew.is_some() || r.revoke.contains(&cert.chain[0])) {
+        return Renewal {
+            at: now,
+            why: RenewalReason::Requested,
+        };
+    }
+    let planned = match &state.ari {
+        Some(ari) if ari.serial == cert.serial => Renewal {
+            at: ari.renew_at,
+            why: RenewalReason::Ari,
+        },
+        _ => Renewal {
+            at: renewal_by_lifetime(cert.not_before, cert.not_after, unit_jitter(&cert.serial)),
+            why: RenewalReason::Lifetime,
+        },
+    };
+    let emergency = emergency_at(cert.not_before, cert.not_after);
+    if planned.at > emergency {
+        Renewal {
+            at: emergency,
+            why: RenewalReason::Emergency,
+        }
+    } else {
+        planned
+    }
+}
+
+/// When to renew `cert` (see [`renewal`]).
+pub(crate) fn renewal_at(
     cert: &CertRecord,
     state: &AcmeState,
     request: Option<&AcmeRequest>,
     now: i64,
 ) -> i64 {
-    if request.is_some_and(|r| r.renew.is_some() || r.revoke.contains(&cert.chain[0])) {
-        return now;
-    }
-    let planned = match &state.ari {
-        Some(ari) if ari.serial == cert.serial => ari.renew_at,
-        _ => renewal_by_lifetime(cert.not_before, cert.not_after, unit_jitter(&cert.serial)),
-    };
-    planned.min(emergency_at(cert.not_before, cert.not_after))
+    renewal(cert, state, request, now).at
 }
 
 /// The wait before retry number `attempts` (1 = after the first failure): doubling from a

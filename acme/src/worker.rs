@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::error::AcmeError;
 use crate::http::PacedClient;
 use crate::order::{self, Ctx};
+use crate::outcomes::Outcomes;
 use crate::request;
 use crate::schedule::{self, backoff, pick_in_window, renewal_at, unit_jitter};
 use instant_acme::{Account, CertificateIdentifier, RevocationRequest};
@@ -34,6 +35,7 @@ struct Worker {
     account: Mutex<Option<Account>>,
     /// Whether the directory offers ARI; learned at start.
     ari: bool,
+    outcomes: Arc<Outcomes>,
 }
 
 /// A configured ACME worker: [`AcmeWorker::new`] checks what can be checked at start (the CA
@@ -42,6 +44,7 @@ pub struct AcmeWorker {
     store: Arc<dyn Store>,
     config: Config,
     http: PacedClient,
+    outcomes: Arc<Outcomes>,
 }
 
 impl AcmeWorker {
@@ -54,7 +57,13 @@ impl AcmeWorker {
             store,
             config,
             http,
+            outcomes: Arc::default(),
         })
+    }
+
+    /// What its orders come to, as they happen (for metrics).
+    pub fn outcomes(&self) -> Arc<Outcomes> {
+        self.outcomes.clone()
     }
 
     /// Runs until `shutdown`.
@@ -63,6 +72,7 @@ impl AcmeWorker {
             store,
             config,
             http,
+            outcomes,
         } = self;
         let ari = match http.directory_has_ari(&config.directory).await {
             Ok(ari) => ari,
@@ -78,6 +88,7 @@ impl AcmeWorker {
             http,
             account: Mutex::new(None),
             ari,
+            outcomes,
         });
         worker.run(shutdown).await;
     }
@@ -354,6 +365,7 @@ impl Worker {
                 };
                 let (serial, not_after) = (issued.cert.serial.clone(), issued.cert.not_after);
                 store.put_issued(issued.cert, fresh).await?;
+                self.outcomes.issued_one();
                 tracing::info!(%domain, %serial, not_after, "certificate issued");
                 if let Some(asked_at) = asked.and_then(|a| a.renew) {
                     request::renewed(store, domain, asked_at).await?;
@@ -373,6 +385,7 @@ impl Worker {
         error: AcmeError,
     ) -> Result<(), AcmeError> {
         let now = unix_now();
+        self.outcomes.failed_one(domain);
         state.attempts = state.attempts.saturating_add(1);
         let remaining = cert.map(|c| c.not_after - now);
         let mut wait = backoff(

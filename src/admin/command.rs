@@ -6,7 +6,8 @@
 
 use crate::apps::AppStatus;
 use crate::ops::apps::{AppSpec, AppView};
-use crate::ops::{AddSite, CertView, ImportCert, SiteView, StatusView, UpdateSite};
+use crate::ops::certs::CertView;
+use crate::ops::{AddSite, ImportCert, SiteView, StatusView, UpdateSite};
 use http::{Method, StatusCode};
 use porter_acme::AcmeAction;
 use serde::Serialize;

@@ -19,9 +19,20 @@ pub(crate) struct Context {
     pub(crate) store: Arc<dyn Store>,
     /// Where app logs are.
     pub(crate) apps_dir: std::path::PathBuf,
-    /// Whether an ACME worker runs in this process (it does only in `porter serve` with
-    /// `--acme-agree-tos`).
-    pub(crate) acme: bool,
+    /// The host of the CA when an ACME worker runs in this process (it does only in
+    /// `porter serve` with `--acme-agree-tos`).
+    pub(crate) acme_ca: Option<String>,
+    /// The sites the edge serves (`None` in the CLI).
+    pub(crate) sites: Option<Arc<crate::reload::LiveSites>>,
+}
+
+impl Context {
+    fn beside(&self) -> ops::certs::Beside<'_> {
+        ops::certs::Beside {
+            acme_ca: self.acme_ca.as_deref(),
+            sites: self.sites.as_deref(),
+        }
+    }
 }
 
 /// A status and a JSON body: the result on success, `{"error": ...}` otherwise.
@@ -87,11 +98,11 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
             ops::remove_site(store, &domain).await?;
             Answer::Removed { removed: domain }
         }
-        C::ListCerts => Answer::Certs(ops::list_certs(store, ctx.acme).await?),
-        C::ImportCert(req) => Answer::Cert(Box::new(ops::import_cert(store, req).await?)),
-        C::RequestAcme { domain, action } => {
-            Answer::Cert(Box::new(ops::request_acme(store, &domain, action).await?))
-        }
+        C::ListCerts => Answer::Certs(ops::certs::list_certs(store, ctx.beside()).await?),
+        C::ImportCert(req) => Answer::Cert(Box::new(ops::certs::import_cert(store, req).await?)),
+        C::RequestAcme { domain, action } => Answer::Cert(Box::new(
+            ops::certs::request_acme(store, &domain, action, ctx.beside()).await?,
+        )),
         C::ListApps => Answer::Apps(ops::apps::list_apps(store).await?),
         C::AddApp { id, spec } => Answer::App(ops::apps::add_app(store, &id, spec).await?),
         C::UpdateApp { id, spec } => Answer::App(ops::apps::update_app(store, &id, spec).await?),

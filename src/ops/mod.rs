@@ -2,15 +2,12 @@
 //! then one store call. Views are what both print or return as JSON.
 
 pub(crate) mod apps;
+pub(crate) mod certs;
 
-use porter_acme::AcmeAction;
-use porter_store::unix_now;
 use porter_store::{
-    AcmeRequest, AcmeState, AppId, CertRecord, CertSource, DomainName, OcspRecord, OcspStatus,
-    Site, Store, StoreError, Target, Upstream, DEFAULT_HSTS_MAX_AGE,
+    AppId, DomainName, Site, Store, StoreError, Target, Upstream, DEFAULT_HSTS_MAX_AGE,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -108,45 +105,7 @@ pub(crate) struct SiteView {
     pub(crate) note: Option<String>,
 }
 
-/// What `cert list` shows of a site: its certificate (never the key) and its ACME progress.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct CertView {
-    pub(crate) domain: String,
-    /// `valid`, `expired`, `not yet valid`, `pending`, `failing`, `wildcard`, `none`.
-    pub(crate) status: String,
-    pub(crate) names: Vec<String>,
-    pub(crate) issuer: Option<String>,
-    pub(crate) serial: Option<String>,
-    pub(crate) not_before: Option<String>,
-    pub(crate) not_after: Option<String>,
-    /// `imported` or `acme`.
-    pub(crate) source: Option<String>,
-    /// When the ACME worker renews it.
-    pub(crate) renew_at: Option<String>,
-    /// Consecutive failed ACME attempts.
-    pub(crate) attempts: u32,
-    /// The last ACME failure.
-    pub(crate) last_error: Option<String>,
-    /// After a failure, when the next attempt is.
-    pub(crate) next_attempt: Option<String>,
-    /// The challenge type that last worked.
-    pub(crate) challenge: Option<String>,
-    /// Whether an ACME order is in flight (it resumes after a restart).
-    pub(crate) order_in_flight: bool,
-    /// OCSP: `good`, `revoked`, `unknown`, `no OCSP` (the CA offers none), `pending`, or
-    /// `failing` (with the still-valid response kept, if any).
-    pub(crate) ocsp: Option<String>,
-    /// Until when the stapled response is valid.
-    pub(crate) ocsp_valid_until: Option<String>,
-    /// When the OCSP response is fetched next.
-    pub(crate) ocsp_next_refresh: Option<String>,
-    /// The last OCSP failure.
-    pub(crate) ocsp_error: Option<String>,
-    /// An explanation for the operator.
-    pub(crate) note: Option<String>,
-}
-
-fn rfc3339(unix: i64) -> String {
+pub(crate) fn rfc3339(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
@@ -154,7 +113,7 @@ fn rfc3339(unix: i64) -> String {
 }
 
 /// Why a wildcard site gets no certificate by itself.
-const WILDCARD_NOTE: &str = "wildcard names cannot be validated by HTTP-01 or TLS-ALPN-01: import a certificate for it (DNS-01 is not supported yet)";
+pub(crate) const WILDCARD_NOTE: &str = "wildcard names cannot be validated by HTTP-01 or TLS-ALPN-01: import a certificate for it (DNS-01 is not supported yet)";
 
 impl From<Site> for SiteView {
     fn from(site: Site) -> Self {
@@ -167,110 +126,6 @@ impl From<Site> for SiteView {
             note,
         }
     }
-}
-
-/// One word (or three) on a certificate's OCSP state.
-fn ocsp_summary(ocsp: Option<&OcspRecord>, now: i64) -> String {
-    let Some(ocsp) = ocsp else {
-        return "pending".into();
-    };
-    if ocsp.url.is_none() {
-        return "the CA offers no OCSP".into();
-    }
-    match &ocsp.response {
-        Some(r) if r.valid_until > now => match r.status {
-            OcspStatus::Good if ocsp.last_error.is_some() => "good (refresh failing)".into(),
-            OcspStatus::Good => "good".into(),
-            OcspStatus::Revoked(_) => "REVOKED".into(),
-            OcspStatus::Unknown => "unknown to the responder".into(),
-        },
-        _ if ocsp.last_error.is_some() => "failing".into(),
-        _ => "pending".into(),
-    }
-}
-
-/// The `cert list` row of `site`.
-fn cert_view(
-    site: &Site,
-    cert: Option<CertRecord>,
-    state: Option<AcmeState>,
-    request: Option<&AcmeRequest>,
-    ocsp: Option<OcspRecord>,
-    acme_running: bool,
-) -> CertView {
-    let now = unix_now();
-    let state = state.unwrap_or_default();
-    let mut view = CertView {
-        domain: site.domain.to_string(),
-        attempts: state.attempts,
-        last_error: state.last_error.clone(),
-        next_attempt: state.retry_at.map(rfc3339),
-        challenge: state.challenge.map(|c| c.to_string()),
-        order_in_flight: state.pending.is_some(),
-        ..CertView::default()
-    };
-    let acme_managed = site.acme && !site.domain.is_wildcard();
-    match cert {
-        Some(cert) => {
-            view.status = if now >= cert.not_after {
-                "expired"
-            } else if now < cert.not_before {
-                "not yet valid"
-            } else {
-                "valid"
-            }
-            .to_owned();
-            if cert.source == CertSource::Acme && acme_managed {
-                view.renew_at = Some(rfc3339(porter_acme::renewal_at(
-                    &cert, &state, request, now,
-                )));
-                if !acme_running {
-                    view.note = Some(
-                        "ACME is off: it renews when `porter serve` runs with --acme-agree-tos"
-                            .into(),
-                    );
-                }
-            }
-            let ocsp = ocsp.filter(|o| o.serial == cert.serial);
-            view.ocsp = Some(match &ocsp {
-                None if porter_acme::responder_url(&cert.chain[0]).is_none() => {
-                    "the CA offers no OCSP".into()
-                }
-                _ => ocsp_summary(ocsp.as_ref(), now),
-            });
-            if let Some(ocsp) = ocsp.filter(|o| o.url.is_some()) {
-                view.ocsp_valid_until = ocsp.response.as_ref().map(|r| rfc3339(r.valid_until));
-                view.ocsp_next_refresh = Some(rfc3339(ocsp.next_refresh));
-                view.ocsp_error = ocsp.last_error;
-            }
-            view.names = cert.names;
-            view.issuer = Some(cert.issuer);
-            view.serial = Some(cert.serial);
-            view.not_before = Some(rfc3339(cert.not_before));
-            view.not_after = Some(rfc3339(cert.not_after));
-            view.source = Some(cert.source.to_string());
-        }
-        None if site.acme && site.domain.is_wildcard() => {
-            view.status = "wildcard".into();
-            view.note = Some(WILDCARD_NOTE.into());
-        }
-        None if !site.acme => {
-            view.status = "none".into();
-            view.note = Some("ACME is off for this site: import a certificate".into());
-        }
-        None => {
-            view.status = if state.last_error.is_some() {
-                "failing"
-            } else {
-                "pending"
-            }
-            .into();
-            if !acme_running {
-                view.note = Some("ACME is off: serve with --acme-agree-tos to obtain it".into());
-            }
-        }
-    }
-    view
 }
 
 async fn check_reachable(upstream: &Upstream) -> Result<(), OpError> {
@@ -361,94 +216,6 @@ pub(crate) async fn list_sites(store: &dyn Store) -> Result<Vec<SiteView>, OpErr
         .into_iter()
         .map(SiteView::from)
         .collect())
-}
-
-pub(crate) async fn import_cert(store: &dyn Store, req: ImportCert) -> Result<CertView, OpError> {
-    let domain = DomainName::parse(&req.domain).map_err(StoreError::from)?;
-    let record = CertRecord::from_pem(
-        &domain,
-        req.chain_pem.as_bytes(),
-        req.key_pem.as_bytes(),
-        unix_now(),
-        CertSource::Imported,
-    )
-    .map_err(StoreError::from)?;
-    store.put_cert(record.clone()).await?;
-    let site = store
-        .site(&domain)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
-    Ok(cert_view(&site, Some(record), None, None, None, false))
-}
-
-/// Every site's certificate status, ordered by domain.
-pub(crate) async fn list_certs(
-    store: &dyn Store,
-    acme_running: bool,
-) -> Result<Vec<CertView>, OpError> {
-    let mut certs: HashMap<DomainName, CertRecord> = store
-        .certs()
-        .await?
-        .into_iter()
-        .map(|c| (c.domain.clone(), c))
-        .collect();
-    let mut states: HashMap<DomainName, AcmeState> =
-        store.acme_states().await?.into_iter().collect();
-    let requests: HashMap<DomainName, AcmeRequest> =
-        store.acme_requests().await?.into_iter().collect();
-    let mut ocsp: HashMap<DomainName, OcspRecord> =
-        store.ocsp_records().await?.into_iter().collect();
-    let mut views = Vec::new();
-    for site in store.sites().await? {
-        let ocsp = ocsp.remove(&site.domain);
-        let (cert, state) = (certs.remove(&site.domain), states.remove(&site.domain));
-        let request = requests.get(&site.domain);
-        views.push(cert_view(&site, cert, state, request, ocsp, acme_running));
-    }
-    Ok(views)
-}
-
-/// Records `action` for the worker, which acts on it within a second when it runs.
-pub(crate) async fn request_acme(
-    store: &dyn Store,
-    domain: &str,
-    action: AcmeAction,
-) -> Result<CertView, OpError> {
-    let domain = DomainName::parse(domain).map_err(StoreError::from)?;
-    let site = store
-        .site(&domain)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
-    let cert = store.cert(&domain).await?;
-    let refuse = |why: String| Err(OpError::Refused(why));
-    if !site.acme {
-        return refuse(format!(
-            "{domain} does not use ACME (it was added with --no-acme)"
-        ));
-    }
-    if domain.is_wildcard() {
-        return refuse(WILDCARD_NOTE.to_owned());
-    }
-    match (&cert, action) {
-        (Some(cert), _) if cert.source == CertSource::Imported => {
-            return refuse(format!(
-                "the certificate of {domain} was imported: Porter cannot renew or revoke it"
-            ));
-        }
-        (None, AcmeAction::Revoke) => {
-            return refuse(format!("{domain} has no certificate to revoke"))
-        }
-        _ => {}
-    }
-    let request = porter_acme::request(store, &domain, action)
-        .await
-        .map_err(|e| match e {
-            porter_acme::AcmeError::Store(e) => OpError::Store(e),
-            other => OpError::Refused(other.to_string()),
-        })?;
-    let state = store.acme_state(&domain).await?;
-    let ocsp = store.ocsp(&domain).await?;
-    Ok(cert_view(&site, cert, state, Some(&request), ocsp, true))
 }
 
 /// `porter status`: how the server is doing.

@@ -102,10 +102,45 @@ impl CertRecord {
             not_before,
             not_after,
             source,
+            ca: None,
             key: PrivateKey::from_der(key)
                 .ok_or_else(|| invalid("unsupported private key encoding"))?,
             chain,
         })
+    }
+}
+
+impl CertRecord {
+    /// The leaf's key type as an operator names it: `ECDSA P-256`, `RSA 2048`, `Ed25519`.
+    pub fn key_type(&self) -> String {
+        use x509_parser::public_key::PublicKey;
+        let Some((_, leaf)) = self
+            .chain
+            .first()
+            .and_then(|der| X509Certificate::from_der(der).ok())
+        else {
+            return "unknown".into();
+        };
+        let spki = leaf.public_key();
+        match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) => format!("RSA {}", rsa.key_size()),
+            Ok(PublicKey::EC(_)) => {
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .map(|oid| oid.to_id_string());
+                match curve.as_deref() {
+                    Some("1.2.840.10045.3.1.7") => "ECDSA P-256".into(),
+                    Some("1.3.132.0.34") => "ECDSA P-384".into(),
+                    Some("1.3.132.0.35") => "ECDSA P-521".into(),
+                    _ => "ECDSA".into(),
+                }
+            }
+            _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => "Ed25519".into(),
+            _ => "unknown".into(),
+        }
     }
 }
 

@@ -92,6 +92,10 @@ pub struct CertRecord {
     pub not_after: i64,
     /// Imported or obtained over ACME.
     pub source: CertSource,
+    /// For ACME, the host of the CA's directory it was obtained from (absent in records
+    /// written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
 }
 
 impl CertRecord {
