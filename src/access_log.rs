@@ -115,6 +115,11 @@ impl AccessLog {
         }
     }
 
+    /// Lines dropped since the start (the queue was full).
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     /// Makes the writer reopen its file (after the file was moved away).
     pub(crate) fn reopen(&self) {
         let _ = self.queue.try_send(Message::Reopen);

@@ -372,6 +372,7 @@ async fn execute(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Answ
         store: Arc::new(store),
         acme_ca: None,
         sites: None,
+        metrics: None,
     };
     Ok(admin::execute(&ctx, command.clone()).await?)
 }

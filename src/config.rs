@@ -59,6 +59,14 @@ pub(crate) struct ServeArgs {
     /// time added) or `json`.
     #[arg(long, env = "PORTER_ACCESS_LOG_FORMAT", default_value = "combined")]
     pub(crate) access_log_format: crate::access_log::Format,
+    /// A listener of its own for Prometheus metrics (`GET /metrics`, no token), like
+    /// 127.0.0.1:9180. Without it, `/metrics` is on the admin API, behind its token.
+    #[arg(long, env = "PORTER_METRICS")]
+    pub(crate) metrics: Option<SocketAddr>,
+    /// Sites with a `site` label of their own in the request metrics (the busiest); the
+    /// others are summed as `other`.
+    #[arg(long, env = "PORTER_METRICS_SITES", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) metrics_sites: u16,
     /// For tests: while this file exists, store operations wait, as on a stalled disk.
     #[arg(long, hide = true)]
     pub(crate) test_store_stall_file: Option<std::path::PathBuf>,

@@ -23,6 +23,7 @@ mod config;
 mod data_dir;
 mod duration;
 mod memory;
+mod metrics;
 mod ops;
 mod proxy;
 mod reload;

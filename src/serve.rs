@@ -2,9 +2,10 @@
 //! the admin API and the store watcher until a signal, then drain.
 
 use crate::access_log::AccessLog;
-use crate::admin::{self, AdminAddr, Discovery};
+use crate::admin::{self, AdminAddr, Discovery, Serves};
 use crate::apps::Supervisor;
 use crate::config::ServeArgs;
+use crate::metrics::{EdgeStats, Metrics};
 use crate::proxy::{
     self, Admission, Bounds, Edge, EdgeShared, EdgeThreads, Forwarder, Limits, MemoryCeiling,
     PerIp, Rates, Shed,
@@ -48,6 +49,16 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let (admin_listener, admin_addr) = admin::bind(&args.admin)
         .await
         .with_context(|| format!("cannot bind --admin {}", args.admin))?;
+    let metrics_listener = match args.metrics {
+        Some(addr) => {
+            let (listener, bound) = admin::bind(&AdminAddr::Tcp(addr))
+                .await
+                .with_context(|| format!("cannot bind --metrics {addr}"))?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|(_, bound)| bound.clone());
     let (http_addr, https_addr) = (http.local_addr()?, https.local_addr()?);
 
     let apps_dir = data_dir.join(APPS_DIR);
@@ -62,8 +73,13 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     };
     let mut services = Services::new(CancellationToken::new());
     let sites = reload::LiveSites::new(store.clone());
+    let shed = Arc::new(Shed::default());
+    let edge_stats: Vec<Arc<EdgeStats>> = (0..edge_thread_count(args.edge_threads))
+        .map(|_| Arc::default())
+        .collect();
     let edge = start_edge(
         (&store, &sites),
+        (&edge_stats, &shed),
         &args,
         (http, https),
         (&apps, access_log.clone()),
@@ -72,17 +88,38 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     .await?;
     let supervisor = apps.clone();
     services.start("apps", Start::Now, |stop| supervisor.run(stop));
+    let metrics = Arc::new(Metrics::new(
+        edge_stats,
+        sites.clone(),
+        shed,
+        apps.clone(),
+        (acme.as_ref().map(|w| w.outcomes()), access_log.clone()),
+        usize::from(args.metrics_sites),
+    ));
     let admin_ctx = Arc::new(admin::Context {
         apps: Some(apps),
         apps_dir,
         store: store.clone(),
         acme_ca: acme_ca.clone(),
         sites: Some(sites.clone()),
+        metrics: Some(metrics),
     });
     let admin_connections = TaskTracker::new();
     let connections = admin_connections.clone();
+    if let Some((listener, _)) = metrics_listener {
+        let (ctx, connections) = (admin_ctx.clone(), admin_connections.clone());
+        services.start("metrics listener", Start::Now, |stop| {
+            admin::serve(listener, ctx, Serves::Metrics, stop, connections)
+        });
+    }
     services.start("admin API", Start::Now, |stop| {
-        admin::serve(admin_listener, admin_ctx, token, stop, connections)
+        admin::serve(
+            admin_listener,
+            admin_ctx,
+            Serves::Admin(token),
+            stop,
+            connections,
+        )
     });
     services.start("OCSP refresher", Start::WhenReady, |stop| {
         porter_acme::run_ocsp(store, stop)
@@ -99,6 +136,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         admin: admin_addr.to_string(),
         http: http_addr.to_string(),
         https: https_addr.to_string(),
+        metrics: metrics_addr.map(|a| a.to_string()),
     }
     .write(data_dir)
     .context("cannot write the discovery file")?;
@@ -142,6 +180,7 @@ fn open_store(data_dir: &Path, args: &ServeArgs) -> anyhow::Result<Arc<dyn Store
 /// what they serve current: the sites, the ACME challenge answers and the ticket keys.
 async fn start_edge(
     (store, sites): (&Arc<dyn Store>, &Arc<reload::LiveSites>),
+    (edge_stats, shed): (&[Arc<EdgeStats>], &Arc<Shed>),
     args: &ServeArgs,
     (http, https): (TcpListener, TcpListener),
     (apps, access_log): (&Arc<Supervisor>, Option<Arc<AccessLog>>),
@@ -157,7 +196,6 @@ async fn start_edge(
     let tls_config = tls::server_config(sites.clone(), default_sni.clone(), tickets.clone())?;
     let https_port = https.local_addr()?.port();
     let bounds = &args.limits;
-    let shed = Arc::new(Shed::default());
     let queue = |limit| Bounds {
         limit,
         queue: bounds.request_queue,
@@ -169,9 +207,11 @@ async fn start_edge(
         (bounds.rate_per_client, bounds.rate_burst),
         shed.clone(),
     ));
-    let edges = (0..edge_thread_count(args.edge_threads))
-        .map(|_| {
+    let edges = edge_stats
+        .iter()
+        .map(|stats| {
             Arc::new(Edge {
+                stats: stats.clone(),
                 apps: apps.clone(),
                 challenges: answers.clone(),
                 sites: sites.clone(),
@@ -205,7 +245,7 @@ async fn start_edge(
         header_timeout: bounds.header_timeout,
         max_header_size: bounds.max_header_size,
         max_headers: usize::from(bounds.max_headers),
-        shed,
+        shed: shed.clone(),
         memory,
         // 5 % of the limit (at least one): from there on, idle connections make room.
         crowded_below: (bounds.max_connections / 20).max(1),

@@ -49,6 +49,11 @@ impl ServedCert {
         }
     }
 
+    /// Until when its OCSP staple may be served, when it has one.
+    pub(crate) fn staple_until(&self) -> Option<i64> {
+        self.staple.as_ref().map(|(_, until)| *until)
+    }
+
     /// What to present at `now`: stapled while the response is valid, never with an expired
     /// one; `None` when the stored key does not load (logged once).
     pub(crate) fn at(&self, now: i64) -> Option<&Arc<CertifiedKey>> {
@@ -186,6 +191,11 @@ impl Snapshot {
                 .and_then(|w| self.sites.get(w.as_str()))
                 .and_then(|s| s.cert.as_ref())
         })
+    }
+
+    /// Every site served.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Arc<SiteEntry>> {
+        self.sites.values()
     }
 
     /// How many sites are served.

@@ -18,6 +18,9 @@ pub(crate) struct Discovery {
     pub(crate) http: String,
     /// The HTTPS listener.
     pub(crate) https: String,
+    /// The metrics listener, when `--metrics` gives it one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) metrics: Option<String>,
 }
 
 impl Discovery {

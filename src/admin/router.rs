@@ -24,6 +24,8 @@ pub(crate) struct Context {
     pub(crate) acme_ca: Option<String>,
     /// The sites the edge serves (`None` in the CLI).
     pub(crate) sites: Option<Arc<crate::reload::LiveSites>>,
+    /// The server's metrics (`None` in the CLI).
+    pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Context {

@@ -50,11 +50,20 @@ pub(crate) async fn bind(addr: &AdminAddr) -> std::io::Result<(AdminListener, Ad
     }
 }
 
-/// Serves the admin API until `shutdown`.
+/// What a listener serves.
+#[derive(Clone)]
+pub(crate) enum Serves {
+    /// The admin API and `/metrics`, to requests with this bearer token.
+    Admin(Arc<str>),
+    /// `/metrics` alone, to anyone who reaches the listener (`--metrics`).
+    Metrics,
+}
+
+/// Serves the admin API (or the metrics alone) until `shutdown`.
 pub(crate) async fn serve(
     listener: AdminListener,
     ctx: Arc<Context>,
-    token: Arc<str>,
+    serves: Serves,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -71,11 +80,11 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let (ctx, token) = (ctx.clone(), token.clone());
+        let (ctx, serves) = (ctx.clone(), serves.clone());
         tracker.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let (ctx, token) = (ctx.clone(), token.clone());
-                async move { Ok::<_, Infallible>(answer(&ctx, &token, req).await) }
+                let (ctx, serves) = (ctx.clone(), serves.clone());
+                async move { Ok::<_, Infallible>(answer(&ctx, &serves, req).await) }
             });
             let result = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -110,22 +119,51 @@ fn authorised(req: &Request<Incoming>, token: &str) -> bool {
     given.as_bytes().ct_eq(token.as_bytes()).into()
 }
 
-async fn answer(ctx: &Context, token: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let reply = if !authorised(&req, token) {
-        Reply {
-            status: StatusCode::UNAUTHORIZED,
-            body: serde_json::json!({"error": "missing or wrong bearer token (see admin.token in the data dir)"}),
+async fn answer(ctx: &Context, serves: &Serves, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Serves::Admin(token) = serves {
+        if !authorised(&req, token) {
+            return json_response(Reply {
+                status: StatusCode::UNAUTHORIZED,
+                body: serde_json::json!({"error": "missing or wrong bearer token (see admin.token in the data dir)"}),
+            });
         }
-    } else {
-        let (parts, body) = req.into_parts();
+    }
+    match (req.method(), req.uri().path(), &ctx.metrics) {
+        (&http::Method::GET, "/metrics", Some(metrics)) => {
+            // Prometheus asks for OpenMetrics first; other readers get the classic format.
+            let openmetrics = req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+            let (text, content_type) = metrics.scrape(openmetrics).await;
+            let mut response = Response::new(Full::new(Bytes::from(text)));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            return response;
+        }
+        (_, path, _) if matches!(serves, Serves::Metrics) => {
+            return json_response(Reply {
+                status: StatusCode::NOT_FOUND,
+                body: serde_json::json!({"error": format!("only GET /metrics is served here, not {path}")}),
+            });
+        }
+        _ => {}
+    }
+    let (parts, body) = req.into_parts();
+    let reply =
         match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
             Ok(Ok(body)) => dispatch(ctx, &parts.method, parts.uri.path(), &body.to_bytes()).await,
             Ok(Err(_)) | Err(_) => Reply {
                 status: StatusCode::BAD_REQUEST,
                 body: serde_json::json!({"error": "request body too large, or too slow"}),
             },
-        }
-    };
+        };
+    json_response(reply)
+}
+
+fn json_response(reply: Reply) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(reply.body.to_string())));
     *response.status_mut() = reply.status;
     response

@@ -69,6 +69,15 @@ pub(super) struct Actor {
     health_running: bool,
     /// Generations whose exit is expected (stopped on purpose).
     expected_exits: HashSet<u64>,
+    /// Starts and crashes of every app, for metrics.
+    counts: Arc<AppCounts>,
+}
+
+/// Starts and crashes of all apps since Porter started.
+#[derive(Debug, Default)]
+pub(crate) struct AppCounts {
+    pub(crate) starts: AtomicU64,
+    pub(crate) crashes: AtomicU64,
 }
 
 impl Actor {
@@ -77,6 +86,7 @@ impl Actor {
         dir: &std::path::Path,
         root: bool,
         runtime: &tokio::runtime::Handle,
+        counts: Arc<AppCounts>,
     ) -> mpsc::Sender<Cmd> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (events, events_rx) = mpsc::channel(64);
@@ -98,6 +108,7 @@ impl Actor {
             health_due: Instant::now(),
             health_running: false,
             expected_exits: HashSet::new(),
+            counts,
         };
         runtime.spawn(actor.run(rx, events_rx));
         tx
@@ -188,6 +199,7 @@ impl Actor {
     }
 
     fn start(&mut self) {
+        self.counts.starts.fetch_add(1, Ordering::Relaxed);
         self.generation += 1;
         let generation = self.generation;
         let spawned = match process::spawn(&self.app, &self.paths, self.root) {
@@ -299,6 +311,7 @@ impl Actor {
                 self.expected_exits.insert(generation);
                 failed.request_stop();
                 self.draining.push(failed);
+                self.counts.crashes.fetch_add(1, Ordering::Relaxed);
                 self.crashes.push(Instant::now());
                 if crash_loop(&mut self.crashes, Instant::now()) {
                     self.fail("it never became ready".into());
@@ -357,6 +370,7 @@ impl Actor {
         tracing::warn!(app = %self.app.id, pid = crashed.pid, %status, "app exited unexpectedly");
         self.last_exit = Some(status.clone());
         self.restarts += 1;
+        self.counts.crashes.fetch_add(1, Ordering::Relaxed);
         self.crashes.push(Instant::now());
         if self.app.restart == RestartPolicy::Never {
             self.fail(format!("{status} (restart policy: never)"));

@@ -16,4 +16,4 @@ mod process;
 mod supervisor;
 
 pub(crate) use process::{parse_signal, tail};
-pub(crate) use supervisor::{AppStatus, Lease, Supervisor, Unavailable};
+pub(crate) use supervisor::{AppStatus, Lease, Supervisor, Unavailable, STATES};

@@ -10,7 +10,7 @@
 //! checks, a settings change or `app restart` start a replacement that takes new requests once
 //! ready while the old instance finishes what it has (up to the stop grace) and is stopped.
 
-use super::actor::Actor;
+use super::actor::{Actor, AppCounts};
 use super::process;
 use porter_store::{App, AppId, Change, Store, Upstream};
 use serde::{Deserialize, Serialize};
@@ -76,6 +76,9 @@ impl Drop for Lease {
     }
 }
 
+/// The states an app can be in.
+pub(crate) const STATES: [&str; 4] = ["stopped", "starting", "ready", "failed"];
+
 /// What `porter app status` shows.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct AppStatus {
@@ -120,6 +123,8 @@ pub(crate) struct Supervisor {
     /// The runtime actors run on. A request on any edge thread may start an actor; it must
     /// live on the runtime that outlives them all and reaps its daemons at shutdown.
     runtime: tokio::runtime::Handle,
+    /// Starts and crashes, for metrics.
+    pub(crate) counts: Arc<AppCounts>,
 }
 
 impl Supervisor {
@@ -134,6 +139,7 @@ impl Supervisor {
             root: nix::unistd::geteuid().is_root(),
             actors: Mutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
+            counts: Arc::default(),
         }))
     }
 
@@ -156,7 +162,15 @@ impl Supervisor {
         let mut actors = self.actors.lock().expect("actors lock");
         let tx = actors
             .entry(id.clone())
-            .or_insert_with(|| Actor::spawn(app, &self.dir, self.root, &self.runtime))
+            .or_insert_with(|| {
+                Actor::spawn(
+                    app,
+                    &self.dir,
+                    self.root,
+                    &self.runtime,
+                    self.counts.clone(),
+                )
+            })
             .clone();
         Ok(tx)
     }
@@ -181,6 +195,27 @@ impl Supervisor {
         if let Some(tx) = self.actor(id) {
             let _ = tx.send(Cmd::Stop).await;
         }
+    }
+
+    /// Every app's state (one of [`STATES`]), for metrics.
+    pub(crate) async fn states(&self) -> Vec<(String, &'static str)> {
+        let apps = match self.store.apps().await {
+            Ok(apps) => apps,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the apps for metrics");
+                return Vec::new();
+            }
+        };
+        let mut states = Vec::with_capacity(apps.len());
+        for app in apps {
+            let state = self.status(&app.id).await.state;
+            let state = STATES
+                .into_iter()
+                .find(|s| *s == state)
+                .unwrap_or("stopped");
+            states.push((app.id.to_string(), state));
+        }
+        states
     }
 
     /// `porter app status`.

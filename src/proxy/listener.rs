@@ -8,6 +8,7 @@ use super::per_ip::{client_key, Counted, PerIp};
 use super::rate::Rates;
 use super::shed::{Reason, Shed};
 use super::{handle, Conn, Edge};
+use crate::metrics::{HandshakeFailure, Listener};
 use crate::tls;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -89,7 +90,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// Accepts connections on `listener` with `accepted` until `shutdown`, then closes them
 /// gracefully; `tracker` learns of every connection task.
 async fn accept_loop<F, Fut>(
-    listener: TcpListener,
+    (listener, kind): (TcpListener, Listener),
     edge: &Edge,
     limits: &Limits,
     shutdown: &CancellationToken,
@@ -136,9 +137,10 @@ async fn accept_loop<F, Fut>(
         };
         let _ = stream.set_nodelay(true);
         let task = accepted(stream, peer);
+        let open = edge.stats.open(kind);
         tracker.spawn(async move {
             task.await;
-            drop((permit, counted));
+            drop((permit, counted, open));
         });
     }
 }
@@ -165,7 +167,7 @@ pub(crate) async fn serve_https(
 ) {
     let builder = Arc::new(http_builder(&limits));
     accept_loop(
-        listener,
+        (listener, Listener::Https),
         &edge,
         &limits,
         &shutdown,
@@ -210,13 +212,18 @@ pub(crate) async fn serve_https(
                         Ok(Ok(None)) => return,
                         Ok(Err(refused)) => {
                             tracing::debug!(%peer, %refused, "TLS connection refused");
+                            edge.stats.handshake_failed(failure(&refused));
                             return;
                         }
                         Err(_) => {
                             tracing::debug!(%peer, "TLS handshake timed out");
+                            edge.stats.handshake_failed(HandshakeFailure::Timeout);
                             return;
                         }
                     };
+                    edge.stats.handshake(
+                        stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+                    );
                     let session = Some((name, stream.get_ref().1));
                     let conn = Arc::new(Conn::new(peer, session, edge.forwarder.affinity()));
                     let agreed = Agreed::from_alpn(stream.get_ref().1.alpn_protocol());
@@ -230,6 +237,20 @@ pub(crate) async fn serve_https(
     .await;
 }
 
+/// How a refused TLS connection is counted.
+fn failure(refused: &tls::Refused) -> HandshakeFailure {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    match refused {
+        tls::Refused::UnknownName(_) | tls::Refused::NoServerName => HandshakeFailure::UnknownName,
+        tls::Refused::Handshake(e)
+            if matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe) =>
+        {
+            HandshakeFailure::Closed
+        }
+        tls::Refused::Handshake(_) => HandshakeFailure::Protocol,
+    }
+}
+
 /// Serves plain HTTP on `listener` until `shutdown`.
 pub(crate) async fn serve_http(
     listener: TcpListener,
@@ -240,7 +261,7 @@ pub(crate) async fn serve_http(
 ) {
     let builder = Arc::new(http_builder(&limits));
     accept_loop(
-        listener,
+        (listener, Listener::Http),
         &edge,
         &limits,
         &shutdown,

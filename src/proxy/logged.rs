@@ -1,11 +1,13 @@
-//! A request's access-log line: what is known of it when it comes ([`Started`]), and a
-//! response body that counts what it sends and records the line when it is done or dropped
-//! (a client that goes away mid-body is logged too, with the bytes it got).
+//! What a request leaves behind: its count in the edge thread's metrics, and its access-log
+//! line (what is known of it when it comes, [`Started`]). Both are recorded by a response body
+//! that counts what it sends, when it is done or dropped (a client that goes away mid-body is
+//! counted and logged too, with the bytes it got).
 
 use super::body::Body;
 use super::idle::BoxError;
 use super::{route, Conn};
 use crate::access_log::{AccessLog, Entry};
+use crate::metrics::EdgeStats;
 use bytes::Buf;
 use http::header::{CONTENT_LENGTH, REFERER, USER_AGENT};
 use http::{Request, Response};
@@ -21,9 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 #[derive(Clone, Copy)]
 pub(crate) struct UpstreamTime(pub(crate) Duration);
 
-/// What is known of a request when it comes in.
+/// What is known of a request when it comes in, for its access-log line.
 pub(crate) struct Started {
-    at: Instant,
     entry: Entry,
 }
 
@@ -37,7 +38,6 @@ impl Started {
                 .map(str::to_owned)
         };
         Box::new(Started {
-            at: Instant::now(),
             entry: Entry {
                 time: SystemTime::now(),
                 client: conn.peer,
@@ -63,40 +63,77 @@ impl Started {
             },
         })
     }
+}
 
-    /// `response`, recording its line in `log` once its body is sent.
-    pub(crate) fn log_when_sent(
-        self: Box<Self>,
-        response: Response<Body>,
-        log: Arc<AccessLog>,
-    ) -> Response<Body> {
-        let mut started = self;
-        started.entry.status = response.status().as_u16();
-        started.entry.upstream = response.extensions().get::<UpstreamTime>().map(|t| t.0);
+/// What is recorded of a request once its response is sent.
+pub(crate) struct Finishing {
+    stats: Arc<EdgeStats>,
+    /// The site it was for (`None`: Porter answered for no site).
+    site: Option<Arc<str>>,
+    at: Instant,
+    status: u16,
+    upstream: Option<Duration>,
+    /// The access-log line, when there is an access log.
+    line: Option<(Box<Started>, Arc<AccessLog>)>,
+}
+
+impl Finishing {
+    /// A request of `site` that came `at`.
+    pub(crate) fn new(
+        stats: Arc<EdgeStats>,
+        site: Option<Arc<str>>,
+        at: Instant,
+        line: Option<(Box<Started>, Arc<AccessLog>)>,
+    ) -> Self {
+        Finishing {
+            stats,
+            site,
+            at,
+            status: 0,
+            upstream: None,
+            line,
+        }
+    }
+
+    /// `response`, recorded once its body is sent.
+    pub(crate) fn when_sent(mut self, response: Response<Body>) -> Response<Body> {
+        self.status = response.status().as_u16();
+        self.upstream = response.extensions().get::<UpstreamTime>().map(|t| t.0);
         response.map(|inner| {
             Logged {
                 inner,
-                line: Some((started, log)),
+                finishing: Some(self),
             }
             .boxed()
         })
     }
+
+    fn record(self) {
+        let duration = self.at.elapsed();
+        self.stats
+            .request(self.site.as_ref(), self.status, duration, self.upstream);
+        if let Some((started, log)) = self.line {
+            let mut entry = started.entry;
+            entry.status = self.status;
+            entry.upstream = self.upstream;
+            entry.duration = duration;
+            log.record(entry);
+        }
+    }
 }
 
 pin_project! {
-    /// `inner`, counting its data, with the line recorded when it is dropped.
+    /// `inner`, counting its data, recorded when it is dropped.
     struct Logged {
         #[pin]
         inner: Body,
-        line: Option<(Box<Started>, Arc<AccessLog>)>,
+        finishing: Option<Finishing>,
     }
 
     impl PinnedDrop for Logged {
         fn drop(this: Pin<&mut Self>) {
-            if let Some((started, log)) = this.project().line.take() {
-                let Started { at, mut entry } = *started;
-                entry.duration = at.elapsed();
-                log.record(entry);
+            if let Some(finishing) = this.project().finishing.take() {
+                finishing.record();
             }
         }
     }
@@ -112,7 +149,8 @@ impl hyper::body::Body for Logged {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let frame = this.inner.poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(frame))), Some((started, _))) = (&frame, this.line.as_mut()) {
+        let line = this.finishing.as_mut().and_then(|f| f.line.as_mut());
+        if let (Poll::Ready(Some(Ok(frame))), Some((started, _))) = (&frame, line) {
             if let Some(data) = frame.data_ref() {
                 started.entry.bytes_out += data.remaining() as u64;
             }

@@ -64,6 +64,8 @@ pub(crate) struct Edge {
     pub(crate) crowded: tokio::sync::Notify,
     /// Where each request's line goes, if anywhere.
     pub(crate) access_log: Option<Arc<crate::access_log::AccessLog>>,
+    /// This thread's counts, for metrics.
+    pub(crate) stats: Arc<crate::metrics::EdgeStats>,
 }
 
 /// What is known of the connection a request came on.

@@ -15,7 +15,7 @@ use super::answer::Own;
 use super::body::{full, Body};
 use super::forward::Forwarded;
 use super::held::Holding;
-use super::logged::{Started, UpstreamTime};
+use super::logged::{Finishing, Started, UpstreamTime};
 use super::{headers, route, upgrade, Conn, Edge};
 use crate::apps::Lease;
 use crate::snapshot::SiteEntry;
@@ -29,7 +29,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Answers one request (and logs it, when there is an access log).
+/// Answers one request, counting it for metrics and logging it when there is an access log.
 pub(crate) fn handle(
     edge: Arc<Edge>,
     conn: Arc<Conn>,
@@ -37,26 +37,41 @@ pub(crate) fn handle(
 ) -> impl Future<Output = Response<Body>> {
     // Not an async fn of its own: it would keep a second slot for the request, which every
     // request's future then carries.
+    let at = Instant::now();
     let logged = edge
         .access_log
         .clone()
-        .map(|log| (log, Started::of(&req, &conn)));
-    serve(edge, conn, req).map(move |served| {
+        .map(|log| (Started::of(&req, &conn), log));
+    serve(edge.clone(), conn, req).map(move |(site, served)| {
         let response = served.unwrap_or_else(Own::into_response);
-        match logged {
-            Some((log, started)) => started.log_when_sent(response, log),
-            None => response,
-        }
+        Finishing::new(edge.stats.clone(), site, at, logged).when_sent(response)
     })
 }
 
+/// The request's site (the metrics' label), and its response or Porter's own answer.
 async fn serve(
     edge: Arc<Edge>,
     conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> (Option<Arc<str>>, Result<Response<Body>, Own>) {
+    if let Err(own) = well_formed(&req) {
+        return (None, Err(own));
+    }
+    let site = match route(&edge, &conn, &req).await {
+        Ok(site) => site,
+        Err(own) => return (None, Err(own)),
+    };
+    let domain = Arc::clone(&site.domain);
+    (Some(domain), forward(edge, conn, site, req).await)
+}
+
+/// Phases 2 to 6 for a request of `site`.
+async fn forward(
+    edge: Arc<Edge>,
+    conn: Arc<Conn>,
+    site: Arc<SiteEntry>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Own> {
-    well_formed(&req)?;
-    let site = route(&edge, &conn, &req).await?;
     admit(&req)?;
     let mut slots = edge.admission.admit(&site, conn.peer).await?;
     let mut lease = upstream_peer(&edge, &site).await?;
@@ -104,16 +119,14 @@ async fn serve(
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let req = req.map(|body| edge.forwarder.client_body(body));
-    let asked = edge.access_log.is_some().then(Instant::now);
+    let asked = Instant::now();
     let (mut response, loan) = edge
         .forwarder
         .send(req, upstream, &forwarded, upgrade, &conn.affinity, keep)
         .await?;
-    if let Some(asked) = asked {
-        response
-            .extensions_mut()
-            .insert(UpstreamTime(asked.elapsed()));
-    }
+    response
+        .extensions_mut()
+        .insert(UpstreamTime(asked.elapsed()));
     let mut loan = Some(loan);
     if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
         upgrade::tunnel(client, hyper::upgrade::on(&mut response), lease.take());

@@ -51,12 +51,26 @@ const REASONS: [(Reason, &str); 8] = [
     (Reason::Memory, "seconds over the memory ceiling"),
 ];
 
+/// Each reason's `limit` label in metrics, in [`REASONS`]' order.
+const LABELS: [&str; REASONS.len()] = [
+    "connections",
+    "connections_per_ip",
+    "handshakes_per_ip",
+    "handshake_rate",
+    "queue",
+    "client_rate",
+    "idle",
+    "memory",
+];
+
 /// How often what was refused is logged, at most.
 const INTERVAL: Duration = Duration::from_secs(10);
 
 /// Refusals counted since they were last logged.
 pub(crate) struct Shed {
     counts: [AtomicU64; REASONS.len()],
+    /// Since the start, for metrics.
+    totals: [AtomicU64; REASONS.len()],
     started: Instant,
     /// When they were last logged, in milliseconds since `started`.
     logged_ms: AtomicU64,
@@ -66,6 +80,7 @@ impl Default for Shed {
     fn default() -> Self {
         Shed {
             counts: Default::default(),
+            totals: Default::default(),
             started: Instant::now(),
             logged_ms: AtomicU64::new(0),
         }
@@ -76,6 +91,7 @@ impl Shed {
     /// Counts one refusal, and logs the counts when the interval has passed.
     pub(crate) fn note(&self, reason: Reason) {
         self.counts[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.totals[reason as usize].fetch_add(1, Ordering::Relaxed);
         let now = self.started.elapsed().as_millis() as u64;
         let last = self.logged_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) < INTERVAL.as_millis() as u64
@@ -91,6 +107,14 @@ impl Shed {
             self.take_counts(),
             (now - last).div_ceil(1000)
         );
+    }
+
+    /// Refusals since the start, by the limit's metric label.
+    pub(crate) fn totals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        LABELS
+            .iter()
+            .zip(&self.totals)
+            .map(|(label, n)| (*label, n.load(Ordering::Relaxed)))
     }
 
     /// The counts as text, zeroed.

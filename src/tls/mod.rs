@@ -7,6 +7,6 @@ mod config;
 mod resolver;
 mod tickets;
 
-pub(crate) use accept::accept;
+pub(crate) use accept::{accept, Refused};
 pub(crate) use config::server_config;
 pub(crate) use tickets::Keyring;
