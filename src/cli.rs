@@ -8,6 +8,7 @@ use crate::cert_check::{self, Filter, Level, Thresholds};
 use crate::config::ServeArgs;
 use crate::ops::apps::{AppSpec, AppView};
 use crate::ops::certs::CertView;
+use crate::ops::status::StatusView;
 use crate::ops::{AddSite, ImportCert, UpdateSite};
 use crate::serve::{self, STORE_DIR};
 use anyhow::{bail, Context as _};
@@ -373,6 +374,8 @@ async fn execute(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Answ
         acme_ca: None,
         sites: None,
         metrics: None,
+        store_dir: data_dir.join(STORE_DIR),
+        server: None,
     };
     Ok(admin::execute(&ctx, command.clone()).await?)
 }
@@ -446,17 +449,64 @@ fn render(command: &AdminCommand, answer: Answer) -> String {
             };
             format!("removed {what} {removed}\n")
         }
-        Answer::Status(status) => {
-            let state = match status.store.failure {
-                None => "ok".to_owned(),
-                Some(failure) => format!("writes failing: {failure}"),
-            };
-            format!(
-                "store: {state}\nstore operations past their deadline: {}\n",
-                status.store.stalled_operations
-            )
-        }
+        Answer::Status(status) => render_status(status),
     }
+}
+
+fn render_status(status: StatusView) -> String {
+    let mut out = format!("porter {}\n", status.version);
+    let counts = |map: &std::collections::BTreeMap<String, usize>| {
+        if map.is_empty() {
+            return "none".to_owned();
+        }
+        map.iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match &status.server {
+        Some(server) => {
+            out.push_str(&format!(
+                "server: running, pid {}, up {}s, {} edge threads\n",
+                server.pid, server.uptime_s, server.edge_threads
+            ));
+            for (name, addr) in &server.listeners {
+                out.push_str(&format!("  {name:<8} {addr}\n"));
+            }
+            let open = server
+                .connections_open
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&format!("connections open: {open}\n"));
+            out.push_str(&format!("apps: {}\n", counts(&server.apps)));
+        }
+        None => out.push_str("server: not running (read from the store)\n"),
+    }
+    match &status.content {
+        Some(c) => out.push_str(&format!(
+            "sites: {}\ncertificates: {}\nACME orders in flight: {}, failing: {}\nOCSP refreshes due: {}\napps defined: {}\n",
+            c.sites,
+            counts(&c.certificates),
+            c.acme_orders_pending,
+            c.acme_failing,
+            c.ocsp_refresh_due,
+            c.apps
+        )),
+        None => out.push_str("sites, certificates: the store did not answer in time\n"),
+    }
+    let state = match &status.store.failure {
+        None => "ok".to_owned(),
+        Some(failure) => format!("writes failing: {failure}"),
+    };
+    out.push_str(&format!(
+        "store: {state}\nstore path: {} ({} KiB)\nstore operations past their deadline: {}\n",
+        status.store.path,
+        status.store.size_bytes / 1024,
+        status.store.stalled_operations
+    ));
+    out
 }
 
 fn certs_table(certs: Vec<CertView>) -> String {

@@ -6,6 +6,7 @@ use crate::admin::{self, AdminAddr, Discovery, Serves};
 use crate::apps::Supervisor;
 use crate::config::ServeArgs;
 use crate::metrics::{EdgeStats, Metrics};
+use crate::ops::status::ServerFacts;
 use crate::proxy::{
     self, Admission, Bounds, Edge, EdgeShared, EdgeThreads, Forwarder, Limits, MemoryCeiling,
     PerIp, Rates, Shed,
@@ -34,6 +35,7 @@ async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let acme = args.acme.config().map_err(anyhow::Error::msg)?;
     let acme_ca = acme.as_ref().map(porter_acme::Config::ca_host);
     data_dir::prepare(data_dir)?;
@@ -103,6 +105,20 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         acme_ca: acme_ca.clone(),
         sites: Some(sites.clone()),
         metrics: Some(metrics),
+        store_dir: data_dir.join(STORE_DIR),
+        server: Some(ServerFacts {
+            started,
+            listeners: [
+                ("http", http_addr.to_string()),
+                ("https", https_addr.to_string()),
+                ("admin", admin_addr.to_string()),
+            ]
+            .into_iter()
+            .chain(metrics_addr.iter().map(|a| ("metrics", a.to_string())))
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+            edge_threads: edge.count(),
+        }),
     });
     let admin_connections = TaskTracker::new();
     let connections = admin_connections.clone();

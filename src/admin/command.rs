@@ -7,7 +7,8 @@
 use crate::apps::AppStatus;
 use crate::ops::apps::{AppSpec, AppView};
 use crate::ops::certs::CertView;
-use crate::ops::{AddSite, ImportCert, SiteView, StatusView, UpdateSite};
+use crate::ops::status::StatusView;
+use crate::ops::{AddSite, ImportCert, SiteView, UpdateSite};
 use http::{Method, StatusCode};
 use porter_acme::AcmeAction;
 use serde::Serialize;

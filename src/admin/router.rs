@@ -26,6 +26,10 @@ pub(crate) struct Context {
     pub(crate) sites: Option<Arc<crate::reload::LiveSites>>,
     /// The server's metrics (`None` in the CLI).
     pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Where the store is on disk.
+    pub(crate) store_dir: std::path::PathBuf,
+    /// What the running server knows of itself (`None` in the CLI).
+    pub(crate) server: Option<ops::status::ServerFacts>,
 }
 
 impl Context {
@@ -119,6 +123,9 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
         C::ControlApp { id, restart } => {
             Answer::AppStatus(ops::apps::control(store, apps, &id, restart).await?)
         }
-        C::Status => Answer::Status(ops::status(store)),
+        C::Status => {
+            let server = ctx.server.as_ref().zip(ctx.metrics.as_deref());
+            Answer::Status(ops::status::status(store, &ctx.store_dir, ctx.beside(), server).await)
+        }
     })
 }

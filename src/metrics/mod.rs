@@ -86,6 +86,17 @@ impl Metrics {
         out
     }
 
+    /// Open client connections on HTTP and HTTPS.
+    pub(crate) fn connections_open(&self) -> [i64; 2] {
+        let mut open = [0; 2];
+        for edge in &self.edges {
+            for (total, n) in open.iter_mut().zip(edge.open_connections()) {
+                *total += n;
+            }
+        }
+        open
+    }
+
     fn gather(&self, apps: Vec<(String, &'static str)>) -> Scrape {
         let snapshot = self.sites.current();
         let mut certs = Vec::new();
@@ -99,8 +110,7 @@ impl Metrics {
             }
         }
         let mut per_site: HashMap<Arc<str>, SiteStats> = HashMap::new();
-        let (mut handshakes, mut failures, mut open) =
-            ([0; 2], [0; HANDSHAKE_FAILURES.len()], [0; 2]);
+        let (mut handshakes, mut failures) = ([0; 2], [0; HANDSHAKE_FAILURES.len()]);
         for edge in &self.edges {
             let complete = snapshot.is_complete();
             edge.merge_sites(&mut per_site, |site| {
@@ -108,9 +118,6 @@ impl Metrics {
             });
             add(&mut handshakes, edge.handshakes());
             add(&mut failures, edge.failures());
-            for (total, n) in open.iter_mut().zip(edge.open_connections()) {
-                *total += n;
-            }
         }
         let requests = self
             .top
@@ -123,7 +130,7 @@ impl Metrics {
             requests,
             handshakes,
             failures,
-            open,
+            open: self.connections_open(),
             limits: self.shed.totals().collect(),
             apps,
             app_starts: self

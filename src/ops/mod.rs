@@ -3,6 +3,7 @@
 
 pub(crate) mod apps;
 pub(crate) mod certs;
+pub(crate) mod status;
 
 use porter_store::{
     AppId, DomainName, Site, Store, StoreError, Target, Upstream, DEFAULT_HSTS_MAX_AGE,
@@ -216,33 +217,4 @@ pub(crate) async fn list_sites(store: &dyn Store) -> Result<Vec<SiteView>, OpErr
         .into_iter()
         .map(SiteView::from)
         .collect())
-}
-
-/// `porter status`: how the server is doing.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct StatusView {
-    pub(crate) store: StoreStatus,
-}
-
-/// The store's part of [`StatusView`].
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct StoreStatus {
-    /// No failed write it has not recovered from.
-    pub(crate) ok: bool,
-    /// The failed write, when there is one.
-    pub(crate) failure: Option<String>,
-    /// Operations that missed their deadline since the start.
-    pub(crate) stalled_operations: u64,
-}
-
-/// How the server is doing.
-pub(crate) fn status(store: &dyn Store) -> StatusView {
-    let health = store.health();
-    StatusView {
-        store: StoreStatus {
-            ok: health.failure.is_none(),
-            failure: health.failure,
-            stalled_operations: health.stalled,
-        },
-    }
 }
