@@ -26,6 +26,12 @@ pub(crate) fn prepare(dir: &Path) -> anyhow::Result<()> {
     }
     let meta = std::fs::symlink_metadata(dir)
         .with_context(|| format!("cannot read the data dir {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!(
+            "the data dir {} is not a directory: point --data-dir (or PORTER_DATA_DIR) at a directory",
+            dir.display()
+        );
+    }
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
         bail!(
@@ -107,5 +113,16 @@ mod tests {
         let dir = root.path().join("a/b");
         prepare(&dir).unwrap();
         assert_eq!(mode(&dir), 0o700);
+    }
+
+    #[test]
+    fn a_file_is_refused_as_data_dir_and_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("hostname");
+        std::fs::write(&file, b"h").unwrap();
+        std::fs::set_permissions(&file, Permissions::from_mode(0o644)).unwrap();
+        let error = prepare(&file).unwrap_err().to_string();
+        assert!(error.contains("is not a directory"), "{error}");
+        assert_eq!(mode(&file), 0o644, "its mode must not change");
     }
 }
