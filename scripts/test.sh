@@ -13,6 +13,7 @@ needs=(
   "pebble-challtestsrv pebble"
   "testssl testssl.sh"
   "nginx nginx-light"
+  "promtool prometheus"
 )
 missing=()
 for pair in "${needs[@]}"; do
@@ -24,7 +25,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+  # No recommends: prometheus would pull in its web console's assets; the tests need promtool.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install the Rust toolchain (https://rustup.rs), then run this again" >&2

@@ -209,13 +209,13 @@ impl AdminCommand {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_command_survives_the_trip_through_http() {
+    /// One of each command.
+    fn examples() -> Vec<AdminCommand> {
         let spec = AppSpec {
             command: Some("python3 -m http.server {port}".into()),
             ..AppSpec::default()
         };
-        let commands = [
+        vec![
             AdminCommand::ListSites,
             AdminCommand::AddSite(AddSite {
                 domain: "a.test".into(),
@@ -272,7 +272,12 @@ mod tests {
                 restart: false,
             },
             AdminCommand::Status,
-        ];
+        ]
+    }
+
+    #[test]
+    fn every_command_survives_the_trip_through_http() {
+        let commands = examples();
         for command in commands {
             let (method, path, body) = command.http();
             let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -287,5 +292,80 @@ mod tests {
             AdminCommand::from_http(&Method::POST, "/v1/sites", b"{"),
             Err(NotACommand::Body(_))
         ));
+    }
+
+    /// The paths and methods of the OpenAPI document.
+    fn documented() -> Vec<(Method, String)> {
+        let doc: Value = serde_json::from_str(crate::admin::server::OPENAPI).unwrap();
+        let mut routes = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                routes.push((method.to_uppercase().parse().unwrap(), path.clone()));
+            }
+        }
+        routes
+    }
+
+    /// Whether `path` fits the `template` (`{name}` matches one segment).
+    fn fits(template: &str, path: &str) -> bool {
+        let (t, p): (Vec<&str>, Vec<&str>) =
+            (template.split('/').collect(), path.split('/').collect());
+        t.len() == p.len()
+            && t.iter()
+                .zip(&p)
+                .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}')))
+    }
+
+    #[test]
+    fn the_openapi_document_describes_the_router() {
+        let routes = documented();
+        // Every command the router knows is documented, with its method.
+        for command in examples() {
+            let (method, path, _) = command.http();
+            assert!(
+                routes.iter().any(|(m, t)| *m == method && fits(t, &path)),
+                "{method} {path} is not in openapi.json"
+            );
+        }
+        // Every documented route reaches the router (or the server's own: /metrics and the
+        // document itself).
+        for (method, template) in &routes {
+            if ["/metrics", "/v1/openapi.json"].contains(&template.as_str()) {
+                continue;
+            }
+            let path = template
+                .replace("{domain}", "a.test")
+                .replace("{id}", "shop");
+            if let Err(NotACommand::Unknown { .. }) = AdminCommand::from_http(method, &path, b"{}")
+            {
+                panic!("{method} {template} is documented but the router does not know it")
+            }
+        }
+        // And the router knows nothing more: each known command's route was checked above,
+        // and an undocumented method on a documented path is unknown to it.
+        for (template, _) in routes.iter().map(|(_, t)| (t, ())) {
+            let path = template
+                .replace("{domain}", "a.test")
+                .replace("{id}", "shop");
+            for method in [
+                Method::GET,
+                Method::POST,
+                Method::PATCH,
+                Method::DELETE,
+                Method::PUT,
+            ] {
+                let known = !matches!(
+                    AdminCommand::from_http(&method, &path, b"{}"),
+                    Err(NotACommand::Unknown { .. })
+                );
+                let documented = routes.iter().any(|(m, t)| *m == method && t == template);
+                if known && !["/metrics", "/v1/openapi.json"].contains(&template.as_str()) {
+                    assert!(
+                        documented,
+                        "{method} {template} is routed but not documented"
+                    );
+                }
+            }
+        }
     }
 }

@@ -18,6 +18,11 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The admin API described (OpenAPI 3.1); a test holds it to the router.
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+/// Where it is served.
+const OPENAPI_PATH: &str = "/v1/openapi.json";
+
 /// Largest request body accepted (a certificate chain and key fit many times over).
 const MAX_BODY: usize = 1 << 20;
 /// Deadline for a request's headers and for its body.
@@ -141,6 +146,13 @@ async fn answer(ctx: &Context, serves: &Serves, req: Request<Incoming>) -> Respo
             response
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            return response;
+        }
+        (&http::Method::GET, OPENAPI_PATH, _) if matches!(serves, Serves::Admin(_)) => {
+            let mut response = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             return response;
         }
         (_, path, _) if matches!(serves, Serves::Metrics) => {

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -197,12 +198,17 @@ impl Supervisor {
         }
     }
 
-    /// Every app's state (one of [`STATES`]), for metrics.
+    /// Every app's state (one of [`STATES`]), for metrics and status: none when the store
+    /// does not answer within 2 s (a scrape must not wait on a stalled disk).
     pub(crate) async fn states(&self) -> Vec<(String, &'static str)> {
-        let apps = match self.store.apps().await {
-            Ok(apps) => apps,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the apps for metrics");
+        let apps = match tokio::time::timeout(Duration::from_secs(2), self.store.apps()).await {
+            Ok(Ok(apps)) => apps,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the apps");
+                return Vec::new();
+            }
+            Err(_) => {
+                tracing::warn!("the store did not answer in time for the apps' states");
                 return Vec::new();
             }
         };

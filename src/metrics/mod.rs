@@ -184,6 +184,8 @@ fn add<const N: usize>(total: &mut [u64; N], more: [u64; N]) {
     }
 }
 
+type AcmeCounts = (u64, u64, Vec<(porter_store::DomainName, u64)>);
+
 /// What one scrape gathered, encoded by the registry.
 #[derive(Debug)]
 struct Scrape {
@@ -197,7 +199,8 @@ struct Scrape {
     apps: Vec<(String, &'static str)>,
     app_starts: u64,
     app_crashes: u64,
-    acme: Option<(u64, u64, Vec<(porter_store::DomainName, u64)>)>,
+    /// Issued, failed, and failures per domain.
+    acme: Option<AcmeCounts>,
     access_log_dropped: Option<u64>,
 }
 
@@ -228,18 +231,6 @@ fn family<'a>(
     kind: MetricType,
 ) -> Result<MetricEncoder<'a>, Error> {
     encoder.encode_descriptor(name, help, None, kind)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn classic_text_names_counters_by_their_samples() {
-        let om = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total{x=\"1\"} 2\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
-        assert_eq!(
-            super::classic(om),
-            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total{x=\"1\"} 2\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
-        );
-    }
 }
 
 const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -396,5 +387,17 @@ impl Collector for Scrape {
             .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&dropped, None)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn classic_text_names_counters_by_their_samples() {
+        let om = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total{x=\"1\"} 2\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            super::classic(om),
+            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total{x=\"1\"} 2\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
     }
 }

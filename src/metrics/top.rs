@@ -69,8 +69,8 @@ impl TopSites {
             // busier, so that labels do not flap between sites of like traffic.
             let quietest = self
                 .labelled
-                .iter()
-                .map(|(s, _)| (now.get(s).map_or(0, |st| recent(s, st)), s.clone()))
+                .keys()
+                .map(|s| (now.get(s).map_or(0, |st| recent(s, st)), s.clone()))
                 .min();
             match quietest {
                 Some((quiet, demoted)) if busy > 2 * quiet + 10 => {

@@ -71,6 +71,8 @@ pub struct Porter {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub admin: String,
+    /// The `--metrics` listener, when it has one.
+    pub metrics: Option<SocketAddr>,
 }
 
 pub fn porter_bin() -> &'static str {
@@ -123,6 +125,7 @@ impl Porter {
             http: d["http"].as_str().unwrap().parse().unwrap(),
             https: d["https"].as_str().unwrap().parse().unwrap(),
             admin: d["admin"].as_str().unwrap().to_owned(),
+            metrics: d["metrics"].as_str().map(|a| a.parse().unwrap()),
         }
     }
 
@@ -342,18 +345,30 @@ impl TestCa {
 
     /// Issues a leaf for `names`; returns the paths of its chain and key PEM files.
     pub fn issue(&self, names: &[&str]) -> (PathBuf, PathBuf) {
+        self.issue_until(
+            names,
+            time::OffsetDateTime::now_utc() + time::Duration::days(90),
+        )
+    }
+
+    /// A leaf for `names` that expires at `not_after`.
+    pub fn issue_until(
+        &self,
+        names: &[&str],
+        not_after: time::OffsetDateTime,
+    ) -> (PathBuf, PathBuf) {
         let n = self.issued.get() + 1;
         self.issued.set(n);
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();
-        // Like a public CA's: 128-bit random serial, 90 days of validity.
+        // Like a public CA's: 128-bit random serial.
         let mut serial: [u8; 16] = rand::random();
         serial[0] &= 0x7f;
         params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
-        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(90);
+        params.not_after = not_after;
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).unwrap();
         let chain = self.dir.join(format!("leaf{n}.pem"));
