@@ -300,7 +300,8 @@ def idle_memory(c):
 
 def scale(n):
     """Porter with `n` sites and certificates: time from start to the first served handshake,
-    RSS, and the handshake time of names not recently used."""
+    RSS, the handshake time of names not recently used, and the time of a metrics scrape once
+    every site has had a request."""
     import random
     data = os.path.join(ROOT, "target", f"bench-scale-{n}")
     if not os.path.exists(os.path.join(data, "store")):
@@ -321,9 +322,30 @@ def scale(n):
 
     log = open(os.path.join(data, "bench.log"), "w+")
     started = time.time()
+    http_port, admin_port = free_port(), free_port()
     proc = subprocess.Popen(["taskset", "-c", "0", porter, "--data-dir", data, "serve", "--https", f"127.0.0.1:{port}",
-                             "--http", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{free_port()}"],
+                             "--http", f"127.0.0.1:{http_port}", "--admin", f"127.0.0.1:{admin_port}"],
                             env=dict(os.environ, PORTER_LOG="info"), stderr=log)
+
+    def scrape_ms():
+        """Median time of a /metrics scrape, once every site has had a request."""
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+        for i in range(n):
+            conn.request("GET", "/", headers={"Host": f"s{i}.scale.test"})
+            conn.getresponse().read()
+        conn.close()
+        with open(os.path.join(data, "admin.token")) as f:
+            token = f.read().strip()
+        times, size = [], 0
+        for _ in range(5):
+            admin = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=30)
+            t = time.time()
+            admin.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"})
+            size = len(admin.getresponse().read())
+            times.append((time.time() - t) * 1000)
+            admin.close()
+        return statistics.median(times), size / 1024
 
     def loaded():
         with open(log.name) as f:
@@ -359,14 +381,15 @@ def scale(n):
         # well within five seconds at 100,000 certificates.
         time.sleep(max(0.0, all_loaded + 5 - (time.time() - started)))
         rss = rss_kib([proc.pid]) / 1024
+        scrape, scrape_kib = scrape_ms()
     finally:
         proc.terminate()
         proc.wait()
     print("| sites | first handshake after start | every site loaded after | RSS then | RSS 5 s later "
-          "| handshake, name not recently used (median): while loading | after |")
-    print("|---|---|---|---|---|---|---|")
+          "| handshake, name not recently used (median): while loading | after | /metrics scrape, every site with traffic (median) |")
+    print("|---|---|---|---|---|---|---|---|")
     print(f"| {n} | {first:.2f} s | {all_loaded:.2f} s | {rss_loaded:.0f} MiB | {rss:.0f} MiB "
-          f"| {while_loading:.2f} ms | {after:.2f} ms |")
+          f"| {while_loading:.2f} ms | {after:.2f} ms | {scrape:.1f} ms ({scrape_kib:.0f} KiB) |")
 
 
 def median(values):

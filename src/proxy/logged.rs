@@ -19,10 +19,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-/// How long the upstream took to answer with its head, set on a relayed response.
-#[derive(Clone, Copy)]
-pub(crate) struct UpstreamTime(pub(crate) Duration);
-
 /// What is known of a request when it comes in, for its access-log line.
 pub(crate) struct Started {
     entry: Entry,
@@ -95,10 +91,15 @@ impl Finishing {
         }
     }
 
-    /// `response`, recorded once its body is sent.
-    pub(crate) fn when_sent(mut self, response: Response<Body>) -> Response<Body> {
+    /// `response` (which the upstream began to answer in `upstream`, when it was forwarded),
+    /// recorded once its body is sent.
+    pub(crate) fn when_sent(
+        mut self,
+        response: Response<Body>,
+        upstream: Option<Duration>,
+    ) -> Response<Body> {
         self.status = response.status().as_u16();
-        self.upstream = response.extensions().get::<UpstreamTime>().map(|t| t.0);
+        self.upstream = upstream;
         response.map(|inner| {
             Logged {
                 inner,

@@ -15,7 +15,7 @@ use super::answer::Own;
 use super::body::{full, Body};
 use super::forward::Forwarded;
 use super::held::Holding;
-use super::logged::{Finishing, Started, UpstreamTime};
+use super::logged::{Finishing, Started};
 use super::{headers, route, upgrade, Conn, Edge};
 use crate::apps::Lease;
 use crate::snapshot::SiteEntry;
@@ -27,7 +27,7 @@ use porter_store::{unix_now, Target};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Answers one request, counting it for metrics and logging it when there is an access log.
 pub(crate) fn handle(
@@ -42,35 +42,53 @@ pub(crate) fn handle(
         .access_log
         .clone()
         .map(|log| (Started::of(&req, &conn), log));
-    serve(edge.clone(), conn, req).map(move |(site, served)| {
-        let response = served.unwrap_or_else(Own::into_response);
-        Finishing::new(edge.stats.clone(), site, at, logged).when_sent(response)
+    serve(edge.clone(), conn, req).map(move |served| {
+        let response = served.response.unwrap_or_else(Own::into_response);
+        Finishing::new(edge.stats.clone(), served.site, at, logged)
+            .when_sent(response, served.upstream)
     })
 }
 
-/// The request's site (the metrics' label), and its response or Porter's own answer.
-async fn serve(
-    edge: Arc<Edge>,
-    conn: Arc<Conn>,
-    req: Request<Incoming>,
-) -> (Option<Arc<str>>, Result<Response<Body>, Own>) {
+/// What [`serve`] made of a request.
+struct Served {
+    /// Its site (the metrics' label), when it is for one.
+    site: Option<Arc<str>>,
+    /// How long the upstream took to answer with its head, when it was forwarded.
+    upstream: Option<Duration>,
+    /// The response, or Porter's own answer.
+    response: Result<Response<Body>, Own>,
+}
+
+async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, req: Request<Incoming>) -> Served {
+    let refused = |own| Served {
+        site: None,
+        upstream: None,
+        response: Err(own),
+    };
     if let Err(own) = well_formed(&req) {
-        return (None, Err(own));
+        return refused(own);
     }
     let site = match route(&edge, &conn, &req).await {
         Ok(site) => site,
-        Err(own) => return (None, Err(own)),
+        Err(own) => return refused(own),
     };
     let domain = Arc::clone(&site.domain);
-    (Some(domain), forward(edge, conn, site, req).await)
+    let mut upstream = None;
+    let response = forward(edge, conn, site, req, &mut upstream).await;
+    Served {
+        site: Some(domain),
+        upstream,
+        response,
+    }
 }
 
-/// Phases 2 to 6 for a request of `site`.
+/// Phases 2 to 6 for a request of `site`; `upstream_time` is set when it is forwarded.
 async fn forward(
     edge: Arc<Edge>,
     conn: Arc<Conn>,
     site: Arc<SiteEntry>,
     mut req: Request<Incoming>,
+    upstream_time: &mut Option<Duration>,
 ) -> Result<Response<Body>, Own> {
     admit(&req)?;
     let mut slots = edge.admission.admit(&site, conn.peer).await?;
@@ -124,9 +142,7 @@ async fn forward(
         .forwarder
         .send(req, upstream, &forwarded, upgrade, &conn.affinity, keep)
         .await?;
-    response
-        .extensions_mut()
-        .insert(UpstreamTime(asked.elapsed()));
+    *upstream_time = Some(asked.elapsed());
     let mut loan = Some(loan);
     if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
         upgrade::tunnel(client, hyper::upgrade::on(&mut response), lease.take());
