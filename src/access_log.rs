@@ -149,40 +149,42 @@ impl Out {
     }
 }
 
-/// The writer thread: lines as they come, flushed whenever the queue runs dry, until every
+/// How often the writer thread wakes to write what has come. Woken by the clock rather than by
+/// each line, so that an edge thread never pays for waking it (a futex call and a context
+/// switch a request: half the CPU of a keep-alive request, measured).
+const TICK: Duration = Duration::from_millis(20);
+
+/// The writer thread: every [`TICK`], the lines that have come, written and flushed, until every
 /// sender is gone.
 fn write_lines(lines: Receiver<Message>, mut out: Out, destination: &Destination, format: Format) {
     let mut line = String::with_capacity(512);
     loop {
-        let message = match lines.try_recv() {
-            Ok(message) => message,
-            Err(TryRecvError::Empty) => {
-                let _ = out.writer().flush();
-                match lines.recv() {
-                    Ok(message) => message,
-                    Err(_) => break,
+        std::thread::sleep(TICK);
+        loop {
+            match lines.try_recv() {
+                Ok(Message::Line(entry)) => {
+                    line.clear();
+                    render(&entry, format, &mut line);
+                    if let Err(e) = out.writer().write_all(line.as_bytes()) {
+                        tracing::warn!(error = %e, "cannot write the access log");
+                    }
                 }
-            }
-            Err(TryRecvError::Disconnected) => break,
-        };
-        match message {
-            Message::Line(entry) => {
-                line.clear();
-                render(&entry, format, &mut line);
-                if let Err(e) = out.writer().write_all(line.as_bytes()) {
-                    tracing::warn!(error = %e, "cannot write the access log");
+                Ok(Message::Reopen) => {
+                    let _ = out.writer().flush();
+                    match Out::open(destination) {
+                        Ok(reopened) => out = reopened,
+                        Err(e) => tracing::warn!(error = %e, "cannot reopen the access log"),
+                    }
                 }
-            }
-            Message::Reopen => {
-                let _ = out.writer().flush();
-                match Out::open(destination) {
-                    Ok(reopened) => out = reopened,
-                    Err(e) => tracing::warn!(error = %e, "cannot reopen the access log"),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = out.writer().flush();
+                    return;
                 }
             }
         }
+        let _ = out.writer().flush();
     }
-    let _ = out.writer().flush();
 }
 
 fn version(version: http::Version) -> &'static str {
