@@ -62,8 +62,12 @@ enum Command {
     /// Manage account daemons (apps) that Porter starts, stops and heals.
     #[command(subcommand)]
     App(AppCommand),
-    /// How the running server is doing: its store's failures and stalls.
+    /// How the running server is doing: listeners, connections, sites, certificates, ACME,
+    /// OCSP, apps and the store.
     Status,
+    /// Create the data dir and an empty store (`serve` also creates them; no other command
+    /// does).
+    Init,
 }
 
 /// The settings of `app add` and `app update`.
@@ -232,7 +236,7 @@ impl Cli {
 /// The admin command a CLI command is.
 fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
     Ok(match command {
-        Command::Serve(_) => unreachable!("serve is not an admin command"),
+        Command::Serve(_) | Command::Init => unreachable!("not an admin command"),
         Command::Site(SiteCommand::Add(req)) => AdminCommand::AddSite(req),
         Command::Site(SiteCommand::Update { domain, change }) => {
             AdminCommand::UpdateSite { domain, change }
@@ -276,12 +280,105 @@ fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
     })
 }
 
-/// Runs the parsed command; its exit code is `--check`'s, else success.
-pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Why a command failed, as its exit code tells a script (clap exits 2 on a usage error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Anything else.
+    Other = 1,
+    /// The input was refused (invalid, exists already, in use): nothing changed.
+    Refused = 3,
+    /// What it names does not exist, or there is no store.
+    NotFound = 4,
+    /// The server (or its store) does not answer.
+    Unavailable = 5,
+}
+
+impl Failure {
+    fn of(e: &anyhow::Error) -> Self {
+        use crate::ops::OpError;
+        let store = |e: &StoreError| match e {
+            StoreError::Invalid(_) | StoreError::AlreadyExists(_) | StoreError::InUse(_) => {
+                Failure::Refused
+            }
+            StoreError::NotFound(_) => Failure::NotFound,
+            StoreError::Locked(_) | StoreError::Stalled { .. } => Failure::Unavailable,
+            _ => Failure::Other,
+        };
+        for cause in e.chain() {
+            if let Some(NoStore { .. }) = cause.downcast_ref() {
+                return Failure::NotFound;
+            }
+            if let Some(e) = cause.downcast_ref::<ClientError>() {
+                return match e {
+                    ClientError::Api { status, .. } => match status.as_u16() {
+                        400 | 409 => Failure::Refused,
+                        404 => Failure::NotFound,
+                        503 => Failure::Unavailable,
+                        _ => Failure::Other,
+                    },
+                    ClientError::Unreachable { .. } => Failure::Unavailable,
+                    ClientError::Protocol(_) => Failure::Other,
+                };
+            }
+            if let Some(e) = cause.downcast_ref::<OpError>() {
+                return match e {
+                    OpError::Store(e) => store(e),
+                    OpError::Refused(_) | OpError::Unreachable { .. } => Failure::Refused,
+                };
+            }
+            if let Some(e) = cause.downcast_ref::<StoreError>() {
+                return store(e);
+            }
+        }
+        Failure::Other
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Failure::Other => "failed",
+            Failure::Refused => "refused",
+            Failure::NotFound => "not_found",
+            Failure::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A command other than `serve` and `init` found no store: it never creates one (a command run
+/// from the wrong directory would otherwise report success on a new, empty store).
+#[derive(Debug, thiserror::Error)]
+#[error("no Porter store in {looked}: point --data-dir (or PORTER_DATA_DIR) at the data dir `porter serve` uses, or create one with `porter init`", looked = .data_dir.display())]
+struct NoStore {
+    data_dir: PathBuf,
+}
+
+/// Runs the parsed command and reports a failure on stderr (as JSON with `--json`); the exit
+/// code is `--check`'s, else 0 or the [`Failure`]'s.
+pub(crate) async fn run(cli: Cli) -> ExitCode {
+    let json = cli.json;
+    match run_command(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            let failure = Failure::of(&e);
+            if json {
+                let error = serde_json::json!({"error": format!("{e:#}"), "kind": failure.word()});
+                eprintln!("{error}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(failure as u8)
+        }
+    }
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir;
     match cli.command {
         Command::Serve(args) => {
             serve::run(&data_dir, *args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Init => {
+            init(&data_dir)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Cert(CertCommand::Status(args)) => {
@@ -297,6 +394,20 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         print!("{}", render(&command, answer));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `porter init`: the data dir and an empty store in it.
+fn init(data_dir: &Path) -> anyhow::Result<()> {
+    let store_dir = data_dir.join(STORE_DIR);
+    if store_dir.exists() {
+        // Not opened: a running server holds it.
+        println!("a store is already in {}", store_dir.display());
+        return Ok(());
+    }
+    crate::data_dir::prepare(data_dir)?;
+    drop(SledStore::open(&store_dir)?);
+    println!("created an empty store in {}", store_dir.display());
+    Ok(())
 }
 
 /// `cert status`: the rows its filters keep, as a table, JSON, or a monitoring plugin's report.
@@ -355,7 +466,16 @@ async fn execute(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Answ
             }
         }
     }
-    crate::data_dir::prepare(data_dir)?;
+    if data_dir.exists() {
+        // Says what is wrong with a data dir that is there (a file, another user's).
+        crate::data_dir::prepare(data_dir)?;
+    }
+    if !data_dir.join(STORE_DIR).exists() {
+        return Err(NoStore {
+            data_dir: std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
+        }
+        .into());
+    }
     let store = match SledStore::open(&data_dir.join(STORE_DIR)) {
         Err(StoreError::Locked(_)) => bail!(
             "a porter server holds the store in {}, but its admin API {} does not answer",

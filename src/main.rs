@@ -72,14 +72,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(cli::run(cli));
+    let code = runtime.block_on(cli::run(cli));
     // A read stuck on a stalled disk holds a blocking thread: do not wait for it to exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    code
 }

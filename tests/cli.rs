@@ -161,6 +161,7 @@ fn bad_input_is_refused_and_changes_nothing_without_a_server() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path());
     let backend = Backend::start();
+    ok(&dir.path().join("data"), &["init"]);
     check_bad_input_changes_nothing(&dir.path().join("data"), &ca, &backend.addr);
 }
 
@@ -212,6 +213,7 @@ fn changes_made_without_a_server_are_served_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let backend = Backend::start();
     let data = dir.path().join("data");
+    ok(&data, &["init"]);
     ok(
         &data,
         &["site", "add", "offline.test", "--upstream", &backend.addr],
@@ -326,4 +328,88 @@ fn acme_settings_are_checked_at_start() {
         let stderr = refused(&data, &args);
         assert!(stderr.contains(says), "{extra:?}: {stderr}");
     }
+}
+
+#[test]
+fn commands_never_create_a_store_and_say_where_they_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("elsewhere");
+    let code = |out: &std::process::Output| out.status.code().unwrap_or(-1);
+    for args in [
+        &[
+            "site",
+            "add",
+            "a.test",
+            "--upstream",
+            "127.0.0.1:1",
+            "--allow-unreachable",
+        ][..],
+        &["site", "list"],
+        &["cert", "status"],
+        &["status"],
+    ] {
+        let out = cli(&data, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), 4, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&data.display().to_string()) && stderr.contains("porter init"),
+            "{args:?} names where it looked and what to do: {stderr}"
+        );
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+    // With --json, the error is JSON (on stderr; stdout stays empty).
+    let out = cli(&data, &["--json", "site", "list"]);
+    assert_eq!(code(&out), 4);
+    assert!(out.stdout.is_empty());
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(error["kind"], "not_found", "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("no Porter store"),
+        "{error}"
+    );
+
+    // `init` creates it; then each kind of failure has its own code.
+    assert!(ok(&data, &["init"]).contains("created an empty store"));
+    assert!(
+        ok(&data, &["init"]).contains("already"),
+        "init twice is harmless"
+    );
+    let refused = cli(
+        &data,
+        &["site", "add", "not a name", "--upstream", "127.0.0.1:1"],
+    );
+    assert_eq!(
+        code(&refused),
+        3,
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let missing = cli(&data, &["site", "remove", "nothing.test"]);
+    assert_eq!(
+        code(&missing),
+        4,
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    let usage = cli(&data, &["site", "add"]);
+    assert_eq!(
+        code(&usage),
+        2,
+        "{}",
+        String::from_utf8_lossy(&usage.stderr)
+    );
+    // The same codes through a running server's API.
+    let porter = Porter::start(&data, &[]);
+    assert_eq!(code(&porter.cli(&["site", "remove", "nothing.test"])), 4);
+    let json_refused = porter.cli(&[
+        "--json",
+        "site",
+        "add",
+        "x..test",
+        "--upstream",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(code(&json_refused), 3);
+    let error: serde_json::Value = serde_json::from_slice(&json_refused.stderr).unwrap();
+    assert_eq!(error["kind"], "refused", "{error}");
 }

@@ -381,6 +381,7 @@ impl TestCa {
     /// `site add DOMAIN --upstream UPSTREAM` and `cert import` of a fresh leaf for it, through
     /// the CLI on `data_dir`; returns the leaf's chain and key files.
     pub fn serve(&self, data_dir: &Path, domain: &str, upstream: &str) -> (PathBuf, PathBuf) {
+        ok(data_dir, &["init"]);
         ok(data_dir, &["site", "add", domain, "--upstream", upstream]);
         let (chain, key) = self.issue(&[domain]);
         ok(
