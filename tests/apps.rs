@@ -458,16 +458,23 @@ fn apps_in_use_cannot_be_removed_and_root_is_never_the_silent_default() {
 
     let command = format!("python3 {} {{port}}", script());
     if nix::unistd::geteuid().is_root() {
-        // As root: an app without --user and --allow-root is refused at start ...
-        s.porter
-            .ok(&["app", "add", "norole", "--command", &command]);
-        s.porter
-            .ok(&["site", "add", "norole.test", "--app", "norole"]);
-        assert_eq!(s.get("norole.test", "/").0, "503");
-        assert!(s.status("norole")["error"]
-            .as_str()
-            .unwrap()
-            .contains("would run as root"));
+        // As root: an app without --user and --allow-root is refused when it is defined
+        // (not at its first visitor's request), and so is a user that does not exist ...
+        for extra in [&[][..], &["--user", "no-such-user-here"]] {
+            let mut args = vec!["app", "add", "norole", "--command", &command];
+            args.extend(extra);
+            let out = s.porter.cli(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(3), "{extra:?}: {stderr}");
+            assert!(
+                stderr.contains("would run as root") || stderr.contains("no such user"),
+                "{stderr}"
+            );
+        }
+        assert!(
+            !s.porter.ok(&["app", "list"]).contains("norole"),
+            "nothing stored"
+        );
         // ... and one with --user runs as that user (from a copy of the script it can read,
         // wherever the checkout lives).
         let shared = tempfile::tempdir().unwrap();
@@ -498,8 +505,8 @@ fn apps_in_use_cannot_be_removed_and_root_is_never_the_silent_default() {
             "runs as nobody: {uid}"
         );
     } else {
-        // Not root: switching users is impossible, and said so.
-        s.porter.ok(&[
+        // Not root: switching users is impossible, and said so when the app is defined.
+        let out = s.porter.cli(&[
             "app",
             "add",
             "other",
@@ -508,12 +515,72 @@ fn apps_in_use_cannot_be_removed_and_root_is_never_the_silent_default() {
             "--user",
             "nobody",
         ]);
-        s.porter
-            .ok(&["site", "add", "other.test", "--app", "other"]);
-        assert_eq!(s.get("other.test", "/").0, "503");
-        assert!(s.status("other")["error"]
-            .as_str()
-            .unwrap()
-            .contains("cannot switch users"));
+        assert_eq!(out.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot switch users"));
     }
+}
+
+#[test]
+fn a_site_moves_between_an_upstream_and_an_app_and_keeps_its_certificate() {
+    let s = setup();
+    let ca = TestCa::new(s._dir.path());
+    let backend = Backend::start();
+    let data = s.porter.data_dir.clone();
+    ca.serve(&data, "moving.test", &backend.addr);
+    let serial = || {
+        let rows: serde_json::Value =
+            serde_json::from_str(&s.porter.ok(&["--json", "cert", "status", "moving.test"]))
+                .unwrap();
+        rows[0]["serial"].as_str().unwrap().to_owned()
+    };
+    let https = || {
+        let port = s.porter.https.port();
+        curl(&[
+            "--cacert",
+            ca.ca_path().to_str().unwrap(),
+            "--resolve",
+            &format!("moving.test:{port}:127.0.0.1"),
+            &format!("https://moving.test:{port}/"),
+        ])
+        .1
+    };
+    let issued = serial();
+    assert_eq!(https(), "hello from backend /");
+
+    let command = format!("python3 {} {{port}}", script());
+    s.porter
+        .ok(&["app", "add", "mover", "--command", &command, "--allow-root"]);
+    // An app that does not exist, or both targets at once, are refused and change nothing.
+    let out = s
+        .porter
+        .cli(&["site", "update", "moving.test", "--app", "ghost"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let out = s.porter.cli(&[
+        "site",
+        "update",
+        "moving.test",
+        "--app",
+        "mover",
+        "--upstream",
+        &backend.addr,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses both: {out:?}");
+    assert_eq!(https(), "hello from backend /");
+
+    s.porter
+        .ok(&["site", "update", "moving.test", "--app", "mover"]);
+    wait_until(
+        Duration::from_secs(10),
+        "the app answers for the site",
+        || https().contains("\"pid\""),
+    );
+    assert_eq!(serial(), issued, "the certificate stays");
+    s.porter
+        .ok(&["site", "update", "moving.test", "--upstream", &backend.addr]);
+    wait_until(Duration::from_secs(5), "the upstream answers again", || {
+        https() == "hello from backend /"
+    });
+    assert_eq!(serial(), issued);
+    // The app is free again.
+    s.porter.ok(&["app", "remove", "mover"]);
 }

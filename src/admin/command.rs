@@ -229,6 +229,7 @@ mod tests {
                 domain: "a.test".into(),
                 change: UpdateSite {
                     upstream: None,
+                    app: Some("shop".into()),
                     allow_unreachable: false,
                     acme: Some(false),
                     hsts_max_age: None,

@@ -15,5 +15,5 @@ mod probe;
 mod process;
 mod supervisor;
 
-pub(crate) use process::{parse_signal, tail};
+pub(crate) use process::{identity, parse_signal, tail};
 pub(crate) use supervisor::{AppStatus, Lease, Supervisor, Unavailable, STATES};

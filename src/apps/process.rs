@@ -136,25 +136,34 @@ pub(super) fn spawn(app: &App, paths: &Paths, running_as_root: bool) -> Result<S
     })
 }
 
-/// Sets the user and group the daemon runs as. As root, a user is required unless the app
-/// allows root; otherwise only the current user is possible.
+/// Sets the user and group the daemon runs as (see [`identity`]).
 fn set_identity(
     command: &mut tokio::process::Command,
     app: &App,
     running_as_root: bool,
 ) -> Result<(), String> {
+    if let Some((uid, gid)) = identity(app, running_as_root)? {
+        command.uid(uid).gid(gid);
+    }
+    Ok(())
+}
+
+/// The user and group `app` runs as, when Porter switches to them: as root, a user is required
+/// unless the app allows root; otherwise only the current user is possible. Checked when the
+/// app is defined too, so that a mistake is refused then, not at its first visitor's request.
+pub(crate) fn identity(app: &App, running_as_root: bool) -> Result<Option<(u32, u32)>, String> {
     if !running_as_root {
         return match &app.user {
             Some(user) if User::from_uid(nix::unistd::getuid()).ok().flatten().is_none_or(|me| &me.name != user) => Err(format!(
                 "app {} wants to run as {user:?}, but Porter does not run as root and cannot switch users",
                 app.id
             )),
-            _ => Ok(()),
+            _ => Ok(None),
         };
     }
     let Some(name) = &app.user else {
         return if app.allow_root {
-            Ok(())
+            Ok(None)
         } else {
             Err(format!(
                 "app {} would run as root: give it --user, or --allow-root",
@@ -180,8 +189,7 @@ fn set_identity(
         }
         None => user.gid,
     };
-    command.uid(user.uid.as_raw()).gid(gid.as_raw());
-    Ok(())
+    Ok(Some((user.uid.as_raw(), gid.as_raw())))
 }
 
 /// Signals the group, waits up to `grace` for the leader, then kills whatever is left of the

@@ -178,12 +178,9 @@ fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
             }
         };
     }
-    if app.user.as_deref() == Some("root") && !app.allow_root {
-        return Err(invalid(format!(
-            "app {} would run as root: pass --allow-root to mean it",
-            app.id
-        )));
-    }
+    // The same check as at start, with this process's identity: the CLI on the store runs as
+    // the server's user, or the server itself answers.
+    crate::apps::identity(app, nix::unistd::geteuid().is_root()).map_err(invalid)?;
     Ok(())
 }
 

@@ -66,10 +66,14 @@ pub(crate) struct AddSite {
 /// `site update`: only the fields given change.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 pub(crate) struct UpdateSite {
-    /// New upstream: host:port, [v6]:port, or an absolute unix socket path.
+    /// New upstream: host:port, [v6]:port, or an absolute unix socket path ...
+    #[serde(default)]
+    #[arg(long, conflicts_with = "app")]
+    pub(crate) upstream: Option<String>,
+    /// ... or an app Porter supervises. Either keeps the site's certificate.
     #[serde(default)]
     #[arg(long)]
-    pub(crate) upstream: Option<String>,
+    pub(crate) app: Option<String>,
     /// Accept a new upstream that does not accept connections yet.
     #[serde(default)]
     #[arg(long)]
@@ -188,12 +192,27 @@ pub(crate) async fn update_site(
         .site(&domain)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
-    if let Some(upstream) = req.upstream {
-        let upstream = Upstream::parse(&upstream).map_err(StoreError::from)?;
-        if !req.allow_unreachable {
-            check_reachable(&upstream).await?;
+    match (req.upstream, req.app) {
+        (Some(_), Some(_)) => {
+            return Err(OpError::Refused(
+                "give at most one of --upstream and --app".into(),
+            ))
         }
-        site.target = Target::Upstream(upstream);
+        (Some(upstream), None) => {
+            let upstream = Upstream::parse(&upstream).map_err(StoreError::from)?;
+            if !req.allow_unreachable {
+                check_reachable(&upstream).await?;
+            }
+            site.target = Target::Upstream(upstream);
+        }
+        (None, Some(app)) => {
+            let app = AppId::parse(&app).map_err(StoreError::from)?;
+            if store.app(&app).await?.is_none() {
+                return Err(StoreError::NotFound(format!("app {app}")).into());
+            }
+            site.target = Target::App(app);
+        }
+        (None, None) => {}
     }
     if let Some(acme) = req.acme {
         site.acme = acme;
