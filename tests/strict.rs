@@ -131,12 +131,16 @@ fn the_clients_own_forwarding_claims_are_replaced() {
     let s = setup();
     let answer = raw(
         s.porter.http,
-        "GET /headers HTTP/1.1\r\nHost: plain.test\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n",
+        "GET /headers HTTP/1.1\r\nHost: plain.test\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Ssl: on\r\nX-Forwarded-Port: 443\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
     );
     let headers = &echoed(&answer)["headers"];
     assert_eq!(headers["x-real-ip"], "127.0.0.1", "{headers}");
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "{headers}");
     assert!(headers.get("forwarded").is_none(), "{headers}");
+    assert_eq!(headers["x-forwarded-proto"], "http", "{headers}");
+    for spoofed in ["x-forwarded-ssl", "x-forwarded-port"] {
+        assert!(headers.get(spoofed).is_none(), "{spoofed}: {headers}");
+    }
 }
 
 #[test]

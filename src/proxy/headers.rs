@@ -157,17 +157,27 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Sets `X-Forwarded-For`, `-Proto` and `-Host`, replacing anything the client sent.
+/// Sets `X-Forwarded-For`, `-Proto`, `-Host` and `X-Real-IP`, replacing anything the client
+/// sent, and drops the client's other forwarding claims.
 pub(crate) fn set_forwarded(
     headers: &mut HeaderMap,
     client: &HeaderValue,
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
+    // A client's own claim of where it comes from must not reach the upstream as Porter's:
+    // `Forwarded`, and every `X-Forwarded-*` Porter does not set (`-Port`, `-Ssl`, `-Scheme`,
+    // `-Prefix`: frameworks trust them for the scheme and the URL they build).
+    headers.remove(http::header::FORWARDED);
+    let claimed = |name: &HeaderName| name.as_str().starts_with("x-forwarded-");
+    if headers.keys().any(claimed) {
+        let names: Vec<HeaderName> = headers.keys().filter(|n| claimed(n)).cloned().collect();
+        for name in names {
+            headers.remove(name);
+        }
+    }
     headers.insert(X_FORWARDED_FOR, client.clone());
     headers.insert(X_REAL_IP, client.clone());
-    // A client's own claim of where it comes from must not reach the upstream as Porter's.
-    headers.remove(http::header::FORWARDED);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
@@ -237,6 +247,8 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-proto", "gopher"),
             ("x-forwarded-host", "evil"),
+            ("x-forwarded-ssl", "on"),
+            ("x-forwarded-port", "443"),
         ]);
         set_forwarded(
             &mut h,
@@ -247,6 +259,7 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "127.0.0.2");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "a.test");
+        assert!(!h.contains_key("x-forwarded-ssl") && !h.contains_key("x-forwarded-port"));
         set_forwarded(&mut h, &HeaderValue::from_static("::1"), "http", None);
         assert!(!h.contains_key("x-forwarded-host"));
     }
