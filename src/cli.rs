@@ -68,6 +68,21 @@ enum Command {
     /// Create the data dir and an empty store (`serve` also creates them; no other command
     /// does).
     Init,
+    /// Back up the whole store, or restore a backup into a fresh one.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Every record (private keys and ACME account keys included) as JSON, to stdout or
+    /// --output; consistent while the server runs. The file is made readable by its owner only.
+    Export {
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Restore a backup into a store with no site and no app.
+    Import { file: PathBuf },
 }
 
 /// The settings of `app add` and `app update`.
@@ -236,7 +251,16 @@ impl Cli {
 /// The admin command a CLI command is.
 fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
     Ok(match command {
-        Command::Serve(_) | Command::Init => unreachable!("not an admin command"),
+        Command::Serve(_) | Command::Init | Command::Store(StoreCommand::Export { .. }) => {
+            unreachable!("not an admin command")
+        }
+        Command::Store(StoreCommand::Import { file }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let backup = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a Porter backup", file.display()))?;
+            AdminCommand::ImportStore(Box::new(backup))
+        }
         Command::Site(SiteCommand::Add(req)) => AdminCommand::AddSite(req),
         Command::Site(SiteCommand::Update { domain, change }) => {
             AdminCommand::UpdateSite { domain, change }
@@ -384,6 +408,10 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cert(CertCommand::Status(args)) => {
             return cert_status(&data_dir, args, cli.json).await;
         }
+        Command::Store(StoreCommand::Export { output }) => {
+            export(&data_dir, output.as_deref()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     let command = admin_command(cli.command)?;
@@ -394,6 +422,51 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         print!("{}", render(&command, answer));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `store export`: the backup to `output` (created 0600) or stdout (made 0600 when it is a
+/// file), with a warning on stderr of what it holds.
+async fn export(data_dir: &Path, output: Option<&Path>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let Answer::Backup(backup) = execute(data_dir, &AdminCommand::ExportStore).await? else {
+        bail!("the server's answer is not a backup");
+    };
+    let text = serde_json::to_string_pretty(&backup)? + "\n";
+    match output {
+        Some(path) => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            // An existing file keeps its mode through open: tighten it.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&stdout);
+            if let Ok(stat) = nix::sys::stat::fstat(fd) {
+                if nix::sys::stat::SFlag::from_bits_truncate(stat.st_mode)
+                    .contains(nix::sys::stat::SFlag::S_IFREG)
+                {
+                    let _ =
+                        nix::sys::stat::fchmod(fd, nix::sys::stat::Mode::from_bits_truncate(0o600));
+                }
+            }
+            stdout.lock().write_all(text.as_bytes())?;
+        }
+    }
+    eprintln!(
+        "warning: the backup holds every site's private key and the ACME account keys: keep it as private as the data dir ({} sites, {} certificates)",
+        backup.sites.len(),
+        backup.certs.len()
+    );
+    Ok(())
 }
 
 /// `porter init`: the data dir and an empty store in it.
@@ -570,6 +643,11 @@ fn render(command: &AdminCommand, answer: Answer) -> String {
             format!("removed {what} {removed}\n")
         }
         Answer::Status(status) => render_status(status),
+        Answer::Backup(_) => unreachable!("export writes its own output"),
+        Answer::Imported(n) => format!(
+            "imported {} apps, {} sites, {} certificates, {} ACME accounts\n",
+            n.apps, n.sites, n.certs, n.accounts
+        ),
     }
 }
 

@@ -6,6 +6,7 @@
 
 use crate::apps::AppStatus;
 use crate::ops::apps::{AppSpec, AppView};
+use crate::ops::backup::{Backup, Imported};
 use crate::ops::certs::CertView;
 use crate::ops::status::StatusView;
 use crate::ops::{AddSite, ImportCert, SiteView, UpdateSite};
@@ -56,6 +57,8 @@ pub(crate) enum AdminCommand {
         restart: bool,
     },
     Status,
+    ExportStore,
+    ImportStore(Box<Backup>),
 }
 
 /// What a command answers; on the wire, the inner value as JSON.
@@ -72,6 +75,8 @@ pub(crate) enum Answer {
     Logs { logs: String },
     Removed { removed: String },
     Status(StatusView),
+    Backup(Box<Backup>),
+    Imported(Imported),
 }
 
 /// A request the admin API does not know, or whose body does not fit.
@@ -118,6 +123,8 @@ impl AdminCommand {
                 (Method::POST, format!("/v1/apps/{id}/{verb}"), None)
             }
             Status => (Method::GET, "/v1/status".into(), None),
+            ExportStore => (Method::GET, "/v1/store/export".into(), None),
+            ImportStore(backup) => (Method::POST, "/v1/store/import".into(), json(backup)),
         }
     }
 
@@ -163,6 +170,10 @@ impl AdminCommand {
                 restart: *verb == "restart",
             },
             (&Method::GET, ["v1", "status"]) => Status,
+            (&Method::GET, ["v1", "store", "export"]) => ExportStore,
+            (&Method::POST, ["v1", "store", "import"]) => {
+                ImportStore(Box::new(serde_json::from_slice(body)?))
+            }
             _ => {
                 return Err(NotACommand::Unknown {
                     method: method.clone(),
@@ -177,7 +188,8 @@ impl AdminCommand {
         match self {
             AdminCommand::AddSite(_)
             | AdminCommand::ImportCert(_)
-            | AdminCommand::AddApp { .. } => StatusCode::CREATED,
+            | AdminCommand::AddApp { .. }
+            | AdminCommand::ImportStore(_) => StatusCode::CREATED,
             _ => StatusCode::OK,
         }
     }
@@ -201,6 +213,8 @@ impl AdminCommand {
                 removed: from(value["removed"].clone())?,
             },
             Status => Answer::Status(from(value)?),
+            ExportStore => Answer::Backup(Box::new(from(value)?)),
+            ImportStore(_) => Answer::Imported(from(value)?),
         })
     }
 }
@@ -273,6 +287,17 @@ mod tests {
                 restart: false,
             },
             AdminCommand::Status,
+            AdminCommand::ExportStore,
+            AdminCommand::ImportStore(Box::new(Backup {
+                porter_backup: 1,
+                apps: Vec::new(),
+                sites: Vec::new(),
+                certs: Vec::new(),
+                accounts: Vec::new(),
+                acme_states: Vec::new(),
+                ocsp: Vec::new(),
+                ticket_keys: None,
+            })),
         ]
     }
 

@@ -123,6 +123,8 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
         C::ControlApp { id, restart } => {
             Answer::AppStatus(ops::apps::control(store, apps, &id, restart).await?)
         }
+        C::ExportStore => Answer::Backup(Box::new(ops::backup::export(store).await?)),
+        C::ImportStore(backup) => Answer::Imported(ops::backup::import(store, *backup).await?),
         C::Status => {
             let server = ctx.server.as_ref().zip(ctx.metrics.as_deref());
             Answer::Status(ops::status::status(store, &ctx.store_dir, ctx.beside(), server).await)

@@ -25,6 +25,10 @@ const OPENAPI_PATH: &str = "/v1/openapi.json";
 
 /// Largest request body accepted (a certificate chain and key fit many times over).
 const MAX_BODY: usize = 1 << 20;
+/// Where a backup is restored, and how big and slow its body may be.
+const IMPORT_PATH: &str = "/v1/store/import";
+const MAX_IMPORT: usize = 1 << 30;
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Deadline for a request's headers and for its body.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -164,14 +168,19 @@ async fn answer(ctx: &Context, serves: &Serves, req: Request<Incoming>) -> Respo
         _ => {}
     }
     let (parts, body) = req.into_parts();
-    let reply =
-        match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
-            Ok(Ok(body)) => dispatch(ctx, &parts.method, parts.uri.path(), &body.to_bytes()).await,
-            Ok(Err(_)) | Err(_) => Reply {
-                status: StatusCode::BAD_REQUEST,
-                body: serde_json::json!({"error": "request body too large, or too slow"}),
-            },
-        };
+    // A backup holds every certificate: it may take long and be large.
+    let (limit, deadline) = if parts.uri.path() == IMPORT_PATH {
+        (MAX_IMPORT, IMPORT_TIMEOUT)
+    } else {
+        (MAX_BODY, READ_TIMEOUT)
+    };
+    let reply = match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+        Ok(Ok(body)) => dispatch(ctx, &parts.method, parts.uri.path(), &body.to_bytes()).await,
+        Ok(Err(_)) | Err(_) => Reply {
+            status: StatusCode::BAD_REQUEST,
+            body: serde_json::json!({"error": "request body too large, or too slow"}),
+        },
+    };
     json_response(reply)
 }
 

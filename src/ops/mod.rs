@@ -2,6 +2,7 @@
 //! then one store call. Views are what both print or return as JSON.
 
 pub(crate) mod apps;
+pub(crate) mod backup;
 pub(crate) mod certs;
 pub(crate) mod status;
 

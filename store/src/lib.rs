@@ -98,6 +98,8 @@ pub trait Store: Send + Sync + 'static {
     async fn put_cert(&self, cert: CertRecord) -> Result<(), StoreError>;
     /// The ACME account for a CA directory, if one was created.
     async fn account(&self, directory: &str) -> Result<Option<AcmeAccount>, StoreError>;
+    /// Every ACME account (one per CA directory).
+    async fn accounts(&self) -> Result<Vec<AcmeAccount>, StoreError>;
     /// Stores (or replaces) the account for its directory.
     async fn put_account(&self, account: AcmeAccount) -> Result<(), StoreError>;
     /// The ACME state of the site `domain`, if any.

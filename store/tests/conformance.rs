@@ -329,11 +329,13 @@ async fn acme_records_follow_their_site(store: impl Store) {
         credentials: SecretText::new("{\"secret\":1}".into()),
         contact: vec!["mailto:ops@h.test".into()],
     };
+    assert!(store.accounts().await.unwrap().is_empty());
     store.put_account(account.clone()).await.unwrap();
     assert_eq!(
         store.account(&account.directory).await.unwrap(),
         Some(account.clone())
     );
+    assert_eq!(store.accounts().await.unwrap(), vec![account.clone()]);
     assert!(
         !format!("{account:?}").contains("secret"),
         "Debug must not show credentials"

@@ -198,6 +198,13 @@ impl Store for SledStore {
         .await
     }
 
+    async fn accounts(&self) -> Result<Vec<AcmeAccount>, StoreError> {
+        self.read("accounts", |t| {
+            decode_all(t.accounts.iter(), keys::ACME_ACCOUNTS)
+        })
+        .await
+    }
+
     async fn put_account(&self, account: AcmeAccount) -> Result<(), StoreError> {
         self.write("put_account", move |t| {
             t.accounts
