@@ -14,6 +14,7 @@ needs=(
   "testssl testssl.sh"
   "nginx nginx-light"
   "promtool prometheus"
+  "systemd-analyze systemd"
 )
 missing=()
 for pair in "${needs[@]}"; do

@@ -10,6 +10,7 @@
 //! - `tls`: rustls configuration, SNI resolution from the snapshot, refusal of unknown names.
 //! - `proxy`: listeners, routing by host, forwarding, WebSocket tunnels.
 //! - `admin` + `ops`: the admin API and the operations behind it.
+//! - `metrics`: Prometheus metrics; `systemd`: readiness for `Type=notify`.
 //!
 //! Data flows one way: CLI/API -> store -> reload -> snapshot -> connections.
 
@@ -30,6 +31,7 @@ mod reload;
 mod serve;
 mod service;
 mod snapshot;
+mod systemd;
 mod tls;
 
 use clap::Parser;

@@ -137,6 +137,11 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
             connections,
         )
     });
+    services.start(
+        "systemd notification",
+        Start::WhenReady,
+        crate::systemd::report,
+    );
     services.start("OCSP refresher", Start::WhenReady, |stop| {
         porter_acme::run_ocsp(store, stop)
     });

@@ -96,6 +96,8 @@ pub(super) fn spawn(app: &App, paths: &Paths, running_as_root: bool) -> Result<S
     let mut command = tokio::process::Command::new(substitute(&app.command[0]));
     command
         .args(app.command[1..].iter().map(substitute))
+        // systemd's socket is Porter's: an app must not report Porter ready or stopping.
+        .env_remove("NOTIFY_SOCKET")
         .envs(app.env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
         .stdin(Stdio::null())

@@ -1,0 +1,37 @@
+//! systemd's readiness protocol (`sd_notify`, for `Type=notify`): `READY=1` once the listeners
+//! are bound and every site is loaded, `STOPPING=1` when Porter starts draining. One datagram to
+//! `$NOTIFY_SOCKET` each (a path, or an abstract name written `@name`); nothing without it.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
+use tokio_util::sync::CancellationToken;
+
+/// Reports readiness now and the start of the drain at `stop` (a service started when ready).
+pub(crate) async fn report(stop: CancellationToken) {
+    let socket = std::env::var_os("NOTIFY_SOCKET");
+    if let Some(socket) = &socket {
+        send(socket, "READY=1\nSTATUS=serving");
+    }
+    stop.cancelled().await;
+    if let Some(socket) = &socket {
+        send(socket, "STOPPING=1\nSTATUS=draining");
+    }
+}
+
+fn send(socket: &OsString, message: &str) {
+    let sent = UnixDatagram::unbound().and_then(|datagram| {
+        let path = socket.as_bytes();
+        match path.strip_prefix(b"@") {
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                datagram.send_to_addr(message.as_bytes(), &addr)
+            }
+            None => datagram.send_to(message.as_bytes(), socket),
+        }
+    });
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, socket = ?socket, "cannot notify systemd");
+    }
+}
