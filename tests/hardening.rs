@@ -6,9 +6,8 @@
 mod common;
 
 use common::*;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// A Porter serving `a.test` (imported certificate) in front of a backend.
@@ -53,29 +52,20 @@ impl Setup {
     /// One HTTP/1.0 exchange with `openssl s_client`; returns what it printed.
     fn s_client(&self, args: &[&str]) -> String {
         require("openssl", "openssl");
-        let mut child = Command::new("openssl")
-            .args([
-                "s_client",
-                "-connect",
-                &self.porter().https.to_string(),
-                "-servername",
-                "a.test",
-                "-ign_eof",
-            ])
-            .args(["-CAfile", self.ca.ca_path().to_str().unwrap()])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n")
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = run_with_input(
+            Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-connect",
+                    &self.porter().https.to_string(),
+                    "-servername",
+                    "a.test",
+                    "-ign_eof",
+                ])
+                .args(["-CAfile", self.ca.ca_path().to_str().unwrap()])
+                .args(args),
+            b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n",
+        );
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     }
 

@@ -11,9 +11,8 @@ use common::acme::{Edge, PebbleOptions, Via};
 use common::ocsp::OcspResponder;
 use common::*;
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 fn json(out: &str) -> Value {
@@ -262,20 +261,10 @@ fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
 
 fn promtool(text: &str) {
     require("promtool", "prometheus");
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(
+        Command::new("promtool").args(["check", "metrics"]),
+        text.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "promtool: {}{}\n{text}",

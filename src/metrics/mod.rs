@@ -223,6 +223,17 @@ impl EncodeMetric for Buckets<'_> {
     }
 }
 
+/// A counter's value, without exemplars.
+trait Count {
+    fn count(self, n: u64) -> Result<(), Error>;
+}
+
+impl Count for MetricEncoder<'_> {
+    fn count(mut self, n: u64) -> Result<(), Error> {
+        self.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&n, None)
+    }
+}
+
 /// One metric family: its name, help and type, then its series.
 fn family<'a>(
     encoder: &'a mut DescriptorEncoder,
@@ -266,8 +277,7 @@ impl Collector for Scrape {
                 Counter,
             )?;
             for (result, n) in [("issued", issued), ("failed", failed)] {
-                e.encode_family(&[("result", result)])?
-                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(n, None)?;
+                e.encode_family(&[("result", result)])?.count(*n)?;
             }
             let mut e = family(
                 &mut encoder,
@@ -276,8 +286,7 @@ impl Collector for Scrape {
                 Counter,
             )?;
             for (domain, n) in failures {
-                e.encode_family(&[("domain", domain.as_str())])?
-                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(n, None)?;
+                e.encode_family(&[("domain", domain.as_str())])?.count(*n)?;
             }
         }
         let mut e = family(
@@ -287,8 +296,7 @@ impl Collector for Scrape {
             Counter,
         )?;
         for (kind, n) in ["full", "resumed"].iter().zip(&self.handshakes) {
-            e.encode_family(&[("kind", *kind)])?
-                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(n, None)?;
+            e.encode_family(&[("kind", *kind)])?.count(*n)?;
         }
         let mut e = family(
             &mut encoder,
@@ -297,8 +305,7 @@ impl Collector for Scrape {
             Counter,
         )?;
         for ((_, reason), n) in HANDSHAKE_FAILURES.iter().zip(&self.failures) {
-            e.encode_family(&[("reason", *reason)])?
-                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(n, None)?;
+            e.encode_family(&[("reason", *reason)])?.count(*n)?;
         }
         let mut e = family(
             &mut encoder,
@@ -309,7 +316,7 @@ impl Collector for Scrape {
         for (site, stats) in &self.requests {
             for (class, n) in CODE_CLASSES.iter().zip(&stats.codes) {
                 e.encode_family(&[("site", &**site), ("code_class", *class)])?
-                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(n, None)?;
+                    .count(*n)?;
             }
         }
         let mut e = family(
@@ -347,8 +354,7 @@ impl Collector for Scrape {
             Counter,
         )?;
         for (limit, n) in &self.limits {
-            e.encode_family(&[("limit", *limit)])?
-                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(n, None)?;
+            e.encode_family(&[("limit", *limit)])?.count(*n)?;
         }
         let mut e = family(
             &mut encoder,
@@ -374,8 +380,7 @@ impl Collector for Scrape {
                 self.app_crashes,
             ),
         ] {
-            family(&mut encoder, name, help, Counter)?
-                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&n, None)?;
+            family(&mut encoder, name, help, Counter)?.count(n)?;
         }
         if let Some(dropped) = self.access_log_dropped {
             family(
@@ -384,7 +389,7 @@ impl Collector for Scrape {
                 "Access log lines dropped because the writer could not keep up.",
                 Counter,
             )?
-            .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&dropped, None)?;
+            .count(dropped)?;
         }
         Ok(())
     }

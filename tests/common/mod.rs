@@ -6,7 +6,7 @@ pub mod acme;
 pub mod ocsp;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -512,6 +512,18 @@ pub fn plain_status(addr: impl std::fmt::Display, host: &str, path: &str) -> Str
         &format!("Host: {host}"),
         &format!("http://{addr}{path}"),
     ])
+}
+
+/// Runs `command` with `input` on its stdin; its output.
+pub fn run_with_input(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// Runs curl with `args`; returns (exit success, stdout).
