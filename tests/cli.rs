@@ -9,17 +9,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-/// What the store holds, as listed: the sites, and the certificates without what moves with
-/// the clock (time left) or with the server that answers (whether the edge serves it).
+/// What the store holds, as listed.
 fn state(data: &Path) -> (String, String) {
-    let mut certs: serde_json::Value =
-        serde_json::from_str(&ok(data, &["--json", "cert", "list"])).unwrap();
-    for row in certs.as_array_mut().unwrap() {
-        let row = row.as_object_mut().unwrap();
-        row.remove("expires_in_s");
-        row.remove("served");
-    }
-    (ok(data, &["--json", "site", "list"]), certs.to_string())
+    (
+        ok(data, &["--json", "site", "list"]),
+        lasting_certs(data).to_string(),
+    )
 }
 
 /// Runs a command that must fail; returns its stderr.

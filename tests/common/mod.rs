@@ -514,6 +514,19 @@ pub fn plain_status(addr: impl std::fmt::Display, host: &str, path: &str) -> Str
     ])
 }
 
+/// `cert list --json` on `data` without what moves with the clock (time left) or with the
+/// server that answers (whether the edge serves it): what must survive a restart or a backup.
+pub fn lasting_certs(data: &Path) -> serde_json::Value {
+    let mut certs: serde_json::Value =
+        serde_json::from_str(&ok(data, &["--json", "cert", "list"])).unwrap();
+    for row in certs.as_array_mut().unwrap() {
+        let row = row.as_object_mut().unwrap();
+        row.remove("expires_in_s");
+        row.remove("served");
+    }
+    certs
+}
+
 /// Runs `command` with `input` on its stdin; its output.
 pub fn run_with_input(command: &mut Command, input: &[u8]) -> Output {
     let mut child = command
