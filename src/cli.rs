@@ -558,7 +558,12 @@ async fn execute(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Answ
                 c.addr()
             ))
         ),
-        other => other?,
+        other => other.with_context(|| {
+            format!(
+                "cannot open the store in {}",
+                data_dir.join(STORE_DIR).display()
+            )
+        })?,
     };
     let ctx = admin::Context {
         apps: None,

@@ -191,10 +191,10 @@ fn open_store(data_dir: &Path, args: &ServeArgs) -> anyhow::Result<Arc<dyn Store
         deadline: args.store_deadline,
         stall_while: args.test_store_stall_file.clone(),
     };
-    Ok(Arc::new(SledStore::open_with(
-        &data_dir.join(STORE_DIR),
-        options,
-    )?))
+    let dir = data_dir.join(STORE_DIR);
+    let store = SledStore::open_with(&dir, options)
+        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    Ok(Arc::new(store))
 }
 
 /// Starts the edge threads on the `http` and `https` listeners, and the services that keep

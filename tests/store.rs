@@ -400,6 +400,28 @@ fn the_data_dir_is_private_to_its_user() {
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("belongs to uid 65534"), "{stderr}");
+
+        // A store its user cannot write: the error names the store and the cause.
+        let db = home.join("data/store/db");
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o400)).unwrap();
+        for args in [&SERVE_ON_LOOPBACK[..], &["site", "list"]] {
+            let out = Command::new(nobody[0])
+                .args(&nobody[1..])
+                .arg("--data-dir")
+                .arg(home.join("data"))
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(!out.status.success());
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains(&format!(
+                    "cannot open the store in {}",
+                    home.join("data/store").display()
+                )) && stderr.contains("Permission denied"),
+                "{args:?}: {stderr}"
+            );
+        }
     } else {
         eprintln!(
             "not root: the data dir was checked as this user only (root also checks it as nobody)"
