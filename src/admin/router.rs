@@ -126,7 +126,14 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
         C::ExportStore => Answer::Backup(Box::new(ops::backup::export(store).await?)),
         C::ImportStore(backup) => Answer::Imported(ops::backup::import(store, *backup).await?),
         C::Status => {
-            let server = ctx.server.as_ref().zip(ctx.metrics.as_deref());
+            let server = match (&ctx.server, &ctx.metrics, &ctx.apps) {
+                (Some(facts), Some(metrics), Some(apps)) => Some(ops::status::Running {
+                    facts,
+                    metrics,
+                    apps,
+                }),
+                _ => None,
+            };
             Answer::Status(ops::status::status(store, &ctx.store_dir, ctx.beside(), server).await)
         }
     })

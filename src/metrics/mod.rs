@@ -33,12 +33,12 @@ pub(crate) const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf
 
 /// Everything a scrape reads.
 pub(crate) struct Metrics {
-    pub(crate) edges: Vec<Arc<EdgeStats>>,
-    pub(crate) sites: Arc<LiveSites>,
-    pub(crate) shed: Arc<Shed>,
-    pub(crate) apps: Arc<Supervisor>,
-    pub(crate) acme: Option<Arc<Outcomes>>,
-    pub(crate) access_log: Option<Arc<AccessLog>>,
+    edges: Vec<Arc<EdgeStats>>,
+    sites: Arc<LiveSites>,
+    shed: Arc<Shed>,
+    apps: Arc<Supervisor>,
+    acme: Option<Arc<Outcomes>>,
+    access_log: Option<Arc<AccessLog>>,
     /// Which sites have a label of their own.
     top: Mutex<TopSites>,
 }
@@ -111,8 +111,8 @@ impl Metrics {
         }
         let mut per_site: HashMap<Arc<str>, SiteStats> = HashMap::new();
         let (mut handshakes, mut failures) = ([0; 2], [0; HANDSHAKE_FAILURES.len()]);
+        let complete = snapshot.is_complete();
         for edge in &self.edges {
-            let complete = snapshot.is_complete();
             edge.merge_sites(&mut per_site, |site| {
                 !complete || snapshot.site(site).is_some()
             });

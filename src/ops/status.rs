@@ -120,18 +120,29 @@ async fn content(store: &dyn Store, beside: Beside<'_>) -> Option<Content> {
         .flatten()
 }
 
-/// How the server is doing; `server` and `apps` only when it runs.
+/// What the running server has that `status` reports.
+pub(crate) struct Running<'a> {
+    pub(crate) facts: &'a ServerFacts,
+    pub(crate) metrics: &'a crate::metrics::Metrics,
+    pub(crate) apps: &'a crate::apps::Supervisor,
+}
+
+/// How the server is doing; `server` only when it runs.
 pub(crate) async fn status(
     store: &dyn Store,
     store_dir: &Path,
     beside: Beside<'_>,
-    server: Option<(&ServerFacts, &crate::metrics::Metrics)>,
+    server: Option<Running<'_>>,
 ) -> StatusView {
     let health = store.health();
     let server = match server {
-        Some((facts, metrics)) => {
+        Some(Running {
+            facts,
+            metrics,
+            apps: supervisor,
+        }) => {
             let mut apps = BTreeMap::new();
-            for (_, state) in metrics.apps.states().await {
+            for (_, state) in supervisor.states().await {
                 *apps.entry(state.to_owned()).or_default() += 1;
             }
             Some(ServerView {

@@ -5,9 +5,8 @@
 
 use super::body::Body;
 use super::idle::BoxError;
-use super::{route, Conn};
+use super::{route, Conn, Edge};
 use crate::access_log::{AccessLog, Entry};
-use crate::metrics::EdgeStats;
 use bytes::Buf;
 use http::header::{CONTENT_LENGTH, REFERER, USER_AGENT};
 use http::{Request, Response};
@@ -63,7 +62,8 @@ impl Started {
 
 /// What is recorded of a request once its response is sent.
 pub(crate) struct Finishing {
-    stats: Arc<EdgeStats>,
+    /// The edge thread whose counts it goes to.
+    edge: Arc<Edge>,
     /// The site it was for (`None`: Porter answered for no site).
     site: Option<Arc<str>>,
     at: Instant,
@@ -76,13 +76,13 @@ pub(crate) struct Finishing {
 impl Finishing {
     /// A request of `site` that came `at`.
     pub(crate) fn new(
-        stats: Arc<EdgeStats>,
+        edge: Arc<Edge>,
         site: Option<Arc<str>>,
         at: Instant,
         line: Option<(Box<Started>, Arc<AccessLog>)>,
     ) -> Self {
         Finishing {
-            stats,
+            edge,
             site,
             at,
             status: 0,
@@ -111,7 +111,8 @@ impl Finishing {
 
     fn record(self) {
         let duration = self.at.elapsed();
-        self.stats
+        self.edge
+            .stats
             .request(self.site.as_ref(), self.status, duration, self.upstream);
         if let Some((started, log)) = self.line {
             let mut entry = started.entry;

@@ -44,8 +44,7 @@ pub(crate) fn handle(
         .map(|log| (Started::of(&req, &conn), log));
     serve(edge.clone(), conn, req).map(move |served| {
         let response = served.response.unwrap_or_else(Own::into_response);
-        Finishing::new(edge.stats.clone(), served.site, at, logged)
-            .when_sent(response, served.upstream)
+        Finishing::new(edge, served.site, at, logged).when_sent(response, served.upstream)
     })
 }
 

@@ -25,52 +25,54 @@ pub(crate) enum Reason {
     Memory,
 }
 
-const REASONS: [(Reason, &str); 8] = [
-    (Reason::Connections, "connections over the total limit"),
+/// Each reason's `limit` label in metrics, and its words in the log.
+const REASONS: [(Reason, &str, &str); 8] = [
+    (
+        Reason::Connections,
+        "connections",
+        "connections over the total limit",
+    ),
     (
         Reason::ConnectionsPerIp,
+        "connections_per_ip",
         "connections over their address's limit",
     ),
     (
         Reason::HandshakesPerIp,
+        "handshakes_per_ip",
         "handshakes over their address's concurrency",
     ),
     (
         Reason::HandshakeRate,
+        "handshake_rate",
         "handshakes over their address's rate",
     ),
     (
         Reason::Queue,
+        "queue",
         "requests with their site's or upstream's queue full",
     ),
-    (Reason::ClientRate, "requests over their client's rate"),
+    (
+        Reason::ClientRate,
+        "client_rate",
+        "requests over their client's rate",
+    ),
     (
         Reason::Idle,
+        "idle",
         "idle keep-alive connections near the connection limit",
     ),
-    (Reason::Memory, "seconds over the memory ceiling"),
-];
-
-/// Each reason's `limit` label in metrics, in [`REASONS`]' order.
-const LABELS: [&str; REASONS.len()] = [
-    "connections",
-    "connections_per_ip",
-    "handshakes_per_ip",
-    "handshake_rate",
-    "queue",
-    "client_rate",
-    "idle",
-    "memory",
+    (Reason::Memory, "memory", "seconds over the memory ceiling"),
 ];
 
 /// How often what was refused is logged, at most.
 const INTERVAL: Duration = Duration::from_secs(10);
 
-/// Refusals counted since they were last logged.
+/// Refusals counted since the start, and how many of them have been logged.
 pub(crate) struct Shed {
-    counts: [AtomicU64; REASONS.len()],
-    /// Since the start, for metrics.
     totals: [AtomicU64; REASONS.len()],
+    /// The totals when they were last logged (written by the logging refusal only).
+    logged: [AtomicU64; REASONS.len()],
     started: Instant,
     /// When they were last logged, in milliseconds since `started`.
     logged_ms: AtomicU64,
@@ -79,8 +81,8 @@ pub(crate) struct Shed {
 impl Default for Shed {
     fn default() -> Self {
         Shed {
-            counts: Default::default(),
             totals: Default::default(),
+            logged: Default::default(),
             started: Instant::now(),
             logged_ms: AtomicU64::new(0),
         }
@@ -90,7 +92,6 @@ impl Default for Shed {
 impl Shed {
     /// Counts one refusal, and logs the counts when the interval has passed.
     pub(crate) fn note(&self, reason: Reason) {
-        self.counts[reason as usize].fetch_add(1, Ordering::Relaxed);
         self.totals[reason as usize].fetch_add(1, Ordering::Relaxed);
         let now = self.started.elapsed().as_millis() as u64;
         let last = self.logged_ms.load(Ordering::Relaxed);
@@ -111,18 +112,20 @@ impl Shed {
 
     /// Refusals since the start, by the limit's metric label.
     pub(crate) fn totals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        LABELS
+        REASONS
             .iter()
             .zip(&self.totals)
-            .map(|(label, n)| (*label, n.load(Ordering::Relaxed)))
+            .map(|((_, label, _), n)| (*label, n.load(Ordering::Relaxed)))
     }
 
-    /// The counts as text, zeroed.
+    /// The counts since they were last taken, as text.
     fn take_counts(&self) -> String {
         REASONS
             .iter()
-            .filter_map(|(reason, what)| {
-                let n = self.counts[*reason as usize].swap(0, Ordering::Relaxed);
+            .filter_map(|(reason, _, what)| {
+                let i = *reason as usize;
+                let total = self.totals[i].load(Ordering::Relaxed);
+                let n = total.saturating_sub(self.logged[i].swap(total, Ordering::Relaxed));
                 (n > 0).then(|| format!("{n} {what}"))
             })
             .collect::<Vec<_>>()
@@ -146,5 +149,13 @@ mod tests {
             "2 handshakes over their address's rate, 1 requests with their site's or upstream's queue full"
         );
         assert_eq!(shed.take_counts(), "");
+        shed.note(Reason::Queue);
+        assert_eq!(
+            shed.take_counts(),
+            "1 requests with their site's or upstream's queue full"
+        );
+        // The metrics' totals are not taken.
+        let totals: Vec<_> = shed.totals().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(totals, [("handshake_rate", 2), ("queue", 2)]);
     }
 }
