@@ -23,6 +23,7 @@ mod cli;
 mod config;
 mod data_dir;
 mod duration;
+mod handover;
 mod memory;
 mod metrics;
 mod ops;

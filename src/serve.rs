@@ -2,9 +2,10 @@
 //! the admin API and the store watcher until a signal, then drain.
 
 use crate::access_log::AccessLog;
-use crate::admin::{self, AdminAddr, Discovery, Serves};
+use crate::admin::{self, AdminAddr, AdminListener, Discovery, Serves};
 use crate::apps::Supervisor;
 use crate::config::ServeArgs;
+use crate::handover::{Handed, Inherited, Offer};
 use crate::metrics::{EdgeStats, Metrics};
 use crate::ops::status::ServerFacts;
 use crate::proxy::{
@@ -17,8 +18,10 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use porter_store::{SledOptions, SledStore, Store};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,10 +31,48 @@ pub(crate) const STORE_DIR: &str = "store";
 /// Directory of app logs and pid files inside the data dir.
 pub(crate) const APPS_DIR: &str = "apps";
 
-async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+/// How long a successor waits for the store its predecessor is letting go of, and how long
+/// a predecessor waits to take it back from a successor that gave up.
+const STORE_HANDOVER_WAIT: Duration = Duration::from_secs(30);
+
+/// The listener for `flag`: the running server's, when it hands its own over, else bound now.
+async fn bind(
+    inherited: &mut Option<Inherited>,
+    flag: &str,
+    addr: SocketAddr,
+) -> anyhow::Result<TcpListener> {
+    if let Some(listener) = inherited.as_mut().and_then(|i| i.tcp(flag, addr)) {
+        return Ok(listener);
+    }
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot bind {flag} {addr}"))
+}
+
+/// [`bind`] for the admin and metrics listeners, which may also be unix sockets.
+async fn bind_admin(
+    inherited: &mut Option<Inherited>,
+    flag: &str,
+    addr: &AdminAddr,
+) -> anyhow::Result<(AdminListener, AdminAddr)> {
+    let taken = inherited.as_mut().and_then(|i| match addr {
+        AdminAddr::Tcp(wanted) => i.tcp(flag, *wanted).map(AdminListener::Tcp),
+        AdminAddr::Unix(path) => i.unix(flag, path).map(AdminListener::Unix),
+    });
+    let bound = match taken {
+        Some(listener) => listener.bound(addr).map(|bound| (listener, bound)),
+        None => admin::bind(addr).await,
+    };
+    bound.with_context(|| format!("cannot bind {flag} {addr}"))
+}
+
+/// A copy of a listening socket, for a successor.
+fn copy(flag: &'static str, socket: &impl AsFd) -> anyhow::Result<(&'static str, OwnedFd)> {
+    let fd = socket.as_fd().try_clone_to_owned();
+    Ok((
+        flag,
+        fd.with_context(|| format!("cannot copy the {flag} socket"))?,
+    ))
 }
 
 pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
@@ -39,32 +80,43 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let acme = args.acme.config().map_err(anyhow::Error::msg)?;
     let acme_ca = acme.as_ref().map(porter_acme::Config::ca_host);
     data_dir::prepare(data_dir)?;
-    let store = open_store(data_dir, &args)?;
+    Discovery::remove_stale(data_dir);
+    let mut inherited =
+        Inherited::ask(data_dir).context("cannot ask the running server for its sockets")?;
+    if let Some(from) = inherited.as_ref().map(|i| i.from) {
+        tracing::info!(
+            from,
+            "taking over from the running server: its sockets, then its store"
+        );
+    }
+    let (sled, store) = open_store(data_dir, &args, inherited.is_some())?;
     let acme = acme
         .map(|config| porter_acme::AcmeWorker::new(store.clone(), config))
         .transpose()?;
     let token: Arc<str> = admin::load_or_create_token(data_dir)
         .context("cannot read or create the admin token")?
         .into();
-    let http = bind("--http", args.http).await?;
-    let https = bind("--https", args.https).await?;
-    let (admin_listener, admin_addr) = admin::bind(&args.admin)
-        .await
-        .with_context(|| format!("cannot bind --admin {}", args.admin))?;
+    let http = bind(&mut inherited, "--http", args.http).await?;
+    let https = bind(&mut inherited, "--https", args.https).await?;
+    let (admin_listener, admin_addr) = bind_admin(&mut inherited, "--admin", &args.admin).await?;
     let metrics_listener = match args.metrics {
-        Some(addr) => {
-            let (listener, bound) = admin::bind(&AdminAddr::Tcp(addr))
-                .await
-                .with_context(|| format!("cannot bind --metrics {addr}"))?;
-            Some((listener, bound))
-        }
+        Some(addr) => Some(bind_admin(&mut inherited, "--metrics", &AdminAddr::Tcp(addr)).await?),
         None => None,
     };
+    let mut sockets = vec![
+        copy("--http", &http)?,
+        copy("--https", &https)?,
+        copy("--admin", &admin_listener)?,
+    ];
+    if let Some((listener, _)) = &metrics_listener {
+        sockets.push(copy("--metrics", listener)?);
+    }
     let metrics_addr = metrics_listener.as_ref().map(|(_, bound)| bound.clone());
     let (http_addr, https_addr) = (http.local_addr()?, https.local_addr()?);
 
     let apps_dir = data_dir.join(APPS_DIR);
-    let apps = Supervisor::new(store.clone(), apps_dir.clone())
+    let predecessor = inherited.as_ref().map(|i| i.from);
+    let apps = Supervisor::new(store.clone(), apps_dir.clone(), predecessor)
         .context("cannot prepare the apps directory")?;
     let access_log = match &args.access_log {
         Some(destination) => Some(
@@ -152,6 +204,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         ),
     }
 
+    let offer = Offer::bind(data_dir, sockets).context("cannot listen for a successor")?;
     Discovery {
         pid: std::process::id(),
         admin: admin_addr.to_string(),
@@ -162,9 +215,14 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     .write(data_dir)
     .context("cannot write the discovery file")?;
     tracing::info!(%http_addr, %https_addr, admin = %admin_addr, edge_threads = edge.count(), "porter is serving");
+    if let Some(predecessor) = inherited {
+        predecessor.serving();
+    }
 
-    wait_for_signal(access_log.as_deref()).await?;
-    tracing::info!("shutting down");
+    let handed_over = wait_for_stop(&offer, &sled, access_log.as_deref()).await?;
+    // Connections still arriving are the successor's, or refused at once: not queued for nobody.
+    offer.close(handed_over);
+    tracing::info!(handed_over, "shutting down");
     // Bounded: a service waiting on a stalled store must not hold the process past the grace.
     let grace = args.shutdown_grace;
     let stopped = tokio::time::timeout(grace, async {
@@ -179,22 +237,38 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
             "some services did not stop within the shutdown grace; exiting without them"
         );
     }
-    Discovery::remove(data_dir);
-    if let AdminAddr::Unix(path) = admin_addr {
-        let _ = std::fs::remove_file(path);
+    Discovery::remove_own(data_dir);
+    match admin_addr {
+        // The successor listens on the same socket file.
+        AdminAddr::Unix(path) if !handed_over => {
+            let _ = std::fs::remove_file(path);
+        }
+        _ => {}
     }
     Ok(())
 }
 
-fn open_store(data_dir: &Path, args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the store; a successor waits while its predecessor lets go of it.
+fn open_store(
+    data_dir: &Path,
+    args: &ServeArgs,
+    taking_over: bool,
+) -> anyhow::Result<(Arc<SledStore>, Arc<dyn Store>)> {
     let options = SledOptions {
         deadline: args.store_deadline,
         stall_while: args.test_store_stall_file.clone(),
+        lock_wait: if taking_over {
+            STORE_HANDOVER_WAIT
+        } else {
+            Duration::ZERO
+        },
     };
     let dir = data_dir.join(STORE_DIR);
-    let store = SledStore::open_with(&dir, options)
-        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-    Ok(Arc::new(store))
+    let store = Arc::new(
+        SledStore::open_with(&dir, options)
+            .with_context(|| format!("cannot open the store in {}", dir.display()))?,
+    );
+    Ok((store.clone(), store))
 }
 
 /// Starts the edge threads on the `http` and `https` listeners, and the services that keep
@@ -305,22 +379,46 @@ fn edge_thread_count(asked: Option<u16>) -> usize {
     })
 }
 
-/// Waits for SIGTERM or SIGINT. SIGHUP reopens the access log (logrotate's signal), and never
-/// stops Porter.
-async fn wait_for_signal(access_log: Option<&AccessLog>) -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT, or for a successor to take over (true). SIGHUP reopens the
+/// access log (logrotate's signal), and never stops Porter.
+async fn wait_for_stop(
+    offer: &Offer,
+    store: &SledStore,
+    access_log: Option<&AccessLog>,
+) -> anyhow::Result<bool> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
+            _ = term.recv() => return Ok(false),
+            _ = int.recv() => return Ok(false),
             _ = hup.recv() => {
                 if let Some(log) = access_log {
                     log.reopen();
                 }
                 tracing::info!("SIGHUP: log files reopened");
+            }
+            channel = offer.asked() => {
+                // From here the edge serves from memory while the successor opens the store.
+                store.release();
+                let outcome = tokio::select! {
+                    outcome = Offer::outcome(channel) => outcome,
+                    // Stopped meanwhile: the successor has the sockets and the store.
+                    _ = term.recv() => return Ok(true),
+                    _ = int.recv() => return Ok(true),
+                };
+                match outcome {
+                    Handed::Over => return Ok(true),
+                    Handed::Abandoned => {
+                        tracing::warn!("the successor went away before it served: taking the store back and carrying on");
+                        store
+                            .reclaim(STORE_HANDOVER_WAIT)
+                            .await
+                            .context("cannot take the store back from a successor that gave up")?;
+                    }
+                }
             }
         }
     }

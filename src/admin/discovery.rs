@@ -31,14 +31,38 @@ impl Discovery {
         std::fs::rename(tmp, data_dir.join(DISCOVERY_FILE))
     }
 
-    /// Reads the file, if a server has written one.
+    /// Reads the file of a running server: `None` without one, or when the file is stale (its
+    /// server is gone without removing it, as after `kill -9`).
     pub(crate) fn read(data_dir: &Path) -> Option<Self> {
+        Self::read_any(data_dir).filter(Discovery::running)
+    }
+
+    fn read_any(data_dir: &Path) -> Option<Self> {
         let raw = std::fs::read(data_dir.join(DISCOVERY_FILE)).ok()?;
         serde_json::from_slice(&raw).ok()
     }
 
-    /// Removes the file at shutdown.
-    pub(crate) fn remove(data_dir: &Path) {
-        let _ = std::fs::remove_file(data_dir.join(DISCOVERY_FILE));
+    fn running(&self) -> bool {
+        let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+        // EPERM: a process of another user has the pid, so it is not gone.
+        !matches!(
+            nix::sys::signal::kill(pid, None),
+            Err(nix::errno::Errno::ESRCH)
+        )
+    }
+
+    /// Removes a file whose server is gone, saying so (at start).
+    pub(crate) fn remove_stale(data_dir: &Path) {
+        if let Some(stale) = Self::read_any(data_dir).filter(|d| !d.running()) {
+            tracing::warn!(pid = stale.pid, file = %data_dir.join(DISCOVERY_FILE).display(), "removing the discovery file of a server that is gone (it did not stop cleanly)");
+            let _ = std::fs::remove_file(data_dir.join(DISCOVERY_FILE));
+        }
+    }
+
+    /// Removes this process's file at shutdown; a successor's (after a handover) stays.
+    pub(crate) fn remove_own(data_dir: &Path) {
+        if Self::read_any(data_dir).is_some_and(|d| d.pid == std::process::id()) {
+            let _ = std::fs::remove_file(data_dir.join(DISCOVERY_FILE));
+        }
     }
 }

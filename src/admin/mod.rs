@@ -13,7 +13,7 @@ pub(crate) use client::{AdminClient, ClientError};
 pub(crate) use command::{AdminCommand, Answer};
 pub(crate) use discovery::Discovery;
 pub(crate) use router::{execute, Context};
-pub(crate) use server::{bind, serve, Serves};
+pub(crate) use server::{bind, serve, AdminListener, Serves};
 pub(crate) use token::load_or_create as load_or_create_token;
 
 use std::fmt;

@@ -38,13 +38,32 @@ pub(crate) enum AdminListener {
     Unix(UnixListener),
 }
 
+impl AdminListener {
+    /// The address actually bound (`asked` names a unix socket's path).
+    pub(crate) fn bound(&self, asked: &AdminAddr) -> std::io::Result<AdminAddr> {
+        match self {
+            AdminListener::Tcp(listener) => Ok(AdminAddr::Tcp(listener.local_addr()?)),
+            AdminListener::Unix(_) => Ok(asked.clone()),
+        }
+    }
+}
+
+impl std::os::fd::AsFd for AdminListener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            AdminListener::Tcp(listener) => listener.as_fd(),
+            AdminListener::Unix(listener) => listener.as_fd(),
+        }
+    }
+}
+
 /// Binds `addr`; returns the listener and the address actually bound.
 pub(crate) async fn bind(addr: &AdminAddr) -> std::io::Result<(AdminListener, AdminAddr)> {
     match addr {
         AdminAddr::Tcp(addr) => {
-            let listener = TcpListener::bind(addr).await?;
-            let bound = AdminAddr::Tcp(listener.local_addr()?);
-            Ok((AdminListener::Tcp(listener), bound))
+            let listener = AdminListener::Tcp(TcpListener::bind(addr).await?);
+            let bound = listener.bound(&AdminAddr::Tcp(*addr))?;
+            Ok((listener, bound))
         }
         AdminAddr::Unix(path) => {
             // A socket file left by a crashed server blocks the bind; remove it only when

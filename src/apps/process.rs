@@ -229,16 +229,23 @@ pub(super) fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// The start time of a process (field 22 of /proc/PID/stat), to recognise it later.
-fn start_time(pid: u32) -> Option<u64> {
+/// Fields of /proc/PID/stat after the name (the state is field 0 here).
+fn stat_field(pid: u32, field: usize) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 2..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    after_name.split_whitespace().nth(field)?.parse().ok()
+}
+
+/// The start time of a process (field 22 of /proc/PID/stat), to recognise it later.
+fn start_time(pid: u32) -> Option<u64> {
+    stat_field(pid, 19)
 }
 
 /// Kills the process groups that pid files of an earlier run name (when the process is still
-/// the one that was started), then removes the files: a new Porter adopts nothing.
-pub(super) fn clean_stale(dir: &Path) {
+/// the one that was started), then removes the files: a new Porter adopts nothing. The
+/// daemons of `predecessor` (a server handing over to this one, which stops them once its
+/// last requests are done) are left to it, with their files.
+pub(super) fn clean_stale(dir: &Path, predecessor: Option<u32>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -250,9 +257,13 @@ pub(super) fn clean_stale(dir: &Path) {
         if let Ok(text) = std::fs::read_to_string(&path) {
             let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
             if let (Some(Some(pid)), Some(Some(started))) = (fields.next(), fields.next()) {
-                if start_time(pid as u32) == Some(started) {
+                let pid = pid as u32;
+                if start_time(pid) == Some(started) {
+                    if predecessor.is_some_and(|p| stat_field(pid, 1) == Some(u64::from(p))) {
+                        continue;
+                    }
                     tracing::warn!(pid, file = %path.display(), "stopping a daemon left by an earlier run");
-                    kill_group(pid as u32);
+                    kill_group(pid);
                 }
             }
         }

@@ -130,10 +130,15 @@ pub(crate) struct Supervisor {
 
 impl Supervisor {
     /// A supervisor keeping its logs and pid files in `dir`; stale daemons of an earlier run
-    /// are stopped first. Its actors run on the runtime this is called on.
-    pub(crate) fn new(store: Arc<dyn Store>, dir: PathBuf) -> std::io::Result<Arc<Self>> {
+    /// are stopped first, except those of `predecessor` (a server handing over to this one,
+    /// which stops them itself). Its actors run on the runtime this is called on.
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        dir: PathBuf,
+        predecessor: Option<u32>,
+    ) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(&dir)?;
-        process::clean_stale(&dir);
+        process::clean_stale(&dir, predecessor);
         Ok(Arc::new(Supervisor {
             store,
             dir,

@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -310,13 +311,23 @@ where
         Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     async move {
         let mut closing = false;
-        let result = loop {
+        let result = 'serving: loop {
             tokio::select! {
                 // In order: the connection is what wakes this task nearly every time, and no
                 // random draw per wake-up.
                 biased;
                 result = connection.as_mut() => break result,
                 _ = shutdown.cancelled() => {
+                    // A connection accepted just before the stop may have its first request on
+                    // the way, which its client cannot know to send again: it is answered
+                    // first (the first-request deadline bounds the wait). Later requests on
+                    // a kept-alive connection a client does resend when it closes.
+                    while !watched.answered.load(Ordering::Relaxed) {
+                        tokio::select! {
+                            result = connection.as_mut() => break 'serving result,
+                            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                        }
+                    }
                     connection.as_mut().graceful_shutdown();
                     break connection.await;
                 }

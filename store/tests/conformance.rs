@@ -637,6 +637,7 @@ async fn a_stalled_sled_store_fails_in_time_and_drops_what_its_callers_gave_up()
         SledOptions {
             deadline: std::time::Duration::from_millis(300),
             stall_while: Some(stall.clone()),
+            ..SledOptions::default()
         },
     )
     .unwrap();
@@ -662,4 +663,41 @@ async fn a_stalled_sled_store_fails_in_time_and_drops_what_its_callers_gave_up()
         .expect("the abandoned write must not have been made");
     assert_eq!(store.sites().await.unwrap().len(), 2);
     assert_eq!(store.health().failure, None);
+}
+
+#[tokio::test]
+async fn a_released_sled_store_is_taken_by_another_holder_and_reclaimed_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let first = SledStore::open(&path).unwrap();
+    first.add_site(site("a.test", "127.0.0.1:1")).await.unwrap();
+    // Held: another opener is refused at once, or after waiting in vain.
+    assert!(SledStore::open(&path).is_err());
+    first.release();
+    let error = first.sites().await.unwrap_err().to_string();
+    assert!(error.contains("handed over"), "{error}");
+    let wait = SledOptions {
+        lock_wait: std::time::Duration::from_secs(10),
+        ..SledOptions::default()
+    };
+    let second = SledStore::open_with(&path, wait).unwrap();
+    assert_eq!(second.sites().await.unwrap().len(), 1);
+    second
+        .add_site(site("b.test", "127.0.0.1:2"))
+        .await
+        .unwrap();
+    drop(second);
+    first
+        .reclaim(std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    let names: Vec<_> = first
+        .sites()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.domain.to_string())
+        .collect();
+    assert_eq!(names, ["a.test", "b.test"]);
+    first.add_site(site("c.test", "127.0.0.1:3")).await.unwrap();
 }

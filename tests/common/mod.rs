@@ -179,6 +179,22 @@ impl Porter {
         (status.unwrap(), started.elapsed())
     }
 
+    /// Waits for the process to exit on its own (after handing over to a successor); fails
+    /// the test when it still runs after `within`.
+    pub fn exits_within(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut status = None;
+        wait_until(within, "porter exits", || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap()
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The admin API token.
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("admin.token"))

@@ -10,7 +10,7 @@ use crate::error::StoreError;
 use crate::{Change, StoreHealth};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
@@ -30,6 +30,9 @@ pub struct SledOptions {
     /// For tests: while this file exists, every operation waits before it touches the
     /// database, as on a disk that stopped answering.
     pub stall_while: Option<PathBuf>,
+    /// How long opening waits while another process holds the database (a server that is
+    /// handing over to this one); zero fails at once.
+    pub lock_wait: Duration,
 }
 
 impl Default for SledOptions {
@@ -37,6 +40,7 @@ impl Default for SledOptions {
         SledOptions {
             deadline: Duration::from_secs(10),
             stall_while: None,
+            lock_wait: Duration::ZERO,
         }
     }
 }
@@ -51,6 +55,8 @@ pub(super) struct Shared {
     pub(super) failure: Mutex<Option<String>>,
     stalled: AtomicU64,
     stall_while: Option<PathBuf>,
+    /// Set while another process has the database (see [`SledStore::release`]).
+    pub(super) released: AtomicBool,
 }
 
 impl Shared {
@@ -60,10 +66,17 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| {
-                StoreError::Backend(format!(
-                    "the store at {} is being reopened after a failed write",
-                    self.path.display()
-                ))
+                StoreError::Backend(if self.released.load(Ordering::Acquire) {
+                    format!(
+                        "the store at {} was handed over to a new server",
+                        self.path.display()
+                    )
+                } else {
+                    format!(
+                        "the store at {} is being reopened after a failed write",
+                        self.path.display()
+                    )
+                })
             })
     }
 
@@ -96,7 +109,7 @@ impl SledStore {
 
     /// [`SledStore::open`] with other options.
     pub fn open_with(dir: &Path, options: SledOptions) -> Result<Self, StoreError> {
-        let trees = Trees::open(dir)?;
+        let trees = Trees::open_waiting(dir, options.lock_wait)?;
         let shared = Arc::new(Shared {
             path: dir.to_path_buf(),
             trees: RwLock::new(Some(Arc::new(trees))),
@@ -104,6 +117,7 @@ impl SledStore {
             failure: Mutex::new(None),
             stalled: AtomicU64::new(0),
             stall_while: options.stall_while,
+            released: AtomicBool::new(false),
         });
         let (jobs, queue) = mpsc::channel(WRITE_QUEUE);
         writer::spawn(shared.clone(), queue)
@@ -119,6 +133,26 @@ impl SledStore {
     /// Where the database lives.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// Lets go of the database so that another process can open it (a server handing over to
+    /// its successor): every operation fails from now on, until [`SledStore::reclaim`]. The file
+    /// lock goes once the reads and the write under way have finished.
+    pub fn release(&self) {
+        self.shared.released.store(true, Ordering::Release);
+        self.shared.set_trees(None);
+    }
+
+    /// Opens the database again after [`SledStore::release`] (the successor gave up), waiting
+    /// up to `within` for the other process to let go of it.
+    pub async fn reclaim(&self, within: Duration) -> Result<(), StoreError> {
+        let path = self.shared.path.clone();
+        let trees = tokio::task::spawn_blocking(move || Trees::open_waiting(&path, within))
+            .await
+            .map_err(|e| StoreError::Backend(format!("reopening the store: {e}")))??;
+        self.shared.set_trees(Some(Arc::new(trees)));
+        self.shared.released.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Runs `work` within the deadline; past it, logs and counts the stall and answers an error.

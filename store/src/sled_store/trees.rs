@@ -3,6 +3,7 @@
 use crate::error::StoreError;
 use crate::{keys, DomainName, Http01Challenge};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// sled's page cache (its default is 1 GiB). The hot path never reads the store, so a small
 /// cache only makes management operations and starts a little slower.
@@ -25,6 +26,20 @@ pub(super) struct Trees {
 }
 
 impl Trees {
+    /// [`Trees::open`], waiting up to `within` while another holder (a process handing over,
+    /// or this one's earlier database still closing) keeps the lock.
+    pub(super) fn open_waiting(path: &Path, within: Duration) -> Result<Trees, StoreError> {
+        let started = Instant::now();
+        loop {
+            match Trees::open(path) {
+                Err(StoreError::Locked(_)) if started.elapsed() < within => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Opens (or creates) the database at `path`, checking its schema version.
     pub(super) fn open(path: &Path) -> Result<Trees, StoreError> {
         let db = sled::Config::new()

@@ -16,7 +16,7 @@ use std::io::Write as _;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most writes made durable by one flush.
@@ -121,6 +121,10 @@ fn writable(shared: &Shared) -> Result<Arc<Trees>, StoreError> {
     let Some(failure) = failure else {
         return shared.trees();
     };
+    if shared.released.load(std::sync::atomic::Ordering::Acquire) {
+        // Another process has the database now: reopening it is not this writer's to do.
+        return shared.trees();
+    }
     // Keep the old database (it still reads) until the disk can take a reopen.
     probe(&shared.path).map_err(|e| {
         StoreError::Backend(format!(
@@ -128,15 +132,7 @@ fn writable(shared: &Shared) -> Result<Arc<Trees>, StoreError> {
         ))
     })?;
     shared.set_trees(None);
-    let started = Instant::now();
-    let trees = loop {
-        match Trees::open(&shared.path) {
-            Err(StoreError::Locked(_)) if started.elapsed() < REOPEN_WAIT => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            result => break Arc::new(result?),
-        }
-    };
+    let trees = Arc::new(Trees::open_waiting(&shared.path, REOPEN_WAIT)?);
     shared.set_trees(Some(trees.clone()));
     *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
     tracing::info!(after = %failure, "store reopened: writes work again");
