@@ -71,6 +71,9 @@ enum Command {
     /// Back up the whole store, or restore a backup into a fresh one.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Hash a password (read from stdin) with argon2id for `site update --basic-auth`; prints
+    /// USER:HASH, an htpasswd line, when USER is given.
+    HashPassword { user: Option<String> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,7 +193,7 @@ enum SiteCommand {
     Update {
         domain: String,
         #[command(flatten)]
-        change: UpdateSite,
+        change: Box<UpdateSite>,
     },
     /// Stop serving DOMAIN; its certificate and ACME work go with it.
     Remove { domain: String },
@@ -251,7 +254,10 @@ impl Cli {
 /// The admin command a CLI command is.
 fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
     Ok(match command {
-        Command::Serve(_) | Command::Init | Command::Store(StoreCommand::Export { .. }) => {
+        Command::Serve(_)
+        | Command::Init
+        | Command::HashPassword { .. }
+        | Command::Store(StoreCommand::Export { .. }) => {
             unreachable!("not an admin command")
         }
         Command::Store(StoreCommand::Import { file }) => {
@@ -262,8 +268,12 @@ fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
             AdminCommand::ImportStore(Box::new(backup))
         }
         Command::Site(SiteCommand::Add(req)) => AdminCommand::AddSite(req),
-        Command::Site(SiteCommand::Update { domain, change }) => {
-            AdminCommand::UpdateSite { domain, change }
+        Command::Site(SiteCommand::Update { domain, mut change }) => {
+            change.features.read_files()?;
+            AdminCommand::UpdateSite {
+                domain,
+                change: *change,
+            }
         }
         Command::Site(SiteCommand::Remove { domain }) => AdminCommand::RemoveSite { domain },
         Command::Site(SiteCommand::List) => AdminCommand::ListSites,
@@ -410,6 +420,25 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Store(StoreCommand::Export { output }) => {
             export(&data_dir, output.as_deref()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::HashPassword { user } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("cannot read the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err(crate::ops::OpError::Refused(
+                    "an empty password: give one on stdin".into(),
+                )
+                .into());
+            }
+            let hash = crate::proxy::hash_password(password).map_err(anyhow::Error::msg)?;
+            match user {
+                Some(user) => println!("{user}:{hash}"),
+                None => println!("{hash}"),
+            }
             return Ok(ExitCode::SUCCESS);
         }
         _ => {}
@@ -586,7 +615,7 @@ fn or_dash(value: Option<String>) -> String {
 fn render(command: &AdminCommand, answer: Answer) -> String {
     match answer {
         Answer::Sites(sites) => table(
-            &["DOMAIN", "UPSTREAM", "ACME"],
+            &["DOMAIN", "UPSTREAM", "ACME", "FEATURES"],
             sites
                 .into_iter()
                 .map(|s| {
@@ -594,6 +623,7 @@ fn render(command: &AdminCommand, answer: Answer) -> String {
                         s.domain,
                         s.upstream,
                         if s.acme { "yes" } else { "no" }.into(),
+                        s.features.summary(),
                     ]
                 })
                 .collect(),

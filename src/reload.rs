@@ -246,6 +246,7 @@ mod tests {
                 target: Target::Upstream(Upstream::parse("127.0.0.1:9").unwrap()),
                 acme: false,
                 hsts_max_age: 0,
+                features: Default::default(),
             })
             .await
             .unwrap();

@@ -98,6 +98,8 @@ pub(crate) struct SiteEntry {
     pub(crate) cert: Option<ServedCert>,
     /// The `Strict-Transport-Security` value for its HTTPS responses, unless HSTS is off.
     pub(crate) hsts: Option<http::HeaderValue>,
+    /// Its HTTP features, unless every one is off (then a request looks at none).
+    pub(crate) features: Option<Box<porter_store::Features>>,
 }
 
 impl SiteEntry {
@@ -109,11 +111,13 @@ impl SiteEntry {
             http::HeaderValue::from_str(&format!("max-age={}", site.hsts_max_age))
                 .expect("digits are a valid header value")
         });
+        let features = (!site.features.is_default()).then(|| Box::new(site.features));
         SiteEntry {
             domain,
             target: site.target,
             cert,
             hsts,
+            features,
         }
     }
 

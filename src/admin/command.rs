@@ -247,6 +247,13 @@ mod tests {
                     allow_unreachable: false,
                     acme: Some(false),
                     hsts_max_age: None,
+                    features: crate::ops::features::FeatureChange {
+                        compress: Some(true),
+                        redirects: Some(vec!["/old/* /new/ 308".into()]),
+                        allow: Some(vec!["10.0.0.0/8".into()]),
+                        error_pages: Some([("502".into(), "<p>later</p>".into())].into()),
+                        ..Default::default()
+                    },
                 },
             },
             AdminCommand::RemoveSite {

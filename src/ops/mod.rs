@@ -4,6 +4,7 @@
 pub(crate) mod apps;
 pub(crate) mod backup;
 pub(crate) mod certs;
+pub(crate) mod features;
 pub(crate) mod status;
 
 use porter_store::{
@@ -87,6 +88,10 @@ pub(crate) struct UpdateSite {
     #[serde(default)]
     #[arg(long)]
     pub(crate) hsts_max_age: Option<u64>,
+    /// The site's HTTP features.
+    #[serde(flatten)]
+    #[command(flatten)]
+    pub(crate) features: features::FeatureChange,
 }
 
 /// `cert import`.
@@ -106,6 +111,9 @@ pub(crate) struct SiteView {
     pub(crate) acme: bool,
     /// HSTS max-age in seconds once it has a valid certificate (0 = off).
     pub(crate) hsts_max_age: u64,
+    /// Its HTTP features that are on.
+    #[serde(default, skip_serializing_if = "features::FeaturesView::is_empty")]
+    pub(crate) features: features::FeaturesView,
     /// Something the operator should know about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
@@ -129,6 +137,7 @@ impl From<Site> for SiteView {
             upstream: site.target.to_string(),
             acme: site.acme,
             hsts_max_age: site.hsts_max_age,
+            features: features::FeaturesView::from(&site.features),
             note,
         }
     }
@@ -178,6 +187,7 @@ pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView
         target,
         acme: !req.no_acme,
         hsts_max_age: req.hsts_max_age.unwrap_or(DEFAULT_HSTS_MAX_AGE),
+        features: Default::default(),
     };
     store.add_site(site.clone()).await?;
     Ok(site.into())
@@ -221,8 +231,29 @@ pub(crate) async fn update_site(
     if let Some(max_age) = req.hsts_max_age {
         site.hsts_max_age = max_age;
     }
+    req.features.apply(&mut site.features)?;
+    check_canonical(&site)?;
     store.update_site(site.clone()).await?;
     Ok(site.into())
+}
+
+/// A canonical-name redirect must lead to another name: `--redirect-to-apex` on a `www.`
+/// name, `--redirect-to-www` on one without.
+fn check_canonical(site: &Site) -> Result<(), OpError> {
+    let www = site.domain.as_str().starts_with("www.");
+    let refused = |why: &str| Err(OpError::Refused(format!("{}: {why}", site.domain)));
+    match site.features.canonical {
+        _ if site.domain.is_wildcard() && site.features.canonical.is_some() => {
+            refused("a wildcard site has no single other name to redirect to")
+        }
+        Some(porter_store::Canonical::Apex) if !www => refused(
+            "--redirect-to-apex is set on the www. name (add www.NAME as a site with the same upstream, and set it there)",
+        ),
+        Some(porter_store::Canonical::Www) if www => {
+            refused("--redirect-to-www is set on the name without www.")
+        }
+        _ => Ok(()),
+    }
 }
 
 pub(crate) async fn remove_site(store: &dyn Store, domain: &str) -> Result<(), OpError> {

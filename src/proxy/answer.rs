@@ -4,7 +4,7 @@
 use super::body::{full, Body};
 use crate::apps::Unavailable;
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 /// An answer of Porter's own.
@@ -14,6 +14,15 @@ pub(crate) enum Own {
     Http01(Bytes),
     /// 308 to this URL over HTTPS: the site has a valid certificate.
     ToHttps(HeaderValue),
+    /// A redirect of the site's own (its canonical name, or a path rule).
+    Redirect {
+        status: StatusCode,
+        location: HeaderValue,
+    },
+    /// 401: the site (or the path) asks for basic auth, in this realm (the site's name).
+    Unauthorized(String),
+    /// 403: the site does not serve the client's address.
+    Forbidden,
     /// 400: the request names no host.
     NoHost,
     /// 400: a target that cannot be redirected.
@@ -52,6 +61,9 @@ impl Own {
         match self {
             Own::Http01(_) => StatusCode::OK,
             Own::ToHttps(_) => StatusCode::PERMANENT_REDIRECT,
+            Own::Redirect { status, .. } => *status,
+            Own::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Own::Forbidden => StatusCode::FORBIDDEN,
             Own::NoHost | Own::BadTarget | Own::Malformed(_) => StatusCode::BAD_REQUEST,
             Own::BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
             Own::UnknownCoding => StatusCode::NOT_IMPLEMENTED,
@@ -73,6 +85,9 @@ impl Own {
         match self {
             Own::Http01(_) => String::new(),
             Own::ToHttps(_) => "this site is served over HTTPS".into(),
+            Own::Redirect { .. } => "moved".into(),
+            Own::Unauthorized(_) => "authentication required".into(),
+            Own::Forbidden => "this site is not served to your address".into(),
             Own::NoHost => "the request names no host".into(),
             Own::BadTarget => "bad request target".into(),
             Own::Malformed(why) => (*why).into(),
@@ -89,6 +104,24 @@ impl Own {
             Own::Unreachable => "the upstream is unreachable".into(),
             Own::TimedOut => "the upstream did not answer in time".into(),
         }
+    }
+
+    /// The response, with the site's own page for its status when it has one (the headers a
+    /// client acts on, such as `Retry-After`, stay).
+    pub(crate) fn into_page(
+        self,
+        pages: &std::collections::BTreeMap<u16, String>,
+    ) -> Response<Body> {
+        let page = pages.get(&self.status().as_u16()).cloned();
+        let mut response = self.into_response();
+        if let Some(page) = page {
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            *response.body_mut() = full(page);
+        }
+        response
     }
 
     /// The response.
@@ -111,8 +144,14 @@ impl Own {
                     HeaderValue::from_static("text/plain; charset=utf-8"),
                 );
                 match other {
-                    Own::ToHttps(location) => {
+                    Own::ToHttps(location) | Own::Redirect { location, .. } => {
                         headers.insert(LOCATION, location);
+                    }
+                    Own::Unauthorized(realm) => {
+                        let challenge = format!("Basic realm=\"{realm}\", charset=\"UTF-8\"");
+                        if let Ok(value) = HeaderValue::from_str(&challenge) {
+                            headers.insert(WWW_AUTHENTICATE, value);
+                        }
                     }
                     Own::App(_) => {
                         headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));

@@ -2,11 +2,14 @@
 //! HTTPS, forward it, or tunnel it (WebSocket). This module is the face: what the edge threads
 //! share ([`Edge`]) and know of a connection ([`Conn`]); the request path is in `request`.
 
+mod access;
 mod admission;
 mod answer;
+mod basic_auth;
 mod body;
 mod ceiling;
 mod challenge;
+mod compress;
 mod connector;
 mod first_request;
 mod forward;
@@ -19,6 +22,7 @@ mod logged;
 mod per_ip;
 mod pool;
 mod rate;
+mod redirect;
 mod request;
 mod route;
 mod shed;
@@ -26,6 +30,7 @@ mod threads;
 mod upgrade;
 
 pub(crate) use admission::Admission;
+pub(crate) use basic_auth::{check_hash, hash as hash_password};
 pub(crate) use ceiling::MemoryCeiling;
 pub(crate) use forward::Forwarder;
 pub(crate) use gate::Bounds;

@@ -3,27 +3,30 @@
 //!    transfer codings other than one `chunked`);
 //! 1. [`route`]: the site the request is for, or an answer of Porter's own (an ACME challenge,
 //!    a redirect to HTTPS, an unknown name, a connection whose certificate is another site's);
-//! 2. [`admit`] and [`Admission`](super::Admission): whether it may go on (the client's rate,
-//!    the site's and upstream's slots; where the WAF and a cache plug in);
+//! 2. [`gate`], [`admit`] and [`Admission`](super::Admission): whether it may go on (the site's
+//!    allow/deny lists, its redirects and basic auth; the client's rate, the site's and
+//!    upstream's slots; where the WAF and a cache plug in);
 //! 3. [`upstream_peer`]: where it goes: the site's upstream, or its app (started on demand);
 //! 4. [`upstream_request`]: what the upstream must get that the client left out (the rest of
 //!    the rewrite, hop-by-hop headers and `X-Forwarded-*`, is the forwarder's);
 //! 5. forwarding ([`Forwarder::send`](super::Forwarder)), WebSocket tunnels included;
-//! 6. [`client_response`]: the response as the client gets it (HSTS).
+//! 6. [`client_response`]: the response as the client gets it (HSTS, compression).
+//!
+//! A site with features gets its own pages for Porter's answers (`into_page`).
 
 use super::answer::Own;
 use super::body::{full, Body};
 use super::forward::Forwarded;
 use super::held::Holding;
 use super::logged::{Finishing, Started};
-use super::{headers, route, upgrade, Conn, Edge};
+use super::{access, basic_auth, compress, headers, redirect, route, upgrade, Conn, Edge};
 use crate::apps::Lease;
 use crate::snapshot::SiteEntry;
 use futures_util::FutureExt as _;
 use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use porter_store::{unix_now, Target};
+use porter_store::{unix_now, Features, Target};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
@@ -73,7 +76,20 @@ async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, req: Request<Incoming>) -> Serv
     };
     let domain = Arc::clone(&site.domain);
     let mut upstream = None;
-    let response = forward(edge, conn, site, req, &mut upstream).await;
+    let response = match site.features.is_some() {
+        // The common case pays one branch for the features it does not use.
+        false => forward(edge, conn, site, req, &mut upstream).await,
+        true => {
+            let featured = Arc::clone(&site);
+            let features = featured.features.as_deref().expect("checked above");
+            let gated = gate(features, &site, &conn, &req).await;
+            let response = match gated {
+                Ok(()) => forward(edge, conn, site, req, &mut upstream).await,
+                Err(own) => Err(own),
+            };
+            response.or_else(|own| Ok(own.into_page(&features.error_pages)))
+        }
+    };
     Served {
         site: Some(domain),
         upstream,
@@ -99,6 +115,12 @@ async fn forward(
     };
     upstream_request(&conn, &mut req);
     let https = conn.tls_name.is_some();
+    let coding = match &site.features {
+        Some(features) if features.compress && req.method() != http::Method::HEAD => {
+            compress::chosen(req.headers())
+        }
+        _ => None,
+    };
     let forwarded = Forwarded {
         client: &conn.forwarded_for,
         proto: if https { "https" } else { "http" },
@@ -152,7 +174,11 @@ async fn forward(
     }
     client_response(&site, https, &mut response);
     let holding = Holding { lease, loan, slots };
-    Ok(edge.forwarder.stream_back(response, holding))
+    let response = edge.forwarder.stream_back(response, holding);
+    Ok(match coding {
+        Some(coding) => compress::encode(coding, response),
+        None => response,
+    })
 }
 
 /// Refuses what no intermediary may pass on (see [`headers::well_formed`]).
@@ -197,6 +223,24 @@ async fn route(edge: &Edge, conn: &Conn, req: &Request<Incoming>) -> Result<Arc<
         return Err(to_https(req, &host, edge.https_port));
     }
     Ok(Arc::clone(site))
+}
+
+/// What a site's features say before anything else is done: its address lists, then its
+/// redirects, then its basic auth.
+async fn gate<B>(
+    features: &Features,
+    site: &SiteEntry,
+    conn: &Conn,
+    req: &Request<B>,
+) -> Result<(), Own> {
+    if !access::allowed(features, conn.peer) {
+        return Err(Own::Forbidden);
+    }
+    let host = route::request_host(req).unwrap_or(Cow::Borrowed(&site.domain));
+    if let Some(redirect) = redirect::answer(features, req, &host, conn.tls_name.is_some()) {
+        return Err(redirect);
+    }
+    basic_auth::check(&site.domain, features, req).await
 }
 
 /// Whether the request may go on.

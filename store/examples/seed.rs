@@ -36,6 +36,7 @@ async fn main() {
             target: Target::Upstream(upstream.clone()),
             acme: false,
             hsts_max_age: 0,
+            features: Default::default(),
         };
         store.add_site(site).await.unwrap();
         let key = KeyPair::generate().unwrap();

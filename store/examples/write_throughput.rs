@@ -27,6 +27,7 @@ async fn run(writers: usize, ops: usize) -> Option<Duration> {
                     target: Target::Upstream(upstream.clone()),
                     acme: false,
                     hsts_max_age: 0,
+                    features: Default::default(),
                 };
                 store.add_site(site).await.expect("add");
                 store.remove_site(&domain).await.expect("remove");

@@ -28,6 +28,9 @@ pub enum InvalidInput {
     /// An app definition that cannot run.
     #[error("{0}")]
     App(String),
+    /// A site feature that cannot be served as given.
+    #[error("{0}")]
+    Feature(String),
 }
 
 /// Everything a store operation can fail with.

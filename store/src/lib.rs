@@ -17,6 +17,7 @@ mod certificate;
 mod clock;
 mod domain;
 mod error;
+mod features;
 mod keys;
 pub mod model;
 mod sled_store;
@@ -26,6 +27,9 @@ pub use app::{App, AppId, AppListen, HealthCheck, RestartPolicy};
 pub use clock::{unix_now, unix_now_ms};
 pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
+pub use features::{
+    Canonical, Credential, Features, Redirect, ERROR_PAGE_STATUSES, MAX_ERROR_PAGE,
+};
 pub use model::{
     AcmeAccount, AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, ChallengeKind,
     Http01Challenge, OcspRecord, OcspResponse, OcspStatus, PendingOrder, PrivateKey, SecretBytes,

@@ -19,6 +19,9 @@ pub struct Site {
     /// `Strict-Transport-Security` max-age sent once the site has a valid certificate; 0 = off.
     #[serde(default = "default_hsts")]
     pub hsts_max_age: u64,
+    /// Its HTTP features (compression, redirects, basic auth, allow/deny, error pages).
+    #[serde(default, skip_serializing_if = "crate::Features::is_default")]
+    pub features: crate::Features,
 }
 
 /// One year, the HSTS max-age browsers' preload lists ask for.

@@ -22,6 +22,7 @@ fn site(domain: &str, upstream: &str) -> Site {
         target: Target::Upstream(Upstream::parse(upstream).unwrap()),
         acme: true,
         hsts_max_age: porter_store::DEFAULT_HSTS_MAX_AGE,
+        features: Default::default(),
     }
 }
 
@@ -274,7 +275,31 @@ async fn sites_update_in_place(store: impl Store) {
     );
     store.add_site(site("u.test", "127.0.0.1:1")).await.unwrap();
     changed.hsts_max_age = 0;
+    changed.features = porter_store::Features {
+        compress: true,
+        canonical: Some(porter_store::Canonical::Apex),
+        redirects: vec![porter_store::Redirect::parse("/old/* /new/ 308").unwrap()],
+        basic_auth: vec![porter_store::Credential::parse("alice:$2y$10$x", "/admin").unwrap()],
+        allow: vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ],
+        deny: vec!["10.1.0.0/16".parse().unwrap()],
+        error_pages: [(502, "<h1>down</h1>".to_owned())].into(),
+    };
     store.update_site(changed.clone()).await.unwrap();
+    assert_eq!(
+        store.site(&changed.domain).await.unwrap(),
+        Some(changed.clone())
+    );
+    // Features the edge cannot serve are refused, and change nothing.
+    let mut bad = changed.clone();
+    bad.features.error_pages.insert(200, "ok".into());
+    let refused = store.update_site(bad).await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
     assert_eq!(store.site(&changed.domain).await.unwrap(), Some(changed));
 }
 
