@@ -30,6 +30,11 @@ pub(crate) struct ServeArgs {
     /// Admin API: a loopback IP:PORT or unix:/path.
     #[arg(long, env = "PORTER_ADMIN", default_value = "127.0.0.1:2019")]
     pub(crate) admin: AdminAddr,
+    /// Expect a PROXY protocol header (v1 or v2, HAProxy's) on every connection, from these
+    /// sources only (CIDRs, comma-separated: the load balancers). Connections from elsewhere,
+    /// or without a valid header, are closed; the address in the header is the client's.
+    #[arg(long, env = "PORTER_PROXY_PROTOCOL", value_delimiter = ',', value_name = "CIDR,...", value_parser = network)]
+    pub(crate) proxy_protocol: Vec<ipnet::IpNet>,
     /// Site whose certificate answers TLS clients that send no SNI (else they are refused).
     #[arg(long, env = "PORTER_DEFAULT_SNI", value_parser = domain)]
     pub(crate) default_sni: Option<DomainName>,
@@ -311,4 +316,12 @@ mod tests {
         assert_eq!(size("0"), Ok(0));
         assert!(size("99999999999GiB").is_err());
     }
+}
+
+/// A network for `--proxy-protocol`: a CIDR, or one address.
+pub(crate) fn network(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{text:?} is not a network: write an address or a CIDR (10.0.0.0/8)"))
 }

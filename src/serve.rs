@@ -10,7 +10,7 @@ use crate::metrics::{EdgeStats, Metrics};
 use crate::ops::status::ServerFacts;
 use crate::proxy::{
     self, Admission, Bounds, Edge, EdgeShared, EdgeThreads, Forwarder, Limits, MemoryCeiling,
-    PerIp, Rates, Shed,
+    PerIp, ProxyProtocol, Rates, Shed,
 };
 use crate::service::{Services, Start};
 use crate::{challenges, data_dir, reload, tls};
@@ -344,6 +344,9 @@ async fn start_edge(
         memory,
         // 5 % of the limit (at least one): from there on, idle connections make room.
         crowded_below: (bounds.max_connections / 20).max(1),
+        proxy_protocol: (!args.proxy_protocol.is_empty()).then(|| ProxyProtocol {
+            trusted: args.proxy_protocol.clone(),
+        }),
     });
     let (rotation, ticket_store) = (args.tls_ticket_rotation, store.clone());
     services.start("ticket keys", Start::Now, |stop| {

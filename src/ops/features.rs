@@ -166,16 +166,7 @@ impl FeatureChange {
         }
         let networks = |list: Vec<String>| {
             list.iter()
-                .map(|n| {
-                    n.parse::<ipnet::IpNet>()
-                        .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                        .map(|net| net.trunc())
-                        .map_err(|_| {
-                            refused(format!(
-                                "{n:?} is not a network: write an address or a CIDR (10.0.0.0/8, 2001:db8::/32)"
-                            ))
-                        })
-                })
+                .map(|n| crate::config::network(n).map_err(refused))
                 .collect::<Result<Vec<_>, _>>()
         };
         if self.no_access_rules {

@@ -5,6 +5,7 @@
 use super::ceiling::MemoryCeiling;
 use super::first_request::{Agreed, FirstRequest};
 use super::per_ip::{client_key, Counted, PerIp};
+use super::proxy_protocol::ProxyProtocol;
 use super::rate::Rates;
 use super::shed::{Reason, Shed};
 use super::{handle, Conn, Edge};
@@ -50,6 +51,8 @@ pub(crate) struct Limits {
     /// Below this many free connection slots, idle keep-alive connections are closed to make
     /// room (new clients come before idle ones).
     pub(crate) crowded_below: usize,
+    /// When set, every connection opens with a PROXY header from a trusted source.
+    pub(crate) proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl Limits {
@@ -93,12 +96,12 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 async fn accept_loop<F, Fut>(
     (listener, kind): (TcpListener, Listener),
     edge: &Edge,
-    limits: &Limits,
+    limits: &Arc<Limits>,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
     accepted: F,
 ) where
-    F: Fn(TcpStream, std::net::SocketAddr) -> Fut,
+    F: Fn(TcpStream, std::net::SocketAddr) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     // When this thread last asked its idle connections to make room.
@@ -132,17 +135,59 @@ async fn accept_loop<F, Fut>(
             limits.shed.note(Reason::Connections);
             continue;
         };
+        let _ = stream.set_nodelay(true);
+        let open = edge.stats.open(kind);
+        if let Some(proxy) = &limits.proxy_protocol {
+            if !proxy.trusts(peer.ip()) {
+                limits.shed.note(Reason::ProxyProtocol);
+                continue;
+            }
+            // The client is known once the header is read, in the connection's own task.
+            let (accepted, limits) = (accepted.clone(), limits.clone());
+            tracker.spawn(async move {
+                let mut stream = stream;
+                let timeout = limits.handshake_timeout;
+                let client = match limits_client(&limits, &mut stream, peer, timeout).await {
+                    Some(client) => client,
+                    None => return,
+                };
+                let Some(counted) = limits.per_ip.admit(client.ip()) else {
+                    limits.shed.note(Reason::ConnectionsPerIp);
+                    return;
+                };
+                accepted(stream, client).await;
+                drop((permit, counted, open));
+            });
+            continue;
+        }
         let Some(counted) = limits.per_ip.admit(peer.ip()) else {
             limits.shed.note(Reason::ConnectionsPerIp);
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let task = accepted(stream, peer);
-        let open = edge.stats.open(kind);
         tracker.spawn(async move {
             task.await;
             drop((permit, counted, open));
         });
+    }
+}
+
+/// The client a trusted balancer names in its PROXY header; `None` (counted) when it names
+/// none in time.
+async fn limits_client(
+    limits: &Limits,
+    stream: &mut TcpStream,
+    peer: std::net::SocketAddr,
+    timeout: Duration,
+) -> Option<std::net::SocketAddr> {
+    let proxy = limits.proxy_protocol.as_ref()?;
+    match proxy.client(stream, peer, timeout).await {
+        Ok(client) => Some(client),
+        Err(refused) => {
+            tracing::debug!(%peer, ?refused, "connection without a valid PROXY header closed");
+            limits.shed.note(Reason::ProxyProtocol);
+            None
+        }
     }
 }
 
@@ -173,65 +218,70 @@ pub(crate) async fn serve_https(
         &limits,
         &shutdown,
         &tracker,
-        |stream, peer| {
-            let (edge, config, builder, shutdown) = (
-                edge.clone(),
-                config.clone(),
-                builder.clone(),
-                shutdown.clone(),
-            );
-            let (handshake_timeout, header_timeout) =
-                (limits.handshake_timeout, limits.header_timeout);
-            let shed = limits.shed.clone();
-            let handshaking = limits.handshake(peer.ip());
-            async move {
-                // Everything up to the connection is made in this block, so that none of it
-                // (the handshake's result holds the whole TLS stream) outlives it: a local
-                // whose scope spans the last await keeps a slot in this task for the
-                // connection's life, even once moved out (2.4 KiB of every idle connection).
-                let serving = {
-                    // Closed at once, before a byte is read.
-                    let Some(handshaking) = handshaking else {
-                        return;
-                    };
-                    // Boxed, like the connection in `serve_connection`: each phase then costs
-                    // its own size only while it runs.
-                    let accepted = Box::pin(tokio::time::timeout(
-                        handshake_timeout,
-                        tls::accept(
-                            stream,
-                            &config,
-                            &edge.sites,
-                            &edge.challenges,
-                            edge.default_sni.as_deref(),
-                        ),
-                    ))
-                    .await;
-                    drop(handshaking);
-                    let (stream, name) = match accepted {
-                        Ok(Ok(Some(pair))) => pair,
-                        Ok(Ok(None)) => return,
-                        Ok(Err(refused)) => {
-                            tracing::debug!(%peer, %refused, "TLS connection refused");
-                            edge.stats.handshake_failed(failure(&refused));
+        {
+            let (edge, limits, shutdown) = (edge.clone(), limits.clone(), shutdown.clone());
+            move |stream, peer| {
+                let (edge, config, builder, shutdown) = (
+                    edge.clone(),
+                    config.clone(),
+                    builder.clone(),
+                    shutdown.clone(),
+                );
+                let (handshake_timeout, header_timeout) =
+                    (limits.handshake_timeout, limits.header_timeout);
+                let shed = limits.shed.clone();
+                let handshaking = limits.handshake(peer.ip());
+                async move {
+                    // Everything up to the connection is made in this block, so that none of it
+                    // (the handshake's result holds the whole TLS stream) outlives it: a local
+                    // whose scope spans the last await keeps a slot in this task for the
+                    // connection's life, even once moved out (2.4 KiB of every idle connection).
+                    let serving = {
+                        // Closed at once, before a byte is read.
+                        let Some(handshaking) = handshaking else {
                             return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            edge.stats.handshake_failed(HandshakeFailure::Timeout);
-                            return;
-                        }
+                        };
+                        // Boxed, like the connection in `serve_connection`: each phase then costs
+                        // its own size only while it runs.
+                        let accepted = Box::pin(tokio::time::timeout(
+                            handshake_timeout,
+                            tls::accept(
+                                stream,
+                                &config,
+                                &edge.sites,
+                                &edge.challenges,
+                                edge.default_sni.as_deref(),
+                            ),
+                        ))
+                        .await;
+                        drop(handshaking);
+                        let (stream, name) = match accepted {
+                            Ok(Ok(Some(pair))) => pair,
+                            Ok(Ok(None)) => return,
+                            Ok(Err(refused)) => {
+                                tracing::debug!(%peer, %refused, "TLS connection refused");
+                                edge.stats.handshake_failed(failure(&refused));
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                edge.stats.handshake_failed(HandshakeFailure::Timeout);
+                                return;
+                            }
+                        };
+                        edge.stats.handshake(
+                            stream.get_ref().1.handshake_kind()
+                                == Some(rustls::HandshakeKind::Resumed),
+                        );
+                        let session = Some((name, stream.get_ref().1));
+                        let conn = Arc::new(Conn::new(peer, session, edge.forwarder.affinity()));
+                        let agreed = Agreed::from_alpn(stream.get_ref().1.alpn_protocol());
+                        let stream =
+                            FirstRequest::new(stream, header_timeout, conn.clone(), agreed);
+                        serve_connection(stream, edge, conn, &builder, shutdown, shed)
                     };
-                    edge.stats.handshake(
-                        stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
-                    );
-                    let session = Some((name, stream.get_ref().1));
-                    let conn = Arc::new(Conn::new(peer, session, edge.forwarder.affinity()));
-                    let agreed = Agreed::from_alpn(stream.get_ref().1.alpn_protocol());
-                    let stream = FirstRequest::new(stream, header_timeout, conn.clone(), agreed);
-                    serve_connection(stream, edge, conn, &builder, shutdown, shed)
-                };
-                serving.await;
+                    serving.await;
+                }
             }
         },
     )
@@ -267,14 +317,17 @@ pub(crate) async fn serve_http(
         &limits,
         &shutdown,
         &tracker,
-        |stream, peer| {
-            let (edge, builder, shutdown) = (edge.clone(), builder.clone(), shutdown.clone());
-            let (header_timeout, shed) = (limits.header_timeout, limits.shed.clone());
-            async move {
-                let conn = Arc::new(Conn::new(peer, None, edge.forwarder.affinity()));
-                let stream =
-                    FirstRequest::new(stream, header_timeout, conn.clone(), Agreed::Nothing);
-                serve_connection(stream, edge, conn, &builder, shutdown, shed).await;
+        {
+            let (edge, limits, shutdown) = (edge.clone(), limits.clone(), shutdown.clone());
+            move |stream, peer| {
+                let (edge, builder, shutdown) = (edge.clone(), builder.clone(), shutdown.clone());
+                let (header_timeout, shed) = (limits.header_timeout, limits.shed.clone());
+                async move {
+                    let conn = Arc::new(Conn::new(peer, None, edge.forwarder.affinity()));
+                    let stream =
+                        FirstRequest::new(stream, header_timeout, conn.clone(), Agreed::Nothing);
+                    serve_connection(stream, edge, conn, &builder, shutdown, shed).await;
+                }
             }
         },
     )

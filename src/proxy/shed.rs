@@ -23,10 +23,12 @@ pub(crate) enum Reason {
     Idle,
     /// A second spent over the memory ceiling (new connections refused meanwhile).
     Memory,
+    /// A connection without a valid PROXY header, or from a source not trusted to send one.
+    ProxyProtocol,
 }
 
 /// Each reason's `limit` label in metrics, and its words in the log.
-const REASONS: [(Reason, &str, &str); 8] = [
+const REASONS: [(Reason, &str, &str); 9] = [
     (
         Reason::Connections,
         "connections",
@@ -63,6 +65,11 @@ const REASONS: [(Reason, &str, &str); 8] = [
         "idle keep-alive connections near the connection limit",
     ),
     (Reason::Memory, "memory", "seconds over the memory ceiling"),
+    (
+        Reason::ProxyProtocol,
+        "proxy_protocol",
+        "connections without a valid PROXY header from a trusted source",
+    ),
 ];
 
 /// How often what was refused is logged, at most.
