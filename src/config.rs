@@ -299,6 +299,14 @@ impl AcmeArgs {
     }
 }
 
+/// A network for `--proxy-protocol`: a CIDR, or one address.
+pub(crate) fn network(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{text:?} is not a network: write an address or a CIDR (10.0.0.0/8)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{header_size, size};
@@ -316,12 +324,4 @@ mod tests {
         assert_eq!(size("0"), Ok(0));
         assert!(size("99999999999GiB").is_err());
     }
-}
-
-/// A network for `--proxy-protocol`: a CIDR, or one address.
-pub(crate) fn network(text: &str) -> Result<ipnet::IpNet, String> {
-    text.parse::<ipnet::IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map(|net| net.trunc())
-        .map_err(|_| format!("{text:?} is not a network: write an address or a CIDR (10.0.0.0/8)"))
 }
