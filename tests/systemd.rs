@@ -1,5 +1,5 @@
 //! Running under systemd: the unit file in `dist/` passes `systemd-analyze verify` without a
-//! warning, and Porter speaks the `Type=notify` protocol to a real datagram socket: `READY=1`
+//! warning, the README's install script does what it says on a temporary root, and Porter speaks the `Type=notify` protocol to a real datagram socket: `READY=1`
 //! only once it serves the sites already in its store, `STOPPING=1` when SIGTERM starts the
 //! drain.
 
@@ -42,6 +42,71 @@ fn the_unit_file_passes_systemd_analyze_verify() {
         !stderr.contains("porter.service"),
         "systemd-analyze has remarks: {stderr}"
     );
+}
+
+#[test]
+fn the_install_script_installs_on_a_temporary_root() {
+    require("systemd-analyze", "systemd");
+    require("useradd", "passwd");
+    assert!(
+        is_root(),
+        "the install test makes a system user (useradd --root): run the tests as root, as CI does"
+    );
+    let root = tempfile::tempdir().unwrap();
+    let etc = root.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    // The accounts the new one joins, as on the machine.
+    for file in ["passwd", "group", "shadow", "gshadow", "login.defs"] {
+        let _ = std::fs::copy(format!("/etc/{file}"), etc.join(file));
+    }
+    let host_passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/install.sh");
+    let install = || {
+        let out = Command::new(script)
+            .args(["--root", root.path().to_str().unwrap(), "--binary", porter_bin()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    install();
+    // Again, as an upgrade does: nothing fails, one user.
+    install();
+    let installed = root.path().join("usr/local/bin/porter");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&installed).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755);
+    let version = Command::new(&installed).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("porter "));
+    let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap();
+    let users: Vec<&str> = passwd.lines().filter(|l| l.starts_with("porter:")).collect();
+    assert_eq!(users.len(), 1, "{passwd}");
+    assert!(users[0].ends_with(":/var/lib/porter:/usr/sbin/nologin"), "{}", users[0]);
+    let unit = etc.join("systemd/system/porter.service");
+    assert_eq!(std::fs::read(&unit).unwrap(), std::fs::read(UNIT).unwrap());
+    let wants = etc.join("systemd/system/multi-user.target.wants/porter.service");
+    assert!(std::fs::symlink_metadata(&wants).is_ok(), "enabled");
+    assert_eq!(
+        std::fs::read_to_string("/etc/passwd").unwrap(),
+        host_passwd,
+        "the machine's own users are untouched"
+    );
+    // The README runs this very script.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(readme.contains("sudo dist/install.sh"), "the README's install steps are the script");
+}
+
+/// Whether the effective user is root.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(2).map(|uid| uid == "0"))
+        .unwrap_or(false)
 }
 
 #[test]
