@@ -20,6 +20,7 @@ use porter_store::{SledOptions, SledStore, Store};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -189,11 +190,14 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
             connections,
         )
     });
-    services.start(
-        "systemd notification",
-        Start::WhenReady,
-        crate::systemd::report,
-    );
+    let handed_over = Arc::new(AtomicBool::new(false));
+    let notices = crate::systemd::Notices {
+        took_over: inherited.is_some(),
+        handed_over: handed_over.clone(),
+    };
+    services.start("systemd notification", Start::WhenReady, |stop| {
+        crate::systemd::report(stop, notices)
+    });
     services.start("OCSP refresher", Start::WhenReady, |stop| {
         porter_acme::run_ocsp(store, stop)
     });
@@ -219,7 +223,9 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         predecessor.serving();
     }
 
-    let handed_over = wait_for_stop(&offer, &sled, access_log.as_deref()).await?;
+    let handed = wait_for_stop(&offer, &sled, access_log.as_deref()).await?;
+    handed_over.store(handed, Ordering::Release);
+    let handed_over = handed;
     // Connections still arriving are the successor's, or refused at once: not queued for nobody.
     offer.close(handed_over);
     tracing::info!(handed_over, "shutting down");
@@ -383,7 +389,9 @@ fn edge_thread_count(asked: Option<u16>) -> usize {
 }
 
 /// Waits for SIGTERM or SIGINT, or for a successor to take over (true). SIGHUP reopens the
-/// access log (logrotate's signal), and never stops Porter.
+/// access log (logrotate's signal), and never stops Porter. SIGUSR2 starts a successor: this
+/// program again, from its path on disk (a new binary installed there is the upgrade), with
+/// the same arguments; it takes over as any new server on the data dir does.
 async fn wait_for_stop(
     offer: &Offer,
     store: &SledStore,
@@ -393,10 +401,15 @@ async fn wait_for_stop(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(false),
             _ = int.recv() => return Ok(false),
+            _ = usr2.recv() => match spawn_successor() {
+                Ok(pid) => tracing::info!(successor = pid, "SIGUSR2: started a successor; it takes over once it serves"),
+                Err(e) => tracing::error!(error = %e, "SIGUSR2: cannot start a successor; serving on"),
+            },
             _ = hup.recv() => {
                 if let Some(log) = access_log {
                     log.reopen();
@@ -425,4 +438,31 @@ async fn wait_for_stop(
             }
         }
     }
+}
+
+/// Starts this program again with the same arguments, from its path as invoked (so a binary
+/// installed over it since is the one started); its exit, if it comes before this server's, is
+/// logged.
+fn spawn_successor() -> std::io::Result<u32> {
+    let mut args = std::env::args_os();
+    let invoked = args.next().unwrap_or_default();
+    let program = if Path::new(&invoked).components().count() > 1 {
+        std::path::PathBuf::from(invoked)
+    } else {
+        // Found on PATH: the running file, wherever it is.
+        std::env::current_exe()?
+    };
+    let mut child = tokio::process::Command::new(&program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .spawn()?;
+    let pid = child.id().unwrap_or_default();
+    tokio::spawn(async move {
+        if let Ok(status) = child.wait().await {
+            if !status.success() {
+                tracing::error!(pid, %status, "the successor exited before it took over");
+            }
+        }
+    });
+    Ok(pid)
 }

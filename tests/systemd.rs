@@ -63,7 +63,12 @@ fn the_install_script_installs_on_a_temporary_root() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/install.sh");
     let install = || {
         let out = Command::new(script)
-            .args(["--root", root.path().to_str().unwrap(), "--binary", porter_bin()])
+            .args([
+                "--root",
+                root.path().to_str().unwrap(),
+                "--binary",
+                porter_bin(),
+            ])
             .output()
             .unwrap();
         assert!(
@@ -83,9 +88,16 @@ fn the_install_script_installs_on_a_temporary_root() {
     let version = Command::new(&installed).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("porter "));
     let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap();
-    let users: Vec<&str> = passwd.lines().filter(|l| l.starts_with("porter:")).collect();
+    let users: Vec<&str> = passwd
+        .lines()
+        .filter(|l| l.starts_with("porter:"))
+        .collect();
     assert_eq!(users.len(), 1, "{passwd}");
-    assert!(users[0].ends_with(":/var/lib/porter:/usr/sbin/nologin"), "{}", users[0]);
+    assert!(
+        users[0].ends_with(":/var/lib/porter:/usr/sbin/nologin"),
+        "{}",
+        users[0]
+    );
     let unit = etc.join("systemd/system/porter.service");
     assert_eq!(std::fs::read(&unit).unwrap(), std::fs::read(UNIT).unwrap());
     let wants = etc.join("systemd/system/multi-user.target.wants/porter.service");
@@ -96,8 +108,12 @@ fn the_install_script_installs_on_a_temporary_root() {
         "the machine's own users are untouched"
     );
     // The README runs this very script.
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    assert!(readme.contains("sudo dist/install.sh"), "the README's install steps are the script");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.contains("sudo dist/install.sh"),
+        "the README's install steps are the script"
+    );
 }
 
 /// Whether the effective user is root.
@@ -156,4 +172,122 @@ fn readiness_and_stopping_are_notified() {
     assert!(message.starts_with("STOPPING=1"), "{message}");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// SIGTERM to a process this test started indirectly, when the test ends.
+struct StopOnDrop(u32);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if !gone(self.0) {
+            let _ = Command::new("kill").arg(self.0.to_string()).status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while !gone(self.0) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn sigusr2_upgrades_in_place_and_systemd_follows_the_new_main_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    let data = dir.path().join("data");
+    ca.serve(&data, "up.test", &backend.addr);
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut old = Command::new(porter_bin())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(SERVE_ON_LOOPBACK)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
+    assert!(buf[..n].starts_with(b"READY=1"));
+    let discovery = |data: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(data.join("admin.json")).unwrap_or_default())
+            .unwrap_or_default()
+    };
+    let https = discovery(&data)["https"].as_str().unwrap().to_owned();
+    let port = https.rsplit(':').next().unwrap().to_owned();
+    let get = || {
+        let resolve = format!("up.test:{port}:127.0.0.1");
+        let url = format!("https://up.test:{port}/");
+        status_code(&[
+            "--cacert",
+            ca.ca_path().to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            &url,
+        ])
+    };
+    assert_eq!(get(), "200");
+
+    let signal = Command::new("kill")
+        .args(["-USR2", &old.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signal.success());
+    // The successor says who the main process is now, with its readiness.
+    let n = socket
+        .recv(&mut buf)
+        .expect("the successor's READY=1 within 20 s");
+    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let successor: u32 = message
+        .strip_prefix("MAINPID=")
+        .and_then(|rest| rest.split('\n').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("MAINPID= first: {message:?}"));
+    assert_ne!(successor, old.id());
+    // Not this test's child: stopped here whatever happens below.
+    let _stop_successor = StopOnDrop(successor);
+    assert!(message.contains("\nREADY=1"), "{message}");
+    // The old one exits cleanly and says nothing more to systemd.
+    let mut status = None;
+    wait_until(Duration::from_secs(20), "the old server exits", || {
+        status = old.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(status.unwrap().success());
+    socket.set_nonblocking(true).unwrap();
+    let after = socket
+        .recv(&mut buf)
+        .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
+    assert!(
+        after.is_err(),
+        "the old server said {after:?} after handing over"
+    );
+    socket.set_nonblocking(false).unwrap();
+    // The successor serves on the same port and is the one the CLI finds.
+    assert_eq!(get(), "200");
+    assert_eq!(discovery(&data)["pid"], successor);
+    // Stopping it is the service stopping.
+    let stop = Command::new("kill")
+        .arg(successor.to_string())
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let n = socket.recv(&mut buf).expect("STOPPING=1 within 20 s");
+    assert!(buf[..n].starts_with(b"STOPPING=1"));
+    wait_until(Duration::from_secs(20), "the successor exits", || {
+        gone(successor)
+    });
 }
