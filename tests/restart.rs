@@ -202,6 +202,10 @@ async fn a_restart_and_a_binary_swap_under_load_refuse_and_fail_nothing() {
         async move { https_get(tls, https, "restart.test", "/").await.is_ok() }
     })
     .await;
+    // A change is served once the edge has applied it, a moment after the CLI returns.
+    wait_until(Duration::from_secs(10), "the plain site is served", || {
+        plain_status(http, "plain.test", "/") == "200"
+    });
 
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -318,6 +322,14 @@ async fn a_restart_and_a_binary_swap_under_load_refuse_and_fail_nothing() {
     );
 }
 
+/// A successor takes over from `first` (which exits cleanly) and serves `second.test`.
+fn taken_over(mut first: Porter, data: &std::path::Path) {
+    let second = Porter::start(data, &[]);
+    assert_eq!(second.http, first.http);
+    assert!(first.exits_within(Duration::from_secs(20)).success());
+    assert_eq!(plain_status(second.http, "second.test", "/"), "200");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_successor_that_fails_to_start_hands_everything_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -355,10 +367,7 @@ async fn a_successor_that_fails_to_start_hands_everything_back() {
     });
     assert_eq!(plain_status(first.http, "second.test", "/"), "200");
     // And a later successor still takes over.
-    let second = Porter::start(&data, &[]);
-    assert_eq!(second.http, first.http);
-    assert!(first.exits_within(Duration::from_secs(20)).success());
-    assert_eq!(plain_status(second.http, "second.test", "/"), "200");
+    taken_over(first, &data);
 }
 
 #[test]
@@ -394,10 +403,7 @@ fn a_hostile_client_on_the_handover_socket_changes_nothing() {
     );
     assert!(first.running());
     // A real successor still takes over (once the silent client's time is up).
-    let second = Porter::start(&data, &[]);
-    assert_eq!(second.http, first.http);
-    assert!(first.exits_within(Duration::from_secs(20)).success());
-    assert_eq!(plain_status(second.http, "second.test", "/"), "200");
+    taken_over(first, &data);
 }
 
 #[test]

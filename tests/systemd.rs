@@ -125,6 +125,27 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `porter serve` on `data` with a notify socket of its own (in `dir`) to hear it on.
+fn notified_server(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+) -> (std::process::Child, UnixDatagram) {
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let child = Command::new(porter_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(SERVE_ON_LOOPBACK)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, socket)
+}
+
 #[test]
 fn readiness_and_stopping_are_notified() {
     let dir = tempfile::tempdir().unwrap();
@@ -132,19 +153,7 @@ fn readiness_and_stopping_are_notified() {
     let backend = Backend::start();
     let data = dir.path().join("data");
     ca.serve(&data, "ready.test", &backend.addr);
-    let socket_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut child = Command::new(porter_bin())
-        .arg("--data-dir")
-        .arg(&data)
-        .args(SERVE_ON_LOOPBACK)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, socket) = notified_server(dir.path(), &data);
     let mut buf = [0u8; 256];
     let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
     let message = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -206,19 +215,7 @@ fn sigusr2_upgrades_in_place_and_systemd_follows_the_new_main_process() {
     let backend = Backend::start();
     let data = dir.path().join("data");
     ca.serve(&data, "up.test", &backend.addr);
-    let socket_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut old = Command::new(porter_bin())
-        .arg("--data-dir")
-        .arg(&data)
-        .args(SERVE_ON_LOOPBACK)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut old, socket) = notified_server(dir.path(), &data);
     let mut buf = [0u8; 256];
     let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
     assert!(buf[..n].starts_with(b"READY=1"));
