@@ -5,8 +5,9 @@
 //!
 //! 1. the successor asks; the running server sends its sockets (`SCM_RIGHTS`) and lets go of the
 //!    store, serving on from memory and still accepting;
-//! 2. the successor opens the store, starts, accepts on the same sockets and says `serving`;
-//!    only then does the old server stop accepting, drain and exit. If the successor goes away
+//! 2. the successor opens the store, starts, accepts on the same sockets and, once every site
+//!    is loaded (and systemd told, under systemd), says `serving`; only then does the old
+//!    server stop accepting, drain and exit. If the successor goes away
 //!    before that, the old server takes the store back and carries on.
 //!
 //! Both accept from the same kernel queue meanwhile, so no connection is refused.

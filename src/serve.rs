@@ -190,14 +190,6 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
             connections,
         )
     });
-    let handed_over = Arc::new(AtomicBool::new(false));
-    let notices = crate::systemd::Notices {
-        took_over: inherited.is_some(),
-        handed_over: handed_over.clone(),
-    };
-    services.start("systemd notification", Start::WhenReady, |stop| {
-        crate::systemd::report(stop, notices)
-    });
     services.start("OCSP refresher", Start::WhenReady, |stop| {
         porter_acme::run_ocsp(store, stop)
     });
@@ -219,9 +211,20 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     .write(data_dir)
     .context("cannot write the discovery file")?;
     tracing::info!(%http_addr, %https_addr, admin = %admin_addr, edge_threads = edge.count(), "porter is serving");
-    if let Some(predecessor) = inherited {
-        predecessor.serving();
-    }
+    // Ready once every site is loaded (and after the discovery file, so that whoever hears it
+    // finds this server); a predecessor keeps accepting until then.
+    let handed_over = Arc::new(AtomicBool::new(false));
+    let notices = crate::systemd::Notices {
+        took_over: inherited.is_some(),
+        handed_over: handed_over.clone(),
+    };
+    services.start("systemd notification", Start::WhenReady, |stop| {
+        crate::systemd::report(stop, notices, move || {
+            if let Some(predecessor) = inherited {
+                predecessor.serving();
+            }
+        })
+    });
 
     let handed = wait_for_stop(&offer, &sled, access_log.as_deref()).await?;
     handed_over.store(handed, Ordering::Release);

@@ -20,8 +20,10 @@ pub(crate) struct Notices {
     pub(crate) handed_over: Arc<AtomicBool>,
 }
 
-/// Reports readiness now and the start of the drain at `stop` (a service started when ready).
-pub(crate) async fn report(stop: CancellationToken, notices: Notices) {
+/// Reports readiness now, then runs `then` (a successor tells its predecessor that it serves
+/// only once systemd follows it: the predecessor's exit is not the service's then), and the
+/// start of the drain at `stop` (a service started when ready).
+pub(crate) async fn report(stop: CancellationToken, notices: Notices, then: impl FnOnce()) {
     let socket = std::env::var_os("NOTIFY_SOCKET");
     if let Some(socket) = &socket {
         if notices.took_over {
@@ -31,6 +33,7 @@ pub(crate) async fn report(stop: CancellationToken, notices: Notices) {
             send(socket, "READY=1\nSTATUS=serving");
         }
     }
+    then();
     stop.cancelled().await;
     if let Some(socket) = &socket {
         if !notices.handed_over.load(Ordering::Acquire) {
