@@ -425,3 +425,32 @@ fn a_server_killed_without_cleaning_up_leaves_nothing_that_misleads() {
     let second = Porter::start(&data, &[]);
     assert_eq!(plain_status(second.http, "plain.test", "/"), "200");
 }
+
+#[test]
+fn connections_opened_ahead_of_need_do_not_hold_the_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let porter = Porter::start(&data, &["--shutdown-grace", "20s"]);
+    // As browsers do: connections opened before there is a request to send, one TLS (its
+    // handshake started, nothing more) and one plain.
+    let _plain = std::net::TcpStream::connect(porter.http).unwrap();
+    let mut tls = std::net::TcpStream::connect(porter.https).unwrap();
+    use std::io::Write as _;
+    tls.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    // The connections are accepted (the server counts them) before the stop.
+    wait_until(Duration::from_secs(10), "both connections are open", || {
+        let (_, metrics) = porter.api("GET", "/metrics", None);
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("porter_connections_open{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            >= 2.0
+    });
+    let (status, took) = porter.stop_within(Duration::from_secs(15));
+    assert!(status.success());
+    assert!(
+        took < Duration::from_secs(8),
+        "silent connections held the stop for {took:?} (the grace is 20 s; they get 2 s)"
+    );
+}

@@ -61,6 +61,19 @@ fn testssl_finds_no_vulnerability_and_no_weak_protocol_or_cipher() {
     }
 }
 
+/// testssl's ticket check saves the session of an `s_client` that quits as soon as its
+/// handshake is done; a TLS 1.3 ticket comes after the handshake, so on a busy machine the
+/// client is gone first, saves nothing, and the check reports a "connect problem" (seen with
+/// `--debug 2`: `0, 1, empty`). That is the tool racing, not a finding:
+/// `tests/hardening.rs` checks ticket resumption (TLS 1.3 and 1.2) with clients that wait for
+/// the ticket.
+fn tickets_raced(finding: &serde_json::Value) -> bool {
+    finding["id"] == "sessionresumption_ticket"
+        && finding["finding"]
+            .as_str()
+            .is_some_and(|f| f.contains("connect problem"))
+}
+
 /// Runs testssl.sh against `port`; returns the findings that count and what it printed.
 fn audit(json: &std::path::Path, port: u16) -> (Vec<String>, String) {
     let out = Command::new("testssl")
@@ -88,6 +101,7 @@ fn audit(json: &std::path::Path, port: u16) -> (Vec<String>, String) {
         .iter()
         .filter(|f| !matches!(f["severity"].as_str(), Some("OK" | "INFO")))
         .filter(|f| !NOT_OURS.contains(&f["id"].as_str().unwrap_or_default()))
+        .filter(|f| !tickets_raced(f))
         .map(|f| format!("{} {}: {}", f["id"], f["severity"], f["finding"]))
         .collect();
     (bad, text)

@@ -71,6 +71,9 @@ impl Limits {
     }
 }
 
+/// How long a stop waits for the first request of a connection that has sent none yet.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
+
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -243,18 +246,24 @@ pub(crate) async fn serve_https(
                         };
                         // Boxed, like the connection in `serve_connection`: each phase then costs
                         // its own size only while it runs.
-                        let accepted = Box::pin(tokio::time::timeout(
-                            handshake_timeout,
-                            tls::accept(
-                                stream,
-                                &config,
-                                &edge.sites,
-                                &edge.challenges,
-                                edge.default_sni.as_deref(),
+                        let accepted = Box::pin(unless_stopped(
+                            tokio::time::timeout(
+                                handshake_timeout,
+                                tls::accept(
+                                    stream,
+                                    &config,
+                                    &edge.sites,
+                                    &edge.challenges,
+                                    edge.default_sni.as_deref(),
+                                ),
                             ),
+                            &shutdown,
                         ))
                         .await;
                         drop(handshaking);
+                        let Some(accepted) = accepted else {
+                            return;
+                        };
                         let (stream, name) = match accepted {
                             Ok(Ok(Some(pair))) => pair,
                             Ok(Ok(None)) => return,
@@ -286,6 +295,21 @@ pub(crate) async fn serve_https(
         },
     )
     .await;
+}
+
+/// `work`'s output, or `None` once a stop has come and [`FIRST_REQUEST_GRACE`] has passed
+/// since: a handshake under way at the stop may finish, a stalled one does not hold the stop.
+async fn unless_stopped<F: std::future::Future>(
+    work: F,
+    shutdown: &CancellationToken,
+) -> Option<F::Output> {
+    tokio::select! {
+        output = work => Some(output),
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(FIRST_REQUEST_GRACE).await;
+        } => None,
+    }
 }
 
 /// How a refused TLS connection is counted.
@@ -373,9 +397,14 @@ where
                 _ = shutdown.cancelled() => {
                     // A connection accepted just before the stop may have its first request on
                     // the way, which its client cannot know to send again: it is answered
-                    // first (the first-request deadline bounds the wait). Later requests on
-                    // a kept-alive connection a client does resend when it closes.
-                    while !watched.answered.load(Ordering::Relaxed) {
+                    // first, if it comes within FIRST_REQUEST_GRACE (a connection opened
+                    // ahead of need, as browsers do, would otherwise hold the stop for its
+                    // whole first-request deadline). Later requests on a kept-alive connection
+                    // a client does resend when it closes.
+                    let waited = std::time::Instant::now();
+                    while !watched.answered.load(Ordering::Relaxed)
+                        && waited.elapsed() < FIRST_REQUEST_GRACE
+                    {
                         tokio::select! {
                             result = connection.as_mut() => break 'serving result,
                             _ = tokio::time::sleep(Duration::from_millis(10)) => {}
