@@ -23,6 +23,7 @@ mod cli;
 mod config;
 mod data_dir;
 mod duration;
+mod expiry;
 mod handover;
 mod memory;
 mod metrics;

@@ -57,6 +57,8 @@ pub(crate) struct NotLoaded;
 pub(crate) struct LiveSites {
     store: Arc<dyn Store>,
     snapshot: ArcSwap<Snapshot>,
+    /// Told each time a new snapshot is swapped in.
+    swapped: tokio::sync::watch::Sender<()>,
 }
 
 impl LiveSites {
@@ -65,7 +67,20 @@ impl LiveSites {
         Arc::new(LiveSites {
             store,
             snapshot: ArcSwap::from_pointee(Snapshot::loading()),
+            swapped: tokio::sync::watch::Sender::new(()),
         })
+    }
+
+    /// A receiver that sees each swap of the snapshot after the full read (for watchers of
+    /// what is served, such as the expiry warnings).
+    pub(crate) fn swaps(&self) -> tokio::sync::watch::Receiver<()> {
+        self.swapped.subscribe()
+    }
+
+    /// Swaps `snapshot` in and says so.
+    fn swap(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+        self.swapped.send_replace(());
     }
 
     /// The snapshot as it is, for readers that cannot wait (the certificate resolver runs after
@@ -150,7 +165,7 @@ pub(crate) async fn run(
         return;
     };
     tracing::info!(sites = first.len(), elapsed = ?started.elapsed(), "every site is loaded");
-    current.store(Arc::new(first));
+    sites.swap(first);
     loaded.send_replace(true);
     loop {
         let first = tokio::select! {
@@ -207,7 +222,7 @@ pub(crate) async fn run(
             return;
         };
         tracing::debug!(sites = snapshot.len(), "snapshot updated");
-        current.store(Arc::new(snapshot));
+        sites.swap(snapshot);
     }
 }
 

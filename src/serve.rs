@@ -190,6 +190,10 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
             connections,
         )
     });
+    let watched = sites.clone();
+    services.start("expiry warnings", Start::WhenReady, |stop| {
+        crate::expiry::watch(watched, stop)
+    });
     services.start("OCSP refresher", Start::WhenReady, |stop| {
         porter_acme::run_ocsp(store, stop)
     });

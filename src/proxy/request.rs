@@ -219,7 +219,9 @@ async fn route(edge: &Edge, conn: &Conn, req: &Request<Incoming>) -> Result<Arc<
         if !same_cert {
             return Err(Own::OtherCertificate);
         }
-    } else if site.has_valid_cert(unix_now()) {
+    } else if site.cert.is_some() {
+        // A site with a certificate is HTTPS-only, expired or not: its clients may hold HSTS
+        // for it, and an expired certificate is renewed, never a reason for clear text.
         return Err(to_https(req, &host, edge.https_port));
     }
     Ok(Arc::clone(site))
