@@ -301,16 +301,49 @@ fn refused_names_and_an_unreachable_ca_are_retried_on_the_backoff_schedule_keepi
     );
     let row = edge.status("ok.test");
     assert_eq!(row["status"], "valid", "{row}");
-    assert!(
-        row["last_error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{row}"
-    );
+    // The error names the CA, the step and the cause, not just "client error (Connect)".
+    let error = row["last_error"].as_str().unwrap_or_default();
+    let directory = format!("CA {}: ", edge.directory());
+    assert!(error.starts_with(&directory), "{row}");
+    assert!(error.contains("Connection refused"), "{row}");
     assert!(row["next_attempt"].is_string(), "{row}");
     assert_eq!(
         edge.served_serial("ok.test"),
         serial,
         "the old certificate is still served"
     );
+}
+
+#[test]
+fn a_ca_that_forgot_its_accounts_gets_a_new_one_and_issuance_carries_on() {
+    let mut edge = Edge::start(PebbleOptions::new, &[]);
+    edge.add("before.test");
+    edge.wait_served("before.test", Duration::from_secs(10));
+    let accounts = |edge: &Edge| -> Vec<String> {
+        let backup: Value = serde_json::from_str(&edge.porter().ok(&["store", "export"])).unwrap();
+        backup["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["credentials"].to_string())
+            .collect()
+    };
+    let first = accounts(&edge);
+    assert_eq!(first.len(), 1);
+    // The CA starts over (as after a reset): its accounts are gone.
+    edge.pebble.stop();
+    edge.pebble.resume();
+    let started = Instant::now();
+    edge.add("after.test");
+    wait_until(
+        Duration::from_secs(30),
+        "a certificate from the new account",
+        || edge.status("after.test")["status"] == "valid",
+    );
+    eprintln!("issued {:?} after the CA reset", started.elapsed());
+    let second = accounts(&edge);
+    assert_eq!(second.len(), 1, "the account is replaced, not added");
+    assert_ne!(second, first, "a new account");
 }
 
 #[test]

@@ -46,9 +46,7 @@ fn an_expired_certificate_keeps_its_site_https_only_and_is_logged() {
         lines().into_iter().any(|l| {
             l["level"] == "WARN"
                 && l["domain"] == "short.test"
-                && l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains(what))
+                && l["message"].as_str().is_some_and(|m| m.contains(what))
         })
     };
     wait_until(

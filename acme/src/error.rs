@@ -5,9 +5,15 @@ use porter_store::{InvalidInput, StoreError};
 /// Why obtaining a certificate failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeError {
-    /// The CA answered with an error, or could not be reached.
-    #[error("CA: {0}")]
-    Protocol(#[from] instant_acme::Error),
+    /// The CA answered with an error, or could not be reached: which CA (its directory URL),
+    /// at which step, and the whole cause chain.
+    #[error("CA {directory}: {step}: {}", causes(source))]
+    Protocol {
+        directory: String,
+        /// `account`, `order`, `authorization`, `challenge`, `finalize`, `download`, ...
+        step: &'static str,
+        source: instant_acme::Error,
+    },
     /// The CA could not validate the challenge.
     #[error("{kind} challenge failed: {detail}")]
     Challenge {
@@ -33,11 +39,62 @@ pub enum AcmeError {
     Config(String),
 }
 
+/// An error and every cause under it, `: `-separated (`client error (Connect): tcp connect
+/// error: Connection refused (os error 111)`), without a cause that repeats the one above.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
+}
+
+/// Names the CA and the step on an instant-acme result.
+pub(crate) trait AtStep<T> {
+    fn at(self, directory: &str, step: &'static str) -> Result<T, AcmeError>;
+}
+
+impl<T> AtStep<T> for Result<T, instant_acme::Error> {
+    fn at(self, directory: &str, step: &'static str) -> Result<T, AcmeError> {
+        self.map_err(|source| AcmeError::Protocol {
+            directory: directory.to_owned(),
+            step,
+            source,
+        })
+    }
+}
+
 impl AcmeError {
+    fn problem_type(&self) -> Option<&str> {
+        match self {
+            AcmeError::Protocol {
+                source: instant_acme::Error::Api(problem),
+                ..
+            } => problem.r#type.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Whether the CA said to slow down (`rateLimited`, RFC 8555 section 6.7).
     pub(crate) fn is_rate_limited(&self) -> bool {
-        matches!(self, AcmeError::Protocol(instant_acme::Error::Api(p))
-            if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:rateLimited"))
+        self.problem_type() == Some("urn:ietf:params:acme:error:rateLimited")
+    }
+
+    /// Whether the CA no longer knows the account, or has deactivated it (as after a CA
+    /// reset): a new account is the way on.
+    pub(crate) fn account_gone(&self) -> bool {
+        let deactivated = matches!(self, AcmeError::Protocol {
+            source: instant_acme::Error::Api(problem),
+            ..
+        } if problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:unauthorized")
+            && problem.detail.as_deref().is_some_and(|d| d.to_ascii_lowercase().contains("deactivated")));
+        deactivated || self.problem_type() == Some("urn:ietf:params:acme:error:accountDoesNotExist")
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::challenge;
 use crate::config::{ChallengeKind, Config};
-use crate::error::AcmeError;
+use crate::error::{AcmeError, AtStep as _};
 use crate::keys;
 use instant_acme::{
     Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
@@ -136,6 +136,7 @@ async fn new_order(
     replaces: Option<CertificateIdentifier<'static>>,
 ) -> Result<Order, AcmeError> {
     let identifiers = [Identifier::Dns(domain.to_string())];
+    let directory = &ctx.config.directory;
     let request = || {
         let request = NewOrder::new(&identifiers);
         match &ctx.config.profile {
@@ -150,11 +151,18 @@ async fn new_order(
             // still better than none.
             Err(e @ (instant_acme::Error::Other(_) | instant_acme::Error::Unsupported(_))) => {
                 tracing::warn!(%domain, error = %e, "the CA refused `replaces`; ordering without it");
-                ctx.account.new_order(&request()).await?
+                ctx.account
+                    .new_order(&request())
+                    .await
+                    .at(directory, "order")?
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e).at(directory, "order"),
         },
-        None => ctx.account.new_order(&request()).await?,
+        None => ctx
+            .account
+            .new_order(&request())
+            .await
+            .at(directory, "order")?,
     };
     state.pending = Some(PendingOrder {
         directory: ctx.config.directory.clone(),
@@ -177,9 +185,10 @@ async fn validate(
         kind: kind.as_str(),
         detail,
     };
+    let directory = &ctx.config.directory;
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
-        let mut authz = authz?;
+        let mut authz = authz.at(directory, "authorization")?;
         match authz.status {
             AuthorizationStatus::Valid => continue,
             AuthorizationStatus::Pending => {}
@@ -200,12 +209,12 @@ async fn validate(
                 ctx.store.put_tls_alpn(record).await?;
             }
         }
-        challenge.set_ready().await?;
+        challenge.set_ready().await.at(directory, "challenge")?;
     }
     match order.poll_ready(&retry_policy()).await {
         Ok(OrderStatus::Ready) => Ok(()),
         Ok(_) | Err(instant_acme::Error::Api(_)) => Err(fail(challenge_error(order).await)),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e).at(directory, "order"),
     }
 }
 
@@ -242,7 +251,13 @@ async fn finish(
             pending.key = Some(key);
         }
         ctx.store.put_acme_state(domain, state.clone()).await?;
-        order.finalize_csr(&csr).await?;
+        order
+            .finalize_csr(&csr)
+            .await
+            .at(&ctx.config.directory, "finalize")?;
     }
-    Ok(order.poll_certificate(&retry_policy()).await?)
+    order
+        .poll_certificate(&retry_policy())
+        .await
+        .at(&ctx.config.directory, "download")
 }

@@ -7,7 +7,7 @@ use crate::account;
 use crate::agenda::Agenda;
 use crate::cert_pages::for_each_cert;
 use crate::config::Config;
-use crate::error::AcmeError;
+use crate::error::{AcmeError, AtStep as _};
 use crate::http::PacedClient;
 use crate::order::{self, Ctx};
 use crate::outcomes::Outcomes;
@@ -33,6 +33,9 @@ struct Worker {
     http: PacedClient,
     /// Created on first need, then reused.
     account: Mutex<Option<Account>>,
+    /// The id of an account the CA no longer knows: the stored one, if it is this, is replaced
+    /// by a new registration at the next need.
+    gone: std::sync::Mutex<Option<String>>,
     /// Whether the directory offers ARI; learned at start.
     ari: bool,
     outcomes: Arc<Outcomes>,
@@ -87,6 +90,7 @@ impl AcmeWorker {
             config,
             http,
             account: Mutex::new(None),
+            gone: std::sync::Mutex::default(),
             ari,
             outcomes,
         });
@@ -95,7 +99,7 @@ impl AcmeWorker {
 }
 
 /// Revokes each of `leaves` at the CA; one the CA already revoked counts as done.
-async fn revoke(account: &Account, leaves: &[Vec<u8>]) -> Result<(), AcmeError> {
+async fn revoke(account: &Account, directory: &str, leaves: &[Vec<u8>]) -> Result<(), AcmeError> {
     for leaf in leaves {
         let leaf = CertificateDer::from(leaf.as_slice());
         let request = RevocationRequest {
@@ -107,7 +111,7 @@ async fn revoke(account: &Account, leaves: &[Vec<u8>]) -> Result<(), AcmeError> 
             Err(instant_acme::Error::Api(problem))
                 if problem.r#type.as_deref()
                     == Some("urn:ietf:params:acme:error:alreadyRevoked") => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e).at(directory, "revocation"),
         }
     }
     Ok(())
@@ -286,10 +290,29 @@ impl Worker {
         if let Some(account) = slot.as_ref() {
             return Ok(account.clone());
         }
-        let account =
-            account::load_or_create(self.store.as_ref(), &self.config, &self.http).await?;
+        let gone = self.gone.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let account = account::load_or_create(
+            self.store.as_ref(),
+            &self.config,
+            &self.http,
+            gone.as_deref(),
+        )
+        .await?;
         *slot = Some(account.clone());
         Ok(account)
+    }
+
+    /// Forgets `account` when the CA said it does not know it (any more): the next attempt
+    /// registers a new one with the same contact. Said once, with the CA's words.
+    async fn forget(&self, account: &Account, error: &AcmeError) {
+        let mut slot = self.account.lock().await;
+        if slot.as_ref().is_none_or(|a| a.id() != account.id()) {
+            // Already forgotten (another attempt heard the same).
+            return;
+        }
+        *slot = None;
+        *self.gone.lock().unwrap_or_else(|p| p.into_inner()) = Some(account.id().to_owned());
+        tracing::warn!(directory = %self.config.directory, account = account.id(), %error, "the CA no longer knows Porter's ACME account (as after a CA reset): registering a new one");
     }
 
     /// One attempt for `domain`: refresh its ARI window when due, then order if due.
@@ -329,7 +352,10 @@ impl Worker {
             }
         }
         if let Some(leaves) = asked.as_ref().map(|a| &a.revoke).filter(|l| !l.is_empty()) {
-            if let Err(e) = revoke(&account, leaves).await {
+            if let Err(e) = revoke(&account, &self.config.directory, leaves).await {
+                if e.account_gone() {
+                    self.forget(&account, &e).await;
+                }
                 return self.failed(domain, cert.as_ref(), state, e).await;
             }
             let current = cert.as_ref().is_some_and(|c| leaves.contains(&c.chain[0]));
@@ -372,7 +398,12 @@ impl Worker {
                 }
                 Ok(())
             }
-            Err(e) => self.failed(domain, cert.as_ref(), state, e).await,
+            Err(e) => {
+                if e.account_gone() {
+                    self.forget(&account, &e).await;
+                }
+                self.failed(domain, cert.as_ref(), state, e).await
+            }
         }
     }
 
@@ -396,9 +427,12 @@ impl Worker {
         if error.is_rate_limited() {
             // The CA said to slow down: never retry sooner than an hour.
             wait = wait.max(3600);
+        } else if error.account_gone() {
+            // Nothing wrong with the name: again at once, with a new account.
+            wait = 0;
         }
         state.retry_at = Some(now + wait);
-        if !matches!(error, AcmeError::Protocol(_) | AcmeError::Store(_)) {
+        if !matches!(error, AcmeError::Protocol { .. } | AcmeError::Store(_)) {
             // The order itself is spent; the next attempt places a new one.
             state.pending = None;
         }

@@ -488,6 +488,16 @@ impl Edge {
         edge
     }
 
+    /// The ACME directory URL Porter was given.
+    pub fn directory(&self) -> &str {
+        let at = self
+            .flags
+            .iter()
+            .position(|f| f == "--acme-directory")
+            .unwrap();
+        &self.flags[at + 1]
+    }
+
     pub fn restart(&mut self) {
         let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
         self.porter = Some(Porter::start(&self.dir.path().join("data"), &flags));
