@@ -136,6 +136,8 @@ class Contestant:
         data = os.path.join(self.work, self.name + "-data")
         env = dict(os.environ, PORTER_LOG="warn")
         if not os.path.exists(data):
+            # Only `init` (or `serve`) makes a store; the other commands refuse to.
+            run([porter, "--data-dir", data, "init"], env=env)
             run([porter, "--data-dir", data, "site", "add", "localhost", "--upstream", f"127.0.0.1:{self.backend}"], env=env)
             run([porter, "--data-dir", data, "cert", "import", "localhost", "--cert", self.cert, "--key", self.key], env=env)
         os.environ["PORTER_LOG"] = "warn"
