@@ -182,9 +182,15 @@ fn header_size(s: &str) -> Result<usize, String> {
 /// The ACME flags of `porter serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct AcmeArgs {
-    /// The CA's ACME directory URL.
+    /// The CA's ACME directory URL. Given again, the next CA to try when a site's orders keep
+    /// failing at the one before (see --acme-fallback-after), with its own EAB as
+    /// 'URL eab=KID:HMAC' where it needs one.
     #[arg(long, env = "PORTER_ACME_DIRECTORY", default_value = porter_acme::LETS_ENCRYPT, value_parser = directory)]
-    pub(crate) acme_directory: String,
+    pub(crate) acme_directory: Vec<CaArg>,
+    /// Failed attempts at one CA before the next --acme-directory is tried (the next renewal
+    /// starts again from the first).
+    #[arg(long, env = "PORTER_ACME_FALLBACK_AFTER", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) acme_fallback_after: u32,
     /// Use Let's Encrypt's staging CA instead of --acme-directory.
     #[arg(long, env = "PORTER_ACME_STAGING")]
     pub(crate) acme_staging: bool,
@@ -239,12 +245,39 @@ fn hmac_key(s: &str) -> Result<HmacKey, String> {
         .map_err(|_| "expected the base64url HMAC key the CA gave".to_owned())
 }
 
-fn directory(s: &str) -> Result<String, String> {
-    let uri: http::Uri = s.parse().map_err(|_| format!("{s:?} is not a URL"))?;
+/// A CA: its directory URL, and its EAB when given with it.
+#[derive(Debug, Clone)]
+pub(crate) struct CaArg {
+    url: String,
+    eab: Option<(String, HmacKey)>,
+}
+
+/// `URL` or `URL eab=KID:HMAC`.
+fn directory(s: &str) -> Result<CaArg, String> {
+    let mut words = s.split_whitespace();
+    let url = words.next().unwrap_or_default();
+    let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
     if uri.scheme_str() != Some("https") || uri.host().is_none() {
-        return Err(format!("{s:?}: an ACME directory is an https:// URL"));
+        return Err(format!("{url:?}: an ACME directory is an https:// URL"));
     }
-    Ok(s.to_owned())
+    let eab = match words.next() {
+        None => None,
+        Some(word) => {
+            let (kid, hmac) = word
+                .strip_prefix("eab=")
+                .and_then(|rest| rest.split_once(':'))
+                .filter(|(kid, _)| !kid.is_empty())
+                .ok_or_else(|| format!("{url}: after the URL, only eab=KID:HMAC"))?;
+            Some((kid.to_owned(), hmac_key(hmac)?))
+        }
+    };
+    if words.next().is_some() {
+        return Err(format!("{url}: after the URL, only eab=KID:HMAC"));
+    }
+    Ok(CaArg {
+        url: url.to_owned(),
+        eab,
+    })
 }
 
 fn email(s: &str) -> Result<String, String> {
@@ -271,11 +304,21 @@ impl AcmeArgs {
         if self.acme_concurrency == 0 || self.acme_rate == 0 {
             return Err("--acme-concurrency and --acme-rate must be at least 1".into());
         }
+        let eab = |given: &Option<(String, HmacKey)>| {
+            given.as_ref().map(|(kid, hmac)| porter_acme::Eab {
+                kid: kid.clone(),
+                hmac: hmac.0.clone(),
+            })
+        };
+        let (first, fallbacks) = self
+            .acme_directory
+            .split_first()
+            .ok_or("--acme-directory: at least one CA")?;
         Ok(Some(porter_acme::Config {
             directory: if self.acme_staging {
                 porter_acme::LETS_ENCRYPT_STAGING.to_owned()
             } else {
-                self.acme_directory.clone()
+                first.url.clone()
             },
             contact: self
                 .acme_email
@@ -288,13 +331,21 @@ impl AcmeArgs {
                     kid: kid.clone(),
                     hmac: hmac.0.clone(),
                 }),
-                _ => None,
+                _ => eab(&first.eab),
             },
             challenge: self.acme_challenge,
             key_type: self.acme_key_type,
             profile: self.acme_profile.clone(),
             max_concurrent_orders: self.acme_concurrency,
             requests_per_second: self.acme_rate,
+            fallbacks: fallbacks
+                .iter()
+                .map(|ca| porter_acme::Fallback {
+                    directory: ca.url.clone(),
+                    eab: eab(&ca.eab),
+                })
+                .collect(),
+            fallback_after: self.acme_fallback_after,
         }))
     }
 }
@@ -309,7 +360,29 @@ pub(crate) fn network(text: &str) -> Result<ipnet::IpNet, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{header_size, size};
+    use super::{directory, header_size, size};
+
+    #[test]
+    fn a_ca_is_a_directory_url_with_its_eab_when_it_needs_one() {
+        let plain = directory("https://acme.example/dir").unwrap();
+        assert_eq!(
+            (plain.url.as_str(), plain.eab.is_none()),
+            ("https://acme.example/dir", true)
+        );
+        let with = directory("https://zerossl.example/v2 eab=kid-1:aGVsbG8").unwrap();
+        let (kid, hmac) = with.eab.unwrap();
+        assert_eq!((kid.as_str(), hmac.0.as_slice()), ("kid-1", &b"hello"[..]));
+        for bad in [
+            "http://acme.example/dir",
+            "https://acme.example/dir extra",
+            "https://acme.example/dir eab=kid",
+            "https://acme.example/dir eab=:aGVsbG8",
+            "https://acme.example/dir eab=kid:!!!",
+            "https://acme.example/dir eab=k:aGVsbG8 more",
+        ] {
+            assert!(directory(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn header_sizes_read_as_bytes_within_bounds() {

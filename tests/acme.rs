@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::acme::{free_port, Edge, PebbleOptions, Via};
+use common::acme::{free_port, Edge, Pebble, PebbleOptions, Via};
 use common::*;
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
@@ -344,6 +344,63 @@ fn a_ca_that_forgot_its_accounts_gets_a_new_one_and_issuance_carries_on() {
     let second = accounts(&edge);
     assert_eq!(second.len(), 1, "the account is replaced, not added");
     assert_ne!(second, first, "a new account");
+}
+
+#[test]
+fn a_name_the_first_ca_refuses_comes_from_the_next_and_status_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, https) = (free_port(), free_port());
+    let refusing = Pebble::start(
+        &dir.path().join("first"),
+        PebbleOptions {
+            blocklist: vec!["fallback.test".into()],
+            ..PebbleOptions::new(http, https)
+        },
+    );
+    let second = Pebble::start(&dir.path().join("second"), PebbleOptions::new(http, https));
+    // One file with both CAs' HTTPS roots.
+    let roots = dir.path().join("roots.pem");
+    let pem = |path: &std::path::Path| std::fs::read_to_string(path).unwrap();
+    std::fs::write(&roots, pem(&refusing.https_root) + &pem(&second.https_root)).unwrap();
+    let backend = Backend::start();
+    let (http_flag, https_flag) = (format!("127.0.0.1:{http}"), format!("127.0.0.1:{https}"));
+    let porter = Porter::start(
+        &dir.path().join("data"),
+        &[
+            "--acme-agree-tos",
+            "--acme-directory",
+            &refusing.directory,
+            "--acme-directory",
+            &second.directory,
+            "--acme-ca-root",
+            roots.to_str().unwrap(),
+            "--acme-fallback-after",
+            "1",
+            "--http",
+            &http_flag,
+            "--https",
+            &https_flag,
+        ],
+    );
+    let status = |domain: &str| -> Value {
+        let list: Value = serde_json::from_str(&porter.ok(&["--json", "cert", "list"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["domain"] == domain)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let host = |pebble: &Pebble| pebble.listen.to_string();
+    porter.ok(&["site", "add", "fallback.test", "--upstream", &backend.addr]);
+    porter.ok(&["site", "add", "first.test", "--upstream", &backend.addr]);
+    wait_until(Duration::from_secs(30), "both are issued", || {
+        status("fallback.test")["status"] == "valid" && status("first.test")["status"] == "valid"
+    });
+    let row = status("fallback.test");
+    assert_eq!(row["ca"], host(&second), "from the second CA: {row}");
+    let row = status("first.test");
+    assert_eq!(row["ca"], host(&refusing), "from the first CA: {row}");
 }
 
 #[test]

@@ -47,6 +47,15 @@ impl fmt::Debug for Eab {
     }
 }
 
+/// A CA tried when orders at the one before it keep failing.
+#[derive(Debug, Clone)]
+pub struct Fallback {
+    /// Its directory URL.
+    pub directory: String,
+    /// External Account Binding, when it requires it.
+    pub eab: Option<Eab>,
+}
+
 /// Everything the worker needs to know about its CA.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -68,9 +77,28 @@ pub struct Config {
     pub max_concurrent_orders: usize,
     /// Requests per second sent to the CA, all orders together.
     pub requests_per_second: u32,
+    /// The CAs tried in turn after this one, each once a site's orders at the one before have
+    /// failed `fallback_after` times; the next renewal starts again from this one.
+    pub fallbacks: Vec<Fallback>,
+    /// Failed attempts at one CA before the next is tried.
+    pub fallback_after: u32,
 }
 
 impl Config {
+    /// One configuration per CA, in the order they are tried: this one, then its fallbacks.
+    pub(crate) fn per_ca(&self) -> Vec<Config> {
+        let first = Config {
+            fallbacks: Vec::new(),
+            ..self.clone()
+        };
+        let rest = self.fallbacks.iter().map(|f| Config {
+            directory: f.directory.clone(),
+            eab: f.eab.clone(),
+            ..first.clone()
+        });
+        std::iter::once(first.clone()).chain(rest).collect()
+    }
+
     /// The host (and port) of the CA's directory URL: how `cert status` names the CA.
     pub fn ca_host(&self) -> String {
         ca_host(&self.directory)

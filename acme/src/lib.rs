@@ -32,7 +32,9 @@ mod request;
 mod schedule;
 mod worker;
 
-pub use config::{ChallengeKind, Config, Eab, KeyType, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
+pub use config::{
+    ChallengeKind, Config, Eab, Fallback, KeyType, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
+};
 pub use error::AcmeError;
 pub use ocsp::{responder_url, run as run_ocsp};
 pub use outcomes::Outcomes;

@@ -26,17 +26,23 @@ use tokio::sync::Mutex;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-/// What the worker shares between attempts.
-struct Worker {
-    store: Arc<dyn Store>,
+/// One CA the worker orders from.
+struct Ca {
     config: Config,
-    http: PacedClient,
     /// Created on first need, then reused.
     account: Mutex<Option<Account>>,
     /// The id of an account the CA no longer knows: the stored one, if it is this, is replaced
     /// by a new registration at the next need.
     gone: std::sync::Mutex<Option<String>>,
-    /// Whether the directory offers ARI; learned at start.
+}
+
+/// What the worker shares between attempts.
+struct Worker {
+    store: Arc<dyn Store>,
+    /// The CAs in the order they are tried (at least one).
+    cas: Vec<Ca>,
+    http: PacedClient,
+    /// Whether the first CA offers ARI; learned at start.
     ari: bool,
     outcomes: Arc<Outcomes>,
 }
@@ -84,13 +90,24 @@ impl AcmeWorker {
                 false
             }
         };
-        tracing::info!(directory = %config.directory, ari, "ACME worker started");
+        let cas: Vec<Ca> = config
+            .per_ca()
+            .into_iter()
+            .map(|config| Ca {
+                config,
+                account: Mutex::new(None),
+                gone: std::sync::Mutex::default(),
+            })
+            .collect();
+        let fallbacks: Vec<&str> = cas[1..]
+            .iter()
+            .map(|c| c.config.directory.as_str())
+            .collect();
+        tracing::info!(directory = %config.directory, ari, ?fallbacks, "ACME worker started");
         let worker = Arc::new(Worker {
             store,
-            config,
+            cas,
             http,
-            account: Mutex::new(None),
-            gone: std::sync::Mutex::default(),
             ari,
             outcomes,
         });
@@ -166,7 +183,7 @@ impl Worker {
             if agenda.full_plan_due(now) {
                 agenda.replace(self.plan(now).await, now);
             }
-            let limit = self.config.max_concurrent_orders.max(1);
+            let limit = self.cas[0].config.max_concurrent_orders.max(1);
             let startable: Vec<DomainName> = agenda
                 .due(now)
                 .filter(|domain| !in_flight.contains_key(*domain))
@@ -285,36 +302,19 @@ impl Worker {
         Ok(plan)
     }
 
-    async fn account(&self) -> Result<Account, AcmeError> {
-        let mut slot = self.account.lock().await;
-        if let Some(account) = slot.as_ref() {
-            return Ok(account.clone());
-        }
-        let gone = self.gone.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let account = account::load_or_create(
-            self.store.as_ref(),
-            &self.config,
-            &self.http,
-            gone.as_deref(),
-        )
-        .await?;
-        *slot = Some(account.clone());
-        Ok(account)
+    /// The CA the attempts of `state` go to.
+    fn ca(&self, state: &AcmeState) -> &Ca {
+        &self.cas[(state.ca as usize).min(self.cas.len() - 1)]
     }
 
-    /// Forgets `account` when the CA said it does not know it (any more): the next attempt
-    /// registers a new one with the same contact. Said once, with the CA's words.
-    async fn forget(&self, account: &Account, error: &AcmeError) {
-        let mut slot = self.account.lock().await;
-        if slot.as_ref().is_none_or(|a| a.id() != account.id()) {
-            // Already forgotten (another attempt heard the same).
-            return;
-        }
-        *slot = None;
-        *self.gone.lock().unwrap_or_else(|p| p.into_inner()) = Some(account.id().to_owned());
-        tracing::warn!(directory = %self.config.directory, account = account.id(), %error, "the CA no longer knows Porter's ACME account (as after a CA reset): registering a new one");
+    /// The CA that issued `cert` (by the host it recorded), else the first.
+    fn issuer(&self, cert: Option<&CertRecord>) -> &Ca {
+        let host = cert.and_then(|c| c.ca.as_deref());
+        self.cas
+            .iter()
+            .find(|ca| host == Some(ca.config.ca_host().as_str()))
+            .unwrap_or(&self.cas[0])
     }
-
     /// One attempt for `domain`: refresh its ARI window when due, then order if due.
     async fn attempt(self: Arc<Self>, domain: DomainName) {
         if let Err(e) = self.try_attempt(&domain).await {
@@ -337,25 +337,38 @@ impl Worker {
         if due.is_none_or(|at| at > now) {
             return Ok(());
         }
-        let account = match self.account().await {
-            Ok(account) => account,
-            Err(e) => return self.failed(domain, cert.as_ref(), state, e).await,
-        };
-        if let (Some(cert), true) = (&cert, self.ari) {
+        // ARI and revocations go to the CA that issued the certificate; new orders to the CA
+        // the attempts are at (the first, unless its orders kept failing).
+        let issuer = self.issuer(cert.as_ref());
+        let from_first = std::ptr::eq(issuer, &self.cas[0]);
+        if let (Some(cert), true) = (&cert, self.ari && from_first) {
             if state
                 .ari
                 .as_ref()
                 .is_none_or(|w| w.serial != cert.serial || w.next_check <= now)
             {
+                let account = match issuer.account(store, &self.http).await {
+                    Ok(account) => account,
+                    Err(e) => return self.failed(domain, Some(cert), state, e).await,
+                };
                 self.refresh_ari(&account, cert, &mut state, now).await;
                 store.put_acme_state(domain, state.clone()).await?;
             }
         }
         if let Some(leaves) = asked.as_ref().map(|a| &a.revoke).filter(|l| !l.is_empty()) {
-            if let Err(e) = revoke(&account, &self.config.directory, leaves).await {
-                if e.account_gone() {
-                    self.forget(&account, &e).await;
+            let revoked = match issuer.account(store, &self.http).await {
+                Ok(account) => {
+                    let result = revoke(&account, &issuer.config.directory, leaves).await;
+                    if let Err(e) = &result {
+                        if e.account_gone() {
+                            issuer.forget(&account, e).await;
+                        }
+                    }
+                    result
                 }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = revoked {
                 return self.failed(domain, cert.as_ref(), state, e).await;
             }
             let current = cert.as_ref().is_some_and(|c| leaves.contains(&c.chain[0]));
@@ -367,10 +380,16 @@ impl Worker {
                 return Ok(());
             }
         }
+        let ca = self.ca(&state);
+        let account = match ca.account(store, &self.http).await {
+            Ok(account) => account,
+            Err(e) => return self.failed(domain, cert.as_ref(), state, e).await,
+        };
         state.last_attempt = Some(now);
+        // `replaces` (RFC 9773) names a certificate of the same CA.
         let replaces = cert
             .as_ref()
-            .filter(|_| self.ari)
+            .filter(|_| self.ari && from_first && std::ptr::eq(ca, &self.cas[0]))
             .and_then(|c| {
                 CertificateIdentifier::try_from(&CertificateDer::from(c.chain[0].clone())).ok()
             })
@@ -378,7 +397,7 @@ impl Worker {
         let ctx = Ctx {
             store,
             account: &account,
-            config: &self.config,
+            config: &ca.config,
             now,
         };
         let result = order::obtain(&ctx, domain, &mut state, replaces).await;
@@ -400,7 +419,7 @@ impl Worker {
             }
             Err(e) => {
                 if e.account_gone() {
-                    self.forget(&account, &e).await;
+                    ca.forget(&account, &e).await;
                 }
                 self.failed(domain, cert.as_ref(), state, e).await
             }
@@ -429,6 +448,19 @@ impl Worker {
             wait = wait.max(3600);
         } else if error.account_gone() {
             // Nothing wrong with the name: again at once, with a new account.
+            wait = 0;
+        }
+        state.ca_attempts = state.ca_attempts.saturating_add(1);
+        let fallback_after = self.cas[0].config.fallback_after.max(1);
+        let spent = !error.account_gone() && !matches!(error, AcmeError::Store(_));
+        if spent && self.cas.len() > 1 && state.ca_attempts >= fallback_after {
+            // Orders keep failing at this CA: the next one is tried at once (after the last,
+            // the first again; the backoff still grows with every failed attempt).
+            let (from, to) = (state.ca as usize, (state.ca as usize + 1) % self.cas.len());
+            tracing::warn!(%domain, from = %self.cas[from].config.directory, to = %self.cas[to].config.directory, failed = state.ca_attempts, "ACME orders keep failing at this CA: trying the next one");
+            state.ca = to as u32;
+            state.ca_attempts = 0;
+            state.pending = None;
             wait = 0;
         }
         state.retry_at = Some(now + wait);
@@ -486,5 +518,31 @@ impl Worker {
                 });
             }
         }
+    }
+}
+
+impl Ca {
+    async fn account(&self, store: &dyn Store, http: &PacedClient) -> Result<Account, AcmeError> {
+        let mut slot = self.account.lock().await;
+        if let Some(account) = slot.as_ref() {
+            return Ok(account.clone());
+        }
+        let gone = self.gone.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let account = account::load_or_create(store, &self.config, http, gone.as_deref()).await?;
+        *slot = Some(account.clone());
+        Ok(account)
+    }
+
+    /// Forgets `account` when the CA said it does not know it (any more): the next attempt
+    /// registers a new one with the same contact. Said once, with the CA's words.
+    async fn forget(&self, account: &Account, error: &AcmeError) {
+        let mut slot = self.account.lock().await;
+        if slot.as_ref().is_none_or(|a| a.id() != account.id()) {
+            // Already forgotten (another attempt heard the same).
+            return;
+        }
+        *slot = None;
+        *self.gone.lock().unwrap_or_else(|p| p.into_inner()) = Some(account.id().to_owned());
+        tracing::warn!(directory = %self.config.directory, account = account.id(), %error, "the CA no longer knows Porter's ACME account (as after a CA reset): registering a new one");
     }
 }

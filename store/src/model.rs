@@ -212,6 +212,13 @@ pub struct AcmeState {
     pub pending: Option<PendingOrder>,
     /// The CA's suggested renewal window (RFC 9773) for the current certificate.
     pub ari: Option<AriWindow>,
+    /// Which CA the attempts go to: 0 the first, then each fallback in turn (0 again after a
+    /// success).
+    #[serde(default)]
+    pub ca: u32,
+    /// Failed attempts at that CA.
+    #[serde(default)]
+    pub ca_attempts: u32,
 }
 
 /// An ACME challenge type.
