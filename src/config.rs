@@ -35,6 +35,18 @@ pub(crate) struct ServeArgs {
     /// or without a valid header, are closed; the address in the header is the client's.
     #[arg(long, env = "PORTER_PROXY_PROTOCOL", value_delimiter = ',', value_name = "CIDR,...", value_parser = network)]
     pub(crate) proxy_protocol: Vec<ipnet::IpNet>,
+    /// On-demand TLS: a handshake for a name Porter does not serve asks this endpoint
+    /// (`http://HOST:PORT/PATH`; `GET PATH?domain=NAME`, 200 = allowed) and, when allowed,
+    /// adds the site and obtains its certificate while the client waits (within
+    /// --handshake-timeout). Off without it.
+    #[arg(long, env = "PORTER_ON_DEMAND_ASK", value_parser = crate::on_demand::ask_url, requires = "on_demand_upstream")]
+    pub(crate) on_demand_ask: Option<http::Uri>,
+    /// Where the sites added on demand send their requests.
+    #[arg(long, env = "PORTER_ON_DEMAND_UPSTREAM", value_parser = upstream, requires = "on_demand_ask")]
+    pub(crate) on_demand_upstream: Option<porter_store::Upstream>,
+    /// Sites added on demand a minute, at most (names past it are refused until it refills).
+    #[arg(long, env = "PORTER_ON_DEMAND_RATE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) on_demand_rate: u32,
     /// Site whose certificate answers TLS clients that send no SNI (else they are refused).
     #[arg(long, env = "PORTER_DEFAULT_SNI", value_parser = domain)]
     pub(crate) default_sni: Option<DomainName>,
@@ -348,6 +360,11 @@ impl AcmeArgs {
             fallback_after: self.acme_fallback_after,
         }))
     }
+}
+
+/// An upstream address, checked as `site add` checks it.
+fn upstream(text: &str) -> Result<porter_store::Upstream, String> {
+    porter_store::Upstream::parse(text).map_err(|e| e.to_string())
 }
 
 /// A network for `--proxy-protocol`: a CIDR, or one address.

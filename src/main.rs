@@ -27,6 +27,7 @@ mod expiry;
 mod handover;
 mod memory;
 mod metrics;
+mod on_demand;
 mod ops;
 mod proxy;
 mod reload;

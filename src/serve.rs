@@ -91,6 +91,9 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         );
     }
     let (sled, store) = open_store(data_dir, &args, inherited.is_some())?;
+    if args.on_demand_ask.is_some() && acme.is_none() {
+        anyhow::bail!("--on-demand-ask obtains certificates over ACME: pass --acme-agree-tos too");
+    }
     let acme = acme
         .map(|config| porter_acme::AcmeWorker::new(store.clone(), config))
         .transpose()?;
@@ -303,6 +306,17 @@ async fn start_edge(
     let tickets = tls::Keyring::open(store.as_ref(), args.tls_ticket_rotation).await?;
     let tls_config = tls::server_config(sites.clone(), default_sni.clone(), tickets.clone())?;
     let https_port = https.local_addr()?.port();
+    let on_demand = match (&args.on_demand_ask, &args.on_demand_upstream) {
+        (Some(ask), Some(upstream)) => Some(Arc::new(crate::on_demand::OnDemand::new(
+            crate::on_demand::Settings {
+                ask: ask.clone(),
+                upstream: upstream.clone(),
+                per_minute: args.on_demand_rate,
+            },
+            store.clone(),
+        ))),
+        _ => None,
+    };
     let bounds = &args.limits;
     let queue = |limit| Bounds {
         limit,
@@ -333,6 +347,7 @@ async fn start_edge(
                 default_sni: default_sni.clone(),
                 crowded: tokio::sync::Notify::new(),
                 access_log: access_log.clone(),
+                on_demand: on_demand.clone(),
             })
         })
         .collect::<Vec<_>>();

@@ -154,6 +154,7 @@ fn readiness_and_stopping_are_notified() {
     let data = dir.path().join("data");
     ca.serve(&data, "ready.test", &backend.addr);
     let (mut child, socket) = notified_server(dir.path(), &data);
+    let _stop = StopOnDrop(child.id());
     let mut buf = [0u8; 256];
     let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
     let message = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -183,7 +184,8 @@ fn readiness_and_stopping_are_notified() {
     assert!(status.success(), "{status}");
 }
 
-/// SIGTERM to a process this test started indirectly, when the test ends.
+/// SIGTERM to a process this test started (directly or not), when the test ends, passed or
+/// failed.
 struct StopOnDrop(u32);
 
 impl Drop for StopOnDrop {
@@ -216,6 +218,7 @@ fn sigusr2_upgrades_in_place_and_systemd_follows_the_new_main_process() {
     let data = dir.path().join("data");
     ca.serve(&data, "up.test", &backend.addr);
     let (mut old, socket) = notified_server(dir.path(), &data);
+    let _stop_old = StopOnDrop(old.id());
     let mut buf = [0u8; 256];
     let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
     assert!(buf[..n].starts_with(b"READY=1"));

@@ -252,7 +252,7 @@ pub(crate) async fn serve_https(
                                 tls::accept(
                                     stream,
                                     &config,
-                                    &edge.sites,
+                                    (&edge.sites, edge.on_demand.as_deref()),
                                     &edge.challenges,
                                     edge.default_sni.as_deref(),
                                 ),

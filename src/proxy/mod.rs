@@ -73,6 +73,8 @@ pub(crate) struct Edge {
     pub(crate) access_log: Option<Arc<crate::access_log::AccessLog>>,
     /// This thread's counts, for metrics.
     pub(crate) stats: Arc<crate::metrics::EdgeStats>,
+    /// On-demand TLS for names not served yet, when on.
+    pub(crate) on_demand: Option<Arc<crate::on_demand::OnDemand>>,
 }
 
 /// What is known of the connection a request came on.

@@ -5,6 +5,7 @@
 use super::acme_tls::ALPN_ACME_TLS;
 use super::resolver::server_name;
 use crate::challenges::{Answers, Lookup};
+use crate::on_demand::OnDemand;
 use crate::reload::LiveSites;
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
@@ -40,7 +41,7 @@ fn alert(description: u8) -> [u8; 7] {
 pub(crate) async fn accept<IO>(
     io: IO,
     config: &Arc<ServerConfig>,
-    sites: &LiveSites,
+    (sites, on_demand): (&LiveSites, Option<&OnDemand>),
     challenges: &ArcSwap<Answers>,
     default_sni: Option<&str>,
 ) -> Result<Option<(TlsStream<IO>, String)>, Refused>
@@ -71,10 +72,13 @@ where
         return Ok(None);
     }
     // A name the store did not answer for in time is refused like an unknown one.
-    let known = sites
+    let mut known = sites
         .serving(&name)
         .await
         .is_ok_and(|snapshot| snapshot.cert(&name).is_some());
+    if let (false, Some(on_demand)) = (known, on_demand) {
+        known = on_demand.obtain(&name, sites).await;
+    }
     if !known {
         return Err(refuse(start.io, 112, Refused::UnknownName(name)).await);
     }
