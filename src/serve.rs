@@ -90,7 +90,8 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
             "taking over from the running server: its sockets, then its store"
         );
     }
-    let (sled, store) = open_store(data_dir, &args, inherited.is_some())?;
+    let sled = open_store(data_dir, &args, inherited.is_some())?;
+    let store: Arc<dyn Store> = sled.clone();
     if args.on_demand_ask.is_some() && acme.is_none() {
         anyhow::bail!("--on-demand-ask obtains certificates over ACME: pass --acme-agree-tos too");
     }
@@ -269,7 +270,7 @@ fn open_store(
     data_dir: &Path,
     args: &ServeArgs,
     taking_over: bool,
-) -> anyhow::Result<(Arc<SledStore>, Arc<dyn Store>)> {
+) -> anyhow::Result<Arc<SledStore>> {
     let options = SledOptions {
         deadline: args.store_deadline,
         stall_while: args.test_store_stall_file.clone(),
@@ -280,11 +281,9 @@ fn open_store(
         },
     };
     let dir = data_dir.join(STORE_DIR);
-    let store = Arc::new(
-        SledStore::open_with(&dir, options)
-            .with_context(|| format!("cannot open the store in {}", dir.display()))?,
-    );
-    Ok((store.clone(), store))
+    let store = SledStore::open_with(&dir, options)
+        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    Ok(Arc::new(store))
 }
 
 /// Starts the edge threads on the `http` and `https` listeners, and the services that keep

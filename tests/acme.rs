@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::acme::{free_port, Edge, Pebble, PebbleOptions, Via};
+use common::acme::{cert_row, free_port, Edge, Pebble, PebbleOptions, Via};
 use common::*;
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
@@ -382,15 +382,7 @@ fn a_name_the_first_ca_refuses_comes_from_the_next_and_status_says_which() {
             &https_flag,
         ],
     );
-    let status = |domain: &str| -> Value {
-        let list: Value = serde_json::from_str(&porter.ok(&["--json", "cert", "list"])).unwrap();
-        list.as_array()
-            .unwrap()
-            .iter()
-            .find(|row| row["domain"] == domain)
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
+    let status = |domain: &str| cert_row(&porter, domain);
     let host = |pebble: &Pebble| pebble.listen.to_string();
     porter.ok(&["site", "add", "fallback.test", "--upstream", &backend.addr]);
     porter.ok(&["site", "add", "first.test", "--upstream", &backend.addr]);

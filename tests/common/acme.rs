@@ -430,6 +430,17 @@ impl Front {
 
 use serde_json::Value;
 
+/// The `cert list --json` row of `domain` on `porter`, or null.
+pub fn cert_row(porter: &Porter, domain: &str) -> Value {
+    let list: Value = serde_json::from_str(&porter.ok(&["--json", "cert", "list"])).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["domain"] == domain)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 /// Porter on chosen loopback ports in front of a backend, pointed at a pebble (directly, or
 /// through the test's front).
 pub struct Edge {
@@ -548,14 +559,7 @@ impl Edge {
 
     /// `cert list --json` row of `domain`.
     pub fn status(&self, domain: &str) -> Value {
-        let list: Value =
-            serde_json::from_str(&self.porter().ok(&["--json", "cert", "list"])).unwrap();
-        list.as_array()
-            .unwrap()
-            .iter()
-            .find(|row| row["domain"] == domain)
-            .cloned()
-            .unwrap_or(Value::Null)
+        cert_row(self.porter(), domain)
     }
 
     /// How many certificates `cert list` shows as valid.
