@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# bind9's tools live in sbin, which is not on every user's PATH.
+export PATH="$PATH:/usr/sbin:/sbin"
+
 # command -> Debian package that provides it
 needs=(
   "curl curl"
@@ -15,6 +18,10 @@ needs=(
   "nginx nginx-light"
   "promtool prometheus"
   "systemd-analyze systemd"
+  "named bind9"
+  "tsig-keygen bind9"
+  "dig bind9-dnsutils"
+  "nsupdate bind9-dnsutils"
 )
 missing=()
 for pair in "${needs[@]}"; do
@@ -26,6 +33,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
+  # The tests start their own nginx and named on loopback ports: the packages' system services
+  # are not started (policy-rc.d answers "not now" while they install).
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    trap '$sudo rm -f "$policy"' EXIT
+  fi
   # No recommends: prometheus would pull in its web console's assets; the tests need promtool.
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

@@ -68,12 +68,30 @@ enum Command {
     /// Create the data dir and an empty store (`serve` also creates them; no other command
     /// does).
     Init,
+    /// DNS zones Porter may update (RFC 2136 with TSIG) to validate names over DNS-01:
+    /// wildcards, and sites set to `--acme-challenge dns-01`.
+    #[command(subcommand)]
+    Dns(DnsCommand),
     /// Back up the whole store, or restore a backup into a fresh one.
     #[command(subcommand)]
     Store(StoreCommand),
     /// Hash a password (read from stdin) with argon2id for `site update --basic-auth`; prints
     /// USER:HASH, an htpasswd line, when USER is given.
     HashPassword { user: Option<String> },
+}
+
+#[derive(Debug, Subcommand)]
+enum DnsCommand {
+    /// Let Porter set DNS-01 records in ZONE (added, or replaced when it exists).
+    Add {
+        zone: String,
+        #[command(flatten)]
+        spec: crate::ops::dns::ZoneSpec,
+    },
+    /// List the zones (never their keys).
+    List,
+    /// Remove a zone no ACME site needs.
+    Remove { zone: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -311,6 +329,12 @@ fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
         Command::App(AppCommand::Restart { id }) => AdminCommand::ControlApp { id, restart: true },
         Command::App(AppCommand::Stop { id }) => AdminCommand::ControlApp { id, restart: false },
         Command::Status => AdminCommand::Status,
+        Command::Dns(DnsCommand::Add { zone, mut spec }) => {
+            spec.read_key_file()?;
+            AdminCommand::PutDnsZone { zone, spec }
+        }
+        Command::Dns(DnsCommand::List) => AdminCommand::ListDnsZones,
+        Command::Dns(DnsCommand::Remove { zone }) => AdminCommand::RemoveDnsZone { zone },
     })
 }
 
@@ -670,15 +694,26 @@ fn render(command: &AdminCommand, answer: Answer) -> String {
         Answer::AppStatus(s) => render_app_status(s),
         Answer::Logs { logs } => format!("{logs}\n"),
         Answer::Removed { removed } => {
-            let what = if matches!(command, AdminCommand::RemoveApp { .. }) {
-                "app"
-            } else {
-                "site"
+            let what = match command {
+                AdminCommand::RemoveApp { .. } => "app",
+                AdminCommand::RemoveDnsZone { .. } => "DNS zone",
+                _ => "site",
             };
             format!("removed {what} {removed}\n")
         }
         Answer::Status(status) => render_status(status),
         Answer::Backup(_) => unreachable!("export writes its own output"),
+        Answer::DnsZones(zones) => table(
+            &["ZONE", "SERVER", "TSIG KEY", "ALGORITHM"],
+            zones
+                .into_iter()
+                .map(|z| vec![z.zone, z.server, z.tsig_name, z.tsig_alg])
+                .collect(),
+        ),
+        Answer::DnsZone(z) => format!(
+            "DNS zone {} updated at {} with key {} ({})\n",
+            z.zone, z.server, z.tsig_name, z.tsig_alg
+        ),
         Answer::Imported(n) => format!(
             "imported {} apps, {} sites, {} certificates, {} ACME accounts\n",
             n.apps, n.sites, n.certs, n.accounts

@@ -221,8 +221,9 @@ pub(crate) struct AcmeArgs {
     /// External Account Binding HMAC key, base64url as the CA gives it.
     #[arg(long, env = "PORTER_ACME_EAB_HMAC", requires = "acme_eab_kid", value_parser = hmac_key, hide_env_values = true)]
     pub(crate) acme_eab_hmac: Option<HmacKey>,
-    /// The challenge type tried first (the other one is the fallback).
-    #[arg(long, env = "PORTER_ACME_CHALLENGE", default_value = "http-01")]
+    /// The challenge type tried first (the other one is the fallback). DNS-01 is chosen per
+    /// site (`site add --acme-challenge dns-01`), where a zone covers it.
+    #[arg(long, env = "PORTER_ACME_CHALLENGE", default_value = "http-01", value_parser = server_challenge)]
     pub(crate) acme_challenge: ChallengeKind,
     /// Key type of new certificates: ecdsa-p256 or rsa-2048.
     #[arg(long, env = "PORTER_ACME_KEY_TYPE", default_value = "ecdsa-p256")]
@@ -245,6 +246,15 @@ pub(crate) struct HmacKey(Vec<u8>);
 impl std::fmt::Debug for HmacKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HmacKey(<redacted>)")
+    }
+}
+
+/// The server-wide challenge: http-01 or tls-alpn-01 (DNS-01 needs a zone, so it is a site's
+/// choice).
+fn server_challenge(text: &str) -> Result<ChallengeKind, String> {
+    match text.parse()? {
+        ChallengeKind::Dns01 => Err("dns-01 is chosen per site (`site add|update --acme-challenge dns-01`, in a zone of `porter dns add`); the server's default is http-01 or tls-alpn-01".into()),
+        kind => Ok(kind),
     }
 }
 

@@ -160,6 +160,7 @@ impl OnDemand {
             acme: true,
             hsts_max_age: porter_store::DEFAULT_HSTS_MAX_AGE,
             features: Default::default(),
+            challenge: None,
         };
         match self.store.add_site(site).await {
             Ok(()) | Err(StoreError::AlreadyExists(_)) => {

@@ -181,9 +181,14 @@ pub(crate) async fn run(
                 Ok(Change::Site(d) | Change::Cert(d) | Change::Ocsp(d)) => {
                     domains.insert(d);
                 }
-                // ACME progress, ticket keys, apps and challenges change nothing in the snapshot.
+                // ACME progress, ticket keys, apps, challenges and DNS zones change nothing in
+                // the snapshot.
                 Ok(
-                    Change::Acme(_) | Change::TicketKeys | Change::App(_) | Change::Challenges(_),
+                    Change::Acme(_)
+                    | Change::TicketKeys
+                    | Change::App(_)
+                    | Change::Challenges(_)
+                    | Change::DnsZone(_),
                 ) => {}
                 Err(RecvError::Lagged(_)) => full = true,
                 Err(RecvError::Closed) => return,
@@ -262,6 +267,7 @@ mod tests {
                 acme: false,
                 hsts_max_age: 0,
                 features: Default::default(),
+                challenge: None,
             })
             .await
             .unwrap();

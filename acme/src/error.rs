@@ -41,7 +41,7 @@ pub enum AcmeError {
 
 /// An error and every cause under it, `: `-separated (`client error (Connect): tcp connect
 /// error: Connection refused (os error 111)`), without a cause that repeats the one above.
-fn causes(error: &dyn std::error::Error) -> String {
+pub(crate) fn causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut next = error.source();
     while let Some(cause) = next {

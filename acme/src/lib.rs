@@ -8,7 +8,7 @@
 //! - `schedule`: pure timing: renewal from each certificate's lifetime or the CA's ARI window,
 //!   emergency renewal, failure backoff. [`renewal`] is public for `porter cert status`.
 //! - `order`: one order, resumable after a crash; `challenge`: the material the edge answers
-//!   HTTP-01 and TLS-ALPN-01 with; `keys`: certificate keys and CSRs; `account`: the account.
+//!   HTTP-01 and TLS-ALPN-01 with; `dns`: DNS-01 records set over RFC 2136; `keys`: certificate keys and CSRs; `account`: the account.
 //! - `http`: the paced HTTPS client towards the CA (global rate, `Retry-After` honoured).
 //! - `ocsp`: the OCSP refresher ([`run_ocsp`]); `ocsp_check`: verification of responses.
 //! - `request`: what an operator asks of the worker ([`request`]), kept apart from the
@@ -21,6 +21,7 @@ mod agenda;
 mod cert_pages;
 mod challenge;
 mod config;
+mod dns;
 mod error;
 mod http;
 mod keys;

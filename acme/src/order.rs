@@ -1,17 +1,20 @@
 //! One certificate over ACME (RFC 8555 section 7.4): resume the order a crash interrupted or
-//! place a new one, answer its challenges (the preferred type first, the other when that
-//! fails), then finalize with a fresh key that is stored before the CSR leaves, so that a
+//! place a new one, answer its challenges (the preferred type first, another when that
+//! fails; a wildcard over DNS-01 only), then finalize with a fresh key that is stored before the CSR leaves, so that a
 //! certificate issued while Porter was down is still usable.
 
 use crate::challenge;
 use crate::config::{ChallengeKind, Config};
+use crate::dns::{self, ZoneClient};
 use crate::error::{AcmeError, AtStep as _};
 use crate::keys;
 use instant_acme::{
     Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
     Order, OrderStatus, RetryPolicy,
 };
-use porter_store::{AcmeState, CertRecord, CertSource, DomainName, PendingOrder, Store};
+use porter_store::{
+    AcmeState, CertRecord, CertSource, DnsTxtRecord, DnsZone, DomainName, PendingOrder, Store,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use std::time::Duration;
@@ -39,15 +42,32 @@ fn acme_type(kind: ChallengeKind) -> ChallengeType {
     match kind {
         ChallengeKind::Http01 => ChallengeType::Http01,
         ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        ChallengeKind::Dns01 => ChallengeType::Dns01,
     }
 }
 
-/// The challenge type to try when `kind` fails.
-fn fallback(kind: ChallengeKind) -> ChallengeKind {
+/// The challenge type to try when `kind` fails for `domain` (none for a wildcard: only DNS-01
+/// can prove one).
+fn fallback(domain: &DomainName, kind: ChallengeKind) -> Option<ChallengeKind> {
     match kind {
-        ChallengeKind::Http01 => ChallengeKind::TlsAlpn01,
-        ChallengeKind::TlsAlpn01 => ChallengeKind::Http01,
+        _ if domain.is_wildcard() => None,
+        ChallengeKind::Http01 => Some(ChallengeKind::TlsAlpn01),
+        ChallengeKind::TlsAlpn01 | ChallengeKind::Dns01 => Some(ChallengeKind::Http01),
     }
+}
+
+/// The challenge type tried first: DNS-01 for a wildcard, else the site's choice, else the
+/// one that worked last, else the server's.
+pub(crate) fn preferred(
+    domain: &DomainName,
+    site: Option<ChallengeKind>,
+    state: &AcmeState,
+    config: &Config,
+) -> ChallengeKind {
+    if domain.is_wildcard() {
+        return ChallengeKind::Dns01;
+    }
+    site.or(state.challenge).unwrap_or(config.challenge)
 }
 
 fn retry_policy() -> RetryPolicy {
@@ -57,31 +77,37 @@ fn retry_policy() -> RetryPolicy {
         .timeout(VALIDATION_TIMEOUT)
 }
 
-/// Obtains a certificate for `domain`, keeping `state.pending` (persisted) up to date.
+/// Obtains a certificate for `domain`, trying `preferred` first and keeping `state.pending`
+/// and `state.dns_records` (persisted) up to date.
 pub(crate) async fn obtain(
     ctx: &Ctx<'_>,
     domain: &DomainName,
     state: &mut AcmeState,
+    preferred: ChallengeKind,
     replaces: Option<CertificateIdentifier<'static>>,
 ) -> Result<Issued, AcmeError> {
-    let preferred = state.challenge.unwrap_or(ctx.config.challenge);
+    // TXT records a crash left behind go first.
+    remove_dns_records(ctx, domain, state).await?;
     let mut order = match resume(ctx, domain, state).await {
         Some(order) => order,
         None => new_order(ctx, domain, state, replaces.clone()).await?,
     };
     let mut used = None;
     if order.state().status == OrderStatus::Pending {
-        match validate(ctx, domain, &mut order, preferred).await {
-            Ok(()) => used = Some(preferred),
-            Err(AcmeError::Challenge { kind, detail }) => {
-                let other = fallback(preferred);
-                tracing::warn!(%domain, kind, %detail, fallback = other.as_str(), "challenge failed; trying the other type");
+        let result = validate(ctx, domain, state, &mut order, preferred).await;
+        remove_dns_records(ctx, domain, state).await?;
+        match (result, fallback(domain, preferred)) {
+            (Ok(()), _) => used = Some(preferred),
+            (Err(AcmeError::Challenge { kind, detail }), Some(other)) => {
+                tracing::warn!(%domain, kind, %detail, fallback = other.as_str(), "challenge failed; trying another type");
                 ctx.store.remove_challenges(domain).await?;
                 order = new_order(ctx, domain, state, replaces).await?;
-                validate(ctx, domain, &mut order, other).await?;
+                let result = validate(ctx, domain, state, &mut order, other).await;
+                remove_dns_records(ctx, domain, state).await?;
+                result?;
                 used = Some(other);
             }
-            Err(e) => return Err(e),
+            (Err(e), _) => return Err(e),
         }
     }
     let chain_pem = finish(ctx, domain, state, &mut order).await?;
@@ -178,12 +204,25 @@ async fn new_order(
 async fn validate(
     ctx: &Ctx<'_>,
     domain: &DomainName,
+    state: &mut AcmeState,
     order: &mut Order,
     kind: ChallengeKind,
 ) -> Result<(), AcmeError> {
     let fail = |detail: String| AcmeError::Challenge {
         kind: kind.as_str(),
         detail,
+    };
+    let zone = match kind {
+        ChallengeKind::Dns01 => {
+            let zones = ctx.store.dns_zones().await?;
+            let zone = DnsZone::for_name(&zones, domain).cloned().ok_or_else(|| {
+                fail(format!(
+                    "no DNS zone covers {domain}: add its zone with `porter dns add`"
+                ))
+            })?;
+            Some(zone)
+        }
+        _ => None,
     };
     let directory = &ctx.config.directory;
     let mut authorizations = order.authorizations();
@@ -208,6 +247,30 @@ async fn validate(
                 let record = challenge::tls_alpn01(domain, key_authorization.digest().as_ref())?;
                 ctx.store.put_tls_alpn(record).await?;
             }
+            ChallengeKind::Dns01 => {
+                let zone = zone.as_ref().expect("read above for DNS-01");
+                let instant_acme::Identifier::Dns(name) = challenge.identifier().identifier else {
+                    return Err(fail(
+                        "the CA asked about an identifier that is not a name".into(),
+                    ));
+                };
+                let record = DnsTxtRecord {
+                    zone: zone.zone.clone(),
+                    name: dns::record_name(name),
+                    value: key_authorization.dns_value(),
+                };
+                // Recorded before it is set, so that a crash in between still removes it.
+                state.dns_records.push(record.clone());
+                ctx.store.put_acme_state(domain, state.clone()).await?;
+                let mut client = ZoneClient::new(zone)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                client.add(&record).await.map_err(|e| fail(e.to_string()))?;
+                client
+                    .wait_visible(&record)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+            }
         }
         challenge.set_ready().await.at(directory, "challenge")?;
     }
@@ -216,6 +279,38 @@ async fn validate(
         Ok(_) | Err(instant_acme::Error::Api(_)) => Err(fail(challenge_error(order).await)),
         Err(e) => Err(e).at(directory, "order"),
     }
+}
+
+/// Removes the TXT records `state` lists (a zone removed meanwhile takes its records with it
+/// as far as Porter is concerned); those that cannot be removed now stay listed for the next
+/// attempt.
+async fn remove_dns_records(
+    ctx: &Ctx<'_>,
+    domain: &DomainName,
+    state: &mut AcmeState,
+) -> Result<(), AcmeError> {
+    if state.dns_records.is_empty() {
+        return Ok(());
+    }
+    let zones = ctx.store.dns_zones().await?;
+    let mut kept = Vec::new();
+    for record in std::mem::take(&mut state.dns_records) {
+        let Some(zone) = zones.iter().find(|z| z.zone == record.zone) else {
+            tracing::warn!(%domain, zone = %record.zone, name = %record.name, "the zone is no longer configured: its challenge record is left to its owner");
+            continue;
+        };
+        let removed = match ZoneClient::new(zone).await {
+            Ok(mut client) => client.remove(&record).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            tracing::warn!(%domain, error = %e, "cannot remove a DNS-01 record yet; trying again at the next attempt");
+            kept.push(record);
+        }
+    }
+    state.dns_records = kept;
+    ctx.store.put_acme_state(domain, state.clone()).await?;
+    Ok(())
 }
 
 /// What the CA said about the failed challenge.

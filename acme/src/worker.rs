@@ -15,8 +15,8 @@ use crate::request;
 use crate::schedule::{self, backoff, pick_in_window, renewal_at, unit_jitter};
 use instant_acme::{Account, CertificateIdentifier, RevocationRequest};
 use porter_store::{
-    unix_now, AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, Change, DomainName, Site,
-    Store,
+    unix_now, AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, Change, DnsZone,
+    DomainName, Site, Store,
 };
 use rustls_pki_types::CertificateDer;
 use std::collections::HashMap;
@@ -134,16 +134,18 @@ async fn revoke(account: &Account, directory: &str, leaves: &[Vec<u8>]) -> Resul
     Ok(())
 }
 
-/// When `site` needs the worker next, if ever.
+/// When `site` needs the worker next, if ever (`zones`: the DNS zones, without which a
+/// wildcard cannot be validated).
 fn due_at(
     site: &Site,
     cert: Option<&CertRecord>,
     state: &AcmeState,
     request: Option<&AcmeRequest>,
-    ari: bool,
+    (ari, zones): (bool, &[DnsZone]),
     now: i64,
 ) -> Option<i64> {
-    if !site.acme || site.domain.is_wildcard() {
+    if !site.acme || (site.domain.is_wildcard() && DnsZone::for_name(zones, &site.domain).is_none())
+    {
         return None;
     }
     if cert.is_some_and(|c| c.source == CertSource::Imported) {
@@ -217,6 +219,8 @@ impl Worker {
                     }
                 }
                 change = changes.recv() => match change {
+                    // A zone added or changed can make wildcards due.
+                    Ok(Change::DnsZone(_)) => agenda.plan_all(),
                     Ok(Change::Site(domain) | Change::Cert(domain) | Change::Acme(domain)) => {
                         if let Some(handle) = in_flight.get(&domain) {
                             // A removed site stops its pending work; other changes of a site
@@ -249,12 +253,13 @@ impl Worker {
             let cert = store.cert(&domain).await?;
             let state = store.acme_state(&domain).await?.unwrap_or_default();
             let request = store.acme_request(&domain).await?;
+            let zones = store.dns_zones().await?;
             Ok::<_, porter_store::StoreError>(due_at(
                 &site,
                 cert.as_ref(),
                 &state,
                 request.as_ref(),
-                self.ari,
+                (self.ari, &zones),
                 unix_now(),
             ))
         };
@@ -281,11 +286,12 @@ impl Worker {
             self.store.acme_states().await?.into_iter().collect();
         let requests: HashMap<DomainName, AcmeRequest> =
             self.store.acme_requests().await?.into_iter().collect();
+        let zones = self.store.dns_zones().await?;
         let mut plan = Vec::new();
         let mut consider = |site: Site, cert: Option<&CertRecord>| {
             let state = states.remove(&site.domain).unwrap_or_default();
             let request = requests.get(&site.domain);
-            if let Some(at) = due_at(&site, cert, &state, request, self.ari, now) {
+            if let Some(at) = due_at(&site, cert, &state, request, (self.ari, &zones), now) {
                 plan.push((site.domain, at));
             }
         };
@@ -332,8 +338,16 @@ impl Worker {
         // Only what is read here is taken off the request at the end: what is asked while
         // this attempt runs stays for the next one.
         let asked = store.acme_request(domain).await?;
+        let zones = store.dns_zones().await?;
         let now = unix_now();
-        let due = due_at(&site, cert.as_ref(), &state, asked.as_ref(), self.ari, now);
+        let due = due_at(
+            &site,
+            cert.as_ref(),
+            &state,
+            asked.as_ref(),
+            (self.ari, &zones),
+            now,
+        );
         if due.is_none_or(|at| at > now) {
             return Ok(());
         }
@@ -400,12 +414,15 @@ impl Worker {
             config: &ca.config,
             now,
         };
-        let result = order::obtain(&ctx, domain, &mut state, replaces).await;
+        let preferred = order::preferred(domain, site.challenge, &state, &ca.config);
+        let result = order::obtain(&ctx, domain, &mut state, preferred, replaces).await;
         store.remove_challenges(domain).await?;
         match result {
             Ok(issued) => {
                 let fresh = AcmeState {
                     challenge: issued.challenge.or(state.challenge),
+                    // Records that could not be removed yet stay listed until they are.
+                    dns_records: std::mem::take(&mut state.dns_records),
                     ..AcmeState::default()
                 };
                 let (serial, not_after) = (issued.cert.serial.clone(), issued.cert.not_after);

@@ -8,6 +8,7 @@ use crate::apps::AppStatus;
 use crate::ops::apps::{AppSpec, AppView};
 use crate::ops::backup::{Backup, Imported};
 use crate::ops::certs::CertView;
+use crate::ops::dns::{ZoneSpec, ZoneView};
 use crate::ops::status::StatusView;
 use crate::ops::{AddSite, ImportCert, SiteView, UpdateSite};
 use http::{Method, StatusCode};
@@ -59,6 +60,14 @@ pub(crate) enum AdminCommand {
     Status,
     ExportStore,
     ImportStore(Box<Backup>),
+    ListDnsZones,
+    PutDnsZone {
+        zone: String,
+        spec: ZoneSpec,
+    },
+    RemoveDnsZone {
+        zone: String,
+    },
 }
 
 /// What a command answers; on the wire, the inner value as JSON.
@@ -77,6 +86,8 @@ pub(crate) enum Answer {
     Status(StatusView),
     Backup(Box<Backup>),
     Imported(Imported),
+    DnsZones(Vec<ZoneView>),
+    DnsZone(ZoneView),
 }
 
 /// A request the admin API does not know, or whose body does not fit.
@@ -125,6 +136,9 @@ impl AdminCommand {
             Status => (Method::GET, "/v1/status".into(), None),
             ExportStore => (Method::GET, "/v1/store/export".into(), None),
             ImportStore(backup) => (Method::POST, "/v1/store/import".into(), json(backup)),
+            ListDnsZones => (Method::GET, "/v1/dns-zones".into(), None),
+            PutDnsZone { zone, spec } => (Method::PUT, format!("/v1/dns-zones/{zone}"), json(spec)),
+            RemoveDnsZone { zone } => (Method::DELETE, format!("/v1/dns-zones/{zone}"), None),
         }
     }
 
@@ -174,6 +188,12 @@ impl AdminCommand {
             (&Method::POST, ["v1", "store", "import"]) => {
                 ImportStore(Box::new(serde_json::from_slice(body)?))
             }
+            (&Method::GET, ["v1", "dns-zones"]) => ListDnsZones,
+            (&Method::PUT, ["v1", "dns-zones", zone]) => PutDnsZone {
+                zone: owned(zone),
+                spec: serde_json::from_slice(body)?,
+            },
+            (&Method::DELETE, ["v1", "dns-zones", zone]) => RemoveDnsZone { zone: owned(zone) },
             _ => {
                 return Err(NotACommand::Unknown {
                     method: method.clone(),
@@ -209,7 +229,9 @@ impl AdminCommand {
             AppLogs { .. } => Answer::Logs {
                 logs: from(value["logs"].clone())?,
             },
-            RemoveSite { .. } | RemoveApp { .. } => Answer::Removed {
+            ListDnsZones => Answer::DnsZones(from(value)?),
+            PutDnsZone { .. } => Answer::DnsZone(from(value)?),
+            RemoveSite { .. } | RemoveApp { .. } | RemoveDnsZone { .. } => Answer::Removed {
                 removed: from(value["removed"].clone())?,
             },
             Status => Answer::Status(from(value)?),
@@ -238,6 +260,7 @@ mod tests {
                 allow_unreachable: true,
                 no_acme: false,
                 hsts_max_age: Some(60),
+                acme_challenge: Some("dns-01".into()),
             }),
             AdminCommand::UpdateSite {
                 domain: "a.test".into(),
@@ -247,6 +270,7 @@ mod tests {
                     allow_unreachable: false,
                     acme: Some(false),
                     hsts_max_age: None,
+                    acme_challenge: Some("server".into()),
                     features: crate::ops::features::FeatureChange {
                         compress: Some(true),
                         redirects: Some(vec!["/old/* /new/ 308".into()]),
@@ -304,7 +328,22 @@ mod tests {
                 acme_states: Vec::new(),
                 ocsp: Vec::new(),
                 ticket_keys: None,
+                dns_zones: Vec::new(),
             })),
+            AdminCommand::ListDnsZones,
+            AdminCommand::PutDnsZone {
+                zone: "a.test".into(),
+                spec: ZoneSpec {
+                    server: "127.0.0.1:53".into(),
+                    tsig_name: Some("porter".into()),
+                    tsig_key: Some("c2VjcmV0".into()),
+                    tsig_key_file: None,
+                    tsig_alg: None,
+                },
+            },
+            AdminCommand::RemoveDnsZone {
+                zone: "a.test".into(),
+            },
         ]
     }
 

@@ -123,6 +123,14 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
         C::ControlApp { id, restart } => {
             Answer::AppStatus(ops::apps::control(store, apps, &id, restart).await?)
         }
+        C::ListDnsZones => Answer::DnsZones(ops::dns::list_zones(store).await?),
+        C::PutDnsZone { zone, spec } => {
+            Answer::DnsZone(ops::dns::put_zone(store, &zone, spec).await?)
+        }
+        C::RemoveDnsZone { zone } => {
+            ops::dns::remove_zone(store, &zone).await?;
+            Answer::Removed { removed: zone }
+        }
         C::ExportStore => Answer::Backup(Box::new(ops::backup::export(store).await?)),
         C::ImportStore(backup) => Answer::Imported(ops::backup::import(store, *backup).await?),
         C::Status => {

@@ -1,12 +1,12 @@
 //! `porter store export` and `porter store import`: every lasting record of the store (apps,
 //! sites, certificates with their keys, ACME accounts and states, OCSP responses, TLS ticket
-//! keys) as one JSON document, for backups and for moving an installation. What is only in
+//! keys, DNS zones with their TSIG keys) as one JSON document, for backups and for moving an installation. What is only in
 //! flight (challenge answers, renewal requests) is left out.
 
 use super::OpError;
 use porter_store::{
-    AcmeAccount, AcmeState, App, CertRecord, DomainName, OcspRecord, Site, Store, StoreError,
-    TicketKeys,
+    AcmeAccount, AcmeState, App, CertRecord, DnsZone, DomainName, OcspRecord, Site, Store,
+    StoreError, TicketKeys,
 };
 use rustls_pki_types::PrivateKeyDer;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,9 @@ pub(crate) struct Backup {
     pub(crate) acme_states: Vec<(DomainName, AcmeState)>,
     pub(crate) ocsp: Vec<(DomainName, OcspRecord)>,
     pub(crate) ticket_keys: Option<TicketKeys>,
+    /// Absent in backups made before DNS-01.
+    #[serde(default)]
+    pub(crate) dns_zones: Vec<DnsZone>,
 }
 
 /// What an import wrote.
@@ -47,6 +50,7 @@ pub(crate) async fn export(store: &dyn Store) -> Result<Backup, OpError> {
         acme_states: store.acme_states().await?,
         ocsp: store.ocsp_records().await?,
         ticket_keys: store.ticket_keys().await?,
+        dns_zones: store.dns_zones().await?,
     })
 }
 
@@ -92,13 +96,19 @@ pub(crate) async fn import(store: &dyn Store, backup: Backup) -> Result<Imported
     for app in &backup.apps {
         app.validate().map_err(StoreError::from)?;
     }
+    for zone in &backup.dns_zones {
+        zone.validate().map_err(StoreError::from)?;
+    }
     let imported = Imported {
         apps: backup.apps.len(),
         sites: backup.sites.len(),
         certs: certs.len(),
         accounts: backup.accounts.len(),
     };
-    // Apps before the sites that use them, sites before what belongs to them.
+    // Zones and apps before the sites that use them, sites before what belongs to them.
+    for zone in backup.dns_zones {
+        store.put_dns_zone(zone).await?;
+    }
     for app in backup.apps {
         store.add_app(app).await?;
     }

@@ -7,8 +7,8 @@ use crate::reload::LiveSites;
 use porter_acme::AcmeAction;
 use porter_store::unix_now;
 use porter_store::{
-    AcmeRequest, AcmeState, CertRecord, CertSource, DomainName, OcspRecord, OcspStatus, Site,
-    Store, StoreError,
+    AcmeRequest, AcmeState, CertRecord, CertSource, DnsZone, DomainName, OcspRecord, OcspStatus,
+    Site, Store, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -138,9 +138,9 @@ fn served(sites: &LiveSites, domain: &DomainName, serial: &str) -> Option<bool> 
     )
 }
 
-/// The `cert status` row of `site`.
+/// The `cert status` row of `site` (`zones`: the DNS zones, which a wildcard needs).
 fn cert_view(
-    site: &Site,
+    (site, zones): (&Site, &[DnsZone]),
     cert: Option<CertRecord>,
     state: Option<AcmeState>,
     request: Option<&AcmeRequest>,
@@ -158,7 +158,8 @@ fn cert_view(
         order_in_flight: state.pending.is_some(),
         ..CertView::default()
     };
-    let acme_managed = site.acme && !site.domain.is_wildcard();
+    let no_zone = site.domain.is_wildcard() && DnsZone::for_name(zones, &site.domain).is_none();
+    let acme_managed = site.acme && !no_zone;
     match cert {
         Some(cert) => {
             view.status = if now >= cert.not_after {
@@ -208,7 +209,7 @@ fn cert_view(
             view.source = Some(cert.source.to_string());
             view.ca = cert.ca;
         }
-        None if site.acme && site.domain.is_wildcard() => {
+        None if site.acme && no_zone => {
             view.status = "wildcard".into();
             view.note = Some(WILDCARD_NOTE.into());
         }
@@ -250,7 +251,7 @@ pub(crate) async fn import_cert(
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
     Ok(cert_view(
-        &site,
+        (&site, &store.dns_zones().await?),
         Some(record),
         None,
         None,
@@ -276,12 +277,20 @@ pub(crate) async fn list_certs(
         store.acme_requests().await?.into_iter().collect();
     let mut ocsp: HashMap<DomainName, OcspRecord> =
         store.ocsp_records().await?.into_iter().collect();
+    let zones = store.dns_zones().await?;
     let mut views = Vec::new();
     for site in store.sites().await? {
         let ocsp = ocsp.remove(&site.domain);
         let (cert, state) = (certs.remove(&site.domain), states.remove(&site.domain));
         let request = requests.get(&site.domain);
-        views.push(cert_view(&site, cert, state, request, ocsp, beside));
+        views.push(cert_view(
+            (&site, &zones),
+            cert,
+            state,
+            request,
+            ocsp,
+            beside,
+        ));
     }
     Ok(views)
 }
@@ -305,7 +314,8 @@ pub(crate) async fn request_acme(
             "{domain} does not use ACME (it was added with --no-acme)"
         ));
     }
-    if domain.is_wildcard() {
+    let zones = store.dns_zones().await?;
+    if domain.is_wildcard() && DnsZone::for_name(&zones, &domain).is_none() {
         return refuse(WILDCARD_NOTE.to_owned());
     }
     match (&cert, action) {
@@ -327,5 +337,12 @@ pub(crate) async fn request_acme(
         })?;
     let state = store.acme_state(&domain).await?;
     let ocsp = store.ocsp(&domain).await?;
-    Ok(cert_view(&site, cert, state, Some(&request), ocsp, beside))
+    Ok(cert_view(
+        (&site, &zones),
+        cert,
+        state,
+        Some(&request),
+        ocsp,
+        beside,
+    ))
 }

@@ -4,11 +4,13 @@
 pub(crate) mod apps;
 pub(crate) mod backup;
 pub(crate) mod certs;
+pub(crate) mod dns;
 pub(crate) mod features;
 pub(crate) mod status;
 
 use porter_store::{
-    AppId, DomainName, Site, Store, StoreError, Target, Upstream, DEFAULT_HSTS_MAX_AGE,
+    AppId, ChallengeKind, DnsZone, DomainName, Site, Store, StoreError, Target, Upstream,
+    DEFAULT_HSTS_MAX_AGE,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -63,6 +65,11 @@ pub(crate) struct AddSite {
     #[serde(default)]
     #[arg(long)]
     pub(crate) hsts_max_age: Option<u64>,
+    /// The ACME challenge tried first: http-01, tls-alpn-01 or dns-01 (needs its zone, see
+    /// `porter dns add`); default: the server's `--acme-challenge`.
+    #[serde(default)]
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) acme_challenge: Option<String>,
 }
 
 /// `site update`: only the fields given change.
@@ -88,6 +95,11 @@ pub(crate) struct UpdateSite {
     #[serde(default)]
     #[arg(long)]
     pub(crate) hsts_max_age: Option<u64>,
+    /// The ACME challenge tried first: http-01, tls-alpn-01, dns-01, or `server` for the
+    /// server's `--acme-challenge`.
+    #[serde(default)]
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) acme_challenge: Option<String>,
     /// The site's HTTP features.
     #[serde(flatten)]
     #[command(flatten)]
@@ -111,6 +123,9 @@ pub(crate) struct SiteView {
     pub(crate) acme: bool,
     /// HSTS max-age in seconds once it has a valid certificate (0 = off).
     pub(crate) hsts_max_age: u64,
+    /// The ACME challenge tried first, when the site sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) acme_challenge: Option<String>,
     /// Its HTTP features that are on.
     #[serde(default, skip_serializing_if = "features::FeaturesView::is_empty")]
     pub(crate) features: features::FeaturesView,
@@ -126,8 +141,8 @@ pub(crate) fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// Why a wildcard site gets no certificate by itself.
-pub(crate) const WILDCARD_NOTE: &str = "wildcard names cannot be validated by HTTP-01 or TLS-ALPN-01: import a certificate for it (DNS-01 is not supported yet)";
+/// What a wildcard site needs for a certificate.
+pub(crate) const WILDCARD_NOTE: &str = "a wildcard is validated over DNS-01 only: its certificate needs its zone (`porter dns add`), or import one";
 
 impl From<Site> for SiteView {
     fn from(site: Site) -> Self {
@@ -137,6 +152,7 @@ impl From<Site> for SiteView {
             upstream: site.target.to_string(),
             acme: site.acme,
             hsts_max_age: site.hsts_max_age,
+            acme_challenge: site.challenge.map(|c| c.to_string()),
             features: features::FeaturesView::from(&site.features),
             note,
         }
@@ -182,12 +198,17 @@ pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView
     if let (Target::Upstream(upstream), false) = (&target, req.allow_unreachable) {
         check_reachable(upstream).await?;
     }
+    let challenge = match &req.acme_challenge {
+        Some(kind) => challenge_choice(store, &domain, kind).await?,
+        None => None,
+    };
     let site = Site {
         domain,
         target,
         acme: !req.no_acme,
         hsts_max_age: req.hsts_max_age.unwrap_or(DEFAULT_HSTS_MAX_AGE),
         features: Default::default(),
+        challenge,
     };
     store.add_site(site.clone()).await?;
     Ok(site.into())
@@ -231,10 +252,41 @@ pub(crate) async fn update_site(
     if let Some(max_age) = req.hsts_max_age {
         site.hsts_max_age = max_age;
     }
+    if let Some(kind) = &req.acme_challenge {
+        site.challenge = challenge_choice(store, &domain, kind).await?;
+    }
     req.features.apply(&mut site.features)?;
     check_canonical(&site)?;
     store.update_site(site.clone()).await?;
     Ok(site.into())
+}
+
+/// A site's challenge choice (`server`: none of its own). DNS-01 needs a zone that covers the
+/// name; a wildcard can only be DNS-01.
+async fn challenge_choice(
+    store: &dyn Store,
+    domain: &DomainName,
+    kind: &str,
+) -> Result<Option<ChallengeKind>, OpError> {
+    if kind == "server" {
+        return Ok(None);
+    }
+    let kind: ChallengeKind = kind
+        .parse()
+        .map_err(|e: String| OpError::Refused(format!("--acme-challenge {e} (or `server`)")))?;
+    if domain.is_wildcard() && kind != ChallengeKind::Dns01 {
+        return Err(OpError::Refused(format!(
+            "{domain}: a wildcard can only be validated over dns-01"
+        )));
+    }
+    if kind == ChallengeKind::Dns01
+        && DnsZone::for_name(&store.dns_zones().await?, domain).is_none()
+    {
+        return Err(OpError::Refused(format!(
+            "{domain}: no DNS zone covers it; add its zone first (`porter dns add ZONE --server ... --tsig-name ... --tsig-key-file ...`)"
+        )));
+    }
+    Ok(Some(kind))
 }
 
 /// A canonical-name redirect must lead to another name: `--redirect-to-apex` on a `www.`

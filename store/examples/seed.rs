@@ -37,6 +37,7 @@ async fn main() {
             acme: false,
             hsts_max_age: 0,
             features: Default::default(),
+            challenge: None,
         };
         store.add_site(site).await.unwrap();
         let key = KeyPair::generate().unwrap();

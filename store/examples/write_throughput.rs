@@ -28,6 +28,7 @@ async fn run(writers: usize, ops: usize) -> Option<Duration> {
                     acme: false,
                     hsts_max_age: 0,
                     features: Default::default(),
+                    challenge: None,
                 };
                 store.add_site(site).await.expect("add");
                 store.remove_site(&domain).await.expect("remove");

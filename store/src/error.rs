@@ -31,6 +31,9 @@ pub enum InvalidInput {
     /// A site feature that cannot be served as given.
     #[error("{0}")]
     Feature(String),
+    /// A DNS zone that cannot be updated as given.
+    #[error("{0}")]
+    DnsZone(String),
 }
 
 /// Everything a store operation can fail with.

@@ -28,5 +28,7 @@ pub(crate) const TLS_ALPN01: &str = "challenges_tls_alpn01";
 pub(crate) const APPS: &str = "apps";
 /// Tree of [`crate::OcspRecord`] records, keyed by domain.
 pub(crate) const OCSP: &str = "ocsp";
+/// Tree of [`crate::DnsZone`] records, keyed by the zone's apex.
+pub(crate) const DNS_ZONES: &str = "dns_zones";
 /// Key in [`META`] holding the [`crate::TicketKeys`].
 pub(crate) const TICKET_KEYS: &str = "tls_ticket_keys";

@@ -15,6 +15,7 @@ mod app;
 mod b64;
 mod certificate;
 mod clock;
+mod dns_zone;
 mod domain;
 mod error;
 mod features;
@@ -25,6 +26,7 @@ mod upstream;
 
 pub use app::{App, AppId, AppListen, HealthCheck, RestartPolicy};
 pub use clock::{unix_now, unix_now_ms};
+pub use dns_zone::{DnsZone, TsigAlgorithm};
 pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
 pub use features::{
@@ -32,8 +34,9 @@ pub use features::{
 };
 pub use model::{
     AcmeAccount, AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, ChallengeKind,
-    Http01Challenge, OcspRecord, OcspResponse, OcspStatus, PendingOrder, PrivateKey, SecretBytes,
-    SecretText, Site, Target, TicketKey, TicketKeys, TlsAlpnChallenge, DEFAULT_HSTS_MAX_AGE,
+    DnsTxtRecord, Http01Challenge, OcspRecord, OcspResponse, OcspStatus, PendingOrder, PrivateKey,
+    SecretBytes, SecretText, Site, Target, TicketKey, TicketKeys, TlsAlpnChallenge,
+    DEFAULT_HSTS_MAX_AGE,
 };
 pub use sled_store::{SledOptions, SledStore};
 pub use upstream::Upstream;
@@ -57,6 +60,8 @@ pub enum Change {
     App(AppId),
     /// A challenge answer (HTTP-01 or TLS-ALPN-01) of this domain was stored or removed.
     Challenges(DomainName),
+    /// The DNS zone with this apex was added, changed or removed.
+    DnsZone(DomainName),
 }
 
 /// How the store is doing, for logs and status.
@@ -158,6 +163,12 @@ pub trait Store: Send + Sync + 'static {
     async fn ticket_keys(&self) -> Result<Option<TicketKeys>, StoreError>;
     /// Replaces the TLS session ticket keys.
     async fn put_ticket_keys(&self, keys: TicketKeys) -> Result<(), StoreError>;
+    /// Every DNS zone Porter may update for DNS-01, ordered by apex.
+    async fn dns_zones(&self) -> Result<Vec<DnsZone>, StoreError>;
+    /// Adds or replaces the zone with its apex (checked first with [`DnsZone::validate`]).
+    async fn put_dns_zone(&self, zone: DnsZone) -> Result<(), StoreError>;
+    /// Removes the zone with apex `zone`; fails with [`StoreError::NotFound`] when there is none.
+    async fn remove_dns_zone(&self, zone: &DomainName) -> Result<(), StoreError>;
     /// A receiver of every change committed from now on. A receiver that lags behind gets
     /// `RecvError::Lagged` and must re-read everything.
     fn subscribe(&self) -> broadcast::Receiver<Change>;

@@ -22,6 +22,10 @@ pub struct Site {
     /// Its HTTP features (compression, redirects, basic auth, allow/deny, error pages).
     #[serde(default, skip_serializing_if = "crate::Features::is_default")]
     pub features: crate::Features,
+    /// The ACME challenge type tried first for it, instead of the server's (a wildcard is
+    /// always validated over DNS-01).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<ChallengeKind>,
 }
 
 /// One year, the HSTS max-age browsers' preload lists ask for.
@@ -219,6 +223,21 @@ pub struct AcmeState {
     /// Failed attempts at that CA.
     #[serde(default)]
     pub ca_attempts: u32,
+    /// DNS-01 TXT records set and not yet removed: an attempt that ended removes them, and
+    /// the next attempt removes those a crash left.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_records: Vec<DnsTxtRecord>,
+}
+
+/// A TXT record Porter set in a zone for DNS-01.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DnsTxtRecord {
+    /// The zone's apex.
+    pub zone: DomainName,
+    /// The record's name (`_acme-challenge.example.com`).
+    pub name: String,
+    /// The value (the key authorization's digest in base64url).
+    pub value: String,
 }
 
 /// An ACME challenge type.
@@ -230,6 +249,9 @@ pub enum ChallengeKind {
     /// TLS-ALPN-01 (RFC 8737), answered by the HTTPS listener.
     #[serde(rename = "tls-alpn-01")]
     TlsAlpn01,
+    /// DNS-01 (RFC 8555 section 8.4), a TXT record set in the site's zone over RFC 2136.
+    #[serde(rename = "dns-01")]
+    Dns01,
 }
 
 impl ChallengeKind {
@@ -238,6 +260,7 @@ impl ChallengeKind {
         match self {
             ChallengeKind::Http01 => "http-01",
             ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+            ChallengeKind::Dns01 => "dns-01",
         }
     }
 }
@@ -248,7 +271,10 @@ impl std::str::FromStr for ChallengeKind {
         match s {
             "http-01" => Ok(ChallengeKind::Http01),
             "tls-alpn-01" => Ok(ChallengeKind::TlsAlpn01),
-            other => Err(format!("{other:?}: expected http-01 or tls-alpn-01")),
+            "dns-01" => Ok(ChallengeKind::Dns01),
+            other => Err(format!(
+                "{other:?}: expected http-01, tls-alpn-01 or dns-01"
+            )),
         }
     }
 }

@@ -23,6 +23,7 @@ fn site(domain: &str, upstream: &str) -> Site {
         acme: true,
         hsts_max_age: porter_store::DEFAULT_HSTS_MAX_AGE,
         features: Default::default(),
+        challenge: None,
     }
 }
 
@@ -64,6 +65,39 @@ async fn suite<S: Store>(fresh: impl Fn() -> S) {
     ocsp_records_follow_their_site(fresh()).await;
     concurrent_writers_all_land(fresh()).await;
     acme_requests_swap_only_what_was_read(fresh()).await;
+    dns_zones_add_replace_remove(fresh()).await;
+}
+
+async fn dns_zones_add_replace_remove(store: impl Store) {
+    let apex = DomainName::parse("example.test").unwrap();
+    let zone = porter_store::DnsZone {
+        zone: apex.clone(),
+        server: "127.0.0.1:5353".parse().unwrap(),
+        tsig_name: "porter".into(),
+        tsig_algorithm: porter_store::TsigAlgorithm::HmacSha256,
+        tsig_key: porter_store::SecretBytes::new(vec![9; 32]),
+    };
+    let mut changes = store.subscribe();
+    store.put_dns_zone(zone.clone()).await.unwrap();
+    assert_eq!(changes.try_recv().unwrap(), Change::DnsZone(apex.clone()));
+    let mut moved = zone.clone();
+    moved.server = "127.0.0.2:53".parse().unwrap();
+    store.put_dns_zone(moved.clone()).await.unwrap();
+    assert_eq!(store.dns_zones().await.unwrap(), vec![moved]);
+    // A key too short to be real is refused, and changes nothing.
+    let mut short = zone.clone();
+    short.tsig_key = porter_store::SecretBytes::new(vec![1; 4]);
+    assert!(matches!(
+        store.put_dns_zone(short).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.dns_zones().await.unwrap().len(), 1);
+    store.remove_dns_zone(&apex).await.unwrap();
+    assert!(store.dns_zones().await.unwrap().is_empty());
+    assert!(matches!(
+        store.remove_dns_zone(&apex).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 /// A request is replaced only when it is still what the writer read: a request made meanwhile

@@ -46,6 +46,8 @@ pub struct PebbleOptions {
     pub slow_validation: bool,
     /// `ocspResponderURL`: put into the AIA of issued certificates.
     pub ocsp_url: Option<String>,
+    /// The DNS server pebble asks (for every lookup), instead of a challtestsrv of its own.
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 impl PebbleOptions {
@@ -58,6 +60,7 @@ impl PebbleOptions {
             blocklist: Vec::new(),
             slow_validation: false,
             ocsp_url: None,
+            dns_server: None,
         }
     }
 }
@@ -65,7 +68,8 @@ impl PebbleOptions {
 /// pebble and its DNS; killed on drop.
 pub struct Pebble {
     pebble: Option<Child>,
-    dns: Child,
+    /// Its own challtestsrv, unless it was given a DNS server.
+    dns: Option<Child>,
     config: PathBuf,
     dns_addr: String,
     slow: bool,
@@ -89,22 +93,28 @@ impl Pebble {
         // pebble's own HTTPS certificate, from a CA of the test.
         let ca = TestCa::new(work);
         let (cert, key) = ca.issue(&["localhost", "127.0.0.1"]);
-        let dns_addr = format!("127.0.0.1:{}", free_udp_port());
-        let dns = Command::new("pebble-challtestsrv")
-            .args([
-                "-defaultIPv4",
-                "127.0.0.1",
-                "-defaultIPv6",
-                "",
-                "-dns01",
-                &dns_addr,
-            ])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{}", free_port())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pebble-challtestsrv");
+        let (dns_addr, dns) = match options.dns_server {
+            Some(server) => (server.to_string(), None),
+            None => {
+                let dns_addr = format!("127.0.0.1:{}", free_udp_port());
+                let dns = Command::new("pebble-challtestsrv")
+                    .args([
+                        "-defaultIPv4",
+                        "127.0.0.1",
+                        "-defaultIPv6",
+                        "",
+                        "-dns01",
+                        &dns_addr,
+                    ])
+                    .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+                    .args(["-management", &format!("127.0.0.1:{}", free_port())])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn pebble-challtestsrv");
+                (dns_addr, Some(dns))
+            }
+        };
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let management = format!("127.0.0.1:{}", free_port());
         let mut pebble = serde_json::json!({
@@ -231,8 +241,10 @@ impl Pebble {
 impl Drop for Pebble {
     fn drop(&mut self) {
         self.stop();
-        let _ = self.dns.kill();
-        let _ = self.dns.wait();
+        if let Some(dns) = &mut self.dns {
+            let _ = dns.kill();
+            let _ = dns.wait();
+        }
     }
 }
 

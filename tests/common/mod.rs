@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own part of the harness
 
 pub mod acme;
+pub mod bind;
 pub mod ocsp;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};

@@ -11,7 +11,7 @@ pub use engine::{SledOptions, SledStore};
 use crate::error::StoreError;
 use crate::keys;
 use crate::{
-    AcmeAccount, AcmeRequest, AcmeState, App, AppId, CertRecord, Change, DomainName,
+    AcmeAccount, AcmeRequest, AcmeState, App, AppId, CertRecord, Change, DnsZone, DomainName,
     Http01Challenge, OcspRecord, Site, Store, StoreHealth, Target, TicketKeys, TlsAlpnChallenge,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -469,6 +469,39 @@ impl Store for SledStore {
                 .insert(keys::TICKET_KEYS, encode(&ticket_keys))
                 .map_err(backend)?;
             Ok(vec![Change::TicketKeys])
+        })
+        .await
+    }
+
+    async fn dns_zones(&self) -> Result<Vec<DnsZone>, StoreError> {
+        self.read("dns_zones", |t| {
+            decode_all(t.dns_zones.iter(), keys::DNS_ZONES)
+        })
+        .await
+    }
+
+    async fn put_dns_zone(&self, zone: DnsZone) -> Result<(), StoreError> {
+        zone.validate()?;
+        self.write("put_dns_zone", move |t| {
+            t.dns_zones
+                .insert(zone.zone.as_str(), encode(&zone))
+                .map_err(backend)?;
+            Ok(vec![Change::DnsZone(zone.zone)])
+        })
+        .await
+    }
+
+    async fn remove_dns_zone(&self, zone: &DomainName) -> Result<(), StoreError> {
+        let zone = zone.clone();
+        self.write("remove_dns_zone", move |t| {
+            if t.dns_zones
+                .remove(zone.as_str())
+                .map_err(backend)?
+                .is_none()
+            {
+                return Err(StoreError::NotFound(format!("DNS zone {zone}")));
+            }
+            Ok(vec![Change::DnsZone(zone)])
         })
         .await
     }

@@ -23,6 +23,7 @@ pub(super) struct Trees {
     pub(super) tls_alpn: sled::Tree,
     pub(super) ocsp: sled::Tree,
     pub(super) apps: sled::Tree,
+    pub(super) dns_zones: sled::Tree,
 }
 
 impl Trees {
@@ -87,6 +88,7 @@ impl Trees {
             tls_alpn: db.open_tree(keys::TLS_ALPN01).map_err(backend)?,
             ocsp: db.open_tree(keys::OCSP).map_err(backend)?,
             apps: db.open_tree(keys::APPS).map_err(backend)?,
+            dns_zones: db.open_tree(keys::DNS_ZONES).map_err(backend)?,
             db,
         })
     }
