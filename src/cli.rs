@@ -72,12 +72,27 @@ enum Command {
     /// wildcards, and sites set to `--acme-challenge dns-01`.
     #[command(subcommand)]
     Dns(DnsCommand),
+    /// Rules of names on-demand TLS (`serve --on-demand-upstream`) may obtain certificates for
+    /// without asking: `example.com` allows itself and every name under it, `*.example.com`
+    /// only the names under it.
+    #[command(subcommand)]
+    OnDemand(OnDemandCommand),
     /// Back up the whole store, or restore a backup into a fresh one.
     #[command(subcommand)]
     Store(StoreCommand),
     /// Hash a password (read from stdin) with argon2id for `site update --basic-auth`; prints
     /// USER:HASH, an htpasswd line, when USER is given.
     HashPassword { user: Option<String> },
+}
+
+#[derive(Debug, Subcommand)]
+enum OnDemandCommand {
+    /// Allow the names RULE covers.
+    Allow { rule: String },
+    /// Remove a rule (sites it let in stay).
+    Disallow { rule: String },
+    /// List the rules.
+    Rules,
 }
 
 #[derive(Debug, Subcommand)]
@@ -334,6 +349,13 @@ fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
             AdminCommand::PutDnsZone { zone, spec }
         }
         Command::Dns(DnsCommand::List) => AdminCommand::ListDnsZones,
+        Command::OnDemand(OnDemandCommand::Allow { rule }) => {
+            AdminCommand::OnDemandRule { rule, allow: true }
+        }
+        Command::OnDemand(OnDemandCommand::Disallow { rule }) => {
+            AdminCommand::OnDemandRule { rule, allow: false }
+        }
+        Command::OnDemand(OnDemandCommand::Rules) => AdminCommand::ListOnDemandRules,
         Command::Dns(DnsCommand::Remove { zone }) => AdminCommand::RemoveDnsZone { zone },
     })
 }
@@ -714,6 +736,10 @@ fn render(command: &AdminCommand, answer: Answer) -> String {
             "DNS zone {} updated at {} with key {} ({})\n",
             z.zone, z.server, z.tsig_name, z.tsig_alg
         ),
+        Answer::OnDemandRules(rules) if rules.is_empty() => {
+            "no on-demand rules: only the ask endpoint (if any) allows names\n".into()
+        }
+        Answer::OnDemandRules(rules) => rules.join("\n") + "\n",
         Answer::Imported(n) => format!(
             "imported {} apps, {} sites, {} certificates, {} ACME accounts\n",
             n.apps, n.sites, n.certs, n.accounts

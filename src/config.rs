@@ -35,14 +35,15 @@ pub(crate) struct ServeArgs {
     /// or without a valid header, are closed; the address in the header is the client's.
     #[arg(long, env = "PORTER_PROXY_PROTOCOL", value_delimiter = ',', value_name = "CIDR,...", value_parser = network)]
     pub(crate) proxy_protocol: Vec<ipnet::IpNet>,
-    /// On-demand TLS: a handshake for a name Porter does not serve asks this endpoint
-    /// (`http://HOST:PORT/PATH`; `GET PATH?domain=NAME`, 200 = allowed) and, when allowed,
-    /// adds the site and obtains its certificate while the client waits (within
-    /// --handshake-timeout). Off without it.
+    /// On-demand TLS: a handshake for a name Porter does not serve, and no rule of `porter
+    /// on-demand allow` covers, asks this endpoint (`http://HOST:PORT/PATH`; `GET
+    /// PATH?domain=NAME`, 200 = allowed); an allowed name becomes a site whose certificate is
+    /// obtained while the client waits (within --handshake-timeout).
     #[arg(long, env = "PORTER_ON_DEMAND_ASK", value_parser = crate::on_demand::ask_url, requires = "on_demand_upstream")]
     pub(crate) on_demand_ask: Option<http::Uri>,
-    /// Where the sites added on demand send their requests.
-    #[arg(long, env = "PORTER_ON_DEMAND_UPSTREAM", value_parser = upstream, requires = "on_demand_ask")]
+    /// On-demand TLS is on with this: where the sites it adds send their requests. Without
+    /// --on-demand-ask, only names the rules of `porter on-demand allow` cover are allowed.
+    #[arg(long, env = "PORTER_ON_DEMAND_UPSTREAM", value_parser = upstream)]
     pub(crate) on_demand_upstream: Option<porter_store::Upstream>,
     /// Sites added on demand a minute, at most (names past it are refused until it refills).
     #[arg(long, env = "PORTER_ON_DEMAND_RATE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]

@@ -1,21 +1,30 @@
-//! On-demand TLS (`--on-demand-ask URL`): a handshake for a name Porter does not serve yet asks
-//! the operator's endpoint (`GET URL?domain=NAME`: 200 allows it; anything else, or no answer
-//! within [`ASK_TIMEOUT`], refuses it) and only then adds the site (to
-//! `--on-demand-upstream`, ACME on) and waits, within the handshake timeout, for its
-//! certificate; concurrent handshakes for the name wait on the same order. Refused unless the
-//! endpoint says yes; refusals are remembered for [`REFUSED_FOR`] (an allowed name is a site
-//! from then on); at most `--on-demand-rate` sites are added a minute and [`ASKING`] asks run at
-//! once, so that handshakes for random names cannot spend the CA's limits or flood the
-//! endpoint; a name whose order is failing is refused until its back-off ends, not waited for.
+//! On-demand TLS (`--on-demand-upstream ADDR`): a handshake for a name Porter does not serve
+//! yet is allowed when one of the operator's rules in the store covers it (`porter on-demand
+//! allow example.com`), else when the ask endpoint says so (`--on-demand-ask URL`: `GET
+//! URL?domain=NAME`, 200 allows it, and may name the site's target with `Porter-Upstream` or
+//! `Porter-App`; anything else, or no answer within [`ASK_TIMEOUT`], refuses it). Only then is
+//! the site added (ACME on), and the handshake waits, within the handshake timeout, for its
+//! certificate; concurrent handshakes for the name wait on the same order. Refused unless a
+//! rule or the endpoint says yes; refusals are remembered for [`REFUSED_FOR`] (an allowed name
+//! is a site from then on); at most `--on-demand-rate` sites are added a minute and [`ASKING`]
+//! asks run at once, so that handshakes for random names cannot spend the CA's limits or flood
+//! the endpoint; a name whose order is failing is refused until its back-off ends, not waited
+//! for.
 
 use crate::reload::LiveSites;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use porter_store::{unix_now, DomainName, Site, Store, StoreError, Target, Upstream};
+use porter_store::{
+    on_demand_allows, unix_now, AppId, Change, DomainName, Site, Store, StoreError, Target,
+    Upstream,
+};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 /// How long the ask endpoint has to answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -26,11 +35,38 @@ const ASKING: usize = 16;
 /// Names remembered (refusals, and the per-name gates); past it the memory starts again.
 const REMEMBERED: usize = 65_536;
 
+/// What on-demand TLS decided for a handshake, as the metrics name it.
+#[derive(Debug, Clone, Copy)]
+enum Decision {
+    /// A rule in the store allowed the name.
+    AllowedByRule,
+    /// The ask endpoint allowed it.
+    AllowedByAsk,
+    /// Neither did (or the name cannot be a site).
+    Refused,
+    /// Too many asks were in flight.
+    Busy,
+    /// The site rate was spent.
+    RateLimited,
+    /// Its order is failing and backing off.
+    Failing,
+}
+
+/// The metric label of each [`Decision`], in order.
+const DECISIONS: [&str; 6] = [
+    "allowed_by_rule",
+    "allowed_by_ask",
+    "refused",
+    "busy",
+    "rate_limited",
+    "failing",
+];
+
 /// What `serve` is told.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    /// The ask endpoint, `http://HOST:PORT/PATH`.
-    pub(crate) ask: http::Uri,
+    /// The ask endpoint, `http://HOST:PORT/PATH`, if any (without one, only rules allow).
+    pub(crate) ask: Option<http::Uri>,
     /// Where the sites it adds send their requests.
     pub(crate) upstream: Upstream,
     /// Sites added a minute, at most.
@@ -59,6 +95,10 @@ pub(crate) struct OnDemand {
     asking: tokio::sync::Semaphore,
     /// Token bucket of site additions: tokens, and when it was last filled.
     bucket: Mutex<(f64, Instant)>,
+    /// The operator's allow rules, as the store last had them.
+    rules: RwLock<Vec<DomainName>>,
+    /// Handshakes by [`Decision`].
+    decisions: [AtomicU64; DECISIONS.len()],
 }
 
 impl OnDemand {
@@ -71,20 +111,75 @@ impl OnDemand {
             gates: Mutex::default(),
             asking: tokio::sync::Semaphore::new(ASKING),
             bucket: Mutex::new((full, Instant::now())),
+            rules: RwLock::default(),
+            decisions: Default::default(),
         }
+    }
+
+    /// Handshakes for unknown names since the start, by decision.
+    pub(crate) fn decisions(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DECISIONS
+            .iter()
+            .zip(&self.decisions)
+            .map(|(label, n)| (*label, n.load(Ordering::Relaxed)))
+    }
+
+    fn count(&self, decision: Decision) -> bool {
+        self.decisions[decision as usize].fetch_add(1, Ordering::Relaxed);
+        matches!(decision, Decision::AllowedByRule | Decision::AllowedByAsk)
+    }
+
+    /// Keeps the allow rules as the store has them, until `stop` (read in full at the start,
+    /// after missed changes, and at each change of the rules).
+    pub(crate) async fn follow_rules(
+        self: Arc<Self>,
+        mut changes: broadcast::Receiver<Change>,
+        stop: CancellationToken,
+    ) {
+        let mut stale = true;
+        loop {
+            if stale {
+                match self.store.on_demand_rules().await {
+                    Ok(rules) => {
+                        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+                        stale = false;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "on-demand: cannot read the allow rules; keeping the last ones")
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                // A failed read is tried again a second later.
+                _ = tokio::time::sleep(Duration::from_secs(1)), if stale => {}
+                change = changes.recv() => match change {
+                    Ok(Change::OnDemandRules) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        stale = true;
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+
+    fn rule_allows(&self, domain: &DomainName) -> bool {
+        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        rules.iter().any(|rule| on_demand_allows(rule, domain))
     }
 
     /// Whether a certificate for `name` is served once this returns true; false refuses the
     /// handshake. The caller bounds the wait (the handshake timeout).
     pub(crate) async fn obtain(&self, name: &str, sites: &LiveSites) -> bool {
         if name.contains('*') {
-            return false;
+            return self.count(Decision::Refused);
         }
         let Ok(domain) = DomainName::parse(name) else {
-            return false;
+            return self.count(Decision::Refused);
         };
         if self.still_refused(name) {
-            return false;
+            return self.count(Decision::Refused);
         }
         let gate = self.gate(name);
         let _turn = gate.lock().await;
@@ -95,7 +190,7 @@ impl OnDemand {
         if sites.current().site(name).is_some() {
             // Added before: its order is under way, unless it is failing.
             if self.failing(&domain).await {
-                return false;
+                return self.count(Decision::Failing);
             }
         } else if !self.add(&domain).await {
             return false;
@@ -137,26 +232,35 @@ impl OnDemand {
         }
     }
 
-    /// Asks, then adds the site when allowed and within the rate; whether it was added (or
-    /// existed already).
+    /// Checks the rules, else asks; then adds the site when allowed and within the rate;
+    /// whether it was added (or existed already).
     async fn add(&self, domain: &DomainName) -> bool {
         let name = domain.as_str();
-        let Ok(_asking) = self.asking.try_acquire() else {
-            tracing::warn!(%name, "on-demand: too many asks at once; refused");
-            return false;
-        };
-        if !self.ask(name).await {
-            tracing::debug!(%name, "on-demand: the ask endpoint refused the name");
+        let default = || Target::Upstream(self.settings.upstream.clone());
+        let (allowed, target) = if self.rule_allows(domain) {
+            (Decision::AllowedByRule, default())
+        } else if let Some(ask) = &self.settings.ask {
+            let Ok(_asking) = self.asking.try_acquire() else {
+                tracing::warn!(%name, "on-demand: too many asks at once; refused");
+                return self.count(Decision::Busy);
+            };
+            let Some(target) = self.ask(ask, name).await else {
+                tracing::debug!(%name, "on-demand: the ask endpoint refused the name");
+                self.refuse(name);
+                return self.count(Decision::Refused);
+            };
+            (Decision::AllowedByAsk, target.unwrap_or_else(default))
+        } else {
             self.refuse(name);
-            return false;
-        }
+            return self.count(Decision::Refused);
+        };
         if !self.take_token() {
             tracing::warn!(%name, per_minute = self.settings.per_minute, "on-demand: the site rate is spent; refused for now");
-            return false;
+            return self.count(Decision::RateLimited);
         }
         let site = Site {
             domain: domain.clone(),
-            target: Target::Upstream(self.settings.upstream.clone()),
+            target,
             acme: true,
             hsts_max_age: porter_store::DEFAULT_HSTS_MAX_AGE,
             features: Default::default(),
@@ -164,8 +268,8 @@ impl OnDemand {
         };
         match self.store.add_site(site).await {
             Ok(()) | Err(StoreError::AlreadyExists(_)) => {
-                tracing::info!(%name, "on-demand: allowed; site added, obtaining its certificate");
-                true
+                tracing::info!(%name, by = DECISIONS[allowed as usize], "on-demand: allowed; site added, obtaining its certificate");
+                self.count(allowed)
             }
             Err(e) => {
                 tracing::error!(%name, error = %e, "on-demand: cannot add the site");
@@ -188,11 +292,12 @@ impl OnDemand {
         }
     }
 
-    /// `GET ask?domain=NAME`: whether it answered 200 in time.
-    async fn ask(&self, name: &str) -> bool {
-        let uri = &self.settings.ask;
+    /// `GET ask?domain=NAME`: `None` unless it answered 200 in time; with 200, where the
+    /// site's requests go when the answer says (`Porter-Upstream: HOST:PORT` or `Porter-App:
+    /// ID`; an answer naming something invalid refuses).
+    async fn ask(&self, uri: &http::Uri, name: &str) -> Option<Option<Target>> {
         let (Some(host), port) = (uri.host(), uri.port_u16().unwrap_or(80)) else {
-            return false;
+            return None;
         };
         let target = format!("{}?domain={name}", uri.path());
         let attempt = async {
@@ -206,19 +311,44 @@ impl OnDemand {
                 .body(Empty::<Bytes>::new())
                 .ok()?;
             let response = sender.send_request(request).await.ok()?;
-            Some(response.status() == http::StatusCode::OK)
+            Some((response.status(), answered_target(response.headers())))
         };
         match tokio::time::timeout(ASK_TIMEOUT, attempt).await {
-            Ok(Some(allowed)) => allowed,
+            Ok(Some((http::StatusCode::OK, Ok(target)))) => Some(target),
+            Ok(Some((http::StatusCode::OK, Err(e)))) => {
+                tracing::warn!(%name, endpoint = %uri, error = %e, "on-demand: the ask endpoint allowed the name with a target that cannot be used; refused");
+                None
+            }
+            Ok(Some(_)) => None,
             Ok(None) => {
                 tracing::warn!(%name, endpoint = %uri, "on-demand: the ask endpoint cannot be reached; refused");
-                false
+                None
             }
             Err(_) => {
                 tracing::warn!(%name, endpoint = %uri, "on-demand: the ask endpoint did not answer in time; refused");
-                false
+                None
             }
         }
+    }
+}
+
+/// The target an allowing answer names, if any.
+fn answered_target(headers: &http::HeaderMap) -> Result<Option<Target>, String> {
+    let text = |name: &str| -> Result<Option<&str>, String> {
+        headers
+            .get(name)
+            .map(|v| v.to_str().map_err(|_| format!("{name} is not text")))
+            .transpose()
+    };
+    match (text("porter-upstream")?, text("porter-app")?) {
+        (Some(_), Some(_)) => Err("it names both Porter-Upstream and Porter-App".into()),
+        (Some(upstream), None) => Upstream::parse(upstream.trim())
+            .map(|u| Some(Target::Upstream(u)))
+            .map_err(|e| e.to_string()),
+        (None, Some(app)) => AppId::parse(app.trim())
+            .map(|a| Some(Target::App(a)))
+            .map_err(|e| e.to_string()),
+        (None, None) => Ok(None),
     }
 }
 

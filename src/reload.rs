@@ -188,7 +188,8 @@ pub(crate) async fn run(
                     | Change::TicketKeys
                     | Change::App(_)
                     | Change::Challenges(_)
-                    | Change::DnsZone(_),
+                    | Change::DnsZone(_)
+                    | Change::OnDemandRules,
                 ) => {}
                 Err(RecvError::Lagged(_)) => full = true,
                 Err(RecvError::Closed) => return,

@@ -92,8 +92,8 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     }
     let sled = open_store(data_dir, &args, inherited.is_some())?;
     let store: Arc<dyn Store> = sled.clone();
-    if args.on_demand_ask.is_some() && acme.is_none() {
-        anyhow::bail!("--on-demand-ask obtains certificates over ACME: pass --acme-agree-tos too");
+    if args.on_demand_upstream.is_some() && acme.is_none() {
+        anyhow::bail!("on-demand TLS obtains certificates over ACME: pass --acme-agree-tos too");
     }
     let acme = acme
         .map(|config| porter_acme::AcmeWorker::new(store.clone(), config))
@@ -136,8 +136,24 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     let edge_stats: Vec<Arc<EdgeStats>> = (0..edge_thread_count(args.edge_threads))
         .map(|_| Arc::default())
         .collect();
+    let on_demand = args.on_demand_upstream.as_ref().map(|upstream| {
+        Arc::new(crate::on_demand::OnDemand::new(
+            crate::on_demand::Settings {
+                ask: args.on_demand_ask.clone(),
+                upstream: upstream.clone(),
+                per_minute: args.on_demand_rate,
+            },
+            store.clone(),
+        ))
+    });
+    if let Some(on_demand) = &on_demand {
+        let (rules, changes) = (on_demand.clone(), store.subscribe());
+        services.start("on-demand rules", Start::Now, |stop| {
+            rules.follow_rules(changes, stop)
+        });
+    }
     let edge = start_edge(
-        (&store, &sites),
+        (&store, &sites, on_demand.clone()),
         (&edge_stats, &shed),
         &args,
         (http, https),
@@ -152,7 +168,11 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         sites.clone(),
         shed,
         apps.clone(),
-        (acme.as_ref().map(|w| w.outcomes()), access_log.clone()),
+        crate::metrics::OptionalParts {
+            acme: acme.as_ref().map(|w| w.outcomes()),
+            access_log: access_log.clone(),
+            on_demand,
+        },
         usize::from(args.metrics_sites),
     ));
     let admin_ctx = Arc::new(admin::Context {
@@ -289,7 +309,11 @@ fn open_store(
 /// Starts the edge threads on the `http` and `https` listeners, and the services that keep
 /// what they serve current: the sites, the ACME challenge answers and the ticket keys.
 async fn start_edge(
-    (store, sites): (&Arc<dyn Store>, &Arc<reload::LiveSites>),
+    (store, sites, on_demand): (
+        &Arc<dyn Store>,
+        &Arc<reload::LiveSites>,
+        Option<Arc<crate::on_demand::OnDemand>>,
+    ),
     (edge_stats, shed): (&[Arc<EdgeStats>], &Arc<Shed>),
     args: &ServeArgs,
     (http, https): (TcpListener, TcpListener),
@@ -305,17 +329,6 @@ async fn start_edge(
     let tickets = tls::Keyring::open(store.as_ref(), args.tls_ticket_rotation).await?;
     let tls_config = tls::server_config(sites.clone(), default_sni.clone(), tickets.clone())?;
     let https_port = https.local_addr()?.port();
-    let on_demand = match (&args.on_demand_ask, &args.on_demand_upstream) {
-        (Some(ask), Some(upstream)) => Some(Arc::new(crate::on_demand::OnDemand::new(
-            crate::on_demand::Settings {
-                ask: ask.clone(),
-                upstream: upstream.clone(),
-                per_minute: args.on_demand_rate,
-            },
-            store.clone(),
-        ))),
-        _ => None,
-    };
     let bounds = &args.limits;
     let queue = |limit| Bounds {
         limit,

@@ -68,6 +68,12 @@ pub(crate) enum AdminCommand {
     RemoveDnsZone {
         zone: String,
     },
+    ListOnDemandRules,
+    /// `allow` true adds the rule, false removes it.
+    OnDemandRule {
+        rule: String,
+        allow: bool,
+    },
 }
 
 /// What a command answers; on the wire, the inner value as JSON.
@@ -88,6 +94,7 @@ pub(crate) enum Answer {
     Imported(Imported),
     DnsZones(Vec<ZoneView>),
     DnsZone(ZoneView),
+    OnDemandRules(Vec<String>),
 }
 
 /// A request the admin API does not know, or whose body does not fit.
@@ -139,6 +146,11 @@ impl AdminCommand {
             ListDnsZones => (Method::GET, "/v1/dns-zones".into(), None),
             PutDnsZone { zone, spec } => (Method::PUT, format!("/v1/dns-zones/{zone}"), json(spec)),
             RemoveDnsZone { zone } => (Method::DELETE, format!("/v1/dns-zones/{zone}"), None),
+            ListOnDemandRules => (Method::GET, "/v1/on-demand/rules".into(), None),
+            OnDemandRule { rule, allow } => {
+                let method = if *allow { Method::PUT } else { Method::DELETE };
+                (method, format!("/v1/on-demand/rules/{rule}"), None)
+            }
         }
     }
 
@@ -194,6 +206,13 @@ impl AdminCommand {
                 spec: serde_json::from_slice(body)?,
             },
             (&Method::DELETE, ["v1", "dns-zones", zone]) => RemoveDnsZone { zone: owned(zone) },
+            (&Method::GET, ["v1", "on-demand", "rules"]) => ListOnDemandRules,
+            (method @ (&Method::PUT | &Method::DELETE), ["v1", "on-demand", "rules", rule]) => {
+                OnDemandRule {
+                    rule: owned(rule),
+                    allow: method == Method::PUT,
+                }
+            }
             _ => {
                 return Err(NotACommand::Unknown {
                     method: method.clone(),
@@ -231,6 +250,7 @@ impl AdminCommand {
             },
             ListDnsZones => Answer::DnsZones(from(value)?),
             PutDnsZone { .. } => Answer::DnsZone(from(value)?),
+            ListOnDemandRules | OnDemandRule { .. } => Answer::OnDemandRules(from(value)?),
             RemoveSite { .. } | RemoveApp { .. } | RemoveDnsZone { .. } => Answer::Removed {
                 removed: from(value["removed"].clone())?,
             },
@@ -329,6 +349,7 @@ mod tests {
                 ocsp: Vec::new(),
                 ticket_keys: None,
                 dns_zones: Vec::new(),
+                on_demand_rules: Vec::new(),
             })),
             AdminCommand::ListDnsZones,
             AdminCommand::PutDnsZone {
@@ -343,6 +364,15 @@ mod tests {
             },
             AdminCommand::RemoveDnsZone {
                 zone: "a.test".into(),
+            },
+            AdminCommand::ListOnDemandRules,
+            AdminCommand::OnDemandRule {
+                rule: "a.test".into(),
+                allow: true,
+            },
+            AdminCommand::OnDemandRule {
+                rule: "a.test".into(),
+                allow: false,
             },
         ]
     }

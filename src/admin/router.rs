@@ -131,6 +131,13 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
             ops::dns::remove_zone(store, &zone).await?;
             Answer::Removed { removed: zone }
         }
+        C::ListOnDemandRules => Answer::OnDemandRules(ops::on_demand::rules(store).await?),
+        C::OnDemandRule { rule, allow: true } => {
+            Answer::OnDemandRules(ops::on_demand::allow(store, &rule).await?)
+        }
+        C::OnDemandRule { rule, allow: false } => {
+            Answer::OnDemandRules(ops::on_demand::disallow(store, &rule).await?)
+        }
         C::ExportStore => Answer::Backup(Box::new(ops::backup::export(store).await?)),
         C::ImportStore(backup) => Answer::Imported(ops::backup::import(store, *backup).await?),
         C::Status => {

@@ -13,6 +13,7 @@ pub(crate) use edge::{EdgeStats, HandshakeFailure, Listener};
 
 use crate::access_log::AccessLog;
 use crate::apps::Supervisor;
+use crate::on_demand::OnDemand;
 use crate::proxy::Shed;
 use crate::reload::LiveSites;
 use edge::{Histogram, SiteStats, BUCKETS, HANDSHAKE_FAILURES};
@@ -31,6 +32,13 @@ pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.
 /// The content type of the classic Prometheus text format (what `promtool` reads).
 pub(crate) const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The parts a server may run without, each counted when it runs.
+pub(crate) struct OptionalParts {
+    pub(crate) acme: Option<Arc<Outcomes>>,
+    pub(crate) access_log: Option<Arc<AccessLog>>,
+    pub(crate) on_demand: Option<Arc<OnDemand>>,
+}
+
 /// Everything a scrape reads.
 pub(crate) struct Metrics {
     edges: Vec<Arc<EdgeStats>>,
@@ -39,6 +47,7 @@ pub(crate) struct Metrics {
     apps: Arc<Supervisor>,
     acme: Option<Arc<Outcomes>>,
     access_log: Option<Arc<AccessLog>>,
+    on_demand: Option<Arc<OnDemand>>,
     /// Which sites have a label of their own.
     top: Mutex<TopSites>,
 }
@@ -50,7 +59,7 @@ impl Metrics {
         sites: Arc<LiveSites>,
         shed: Arc<Shed>,
         apps: Arc<Supervisor>,
-        (acme, access_log): (Option<Arc<Outcomes>>, Option<Arc<AccessLog>>),
+        optional: OptionalParts,
         top_sites: usize,
     ) -> Self {
         Metrics {
@@ -58,8 +67,9 @@ impl Metrics {
             sites,
             shed,
             apps,
-            acme,
-            access_log,
+            acme: optional.acme,
+            access_log: optional.access_log,
+            on_demand: optional.on_demand,
             top: Mutex::new(TopSites::new(top_sites)),
         }
     }
@@ -148,6 +158,11 @@ impl Metrics {
                 .as_ref()
                 .map(|o| (o.issued(), o.failed(), o.failures())),
             access_log_dropped: self.access_log.as_ref().map(|log| log.dropped()),
+            on_demand: self
+                .on_demand
+                .as_ref()
+                .map(|o| o.decisions().collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -202,6 +217,8 @@ struct Scrape {
     /// Issued, failed, and failures per domain.
     acme: Option<AcmeCounts>,
     access_log_dropped: Option<u64>,
+    /// On-demand TLS decisions (empty when it is off).
+    on_demand: Vec<(&'static str, u64)>,
 }
 
 /// A histogram's values, for `encode_histogram`.
@@ -390,6 +407,17 @@ impl Collector for Scrape {
                 Counter,
             )?
             .count(dropped)?;
+        }
+        if !self.on_demand.is_empty() {
+            let mut e = family(
+                &mut encoder,
+                "porter_on_demand_handshakes",
+                "On-demand TLS: handshakes for names Porter did not serve, by decision (allowed_by_rule, allowed_by_ask, refused, busy, rate_limited, failing).",
+                Counter,
+            )?;
+            for (decision, n) in &self.on_demand {
+                e.encode_family(&[("decision", *decision)])?.count(*n)?;
+            }
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! `porter store export` and `porter store import`: every lasting record of the store (apps,
 //! sites, certificates with their keys, ACME accounts and states, OCSP responses, TLS ticket
-//! keys, DNS zones with their TSIG keys) as one JSON document, for backups and for moving an installation. What is only in
+//! keys, DNS zones with their TSIG keys, on-demand rules) as one JSON document, for backups and for moving an installation. What is only in
 //! flight (challenge answers, renewal requests) is left out.
 
 use super::OpError;
@@ -28,6 +28,9 @@ pub(crate) struct Backup {
     /// Absent in backups made before DNS-01.
     #[serde(default)]
     pub(crate) dns_zones: Vec<DnsZone>,
+    /// Absent in backups made before on-demand rules.
+    #[serde(default)]
+    pub(crate) on_demand_rules: Vec<DomainName>,
 }
 
 /// What an import wrote.
@@ -51,6 +54,7 @@ pub(crate) async fn export(store: &dyn Store) -> Result<Backup, OpError> {
         ocsp: store.ocsp_records().await?,
         ticket_keys: store.ticket_keys().await?,
         dns_zones: store.dns_zones().await?,
+        on_demand_rules: store.on_demand_rules().await?,
     })
 }
 
@@ -99,6 +103,9 @@ pub(crate) async fn import(store: &dyn Store, backup: Backup) -> Result<Imported
     for zone in &backup.dns_zones {
         zone.validate().map_err(StoreError::from)?;
     }
+    for rule in &backup.on_demand_rules {
+        porter_store::validate_on_demand_rule(rule).map_err(StoreError::from)?;
+    }
     let imported = Imported {
         apps: backup.apps.len(),
         sites: backup.sites.len(),
@@ -108,6 +115,9 @@ pub(crate) async fn import(store: &dyn Store, backup: Backup) -> Result<Imported
     // Zones and apps before the sites that use them, sites before what belongs to them.
     for zone in backup.dns_zones {
         store.put_dns_zone(zone).await?;
+    }
+    for rule in backup.on_demand_rules {
+        store.allow_on_demand(rule).await?;
     }
     for app in backup.apps {
         store.add_app(app).await?;

@@ -6,6 +6,7 @@ pub(crate) mod backup;
 pub(crate) mod certs;
 pub(crate) mod dns;
 pub(crate) mod features;
+pub(crate) mod on_demand;
 pub(crate) mod status;
 
 use porter_store::{

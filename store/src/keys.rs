@@ -30,5 +30,7 @@ pub(crate) const APPS: &str = "apps";
 pub(crate) const OCSP: &str = "ocsp";
 /// Tree of [`crate::DnsZone`] records, keyed by the zone's apex.
 pub(crate) const DNS_ZONES: &str = "dns_zones";
+/// Tree of on-demand allow rules: the rule ([`crate::DomainName`]) as key and value.
+pub(crate) const ON_DEMAND_RULES: &str = "on_demand_rules";
 /// Key in [`META`] holding the [`crate::TicketKeys`].
 pub(crate) const TICKET_KEYS: &str = "tls_ticket_keys";

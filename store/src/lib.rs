@@ -21,6 +21,7 @@ mod error;
 mod features;
 mod keys;
 pub mod model;
+mod on_demand;
 mod sled_store;
 mod upstream;
 
@@ -38,6 +39,7 @@ pub use model::{
     SecretBytes, SecretText, Site, Target, TicketKey, TicketKeys, TlsAlpnChallenge,
     DEFAULT_HSTS_MAX_AGE,
 };
+pub use on_demand::{on_demand_allows, validate_on_demand_rule};
 pub use sled_store::{SledOptions, SledStore};
 pub use upstream::Upstream;
 
@@ -62,6 +64,8 @@ pub enum Change {
     Challenges(DomainName),
     /// The DNS zone with this apex was added, changed or removed.
     DnsZone(DomainName),
+    /// The on-demand allow rules changed.
+    OnDemandRules,
 }
 
 /// How the store is doing, for logs and status.
@@ -169,6 +173,13 @@ pub trait Store: Send + Sync + 'static {
     async fn put_dns_zone(&self, zone: DnsZone) -> Result<(), StoreError>;
     /// Removes the zone with apex `zone`; fails with [`StoreError::NotFound`] when there is none.
     async fn remove_dns_zone(&self, zone: &DomainName) -> Result<(), StoreError>;
+    /// The on-demand allow rules (see [`on_demand_allows`]), ordered.
+    async fn on_demand_rules(&self) -> Result<Vec<DomainName>, StoreError>;
+    /// Adds an on-demand allow rule (checked with [`validate_on_demand_rule`]); adding one that
+    /// exists changes nothing.
+    async fn allow_on_demand(&self, rule: DomainName) -> Result<(), StoreError>;
+    /// Removes an on-demand allow rule; fails with [`StoreError::NotFound`] when there is none.
+    async fn disallow_on_demand(&self, rule: &DomainName) -> Result<(), StoreError>;
     /// A receiver of every change committed from now on. A receiver that lags behind gets
     /// `RecvError::Lagged` and must re-read everything.
     fn subscribe(&self) -> broadcast::Receiver<Change>;

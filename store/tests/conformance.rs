@@ -66,6 +66,33 @@ async fn suite<S: Store>(fresh: impl Fn() -> S) {
     concurrent_writers_all_land(fresh()).await;
     acme_requests_swap_only_what_was_read(fresh()).await;
     dns_zones_add_replace_remove(fresh()).await;
+    on_demand_rules_add_and_remove(fresh()).await;
+}
+
+async fn on_demand_rules_add_and_remove(store: impl Store) {
+    let name = |n: &str| DomainName::parse(n).unwrap();
+    let mut changes = store.subscribe();
+    store.allow_on_demand(name("*.b.test")).await.unwrap();
+    store.allow_on_demand(name("a.test")).await.unwrap();
+    store.allow_on_demand(name("a.test")).await.unwrap();
+    assert_eq!(changes.try_recv().unwrap(), Change::OnDemandRules);
+    assert_eq!(
+        store.on_demand_rules().await.unwrap(),
+        vec![name("*.b.test"), name("a.test")]
+    );
+    assert!(matches!(
+        store.allow_on_demand(name("test")).await,
+        Err(StoreError::Invalid(_))
+    ));
+    store.disallow_on_demand(&name("a.test")).await.unwrap();
+    assert!(matches!(
+        store.disallow_on_demand(&name("a.test")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.on_demand_rules().await.unwrap(),
+        vec![name("*.b.test")]
+    );
 }
 
 async fn dns_zones_add_replace_remove(store: impl Store) {

@@ -506,6 +506,39 @@ impl Store for SledStore {
         .await
     }
 
+    async fn on_demand_rules(&self) -> Result<Vec<DomainName>, StoreError> {
+        self.read("on_demand_rules", |t| {
+            decode_all(t.on_demand.iter(), keys::ON_DEMAND_RULES)
+        })
+        .await
+    }
+
+    async fn allow_on_demand(&self, rule: DomainName) -> Result<(), StoreError> {
+        crate::validate_on_demand_rule(&rule)?;
+        self.write("allow_on_demand", move |t| {
+            t.on_demand
+                .insert(rule.as_str(), encode(&rule))
+                .map_err(backend)?;
+            Ok(vec![Change::OnDemandRules])
+        })
+        .await
+    }
+
+    async fn disallow_on_demand(&self, rule: &DomainName) -> Result<(), StoreError> {
+        let rule = rule.clone();
+        self.write("disallow_on_demand", move |t| {
+            if t.on_demand
+                .remove(rule.as_str())
+                .map_err(backend)?
+                .is_none()
+            {
+                return Err(StoreError::NotFound(format!("on-demand rule {rule}")));
+            }
+            Ok(vec![Change::OnDemandRules])
+        })
+        .await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes()
     }

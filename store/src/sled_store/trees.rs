@@ -24,6 +24,7 @@ pub(super) struct Trees {
     pub(super) ocsp: sled::Tree,
     pub(super) apps: sled::Tree,
     pub(super) dns_zones: sled::Tree,
+    pub(super) on_demand: sled::Tree,
 }
 
 impl Trees {
@@ -89,6 +90,7 @@ impl Trees {
             ocsp: db.open_tree(keys::OCSP).map_err(backend)?,
             apps: db.open_tree(keys::APPS).map_err(backend)?,
             dns_zones: db.open_tree(keys::DNS_ZONES).map_err(backend)?,
+            on_demand: db.open_tree(keys::ON_DEMAND_RULES).map_err(backend)?,
             db,
         })
     }
