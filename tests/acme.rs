@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::acme::{cert_row, free_port, Edge, Pebble, PebbleOptions, Via};
+use common::acme::{cert_row, free_port, AcmeFront, Edge, Pebble, PebbleOptions, Via};
 use common::*;
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
@@ -347,7 +347,7 @@ fn a_ca_that_forgot_its_accounts_gets_a_new_one_and_issuance_carries_on() {
 }
 
 #[test]
-fn a_name_the_first_ca_refuses_comes_from_the_next_and_status_says_which() {
+fn a_name_the_first_ca_refuses_comes_from_the_next_whose_ari_window_it_follows() {
     let dir = tempfile::tempdir().unwrap();
     let (http, https) = (free_port(), free_port());
     let refusing = Pebble::start(
@@ -358,6 +358,10 @@ fn a_name_the_first_ca_refuses_comes_from_the_next_and_status_says_which() {
         },
     );
     let second = Pebble::start(&dir.path().join("second"), PebbleOptions::new(http, https));
+    // The second CA offers ARI (through the test's front), with a window of its own.
+    let second_front = AcmeFront::start(&second, true);
+    let window = (now() + 600, now() + 900);
+    second_front.state.lock().unwrap().window = Some(window);
     // One file with both CAs' HTTPS roots.
     let roots = dir.path().join("roots.pem");
     let pem = |path: &std::path::Path| std::fs::read_to_string(path).unwrap();
@@ -371,7 +375,7 @@ fn a_name_the_first_ca_refuses_comes_from_the_next_and_status_says_which() {
             "--acme-directory",
             &refusing.directory,
             "--acme-directory",
-            &second.directory,
+            &second_front.directory,
             "--acme-ca-root",
             roots.to_str().unwrap(),
             "--acme-fallback-after",
@@ -383,16 +387,37 @@ fn a_name_the_first_ca_refuses_comes_from_the_next_and_status_says_which() {
         ],
     );
     let status = |domain: &str| cert_row(&porter, domain);
-    let host = |pebble: &Pebble| pebble.listen.to_string();
     porter.ok(&["site", "add", "fallback.test", "--upstream", &backend.addr]);
     porter.ok(&["site", "add", "first.test", "--upstream", &backend.addr]);
     wait_until(Duration::from_secs(30), "both are issued", || {
         status("fallback.test")["status"] == "valid" && status("first.test")["status"] == "valid"
     });
     let row = status("fallback.test");
-    assert_eq!(row["ca"], host(&second), "from the second CA: {row}");
+    let front_host = second_front.directory.trim_start_matches("https://");
+    assert!(
+        front_host.starts_with(row["ca"].as_str().unwrap()),
+        "from the second CA: {row}"
+    );
     let row = status("first.test");
-    assert_eq!(row["ca"], host(&refusing), "from the first CA: {row}");
+    assert_eq!(
+        row["ca"],
+        refusing.listen.to_string(),
+        "from the first CA: {row}"
+    );
+    assert_eq!(
+        row["renew_why"], "lifetime ratio",
+        "the first has no ARI: {row}"
+    );
+    // The second CA's certificate follows the second CA's renewal window.
+    wait_until(
+        Duration::from_secs(10),
+        "the second CA's window is used",
+        || {
+            let row = status("fallback.test");
+            row["renew_why"] == "ARI window"
+                && (window.0..=window.1).contains(&unix(&row["renew_at"]))
+        },
+    );
 }
 
 #[test]

@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 /// One CA the worker orders from.
 struct Ca {
     config: Config,
+    /// Whether it offers ARI (RFC 9773); learned at start.
+    ari: bool,
     /// Created on first need, then reused.
     account: Mutex<Option<Account>>,
     /// The id of an account the CA no longer knows: the stored one, if it is this, is replaced
@@ -42,8 +44,6 @@ struct Worker {
     /// The CAs in the order they are tried (at least one).
     cas: Vec<Ca>,
     http: PacedClient,
-    /// Whether the first CA offers ARI; learned at start.
-    ari: bool,
     outcomes: Arc<Outcomes>,
 }
 
@@ -83,32 +83,31 @@ impl AcmeWorker {
             http,
             outcomes,
         } = self;
-        let ari = match http.directory_has_ari(&config.directory).await {
-            Ok(ari) => ari,
-            Err(e) => {
-                tracing::warn!(directory = %config.directory, error = %e, "cannot read the ACME directory yet; assuming no ARI");
-                false
-            }
-        };
-        let cas: Vec<Ca> = config
-            .per_ca()
-            .into_iter()
-            .map(|config| Ca {
+        let mut cas = Vec::new();
+        for config in config.per_ca() {
+            let ari = match http.directory_has_ari(&config.directory).await {
+                Ok(ari) => ari,
+                Err(e) => {
+                    tracing::warn!(directory = %config.directory, error = %e, "cannot read the ACME directory yet; assuming no ARI");
+                    false
+                }
+            };
+            cas.push(Ca {
                 config,
+                ari,
                 account: Mutex::new(None),
                 gone: std::sync::Mutex::default(),
-            })
-            .collect();
-        let fallbacks: Vec<&str> = cas[1..]
+            });
+        }
+        let with_ari: Vec<(&str, bool)> = cas
             .iter()
-            .map(|c| c.config.directory.as_str())
+            .map(|c| (c.config.directory.as_str(), c.ari))
             .collect();
-        tracing::info!(directory = %config.directory, ari, ?fallbacks, "ACME worker started");
+        tracing::info!(cas = ?with_ari, "ACME worker started (CAs in the order tried, with whether they offer ARI)");
         let worker = Arc::new(Worker {
             store,
             cas,
             http,
-            ari,
             outcomes,
         });
         worker.run(shutdown).await;
@@ -134,8 +133,8 @@ async fn revoke(account: &Account, directory: &str, leaves: &[Vec<u8>]) -> Resul
     Ok(())
 }
 
-/// When `site` needs the worker next, if ever (`zones`: the DNS zones, without which a
-/// wildcard cannot be validated).
+/// When `site` needs the worker next, if ever (`ari`: whether the CA that issued `cert` offers
+/// ARI; `zones`: the DNS zones, without which a wildcard cannot be validated).
 fn due_at(
     site: &Site,
     cert: Option<&CertRecord>,
@@ -259,7 +258,7 @@ impl Worker {
                 cert.as_ref(),
                 &state,
                 request.as_ref(),
-                (self.ari, &zones),
+                (self.issuer(cert.as_ref()).ari, &zones),
                 unix_now(),
             ))
         };
@@ -291,7 +290,8 @@ impl Worker {
         let mut consider = |site: Site, cert: Option<&CertRecord>| {
             let state = states.remove(&site.domain).unwrap_or_default();
             let request = requests.get(&site.domain);
-            if let Some(at) = due_at(&site, cert, &state, request, (self.ari, &zones), now) {
+            let ari = self.issuer(cert).ari;
+            if let Some(at) = due_at(&site, cert, &state, request, (ari, &zones), now) {
                 plan.push((site.domain, at));
             }
         };
@@ -345,7 +345,7 @@ impl Worker {
             cert.as_ref(),
             &state,
             asked.as_ref(),
-            (self.ari, &zones),
+            (self.issuer(cert.as_ref()).ari, &zones),
             now,
         );
         if due.is_none_or(|at| at > now) {
@@ -354,8 +354,7 @@ impl Worker {
         // ARI and revocations go to the CA that issued the certificate; new orders to the CA
         // the attempts are at (the first, unless its orders kept failing).
         let issuer = self.issuer(cert.as_ref());
-        let from_first = std::ptr::eq(issuer, &self.cas[0]);
-        if let (Some(cert), true) = (&cert, self.ari && from_first) {
+        if let (Some(cert), true) = (&cert, issuer.ari) {
             if state
                 .ari
                 .as_ref()
@@ -403,7 +402,7 @@ impl Worker {
         // `replaces` (RFC 9773) names a certificate of the same CA.
         let replaces = cert
             .as_ref()
-            .filter(|_| self.ari && from_first && std::ptr::eq(ca, &self.cas[0]))
+            .filter(|_| issuer.ari && std::ptr::eq(ca, issuer))
             .and_then(|c| {
                 CertificateIdentifier::try_from(&CertificateDer::from(c.chain[0].clone())).ok()
             })
