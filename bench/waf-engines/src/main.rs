@@ -260,7 +260,12 @@ fn main() {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(4);
-    let conf = config(setup, rules_dir, paranoia);
+    let mut conf = config(setup, rules_dir, paranoia);
+    // More directives after the rules, for experiments (`SecRuleRemoveById 901321`, ...).
+    if let Ok(extra) = std::env::var("WAF_EXTRA") {
+        conf.push_str(&extra);
+        conf.push('\n');
+    }
     if std::env::var_os("WAF_CHECK_FILES").is_some() {
         // Which CRS file each engine cannot load, one at a time (with the setup before it).
         let mut files: Vec<_> = std::fs::read_dir(rules_dir)
