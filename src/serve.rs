@@ -341,6 +341,7 @@ async fn start_edge(
         (bounds.rate_per_client, bounds.rate_burst),
         shed.clone(),
     ));
+    let wp_logins = Arc::new(crate::proxy::LoginRates::new(0, 0));
     let edges = edge_stats
         .iter()
         .map(|stats| {
@@ -360,6 +361,7 @@ async fn start_edge(
                 crowded: tokio::sync::Notify::new(),
                 access_log: access_log.clone(),
                 on_demand: on_demand.clone(),
+                wp_logins: wp_logins.clone(),
             })
         })
         .collect::<Vec<_>>();

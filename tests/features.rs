@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 /// What curl got.
 struct Fetched {
@@ -588,4 +589,87 @@ fn spoofed_client_address_headers_never_reach_the_upstream() {
     assert_eq!(headers["x-forwarded-host"], "spoof.test", "{seen}");
     assert!(headers.get("forwarded").is_none(), "{seen}");
     assert!(!got.body.windows(11).any(|w| w == b"203.0.113.9"), "{seen}");
+}
+
+#[test]
+fn wordpress_login_guessing_is_limited_per_client_and_site() {
+    let s = setup();
+    s.site("wp.test", &["--wp-login-limit", "5"]);
+    s.site("other.test", &["--wp-login-limit", "5"]);
+    let post = |host: &str, path: &str, source: &str| {
+        s.http(
+            host,
+            path,
+            &[
+                "--interface",
+                source,
+                "-X",
+                "POST",
+                "-d",
+                "log=admin&pwd=guess",
+            ],
+        )
+    };
+    for _ in 0..5 {
+        assert_eq!(post("wp.test", "/wp-login.php", "127.0.0.2").status, 200);
+    }
+    let limited = post("wp.test", "/wp-login.php", "127.0.0.2");
+    assert_eq!(limited.status, 429);
+    let wait: u64 = limited.headers["retry-after"].parse().unwrap();
+    assert!((1..=12).contains(&wait), "Retry-After {wait}");
+    // The same budget for xmlrpc.php and however the path is written.
+    for path in ["/xmlrpc.php", "/WP%2Dlogin.php", "/blog/wp-login.php"] {
+        assert_eq!(post("wp.test", path, "127.0.0.2").status, 429, "{path}");
+    }
+    // Only POSTs to the login scripts count; other clients and other sites have their own.
+    let get = s.http("wp.test", "/wp-login.php", &["--interface", "127.0.0.2"]);
+    assert_eq!(get.status, 200);
+    assert_eq!(
+        post("wp.test", "/wp-admin/admin-ajax.php", "127.0.0.2").status,
+        200
+    );
+    assert_eq!(post("wp.test", "/wp-login.php", "127.0.0.3").status, 200);
+    assert_eq!(post("other.test", "/wp-login.php", "127.0.0.2").status, 200);
+
+    // Twenty guesses at once from one client: five go through.
+    let url = format!("http://{}/wp-login.php", s.porter.http);
+    let statuses: Vec<String> = std::thread::scope(|scope| {
+        let guesses: Vec<_> = (0..20)
+            .map(|_| {
+                scope.spawn(|| {
+                    status_code(&[
+                        "-H",
+                        "Host: wp.test",
+                        "--interface",
+                        "127.0.0.4",
+                        "-d",
+                        "pwd=x",
+                        &url,
+                    ])
+                })
+            })
+            .collect();
+        guesses.into_iter().map(|g| g.join().unwrap()).collect()
+    });
+    let passed = statuses.iter().filter(|s| *s == "200").count();
+    let limited = statuses.iter().filter(|s| *s == "429").count();
+    // (One more may pass if the test runs slowly enough for the bucket to refill: 1 in 12 s.)
+    assert!(
+        (5..=6).contains(&passed) && passed + limited == 20,
+        "{statuses:?}"
+    );
+
+    // Out of range is refused and changes nothing; the limit can be lifted.
+    for bad in ["0", "601", "many"] {
+        let out = s
+            .porter
+            .cli(&["site", "update", "wp.test", "--wp-login-limit", bad]);
+        assert!(!out.status.success(), "--wp-login-limit {bad}");
+    }
+    assert!(s.porter.ok(&["site", "list"]).contains("wp-login 5/min"));
+    s.porter
+        .ok(&["site", "update", "wp.test", "--no-wp-login-limit"]);
+    wait_until(Duration::from_secs(5), "the limit is lifted", || {
+        post("wp.test", "/wp-login.php", "127.0.0.2").status == 200
+    });
 }

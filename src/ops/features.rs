@@ -82,6 +82,15 @@ pub(crate) struct FeatureChange {
     #[serde(default, skip_serializing_if = "is_false")]
     #[arg(long, conflicts_with = "error_page_files")]
     pub(crate) no_error_pages: bool,
+    /// At most N `POST /wp-login.php` and `/xmlrpc.php` a minute per client (429 with
+    /// Retry-After beyond), against password guessing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_name = "N")]
+    pub(crate) wp_login_limit: Option<u32>,
+    /// Remove the WordPress login limit.
+    #[serde(default, skip_serializing_if = "is_false")]
+    #[arg(long, conflicts_with = "wp_login_limit")]
+    pub(crate) no_wp_login_limit: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -190,6 +199,11 @@ impl FeatureChange {
                 next.error_pages.insert(status, page);
             }
         }
+        if let Some(limit) = self.wp_login_limit {
+            next.wp_login_limit = Some(limit);
+        } else if self.no_wp_login_limit {
+            next.wp_login_limit = None;
+        }
         next.validate().map_err(StoreError::from)?;
         *features = next;
         Ok(())
@@ -215,6 +229,8 @@ pub(crate) struct FeaturesView {
     /// The statuses that have a page.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) error_pages: Vec<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) wp_login_limit: Option<u32>,
 }
 
 /// A basic auth user, without the hash.
@@ -233,6 +249,7 @@ impl FeaturesView {
             && self.allow.is_empty()
             && self.deny.is_empty()
             && self.error_pages.is_empty()
+            && self.wp_login_limit.is_none()
     }
 
     /// A short line for tables: `compress, www->apex, 2 redirects, auth /admin, ...`.
@@ -264,6 +281,9 @@ impl FeaturesView {
             let statuses: Vec<String> = self.error_pages.iter().map(u16::to_string).collect();
             parts.push(format!("pages {}", statuses.join(",")));
         }
+        if let Some(limit) = self.wp_login_limit {
+            parts.push(format!("wp-login {limit}/min"));
+        }
         if parts.is_empty() {
             "-".into()
         } else {
@@ -289,6 +309,7 @@ impl From<&Features> for FeaturesView {
             allow: f.allow.clone(),
             deny: f.deny.clone(),
             error_pages: f.error_pages.keys().copied().collect(),
+            wp_login_limit: f.wp_login_limit,
         }
     }
 }

@@ -29,6 +29,7 @@ mod route;
 mod shed;
 mod threads;
 mod upgrade;
+mod wp_login;
 
 pub(crate) use admission::Admission;
 pub(crate) use basic_auth::{check_hash, hash as hash_password};
@@ -42,6 +43,7 @@ pub(crate) use rate::Rates;
 pub(crate) use request::handle;
 pub(crate) use shed::Shed;
 pub(crate) use threads::{EdgeThreads, Shared as EdgeShared};
+pub(crate) use wp_login::LoginRates;
 
 use crate::reload::LiveSites;
 use arc_swap::ArcSwap;
@@ -75,6 +77,8 @@ pub(crate) struct Edge {
     pub(crate) stats: Arc<crate::metrics::EdgeStats>,
     /// On-demand TLS for names not served yet, when on.
     pub(crate) on_demand: Option<Arc<crate::on_demand::OnDemand>>,
+    /// WordPress login attempts, shared by every edge thread.
+    pub(crate) wp_logins: Arc<LoginRates>,
 }
 
 /// What is known of the connection a request came on.

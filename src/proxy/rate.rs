@@ -60,14 +60,19 @@ impl<K: Hash + Eq> Rates<K> {
 
     /// Takes a token for `key`, or says how long until one is there.
     pub(crate) fn take(&self, key: K) -> Result<(), Duration> {
-        if self.rate == 0.0 {
+        self.take_at(key, self.rate, self.burst)
+    }
+
+    /// [`Rates::take`] at a rate of the caller's (tokens a second, `burst` at once), for
+    /// tables whose keys each carry their own rate.
+    pub(crate) fn take_at(&self, key: K, rate: f64, burst: f64) -> Result<(), Duration> {
+        if rate == 0.0 {
             return Ok(());
         }
         let now = Instant::now();
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let Table { buckets, warned } = &mut *table;
         if !buckets.contains_key(&key) && buckets.len() >= MAX_BUCKETS {
-            let (rate, burst) = (self.rate, self.burst);
             buckets.retain(|_, bucket| bucket.refilled(now, rate, burst) < burst);
             if buckets.len() >= MAX_BUCKETS {
                 if warned.is_none_or(|at| now.duration_since(at) > Duration::from_secs(60)) {
@@ -81,17 +86,17 @@ impl<K: Hash + Eq> Rates<K> {
             }
         }
         let bucket = buckets.entry(key).or_insert(Bucket {
-            tokens: self.burst,
+            tokens: burst,
             at: now,
         });
-        let tokens = bucket.refilled(now, self.rate, self.burst);
+        let tokens = bucket.refilled(now, rate, burst);
         bucket.at = now;
         if tokens >= 1.0 {
             bucket.tokens = tokens - 1.0;
             Ok(())
         } else {
             bucket.tokens = tokens;
-            Err(Duration::from_secs_f64((1.0 - tokens) / self.rate))
+            Err(Duration::from_secs_f64((1.0 - tokens) / rate))
         }
     }
 }

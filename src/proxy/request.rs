@@ -82,7 +82,7 @@ async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, req: Request<Incoming>) -> Serv
         true => {
             let featured = Arc::clone(&site);
             let features = featured.features.as_deref().expect("checked above");
-            let gated = gate(features, &site, &conn, &req).await;
+            let gated = gate((features, &edge.wp_logins), &site, &conn, &req).await;
             let response = match gated {
                 Ok(()) => forward(edge, conn, site, req, &mut upstream).await,
                 Err(own) => Err(own),
@@ -228,9 +228,10 @@ async fn route(edge: &Edge, conn: &Conn, req: &Request<Incoming>) -> Result<Arc<
 }
 
 /// What a site's features say before anything else is done: its address lists, then its
-/// redirects, then its basic auth.
+/// redirects, then its basic auth, then its WordPress login limit (counting only what would
+/// reach the upstream).
 async fn gate<B>(
-    features: &Features,
+    (features, wp_logins): (&Features, &super::LoginRates),
     site: &SiteEntry,
     conn: &Conn,
     req: &Request<B>,
@@ -242,7 +243,8 @@ async fn gate<B>(
     if let Some(redirect) = redirect::answer(features, req, &host, conn.tls_name.is_some()) {
         return Err(redirect);
     }
-    basic_auth::check(&site.domain, features, req).await
+    basic_auth::check(&site.domain, features, req).await?;
+    super::wp_login::check(wp_logins, features, (&site.domain, conn.peer), req)
 }
 
 /// Whether the request may go on.

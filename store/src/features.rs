@@ -1,5 +1,6 @@
 //! A site's HTTP features, each off by default: response compression, redirects (canonical
-//! host and path rules), basic auth, client address allow/deny lists and custom error pages.
+//! host and path rules), basic auth, client address allow/deny lists, custom error pages and
+//! the WordPress login rate.
 //! [`Features::validate`] holds what the edge relies on, so nothing it cannot serve is stored.
 
 use crate::error::InvalidInput;
@@ -40,7 +41,15 @@ pub struct Features {
     /// Pages (HTML) for Porter's own answers, by status.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub error_pages: BTreeMap<u16, String>,
+    /// `POST /wp-login.php` and `/xmlrpc.php` a minute per client, at most (password
+    /// guessing); `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wp_login_limit: Option<u32>,
 }
+
+/// The highest WordPress login rate a site may set, a minute: beyond it the limit stops no
+/// guessing.
+const MAX_WP_LOGIN_LIMIT: u32 = 600;
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -212,6 +221,13 @@ impl Features {
         }
         for credential in &self.basic_auth {
             credential.check().map_err(bad)?;
+        }
+        if let Some(limit) = self.wp_login_limit {
+            if !(1..=MAX_WP_LOGIN_LIMIT).contains(&limit) {
+                return Err(bad(format!(
+                    "the WordPress login limit is 1 to {MAX_WP_LOGIN_LIMIT} a minute, not {limit}"
+                )));
+            }
         }
         for (status, page) in &self.error_pages {
             if !ERROR_PAGE_STATUSES.contains(status) {

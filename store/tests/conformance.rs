@@ -347,6 +347,7 @@ async fn sites_update_in_place(store: impl Store) {
         ],
         deny: vec!["10.1.0.0/16".parse().unwrap()],
         error_pages: [(502, "<h1>down</h1>".to_owned())].into(),
+        wp_login_limit: Some(10),
     };
     store.update_site(changed.clone()).await.unwrap();
     assert_eq!(
@@ -356,11 +357,15 @@ async fn sites_update_in_place(store: impl Store) {
     // Features the edge cannot serve are refused, and change nothing.
     let mut bad = changed.clone();
     bad.features.error_pages.insert(200, "ok".into());
-    let refused = store.update_site(bad).await;
-    assert!(
-        matches!(refused, Err(StoreError::Invalid(_))),
-        "{refused:?}"
-    );
+    let mut unlimited = changed.clone();
+    unlimited.features.wp_login_limit = Some(0);
+    for bad in [bad, unlimited] {
+        let refused = store.update_site(bad).await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid(_))),
+            "{refused:?}"
+        );
+    }
     assert_eq!(store.site(&changed.domain).await.unwrap(), Some(changed));
 }
 
