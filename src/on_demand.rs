@@ -52,15 +52,33 @@ enum Decision {
     Failing,
 }
 
-/// The metric label of each [`Decision`], in order.
-const DECISIONS: [&str; 6] = [
-    "allowed_by_rule",
-    "allowed_by_ask",
-    "refused",
-    "busy",
-    "rate_limited",
-    "failing",
-];
+impl Decision {
+    /// Every decision, in the order of [`OnDemand::decisions`].
+    const ALL: [Decision; 6] = [
+        Decision::AllowedByRule,
+        Decision::AllowedByAsk,
+        Decision::Refused,
+        Decision::Busy,
+        Decision::RateLimited,
+        Decision::Failing,
+    ];
+
+    /// Its metric label.
+    fn label(self) -> &'static str {
+        match self {
+            Decision::AllowedByRule => "allowed_by_rule",
+            Decision::AllowedByAsk => "allowed_by_ask",
+            Decision::Refused => "refused",
+            Decision::Busy => "busy",
+            Decision::RateLimited => "rate_limited",
+            Decision::Failing => "failing",
+        }
+    }
+
+    fn allows(self) -> bool {
+        matches!(self, Decision::AllowedByRule | Decision::AllowedByAsk)
+    }
+}
 
 /// What `serve` is told.
 #[derive(Debug, Clone)]
@@ -98,7 +116,7 @@ pub(crate) struct OnDemand {
     /// The operator's allow rules, as the store last had them.
     rules: RwLock<Vec<DomainName>>,
     /// Handshakes by [`Decision`].
-    decisions: [AtomicU64; DECISIONS.len()],
+    decisions: [AtomicU64; Decision::ALL.len()],
 }
 
 impl OnDemand {
@@ -118,15 +136,18 @@ impl OnDemand {
 
     /// Handshakes for unknown names since the start, by decision.
     pub(crate) fn decisions(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        DECISIONS
-            .iter()
-            .zip(&self.decisions)
-            .map(|(label, n)| (*label, n.load(Ordering::Relaxed)))
+        Decision::ALL.iter().map(|d| {
+            (
+                d.label(),
+                self.decisions[*d as usize].load(Ordering::Relaxed),
+            )
+        })
     }
 
-    fn count(&self, decision: Decision) -> bool {
+    /// Counts `decision` for the metrics, and says whether it lets the handshake go on.
+    fn decided(&self, decision: Decision) -> bool {
         self.decisions[decision as usize].fetch_add(1, Ordering::Relaxed);
-        matches!(decision, Decision::AllowedByRule | Decision::AllowedByAsk)
+        decision.allows()
     }
 
     /// Keeps the allow rules as the store has them, until `stop` (read in full at the start,
@@ -142,6 +163,11 @@ impl OnDemand {
                 match self.store.on_demand_rules().await {
                     Ok(rules) => {
                         *self.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+                        // A name refused under the old rules may be allowed now.
+                        self.refused
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .clear();
                         stale = false;
                     }
                     Err(e) => {
@@ -173,13 +199,13 @@ impl OnDemand {
     /// handshake. The caller bounds the wait (the handshake timeout).
     pub(crate) async fn obtain(&self, name: &str, sites: &LiveSites) -> bool {
         if name.contains('*') {
-            return self.count(Decision::Refused);
+            return self.decided(Decision::Refused);
         }
         let Ok(domain) = DomainName::parse(name) else {
-            return self.count(Decision::Refused);
+            return self.decided(Decision::Refused);
         };
         if self.still_refused(name) {
-            return self.count(Decision::Refused);
+            return self.decided(Decision::Refused);
         }
         let gate = self.gate(name);
         let _turn = gate.lock().await;
@@ -190,7 +216,7 @@ impl OnDemand {
         if sites.current().site(name).is_some() {
             // Added before: its order is under way, unless it is failing.
             if self.failing(&domain).await {
-                return self.count(Decision::Failing);
+                return self.decided(Decision::Failing);
             }
         } else if !self.add(&domain).await {
             return false;
@@ -242,21 +268,21 @@ impl OnDemand {
         } else if let Some(ask) = &self.settings.ask {
             let Ok(_asking) = self.asking.try_acquire() else {
                 tracing::warn!(%name, "on-demand: too many asks at once; refused");
-                return self.count(Decision::Busy);
+                return self.decided(Decision::Busy);
             };
             let Some(target) = self.ask(ask, name).await else {
                 tracing::debug!(%name, "on-demand: the ask endpoint refused the name");
                 self.refuse(name);
-                return self.count(Decision::Refused);
+                return self.decided(Decision::Refused);
             };
             (Decision::AllowedByAsk, target.unwrap_or_else(default))
         } else {
             self.refuse(name);
-            return self.count(Decision::Refused);
+            return self.decided(Decision::Refused);
         };
         if !self.take_token() {
             tracing::warn!(%name, per_minute = self.settings.per_minute, "on-demand: the site rate is spent; refused for now");
-            return self.count(Decision::RateLimited);
+            return self.decided(Decision::RateLimited);
         }
         let site = Site {
             domain: domain.clone(),
@@ -268,8 +294,8 @@ impl OnDemand {
         };
         match self.store.add_site(site).await {
             Ok(()) | Err(StoreError::AlreadyExists(_)) => {
-                tracing::info!(%name, by = DECISIONS[allowed as usize], "on-demand: allowed; site added, obtaining its certificate");
-                self.count(allowed)
+                tracing::info!(%name, by = allowed.label(), "on-demand: allowed; site added, obtaining its certificate");
+                self.decided(allowed)
             }
             Err(e) => {
                 tracing::error!(%name, error = %e, "on-demand: cannot add the site");

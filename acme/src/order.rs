@@ -1,7 +1,7 @@
 //! One certificate over ACME (RFC 8555 section 7.4): resume the order a crash interrupted or
-//! place a new one, answer its challenges (the preferred type first, another when that
-//! fails; a wildcard over DNS-01 only), then finalize with a fresh key that is stored before the CSR leaves, so that a
-//! certificate issued while Porter was down is still usable.
+//! place a new one, answer its challenges (the preferred type first, another when that fails;
+//! a wildcard over DNS-01 only), then finalize with a fresh key that is stored before the CSR
+//! leaves, so that a certificate issued while Porter was down is still usable.
 
 use crate::challenge;
 use crate::config::{ChallengeKind, Config};
@@ -27,6 +27,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) account: &'a Account,
     pub(crate) config: &'a Config,
+    /// The DNS zones, as read when the attempt started.
+    pub(crate) zones: &'a [DnsZone],
     /// The moment the attempt started (Unix seconds).
     pub(crate) now: i64,
 }
@@ -213,15 +215,11 @@ async fn validate(
         detail,
     };
     let zone = match kind {
-        ChallengeKind::Dns01 => {
-            let zones = ctx.store.dns_zones().await?;
-            let zone = DnsZone::for_name(&zones, domain).cloned().ok_or_else(|| {
-                fail(format!(
-                    "no DNS zone covers {domain}: add its zone with `porter dns add`"
-                ))
-            })?;
-            Some(zone)
-        }
+        ChallengeKind::Dns01 => Some(DnsZone::for_name(ctx.zones, domain).ok_or_else(|| {
+            fail(format!(
+                "no DNS zone covers {domain}: add its zone with `porter dns add`"
+            ))
+        })?),
         _ => None,
     };
     let directory = &ctx.config.directory;
@@ -248,7 +246,7 @@ async fn validate(
                 ctx.store.put_tls_alpn(record).await?;
             }
             ChallengeKind::Dns01 => {
-                let zone = zone.as_ref().expect("read above for DNS-01");
+                let zone = zone.expect("read above for DNS-01");
                 let instant_acme::Identifier::Dns(name) = challenge.identifier().identifier else {
                     return Err(fail(
                         "the CA asked about an identifier that is not a name".into(),
@@ -292,10 +290,9 @@ async fn remove_dns_records(
     if state.dns_records.is_empty() {
         return Ok(());
     }
-    let zones = ctx.store.dns_zones().await?;
     let mut kept = Vec::new();
     for record in std::mem::take(&mut state.dns_records) {
-        let Some(zone) = zones.iter().find(|z| z.zone == record.zone) else {
+        let Some(zone) = ctx.zones.iter().find(|z| z.zone == record.zone) else {
             tracing::warn!(%domain, zone = %record.zone, name = %record.name, "the zone is no longer configured: its challenge record is left to its owner");
             continue;
         };

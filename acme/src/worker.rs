@@ -143,8 +143,7 @@ fn due_at(
     (ari, zones): (bool, &[DnsZone]),
     now: i64,
 ) -> Option<i64> {
-    if !site.acme || (site.domain.is_wildcard() && DnsZone::for_name(zones, &site.domain).is_none())
-    {
+    if !site.acme || DnsZone::wildcard_without_zone(zones, &site.domain) {
         return None;
     }
     if cert.is_some_and(|c| c.source == CertSource::Imported) {
@@ -340,20 +339,20 @@ impl Worker {
         let asked = store.acme_request(domain).await?;
         let zones = store.dns_zones().await?;
         let now = unix_now();
+        // ARI and revocations go to the CA that issued the certificate; new orders to the CA
+        // the attempts are at (the first, unless its orders kept failing).
+        let issuer = self.issuer(cert.as_ref());
         let due = due_at(
             &site,
             cert.as_ref(),
             &state,
             asked.as_ref(),
-            (self.issuer(cert.as_ref()).ari, &zones),
+            (issuer.ari, &zones),
             now,
         );
         if due.is_none_or(|at| at > now) {
             return Ok(());
         }
-        // ARI and revocations go to the CA that issued the certificate; new orders to the CA
-        // the attempts are at (the first, unless its orders kept failing).
-        let issuer = self.issuer(cert.as_ref());
         if let (Some(cert), true) = (&cert, issuer.ari) {
             if state
                 .ari
@@ -411,6 +410,7 @@ impl Worker {
             store,
             account: &account,
             config: &ca.config,
+            zones: &zones,
             now,
         };
         let preferred = order::preferred(domain, site.challenge, &state, &ca.config);

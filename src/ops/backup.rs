@@ -1,7 +1,8 @@
 //! `porter store export` and `porter store import`: every lasting record of the store (apps,
 //! sites, certificates with their keys, ACME accounts and states, OCSP responses, TLS ticket
-//! keys, DNS zones with their TSIG keys, on-demand rules) as one JSON document, for backups and for moving an installation. What is only in
-//! flight (challenge answers, renewal requests) is left out.
+//! keys, DNS zones with their TSIG keys, on-demand rules) as one JSON document, for backups and
+//! for moving an installation. What is only in flight (challenge answers, renewal requests) is
+//! left out.
 
 use super::OpError;
 use porter_store::{

@@ -158,7 +158,7 @@ fn cert_view(
         order_in_flight: state.pending.is_some(),
         ..CertView::default()
     };
-    let no_zone = site.domain.is_wildcard() && DnsZone::for_name(zones, &site.domain).is_none();
+    let no_zone = DnsZone::wildcard_without_zone(zones, &site.domain);
     let acme_managed = site.acme && !no_zone;
     match cert {
         Some(cert) => {
@@ -315,7 +315,7 @@ pub(crate) async fn request_acme(
         ));
     }
     let zones = store.dns_zones().await?;
-    if domain.is_wildcard() && DnsZone::for_name(&zones, &domain).is_none() {
+    if DnsZone::wildcard_without_zone(&zones, &domain) {
         return refuse(WILDCARD_NOTE.to_owned());
     }
     match (&cert, action) {

@@ -109,6 +109,12 @@ impl DnsZone {
                 .is_some_and(|head| head.ends_with('.'))
     }
 
+    /// Whether `name` is a wildcard no zone among `zones` covers: only DNS-01 validates a
+    /// wildcard, so it cannot get a certificate over ACME.
+    pub fn wildcard_without_zone(zones: &[DnsZone], name: &DomainName) -> bool {
+        name.is_wildcard() && DnsZone::for_name(zones, name).is_none()
+    }
+
     /// The zone among `zones` that covers `name` most closely (the longest), if any.
     pub fn for_name<'a>(zones: &'a [DnsZone], name: &DomainName) -> Option<&'a DnsZone> {
         zones
