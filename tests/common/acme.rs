@@ -12,10 +12,15 @@ use std::time::Duration;
 /// A free TCP port on 127.0.0.1 (bound, then released for the process that needs it), picked
 /// at random below Linux's ephemeral range (32768-60999): a port from that range can be taken
 /// as the source port of any outgoing connection before the process that needs it binds it.
+/// Never the same one twice in a test binary: its tests run at once, and a port handed out is
+/// free until its process binds it, which can be seconds later (pebble, named, Porter).
 pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
     for _ in 0..1000 {
         let port = 20_000 + rand::random::<u16>() % 12_000;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }
