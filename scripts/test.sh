@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 # bind9's tools live in sbin, which is not on every user's PATH.
 export PATH="$PATH:/usr/sbin:/sbin"
 
-# command -> Debian package that provides it
+# command (or file) -> Debian package that provides it
 needs=(
+  "pkg-config pkgconf"
+  "/usr/include/modsecurity/modsecurity.h libmodsecurity-dev"
+  "/usr/share/modsecurity-crs/rules modsecurity-crs"
   "curl curl"
   "openssl openssl"
   "python3 python3"
@@ -26,7 +29,11 @@ needs=(
 missing=()
 for pair in "${needs[@]}"; do
   set -- $pair
-  command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+  if [[ $1 == /* ]]; then
+    [ -e "$1" ] || missing+=("$2")
+  else
+    command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+  fi
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing missing packages: ${missing[*]}"

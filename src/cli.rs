@@ -77,6 +77,10 @@ enum Command {
     /// only the names under it.
     #[command(subcommand)]
     OnDemand(OnDemandCommand),
+    /// The web application firewall (OWASP CRS): its rules and its log. A site's WAF is set
+    /// with `site update --waf off|detect|block` and the other --waf-* flags.
+    #[command(subcommand)]
+    Waf(WafCommand),
     /// Back up the whole store, or restore a backup into a fresh one.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -93,6 +97,22 @@ enum OnDemandCommand {
     Disallow { rule: String },
     /// List the rules.
     Rules,
+}
+
+#[derive(Debug, Subcommand)]
+enum WafCommand {
+    /// Which rules are loaded, and the server's default mode.
+    Status,
+    /// Load the rules again (after an upgrade or an edit of the CRS files); the rules loaded
+    /// serve until the new ones have loaded, and stay when they do not.
+    Reload,
+    /// The requests rules matched: all, or DOMAIN's (from DATA_DIR/waf.log).
+    Log {
+        domain: Option<String>,
+        /// Keep printing new ones as they come.
+        #[arg(long, short)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,6 +310,7 @@ fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
         Command::Serve(_)
         | Command::Init
         | Command::HashPassword { .. }
+        | Command::Waf(WafCommand::Log { .. })
         | Command::Store(StoreCommand::Export { .. }) => {
             unreachable!("not an admin command")
         }
@@ -357,6 +378,8 @@ fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
         }
         Command::OnDemand(OnDemandCommand::Rules) => AdminCommand::ListOnDemandRules,
         Command::Dns(DnsCommand::Remove { zone }) => AdminCommand::RemoveDnsZone { zone },
+        Command::Waf(WafCommand::Status) => AdminCommand::WafStatus,
+        Command::Waf(WafCommand::Reload) => AdminCommand::WafReload,
     })
 }
 
@@ -466,6 +489,22 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Store(StoreCommand::Export { output }) => {
             export(&data_dir, output.as_deref()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Waf(WafCommand::Log { domain, follow }) => {
+            let path = data_dir.join(crate::waf::LOG_FILE);
+            let json = cli.json;
+            tokio::task::spawn_blocking(move || {
+                crate::waf::follow_log(&path, domain.as_deref(), follow, |entry| {
+                    if json {
+                        println!("{}", serde_json::to_string(entry).unwrap_or_default());
+                    } else {
+                        println!("{}", waf_line(entry));
+                    }
+                })
+                .with_context(|| format!("cannot read the WAF log {}", path.display()))
+            })
+            .await??;
             return Ok(ExitCode::SUCCESS);
         }
         Command::HashPassword { user } => {
@@ -649,6 +688,7 @@ async fn execute(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Answ
         metrics: None,
         store_dir: data_dir.join(STORE_DIR),
         server: None,
+        waf: None,
     };
     Ok(admin::execute(&ctx, command.clone()).await?)
 }
@@ -740,11 +780,47 @@ fn render(command: &AdminCommand, answer: Answer) -> String {
             "no on-demand rules: only the ask endpoint (if any) allows names\n".into()
         }
         Answer::OnDemandRules(rules) => rules.join("\n") + "\n",
+        Answer::Waf(status) => format!(
+            "rules: {}\nengine: {}\ndefault mode: {}\n",
+            status.rules,
+            status.engine.as_deref().unwrap_or(
+                "not loaded (no site has needed it yet, or it failed: see `porter waf reload`)"
+            ),
+            status.default_mode
+        ),
         Answer::Imported(n) => format!(
             "imported {} apps, {} sites, {} certificates, {} ACME accounts\n",
             n.apps, n.sites, n.certs, n.accounts
         ),
     }
+}
+
+/// A WAF log entry on one line, for a person.
+fn waf_line(entry: &crate::waf::Entry) -> String {
+    let rules: Vec<String> = entry
+        .rules
+        .iter()
+        .map(|r| format!("{} {} ({})", r.id, r.msg, r.var))
+        .collect();
+    format!(
+        "{} {} {} {} {} {} score {}/{} pl{} id {}{}: {}",
+        entry.time,
+        entry.action,
+        entry.site,
+        entry.client,
+        entry.method,
+        entry.uri,
+        entry.score,
+        entry.threshold,
+        entry.paranoia,
+        entry.id,
+        if entry.body_truncated {
+            " (body beyond the limit not inspected)"
+        } else {
+            ""
+        },
+        rules.join("; ")
+    )
 }
 
 fn render_status(status: StatusView) -> String {

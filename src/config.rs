@@ -91,6 +91,15 @@ pub(crate) struct ServeArgs {
     /// How often TLS session ticket keys rotate; a ticket is honoured for one to two periods.
     #[arg(long, env = "PORTER_TLS_TICKET_ROTATION", default_value = "12h", value_parser = duration)]
     pub(crate) tls_ticket_rotation: Duration,
+    /// The WAF mode of sites that set none (`site update --waf`): off, detect or block, at
+    /// paranoia 1 and anomaly threshold 5.
+    #[arg(long, env = "PORTER_WAF_DEFAULT", default_value = "off")]
+    pub(crate) waf_default: porter_store::WafMode,
+    /// Another copy of the OWASP CRS than Debian's modsecurity-crs: DIR/crs-setup.conf when
+    /// present, then DIR/rules/*.conf (or DIR/*.conf). Loaded at start and on `porter waf
+    /// reload`.
+    #[arg(long, env = "PORTER_WAF_RULES", value_name = "DIR")]
+    pub(crate) waf_rules: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) limits: LimitArgs,
     #[command(flatten)]

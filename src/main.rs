@@ -36,6 +36,7 @@ mod service;
 mod snapshot;
 mod systemd;
 mod tls;
+mod waf;
 
 use clap::Parser;
 use std::process::ExitCode;

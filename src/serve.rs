@@ -130,6 +130,23 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         ),
         None => None,
     };
+    let waf = {
+        let (dir, default, log) = (
+            args.waf_rules.clone(),
+            args.waf_default,
+            data_dir.join(crate::waf::LOG_FILE),
+        );
+        let threads = edge_thread_count(args.edge_threads);
+        let waf = Arc::new(
+            crate::waf::Waf::new(dir, default, log, threads)
+                .context("cannot start the WAF's threads")?,
+        );
+        if waf.on_by_default() {
+            let waf = waf.clone();
+            tokio::spawn(async move { waf.ready().await });
+        }
+        waf
+    };
     let mut services = Services::new(CancellationToken::new());
     let sites = reload::LiveSites::new(store.clone());
     let shed = Arc::new(Shed::default());
@@ -157,7 +174,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         (&edge_stats, &shed),
         &args,
         (http, https),
-        (&apps, access_log.clone()),
+        (&apps, access_log.clone(), &waf),
         &mut services,
     )
     .await?;
@@ -172,6 +189,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
             acme: acme.as_ref().map(|w| w.outcomes()),
             access_log: access_log.clone(),
             on_demand,
+            waf: Some(waf.stats().clone()),
         },
         usize::from(args.metrics_sites),
     ));
@@ -196,6 +214,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
             .collect(),
             edge_threads: edge.count(),
         }),
+        waf: Some(waf.clone()),
     });
     let admin_connections = TaskTracker::new();
     let connections = admin_connections.clone();
@@ -317,7 +336,11 @@ async fn start_edge(
     (edge_stats, shed): (&[Arc<EdgeStats>], &Arc<Shed>),
     args: &ServeArgs,
     (http, https): (TcpListener, TcpListener),
-    (apps, access_log): (&Arc<Supervisor>, Option<Arc<AccessLog>>),
+    (apps, access_log, waf): (
+        &Arc<Supervisor>,
+        Option<Arc<AccessLog>>,
+        &Arc<crate::waf::Waf>,
+    ),
     services: &mut Services,
 ) -> anyhow::Result<EdgeThreads> {
     // Subscribe before the first build so that no change slips in between. The build runs in
@@ -362,6 +385,7 @@ async fn start_edge(
                 access_log: access_log.clone(),
                 on_demand: on_demand.clone(),
                 wp_logins: wp_logins.clone(),
+                waf: waf.clone(),
             })
         })
         .collect::<Vec<_>>();

@@ -11,6 +11,7 @@ use crate::ops::certs::CertView;
 use crate::ops::dns::{ZoneSpec, ZoneView};
 use crate::ops::status::StatusView;
 use crate::ops::{AddSite, ImportCert, SiteView, UpdateSite};
+use crate::waf::WafStatus;
 use http::{Method, StatusCode};
 use porter_acme::AcmeAction;
 use serde::Serialize;
@@ -74,6 +75,8 @@ pub(crate) enum AdminCommand {
         rule: String,
         allow: bool,
     },
+    WafStatus,
+    WafReload,
 }
 
 /// What a command answers; on the wire, the inner value as JSON.
@@ -95,6 +98,7 @@ pub(crate) enum Answer {
     DnsZones(Vec<ZoneView>),
     DnsZone(ZoneView),
     OnDemandRules(Vec<String>),
+    Waf(WafStatus),
 }
 
 /// A request the admin API does not know, or whose body does not fit.
@@ -151,6 +155,8 @@ impl AdminCommand {
                 let method = if *allow { Method::PUT } else { Method::DELETE };
                 (method, format!("/v1/on-demand/rules/{rule}"), None)
             }
+            WafStatus => (Method::GET, "/v1/waf".into(), None),
+            WafReload => (Method::POST, "/v1/waf/reload".into(), None),
         }
     }
 
@@ -213,6 +219,8 @@ impl AdminCommand {
                     allow: method == Method::PUT,
                 }
             }
+            (&Method::GET, ["v1", "waf"]) => WafStatus,
+            (&Method::POST, ["v1", "waf", "reload"]) => WafReload,
             _ => {
                 return Err(NotACommand::Unknown {
                     method: method.clone(),
@@ -251,6 +259,7 @@ impl AdminCommand {
             ListDnsZones => Answer::DnsZones(from(value)?),
             PutDnsZone { .. } => Answer::DnsZone(from(value)?),
             ListOnDemandRules | OnDemandRule { .. } => Answer::OnDemandRules(from(value)?),
+            WafStatus | WafReload => Answer::Waf(from(value)?),
             RemoveSite { .. } | RemoveApp { .. } | RemoveDnsZone { .. } => Answer::Removed {
                 removed: from(value["removed"].clone())?,
             },
@@ -374,6 +383,8 @@ mod tests {
                 rule: "a.test".into(),
                 allow: false,
             },
+            AdminCommand::WafStatus,
+            AdminCommand::WafReload,
         ]
     }
 

@@ -30,6 +30,8 @@ pub(crate) struct Context {
     pub(crate) store_dir: std::path::PathBuf,
     /// What the running server knows of itself (`None` in the CLI).
     pub(crate) server: Option<ops::status::ServerFacts>,
+    /// The running server's WAF (`None` in the CLI).
+    pub(crate) waf: Option<Arc<crate::waf::Waf>>,
 }
 
 impl Context {
@@ -98,6 +100,16 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
         C::ListSites => Answer::Sites(ops::list_sites(store).await?),
         C::AddSite(req) => Answer::Site(ops::add_site(store, req).await?),
         C::UpdateSite { domain, change } => {
+            // A site set to inspect with rules that do not load would block everything (or
+            // nothing): say why now.
+            let waf_on = change
+                .features
+                .waf
+                .as_deref()
+                .is_some_and(|mode| !matches!(mode, "off" | "default"));
+            if let (true, Some(waf)) = (waf_on, &ctx.waf) {
+                waf.ready_or_why().await.map_err(OpError::Refused)?;
+            }
             Answer::Site(ops::update_site(store, &domain, change).await?)
         }
         C::RemoveSite { domain } => {
@@ -137,6 +149,15 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
         }
         C::OnDemandRule { rule, allow: false } => {
             Answer::OnDemandRules(ops::on_demand::disallow(store, &rule).await?)
+        }
+        C::WafStatus | C::WafReload => {
+            let waf = ctx.waf.as_ref().ok_or_else(|| {
+                OpError::Refused("the WAF runs in the server, and no server runs".into())
+            })?;
+            Answer::Waf(match command {
+                C::WafReload => waf.reload().await.map_err(OpError::Refused)?,
+                _ => waf.status(),
+            })
         }
         C::ExportStore => Answer::Backup(Box::new(ops::backup::export(store).await?)),
         C::ImportStore(backup) => Answer::Imported(ops::backup::import(store, *backup).await?),

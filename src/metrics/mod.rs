@@ -37,6 +37,7 @@ pub(crate) struct OptionalParts {
     pub(crate) acme: Option<Arc<Outcomes>>,
     pub(crate) access_log: Option<Arc<AccessLog>>,
     pub(crate) on_demand: Option<Arc<OnDemand>>,
+    pub(crate) waf: Option<Arc<crate::waf::Stats>>,
 }
 
 /// Everything a scrape reads.
@@ -48,6 +49,7 @@ pub(crate) struct Metrics {
     acme: Option<Arc<Outcomes>>,
     access_log: Option<Arc<AccessLog>>,
     on_demand: Option<Arc<OnDemand>>,
+    waf: Option<Arc<crate::waf::Stats>>,
     /// Which sites have a label of their own.
     top: Mutex<TopSites>,
 }
@@ -70,6 +72,7 @@ impl Metrics {
             acme: optional.acme,
             access_log: optional.access_log,
             on_demand: optional.on_demand,
+            waf: optional.waf,
             top: Mutex::new(TopSites::new(top_sites)),
         }
     }
@@ -163,6 +166,11 @@ impl Metrics {
                 .as_ref()
                 .map(|o| o.decisions().collect())
                 .unwrap_or_default(),
+            waf: self
+                .waf
+                .as_ref()
+                .map(|w| (w.requests(), w.rules()))
+                .unwrap_or_default(),
         }
     }
 }
@@ -219,7 +227,14 @@ struct Scrape {
     access_log_dropped: Option<u64>,
     /// On-demand TLS decisions (empty when it is off).
     on_demand: Vec<(&'static str, u64)>,
+    /// WAF requests by site and action, and rule matches by site and rule.
+    waf: WafCounts,
 }
+
+type WafCounts = (
+    Vec<(Arc<str>, &'static str, u64)>,
+    Vec<(Arc<str>, u32, u64)>,
+);
 
 /// A histogram's values, for `encode_histogram`.
 struct Buckets<'a>(&'a Histogram);
@@ -417,6 +432,32 @@ impl Collector for Scrape {
             )?;
             for (decision, n) in &self.on_demand {
                 e.encode_family(&[("decision", *decision)])?.count(*n)?;
+            }
+        }
+        let (waf_requests, waf_rules) = &self.waf;
+        if !waf_requests.is_empty() {
+            let mut e = family(
+                &mut encoder,
+                "porter_waf_requests",
+                "Requests of sites with the WAF on, by site and action (passed, detected, blocked, skipped: not inspected).",
+                Counter,
+            )?;
+            for (site, action, n) in waf_requests {
+                e.encode_family(&[("site", &**site), ("action", *action)])?
+                    .count(*n)?;
+            }
+        }
+        if !waf_rules.is_empty() {
+            let mut e = family(
+                &mut encoder,
+                "porter_waf_rule_matches",
+                "WAF rule matches that counted (exclusions left out), by site and rule id.",
+                Counter,
+            )?;
+            for (site, rule, n) in waf_rules {
+                let rule = rule.to_string();
+                e.encode_family(&[("site", &**site), ("rule", rule.as_str())])?
+                    .count(*n)?;
             }
         }
         Ok(())

@@ -3,7 +3,9 @@
 //! that would never match is refused here rather than locking everyone out.
 
 use super::OpError;
-use porter_store::{Canonical, Credential, Features, Redirect, StoreError};
+use porter_store::{
+    Canonical, Credential, Features, Redirect, StoreError, WafExclusion, WafMode, WafSettings,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -87,10 +89,33 @@ pub(crate) struct FeatureChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[arg(long, value_name = "N")]
     pub(crate) wp_login_limit: Option<u32>,
-    /// Remove the WordPress login limit.
+    /// No WordPress login limit, not even the default of a site whose WAF blocks.
     #[serde(default, skip_serializing_if = "is_false")]
     #[arg(long, conflicts_with = "wp_login_limit")]
     pub(crate) no_wp_login_limit: bool,
+    /// The web application firewall (OWASP CRS): off, detect (log only) or block; `default`
+    /// follows the server's `--waf-default` again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_name = "MODE")]
+    pub(crate) waf: Option<String>,
+    /// The CRS paranoia level, 1 (the default; few false positives) to 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_name = "1-4")]
+    pub(crate) waf_paranoia: Option<u8>,
+    /// The anomaly score that blocks (default 5: one critical match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_name = "SCORE")]
+    pub(crate) waf_threshold: Option<u32>,
+    /// Rules left out, by id or tag, comma-separated (942100,920350,attack-rce); replaces the
+    /// list (an empty value clears it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_name = "ID|TAG,...")]
+    pub(crate) waf_exclude: Option<String>,
+    /// Bytes of a request body inspected (default 131072, at most 1048576); the rest streams
+    /// through unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) waf_body_limit: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -131,6 +156,7 @@ impl FeatureChange {
     /// Applies the change to `features`, checking every value; on error nothing is applied.
     pub(crate) fn apply(self, features: &mut Features) -> Result<(), OpError> {
         let mut next = features.clone();
+        self.apply_waf(&mut next)?;
         if let Some(compress) = self.compress {
             next.compress = compress;
         }
@@ -200,12 +226,74 @@ impl FeatureChange {
             }
         }
         if let Some(limit) = self.wp_login_limit {
+            if limit == 0 {
+                return Err(refused(
+                    "--wp-login-limit: 1 or more a minute (--no-wp-login-limit for none)".into(),
+                ));
+            }
             next.wp_login_limit = Some(limit);
         } else if self.no_wp_login_limit {
-            next.wp_login_limit = None;
+            next.wp_login_limit = Some(0);
         }
         next.validate().map_err(StoreError::from)?;
         *features = next;
+        Ok(())
+    }
+}
+
+impl FeatureChange {
+    /// The WAF flags: `--waf MODE` sets the site's own settings (the others keep their
+    /// values, or the defaults), `--waf default` removes them; the other flags change the
+    /// site's own settings, so a site without any needs `--waf MODE` with them.
+    fn apply_waf(&self, next: &mut Features) -> Result<(), OpError> {
+        let tuned = self.waf_paranoia.is_some()
+            || self.waf_threshold.is_some()
+            || self.waf_exclude.is_some()
+            || self.waf_body_limit.is_some();
+        match self.waf.as_deref() {
+            Some("default") if tuned => {
+                return Err(refused(
+                    "--waf default follows the server's defaults: it takes no other --waf-* flag"
+                        .into(),
+                ))
+            }
+            Some("default") => {
+                next.waf = None;
+                return Ok(());
+            }
+            Some(mode) => {
+                let mode: WafMode = mode.parse().map_err(StoreError::from)?;
+                next.waf
+                    .get_or_insert_with(|| WafSettings::new(mode))
+                    .mode = mode;
+            }
+            None if tuned && next.waf.is_none() => {
+                return Err(refused(
+                    "this site follows the server's WAF default: give --waf off|detect|block with the other --waf-* flags".into(),
+                ))
+            }
+            None => {}
+        }
+        let Some(waf) = next.waf.as_mut() else {
+            return Ok(());
+        };
+        if let Some(paranoia) = self.waf_paranoia {
+            waf.paranoia = paranoia;
+        }
+        if let Some(threshold) = self.waf_threshold {
+            waf.threshold = threshold;
+        }
+        if let Some(limit) = self.waf_body_limit {
+            waf.body_limit = limit;
+        }
+        if let Some(list) = &self.waf_exclude {
+            waf.exclude = list
+                .split(',')
+                .filter(|w| !w.trim().is_empty())
+                .map(WafExclusion::parse)
+                .collect::<Result<_, _>>()
+                .map_err(StoreError::from)?;
+        }
         Ok(())
     }
 }
@@ -229,8 +317,11 @@ pub(crate) struct FeaturesView {
     /// The statuses that have a page.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) error_pages: Vec<u16>,
+    /// 0: none, not even the default of a site whose WAF blocks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) wp_login_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) waf: Option<WafSettings>,
 }
 
 /// A basic auth user, without the hash.
@@ -250,6 +341,7 @@ impl FeaturesView {
             && self.deny.is_empty()
             && self.error_pages.is_empty()
             && self.wp_login_limit.is_none()
+            && self.waf.is_none()
     }
 
     /// A short line for tables: `compress, www->apex, 2 redirects, auth /admin, ...`.
@@ -281,8 +373,20 @@ impl FeaturesView {
             let statuses: Vec<String> = self.error_pages.iter().map(u16::to_string).collect();
             parts.push(format!("pages {}", statuses.join(",")));
         }
-        if let Some(limit) = self.wp_login_limit {
-            parts.push(format!("wp-login {limit}/min"));
+        match self.wp_login_limit {
+            Some(0) => parts.push("no wp-login limit".into()),
+            Some(limit) => parts.push(format!("wp-login {limit}/min")),
+            None => {}
+        }
+        if let Some(waf) = &self.waf {
+            let mut waf_part = format!("waf {}", waf.mode.as_str());
+            if waf.mode != WafMode::Off {
+                waf_part.push_str(&format!(" pl{} >={}", waf.paranoia, waf.threshold));
+                if !waf.exclude.is_empty() {
+                    waf_part.push_str(&format!(" -{}", waf.exclude.len()));
+                }
+            }
+            parts.push(waf_part);
         }
         if parts.is_empty() {
             "-".into()
@@ -310,6 +414,7 @@ impl From<&Features> for FeaturesView {
             deny: f.deny.clone(),
             error_pages: f.error_pages.keys().copied().collect(),
             wp_login_limit: f.wp_login_limit,
+            waf: f.waf.clone(),
         }
     }
 }

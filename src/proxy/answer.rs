@@ -5,7 +5,10 @@ use super::body::{full, Body};
 use crate::apps::Unavailable;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+
+/// The header that carries the unique id of a request the WAF refused.
+const REQUEST_ID: HeaderName = HeaderName::from_static("porter-request-id");
 
 /// An answer of Porter's own.
 #[derive(Debug)]
@@ -54,6 +57,10 @@ pub(crate) enum Own {
     Unreachable,
     /// 504: the upstream did not answer in time.
     TimedOut,
+    /// 403: the site's WAF refused the request, whose unique id this is.
+    WafBlocked(String),
+    /// 503 with `Retry-After`: the site's WAF blocks, and could not inspect the request.
+    WafUnavailable,
 }
 
 impl Own {
@@ -63,7 +70,7 @@ impl Own {
             Own::ToHttps(_) => StatusCode::PERMANENT_REDIRECT,
             Own::Redirect { status, .. } => *status,
             Own::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Own::Forbidden => StatusCode::FORBIDDEN,
+            Own::Forbidden | Own::WafBlocked(_) => StatusCode::FORBIDDEN,
             Own::NoHost | Own::BadTarget | Own::Malformed(_) => StatusCode::BAD_REQUEST,
             Own::BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
             Own::UnknownCoding => StatusCode::NOT_IMPLEMENTED,
@@ -73,9 +80,11 @@ impl Own {
             }
             Own::Connect => StatusCode::METHOD_NOT_ALLOWED,
             Own::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
-            Own::Loading | Own::ChallengesLoading | Own::App(_) | Own::Busy => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Own::Loading
+            | Own::ChallengesLoading
+            | Own::App(_)
+            | Own::Busy
+            | Own::WafUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Own::Unreachable => StatusCode::BAD_GATEWAY,
             Own::TimedOut => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -103,6 +112,11 @@ impl Own {
             Own::Busy => "the site is busy; try again shortly".into(),
             Own::Unreachable => "the upstream is unreachable".into(),
             Own::TimedOut => "the upstream did not answer in time".into(),
+            Own::WafBlocked(id) => format!(
+                "this request was refused by the site's firewall; if you think it should not \
+                 have been, give the site's owner this id: {id}"
+            ),
+            Own::WafUnavailable => "the site's firewall is busy; try again shortly".into(),
         }
     }
 
@@ -156,8 +170,14 @@ impl Own {
                     Own::App(_) => {
                         headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
                     }
-                    Own::Busy => {
+                    Own::Busy | Own::WafUnavailable => {
                         headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+                    }
+                    Own::WafBlocked(id) => {
+                        // Kept when the site has a page of its own for 403.
+                        if let Ok(id) = HeaderValue::from_str(&id) {
+                            headers.insert(REQUEST_ID, id);
+                        }
                     }
                     Own::TooMany(wait) => {
                         // Whole seconds, rounded up: a client back at the second is let in.

@@ -5,7 +5,7 @@
 //! new connection.
 
 use super::answer::Own;
-use super::body::{Body, UpstreamBody};
+use super::body::{Body, Replayed, UpstreamBody};
 use super::headers;
 use super::held::{Held, Holding};
 use super::idle::IdleTimeout;
@@ -65,8 +65,13 @@ impl Forwarder {
         if body.is_end_stream() {
             Either::Right(Empty::new())
         } else {
-            Either::Left(IdleTimeout::new(body, self.timeout).with_min_rate(self.min_body_rate))
+            Either::Left(Replayed::streaming(self.reading(body)))
         }
+    }
+
+    /// The client's request body, bounded by the idle deadline and the minimum rate.
+    pub(crate) fn reading(&self, body: Incoming) -> IdleTimeout<Incoming> {
+        IdleTimeout::new(body, self.timeout).with_min_rate(self.min_body_rate)
     }
 
     /// A streamed upstream response as the body type Porter answers with, bounded by the idle

@@ -29,6 +29,7 @@ mod route;
 mod shed;
 mod threads;
 mod upgrade;
+mod waf;
 mod wp_login;
 
 pub(crate) use admission::Admission;
@@ -79,12 +80,16 @@ pub(crate) struct Edge {
     pub(crate) on_demand: Option<Arc<crate::on_demand::OnDemand>>,
     /// WordPress login attempts, shared by every edge thread.
     pub(crate) wp_logins: Arc<LoginRates>,
+    /// The web application firewall, shared by every edge thread.
+    pub(crate) waf: Arc<crate::waf::Waf>,
 }
 
 /// What is known of the connection a request came on.
 pub(crate) struct Conn {
     /// The client's address.
     pub(crate) peer: IpAddr,
+    /// The client's address and port.
+    pub(crate) peer_addr: SocketAddr,
     /// The client's address as `X-Forwarded-For` carries it, made once per connection.
     pub(crate) forwarded_for: HeaderValue,
     /// For HTTPS, the name the certificate was chosen for; `None` on plain HTTP.
@@ -113,6 +118,7 @@ impl Conn {
         };
         Conn {
             peer: peer.ip(),
+            peer_addr: peer,
             forwarded_for: HeaderValue::from_str(&peer.ip().to_string())
                 .expect("an IP address is a valid header value"),
             tls_name,

@@ -5,7 +5,7 @@
 //!    a redirect to HTTPS, an unknown name, a connection whose certificate is another site's);
 //! 2. [`gate`], [`admit`] and [`Admission`](super::Admission): whether it may go on (the site's
 //!    allow/deny lists, its redirects and basic auth; the client's rate, the site's and
-//!    upstream's slots; where the WAF and a cache plug in);
+//!    upstream's slots; the WAF, see `super::waf`);
 //! 3. [`upstream_peer`]: where it goes: the site's upstream, or its app (started on demand);
 //! 4. [`upstream_request`]: what the upstream must get that the client left out (the rest of
 //!    the rewrite, hop-by-hop headers and `X-Forwarded-*`, is the forwarder's);
@@ -15,7 +15,7 @@
 //! A site with features gets its own pages for Porter's answers (`into_page`).
 
 use super::answer::Own;
-use super::body::{full, Body};
+use super::body::{full, Body, UpstreamBody};
 use super::forward::Forwarded;
 use super::held::Holding;
 use super::logged::{Finishing, Started};
@@ -26,7 +26,7 @@ use futures_util::FutureExt as _;
 use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use porter_store::{unix_now, Features, Target};
+use porter_store::{unix_now, Target, WafMode, DEFAULT_WP_LOGIN_LIMIT};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
@@ -76,18 +76,36 @@ async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, req: Request<Incoming>) -> Serv
     };
     let domain = Arc::clone(&site.domain);
     let mut upstream = None;
-    let response = match site.features.is_some() {
-        // The common case pays one branch for the features it does not use.
-        false => forward(edge, conn, site, req, &mut upstream).await,
-        true => {
+    let waf = edge
+        .waf
+        .settings(site.features.as_ref().and_then(|f| f.waf.as_ref()))
+        .cloned();
+    let response = match (site.features.is_some(), waf) {
+        // The common case pays two branches for the features it does not use.
+        (false, None) => {
+            let req = req.map(|body| edge.forwarder.client_body(body));
+            forward(edge, conn, site, req, &mut upstream).await
+        }
+        (_, waf) => {
             let featured = Arc::clone(&site);
-            let features = featured.features.as_deref().expect("checked above");
-            let gated = gate((features, &edge.wp_logins), &site, &conn, &req).await;
-            let response = match gated {
-                Ok(()) => forward(edge, conn, site, req, &mut upstream).await,
+            let blocks = waf.as_ref().is_some_and(|w| w.mode == WafMode::Block);
+            let gated = match gate(&edge, &site, blocks, &conn, &req).await {
+                Ok(()) => match &waf {
+                    Some(settings) => {
+                        super::waf::inspect(&edge, (&domain, settings), &conn, req).await
+                    }
+                    None => Ok(req.map(|body| edge.forwarder.client_body(body))),
+                },
                 Err(own) => Err(own),
             };
-            response.or_else(|own| Ok(own.into_page(&features.error_pages)))
+            let response = match gated {
+                Ok(req) => forward(edge, conn, site, req, &mut upstream).await,
+                Err(own) => Err(own),
+            };
+            match featured.features.as_deref() {
+                Some(features) => response.or_else(|own| Ok(own.into_page(&features.error_pages))),
+                _ => response,
+            }
         }
     };
     Served {
@@ -102,7 +120,7 @@ async fn forward(
     edge: Arc<Edge>,
     conn: Arc<Conn>,
     site: Arc<SiteEntry>,
-    mut req: Request<Incoming>,
+    mut req: Request<UpstreamBody>,
     upstream_time: &mut Option<Duration>,
 ) -> Result<Response<Body>, Own> {
     admit(&req)?;
@@ -157,7 +175,6 @@ async fn forward(
     }
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let req = req.map(|body| edge.forwarder.client_body(body));
     let asked = Instant::now();
     let (mut response, loan) = edge
         .forwarder
@@ -228,23 +245,31 @@ async fn route(edge: &Edge, conn: &Conn, req: &Request<Incoming>) -> Result<Arc<
 }
 
 /// What a site's features say before anything else is done: its address lists, then its
-/// redirects, then its basic auth, then its WordPress login limit (counting only what would
-/// reach the upstream).
+/// redirects, then its basic auth, then its WordPress login limit (its own, or the default
+/// when its WAF blocks; counting only what would reach the upstream).
 async fn gate<B>(
-    (features, wp_logins): (&Features, &super::LoginRates),
+    edge: &Edge,
     site: &SiteEntry,
+    waf_blocks: bool,
     conn: &Conn,
     req: &Request<B>,
 ) -> Result<(), Own> {
-    if !access::allowed(features, conn.peer) {
-        return Err(Own::Forbidden);
+    let features = site.features.as_deref();
+    if let Some(features) = features {
+        if !access::allowed(features, conn.peer) {
+            return Err(Own::Forbidden);
+        }
+        let host = route::request_host(req).unwrap_or(Cow::Borrowed(&site.domain));
+        if let Some(redirect) = redirect::answer(features, req, &host, conn.tls_name.is_some()) {
+            return Err(redirect);
+        }
+        basic_auth::check(&site.domain, features, req).await?;
     }
-    let host = route::request_host(req).unwrap_or(Cow::Borrowed(&site.domain));
-    if let Some(redirect) = redirect::answer(features, req, &host, conn.tls_name.is_some()) {
-        return Err(redirect);
-    }
-    basic_auth::check(&site.domain, features, req).await?;
-    super::wp_login::check(wp_logins, features, (&site.domain, conn.peer), req)
+    let login_limit = match features {
+        Some(features) => features.wp_login_limit_in_force(waf_blocks),
+        None => waf_blocks.then_some(DEFAULT_WP_LOGIN_LIMIT),
+    };
+    super::wp_login::check(&edge.wp_logins, login_limit, (&site.domain, conn.peer), req)
 }
 
 /// Whether the request may go on.

@@ -23,7 +23,7 @@ pub(crate) fn is_h2_websocket<B>(req: &Request<B>) -> bool {
 
 /// The HTTP/1.1 upgrade request an upstream understands for an RFC 8441 request: a GET with
 /// `Upgrade: websocket` and a fresh `Sec-WebSocket-Key` (HTTP/2 has none, RFC 8441 section 5).
-pub(crate) fn h1_request_for_h2_websocket(req: Request<Incoming>) -> Request<UpstreamBody> {
+pub(crate) fn h1_request_for_h2_websocket<B>(req: Request<B>) -> Request<UpstreamBody> {
     let (mut parts, _) = req.into_parts();
     parts.method = Method::GET;
     let key: [u8; 16] = rand::random();

@@ -7,7 +7,6 @@ use super::answer::Own;
 use super::per_ip::client_key;
 use super::rate::Rates;
 use http::{Method, Request};
-use porter_store::Features;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -17,14 +16,14 @@ pub(crate) type LoginRates = Rates<(Arc<str>, IpAddr)>;
 /// The scripts password guessing goes to.
 const SCRIPTS: [&str; 2] = ["wp-login.php", "xmlrpc.php"];
 
-/// Whether `req` may go on under the site's login limit.
+/// Whether `req` may go on under the site's login limit, `per_minute` (`None`: no limit).
 pub(crate) fn check<B>(
     rates: &LoginRates,
-    features: &Features,
+    per_minute: Option<u32>,
     (site, client): (&Arc<str>, IpAddr),
     req: &Request<B>,
 ) -> Result<(), Own> {
-    let Some(per_minute) = features.wp_login_limit else {
+    let Some(per_minute) = per_minute else {
         return Ok(());
     };
     if req.method() != Method::POST || !is_login(req.uri().path()) {

@@ -1,9 +1,10 @@
 //! A site's HTTP features, each off by default: response compression, redirects (canonical
 //! host and path rules), basic auth, client address allow/deny lists, custom error pages and
-//! the WordPress login rate.
+//! the WordPress login rate, the web application firewall.
 //! [`Features::validate`] holds what the edge relies on, so nothing it cannot serve is stored.
 
 use crate::error::InvalidInput;
+use crate::waf::WafSettings;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,10 +43,17 @@ pub struct Features {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub error_pages: BTreeMap<u16, String>,
     /// `POST /wp-login.php` and `/xmlrpc.php` a minute per client, at most (password
-    /// guessing); `None`: no limit.
+    /// guessing); `Some(0)`: no limit; `None`: [`DEFAULT_WP_LOGIN_LIMIT`] when the WAF blocks,
+    /// else no limit (see [`Features::wp_login_limit_in_force`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wp_login_limit: Option<u32>,
+    /// The site's WAF settings; `None`: the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waf: Option<WafSettings>,
 }
+
+/// The WordPress login limit of a site whose WAF blocks and that sets none, a minute.
+pub const DEFAULT_WP_LOGIN_LIMIT: u32 = 10;
 
 /// The highest WordPress login rate a site may set, a minute: beyond it the limit stops no
 /// guessing.
@@ -203,9 +211,22 @@ impl Features {
         *self == Features::default()
     }
 
+    /// The WordPress login limit in force, a minute: the site's own, else the default when
+    /// `waf_blocks`.
+    pub fn wp_login_limit_in_force(&self, waf_blocks: bool) -> Option<u32> {
+        match self.wp_login_limit {
+            Some(0) => None,
+            Some(limit) => Some(limit),
+            None => waf_blocks.then_some(DEFAULT_WP_LOGIN_LIMIT),
+        }
+    }
+
     /// Checks what the edge relies on.
     pub fn validate(&self) -> Result<(), InvalidInput> {
         let bad = InvalidInput::Feature;
+        if let Some(waf) = &self.waf {
+            waf.validate()?;
+        }
         for list in [
             self.redirects.len(),
             self.basic_auth.len(),
@@ -223,9 +244,9 @@ impl Features {
             credential.check().map_err(bad)?;
         }
         if let Some(limit) = self.wp_login_limit {
-            if !(1..=MAX_WP_LOGIN_LIMIT).contains(&limit) {
+            if limit > MAX_WP_LOGIN_LIMIT {
                 return Err(bad(format!(
-                    "the WordPress login limit is 1 to {MAX_WP_LOGIN_LIMIT} a minute, not {limit}"
+                    "the WordPress login limit is 1 to {MAX_WP_LOGIN_LIMIT} a minute (0: none), not {limit}"
                 )));
             }
         }

@@ -24,6 +24,7 @@ pub mod model;
 mod on_demand;
 mod sled_store;
 mod upstream;
+mod waf;
 
 pub use app::{App, AppId, AppListen, HealthCheck, RestartPolicy};
 pub use clock::{unix_now, unix_now_ms};
@@ -31,7 +32,8 @@ pub use dns_zone::{DnsZone, TsigAlgorithm};
 pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
 pub use features::{
-    Canonical, Credential, Features, Redirect, ERROR_PAGE_STATUSES, MAX_ERROR_PAGE,
+    Canonical, Credential, Features, Redirect, DEFAULT_WP_LOGIN_LIMIT, ERROR_PAGE_STATUSES,
+    MAX_ERROR_PAGE,
 };
 pub use model::{
     AcmeAccount, AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, ChallengeKind,
@@ -42,6 +44,10 @@ pub use model::{
 pub use on_demand::{on_demand_allows, validate_on_demand_rule};
 pub use sled_store::{SledOptions, SledStore};
 pub use upstream::Upstream;
+pub use waf::{
+    WafExclusion, WafMode, WafSettings, DEFAULT_WAF_BODY_LIMIT, DEFAULT_WAF_THRESHOLD,
+    MAX_WAF_BODY_LIMIT,
+};
 
 use tokio::sync::broadcast;
 
