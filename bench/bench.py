@@ -11,6 +11,8 @@ when the load generator is the bottleneck.
 Usage: bench/bench.py [--rounds N] [--seconds S] [--only porter,nginx,...]
        bench/bench.py --baseline OLD/porter --only porter,baseline   (A/B of a change)
        bench/bench.py --scale 100000   (Porter alone: start time, RSS and handshakes with N sites)
+       bench/bench.py --waf   (keep-alive CPU per request: Porter with its WAF off, detecting
+                               and blocking at paranoia 1, on clean requests, beside nginx)
 Needs: cargo, nginx, haproxy, caddy, wrk, h2load (nghttp2-client), openssl, taskset.
 """
 import argparse
@@ -128,11 +130,17 @@ class Contestant:
     def command_porter(self):
         return self.porter_command(os.path.join(ROOT, "target", "release", "porter"))
 
+    def command_waf_detect(self):
+        return self.porter_command(os.path.join(ROOT, "target", "release", "porter"), waf="detect")
+
+    def command_waf_block(self):
+        return self.porter_command(os.path.join(ROOT, "target", "release", "porter"), waf="block")
+
     def command_baseline(self):
         # Another build of Porter (--baseline), for an A/B of a change.
         return self.porter_command(BASELINE, BASELINE_ENV)
 
-    def porter_command(self, porter, extra_env=None):
+    def porter_command(self, porter, extra_env=None, waf=None):
         data = os.path.join(self.work, self.name + "-data")
         env = dict(os.environ, PORTER_LOG="warn")
         if not os.path.exists(data):
@@ -140,6 +148,8 @@ class Contestant:
             run([porter, "--data-dir", data, "init"], env=env)
             run([porter, "--data-dir", data, "site", "add", "localhost", "--upstream", f"127.0.0.1:{self.backend}"], env=env)
             run([porter, "--data-dir", data, "cert", "import", "localhost", "--cert", self.cert, "--key", self.key], env=env)
+            if waf:
+                run([porter, "--data-dir", data, "site", "update", "localhost", "--waf", waf], env=env)
         os.environ["PORTER_LOG"] = "warn"
         # Every load generator connects from 127.0.0.1: no limits per address. Given by
         # environment, which an older build (a --baseline) that lacks one of them ignores.
@@ -407,6 +417,8 @@ def main():
     ap.add_argument("--scale", type=int, help="measure Porter alone with this many sites")
     ap.add_argument("--baseline", help="another porter binary, measured as contestant 'baseline' "
                     "(add it to --only) for an A/B of a change")
+    ap.add_argument("--waf", action="store_true", help="Porter's WAF: off, detect and block "
+                    "(contestants porter, waf_detect, waf_block) beside nginx, keep-alive only")
     ap.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
                     help="environment for the baseline alone (the same binary with a feature "
                     "on, say PORTER_ACCESS_LOG=/tmp/access.log)")
@@ -448,7 +460,7 @@ http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p
                                     stderr=subprocess.DEVNULL, start_new_session=True)
     wait_port(backend)
 
-    names = args.only.split(",")
+    names = ["porter", "waf_detect", "waf_block", "nginx"] if args.waf else args.only.split(",")
     results = {n: [] for n in names}
     try:
         for r in range(args.rounds):
@@ -456,6 +468,11 @@ http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p
                 c = Contestant(name, work, cert, key, backend)
                 c.start()
                 try:
+                    if args.waf:
+                        row = {"h1": wrk(c, "/", args.seconds), "h2": h2(c, args.seconds)}
+                        results[name].append(row)
+                        print(f"round {r + 1} {name}: {json.dumps(row)}", file=sys.stderr)
+                        continue
                     row = {"mem": idle_memory(c)}
                     row["h1"] = wrk(c, "/", args.seconds)
                     row["h2"] = h2(c, args.seconds)
@@ -491,17 +508,22 @@ http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p
         ("RSS idle MiB", "mem", "idle_mib", False),
         (f"RSS KiB per idle TLS connection ({IDLE_CONNECTIONS})", "mem", "per_conn_kib", False),
     ]
+    if args.waf:
+        figures = [f for f in figures if f[1] in ("h1", "h2")]
     peers = [n for n in names if n != "porter"]
-    head = "| figure | " + " | ".join(names) + (" | porter / best peer |" if "porter" in names and peers else " |")
-    print(head)
-    print("|" + "---|" * (len(names) + 1 + (1 if "porter" in names and peers else 0)))
+    # With --waf the last column is the WAF's cost: blocking / off.
+    ratio = "waf_block / porter" if args.waf else "porter / best peer" if "porter" in names and peers else None
+    print("| figure | " + " | ".join(names) + (f" | {ratio} |" if ratio else " |"))
+    print("|" + "---|" * (len(names) + 1 + (1 if ratio else 0)))
     for label, fig, key, higher_better in figures:
         values = {n: med(n, fig, key) for n in names}
         cells = " | ".join(
             "-" if values[n] != values[n] else f"{values[n]:.1f}" if values[n] >= 10 else f"{values[n]:.2f}"
             for n in names)
         line = f"| {label} | {cells} |"
-        if "porter" in names and peers:
+        if args.waf:
+            line += f" {values['waf_block'] / values['porter']:.2f} |" if values["porter"] else " - |"
+        elif ratio:
             peer_values = [values[n] for n in peers if values[n] == values[n]]
             best = (max if higher_better else min)(peer_values) if peer_values else float("nan")
             line += f" {values['porter'] / best:.2f} |" if best else " - |"

@@ -22,6 +22,9 @@ if [ ! -x "$binary" ]; then
     exit 1
 fi
 install -D -m 0755 "$binary" "$root/usr/local/bin/porter"
+if [ "$root" = / ] && ! { [ -e /usr/share/modsecurity-crs/rules ] && ldconfig -p | grep -q 'libmodsecurity\.so\.3'; }; then
+    echo "note: porter runs with libmodsecurity3 and its WAF rules come from modsecurity-crs: apt-get install libmodsecurity3 modsecurity-crs" >&2
+fi
 if ! grep -q '^porter:' "$root/etc/passwd" 2>/dev/null; then
     if [ "$root" = / ]; then
         useradd --system --home-dir /var/lib/porter --shell /usr/sbin/nologin porter
