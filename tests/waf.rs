@@ -439,6 +439,42 @@ fn detect_logs_and_lets_through_and_each_site_has_its_own_settings() {
     let list = s.porter.ok(&["site", "list"]);
     assert!(list.contains("waf detect pl2 >=5"), "{list}");
 
+    // `porter waf log DOMAIN --follow` prints that site's new entries as they come.
+    let mut follower = std::process::Command::new(porter_bin())
+        .args(["--data-dir", s.data().to_str().unwrap()])
+        .args(["waf", "log", "detect.test", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, printed) = std::sync::mpsc::channel();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    assert_eq!(sqli("default.test", "not-followed").status, 403);
+    assert_eq!(sqli("detect.test", "followed").status, 200);
+    let mut shown = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !shown.iter().any(|l: &String| l.contains("/followed")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match printed.recv_timeout(left) {
+            Ok(line) => shown.push(line),
+            Err(_) => panic!("waf log --follow did not print the new entry: {shown:?}"),
+        }
+    }
+    assert!(
+        !shown.iter().any(|l| l.contains("not-followed")),
+        "{shown:?}"
+    );
+    let _ = follower.kill();
+    let _ = follower.wait();
+
     // `porter waf log DOMAIN` shows that site's entries.
     let shown = s.porter.ok(&["waf", "log", "detect.test"]);
     assert!(

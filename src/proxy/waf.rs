@@ -22,6 +22,11 @@ pub(crate) async fn inspect(
     conn: &Conn,
     req: Request<Incoming>,
 ) -> Result<Request<UpstreamBody>, Own> {
+    // An HTTP/2 WebSocket (CONNECT with a protocol) is the GET its upstream is sent.
+    let method = match super::upgrade::is_h2_websocket(&req) {
+        true => "GET".to_owned(),
+        false => req.method().as_str().to_owned(),
+    };
     let (parts, body) = req.into_parts();
     let limit = settings.body_limit as usize;
     let (head, rest, trailers) = read_start(edge, body, limit).await?;
@@ -30,7 +35,7 @@ pub(crate) async fn inspect(
     let exchange = crate::waf::Exchange {
         id: crate::waf::request_id(),
         client: conn.peer_addr,
-        method: parts.method.as_str().to_owned(),
+        method,
         uri: target(&parts),
         version: match parts.version {
             Version::HTTP_10 => "1.0",

@@ -111,8 +111,12 @@ fn rotated(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// How much of the log's end `--follow` shows before what comes.
+const FOLLOW_FROM_END: u64 = 64 * 1024;
+
 /// Prints the entries of `path` (for `site` only, when given) as `show` makes them; with
-/// `follow`, waits for more (across a rotation) until interrupted.
+/// `follow`, the last ones (its last 64 KiB) and then more as they come (across a rotation)
+/// until interrupted.
 pub(crate) fn follow(
     path: &Path,
     site: Option<&str>,
@@ -126,6 +130,16 @@ pub(crate) fn follow(
         Err(e) => return Err(e),
     };
     let mut offset = 0u64;
+    if follow {
+        let len = file.metadata()?.len();
+        if len > FOLLOW_FROM_END {
+            // From the first whole line in the last 64 KiB.
+            file.seek(io::SeekFrom::Start(len - FOLLOW_FROM_END))?;
+            let mut skipped = Vec::new();
+            io::BufReader::new(&file).read_until(b'\n', &mut skipped)?;
+            offset = len - FOLLOW_FROM_END + skipped.len() as u64;
+        }
+    }
     let mut partial = String::new();
     loop {
         // A line still being written is read again whole next time.

@@ -348,6 +348,14 @@ async fn sites_update_in_place(store: impl Store) {
         deny: vec!["10.1.0.0/16".parse().unwrap()],
         error_pages: [(502, "<h1>down</h1>".to_owned())].into(),
         wp_login_limit: Some(10),
+        waf: Some(porter_store::WafSettings {
+            paranoia: 2,
+            exclude: vec![
+                porter_store::WafExclusion::Id(942100),
+                porter_store::WafExclusion::Tag("attack-rce".into()),
+            ],
+            ..porter_store::WafSettings::new(porter_store::WafMode::Block)
+        }),
     };
     store.update_site(changed.clone()).await.unwrap();
     assert_eq!(
@@ -358,8 +366,10 @@ async fn sites_update_in_place(store: impl Store) {
     let mut bad = changed.clone();
     bad.features.error_pages.insert(200, "ok".into());
     let mut unlimited = changed.clone();
-    unlimited.features.wp_login_limit = Some(0);
-    for bad in [bad, unlimited] {
+    unlimited.features.wp_login_limit = Some(601);
+    let mut paranoid = changed.clone();
+    paranoid.features.waf.as_mut().unwrap().paranoia = 5;
+    for bad in [bad, unlimited, paranoid] {
         let refused = store.update_site(bad).await;
         assert!(
             matches!(refused, Err(StoreError::Invalid(_))),

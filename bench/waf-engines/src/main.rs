@@ -13,6 +13,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+
+#[path = "../../../tests/common/clean_traffic.rs"]
+mod clean_traffic;
 use std::time::{Duration, Instant};
 
 /// The regression suite's setup (its README), then the CRS as Debian installs it, without
@@ -153,6 +156,44 @@ fn cases(dir: &std::path::Path) -> (Vec<Case>, usize) {
     (out, raw)
 }
 
+/// Porter's clean-traffic corpus (the WAF test's) as cases: nothing may match.
+fn clean_cases() -> Vec<Case> {
+    clean_traffic::corpus()
+        .into_iter()
+        .map(|r| {
+            let mut headers = vec![("Host".to_owned(), "shop.test".to_owned())];
+            headers.extend(r.headers);
+            if !r.body.is_empty() || r.method == "POST" {
+                headers.push(("Content-Length".into(), r.body.len().to_string()));
+            }
+            Case {
+                file: "clean".into(),
+                title: r.what,
+                method: r.method.into(),
+                uri: r.target,
+                version: "HTTP/1.1".into(),
+                headers,
+                body: r.body,
+                must: Vec::new(),
+                must_not: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// The CRS detection rules among `matched` (not its initialisation, paranoia-level skips
+/// (xxx011-xxx018), scoring or correlation).
+fn detections(matched: &[String]) -> Vec<String> {
+    matched
+        .iter()
+        .filter(|id| {
+            id.parse::<u32>()
+                .is_ok_and(|n| (911_100..=944_999).contains(&n) && n % 1000 >= 100)
+        })
+        .cloned()
+        .collect()
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -283,7 +324,11 @@ fn main() {
         }
         return;
     }
-    let (cases, raw) = cases(std::path::Path::new(dir));
+    let (cases, raw) = if std::env::var_os("WAF_CLEAN").is_some() {
+        (clean_cases(), 0)
+    } else {
+        cases(std::path::Path::new(dir))
+    };
 
     let zentinel =
         Zentinel(zentinel_modsec::ModSecurity::from_string(&conf).expect("zentinel loads the CRS"));
@@ -308,6 +353,23 @@ fn main() {
         for case in cases.iter().take(50) {
             engine.run(case);
         }
+    }
+    if std::env::var_os("WAF_CLEAN").is_some() {
+        // False positives: requests of the corpus a detection rule matched.
+        println!("| engine | clean requests | with a detection | rules |\n|---|---:|---:|---|");
+        for engine in engines {
+            let mut flagged = 0;
+            let mut rules = std::collections::BTreeMap::<String, usize>::new();
+            for case in &cases {
+                let found = detections(&engine.run(case).0);
+                flagged += usize::from(!found.is_empty());
+                for id in found {
+                    *rules.entry(id).or_default() += 1;
+                }
+            }
+            println!("| {} | {} | {flagged} | {rules:?} |", engine.name(), cases.len());
+        }
+        return;
     }
     if let Ok(title) = std::env::var("WAF_CASE") {
         for case in cases.iter().filter(|c| c.title == title) {
