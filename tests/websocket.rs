@@ -1,5 +1,7 @@
 //! WebSocket through Porter to a real WebSocket echo server (tokio-tungstenite): an HTTP/1.1
-//! `Upgrade`, and RFC 8441 extended CONNECT over HTTP/2 sent by hyper's HTTP/2 client.
+//! `Upgrade`, and RFC 8441 extended CONNECT over HTTP/2 sent by hyper's HTTP/2 client; each
+//! also through a blocking WAF, which inspects the upgrade request (the HTTP/2 one as the GET
+//! the upstream gets, not a CONNECT the CRS would refuse).
 
 mod common;
 
@@ -56,11 +58,11 @@ where
     assert_eq!(echoed.into_data().as_ref(), &big[..]);
 }
 
-async fn setup() -> (tempfile::TempDir, TestCa, Porter) {
+async fn setup(serve_flags: &[&str]) -> (tempfile::TempDir, TestCa, Porter) {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path());
     let upstream = echo_server().await;
-    let porter = Porter::start(&dir.path().join("data"), &[]);
+    let porter = Porter::start(&dir.path().join("data"), serve_flags);
     ca.serve(&porter.data_dir, "ws.test", &upstream);
     let client = ca.client(&[b"http/1.1"]);
     eventually(Duration::from_secs(2), "ws.test is served", || async {
@@ -72,9 +74,31 @@ async fn setup() -> (tempfile::TempDir, TestCa, Porter) {
     (dir, ca, porter)
 }
 
+/// The WAF of every site blocks.
+const WAF: &[&str] = &["--waf-default", "block"];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn websocket_over_http1_upgrade() {
-    let (_dir, ca, porter) = setup().await;
+    http1_upgrade(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_over_http1_upgrade_through_a_blocking_waf() {
+    http1_upgrade(WAF).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_over_http2_extended_connect() {
+    http2_extended_connect(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_over_http2_extended_connect_through_a_blocking_waf() {
+    http2_extended_connect(WAF).await;
+}
+
+async fn http1_upgrade(serve_flags: &[&str]) {
+    let (_dir, ca, porter) = setup(serve_flags).await;
     let stream = tls_connect(ca.client(&[b"http/1.1"]), porter.https, "ws.test")
         .await
         .unwrap();
@@ -84,11 +108,23 @@ async fn websocket_over_http1_upgrade() {
     assert_eq!(response.status(), 101);
     echo_round_trips(&mut ws).await;
     ws.close(None).await.unwrap();
+    if !serve_flags.is_empty() {
+        // The upgrade request is inspected: an attack in it is refused.
+        let stream = tls_connect(ca.client(&[b"http/1.1"]), porter.https, "ws.test")
+            .await
+            .unwrap();
+        let attack = "wss://ws.test/chat?id=1%27%20OR%201=1--";
+        match tokio_tungstenite::client_async(attack, stream).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403)
+            }
+            other => panic!("the attack was not refused: {:?}", other.map(|(_, r)| r)),
+        }
+    }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn websocket_over_http2_extended_connect() {
-    let (_dir, ca, porter) = setup().await;
+async fn http2_extended_connect(serve_flags: &[&str]) {
+    let (_dir, ca, porter) = setup(serve_flags).await;
     let stream = tls_connect(ca.client(&[b"h2"]), porter.https, "ws.test")
         .await
         .unwrap();
