@@ -23,7 +23,7 @@ if [ ! -x "$binary" ]; then
 fi
 install -D -m 0755 "$binary" "$root/usr/local/bin/porter"
 if [ "$root" = / ] && ! { [ -e /usr/share/modsecurity-crs/rules ] && ldconfig -p | grep -q 'libmodsecurity\.so\.3'; }; then
-    echo "note: porter runs with libmodsecurity3 and its WAF rules come from modsecurity-crs: apt-get install libmodsecurity3 modsecurity-crs" >&2
+    echo "note: Porter's WAF needs libmodsecurity3 and modsecurity-crs (apt-get install libmodsecurity3 modsecurity-crs)" >&2
 fi
 if ! grep -q '^porter:' "$root/etc/passwd" 2>/dev/null; then
     if [ "$root" = / ]; then

@@ -7,10 +7,9 @@ cd "$(dirname "$0")/.."
 # bind9's tools live in sbin, which is not on every user's PATH.
 export PATH="$PATH:/usr/sbin:/sbin"
 
-# command (or file) -> Debian package that provides it
+# command (or file, a glob) -> Debian package that provides it
 needs=(
-  "pkg-config pkgconf"
-  "/usr/include/modsecurity/modsecurity.h libmodsecurity-dev"
+  "/usr/lib/*/libmodsecurity.so.3 libmodsecurity3"
   "/usr/share/modsecurity-crs/rules modsecurity-crs"
   "curl curl"
   "openssl openssl"
@@ -30,7 +29,7 @@ missing=()
 for pair in "${needs[@]}"; do
   set -- $pair
   if [[ $1 == /* ]]; then
-    [ -e "$1" ] || missing+=("$2")
+    compgen -G "$1" >/dev/null || missing+=("$2")
   else
     command -v "$1" >/dev/null 2>&1 || missing+=("$2")
   fi

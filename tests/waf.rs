@@ -654,3 +654,36 @@ fn what_a_hostile_client_sends_changes_nothing_else() {
         .iter()
         .any(|l| l.contains("flood")));
 }
+
+#[test]
+fn rules_that_cannot_load_are_said_plainly_and_leave_other_sites_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start();
+    let missing = dir.path().join("no-such-crs");
+    let porter = Porter::start(
+        &dir.path().join("data"),
+        &["--waf-rules", missing.to_str().unwrap()],
+    );
+    porter.ok(&["site", "add", "plain.test", "--upstream", &backend.addr]);
+    let out = porter.cli(&["site", "update", "plain.test", "--waf", "block"]);
+    assert!(!out.status.success());
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        why.contains("no-such-crs") && why.contains("modsecurity-crs"),
+        "{why}"
+    );
+    assert!(
+        !porter.ok(&["site", "list"]).contains("waf"),
+        "nothing changed"
+    );
+    assert!(porter.ok(&["waf", "status"]).contains("not loaded"));
+    let answer = raw(
+        porter.http,
+        &request("GET", "plain.test", "/?id=1%27%20OR%201=1--", &[], b""),
+    );
+    assert_eq!(
+        answer.status, 200,
+        "a site without the WAF is served as before"
+    );
+    porter.stop();
+}

@@ -1,7 +1,9 @@
-//! The WAF engine on libmodsecurity 3 (Debian's `libmodsecurity3`), through the raw bindings
-//! of `modsecurity-sys`. Not through the `modsecurity` crate: its log callback panics (an abort
-//! across the C boundary) on a log line that is not UTF-8, and a client chooses the bytes a
-//! rule's message quotes.
+//! The WAF engine on libmodsecurity 3 (Debian's `libmodsecurity3`), opened with `dlopen` when
+//! the WAF is first needed: a server whose sites never use the WAF maps none of it (nor the
+//! dozen libraries it pulls in, some 9 MiB of resident pages), and runs where it is not
+//! installed. Not through the `modsecurity` crate: its log callback panics (an abort across
+//! the C boundary) on a log line that is not UTF-8, and a client chooses the bytes a rule's
+//! message quotes.
 //!
 //! The rules run in `DetectionOnly`: every match is reported through the log callback and
 //! Porter judges the score (see `super::judge`), so a site's threshold and exclusions change no
@@ -12,9 +14,11 @@
 #![allow(unsafe_code)]
 
 use super::engine::{Engine, EngineError, Exchange, Match};
-use modsecurity_sys as sys;
-use std::ffi::{c_char, c_void, CStr, CString};
-use std::sync::Mutex;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::sync::{Mutex, OnceLock};
+
+/// The library's file name (its soname: the ABI Porter was written against).
+const LIBRARY: &str = "libmodsecurity.so.3";
 
 extern "C" {
     /// libmodsecurity's error strings are `strdup`ed for the caller to free.
@@ -24,10 +28,80 @@ extern "C" {
 /// `msc_cleanup` is not safe to run on two threads at once (owasp-modsecurity/ModSecurity#3138).
 static CLEANUP: Mutex<()> = Mutex::new(());
 
+type LogCallback = unsafe extern "C" fn(*mut c_void, *const c_void);
+
+/// The functions of `modsecurity/modsecurity.h`, `rules_set.h` and `transaction.h` Porter
+/// calls (libmodsecurity 3.0), with their C signatures; the handles are opaque.
+struct Api {
+    init: unsafe extern "C" fn() -> *mut c_void,
+    set_connector_info: unsafe extern "C" fn(*mut c_void, *const c_char),
+    set_log_cb: unsafe extern "C" fn(*mut c_void, Option<LogCallback>),
+    cleanup: unsafe extern "C" fn(*mut c_void),
+    create_rules_set: unsafe extern "C" fn() -> *mut c_void,
+    rules_add: unsafe extern "C" fn(*mut c_void, *const c_char, *mut *const c_char) -> c_int,
+    rules_cleanup: unsafe extern "C" fn(*mut c_void) -> c_int,
+    new_transaction_with_id:
+        unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_char, *mut c_void) -> *mut c_void,
+    process_connection:
+        unsafe extern "C" fn(*mut c_void, *const c_char, c_int, *const c_char, c_int) -> c_int,
+    process_uri:
+        unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char, *const c_char) -> c_int,
+    add_n_request_header:
+        unsafe extern "C" fn(*mut c_void, *const u8, usize, *const u8, usize) -> c_int,
+    process_request_headers: unsafe extern "C" fn(*mut c_void) -> c_int,
+    append_request_body: unsafe extern "C" fn(*mut c_void, *const u8, usize) -> c_int,
+    process_request_body: unsafe extern "C" fn(*mut c_void) -> c_int,
+    transaction_cleanup: unsafe extern "C" fn(*mut c_void),
+    /// Kept open for the process's life: the functions above point into it.
+    _library: libloading::Library,
+}
+
+/// The library, opened once.
+fn api() -> Result<&'static Api, EngineError> {
+    static API: OnceLock<Result<Api, String>> = OnceLock::new();
+    API.get_or_init(|| {
+        // SAFETY: opening libmodsecurity runs its (and its dependencies') initialisers, which
+        // have no preconditions; each symbol is read with the type of its C declaration.
+        unsafe {
+            let library = libloading::Library::new(LIBRARY).map_err(|e| {
+                format!("{e} (install Debian's libmodsecurity3: apt-get install libmodsecurity3)")
+            })?;
+            macro_rules! symbol {
+                ($name:literal) => {
+                    *library
+                        .get(concat!($name, "\0").as_bytes())
+                        .map_err(|e| format!("{LIBRARY}: {e}"))?
+                };
+            }
+            Ok(Api {
+                init: symbol!("msc_init"),
+                set_connector_info: symbol!("msc_set_connector_info"),
+                set_log_cb: symbol!("msc_set_log_cb"),
+                cleanup: symbol!("msc_cleanup"),
+                create_rules_set: symbol!("msc_create_rules_set"),
+                rules_add: symbol!("msc_rules_add"),
+                rules_cleanup: symbol!("msc_rules_cleanup"),
+                new_transaction_with_id: symbol!("msc_new_transaction_with_id"),
+                process_connection: symbol!("msc_process_connection"),
+                process_uri: symbol!("msc_process_uri"),
+                add_n_request_header: symbol!("msc_add_n_request_header"),
+                process_request_headers: symbol!("msc_process_request_headers"),
+                append_request_body: symbol!("msc_append_request_body"),
+                process_request_body: symbol!("msc_process_request_body"),
+                transaction_cleanup: symbol!("msc_transaction_cleanup"),
+                _library: library,
+            })
+        }
+    })
+    .as_ref()
+    .map_err(|why| EngineError::Load(why.clone()))
+}
+
 /// A loaded rule set and the library instance its transactions run in.
 pub(crate) struct LibModSecurity {
-    msc: *mut sys::ModSecurity,
-    rules: *mut sys::RulesSet,
+    api: &'static Api,
+    msc: *mut c_void,
+    rules: *mut c_void,
     count: usize,
 }
 
@@ -40,26 +114,28 @@ unsafe impl Sync for LibModSecurity {}
 impl LibModSecurity {
     /// Loads `config` (directives and `Include`s).
     pub(crate) fn load(config: &str) -> Result<Self, EngineError> {
+        let api = api()?;
         let text = CString::new(config).map_err(|_| EngineError::Load("a NUL byte".into()))?;
         // SAFETY: plain constructor calls; the pointers are checked before use and owned by
         // the value returned (freed in Drop).
         unsafe {
-            let msc = sys::msc_init();
+            let msc = (api.init)();
             if msc.is_null() {
                 return Err(EngineError::Load("msc_init failed".into()));
             }
             let connector = CString::new(concat!("porter ", env!("CARGO_PKG_VERSION")))
                 .expect("no NUL in a version");
-            sys::msc_set_connector_info(msc, connector.as_ptr());
-            sys::msc_set_log_cb(msc, Some(on_log));
-            let rules = sys::msc_create_rules_set();
+            (api.set_connector_info)(msc, connector.as_ptr());
+            (api.set_log_cb)(msc, Some(on_log));
+            let rules = (api.create_rules_set)();
             let mut engine = LibModSecurity {
+                api,
                 msc,
                 rules,
                 count: 0,
             };
             let mut error: *const c_char = std::ptr::null();
-            let added = sys::msc_rules_add(rules, text.as_ptr(), &mut error);
+            let added = (api.rules_add)(rules, text.as_ptr(), &mut error);
             if added < 0 {
                 let why = if error.is_null() {
                     "unknown error".to_owned()
@@ -81,8 +157,8 @@ impl Drop for LibModSecurity {
         let _one_at_a_time = CLEANUP.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: no transaction outlives `inspect`, so nothing uses them any more.
         unsafe {
-            sys::msc_rules_cleanup(self.rules);
-            sys::msc_cleanup(self.msc);
+            (self.api.rules_cleanup)(self.rules);
+            (self.api.cleanup)(self.msc);
         }
     }
 }
@@ -100,12 +176,13 @@ impl Engine for LibModSecurity {
         let method = cstring(&exchange.method)?;
         let version = cstring(exchange.version)?;
         let server = c"127.0.0.1";
+        let api = self.api;
         let mut found: Vec<Match> = Vec::new();
         // SAFETY: the transaction is made from the loaded instance and rules, used on this
         // thread only and freed before returning; every pointer passed lives until then, and
         // `found` (the log callback's data) too.
         unsafe {
-            let tx = sys::msc_new_transaction_with_id(
+            let tx = (api.new_transaction_with_id)(
                 self.msc,
                 self.rules,
                 id.as_ptr() as *mut c_char,
@@ -114,16 +191,16 @@ impl Engine for LibModSecurity {
             if tx.is_null() {
                 return Err(EngineError::Input("no transaction"));
             }
-            sys::msc_process_connection(
+            (api.process_connection)(
                 tx,
                 client.as_ptr(),
                 i32::from(exchange.client.port()),
                 server.as_ptr(),
                 i32::from(paranoia),
             );
-            sys::msc_process_uri(tx, uri.as_ptr(), method.as_ptr(), version.as_ptr());
+            (api.process_uri)(tx, uri.as_ptr(), method.as_ptr(), version.as_ptr());
             for (name, value) in &exchange.headers {
-                sys::msc_add_n_request_header(
+                (api.add_n_request_header)(
                     tx,
                     name.as_ptr(),
                     name.len(),
@@ -131,12 +208,12 @@ impl Engine for LibModSecurity {
                     value.len(),
                 );
             }
-            sys::msc_process_request_headers(tx);
+            (api.process_request_headers)(tx);
             if !exchange.body.is_empty() {
-                sys::msc_append_request_body(tx, exchange.body.as_ptr(), exchange.body.len());
+                (api.append_request_body)(tx, exchange.body.as_ptr(), exchange.body.len());
             }
-            sys::msc_process_request_body(tx);
-            sys::msc_transaction_cleanup(tx);
+            (api.process_request_body)(tx);
+            (api.transaction_cleanup)(tx);
         }
         Ok(found)
     }
