@@ -27,12 +27,7 @@ impl Stats {
     }
 
     /// A request inspected, with the action taken and the rules that counted.
-    pub(crate) fn inspected(&self, site: &Arc<str>, action: &str, kept: &[Match]) {
-        let action = match action {
-            "blocked" => "blocked",
-            "detected" => "detected",
-            _ => "passed",
-        };
+    pub(crate) fn inspected(&self, site: &Arc<str>, action: &'static str, kept: &[Match]) {
         self.count(site, action);
         for found in kept {
             bump(&self.rules, (Arc::clone(site), found.id), |k| {
