@@ -130,15 +130,20 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         ),
         None => None,
     };
+    let mut services = Services::new(CancellationToken::new());
+    let sites = reload::LiveSites::new(store.clone());
+    let shed = Arc::new(Shed::default());
+    let edge_stats: Vec<Arc<EdgeStats>> = (0..edge_thread_count(args.edge_threads))
+        .map(|_| Arc::default())
+        .collect();
     let waf = {
         let (dir, default, log) = (
             args.waf_rules.clone(),
             args.waf_default,
             data_dir.join(crate::waf::LOG_FILE),
         );
-        let threads = edge_thread_count(args.edge_threads);
         let waf = Arc::new(
-            crate::waf::Waf::new(dir, default, log, threads)
+            crate::waf::Waf::new(dir, default, log, edge_stats.len())
                 .context("cannot start the WAF's threads")?,
         );
         if waf.on_by_default() {
@@ -147,12 +152,6 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         }
         waf
     };
-    let mut services = Services::new(CancellationToken::new());
-    let sites = reload::LiveSites::new(store.clone());
-    let shed = Arc::new(Shed::default());
-    let edge_stats: Vec<Arc<EdgeStats>> = (0..edge_thread_count(args.edge_threads))
-        .map(|_| Arc::default())
-        .collect();
     let on_demand = args.on_demand_upstream.as_ref().map(|upstream| {
         Arc::new(crate::on_demand::OnDemand::new(
             crate::on_demand::Settings {

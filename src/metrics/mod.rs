@@ -232,8 +232,8 @@ struct Scrape {
 }
 
 type WafCounts = (
-    Vec<(Arc<str>, &'static str, u64)>,
-    Vec<(Arc<str>, u32, u64)>,
+    Vec<((Arc<str>, &'static str), u64)>,
+    Vec<((Arc<str>, u32), u64)>,
 );
 
 /// A histogram's values, for `encode_histogram`.
@@ -442,7 +442,7 @@ impl Collector for Scrape {
                 "Requests of sites with the WAF on, by site and action (passed, detected, blocked, skipped: not inspected).",
                 Counter,
             )?;
-            for (site, action, n) in waf_requests {
+            for ((site, action), n) in waf_requests {
                 e.encode_family(&[("site", &**site), ("action", *action)])?
                     .count(*n)?;
             }
@@ -454,7 +454,7 @@ impl Collector for Scrape {
                 "WAF rule matches that counted (exclusions left out), by site and rule id.",
                 Counter,
             )?;
-            for (site, rule, n) in waf_rules {
+            for ((site, rule), n) in waf_rules {
                 let rule = rule.to_string();
                 e.encode_family(&[("site", &**site), ("rule", rule.as_str())])?
                     .count(*n)?;

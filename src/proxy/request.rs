@@ -26,7 +26,7 @@ use futures_util::FutureExt as _;
 use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use porter_store::{unix_now, Target, WafMode, DEFAULT_WP_LOGIN_LIMIT};
+use porter_store::{unix_now, Features, Target, WafMode};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
@@ -78,8 +78,7 @@ async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, req: Request<Incoming>) -> Serv
     let mut upstream = None;
     let waf = edge
         .waf
-        .settings(site.features.as_ref().and_then(|f| f.waf.as_ref()))
-        .cloned();
+        .settings(site.features.as_ref().and_then(|f| f.waf.as_ref()));
     let response = match (site.features.is_some(), waf) {
         // The common case pays two branches for the features it does not use.
         (false, None) => {
@@ -90,9 +89,9 @@ async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, req: Request<Incoming>) -> Serv
             let featured = Arc::clone(&site);
             let blocks = waf.as_ref().is_some_and(|w| w.mode == WafMode::Block);
             let gated = match gate(&edge, &site, blocks, &conn, &req).await {
-                Ok(()) => match &waf {
+                Ok(()) => match waf {
                     Some(settings) => {
-                        super::waf::inspect(&edge, (&domain, settings), &conn, req).await
+                        super::waf::inspect(&edge, (&domain, settings.clone()), &conn, req).await
                     }
                     None => Ok(req.map(|body| edge.forwarder.client_body(body))),
                 },
@@ -265,10 +264,7 @@ async fn gate<B>(
         }
         basic_auth::check(&site.domain, features, req).await?;
     }
-    let login_limit = match features {
-        Some(features) => features.wp_login_limit_in_force(waf_blocks),
-        None => waf_blocks.then_some(DEFAULT_WP_LOGIN_LIMIT),
-    };
+    let login_limit = Features::wp_login_limit_in_force(features, waf_blocks);
     super::wp_login::check(&edge.wp_logins, login_limit, (&site.domain, conn.peer), req)
 }
 

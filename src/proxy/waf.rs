@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// Inspects `req` for `site`; the request to forward, or Porter's answer.
 pub(crate) async fn inspect(
     edge: &Edge,
-    (site, settings): (&Arc<str>, &WafSettings),
+    (site, settings): (&Arc<str>, WafSettings),
     conn: &Conn,
     req: Request<Incoming>,
 ) -> Result<Request<UpstreamBody>, Own> {

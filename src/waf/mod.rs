@@ -158,23 +158,23 @@ impl Waf {
     pub(crate) async fn inspect(
         &self,
         site: &Arc<str>,
-        settings: &WafSettings,
+        settings: WafSettings,
         exchange: Exchange,
         truncated: bool,
     ) -> Verdict {
         let id = exchange.id.clone();
+        let blocks = settings.mode == WafMode::Block;
         let unavailable = || {
             self.stats.count(site, "skipped");
-            match settings.mode {
-                WafMode::Block => Verdict::Unavailable,
-                _ => Verdict::Pass,
+            match blocks {
+                true => Verdict::Unavailable,
+                false => Verdict::Pass,
             }
         };
         let Some(loaded) = self.ready().await else {
             return unavailable();
         };
-        let (settings_owned, log, stats, site_owned) = (
-            settings.clone(),
+        let (log, stats, site_owned) = (
             Arc::clone(&self.log),
             Arc::clone(&self.stats),
             Arc::clone(site),
@@ -182,14 +182,13 @@ impl Waf {
         let job = move || -> Option<bool> {
             let matches = loaded
                 .engine
-                .inspect(&exchange, settings_owned.paranoia)
+                .inspect(&exchange, settings.paranoia)
                 .map_err(|e| tracing::warn!(site = %site_owned, id = %exchange.id, error = %e, "WAF: not inspected"))
                 .ok()?;
-            let (score, kept) = judge(matches, &settings_owned, truncated);
-            let over = score >= settings_owned.threshold;
-            let action = match (over, settings_owned.mode) {
-                (true, WafMode::Block) => "blocked",
-                (true, _) => "detected",
+            let (score, kept) = judge(matches, &settings, truncated);
+            let action = match (score >= settings.threshold, blocks) {
+                (true, true) => "blocked",
+                (true, false) => "detected",
                 (false, _) => "passed",
             };
             stats.inspected(&site_owned, action, &kept);
@@ -197,7 +196,7 @@ impl Waf {
                 log.write(entry(
                     &exchange,
                     &site_owned,
-                    &settings_owned,
+                    &settings,
                     (action, score),
                     &kept,
                     truncated,
@@ -205,10 +204,11 @@ impl Waf {
             }
             Some(action == "blocked")
         };
-        match self.pool.run(job).await {
-            Ok(Some(Some(true))) => Verdict::Block(id),
-            Ok(Some(Some(false))) => Verdict::Pass,
-            Ok(_) | Err(pool::Full) => unavailable(),
+        // Not inspected: the queue was full, the job panicked, or the engine refused it.
+        match self.pool.run(job).await.ok().flatten().flatten() {
+            Some(true) => Verdict::Block(id),
+            Some(false) => Verdict::Pass,
+            None => unavailable(),
         }
     }
 

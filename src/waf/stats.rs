@@ -37,26 +37,21 @@ impl Stats {
     }
 
     /// Requests by site and action.
-    pub(crate) fn requests(&self) -> Vec<(Arc<str>, &'static str, u64)> {
-        let map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<_> = map
-            .iter()
-            .map(|((s, a), n)| (Arc::clone(s), *a, *n))
-            .collect();
-        out.sort();
-        out
+    pub(crate) fn requests(&self) -> Vec<((Arc<str>, &'static str), u64)> {
+        sorted(&self.requests)
     }
 
     /// Rule matches by site and rule.
-    pub(crate) fn rules(&self) -> Vec<(Arc<str>, u32, u64)> {
-        let map = self.rules.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<_> = map
-            .iter()
-            .map(|((s, r), n)| (Arc::clone(s), *r, *n))
-            .collect();
-        out.sort();
-        out
+    pub(crate) fn rules(&self) -> Vec<((Arc<str>, u32), u64)> {
+        sorted(&self.rules)
     }
+}
+
+fn sorted<K: Clone + Ord>(map: &Mutex<HashMap<K, u64>>) -> Vec<(K, u64)> {
+    let map = map.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out: Vec<(K, u64)> = map.iter().map(|(k, n)| (k.clone(), *n)).collect();
+    out.sort();
+    out
 }
 
 fn bump<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, u64>>, key: K, other: impl Fn(&K) -> K) {

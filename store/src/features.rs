@@ -44,7 +44,8 @@ pub struct Features {
     pub error_pages: BTreeMap<u16, String>,
     /// `POST /wp-login.php` and `/xmlrpc.php` a minute per client, at most (password
     /// guessing); `Some(0)`: no limit; `None`: [`DEFAULT_WP_LOGIN_LIMIT`] when the WAF blocks,
-    /// else no limit (see [`Features::wp_login_limit_in_force`]).
+    /// else no limit (see [`Features::wp_login_limit_in_force`]; the same for a site with no
+    /// features).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wp_login_limit: Option<u32>,
     /// The site's WAF settings; `None`: the server's default.
@@ -53,7 +54,7 @@ pub struct Features {
 }
 
 /// The WordPress login limit of a site whose WAF blocks and that sets none, a minute.
-pub const DEFAULT_WP_LOGIN_LIMIT: u32 = 10;
+const DEFAULT_WP_LOGIN_LIMIT: u32 = 10;
 
 /// The highest WordPress login rate a site may set, a minute: beyond it the limit stops no
 /// guessing.
@@ -211,10 +212,10 @@ impl Features {
         *self == Features::default()
     }
 
-    /// The WordPress login limit in force, a minute: the site's own, else the default when
-    /// `waf_blocks`.
-    pub fn wp_login_limit_in_force(&self, waf_blocks: bool) -> Option<u32> {
-        match self.wp_login_limit {
+    /// The WordPress login limit in force for a site with `features` (`None`: none on), a
+    /// minute: the site's own, else the default when `waf_blocks`.
+    pub fn wp_login_limit_in_force(features: Option<&Features>, waf_blocks: bool) -> Option<u32> {
+        match features.and_then(|f| f.wp_login_limit) {
             Some(0) => None,
             Some(limit) => Some(limit),
             None => waf_blocks.then_some(DEFAULT_WP_LOGIN_LIMIT),

@@ -32,8 +32,7 @@ pub use dns_zone::{DnsZone, TsigAlgorithm};
 pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
 pub use features::{
-    Canonical, Credential, Features, Redirect, DEFAULT_WP_LOGIN_LIMIT, ERROR_PAGE_STATUSES,
-    MAX_ERROR_PAGE,
+    Canonical, Credential, Features, Redirect, ERROR_PAGE_STATUSES, MAX_ERROR_PAGE,
 };
 pub use model::{
     AcmeAccount, AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, ChallengeKind,
