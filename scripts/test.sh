@@ -16,6 +16,7 @@ needs=(
   "python3 python3"
   "pebble pebble"
   "pebble-challtestsrv pebble"
+  "etcd etcd-server"
   "testssl testssl.sh"
   "nginx nginx-light"
   "promtool prometheus"

@@ -99,7 +99,7 @@ pub(crate) async fn run(
                 change = changes.recv() => change,
             };
             match change {
-                Ok(Change::Challenges(_)) | Err(RecvError::Lagged(_)) => break,
+                Ok(Change::Challenges(_) | Change::Everything) | Err(RecvError::Lagged(_)) => break,
                 Ok(_) => {}
                 Err(RecvError::Closed) => return,
             }

@@ -10,7 +10,8 @@ use crate::ops::apps::{AppSpec, AppView};
 use crate::ops::certs::CertView;
 use crate::ops::status::StatusView;
 use crate::ops::{AddSite, ImportCert, UpdateSite};
-use crate::serve::{self, STORE_DIR};
+use crate::serve;
+use crate::store_at::{StoreArgs, StoreAt};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use porter_acme::AcmeAction;
@@ -34,6 +35,8 @@ pub(crate) struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Porter's own log lines (on stderr): `text`, or `json` (one object a line) for a log
     /// collector.
     #[arg(long, global = true, env = "PORTER_LOG_FORMAT", default_value = "text")]
@@ -139,6 +142,19 @@ enum StoreCommand {
     },
     /// Restore a backup into a store with no site and no app.
     Import { file: PathBuf },
+    /// Copy every record from one store to another, as when moving an installation to etcd
+    /// (or back): `--from sled:PATH --to etcd://HOST:PORT/prefix`. No server may hold a sled
+    /// store while it is copied. A target that holds sites or apps is refused unless --force.
+    Copy {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// Write over a target that is not empty (records with the same names are replaced;
+        /// the others stay).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// The settings of `app add` and `app update`.
@@ -311,7 +327,7 @@ fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
         | Command::Init
         | Command::HashPassword { .. }
         | Command::Waf(WafCommand::Log { .. })
-        | Command::Store(StoreCommand::Export { .. }) => {
+        | Command::Store(StoreCommand::Export { .. } | StoreCommand::Copy { .. }) => {
             unreachable!("not an admin command")
         }
         Command::Store(StoreCommand::Import { file }) => {
@@ -475,20 +491,35 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
 
 async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir;
+    let at = cli.store.location(&data_dir)?;
+    let (data_dir, store_at) = (data_dir.as_path(), &at);
     match cli.command {
         Command::Serve(args) => {
-            serve::run(&data_dir, *args).await?;
+            serve::run(data_dir, at, *args).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Init => {
-            init(&data_dir)?;
+            init(data_dir, store_at).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Cert(CertCommand::Status(args)) => {
-            return cert_status(&data_dir, args, cli.json).await;
+            return cert_status((data_dir, store_at), args, cli.json).await;
         }
         Command::Store(StoreCommand::Export { output }) => {
-            export(&data_dir, output.as_deref()).await?;
+            export((data_dir, store_at), output.as_deref()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Store(StoreCommand::Copy { from, to, force }) => {
+            let (from, to) = (cli.store.parse(&from)?, cli.store.parse(&to)?);
+            let copied = copy_store(&from, &to, force).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&copied)?);
+            } else {
+                println!(
+                    "copied {from} to {to}: {} apps, {} sites, {} certificates, {} ACME accounts",
+                    copied.apps, copied.sites, copied.certs, copied.accounts
+                );
+            }
             return Ok(ExitCode::SUCCESS);
         }
         Command::Waf(WafCommand::Log { domain, follow }) => {
@@ -529,7 +560,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let command = admin_command(cli.command)?;
-    let answer = execute(&data_dir, &command).await?;
+    let answer = execute((data_dir, store_at), &command).await?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
@@ -540,10 +571,10 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `store export`: the backup to `output` (created 0600) or stdout (made 0600 when it is a
 /// file), with a warning on stderr of what it holds.
-async fn export(data_dir: &Path, output: Option<&Path>) -> anyhow::Result<()> {
+async fn export(at: (&Path, &StoreAt), output: Option<&Path>) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let Answer::Backup(backup) = execute(data_dir, &AdminCommand::ExportStore).await? else {
+    let Answer::Backup(backup) = execute(at, &AdminCommand::ExportStore).await? else {
         bail!("the server's answer is not a backup");
     };
     let text = serde_json::to_string_pretty(&backup)? + "\n";
@@ -583,28 +614,67 @@ async fn export(data_dir: &Path, output: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `porter init`: the data dir and an empty store in it.
-fn init(data_dir: &Path) -> anyhow::Result<()> {
-    let store_dir = data_dir.join(STORE_DIR);
+/// `porter init`: the data dir and an empty store in it (on etcd: the store's schema under
+/// its prefix, checked or written).
+async fn init(data_dir: &Path, store_at: &StoreAt) -> anyhow::Result<()> {
+    crate::data_dir::prepare(data_dir)?;
+    let Some(store_dir) = store_at.sled_dir() else {
+        drop(store_at.open(OFFLINE_DEADLINE).await?);
+        println!("the store at {store_at} is ready");
+        return Ok(());
+    };
     if store_dir.exists() {
         // Not opened: a running server holds it.
         println!("a store is already in {}", store_dir.display());
         return Ok(());
     }
-    crate::data_dir::prepare(data_dir)?;
-    drop(SledStore::open(&store_dir)?);
+    drop(SledStore::open(store_dir)?);
     println!("created an empty store in {}", store_dir.display());
     Ok(())
 }
 
+/// `store copy`: every lasting record of `from` written into `to`.
+async fn copy_store(
+    from: &StoreAt,
+    to: &StoreAt,
+    force: bool,
+) -> anyhow::Result<crate::ops::backup::Imported> {
+    if let (Some(a), Some(b)) = (from.sled_dir(), to.sled_dir()) {
+        anyhow::ensure!(a != b, "--from and --to are the same store");
+    }
+    let source = open_offline(from).await?;
+    let backup = crate::ops::backup::export(source.as_ref()).await?;
+    drop(source);
+    let target = open_offline(to).await?;
+    Ok(crate::ops::backup::import(target.as_ref(), backup, force).await?)
+}
+
+/// Opens a store no server of this data dir holds, saying so when one does.
+async fn open_offline(at: &StoreAt) -> anyhow::Result<Arc<dyn porter_store::Store>> {
+    if let Some(dir) = at.sled_dir() {
+        anyhow::ensure!(
+            dir.join("db").exists() || dir.join("conf").exists(),
+            "there is no store in {}",
+            dir.display()
+        );
+    }
+    at.open(OFFLINE_DEADLINE).await.map_err(|e| {
+        if e.chain().any(|c| matches!(c.downcast_ref(), Some(StoreError::Locked(_)))) {
+            anyhow::anyhow!("a porter server holds the store at {at}: stop it first, or copy from a backup (`store export`)")
+        } else {
+            e
+        }
+    })
+}
+
 /// `cert status`: the rows its filters keep, as a table, JSON, or a monitoring plugin's report.
 async fn cert_status(
-    data_dir: &Path,
+    at: (&Path, &StoreAt),
     args: CertStatusArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let read = async {
-        match execute(data_dir, &AdminCommand::ListCerts).await? {
+        match execute(at, &AdminCommand::ListCerts).await? {
             Answer::Certs(certs) => Ok(certs),
             _ => bail!("the server's answer is not a list of certificates"),
         }
@@ -638,8 +708,14 @@ async fn cert_status(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Deadline of the store operations of a command run without a server.
+const OFFLINE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Sends `command` to the running server, or runs it on the store when none runs.
-async fn execute(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Answer> {
+async fn execute(
+    (data_dir, store_at): (&Path, &StoreAt),
+    command: &AdminCommand,
+) -> anyhow::Result<Answer> {
     let client = AdminClient::discover(data_dir);
     if let Some(client) = &client {
         let (method, path, body) = command.http();
@@ -657,36 +733,36 @@ async fn execute(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Answ
         // Says what is wrong with a data dir that is there (a file, another user's).
         crate::data_dir::prepare(data_dir)?;
     }
-    if !data_dir.join(STORE_DIR).exists() {
-        return Err(NoStore {
-            data_dir: std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
+    let store: Arc<dyn porter_store::Store> = match store_at.sled_dir() {
+        Some(dir) if !dir.exists() => {
+            return Err(NoStore {
+                data_dir: std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
+            }
+            .into());
         }
-        .into());
-    }
-    let store = match SledStore::open(&data_dir.join(STORE_DIR)) {
-        Err(StoreError::Locked(_)) => bail!(
-            "a porter server holds the store in {}, but its admin API {} does not answer",
-            data_dir.display(),
-            client.map_or("(no discovery file)".to_owned(), |c| format!(
-                "at {}",
-                c.addr()
-            ))
-        ),
-        other => other.with_context(|| {
-            format!(
-                "cannot open the store in {}",
-                data_dir.join(STORE_DIR).display()
-            )
-        })?,
+        Some(dir) => match SledStore::open(dir) {
+            Err(StoreError::Locked(_)) => bail!(
+                "a porter server holds the store in {}, but its admin API {} does not answer",
+                dir.display(),
+                client.map_or("(no discovery file)".to_owned(), |c| format!(
+                    "at {}",
+                    c.addr()
+                ))
+            ),
+            other => Arc::new(
+                other.with_context(|| format!("cannot open the store in {}", dir.display()))?,
+            ),
+        },
+        None => store_at.open(OFFLINE_DEADLINE).await?,
     };
     let ctx = admin::Context {
         apps: None,
         apps_dir: data_dir.join(serve::APPS_DIR),
-        store: Arc::new(store),
+        store,
         acme_ca: None,
         sites: None,
         metrics: None,
-        store_dir: data_dir.join(STORE_DIR),
+        store_at: store_at.clone(),
         server: None,
         waf: None,
     };
@@ -866,9 +942,14 @@ fn render_status(status: StatusView) -> String {
         )),
         None => out.push_str("sites, certificates: the store did not answer in time\n"),
     }
-    let state = match &status.store.failure {
-        None => "ok".to_owned(),
-        Some(failure) => format!("writes failing: {failure}"),
+    let state = match (&status.store.failure, status.store.unreachable_since) {
+        (None, _) => "ok".to_owned(),
+        (Some(failure), Some(since)) => format!(
+            "UNREACHABLE since {} ({} s; serving from memory, ACME and OCSP work paused): {failure}",
+            crate::ops::rfc3339(since),
+            porter_store::unix_now() - since
+        ),
+        (Some(failure), None) => format!("writes failing: {failure}"),
     };
     out.push_str(&format!(
         "store: {state}\nstore path: {} ({} KiB)\nstore operations past their deadline: {}\n",

@@ -34,6 +34,7 @@ mod reload;
 mod serve;
 mod service;
 mod snapshot;
+mod store_at;
 mod systemd;
 mod tls;
 mod waf;

@@ -180,7 +180,8 @@ impl OnDemand {
                 // A failed read is tried again a second later.
                 _ = tokio::time::sleep(Duration::from_secs(1)), if stale => {}
                 change = changes.recv() => match change {
-                    Ok(Change::OnDemandRules) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Ok(Change::OnDemandRules | Change::Everything)
+                    | Err(broadcast::error::RecvError::Lagged(_)) => {
                         stale = true;
                     }
                     Ok(_) => {}

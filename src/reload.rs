@@ -191,7 +191,7 @@ pub(crate) async fn run(
                     | Change::DnsZone(_)
                     | Change::OnDemandRules,
                 ) => {}
-                Err(RecvError::Lagged(_)) => full = true,
+                Ok(Change::Everything) | Err(RecvError::Lagged(_)) => full = true,
                 Err(RecvError::Closed) => return,
             }
             next = match changes.try_recv() {

@@ -13,6 +13,7 @@ use crate::proxy::{
     PerIp, ProxyProtocol, Rates, Shed,
 };
 use crate::service::{Services, Start};
+use crate::store_at::StoreAt;
 use crate::{challenges, data_dir, reload, tls};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -76,7 +77,7 @@ fn copy(flag: &'static str, socket: &impl AsFd) -> anyhow::Result<(&'static str,
     ))
 }
 
-pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let acme = args.acme.config().map_err(anyhow::Error::msg)?;
     let acme_ca = acme.as_ref().map(porter_acme::Config::ca_host);
@@ -90,8 +91,14 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
             "taking over from the running server: its sockets, then its store"
         );
     }
-    let sled = open_store(data_dir, &args, inherited.is_some())?;
-    let store: Arc<dyn Store> = sled.clone();
+    // The embedded store is handed from server to server; etcd is open to every node at once.
+    let (store, sled): (Arc<dyn Store>, Option<Arc<SledStore>>) = match &store_at {
+        StoreAt::Sled(_) => {
+            let sled = open_sled(&store_at, &args, inherited.is_some())?;
+            (sled.clone(), Some(sled))
+        }
+        StoreAt::Etcd(_) => (store_at.open(args.store_deadline).await?, None),
+    };
     if args.on_demand_upstream.is_some() && acme.is_none() {
         anyhow::bail!("on-demand TLS obtains certificates over ACME: pass --acme-agree-tos too");
     }
@@ -199,7 +206,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         acme_ca: acme_ca.clone(),
         sites: Some(sites.clone()),
         metrics: Some(metrics),
-        store_dir: data_dir.join(STORE_DIR),
+        store_at: store_at.clone(),
         server: Some(ServerFacts {
             started,
             listeners: [
@@ -272,7 +279,7 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
         })
     });
 
-    let handed = wait_for_stop(&offer, &sled, access_log.as_deref()).await?;
+    let handed = wait_for_stop(&offer, sled.as_deref(), access_log.as_deref()).await?;
     handed_over.store(handed, Ordering::Release);
     let handed_over = handed;
     // Connections still arriving are the successor's, or refused at once: not queued for nobody.
@@ -303,9 +310,9 @@ pub(crate) async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Opens the store; a successor waits while its predecessor lets go of it.
-fn open_store(
-    data_dir: &Path,
+/// Opens the embedded store; a successor waits while its predecessor lets go of it.
+fn open_sled(
+    store_at: &StoreAt,
     args: &ServeArgs,
     taking_over: bool,
 ) -> anyhow::Result<Arc<SledStore>> {
@@ -318,10 +325,7 @@ fn open_store(
             Duration::ZERO
         },
     };
-    let dir = data_dir.join(STORE_DIR);
-    let store = SledStore::open_with(&dir, options)
-        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(store_at.open_sled(options)?))
 }
 
 /// Starts the edge threads on the `http` and `https` listeners, and the services that keep
@@ -453,7 +457,7 @@ fn edge_thread_count(asked: Option<u16>) -> usize {
 /// the same arguments; it takes over as any new server on the data dir does.
 async fn wait_for_stop(
     offer: &Offer,
-    store: &SledStore,
+    sled: Option<&SledStore>,
     access_log: Option<&AccessLog>,
 ) -> anyhow::Result<bool> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -477,7 +481,9 @@ async fn wait_for_stop(
             }
             channel = offer.asked() => {
                 // From here the edge serves from memory while the successor opens the store.
-                store.release();
+                if let Some(sled) = sled {
+                    sled.release();
+                }
                 let outcome = tokio::select! {
                     outcome = Offer::outcome(channel) => outcome,
                     // Stopped meanwhile: the successor has the sockets and the store.
@@ -488,10 +494,11 @@ async fn wait_for_stop(
                     Handed::Over => return Ok(true),
                     Handed::Abandoned => {
                         tracing::warn!("the successor went away before it served: taking the store back and carrying on");
-                        store
-                            .reclaim(STORE_HANDOVER_WAIT)
-                            .await
-                            .context("cannot take the store back from a successor that gave up")?;
+                        if let Some(sled) = sled {
+                            sled.reclaim(STORE_HANDOVER_WAIT)
+                                .await
+                                .context("cannot take the store back from a successor that gave up")?;
+                        }
                     }
                 }
             }

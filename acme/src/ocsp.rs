@@ -23,6 +23,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// Soonest refresh after a fetch (real responses live for days; this only stops a hot loop).
 const MIN_REFRESH: i64 = 10;
+/// How long a certificate whose fetch another node is making waits before it is looked at
+/// again (by then that node has stored the response).
+const LOCKED_RETRY: i64 = 10;
 
 /// The OCSP responder URL in a certificate's Authority Information Access, if any (a
 /// certificate without one is normal: Let's Encrypt's have none since 2025).
@@ -64,6 +67,15 @@ pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
     let mut agenda = Agenda::default();
     loop {
         let now = unix_now();
+        // A store out of reach (etcd away): fetches wait, the stored responses stay stapled.
+        if store.health().unreachable_since.is_some() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            agenda.plan_all();
+            continue;
+        }
         if agenda.full_plan_due(now) {
             agenda.replace(plan(store.as_ref(), now, &mut without_ocsp).await, now);
         }
@@ -93,8 +105,8 @@ pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
                         Err(_) => agenda.plan_all(),
                     }
                 }
+                Ok(Change::Everything) | Err(_) => agenda.plan_all(),
                 Ok(_) => {}
-                Err(_) => agenda.plan_all(),
             },
             _ = sleep => {}
         }
@@ -166,6 +178,10 @@ async fn refresh_site(
     domain: &DomainName,
     now: i64,
 ) -> Result<Option<i64>, porter_store::StoreError> {
+    // One node of a fleet fetches; the others staple what it stores.
+    let Some(_fetching) = store.try_lock(&format!("ocsp/{domain}")).await? else {
+        return Ok(Some(now + LOCKED_RETRY));
+    };
     let Some(cert) = store.cert(domain).await? else {
         return Ok(None);
     };
@@ -173,7 +189,13 @@ async fn refresh_site(
         // Replaced since it was planned, by a certificate without OCSP.
         return Ok(None);
     }
+    // Read under the lock: the node that held it may have just stored a fresh response.
     let old = store.ocsp(domain).await?;
+    if let Some(record) = old.as_ref().filter(|r| r.serial == cert.serial) {
+        if record.next_refresh > now {
+            return Ok(Some(record.next_refresh));
+        }
+    }
     let record = refresh(client, &cert, old, now).await;
     let next = record.next_refresh;
     report(store, &cert, &record).await;

@@ -26,6 +26,18 @@ use tokio::sync::Mutex;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+/// How long a domain whose ACME lock another node holds waits before it is looked at again
+/// (its certificate, when that node stores it, re-plans it at once).
+const LOCKED_RETRY: i64 = 5;
+
+/// How an attempt ended.
+enum Attempted {
+    /// Carried out (or failed and recorded).
+    Done,
+    /// Not made: another node holds the domain's lock, or the store is out of reach.
+    ElsewhereInFleet,
+}
+
 /// One CA the worker orders from.
 struct Ca {
     config: Config,
@@ -178,12 +190,28 @@ impl Worker {
         // A full plan at start, then hourly as a safety net, and after missed changes; in
         // between, each change re-plans just its site.
         let mut agenda = Agenda::default();
+        let mut paused = false;
         loop {
             let now = unix_now();
-            if agenda.full_plan_due(now) {
+            // A store out of reach (etcd away) pauses new work: orders resume from the store
+            // once it answers, on whichever node takes their lock.
+            if paused != self.store.health().unreachable_since.is_some() {
+                paused = !paused;
+                if paused {
+                    tracing::warn!("ACME work paused: the store does not answer");
+                } else {
+                    tracing::info!("ACME work resumes: the store answers again");
+                    agenda.plan_all();
+                }
+            }
+            if !paused && agenda.full_plan_due(now) {
                 agenda.replace(self.plan(now).await, now);
             }
-            let limit = self.cas[0].config.max_concurrent_orders.max(1);
+            let limit = if paused {
+                0
+            } else {
+                self.cas[0].config.max_concurrent_orders.max(1)
+            };
             let startable: Vec<DomainName> = agenda
                 .due(now)
                 .filter(|domain| !in_flight.contains_key(*domain))
@@ -195,7 +223,11 @@ impl Worker {
                 ids.insert(handle.id(), domain.clone());
                 in_flight.insert(domain, handle);
             }
-            let next = agenda.next_wake(now);
+            let next = if paused {
+                now + 1
+            } else {
+                agenda.next_wake(now)
+            };
             let sleep = tokio::time::sleep(Duration::from_secs((next - now).max(0) as u64));
             tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -204,7 +236,7 @@ impl Worker {
                     return;
                 }
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                    let id = match &done { Ok((id, ())) => *id, Err(e) => e.id() };
+                    let id = match &done { Ok((id, _)) => *id, Err(e) => e.id() };
                     if let Err(e) = &done {
                         if e.is_panic() {
                             tracing::error!("an ACME attempt panicked; it will be retried");
@@ -212,8 +244,13 @@ impl Worker {
                     }
                     if let Some(domain) = ids.remove(&id) {
                         in_flight.remove(&domain);
-                        // Its state has changed: when is it due now?
-                        self.replan(&mut agenda, domain).await;
+                        if matches!(done, Ok((_, Attempted::ElsewhereInFleet))) {
+                            // Another node is at it: look again later (or when its work lands).
+                            agenda.set(domain, Some(unix_now() + LOCKED_RETRY));
+                        } else {
+                            // Its state has changed: when is it due now?
+                            self.replan(&mut agenda, domain).await;
+                        }
                     }
                 }
                 change = changes.recv() => match change {
@@ -231,9 +268,9 @@ impl Worker {
                             self.replan(&mut agenda, domain).await;
                         }
                     }
-                    Ok(_) => {}
                     // Changes were missed: only a full plan knows what they were.
-                    Err(_) => agenda.plan_all(),
+                    Ok(Change::Everything) | Err(_) => agenda.plan_all(),
+                    Ok(_) => {}
                 },
                 _ = sleep => {}
             }
@@ -320,11 +357,28 @@ impl Worker {
             .find(|ca| host == Some(ca.config.ca_host().as_str()))
             .unwrap_or(&self.cas[0])
     }
-    /// One attempt for `domain`: refresh its ARI window when due, then order if due.
-    async fn attempt(self: Arc<Self>, domain: DomainName) {
-        if let Err(e) = self.try_attempt(&domain).await {
-            tracing::error!(%domain, error = %e, "ACME attempt could not be recorded");
+    /// One attempt for `domain`: refresh its ARI window when due, then order if due, holding
+    /// the domain's lock across the fleet (so that one node orders, and the others leave it).
+    async fn attempt(self: Arc<Self>, domain: DomainName) -> Attempted {
+        let mut lock = match self.store.try_lock(&format!("acme/{domain}")).await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return Attempted::ElsewhereInFleet,
+            Err(e) => {
+                tracing::debug!(%domain, error = %e, "cannot take the domain's ACME lock");
+                return Attempted::ElsewhereInFleet;
+            }
+        };
+        tokio::select! {
+            result = self.try_attempt(&domain) => {
+                if let Err(e) = result {
+                    tracing::error!(%domain, error = %e, "ACME attempt could not be recorded");
+                }
+            }
+            // Every step of the order is in the store: the node that takes the lock next
+            // resumes it.
+            _ = lock.lost() => tracing::warn!(%domain, "lost the domain's ACME lock (the store is out of reach): stopping its order here"),
         }
+        Attempted::Done
     }
 
     async fn try_attempt(&self, domain: &DomainName) -> Result<(), AcmeError> {

@@ -27,7 +27,7 @@ pub(crate) struct Context {
     /// The server's metrics (`None` in the CLI).
     pub(crate) metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Where the store is on disk.
-    pub(crate) store_dir: std::path::PathBuf,
+    pub(crate) store_at: crate::store_at::StoreAt,
     /// What the running server knows of itself (`None` in the CLI).
     pub(crate) server: Option<ops::status::ServerFacts>,
     /// The running server's WAF (`None` in the CLI).
@@ -160,7 +160,9 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
             })
         }
         C::ExportStore => Answer::Backup(Box::new(ops::backup::export(store).await?)),
-        C::ImportStore(backup) => Answer::Imported(ops::backup::import(store, *backup).await?),
+        C::ImportStore(backup) => {
+            Answer::Imported(ops::backup::import(store, *backup, false).await?)
+        }
         C::Status => {
             let server = match (&ctx.server, &ctx.metrics, &ctx.apps) {
                 (Some(facts), Some(metrics), Some(apps)) => Some(ops::status::Running {
@@ -170,7 +172,7 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
                 }),
                 _ => None,
             };
-            Answer::Status(ops::status::status(store, &ctx.store_dir, ctx.beside(), server).await)
+            Answer::Status(ops::status::status(store, &ctx.store_at, ctx.beside(), server).await)
         }
     })
 }

@@ -152,6 +152,8 @@ impl Actor {
                     }
                 }
             }
+            // Read again after missed changes, as it was: nothing to do.
+            Cmd::Update(app) if *app == self.app => {}
             Cmd::Update(app) => {
                 tracing::info!(app = %app.id, "settings changed");
                 self.app = *app;

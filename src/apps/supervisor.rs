@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -246,6 +247,25 @@ impl Supervisor {
         answer.await.unwrap_or(stopped)
     }
 
+    /// Hands the stored settings of app `id` to its running actor, or stops it when the app
+    /// was removed.
+    async fn follow(&self, id: AppId) {
+        let Some(tx) = self.actor(&id) else { return };
+        match self.store.app(&id).await {
+            Ok(Some(app)) => {
+                let _ = tx.send(Cmd::Update(Box::new(app))).await;
+            }
+            Ok(None) => {
+                self.actors.lock().expect("actors lock").remove(&id);
+                let (reply, done) = oneshot::channel();
+                if tx.send(Cmd::Shutdown(reply)).await.is_ok() {
+                    let _ = done.await;
+                }
+            }
+            Err(e) => tracing::error!(app = %id, error = %e, "cannot read the app"),
+        }
+    }
+
     /// Follows app changes in the store until `shutdown`, then stops every daemon.
     pub(crate) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut changes = self.store.subscribe();
@@ -253,16 +273,17 @@ impl Supervisor {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 change = changes.recv() => {
-                    let Ok(Change::App(id)) = change else { continue };
-                    let Some(tx) = self.actor(&id) else { continue };
-                    match self.store.app(&id).await {
-                        Ok(Some(app)) => { let _ = tx.send(Cmd::Update(Box::new(app))).await; }
-                        Ok(None) => {
-                            self.actors.lock().expect("actors lock").remove(&id);
-                            let (reply, done) = oneshot::channel();
-                            if tx.send(Cmd::Shutdown(reply)).await.is_ok() { let _ = done.await; }
+                    let ids = match change {
+                        Ok(Change::App(id)) => vec![id],
+                        // Missed changes: every running app is read again.
+                        Ok(Change::Everything) | Err(RecvError::Lagged(_)) => {
+                            self.actors.lock().expect("actors lock").keys().cloned().collect()
                         }
-                        Err(e) => tracing::error!(app = %id, error = %e, "cannot read the app"),
+                        Ok(_) => continue,
+                        Err(RecvError::Closed) => break,
+                    };
+                    for id in ids {
+                        self.follow(id).await;
                     }
                 }
             }

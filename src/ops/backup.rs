@@ -79,17 +79,22 @@ fn checked(cert: CertRecord) -> Result<CertRecord, OpError> {
     Ok(cert)
 }
 
-/// Writes `backup` into `store`, which must hold no site and no app (a fresh data dir).
-pub(crate) async fn import(store: &dyn Store, backup: Backup) -> Result<Imported, OpError> {
+/// Writes `backup` into `store`, which must hold no site and no app (a fresh data dir) unless
+/// `force`: then records with the same names are replaced and the others stay.
+pub(crate) async fn import(
+    store: &dyn Store,
+    backup: Backup,
+    force: bool,
+) -> Result<Imported, OpError> {
     if backup.porter_backup != FORMAT {
         return Err(OpError::Refused(format!(
             "this is a backup of format {}, this Porter reads format {FORMAT}",
             backup.porter_backup
         )));
     }
-    if !store.sites().await?.is_empty() || !store.apps().await?.is_empty() {
+    if !force && (!store.sites().await?.is_empty() || !store.apps().await?.is_empty()) {
         return Err(OpError::Refused(
-            "the store is not empty: import into a fresh data dir (made with `porter init`)".into(),
+            "the store is not empty: import into a fresh data dir (made with `porter init`), or write over it with --force".into(),
         ));
     }
     // Everything is checked before anything is written.
@@ -121,10 +126,16 @@ pub(crate) async fn import(store: &dyn Store, backup: Backup) -> Result<Imported
         store.allow_on_demand(rule).await?;
     }
     for app in backup.apps {
-        store.add_app(app).await?;
+        match store.add_app(app.clone()).await {
+            Err(StoreError::AlreadyExists(_)) if force => store.update_app(app).await?,
+            other => other?,
+        }
     }
     for site in backup.sites {
-        store.add_site(site).await?;
+        match store.add_site(site.clone()).await {
+            Err(StoreError::AlreadyExists(_)) if force => store.update_site(site).await?,
+            other => other?,
+        }
     }
     for cert in certs {
         store.put_cert(cert).await?;

@@ -69,6 +69,9 @@ pub(crate) struct StoreStatus {
     pub(crate) failure: Option<String>,
     /// Operations that missed their deadline since the start.
     pub(crate) stalled_operations: u64,
+    /// Since when (unix seconds) a store on the network (etcd) has not answered.
+    #[serde(default)]
+    pub(crate) unreachable_since: Option<i64>,
     pub(crate) path: String,
     /// Bytes on disk.
     pub(crate) size_bytes: u64,
@@ -130,7 +133,7 @@ pub(crate) struct Running<'a> {
 /// How the server is doing; `server` only when it runs.
 pub(crate) async fn status(
     store: &dyn Store,
-    store_dir: &Path,
+    store_at: &crate::store_at::StoreAt,
     beside: Beside<'_>,
     server: Option<Running<'_>>,
 ) -> StatusView {
@@ -168,8 +171,9 @@ pub(crate) async fn status(
             ok: health.failure.is_none(),
             failure: health.failure,
             stalled_operations: health.stalled,
-            path: store_dir.display().to_string(),
-            size_bytes: disk_usage(store_dir),
+            unreachable_since: health.unreachable_since,
+            path: store_at.to_string(),
+            size_bytes: store_at.sled_dir().map_or(0, disk_usage),
         },
     }
 }

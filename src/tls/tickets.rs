@@ -123,21 +123,31 @@ fn due(keys: Option<&TicketKeys>, period: Duration) -> i64 {
         .map_or(i64::MIN, |k| k.created_at + period.as_secs() as i64)
 }
 
-/// Rotates the keys in the store when they are due, and returns what is current.
+/// Rotates the keys in the store when they are due, and returns what is current; `None` when
+/// they are due and another node of the fleet is rotating them (its keys arrive as a change).
 async fn rotate_if_due(
     store: &dyn Store,
     period: Duration,
     rng: &SystemRandom,
-) -> Result<TicketKeys, StoreError> {
+) -> Result<Option<TicketKeys>, StoreError> {
     let keys = store.ticket_keys().await?;
     if due(keys.as_ref(), period) > unix_now() {
-        return Ok(keys.unwrap_or_default());
+        return Ok(Some(keys.unwrap_or_default()));
+    }
+    // One node rotates: keys made by two at once would leave one node's tickets unreadable.
+    let Some(_rotating) = store.try_lock("ticket-keys").await? else {
+        return Ok(None);
+    };
+    // Read again under the lock: the node that held it may have just rotated.
+    let keys = store.ticket_keys().await?;
+    if due(keys.as_ref(), period) > unix_now() {
+        return Ok(Some(keys.unwrap_or_default()));
     }
     let fresh =
         rotated(keys, rng).ok_or_else(|| StoreError::Backend("the system RNG failed".into()))?;
     store.put_ticket_keys(fresh.clone()).await?;
     tracing::info!(keys = fresh.keys.len(), "TLS ticket keys rotated");
-    Ok(fresh)
+    Ok(Some(fresh))
 }
 
 impl Keyring {
@@ -146,7 +156,10 @@ impl Keyring {
     pub(crate) async fn open(store: &dyn Store, period: Duration) -> Result<Arc<Self>, StoreError> {
         let rng = SystemRandom::new();
         let keys = match rotate_if_due(store, period, &rng).await {
-            Ok(keys) => keys,
+            Ok(Some(keys)) => keys,
+            // Another node is making the first keys: this one's serve until they arrive.
+            Ok(None) => rotated(None, &rng)
+                .ok_or_else(|| StoreError::Backend("the system RNG failed".into()))?,
             // A store that does not answer must not keep the edge from starting: keys of this
             // process alone serve until `run` reads or rotates the stored ones.
             Err(e) => {
@@ -170,22 +183,25 @@ impl Keyring {
         shutdown: CancellationToken,
     ) {
         let mut changes = store.subscribe();
+        // Set while another node rotates: look again a little later, not in a loop.
+        let mut not_before = i64::MIN;
         loop {
             let next = match store.ticket_keys().await {
-                Ok(keys) => due(keys.as_ref(), period),
+                Ok(keys) => due(keys.as_ref(), period).max(not_before),
                 Err(_) => unix_now() + 5,
             };
             let wait = Duration::from_secs((next - unix_now()).max(0) as u64);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 change = changes.recv() => {
-                    if matches!(change, Ok(Change::TicketKeys) | Err(_)) {
+                    if matches!(change, Ok(Change::TicketKeys | Change::Everything) | Err(_)) {
                         self.reload(store.as_ref()).await;
                     }
                 }
                 _ = tokio::time::sleep(wait) => {
                     match rotate_if_due(store.as_ref(), period, &self.rng).await {
-                        Ok(keys) => self.keys.store(Arc::new(load(&keys))),
+                        Ok(Some(keys)) => self.keys.store(Arc::new(load(&keys))),
+                        Ok(None) => not_before = unix_now() + 1,
                         Err(e) => {
                             tracing::error!(error = %e, "cannot rotate TLS ticket keys; retrying");
                             tokio::time::sleep(Duration::from_secs(5)).await;

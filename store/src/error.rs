@@ -34,6 +34,9 @@ pub enum InvalidInput {
     /// A DNS zone that cannot be updated as given.
     #[error("{0}")]
     DnsZone(String),
+    /// A store location that cannot be opened as given.
+    #[error("{0}")]
+    Store(String),
 }
 
 /// Everything a store operation can fail with.

@@ -6,7 +6,7 @@
 //!   them at the boundary, so nothing invalid is ever stored.
 //! - [`CertRecord::from_pem`]: checks a chain and key before they are stored.
 //! - [`Store`]: the backend-neutral interface with its change notifications; [`SledStore`] is
-//!   the embedded backend.
+//!   the embedded backend, [`EtcdStore`] the one a fleet of edges shares.
 //!
 //! The store knows nothing of HTTP or TLS: the edge and the ACME worker read it and react to
 //! [`Change`]s.
@@ -15,11 +15,14 @@ mod app;
 mod b64;
 mod certificate;
 mod clock;
+mod codec;
 mod dns_zone;
 mod domain;
 mod error;
+mod etcd_store;
 mod features;
 mod keys;
+mod lock;
 pub mod model;
 mod on_demand;
 mod sled_store;
@@ -31,9 +34,11 @@ pub use clock::{unix_now, unix_now_ms};
 pub use dns_zone::{DnsZone, TsigAlgorithm};
 pub use domain::DomainName;
 pub use error::{InvalidInput, StoreError};
+pub use etcd_store::{EtcdOptions, EtcdStore};
 pub use features::{
     Canonical, Credential, Features, Redirect, ERROR_PAGE_STATUSES, MAX_ERROR_PAGE,
 };
+pub use lock::Lock;
 pub use model::{
     AcmeAccount, AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, ChallengeKind,
     DnsTxtRecord, Http01Challenge, OcspRecord, OcspResponse, OcspStatus, PendingOrder, PrivateKey,
@@ -71,6 +76,9 @@ pub enum Change {
     DnsZone(DomainName),
     /// The on-demand allow rules changed.
     OnDemandRules,
+    /// What changed is not known (a store that lost track of its changes, as a broken etcd
+    /// watch whose history was compacted): read everything again, as after a missed change.
+    Everything,
 }
 
 /// How the store is doing, for logs and status.
@@ -80,6 +88,9 @@ pub struct StoreHealth {
     pub failure: Option<String>,
     /// Operations that missed their deadline since the store was opened.
     pub stalled: u64,
+    /// Since when (unix seconds) a store on the network has not answered; `None` while it
+    /// does.
+    pub unreachable_since: Option<i64>,
 }
 
 /// The persistence interface every backend implements; the conformance suite in
@@ -185,6 +196,10 @@ pub trait Store: Send + Sync + 'static {
     async fn allow_on_demand(&self, rule: DomainName) -> Result<(), StoreError>;
     /// Removes an on-demand allow rule; fails with [`StoreError::NotFound`] when there is none.
     async fn disallow_on_demand(&self, rule: &DomainName) -> Result<(), StoreError>;
+    /// Takes the lock `name` across every process sharing this store, unless another holds it
+    /// (`None`). Held until the [`Lock`] is dropped or lost; always granted on a store only
+    /// one process opens.
+    async fn try_lock(&self, name: &str) -> Result<Option<Lock>, StoreError>;
     /// A receiver of every change committed from now on. A receiver that lags behind gets
     /// `RecvError::Lagged` and must re-read everything.
     fn subscribe(&self) -> broadcast::Receiver<Change>;

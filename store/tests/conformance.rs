@@ -1,5 +1,5 @@
-//! The conformance suite every store backend must pass, run here on the sled backend, plus the
-//! sled backend's own durability and schema checks.
+//! The conformance suite every store backend must pass, run here on the sled backend and on a
+//! real etcd, plus the sled backend's own durability and schema checks.
 
 use porter_store::{
     AcmeAccount, AcmeRequest, AcmeState, App, AppId, CertRecord, CertSource, Change, DomainName,
@@ -52,21 +52,41 @@ fn cert_for(domain: &str) -> CertRecord {
 }
 
 /// The backend-neutral suite: `fresh` gives an empty store each time it is called.
-async fn suite<S: Store>(fresh: impl Fn() -> S) {
-    sites_add_list_remove(fresh()).await;
-    certs_need_their_site(fresh()).await;
-    removing_a_site_removes_its_cert(fresh()).await;
-    certs_come_in_pages(fresh()).await;
-    changes_are_announced(fresh()).await;
-    acme_records_follow_their_site(fresh()).await;
-    sites_update_in_place(fresh()).await;
-    ticket_keys_round_trip(fresh()).await;
-    apps_and_the_sites_that_use_them(fresh()).await;
-    ocsp_records_follow_their_site(fresh()).await;
-    concurrent_writers_all_land(fresh()).await;
-    acme_requests_swap_only_what_was_read(fresh()).await;
-    dns_zones_add_replace_remove(fresh()).await;
-    on_demand_rules_add_and_remove(fresh()).await;
+async fn suite<S: Store, F: std::future::Future<Output = S>>(fresh: impl Fn() -> F) {
+    sites_add_list_remove(fresh().await).await;
+    certs_need_their_site(fresh().await).await;
+    removing_a_site_removes_its_cert(fresh().await).await;
+    certs_come_in_pages(fresh().await).await;
+    changes_are_announced(fresh().await).await;
+    acme_records_follow_their_site(fresh().await).await;
+    sites_update_in_place(fresh().await).await;
+    ticket_keys_round_trip(fresh().await).await;
+    apps_and_the_sites_that_use_them(fresh().await).await;
+    ocsp_records_follow_their_site(fresh().await).await;
+    concurrent_writers_all_land(fresh().await).await;
+    acme_requests_swap_only_what_was_read(fresh().await).await;
+    dns_zones_add_replace_remove(fresh().await).await;
+    on_demand_rules_add_and_remove(fresh().await).await;
+    locks_are_taken_and_given_back(fresh().await).await;
+}
+
+/// A lock is held until it is dropped; on a store one process opens it is always granted.
+async fn locks_are_taken_and_given_back(store: impl Store) {
+    let held = store.try_lock("acme/l.test").await.unwrap();
+    let held = held.expect("a free lock is granted");
+    assert!(!held.is_lost());
+    drop(held);
+    let again = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Some(lock) = store.try_lock("acme/l.test").await.unwrap() {
+                return lock;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a dropped lock is given back");
+    assert!(!again.is_lost());
 }
 
 async fn on_demand_rules_add_and_remove(store: impl Store) {
@@ -583,6 +603,24 @@ async fn changes_are_announced(store: impl Store) {
     );
 }
 
+#[path = "support/etcd.rs"]
+mod etcd;
+
+/// The same suite on a real etcd (Debian's `etcd-server`), each store under its own prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_backend_conforms() {
+    let etcd = etcd::Etcd::start();
+    let made = std::sync::atomic::AtomicUsize::new(0);
+    suite(|| {
+        let n = made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut options =
+            porter_store::EtcdOptions::parse(&etcd.address(&format!("conformance/{n}"))).unwrap();
+        options.lease_ttl = std::time::Duration::from_secs(2);
+        async move { porter_store::EtcdStore::open(options).await.unwrap() }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn sled_backend_conforms() {
     let dirs = std::sync::Mutex::new(Vec::new());
@@ -590,7 +628,7 @@ async fn sled_backend_conforms() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         dirs.lock().unwrap().push(dir);
-        store
+        std::future::ready(store)
     })
     .await;
 }

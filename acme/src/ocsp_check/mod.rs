@@ -98,7 +98,7 @@ pub(crate) fn check(
             sig_alg.to_id_string()
         ));
     }
-    if basic.signature.len() % 8 != 0 {
+    if !basic.signature.len().is_multiple_of(8) {
         return Err("OCSP response signature is not a whole number of bytes".to_string());
     }
     let sig = basic.signature.as_raw_slice();

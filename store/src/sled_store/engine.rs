@@ -232,6 +232,7 @@ impl SledStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
             stalled: self.shared.stalled.load(Ordering::Relaxed),
+            unreachable_since: None,
         }
     }
 }

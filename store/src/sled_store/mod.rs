@@ -8,6 +8,7 @@ mod writer;
 
 pub use engine::{SledOptions, SledStore};
 
+use crate::codec::encode;
 use crate::error::StoreError;
 use crate::keys;
 use crate::{
@@ -20,7 +21,7 @@ use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::broadcast;
-use trees::{backend, decode_all, encode, get, list_by_domain, Trees};
+use trees::{backend, decode_all, get, list_by_domain, Trees};
 
 fn not_found(what: &str, key: &str) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(StoreError::NotFound(format!("{what} {key}")))
@@ -537,6 +538,11 @@ impl Store for SledStore {
             Ok(vec![Change::OnDemandRules])
         })
         .await
+    }
+
+    async fn try_lock(&self, _name: &str) -> Result<Option<crate::Lock>, StoreError> {
+        // Only this process has the database open: nobody else to leave the work to.
+        Ok(Some(crate::Lock::held()))
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

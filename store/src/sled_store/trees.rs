@@ -1,5 +1,6 @@
 //! The open database: one sled tree per kind of record, and the typed reads over them.
 
+use crate::codec::{decode, domain_key};
 use crate::error::StoreError;
 use crate::{keys, DomainName, Http01Challenge};
 use std::path::Path;
@@ -113,22 +114,6 @@ pub(super) fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-pub(super) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("records always serialise")
-}
-
-pub(super) fn decode<T: serde::de::DeserializeOwned>(
-    tree: &'static str,
-    key: &[u8],
-    raw: &[u8],
-) -> Result<T, StoreError> {
-    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
-        tree,
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
-    })
-}
-
 pub(super) fn get<T: serde::de::DeserializeOwned>(
     tree: &sled::Tree,
     name: &'static str,
@@ -160,14 +145,7 @@ pub(super) fn list_by_domain<T: serde::de::DeserializeOwned>(
     tree.iter()
         .map(|entry| {
             let (key, raw) = entry.map_err(backend)?;
-            let domain = DomainName::parse(&String::from_utf8_lossy(&key)).map_err(|e| {
-                StoreError::Corrupt {
-                    tree: name,
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    reason: e.to_string(),
-                }
-            })?;
-            Ok((domain, decode(name, &key, &raw)?))
+            Ok((domain_key(name, &key)?, decode(name, &key, &raw)?))
         })
         .collect()
 }

@@ -1,0 +1,136 @@
+//! Which store Porter uses: the embedded one in the data dir (the default), another sled
+//! directory, or an etcd cluster a fleet of edges shares (`--store etcd://...`), with etcd's
+//! TLS and credentials. Every command takes the same flags.
+
+use anyhow::Context as _;
+use porter_store::{EtcdOptions, EtcdStore, SledOptions, SledStore, Store};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The store flags, global to every command.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StoreArgs {
+    /// The store: `etcd://HOST:PORT[,HOST:PORT...][/prefix]` for a fleet of edges sharing one
+    /// etcd, or `sled:PATH`; the embedded store in DATA_DIR/store when not given.
+    #[arg(long, global = true, env = "PORTER_STORE")]
+    store: Option<String>,
+    /// CA certificate (PEM) that signed the etcd members' certificates: talk TLS to etcd.
+    #[arg(long, global = true, env = "PORTER_ETCD_CA")]
+    etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd, with --etcd-key.
+    #[arg(long, global = true, env = "PORTER_ETCD_CERT", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "PORTER_ETCD_KEY", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
+    /// etcd user, when etcd's authentication is on; the password is read from the environment
+    /// variable PORTER_ETCD_PASSWORD (never from the command line, where `ps` shows it).
+    #[arg(long, global = true, env = "PORTER_ETCD_USER")]
+    etcd_user: Option<String>,
+    /// How long a node's locks (the ACME orders, OCSP fetches and key rotations it is doing)
+    /// outlive the node, or its link to etcd, before another node takes the work over.
+    #[arg(long, global = true, env = "PORTER_ETCD_LEASE_TTL", default_value = "10s", value_parser = crate::duration::duration)]
+    etcd_lease_ttl: Duration,
+}
+
+/// A store's location.
+#[derive(Debug, Clone)]
+pub(crate) enum StoreAt {
+    Sled(PathBuf),
+    Etcd(EtcdOptions),
+}
+
+impl StoreArgs {
+    /// The store the flags name (the embedded one in `data_dir` when none).
+    pub(crate) fn location(&self, data_dir: &Path) -> anyhow::Result<StoreAt> {
+        let at = match &self.store {
+            None => StoreAt::Sled(data_dir.join(crate::serve::STORE_DIR)),
+            Some(text) => self.parse(text)?,
+        };
+        if !matches!(at, StoreAt::Etcd(_))
+            && (self.etcd_ca.is_some() || self.etcd_cert.is_some() || self.etcd_user.is_some())
+        {
+            anyhow::bail!("--etcd-ca, --etcd-cert and --etcd-user are for an etcd store: give --store etcd://...");
+        }
+        Ok(at)
+    }
+
+    /// `sled:PATH` or `etcd://...` (with the etcd flags applied).
+    pub(crate) fn parse(&self, text: &str) -> anyhow::Result<StoreAt> {
+        if let Some(path) = text.strip_prefix("sled:") {
+            anyhow::ensure!(
+                !path.is_empty(),
+                "sled: needs a directory, as sled:/var/lib/porter/store"
+            );
+            return Ok(StoreAt::Sled(PathBuf::from(path)));
+        }
+        let mut options = EtcdOptions::parse(text)?;
+        let read = |path: &Path| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        if let Some(ca) = &self.etcd_ca {
+            options.ca = Some(read(ca)?);
+        }
+        if let (Some(cert), Some(key)) = (&self.etcd_cert, &self.etcd_key) {
+            options.identity = Some((read(cert)?, read(key)?));
+        }
+        if let Some(user) = &self.etcd_user {
+            let password = std::env::var("PORTER_ETCD_PASSWORD")
+                .context("--etcd-user needs the password in PORTER_ETCD_PASSWORD")?;
+            options.user = Some((user.clone(), password));
+        }
+        options.lease_ttl = self.etcd_lease_ttl;
+        Ok(StoreAt::Etcd(options))
+    }
+}
+
+impl StoreAt {
+    /// The embedded store's directory, if it is one.
+    pub(crate) fn sled_dir(&self) -> Option<&Path> {
+        match self {
+            StoreAt::Sled(dir) => Some(dir),
+            StoreAt::Etcd(_) => None,
+        }
+    }
+
+    /// Opens it; operations failing after `deadline`.
+    pub(crate) async fn open(&self, deadline: Duration) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match self {
+            StoreAt::Sled(_) => Arc::new(self.open_sled(SledOptions {
+                deadline,
+                ..SledOptions::default()
+            })?),
+            StoreAt::Etcd(options) => Arc::new(self.open_etcd(options, deadline).await?),
+        })
+    }
+
+    /// Opens the embedded store with `options`.
+    pub(crate) fn open_sled(&self, options: SledOptions) -> anyhow::Result<SledStore> {
+        let dir = self.sled_dir().expect("a sled store");
+        SledStore::open_with(dir, options)
+            .with_context(|| format!("cannot open the store in {}", dir.display()))
+    }
+
+    async fn open_etcd(
+        &self,
+        options: &EtcdOptions,
+        deadline: Duration,
+    ) -> anyhow::Result<EtcdStore> {
+        let mut options = options.clone();
+        options.deadline = deadline;
+        EtcdStore::open(options)
+            .await
+            .with_context(|| format!("cannot open the store at {self}"))
+    }
+}
+
+/// `sled:PATH` or the etcd address (never a credential).
+impl std::fmt::Display for StoreAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreAt::Sled(dir) => write!(f, "sled:{}", dir.display()),
+            StoreAt::Etcd(options) => write!(f, "{options}"),
+        }
+    }
+}

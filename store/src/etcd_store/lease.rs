@@ -1,0 +1,137 @@
+//! The node's lease: granted at open, renewed at a third of its time to live, and the ground
+//! its locks stand on. When renewals fail for a whole time to live, the node may have lost the
+//! lease (etcd lets it expire and frees its locks for other nodes): its locks count as lost
+//! from then, and a new lease is granted once etcd answers.
+
+use super::{absent, Inner};
+use crate::error::StoreError;
+use crate::Lock;
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+impl Inner {
+    /// A new lease of the configured time to live.
+    pub(super) async fn grant_lease(&self) -> Result<i64, StoreError> {
+        let ttl = self.options.lease_ttl.as_secs().max(1) as i64;
+        let mut client = self.client.clone();
+        let granted = self.call("lease", client.lease_grant(ttl, None)).await?;
+        Ok(granted.id())
+    }
+
+    /// Takes the lock `name` on the node's lease, unless another holds it.
+    pub(super) async fn try_lock(&self, name: &str) -> Result<Option<Lock>, StoreError> {
+        let Some(lease) = *self.lease.borrow() else {
+            return Err(StoreError::Backend(format!(
+                "no lease with etcd at {} (it does not answer): locks wait until it does",
+                self.options
+            )));
+        };
+        let key = format!("{}/locks/{name}", self.options.prefix).into_bytes();
+        let txn = Txn::new().when([absent(&key)]).and_then([TxnOp::put(
+            key.clone(),
+            // The holder's process, for whoever looks at etcd (operators, tests).
+            std::process::id().to_string(),
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+        let mut client = self.client.clone();
+        let answer = self.call("lock", client.txn(txn)).await?;
+        if !answer.succeeded() {
+            return Ok(None);
+        }
+        let revision = answer.header().map_or(0, |h| h.revision());
+        let mut client = self.client.clone();
+        Ok(Some(Lock::on_lease(
+            lease,
+            self.lease.subscribe(),
+            move || {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return;
+                };
+                // Only the key this lock made: one taken over by another node since stays.
+                let release = Txn::new()
+                    .when([Compare::create_revision(
+                        key.clone(),
+                        CompareOp::Equal,
+                        revision,
+                    )])
+                    .and_then([TxnOp::delete(key, None)]);
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), client.txn(release)).await;
+                });
+            },
+        )))
+    }
+}
+
+/// Renews the lease `lease` until `stop`, replacing it when it is lost.
+pub(super) async fn keep(inner: Arc<Inner>, mut lease: i64, mut stop: watch::Receiver<bool>) {
+    let ttl = inner.options.lease_ttl.max(Duration::from_secs(1));
+    let every = ttl / 3;
+    let mut renewed = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match renew(&inner, lease, every).await {
+            Ok(true) => {
+                renewed = Instant::now();
+                if inner.lease.borrow().is_none() {
+                    // Back within its time to live after all; locks lost meanwhile stay lost.
+                    inner.lease.send_replace(Some(lease));
+                }
+                continue;
+            }
+            Ok(false) => tracing::warn!(
+                lease,
+                "etcd let the node's lease expire: its locks are lost"
+            ),
+            Err(why) if renewed.elapsed() >= ttl => {
+                tracing::warn!(lease, error = why, "the node's lease could not be renewed within its time to live: its locks count as lost");
+            }
+            Err(why) => {
+                tracing::debug!(lease, error = why, "cannot renew the node's lease yet");
+                continue;
+            }
+        }
+        inner.lease.send_replace(None);
+        match inner.grant_lease().await {
+            Ok(fresh) => {
+                let mut client = inner.client.clone();
+                // The old one, if etcd still has it, must not hold locks nobody renews.
+                let _ = tokio::time::timeout(every, client.lease_revoke(lease)).await;
+                lease = fresh;
+                renewed = Instant::now();
+                inner.lease.send_replace(Some(lease));
+                tracing::info!(lease, "a new lease with etcd");
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot get a new lease yet"),
+        }
+    }
+}
+
+/// One renewal: whether etcd still has the lease.
+async fn renew(inner: &Inner, lease: i64, within: Duration) -> Result<bool, String> {
+    let mut client = inner.client.clone();
+    let once = async {
+        let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
+        keeper.keep_alive().await?;
+        answers.message().await
+    };
+    match tokio::time::timeout(within, once).await {
+        Ok(Ok(Some(answer))) => {
+            inner.reached();
+            Ok(answer.ttl() > 0)
+        }
+        Ok(Ok(None)) => Err("the keep-alive stream ended".into()),
+        Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => Ok(false),
+        Ok(Err(e)) => {
+            let why = super::describe(&e);
+            inner.unreached(&why);
+            Err(why)
+        }
+        Err(_) => Err("no answer in time".into()),
+    }
+}

@@ -1,0 +1,198 @@
+//! The etcd backend against a real etcd (Debian's `etcd-server`, started here on loopback
+//! ports): the conformance suite every backend passes, then what only a shared store has:
+//! changes and locks across nodes, and etcd going away and coming back.
+
+#[path = "support/etcd.rs"]
+mod etcd;
+
+use etcd::Etcd;
+use porter_store::{
+    Change, DomainName, EtcdOptions, EtcdStore, Site, Store, StoreError, Target, Upstream,
+};
+use std::time::{Duration, Instant};
+
+fn site(domain: &str) -> Site {
+    Site {
+        domain: DomainName::parse(domain).unwrap(),
+        target: Target::Upstream(Upstream::parse("127.0.0.1:1").unwrap()),
+        acme: true,
+        hsts_max_age: porter_store::DEFAULT_HSTS_MAX_AGE,
+        features: Default::default(),
+        challenge: None,
+    }
+}
+
+async fn open(etcd: &Etcd, prefix: &str, deadline: Duration) -> EtcdStore {
+    let mut options = EtcdOptions::parse(&etcd.address(prefix)).unwrap();
+    options.deadline = deadline;
+    options.lease_ttl = Duration::from_secs(2);
+    EtcdStore::open(options).await.unwrap()
+}
+
+/// Waits up to `within` for `check` to hold.
+async fn until<F: std::future::Future<Output = bool>>(
+    within: Duration,
+    what: &str,
+    check: impl Fn() -> F,
+) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two nodes on one prefix: what one writes, the other announces; a lock one holds, the other
+/// cannot take until it is given back; another prefix sees nothing of either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_changes_and_locks() {
+    let etcd = Etcd::start();
+    let (a, b) = (
+        open(&etcd, "fleet", Duration::from_secs(5)).await,
+        open(&etcd, "fleet", Duration::from_secs(5)).await,
+    );
+    let other = open(&etcd, "fleet-other", Duration::from_secs(5)).await;
+    let (mut heard, mut elsewhere) = (b.subscribe(), other.subscribe());
+    // 16 writers on each node at once.
+    let mut writers = tokio::task::JoinSet::new();
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    for w in 0..32 {
+        let node = if w % 2 == 0 { a.clone() } else { b.clone() };
+        writers.spawn(async move { node.add_site(site(&format!("n{w}.test"))).await.unwrap() });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(a.sites().await.unwrap().len(), 32);
+    let mut announced = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while announced.len() < 32 {
+        assert!(
+            Instant::now() < deadline,
+            "B heard {} of 32",
+            announced.len()
+        );
+        match tokio::time::timeout(Duration::from_secs(5), heard.recv()).await {
+            Ok(Ok(Change::Site(domain))) => {
+                announced.insert(domain);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(matches!(
+        elsewhere.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+    ));
+    assert!(other.sites().await.unwrap().is_empty());
+    // Adding a site both nodes race for: exactly one wins.
+    let (x, y) = tokio::join!(a.add_site(site("race.test")), b.add_site(site("race.test")));
+    assert!(x.is_ok() ^ y.is_ok(), "{x:?} {y:?}");
+
+    let held = a.try_lock("acme/n1.test").await.unwrap().expect("free");
+    assert!(
+        b.try_lock("acme/n1.test").await.unwrap().is_none(),
+        "taken twice"
+    );
+    assert!(
+        b.try_lock("acme/n2.test").await.unwrap().is_some(),
+        "another name is free"
+    );
+    drop(held);
+    until(
+        Duration::from_secs(5),
+        "B takes the lock A gave back",
+        || async { b.try_lock("acme/n1.test").await.unwrap().is_some() },
+    )
+    .await;
+}
+
+/// etcd stops: operations fail within their deadline and say so, the store reports since when
+/// it is unreachable, a lock whose lease cannot be renewed counts as lost (and another node
+/// can take it once etcd let the lease go). etcd returns: everything works again, and a change
+/// made then is announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_away_and_back() {
+    let mut etcd = Etcd::start();
+    let a = open(&etcd, "outage", Duration::from_secs(2)).await;
+    a.add_site(site("before.test")).await.unwrap();
+    let mut lock = a.try_lock("acme/before.test").await.unwrap().unwrap();
+    let mut changes = a.subscribe();
+    etcd.stop();
+    let started = Instant::now();
+    let failed = a.sites().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            failed,
+            Err(StoreError::Backend(_) | StoreError::Stalled { .. })
+        ),
+        "{failed:?}"
+    );
+    let health = a.health();
+    assert!(health.unreachable_since.is_some(), "{health:?}");
+    assert!(health.failure.unwrap().contains("does not answer"));
+    tokio::time::timeout(Duration::from_secs(10), lock.lost())
+        .await
+        .expect("a lock whose lease cannot be renewed is lost");
+    etcd.resume();
+    until(Duration::from_secs(15), "writes work again", || async {
+        a.add_site(site("after.test")).await.is_ok()
+    })
+    .await;
+    assert_eq!(a.sites().await.unwrap().len(), 2);
+    assert_eq!(a.health().unreachable_since, None);
+    let heard = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(Change::Site(d)) = changes.recv().await {
+                return d;
+            }
+        }
+    })
+    .await
+    .expect("the change made after the return is announced");
+    assert_eq!(heard.as_str(), "after.test");
+    // The lease was replaced: locks can be taken again.
+    until(
+        Duration::from_secs(10),
+        "a lock can be taken again",
+        || async { matches!(a.try_lock("acme/after.test").await, Ok(Some(_))) },
+    )
+    .await;
+}
+
+/// A prefix written by another schema is refused, saying which.
+#[tokio::test]
+async fn another_schema_is_refused() {
+    let etcd = Etcd::start();
+    let mut client = etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .unwrap();
+    client
+        .put("/future/v1/meta/schema_version", "2", None)
+        .await
+        .unwrap();
+    let options = EtcdOptions::parse(&etcd.address("future")).unwrap();
+    match EtcdStore::open(options).await {
+        Err(StoreError::SchemaMismatch {
+            found: 2,
+            expected: 1,
+            ..
+        }) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // Nothing listens: opening says so, in time.
+    let mut options = EtcdOptions::parse("etcd://127.0.0.1:1/x").unwrap();
+    options.deadline = Duration::from_secs(2);
+    let started = Instant::now();
+    let refused = EtcdStore::open(options).await;
+    assert!(started.elapsed() < Duration::from_secs(4));
+    match refused {
+        Err(StoreError::Backend(m)) => assert!(m.contains("127.0.0.1:1"), "{m}"),
+        Err(StoreError::Stalled { .. }) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}

@@ -1,0 +1,336 @@
+//! Fleets: three `porter serve` nodes on 127.0.0.1, 127.0.0.2 and 127.0.0.3 sharing one etcd
+//! (Debian's etcd-server, started here), pebble as the CA behind the test's counting front.
+//! pebble validates every name at 127.0.0.1 (the first node), whichever node ordered it: the
+//! challenge answers are in etcd, and every node answers them.
+
+mod common;
+#[path = "../store/tests/support/etcd.rs"]
+mod etcd;
+
+use common::acme::{free_port, AcmeFront, Pebble, PebbleOptions};
+use common::{https_get, run_with_input, wait_until, Backend, Porter};
+use etcd::Etcd;
+use rustls_pki_types::pem::PemObject as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sites added at once through one node.
+const SITES: usize = 20;
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    etcd: Etcd,
+    _pebble: Pebble,
+    front: AcmeFront,
+    backend: Backend,
+    /// The same HTTP and HTTPS ports on each node's address.
+    ports: (u16, u16),
+    nodes: Vec<Option<Porter>>,
+    flags: Vec<String>,
+    root: PathBuf,
+    client: Arc<rustls::ClientConfig>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Fleet {
+    fn start() -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = Etcd::start();
+        let ports = (free_port(), free_port());
+        let pebble = Pebble::start(
+            &dir.path().join("pebble"),
+            PebbleOptions::new(ports.0, ports.1),
+        );
+        let front = AcmeFront::start(&pebble, false);
+        let mut flags = pebble.porter_flags(&front.directory);
+        flags.extend(
+            ["--store", &etcd.address("fleet"), "--etcd-lease-ttl", "2s"].map(String::from),
+        );
+        let root = pebble.issuing_root(&dir.path().join("root.pem"));
+        let client = client_trusting(&root);
+        let mut fleet = Fleet {
+            dir,
+            etcd,
+            _pebble: pebble,
+            front,
+            backend: Backend::start(),
+            ports,
+            nodes: (0..3).map(|_| None).collect(),
+            flags,
+            root,
+            client,
+            runtime: tokio::runtime::Runtime::new().unwrap(),
+        };
+        for i in 0..3 {
+            fleet.start_node(i);
+        }
+        fleet
+    }
+
+    fn addr(&self, i: usize) -> String {
+        format!("127.0.0.{}", i + 1)
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let (http, https) = (
+            format!("{}:{}", self.addr(i), self.ports.0),
+            format!("{}:{}", self.addr(i), self.ports.1),
+        );
+        let mut flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        flags.extend(["--http", &http, "--https", &https]);
+        let data = self.dir.path().join(format!("node{i}"));
+        self.nodes[i] = Some(Porter::start(&data, &flags));
+    }
+
+    fn node(&self, i: usize) -> &Porter {
+        self.nodes[i].as_ref().expect("the node runs")
+    }
+
+    fn https(&self, i: usize) -> SocketAddr {
+        format!("{}:{}", self.addr(i), self.ports.1)
+            .parse()
+            .unwrap()
+    }
+
+    /// GET https://DOMAIN/ on node `i`, verified against pebble's root: the status and body.
+    fn get(&self, i: usize, domain: &str) -> Option<(u16, String)> {
+        let fetched = self.runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                https_get(self.client.clone(), self.https(i), domain, "/"),
+            )
+            .await
+        });
+        match fetched {
+            Ok(Ok((status, _, body))) => Some((status.as_u16(), body)),
+            _ => None,
+        }
+    }
+
+    fn serves(&self, i: usize, domain: &str) -> bool {
+        self.get(i, domain)
+            .is_some_and(|(status, body)| status == 200 && body == "hello from backend /")
+    }
+
+    /// The pid that holds `name`'s lock in etcd, if any.
+    fn lock_holder(&self, name: &str) -> Option<u32> {
+        self.etcd.get(&format!("/fleet/locks/{name}"))?.parse().ok()
+    }
+
+    /// One `openssl s_client` exchange with node `i`, saving (`-sess_out`) or resuming
+    /// (`-sess_in`) the TLS 1.3 session in `session`.
+    fn s_client(&self, i: usize, domain: &str, mode: &str, session: &Path) -> String {
+        let out = run_with_input(
+            Command::new("openssl")
+                .args(["s_client", "-tls1_3", "-ign_eof", "-connect"])
+                .arg(self.https(i).to_string())
+                .args(["-servername", domain, "-CAfile"])
+                .arg(&self.root)
+                .arg(mode)
+                .arg(session),
+            format!("GET / HTTP/1.0\r\nHost: {domain}\r\n\r\n").as_bytes(),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+}
+
+fn client_trusting(root: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(root).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Twenty sites added through one node are ordered once each and served by all three within a
+/// second of issuance; the node holding an order's lock is killed in the middle of it and
+/// another completes the same order; a TLS 1.3 session from one node resumes on the others;
+/// etcd goes away for ten seconds under traffic to every node without a failed request, and
+/// a change made after it returns reaches every node within a second.
+#[test]
+fn a_fleet_orders_once_serves_everywhere_and_rides_out_etcd() {
+    let mut fleet = Fleet::start();
+    let domains: Vec<String> = (0..SITES).map(|i| format!("s{i}.fleet.test")).collect();
+
+    // 20 sites through node 0, each ordered once, each served everywhere.
+    let added = Instant::now();
+    for domain in &domains {
+        fleet
+            .node(0)
+            .ok(&["site", "add", domain, "--upstream", &fleet.backend.addr]);
+    }
+    let mut first_served: Vec<Option<Instant>> = vec![None; SITES];
+    let mut everywhere: Vec<Option<Instant>> = vec![None; SITES];
+    let mut served = [[false; 3]; SITES];
+    wait_until(
+        Duration::from_secs(120),
+        "every site is served by every node",
+        || {
+            for (d, domain) in domains.iter().enumerate() {
+                if everywhere[d].is_some() {
+                    continue;
+                }
+                for (i, done) in served[d].iter_mut().enumerate() {
+                    if !*done && fleet.serves(i, domain) {
+                        *done = true;
+                        first_served[d].get_or_insert_with(Instant::now);
+                    }
+                }
+                if served[d].iter().all(|s| *s) {
+                    everywhere[d] = Some(Instant::now());
+                }
+            }
+            everywhere.iter().all(Option::is_some)
+        },
+    );
+    let spread = (0..SITES)
+        .map(|d| everywhere[d].unwrap() - first_served[d].unwrap())
+        .max()
+        .unwrap();
+    let last = everywhere.iter().flatten().max().unwrap();
+    eprintln!(
+        "fleet: {SITES} sites added through one node; the last served by all three {:?} after the first add; \
+         largest gap between the first node and all three serving a certificate: {spread:?}",
+        *last - added
+    );
+    assert!(
+        spread < Duration::from_secs(1),
+        "all three nodes serve within a second of the first: {spread:?}"
+    );
+    {
+        let front = fleet.front.state.lock().unwrap();
+        assert_eq!(front.new_orders, SITES, "one order per site, fleet-wide");
+        assert_eq!(front.finalized, SITES, "one certificate per site");
+    }
+
+    // The lock holder dies in the middle of an order: another node completes the same order.
+    fleet.front.state.lock().unwrap().hold_finalize = true;
+    fleet.node(1).ok(&[
+        "site",
+        "add",
+        "takeover.fleet.test",
+        "--upstream",
+        &fleet.backend.addr,
+    ]);
+    wait_until(
+        Duration::from_secs(30),
+        "an order waits at finalize",
+        || fleet.front.state.lock().unwrap().held == 1,
+    );
+    let holder = fleet
+        .lock_holder("acme/takeover.fleet.test")
+        .expect("the order's lock is in etcd");
+    let victim = (0..3)
+        .find(|i| fleet.node(*i).pid() == holder)
+        .expect("a node of the fleet holds the lock");
+    fleet.nodes[victim].take().unwrap().kill9();
+    fleet.front.state.lock().unwrap().hold_finalize = false;
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    let killed = Instant::now();
+    wait_until(
+        Duration::from_secs(60),
+        "another node completes the order",
+        || {
+            survivors
+                .iter()
+                .all(|i| fleet.serves(*i, "takeover.fleet.test"))
+        },
+    );
+    eprintln!(
+        "fleet: node {victim} killed holding the order's lock; another node served it {:?} later (lease TTL 2 s)",
+        killed.elapsed()
+    );
+    {
+        let front = fleet.front.state.lock().unwrap();
+        assert_eq!(
+            front.new_orders,
+            SITES + 1,
+            "the order was taken over, not placed again"
+        );
+        assert_eq!(front.finalized, SITES + 1, "one certificate");
+    }
+    fleet.start_node(victim);
+    assert!(
+        fleet.serves(victim, "takeover.fleet.test"),
+        "a node that starts serves what the fleet has at once"
+    );
+
+    // A TLS 1.3 session made with node 0 resumes on nodes 1 and 2 (one set of ticket keys).
+    let session = fleet.dir.path().join("session");
+    let first = fleet.s_client(0, &domains[0], "-sess_out", &session);
+    assert!(first.contains("New, TLSv1.3"), "{first}");
+    for i in [1, 2] {
+        let again = fleet.s_client(i, &domains[0], "-sess_in", &session);
+        assert!(
+            again.contains("Reused, TLSv1.3"),
+            "node {i} resumes node 0's session: {again}"
+        );
+    }
+
+    // etcd away for ten seconds under traffic to every node: not one failed request.
+    fleet.etcd.stop();
+    let outage = Instant::now();
+    let (mut requests, mut failed) = (0, Vec::new());
+    while outage.elapsed() < Duration::from_secs(10) {
+        let (i, domain) = (requests % 3, &domains[requests % SITES]);
+        if !fleet.serves(i, domain) {
+            failed.push(format!("node {i} {domain}"));
+        }
+        requests += 1;
+    }
+    let status = fleet.node(1).ok(&["status"]);
+    assert!(status.contains("UNREACHABLE since"), "{status}");
+    assert!(
+        failed.is_empty(),
+        "{} of {requests} failed: {failed:?}",
+        failed.len()
+    );
+    fleet.etcd.resume();
+    // A change through node 2 once etcd is back reaches nodes 0 and 1 within a second.
+    let mut changed = None;
+    wait_until(
+        Duration::from_secs(30),
+        "a change can be made again",
+        || {
+            let out = fleet.node(2).cli(&[
+                "site",
+                "update",
+                &domains[1],
+                "--upstream",
+                "127.0.0.1:1",
+                "--allow-unreachable",
+            ]);
+            changed = Some(Instant::now());
+            if !out.status.success() {
+                eprintln!(
+                    "fleet: update refused: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            out.status.success()
+        },
+    );
+    let changed = changed.unwrap();
+    wait_until(Duration::from_secs(5), "nodes 0 and 1 follow", || {
+        [0, 1].iter().all(|i| {
+            fleet
+                .get(*i, &domains[1])
+                .is_some_and(|(status, _)| status == 502)
+        })
+    });
+    let followed = changed.elapsed();
+    eprintln!("fleet: {requests} requests during a 10 s etcd outage, none failed; a change after it reached the other nodes in {followed:?}");
+    assert!(followed < Duration::from_secs(1), "{followed:?}");
+    let status = fleet.node(1).ok(&["status"]);
+    assert!(status.contains("store: ok"), "{status}");
+}
