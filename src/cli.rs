@@ -642,6 +642,13 @@ async fn copy_store(
     if let (Some(a), Some(b)) = (from.sled_dir(), to.sled_dir()) {
         anyhow::ensure!(a != b, "--from and --to are the same store");
     }
+    if let Some(dir) = from.sled_dir() {
+        anyhow::ensure!(
+            dir.join("db").exists() || dir.join("conf").exists(),
+            "there is no store in {}",
+            dir.display()
+        );
+    }
     let source = open_offline(from).await?;
     let backup = crate::ops::backup::export(source.as_ref()).await?;
     drop(source);
@@ -651,13 +658,6 @@ async fn copy_store(
 
 /// Opens a store no server of this data dir holds, saying so when one does.
 async fn open_offline(at: &StoreAt) -> anyhow::Result<Arc<dyn porter_store::Store>> {
-    if let Some(dir) = at.sled_dir() {
-        anyhow::ensure!(
-            dir.join("db").exists() || dir.join("conf").exists(),
-            "there is no store in {}",
-            dir.display()
-        );
-    }
     at.open(OFFLINE_DEADLINE).await.map_err(|e| {
         if e.chain().any(|c| matches!(c.downcast_ref(), Some(StoreError::Locked(_)))) {
             anyhow::anyhow!("a porter server holds the store at {at}: stop it first, or copy from a backup (`store export`)")

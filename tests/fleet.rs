@@ -334,3 +334,75 @@ fn a_fleet_orders_once_serves_everywhere_and_rides_out_etcd() {
     let status = fleet.node(1).ok(&["status"]);
     assert!(status.contains("store: ok"), "{status}");
 }
+
+/// `store copy` moves an installation from sled to etcd and back, keeping every record (the
+/// whole export compared); the CLI works on the etcd store directly; a target that is not
+/// empty is refused unless --force; no server may hold the sled store being copied.
+#[test]
+fn store_copy_moves_an_installation_to_etcd_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let ca = common::TestCa::new(dir.path());
+    let backend = Backend::start();
+    let first = dir.path().join("first");
+    let porter = Porter::start(&first, &[]);
+    ca.serve(&first, "kept.test", &backend.addr);
+    porter.ok(&[
+        "app",
+        "add",
+        "shop",
+        "--command",
+        "python3 -m http.server {port}",
+        "--allow-root",
+    ]);
+    porter.ok(&["site", "add", "shop.test", "--app", "shop"]);
+    for n in 0..10 {
+        porter.ok(&["site", "add", &format!("w{n}.test"), "--upstream", &backend.addr]);
+    }
+    porter.ok(&["on-demand", "allow", "example.test"]);
+    let sled = format!("sled:{}", first.join("store").display());
+    let held = porter.cli(&["store", "copy", "--from", &sled, "--to", &etcd.address("copy")]);
+    assert!(!held.status.success());
+    assert!(
+        String::from_utf8_lossy(&held.stderr).contains("holds the store"),
+        "{held:?}"
+    );
+    let before = porter.ok(&["--json", "store", "export"]);
+    assert!(porter.stop().success());
+
+    let to_etcd = common::ok(
+        &first,
+        &["store", "copy", "--from", &sled, "--to", &etcd.address("copy")],
+    );
+    assert!(to_etcd.contains("12 sites"), "{to_etcd}");
+    let on_etcd = ["--store", &etcd.address("copy")];
+    let sites = common::ok(&first, &[&on_etcd[..], &["site", "list"]].concat());
+    assert!(sites.contains("kept.test") && sites.contains("w9.test"), "{sites}");
+    let again = common::cli(
+        &first,
+        &["store", "copy", "--from", &sled, "--to", &etcd.address("copy")],
+    );
+    assert!(!again.status.success(), "a non-empty target is refused");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("--force"),
+        "{again:?}"
+    );
+    common::ok(
+        &first,
+        &["store", "copy", "--from", &sled, "--to", &etcd.address("copy"), "--force"],
+    );
+
+    let second = dir.path().join("second");
+    let back = format!("sled:{}", second.join("store").display());
+    common::ok(
+        &first,
+        &["store", "copy", "--from", &etcd.address("copy"), "--to", &back],
+    );
+    let after = common::ok(&second, &["--json", "store", "export"]);
+    let (before, after): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&before).unwrap(),
+        serde_json::from_str(&after).unwrap(),
+    );
+    assert_eq!(before, after, "every record made the round trip");
+    assert_eq!(after["sites"].as_array().unwrap().len(), 12);
+}
