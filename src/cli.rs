@@ -84,12 +84,22 @@ enum Command {
     /// with `site update --waf off|detect|block` and the other --waf-* flags.
     #[command(subcommand)]
     Waf(WafCommand),
+    /// The nodes of a fleet sharing an etcd store.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Back up the whole store, or restore a backup into a fresh one.
     #[command(subcommand)]
     Store(StoreCommand),
     /// Hash a password (read from stdin) with argon2id for `site update --basic-auth`; prints
     /// USER:HASH, an htpasswd line, when USER is given.
     HashPassword { user: Option<String> },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// The nodes running, with where the others reach them and since when (a node that dies
+    /// leaves the list when its lease runs out: --etcd-lease-ttl).
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +232,7 @@ impl From<AppArgs> for AppSpec {
             stop_signal: a.stop_signal,
             stop_grace: a.stop_grace,
             restart: a.restart,
+            node: None,
         }
     }
 }
@@ -375,6 +386,7 @@ fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
             spec: AppSpec::from(*settings),
         },
         Command::App(AppCommand::Remove { id }) => AdminCommand::RemoveApp { id },
+        Command::Node(NodeCommand::List) => AdminCommand::ListNodes,
         Command::App(AppCommand::List) => AdminCommand::ListApps,
         Command::App(AppCommand::Status { id }) => AdminCommand::AppStatus { id },
         Command::App(AppCommand::Logs { id }) => AdminCommand::AppLogs { id },
@@ -765,6 +777,7 @@ async fn execute(
         store_at: store_at.clone(),
         server: None,
         waf: None,
+        node: store_at.node().map(str::to_owned),
     };
     Ok(admin::execute(&ctx, command.clone()).await?)
 }
@@ -856,6 +869,23 @@ fn render(command: &AdminCommand, answer: Answer) -> String {
             "no on-demand rules: only the ask endpoint (if any) allows names\n".into()
         }
         Answer::OnDemandRules(rules) => rules.join("\n") + "\n",
+        Answer::Nodes(nodes) if nodes.is_empty() => {
+            "no nodes: the embedded store has no fleet (serve with --store etcd://...)\n".into()
+        }
+        Answer::Nodes(nodes) => table(
+            &["NODE", "ADDRESS", "PID", "UP SINCE"],
+            nodes
+                .into_iter()
+                .map(|n| {
+                    vec![
+                        n.name,
+                        n.addr,
+                        n.pid.to_string(),
+                        crate::ops::rfc3339(n.started_at),
+                    ]
+                })
+                .collect(),
+        ),
         Answer::Waf(status) => format!(
             "rules: {}\nengine: {}\ndefault mode: {}\n",
             status.rules,

@@ -69,6 +69,11 @@ pub(crate) struct ServeArgs {
     /// stops answering then fails requests instead of holding them for ever.
     #[arg(long, env = "PORTER_STORE_DEADLINE", default_value = "10s", value_parser = duration)]
     pub(crate) store_deadline: Duration,
+    /// In a fleet (an etcd store): where the other nodes send this node the requests of its
+    /// apps, HOST:PORT of its --http listener as they reach it (by default the --http address,
+    /// unless that is a wildcard such as 0.0.0.0).
+    #[arg(long, env = "PORTER_NODE_ADDR")]
+    pub(crate) node_addr: Option<std::net::SocketAddr>,
     /// Access log: a file (appended to; reopened on SIGHUP, so logrotate can move it) or `-`
     /// for stdout. Off when not given.
     #[arg(long, env = "PORTER_ACCESS_LOG")]

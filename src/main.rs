@@ -24,6 +24,7 @@ mod config;
 mod data_dir;
 mod duration;
 mod expiry;
+mod fleet;
 mod handover;
 mod memory;
 mod metrics;

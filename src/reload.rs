@@ -189,7 +189,8 @@ pub(crate) async fn run(
                     | Change::App(_)
                     | Change::Challenges(_)
                     | Change::DnsZone(_)
-                    | Change::OnDemandRules,
+                    | Change::OnDemandRules
+                    | Change::Nodes,
                 ) => {}
                 Ok(Change::Everything) | Err(RecvError::Lagged(_)) => full = true,
                 Err(RecvError::Closed) => return,

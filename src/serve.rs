@@ -97,7 +97,7 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
             let sled = open_sled(&store_at, &args, inherited.is_some())?;
             (sled.clone(), Some(sled))
         }
-        StoreAt::Etcd(_) => (store_at.open(args.store_deadline).await?, None),
+        StoreAt::Etcd(..) => (store_at.open(args.store_deadline).await?, None),
     };
     if args.on_demand_upstream.is_some() && acme.is_none() {
         anyhow::bail!("on-demand TLS obtains certificates over ACME: pass --acme-agree-tos too");
@@ -126,9 +126,16 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
     let metrics_addr = metrics_listener.as_ref().map(|(_, bound)| bound.clone());
     let (http_addr, https_addr) = (http.local_addr()?, https.local_addr()?);
 
+    let fleet = match store_at.node() {
+        Some(node) => Some(Arc::new(
+            join_fleet(store.as_ref(), node, args.node_addr.unwrap_or(http_addr)).await?,
+        )),
+        None => None,
+    };
     let apps_dir = data_dir.join(APPS_DIR);
     let predecessor = inherited.as_ref().map(|i| i.from);
-    let apps = Supervisor::new(store.clone(), apps_dir.clone(), predecessor)
+    let node = store_at.node().map(str::to_owned);
+    let apps = Supervisor::new(store.clone(), apps_dir.clone(), predecessor, node.clone())
         .context("cannot prepare the apps directory")?;
     let access_log = match &args.access_log {
         Some(destination) => Some(
@@ -180,7 +187,12 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
         (&edge_stats, &shed),
         &args,
         (http, https),
-        (&apps, access_log.clone(), &waf),
+        Parts {
+            apps: &apps,
+            access_log: access_log.clone(),
+            waf: &waf,
+            fleet,
+        },
         &mut services,
     )
     .await?;
@@ -221,6 +233,7 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
             edge_threads: edge.count(),
         }),
         waf: Some(waf.clone()),
+        node,
     });
     let admin_connections = TaskTracker::new();
     let connections = admin_connections.clone();
@@ -310,6 +323,38 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
     Ok(())
 }
 
+/// Records this server as node `name` of the fleet, reached by the others at `addr`, and
+/// reads the secret the nodes share.
+async fn join_fleet(
+    store: &dyn Store,
+    name: &str,
+    addr: SocketAddr,
+) -> anyhow::Result<crate::fleet::Fleet> {
+    anyhow::ensure!(
+        !addr.ip().is_unspecified(),
+        "--http listens on every address ({addr}): give --node-addr, the address the other nodes reach this one at"
+    );
+    store
+        .join(porter_store::Node {
+            name: name.to_owned(),
+            addr: addr.to_string(),
+            pid: std::process::id(),
+            started_at: porter_store::unix_now(),
+        })
+        .await
+        .context("cannot join the fleet")?;
+    let mut proposed = vec![0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut proposed)
+        .map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
+    let secret = store
+        .fleet_secret(porter_store::SecretBytes::new(proposed))
+        .await
+        .context("cannot read the fleet's secret")?
+        .context("the store has no fleet")?;
+    tracing::info!(node = name, %addr, "joined the fleet");
+    Ok(crate::fleet::Fleet::new(name.to_owned(), &secret))
+}
+
 /// Opens the embedded store; a successor waits while its predecessor lets go of it.
 fn open_sled(
     store_at: &StoreAt,
@@ -328,6 +373,15 @@ fn open_sled(
     Ok(Arc::new(store_at.open_sled(options)?))
 }
 
+/// What the edge threads share with the rest of the server.
+struct Parts<'a> {
+    apps: &'a Arc<Supervisor>,
+    access_log: Option<Arc<AccessLog>>,
+    waf: &'a Arc<crate::waf::Waf>,
+    /// This node in its fleet (`None` on the embedded store).
+    fleet: Option<Arc<crate::fleet::Fleet>>,
+}
+
 /// Starts the edge threads on the `http` and `https` listeners, and the services that keep
 /// what they serve current: the sites, the ACME challenge answers and the ticket keys.
 async fn start_edge(
@@ -339,11 +393,12 @@ async fn start_edge(
     (edge_stats, shed): (&[Arc<EdgeStats>], &Arc<Shed>),
     args: &ServeArgs,
     (http, https): (TcpListener, TcpListener),
-    (apps, access_log, waf): (
-        &Arc<Supervisor>,
-        Option<Arc<AccessLog>>,
-        &Arc<crate::waf::Waf>,
-    ),
+    Parts {
+        apps,
+        access_log,
+        waf,
+        fleet,
+    }: Parts<'_>,
     services: &mut Services,
 ) -> anyhow::Result<EdgeThreads> {
     // Subscribe before the first build so that no change slips in between. The build runs in
@@ -389,6 +444,7 @@ async fn start_edge(
                 on_demand: on_demand.clone(),
                 wp_logins: wp_logins.clone(),
                 waf: waf.clone(),
+                fleet: fleet.clone(),
             })
         })
         .collect::<Vec<_>>();

@@ -32,23 +32,53 @@ pub(crate) struct StoreArgs {
     /// outlive the node, or its link to etcd, before another node takes the work over.
     #[arg(long, global = true, env = "PORTER_ETCD_LEASE_TTL", default_value = "10s", value_parser = crate::duration::duration)]
     etcd_lease_ttl: Duration,
+    /// This node's name in a fleet (an etcd store; the host name when not given): apps added
+    /// through it run on it, and the other nodes forward their requests to it.
+    #[arg(long, global = true, env = "PORTER_NODE")]
+    node: Option<String>,
 }
 
 /// A store's location.
 #[derive(Debug, Clone)]
 pub(crate) enum StoreAt {
     Sled(PathBuf),
-    Etcd(EtcdOptions),
+    /// With this process's node name (set by [`StoreArgs::location`]).
+    Etcd(EtcdOptions, Option<String>),
 }
 
 impl StoreArgs {
+    /// This node's name when the store is shared by a fleet (`None` on the embedded store).
+    fn node_name(&self, at: &StoreAt) -> anyhow::Result<Option<String>> {
+        if at.sled_dir().is_some() {
+            anyhow::ensure!(
+                self.node.is_none(),
+                "--node is for a fleet on etcd: give --store etcd://..."
+            );
+            return Ok(None);
+        }
+        let name = match &self.node {
+            Some(name) => name.clone(),
+            None => nix::unistd::gethostname()
+                .context("cannot read the host name: give --node NAME")?
+                .to_string_lossy()
+                .to_lowercase(),
+        };
+        porter_store::Node::check_name(&name)
+            .with_context(|| "the node name (--node, by default the host name)")?;
+        Ok(Some(name))
+    }
+
     /// The store the flags name (the embedded one in `data_dir` when none).
     pub(crate) fn location(&self, data_dir: &Path) -> anyhow::Result<StoreAt> {
-        let at = match &self.store {
+        let mut at = match &self.store {
             None => StoreAt::Sled(data_dir.join(crate::serve::STORE_DIR)),
             Some(text) => self.parse(text)?,
         };
-        if !matches!(at, StoreAt::Etcd(_))
+        let name = self.node_name(&at)?;
+        if let StoreAt::Etcd(_, node) = &mut at {
+            *node = name;
+        }
+        if !matches!(at, StoreAt::Etcd(..))
             && (self.etcd_ca.is_some() || self.etcd_cert.is_some() || self.etcd_user.is_some())
         {
             anyhow::bail!("--etcd-ca, --etcd-cert and --etcd-user are for an etcd store: give --store etcd://...");
@@ -81,16 +111,24 @@ impl StoreArgs {
             options.user = Some((user.clone(), password));
         }
         options.lease_ttl = self.etcd_lease_ttl;
-        Ok(StoreAt::Etcd(options))
+        Ok(StoreAt::Etcd(options, None))
     }
 }
 
 impl StoreAt {
+    /// This process's node name in a fleet (`None` on the embedded store).
+    pub(crate) fn node(&self) -> Option<&str> {
+        match self {
+            StoreAt::Etcd(_, node) => node.as_deref(),
+            StoreAt::Sled(_) => None,
+        }
+    }
+
     /// The embedded store's directory, if it is one.
     pub(crate) fn sled_dir(&self) -> Option<&Path> {
         match self {
             StoreAt::Sled(dir) => Some(dir),
-            StoreAt::Etcd(_) => None,
+            StoreAt::Etcd(..) => None,
         }
     }
 
@@ -101,7 +139,7 @@ impl StoreAt {
                 deadline,
                 ..SledOptions::default()
             })?),
-            StoreAt::Etcd(options) => Arc::new(self.open_etcd(options, deadline).await?),
+            StoreAt::Etcd(options, _) => Arc::new(self.open_etcd(options, deadline).await?),
         })
     }
 
@@ -130,7 +168,7 @@ impl std::fmt::Display for StoreAt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreAt::Sled(dir) => write!(f, "sled:{}", dir.display()),
-            StoreAt::Etcd(options) => write!(f, "{options}"),
+            StoreAt::Etcd(options, _) => write!(f, "{options}"),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Fleets: three `porter serve` nodes on 127.0.0.1, 127.0.0.2 and 127.0.0.3 sharing one etcd
 //! (Debian's etcd-server, started here), pebble as the CA behind the test's counting front.
 //! pebble validates every name at 127.0.0.1 (the first node), whichever node ordered it: the
-//! challenge answers are in etcd, and every node answers them.
+//! challenge answers are in etcd, and every node answers them. An app runs on the node it was
+//! added through; the others forward its requests there.
 
 mod common;
 #[path = "../store/tests/support/etcd.rs"]
@@ -20,7 +21,9 @@ use std::time::{Duration, Instant};
 /// Sites added at once through one node.
 const SITES: usize = 20;
 
+/// Dropped in this order: the nodes first, while etcd still answers them.
 struct Fleet {
+    nodes: Vec<Option<Porter>>,
     dir: tempfile::TempDir,
     etcd: Etcd,
     _pebble: Pebble,
@@ -28,7 +31,6 @@ struct Fleet {
     backend: Backend,
     /// The same HTTP and HTTPS ports on each node's address.
     ports: (u16, u16),
-    nodes: Vec<Option<Porter>>,
     flags: Vec<String>,
     root: PathBuf,
     client: Arc<rustls::ClientConfig>,
@@ -52,13 +54,13 @@ impl Fleet {
         let root = pebble.issuing_root(&dir.path().join("root.pem"));
         let client = client_trusting(&root);
         let mut fleet = Fleet {
+            nodes: (0..3).map(|_| None).collect(),
             dir,
             etcd,
             _pebble: pebble,
             front,
             backend: Backend::start(),
             ports,
-            nodes: (0..3).map(|_| None).collect(),
             flags,
             root,
             client,
@@ -79,8 +81,9 @@ impl Fleet {
             format!("{}:{}", self.addr(i), self.ports.0),
             format!("{}:{}", self.addr(i), self.ports.1),
         );
+        let node = format!("n{i}");
         let mut flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
-        flags.extend(["--http", &http, "--https", &https]);
+        flags.extend(["--http", &http, "--https", &https, "--node", &node]);
         let data = self.dir.path().join(format!("node{i}"));
         self.nodes[i] = Some(Porter::start(&data, &flags));
     }
@@ -277,6 +280,57 @@ fn a_fleet_orders_once_serves_everywhere_and_rides_out_etcd() {
         );
     }
 
+    // An app defined through node 0 runs there; nodes 1 and 2 forward its requests to it.
+    let site_dir = fleet.dir.path().join("app-site");
+    std::fs::create_dir_all(&site_dir).unwrap();
+    std::fs::write(site_dir.join("index.html"), "served by the app of n0").unwrap();
+    let command = format!(
+        "python3 -m http.server {{port}} --bind 127.0.0.1 --directory {}",
+        site_dir.display()
+    );
+    fleet
+        .node(0)
+        .ok(&["app", "add", "web", "--command", &command, "--allow-root"]);
+    fleet
+        .node(1)
+        .ok(&["site", "add", "app.fleet.test", "--app", "web"]);
+    let apps = fleet.node(2).ok(&["--json", "app", "list"]);
+    assert!(apps.contains("\"node\": \"n0\""), "{apps}");
+    wait_until(
+        Duration::from_secs(60),
+        "every node serves the app's site",
+        || {
+            (0..3).all(|i| {
+                fleet
+                    .get(i, "app.fleet.test")
+                    .is_some_and(|(status, body)| {
+                        status == 200 && body.contains("served by the app of n0")
+                    })
+            })
+        },
+    );
+    for i in [1, 2] {
+        let status = fleet.node(i).ok(&["app", "status", "web"]);
+        assert!(
+            status.contains("stopped"),
+            "node {i} runs no copy of n0's app: {status}"
+        );
+    }
+    let nodes = fleet.node(2).ok(&["node", "list"]);
+    for name in ["n0", "n1", "n2"] {
+        assert!(nodes.contains(name), "{nodes}");
+    }
+    // A client cannot pass for a node: its forged header is dropped, its plain HTTP request
+    // is sent to HTTPS as any other.
+    let forged = common::status_code(&[
+        "-H",
+        "Host: app.fleet.test",
+        "-H",
+        "porter-fleet: 00 192.0.2.1",
+        &format!("http://127.0.0.2:{}/", fleet.ports.0),
+    ]);
+    assert!(forged.starts_with('3'), "a forged fleet header: {forged}");
+
     // etcd away for ten seconds under traffic to every node: not one failed request.
     fleet.etcd.stop();
     let outage = Instant::now();
@@ -357,11 +411,24 @@ fn store_copy_moves_an_installation_to_etcd_and_back() {
     ]);
     porter.ok(&["site", "add", "shop.test", "--app", "shop"]);
     for n in 0..10 {
-        porter.ok(&["site", "add", &format!("w{n}.test"), "--upstream", &backend.addr]);
+        porter.ok(&[
+            "site",
+            "add",
+            &format!("w{n}.test"),
+            "--upstream",
+            &backend.addr,
+        ]);
     }
     porter.ok(&["on-demand", "allow", "example.test"]);
     let sled = format!("sled:{}", first.join("store").display());
-    let held = porter.cli(&["store", "copy", "--from", &sled, "--to", &etcd.address("copy")]);
+    let held = porter.cli(&[
+        "store",
+        "copy",
+        "--from",
+        &sled,
+        "--to",
+        &etcd.address("copy"),
+    ]);
     assert!(!held.status.success());
     assert!(
         String::from_utf8_lossy(&held.stderr).contains("holds the store"),
@@ -372,15 +439,32 @@ fn store_copy_moves_an_installation_to_etcd_and_back() {
 
     let to_etcd = common::ok(
         &first,
-        &["store", "copy", "--from", &sled, "--to", &etcd.address("copy")],
+        &[
+            "store",
+            "copy",
+            "--from",
+            &sled,
+            "--to",
+            &etcd.address("copy"),
+        ],
     );
     assert!(to_etcd.contains("12 sites"), "{to_etcd}");
     let on_etcd = ["--store", &etcd.address("copy")];
     let sites = common::ok(&first, &[&on_etcd[..], &["site", "list"]].concat());
-    assert!(sites.contains("kept.test") && sites.contains("w9.test"), "{sites}");
+    assert!(
+        sites.contains("kept.test") && sites.contains("w9.test"),
+        "{sites}"
+    );
     let again = common::cli(
         &first,
-        &["store", "copy", "--from", &sled, "--to", &etcd.address("copy")],
+        &[
+            "store",
+            "copy",
+            "--from",
+            &sled,
+            "--to",
+            &etcd.address("copy"),
+        ],
     );
     assert!(!again.status.success(), "a non-empty target is refused");
     assert!(
@@ -389,14 +473,29 @@ fn store_copy_moves_an_installation_to_etcd_and_back() {
     );
     common::ok(
         &first,
-        &["store", "copy", "--from", &sled, "--to", &etcd.address("copy"), "--force"],
+        &[
+            "store",
+            "copy",
+            "--from",
+            &sled,
+            "--to",
+            &etcd.address("copy"),
+            "--force",
+        ],
     );
 
     let second = dir.path().join("second");
     let back = format!("sled:{}", second.join("store").display());
     common::ok(
         &first,
-        &["store", "copy", "--from", &etcd.address("copy"), "--to", &back],
+        &[
+            "store",
+            "copy",
+            "--from",
+            &etcd.address("copy"),
+            "--to",
+            &back,
+        ],
     );
     let after = common::ok(&second, &["--json", "store", "export"]);
     let (before, after): (serde_json::Value, serde_json::Value) = (

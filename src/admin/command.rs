@@ -77,6 +77,7 @@ pub(crate) enum AdminCommand {
     },
     WafStatus,
     WafReload,
+    ListNodes,
 }
 
 /// What a command answers; on the wire, the inner value as JSON.
@@ -99,6 +100,7 @@ pub(crate) enum Answer {
     DnsZone(ZoneView),
     OnDemandRules(Vec<String>),
     Waf(WafStatus),
+    Nodes(Vec<porter_store::Node>),
 }
 
 /// A request the admin API does not know, or whose body does not fit.
@@ -135,6 +137,7 @@ impl AdminCommand {
                 (Method::POST, format!("/v1/certs/{domain}/{verb}"), None)
             }
             ListApps => (Method::GET, "/v1/apps".into(), None),
+            ListNodes => (Method::GET, "/v1/nodes".into(), None),
             AddApp { id, spec } => (Method::POST, format!("/v1/apps/{id}"), json(spec)),
             UpdateApp { id, spec } => (Method::PATCH, format!("/v1/apps/{id}"), json(spec)),
             RemoveApp { id } => (Method::DELETE, format!("/v1/apps/{id}"), None),
@@ -186,6 +189,7 @@ impl AdminCommand {
                 },
             },
             (&Method::GET, ["v1", "apps"]) => ListApps,
+            (&Method::GET, ["v1", "nodes"]) => ListNodes,
             (&Method::POST, ["v1", "apps", id]) => AddApp {
                 id: owned(id),
                 spec: serde_json::from_slice(body)?,
@@ -251,6 +255,7 @@ impl AdminCommand {
             ListCerts => Answer::Certs(from(value)?),
             ImportCert(_) | RequestAcme { .. } => Answer::Cert(Box::new(from(value)?)),
             ListApps => Answer::Apps(from(value)?),
+            ListNodes => Answer::Nodes(from(value)?),
             AddApp { .. } | UpdateApp { .. } => Answer::App(from(value)?),
             AppStatus { .. } | ControlApp { .. } => Answer::AppStatus(from(value)?),
             AppLogs { .. } => Answer::Logs {

@@ -32,6 +32,8 @@ pub(crate) struct Context {
     pub(crate) server: Option<ops::status::ServerFacts>,
     /// The running server's WAF (`None` in the CLI).
     pub(crate) waf: Option<Arc<crate::waf::Waf>>,
+    /// This node's name in a fleet: apps added here run on it (`None` on the embedded store).
+    pub(crate) node: Option<String>,
 }
 
 impl Context {
@@ -122,7 +124,10 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
             ops::certs::request_acme(store, &domain, action, ctx.beside()).await?,
         )),
         C::ListApps => Answer::Apps(ops::apps::list_apps(store).await?),
-        C::AddApp { id, spec } => Answer::App(ops::apps::add_app(store, &id, spec).await?),
+        C::ListNodes => Answer::Nodes(store.nodes().await?),
+        C::AddApp { id, spec } => {
+            Answer::App(ops::apps::add_app(store, &id, spec, ctx.node.as_deref()).await?)
+        }
         C::UpdateApp { id, spec } => Answer::App(ops::apps::update_app(store, &id, spec).await?),
         C::RemoveApp { id } => {
             ops::apps::remove_app(store, &id).await?;

@@ -34,7 +34,7 @@ impl Instance {
             .store(porter_store::unix_now_ms(), Ordering::Relaxed);
         Lease {
             upstream: self.upstream.clone(),
-            shared: self.shared.clone(),
+            shared: Some(self.shared.clone()),
         }
     }
 

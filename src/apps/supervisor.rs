@@ -42,6 +42,10 @@ pub(crate) enum Unavailable {
     Busy,
     /// `porter app stop` came while the request waited for it to start.
     Stopped,
+    /// It runs on another node of the fleet, which is not running.
+    NodeDown(String),
+    /// It runs on another node, and the request was forwarded here by a node already.
+    NotHere(String),
 }
 
 impl std::fmt::Display for Unavailable {
@@ -52,6 +56,13 @@ impl std::fmt::Display for Unavailable {
             Unavailable::Failed => f.write_str("the app has failed"),
             Unavailable::Busy => f.write_str("too many requests are waiting for the app"),
             Unavailable::Stopped => f.write_str("the app was stopped"),
+            Unavailable::NodeDown(node) => {
+                write!(f, "the app runs on node {node}, which is not running")
+            }
+            Unavailable::NotHere(node) => write!(
+                f,
+                "a request forwarded by another node for an app of node {node} (never forwarded twice)"
+            ),
         }
     }
 }
@@ -66,15 +77,26 @@ pub(super) struct Shared {
 pub(crate) struct Lease {
     /// Where to forward the request.
     pub(crate) upstream: Upstream,
-    pub(super) shared: Arc<Shared>,
+    /// The local instance's counts; `None` when the app runs on another node of the fleet
+    /// (`upstream` is then that node's).
+    pub(super) shared: Option<Arc<Shared>>,
+}
+
+impl Lease {
+    /// Whether the request goes to another node of the fleet.
+    pub(crate) fn to_other_node(&self) -> bool {
+        self.shared.is_none()
+    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.shared
-            .last_activity_ms
-            .store(porter_store::unix_now_ms(), Ordering::Relaxed);
-        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(shared) = &self.shared {
+            shared
+                .last_activity_ms
+                .store(porter_store::unix_now_ms(), Ordering::Relaxed);
+            shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -127,6 +149,12 @@ pub(crate) struct Supervisor {
     runtime: tokio::runtime::Handle,
     /// Starts and crashes, for metrics.
     pub(crate) counts: Arc<AppCounts>,
+    /// This node's name in a fleet: apps of other nodes are forwarded to them.
+    node: Option<String>,
+    /// The node each app runs on, as read (forgotten when the app changes).
+    owners: Mutex<HashMap<AppId, Option<String>>>,
+    /// Where each node of the fleet is, as read (forgotten when the nodes change).
+    nodes: Mutex<Option<HashMap<String, Upstream>>>,
 }
 
 impl Supervisor {
@@ -137,6 +165,7 @@ impl Supervisor {
         store: Arc<dyn Store>,
         dir: PathBuf,
         predecessor: Option<u32>,
+        node: Option<String>,
     ) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(&dir)?;
         process::clean_stale(&dir, predecessor);
@@ -147,6 +176,9 @@ impl Supervisor {
             actors: Mutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
             counts: Arc::default(),
+            node,
+            owners: Mutex::default(),
+            nodes: Mutex::default(),
         }))
     }
 
@@ -182,13 +214,75 @@ impl Supervisor {
         Ok(tx)
     }
 
-    /// A lease on `id`'s ready instance, starting it when needed.
-    pub(crate) async fn acquire(&self, id: &AppId) -> Result<Lease, Unavailable> {
+    /// A lease on `id`'s ready instance, starting it when needed; in a fleet, on the node the
+    /// app runs on, when that is another (unless the request was `forwarded` here already).
+    pub(crate) async fn acquire(&self, id: &AppId, forwarded: bool) -> Result<Lease, Unavailable> {
+        if let Some(node) = self.elsewhere(id).await? {
+            if forwarded {
+                return Err(Unavailable::NotHere(node));
+            }
+            let upstream = self.node_addr(&node).await?;
+            return Ok(Lease {
+                upstream,
+                shared: None,
+            });
+        }
         let tx = self.actor_or_start(id).await?;
         let (reply, answer) = oneshot::channel();
         tx.try_send(Cmd::Acquire(reply))
             .map_err(|_| Unavailable::Busy)?;
         answer.await.unwrap_or(Err(Unavailable::Busy))
+    }
+
+    /// The other node app `id` runs on, if it runs on another (read once, then as it changes).
+    async fn elsewhere(&self, id: &AppId) -> Result<Option<String>, Unavailable> {
+        let Some(this) = &self.node else {
+            return Ok(None);
+        };
+        let known = self.owners.lock().expect("owners lock").get(id).cloned();
+        let owner = match known {
+            Some(owner) => owner,
+            None => {
+                let owner = match self.store.app(id).await {
+                    Ok(Some(app)) => app.node,
+                    Ok(None) => return Err(Unavailable::NoSuchApp),
+                    Err(e) => {
+                        tracing::error!(app = %id, error = %e, "cannot read the app");
+                        return Err(Unavailable::Failed);
+                    }
+                };
+                self.owners
+                    .lock()
+                    .expect("owners lock")
+                    .insert(id.clone(), owner.clone());
+                owner
+            }
+        };
+        Ok(owner.filter(|node| node != this))
+    }
+
+    /// Where node `node` takes forwarded requests (read once, then as the nodes change).
+    async fn node_addr(&self, node: &str) -> Result<Upstream, Unavailable> {
+        let known = self.nodes.lock().expect("nodes lock").clone();
+        let nodes = match known {
+            Some(nodes) => nodes,
+            None => {
+                let listed = self.store.nodes().await.map_err(|e| {
+                    tracing::error!(error = %e, "cannot read the nodes of the fleet");
+                    Unavailable::NodeDown(node.to_owned())
+                })?;
+                let nodes: HashMap<String, Upstream> = listed
+                    .into_iter()
+                    .filter_map(|n| Some((n.name, Upstream::parse(&n.addr).ok()?)))
+                    .collect();
+                *self.nodes.lock().expect("nodes lock") = Some(nodes.clone());
+                nodes
+            }
+        };
+        nodes
+            .get(node)
+            .cloned()
+            .ok_or_else(|| Unavailable::NodeDown(node.to_owned()))
     }
 
     /// `porter app restart`: a fresh instance (and an end to a failed state).
@@ -252,10 +346,11 @@ impl Supervisor {
     async fn follow(&self, id: AppId) {
         let Some(tx) = self.actor(&id) else { return };
         match self.store.app(&id).await {
-            Ok(Some(app)) => {
+            Ok(Some(app)) if app.node.is_none() || app.node == self.node => {
                 let _ = tx.send(Cmd::Update(Box::new(app))).await;
             }
-            Ok(None) => {
+            // Removed, or moved to another node of the fleet: stopped here.
+            Ok(_) => {
                 self.actors.lock().expect("actors lock").remove(&id);
                 let (reply, done) = oneshot::channel();
                 if tx.send(Cmd::Shutdown(reply)).await.is_ok() {
@@ -274,9 +369,18 @@ impl Supervisor {
                 _ = shutdown.cancelled() => break,
                 change = changes.recv() => {
                     let ids = match change {
-                        Ok(Change::App(id)) => vec![id],
+                        Ok(Change::App(id)) => {
+                            self.owners.lock().expect("owners lock").remove(&id);
+                            vec![id]
+                        }
+                        Ok(Change::Nodes) => {
+                            *self.nodes.lock().expect("nodes lock") = None;
+                            continue;
+                        }
                         // Missed changes: every running app is read again.
                         Ok(Change::Everything) | Err(RecvError::Lagged(_)) => {
+                            self.owners.lock().expect("owners lock").clear();
+                            *self.nodes.lock().expect("nodes lock") = None;
                             self.actors.lock().expect("actors lock").keys().cloned().collect()
                         }
                         Ok(_) => continue,

@@ -34,6 +34,8 @@ pub(crate) struct AppSpec {
     pub(crate) stop_grace: Option<String>,
     /// `on-failure` or `never`.
     pub(crate) restart: Option<String>,
+    /// The node of a fleet it runs on (by default the node it is added through).
+    pub(crate) node: Option<String>,
 }
 
 /// An app as listed.
@@ -44,12 +46,16 @@ pub(crate) struct AppView {
     pub(crate) listen: String,
     pub(crate) idle_timeout_s: u64,
     pub(crate) health: String,
+    /// The node of a fleet it runs on.
+    #[serde(default)]
+    pub(crate) node: Option<String>,
 }
 
 impl From<App> for AppView {
     fn from(app: App) -> Self {
         AppView {
             id: app.id.to_string(),
+            node: app.node.clone(),
             command: shell_words::join(&app.command),
             listen: match app.listen {
                 AppListen::Port => "port".into(),
@@ -167,6 +173,9 @@ fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
     if let Some(t) = spec.stop_grace {
         app.stop_grace = seconds("stop-grace", &t, false)?;
     }
+    if let Some(node) = spec.node {
+        app.node = Some(node);
+    }
     if let Some(policy) = spec.restart {
         app.restart = match policy.as_str() {
             "on-failure" => RestartPolicy::OnFailure,
@@ -184,16 +193,20 @@ fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
     Ok(())
 }
 
+/// Adds an app; on a fleet it runs on `node` (the node it is added through) unless the spec
+/// names another.
 pub(crate) async fn add_app(
     store: &dyn Store,
     id: &str,
     spec: AppSpec,
+    node: Option<&str>,
 ) -> Result<AppView, OpError> {
     let id = AppId::parse(id).map_err(StoreError::from)?;
     if spec.command.is_none() {
         return Err(invalid("--command is required".into()));
     }
     let mut app = App::new(id, Vec::new());
+    app.node = node.map(str::to_owned);
     apply(&mut app, spec)?;
     store.add_app(app.clone()).await?;
     Ok(app.into())

@@ -82,6 +82,8 @@ pub(crate) struct Edge {
     pub(crate) wp_logins: Arc<LoginRates>,
     /// The web application firewall, shared by every edge thread.
     pub(crate) waf: Arc<crate::waf::Waf>,
+    /// This node in its fleet (`None` on the embedded store).
+    pub(crate) fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 /// What is known of the connection a request came on.
@@ -103,6 +105,8 @@ pub(crate) struct Conn {
     /// Whether a request has been answered: a connection that has not spoken yet is not an
     /// idle keep-alive one (its first request may be on its way).
     pub(crate) answered: AtomicBool,
+    /// Whether the request was forwarded by another node of the fleet (never forwarded again).
+    pub(crate) from_fleet: bool,
 }
 
 impl Conn {
@@ -126,6 +130,24 @@ impl Conn {
             affinity,
             in_flight: AtomicU32::new(0),
             answered: AtomicBool::new(false),
+            from_fleet: false,
+        }
+    }
+
+    /// The connection a request forwarded by another node of the fleet stands for: its
+    /// `client`'s, over HTTPS for `host`.
+    pub(crate) fn forwarded(&self, client: IpAddr, host: String) -> Conn {
+        Conn {
+            peer: client,
+            peer_addr: SocketAddr::new(client, 0),
+            forwarded_for: HeaderValue::from_str(&client.to_string())
+                .expect("an IP address is a valid header value"),
+            tls_name: Some(host),
+            tls: None,
+            affinity: Arc::clone(&self.affinity),
+            in_flight: AtomicU32::new(0),
+            answered: AtomicBool::new(false),
+            from_fleet: true,
         }
     }
 

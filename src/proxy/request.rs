@@ -61,11 +61,20 @@ struct Served {
     response: Result<Response<Body>, Own>,
 }
 
-async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, req: Request<Incoming>) -> Served {
+async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, mut req: Request<Incoming>) -> Served {
     let refused = |own| Served {
         site: None,
         upstream: None,
         response: Err(own),
+    };
+    // A request another node of the fleet forwarded: served as the HTTPS request of its
+    // client it was.
+    let conn = match edge.fleet.as_ref().and_then(|f| f.take(req.headers_mut())) {
+        Some(client) if conn.tls_name.is_none() => match route::request_host(&req) {
+            Some(host) => Arc::new(conn.forwarded(client, host.into_owned())),
+            None => conn,
+        },
+        _ => conn,
     };
     if let Err(own) = well_formed(&req) {
         return refused(own);
@@ -124,13 +133,19 @@ async fn forward(
 ) -> Result<Response<Body>, Own> {
     admit(&req)?;
     let mut slots = edge.admission.admit(&site, conn.peer).await?;
-    let mut lease = upstream_peer(&edge, &site).await?;
+    let mut lease = upstream_peer(&edge, &site, &conn).await?;
     let upstream = match (&site.target, &lease) {
         (_, Some(lease)) => &lease.upstream,
         (Target::Upstream(upstream), None) => upstream,
         (Target::App(_), None) => unreachable!("an app site always has a lease here"),
     };
     upstream_request(&conn, &mut req);
+    if let (Some(fleet), Some(lease)) = (&edge.fleet, &lease) {
+        if lease.to_other_node() {
+            req.headers_mut()
+                .insert(crate::fleet::HEADER, fleet.mark(conn.peer));
+        }
+    }
     let https = conn.tls_name.is_some();
     let coding = match &site.features {
         Some(features) if features.compress && req.method() != http::Method::HEAD => {
@@ -277,11 +292,17 @@ fn admit<B>(req: &Request<B>) -> Result<(), Own> {
     Ok(())
 }
 
-/// The app's lease when the site is served by an app (started now if it is not running).
-async fn upstream_peer(edge: &Edge, site: &SiteEntry) -> Result<Option<Lease>, Own> {
+/// The app's lease when the site is served by an app (started now if it is not running, or
+/// on the node of the fleet it runs on).
+async fn upstream_peer(edge: &Edge, site: &SiteEntry, conn: &Conn) -> Result<Option<Lease>, Own> {
     match &site.target {
         Target::Upstream(_) => Ok(None),
-        Target::App(id) => edge.apps.acquire(id).await.map(Some).map_err(Own::App),
+        Target::App(id) => edge
+            .apps
+            .acquire(id, conn.from_fleet)
+            .await
+            .map(Some)
+            .map_err(Own::App),
     }
 }
 

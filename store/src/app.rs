@@ -114,6 +114,10 @@ pub struct App {
     /// What to do when it exits on its own.
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// The node of a fleet it runs on (the others forward its requests there); `None` on a
+    /// store only one node uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// What happens when an app exits without being asked to.
@@ -149,12 +153,16 @@ impl App {
             stop_signal: "SIGTERM".into(),
             stop_grace: 10,
             restart: RestartPolicy::OnFailure,
+            node: None,
         }
     }
 
     /// Checks what can be checked without running it.
     pub fn validate(&self) -> Result<(), InvalidInput> {
         let bad = |why: String| Err(InvalidInput::App(format!("app {}: {why}", self.id)));
+        if let Some(node) = &self.node {
+            crate::Node::check_name(node)?;
+        }
         match self.command.first() {
             None => return bad("the command is empty".into()),
             Some(program) if program.is_empty() => return bad("the command is empty".into()),

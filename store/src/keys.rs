@@ -34,3 +34,7 @@ pub(crate) const DNS_ZONES: &str = "dns_zones";
 pub(crate) const ON_DEMAND_RULES: &str = "on_demand_rules";
 /// Key in [`META`] holding the [`crate::TicketKeys`].
 pub(crate) const TICKET_KEYS: &str = "tls_ticket_keys";
+/// Tree of [`crate::Node`] records, keyed by name (etcd only: each on its node's lease).
+pub(crate) const NODES: &str = "nodes";
+/// Key in [`META`] holding the secret the nodes of a fleet share (etcd only).
+pub(crate) const FLEET_SECRET: &str = "fleet_secret";

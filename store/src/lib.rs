@@ -24,6 +24,7 @@ mod features;
 mod keys;
 mod lock;
 pub mod model;
+mod node;
 mod on_demand;
 mod sled_store;
 mod upstream;
@@ -45,6 +46,7 @@ pub use model::{
     SecretBytes, SecretText, Site, Target, TicketKey, TicketKeys, TlsAlpnChallenge,
     DEFAULT_HSTS_MAX_AGE,
 };
+pub use node::Node;
 pub use on_demand::{on_demand_allows, validate_on_demand_rule};
 pub use sled_store::{SledOptions, SledStore};
 pub use upstream::Upstream;
@@ -76,6 +78,8 @@ pub enum Change {
     DnsZone(DomainName),
     /// The on-demand allow rules changed.
     OnDemandRules,
+    /// A node of the fleet joined, left or moved.
+    Nodes,
     /// What changed is not known (a store that lost track of its changes, as a broken etcd
     /// watch whose history was compacted): read everything again, as after a missed change.
     Everything,
@@ -200,6 +204,17 @@ pub trait Store: Send + Sync + 'static {
     /// (`None`). Held until the [`Lock`] is dropped or lost; always granted on a store only
     /// one process opens.
     async fn try_lock(&self, name: &str) -> Result<Option<Lock>, StoreError>;
+    /// Records this process as `node` of the fleet for as long as it runs (on etcd: on its
+    /// lease, so a node that dies leaves the list one lease later). Fails with
+    /// [`StoreError::AlreadyExists`] when a running node has the name. A store only one process
+    /// opens has no fleet: nothing is recorded.
+    async fn join(&self, node: Node) -> Result<(), StoreError>;
+    /// The nodes running, by name (none on a store only one process opens).
+    async fn nodes(&self) -> Result<Vec<Node>, StoreError>;
+    /// The secret the nodes of a fleet share (to trust what they forward to each other):
+    /// `proposed` when this is the first node to ask, else the one stored; `None` on a store
+    /// only one process opens.
+    async fn fleet_secret(&self, proposed: SecretBytes) -> Result<Option<SecretBytes>, StoreError>;
     /// A receiver of every change committed from now on. A receiver that lags behind gets
     /// `RecvError::Lagged` and must re-read everything.
     fn subscribe(&self) -> broadcast::Receiver<Change>;

@@ -5,8 +5,8 @@
 
 use super::{absent, Inner};
 use crate::error::StoreError;
-use crate::Lock;
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use crate::{keys, Lock, Node};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -20,14 +20,72 @@ impl Inner {
         Ok(granted.id())
     }
 
-    /// Takes the lock `name` on the node's lease, unless another holds it.
-    pub(super) async fn try_lock(&self, name: &str) -> Result<Option<Lock>, StoreError> {
-        let Some(lease) = *self.lease.borrow() else {
-            return Err(StoreError::Backend(format!(
+    /// Records `node` on the node's lease; a record of the same name on another lease (a node
+    /// that was killed and whose lease has not run out yet) is waited for, up to a lease.
+    pub(super) async fn join(&self, node: Node) -> Result<(), StoreError> {
+        let key = self.key(keys::NODES, &node.name);
+        let gives_up = Instant::now() + self.options.lease_ttl + Duration::from_secs(2);
+        loop {
+            let lease = self.current_lease()?;
+            let txn = Txn::new()
+                .when([absent(&key)])
+                .and_then([self.on_lease(&key, &node, lease)])
+                .or_else([TxnOp::get(key.clone(), None)]);
+            let answer = self.write("join", txn).await?;
+            let other = answer.op_responses().into_iter().find_map(|op| match op {
+                TxnOpResponse::Get(got) => got.kvs().first().cloned(),
+                _ => None,
+            });
+            match other {
+                _ if answer.succeeded() => {}
+                Some(kv) if kv.lease() == lease => {
+                    self.write(
+                        "join",
+                        Txn::new().and_then([self.on_lease(&key, &node, lease)]),
+                    )
+                    .await?;
+                }
+                Some(kv) if Instant::now() >= gives_up => {
+                    let running: Option<Node> =
+                        crate::codec::decode(keys::NODES, kv.key(), kv.value()).ok();
+                    return Err(StoreError::AlreadyExists(format!(
+                        "node {} (running as pid {}: give this one another --node)",
+                        node.name,
+                        running.map_or(0, |n| n.pid)
+                    )));
+                }
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+            *self.node.lock().unwrap_or_else(|p| p.into_inner()) = Some(node);
+            return Ok(());
+        }
+    }
+
+    /// A put of `node` at `key` on `lease`.
+    fn on_lease(&self, key: &[u8], node: &Node, lease: i64) -> TxnOp {
+        TxnOp::put(
+            key.to_vec(),
+            crate::codec::encode(node),
+            Some(PutOptions::new().with_lease(lease)),
+        )
+    }
+
+    /// The node's lease, or why there is none.
+    fn current_lease(&self) -> Result<i64, StoreError> {
+        self.lease.borrow().ok_or_else(|| {
+            StoreError::Backend(format!(
                 "no lease with etcd at {} (it does not answer): locks wait until it does",
                 self.options
-            )));
-        };
+            ))
+        })
+    }
+
+    /// Takes the lock `name` on the node's lease, unless another holds it.
+    pub(super) async fn try_lock(&self, name: &str) -> Result<Option<Lock>, StoreError> {
+        let lease = self.current_lease()?;
         let key = format!("{}/locks/{name}", self.options.prefix).into_bytes();
         let txn = Txn::new().when([absent(&key)]).and_then([TxnOp::put(
             key.clone(),
@@ -106,6 +164,15 @@ pub(super) async fn keep(inner: Arc<Inner>, mut lease: i64, mut stop: watch::Rec
                 renewed = Instant::now();
                 inner.lease.send_replace(Some(lease));
                 tracing::info!(lease, "a new lease with etcd");
+                let node = inner.node.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some(node) = node {
+                    // Listed again: the old lease took the record with it.
+                    let key = inner.key(keys::NODES, &node.name);
+                    let put = Txn::new().and_then([inner.on_lease(&key, &node, lease)]);
+                    if let Err(e) = inner.write("join", put).await {
+                        tracing::warn!(error = %e, "cannot list this node again");
+                    }
+                }
             }
             Err(e) => tracing::debug!(error = %e, "cannot get a new lease yet"),
         }

@@ -55,6 +55,8 @@ pub(super) struct Inner {
     lease: tokio::sync::watch::Sender<Option<i64>>,
     /// Since when, and why, etcd has not answered.
     unreachable: Mutex<Option<(i64, String)>>,
+    /// This process as a node of the fleet, once it joined (recorded again on a new lease).
+    node: Mutex<Option<crate::Node>>,
     stalled: AtomicU64,
 }
 
@@ -98,6 +100,7 @@ impl EtcdStore {
             watched: tokio::sync::watch::channel(0).0,
             lease,
             unreachable: Mutex::new(None),
+            node: Mutex::new(None),
             stalled: AtomicU64::new(0),
         });
         let revision = inner.check_schema().await?;

@@ -8,8 +8,8 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::{
     AcmeAccount, AcmeRequest, AcmeState, App, AppId, CertRecord, Change, DnsZone, DomainName,
-    Http01Challenge, Lock, OcspRecord, Site, Store, StoreHealth, Target, TicketKeys,
-    TlsAlpnChallenge,
+    Http01Challenge, Lock, Node, OcspRecord, SecretBytes, Site, Store, StoreHealth, Target,
+    TicketKeys, TlsAlpnChallenge,
 };
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use tokio::sync::broadcast;
@@ -487,6 +487,37 @@ impl Store for EtcdStore {
 
     async fn try_lock(&self, name: &str) -> Result<Option<Lock>, StoreError> {
         self.inner.try_lock(name).await
+    }
+
+    async fn join(&self, node: Node) -> Result<(), StoreError> {
+        Node::check_name(&node.name)?;
+        self.inner.join(node).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<Node>, StoreError> {
+        self.inner.values("nodes", keys::NODES).await
+    }
+
+    async fn fleet_secret(&self, proposed: SecretBytes) -> Result<Option<SecretBytes>, StoreError> {
+        let key = self.inner.key(keys::META, keys::FLEET_SECRET);
+        let txn = Txn::new()
+            .when([absent(&key)])
+            .and_then([TxnOp::put(key.clone(), encode(&proposed), None)])
+            .or_else([TxnOp::get(key, None)]);
+        let answer = self.inner.write("fleet_secret", txn).await?;
+        if answer.succeeded() {
+            return Ok(Some(proposed));
+        }
+        answer
+            .op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                etcd_client::TxnOpResponse::Get(got) => got.kvs().first().map(|kv| {
+                    crate::codec::decode(keys::META, keys::FLEET_SECRET.as_bytes(), kv.value())
+                }),
+                _ => None,
+            })
+            .transpose()
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

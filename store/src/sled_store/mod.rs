@@ -545,6 +545,21 @@ impl Store for SledStore {
         Ok(Some(crate::Lock::held()))
     }
 
+    async fn join(&self, _node: crate::Node) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn nodes(&self) -> Result<Vec<crate::Node>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn fleet_secret(
+        &self,
+        _proposed: crate::SecretBytes,
+    ) -> Result<Option<crate::SecretBytes>, StoreError> {
+        Ok(None)
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes()
     }
