@@ -11,6 +11,7 @@ when the load generator is the bottleneck.
 Usage: bench/bench.py [--rounds N] [--seconds S] [--only porter,nginx,...]
        bench/bench.py --baseline OLD/porter --only porter,baseline   (A/B of a change)
        bench/bench.py --scale 100000   (Porter alone: start time, RSS and handshakes with N sites)
+       bench/bench.py --scale 100000 --etcd   (the same on a fresh etcd from Debian, seeded first)
        bench/bench.py --waf   (keep-alive CPU per request: Porter with its WAF off, detecting
                                and blocking at paranoia 1, on clean requests, beside nginx)
 Needs: cargo, nginx, haproxy, caddy, wrk, h2load (nghttp2-client), openssl, taskset.
@@ -310,13 +311,58 @@ def idle_memory(c):
     return {"idle_mib": idle / 1024, "per_conn_kib": (held - idle) / IDLE_CONNECTIONS}
 
 
-def scale(n):
-    """Porter with `n` sites and certificates: time from start to the first served handshake,
-    RSS, the handshake time of names not recently used, and the time of a metrics scrape once
-    every site has had a request."""
+def start_etcd(data):
+    """A fresh etcd (Debian's etcd-server) with its data in `data`: (process, client port)."""
+    if not shutil.which("etcd"):
+        raise SystemExit("missing: etcd (apt-get install -y etcd-server)")
+    shutil.rmtree(data, ignore_errors=True)
+    os.makedirs(data)
+    client, peer = free_port(), free_port()
+    c, p = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+    proc = subprocess.Popen(["taskset", "-c", "1", "etcd", "--name", "bench", "--data-dir", os.path.join(data, "member"),
+                             "--listen-client-urls", c, "--advertise-client-urls", c,
+                             "--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
+                             "--initial-cluster", f"bench={p}", "--logger", "zap",
+                             "--log-outputs", os.path.join(data, "etcd.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import urllib.request
+    for _ in range(500):
+        try:
+            if b'"true"' in urllib.request.urlopen(f"{c}/health", timeout=1).read():
+                return proc, client
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit("etcd did not become healthy")
+
+
+def etcd_db_mib(client):
+    """etcd's database size (its own metric), in MiB."""
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{client}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith("etcd_mvcc_db_total_size_in_bytes "):
+            return float(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def scale(n, etcd=False):
+    """Porter with `n` sites and certificates (in sled, or in a fresh etcd): time from start
+    to the first served handshake, RSS, the handshake time of names not recently used, and the
+    time of a metrics scrape once every site has had a request."""
     import random
-    data = os.path.join(ROOT, "target", f"bench-scale-{n}")
-    if not os.path.exists(os.path.join(data, "store")):
+    data = os.path.join(ROOT, "target", f"bench-scale-{n}" + ("-etcd" if etcd else ""))
+    store_flags, etcd_proc = [], None
+    if etcd:
+        os.makedirs(data, exist_ok=True)
+        etcd_proc, client = start_etcd(os.path.join(data, "etcd"))
+        address = f"etcd://127.0.0.1:{client}/scale"
+        print(f"seeding {n} sites into {address}", file=sys.stderr)
+        t = time.time()
+        subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "porter-store", "--example", "seed", "--",
+                        address, str(n), "127.0.0.1:9"], cwd=ROOT, check=True)
+        print(f"seeded in {time.time() - t:.0f} s; etcd's database: {etcd_db_mib(client):.0f} MiB", file=sys.stderr)
+        store_flags = ["--store", address]
+    elif not os.path.exists(os.path.join(data, "store")):
         print(f"seeding {n} sites (once; kept in {data})", file=sys.stderr)
         os.makedirs(data, exist_ok=True)
         subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "porter-store", "--example", "seed", "--",
@@ -335,7 +381,7 @@ def scale(n):
     log = open(os.path.join(data, "bench.log"), "w+")
     started = time.time()
     http_port, admin_port = free_port(), free_port()
-    proc = subprocess.Popen(["taskset", "-c", "0", porter, "--data-dir", data, "serve", "--https", f"127.0.0.1:{port}",
+    proc = subprocess.Popen(["taskset", "-c", "0", porter, "--data-dir", data, *store_flags, "serve", "--https", f"127.0.0.1:{port}",
                              "--http", f"127.0.0.1:{http_port}", "--admin", f"127.0.0.1:{admin_port}"],
                             env=dict(os.environ, PORTER_LOG="info"), stderr=log)
 
@@ -397,6 +443,10 @@ def scale(n):
     finally:
         proc.terminate()
         proc.wait()
+        if etcd_proc:
+            print(f"etcd's database: {etcd_db_mib(client):.0f} MiB", file=sys.stderr)
+            etcd_proc.terminate()
+            etcd_proc.wait()
     print("| sites | first handshake after start | every site loaded after | RSS then | RSS 5 s later "
           "| handshake, name not recently used (median): while loading | after | /metrics scrape, every site with traffic (median) |")
     print("|---|---|---|---|---|---|---|---|")
@@ -415,6 +465,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--only", default="porter,nginx,haproxy,caddy")
     ap.add_argument("--scale", type=int, help="measure Porter alone with this many sites")
+    ap.add_argument("--etcd", action="store_true", help="with --scale: the sites in a fresh etcd, not sled")
     ap.add_argument("--baseline", help="another porter binary, measured as contestant 'baseline' "
                     "(add it to --only) for an A/B of a change")
     ap.add_argument("--waf", action="store_true", help="Porter's WAF: off, detect and block "
@@ -428,7 +479,7 @@ def main():
     BASELINE_ENV.update(pair.split("=", 1) for pair in args.baseline_env)
     if args.scale:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-        return scale(args.scale)
+        return scale(args.scale, args.etcd)
     missing = [f"{t} (apt-get install -y {p})" for t, p in TOOLS.items() if not shutil.which(t)]
     if missing:
         raise SystemExit("missing: " + ", ".join(missing))

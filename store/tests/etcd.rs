@@ -196,3 +196,55 @@ async fn another_schema_is_refused() {
         other => panic!("{:?}", other.map(|_| ())),
     }
 }
+
+/// A node whose watch comes back to find the history it missed compacted away is told to
+/// read everything again (never left with what it had): etcd stops, comes back where the node
+/// cannot see it, takes writes and a compaction there, then returns to its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_watch_makes_subscribers_read_everything() {
+    let mut etcd = Etcd::start();
+    let port = etcd.client_port();
+    let node = open(&etcd, "compacted", Duration::from_secs(2)).await;
+    let mut changes = node.subscribe();
+    node.add_site(site("seen.test")).await.unwrap();
+    assert!(matches!(changes.recv().await, Ok(Change::Site(_))));
+    etcd.stop();
+    etcd.resume_elsewhere();
+    let mut other = etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .unwrap();
+    for n in 0..5 {
+        let key = format!("/compacted/v1/sites/missed{n}.test");
+        let record = serde_json::to_string(&site(&format!("missed{n}.test"))).unwrap();
+        other.put(key, record, None).await.unwrap();
+    }
+    let revision = other
+        .get("/compacted/v1/sites/missed4.test", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    other.compact(revision, None).await.unwrap();
+    drop(other);
+    etcd.move_to(port);
+    let heard = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match changes.recv().await {
+                Ok(Change::Everything) => return true,
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "no Change::Everything after a compacted gap");
+    assert_eq!(
+        node.sites().await.unwrap().len(),
+        6,
+        "the full read sees what was missed"
+    );
+    // And the watch goes on from there.
+    node.add_site(site("after.test")).await.unwrap();
+    assert!(matches!(changes.try_recv(), Ok(Change::Site(d)) if d.as_str() == "after.test"));
+}

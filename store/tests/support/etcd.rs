@@ -158,6 +158,26 @@ impl Etcd {
         assert!(self.child.is_none(), "etcd is running");
         self.run();
     }
+
+    /// Starts it again on the same data with its clients' listener on another port, where
+    /// the clients of the old one do not find it.
+    pub(crate) fn resume_elsewhere(&mut self) {
+        assert!(self.child.is_none(), "etcd is running");
+        self.client_port = free_port();
+        self.run();
+    }
+
+    /// Moves its clients' listener back to `port` (stopping it first).
+    pub(crate) fn move_to(&mut self, port: u16) {
+        self.stop();
+        self.client_port = port;
+        self.run();
+    }
+
+    /// The port of its clients' listener.
+    pub(crate) fn client_port(&self) -> u16 {
+        self.client_port
+    }
 }
 
 impl Drop for Etcd {
