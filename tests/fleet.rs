@@ -145,14 +145,7 @@ fn client_trusting(root: &Path) -> Arc<rustls::ClientConfig> {
     for cert in rustls_pki_types::CertificateDer::pem_file_iter(root).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
+    common::client_with_roots(roots, &[b"http/1.1"])
 }
 
 /// Twenty sites added through one node are ordered once each and served by all three within a
@@ -421,82 +414,37 @@ fn store_copy_moves_an_installation_to_etcd_and_back() {
     }
     porter.ok(&["on-demand", "allow", "example.test"]);
     let sled = format!("sled:{}", first.join("store").display());
-    let held = porter.cli(&[
-        "store",
-        "copy",
-        "--from",
-        &sled,
-        "--to",
-        &etcd.address("copy"),
-    ]);
+    let on_etcd = etcd.address("copy");
+    let copy = |from: &str, to: &str, force: bool| {
+        let mut args = vec!["store", "copy", "--from", from, "--to", to];
+        args.extend(force.then_some("--force"));
+        common::cli(&first, &args)
+    };
+    let said = |out: &std::process::Output| {
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let held = copy(&sled, &on_etcd, false);
     assert!(!held.status.success());
-    assert!(
-        String::from_utf8_lossy(&held.stderr).contains("holds the store"),
-        "{held:?}"
-    );
+    assert!(said(&held).contains("holds the store"), "{held:?}");
     let before = porter.ok(&["--json", "store", "export"]);
     assert!(porter.stop().success());
 
-    let to_etcd = common::ok(
-        &first,
-        &[
-            "store",
-            "copy",
-            "--from",
-            &sled,
-            "--to",
-            &etcd.address("copy"),
-        ],
-    );
-    assert!(to_etcd.contains("12 sites"), "{to_etcd}");
-    let on_etcd = ["--store", &etcd.address("copy")];
-    let sites = common::ok(&first, &[&on_etcd[..], &["site", "list"]].concat());
+    let to_etcd = copy(&sled, &on_etcd, false);
+    assert!(to_etcd.status.success(), "{to_etcd:?}");
+    assert!(said(&to_etcd).contains("12 sites"), "{to_etcd:?}");
+    let sites = common::ok(&first, &["--store", &on_etcd, "site", "list"]);
     assert!(
         sites.contains("kept.test") && sites.contains("w9.test"),
         "{sites}"
     );
-    let again = common::cli(
-        &first,
-        &[
-            "store",
-            "copy",
-            "--from",
-            &sled,
-            "--to",
-            &etcd.address("copy"),
-        ],
-    );
+    let again = copy(&sled, &on_etcd, false);
     assert!(!again.status.success(), "a non-empty target is refused");
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("--force"),
-        "{again:?}"
-    );
-    common::ok(
-        &first,
-        &[
-            "store",
-            "copy",
-            "--from",
-            &sled,
-            "--to",
-            &etcd.address("copy"),
-            "--force",
-        ],
-    );
+    assert!(said(&again).contains("--force"), "{again:?}");
+    assert!(copy(&sled, &on_etcd, true).status.success());
 
     let second = dir.path().join("second");
     let back = format!("sled:{}", second.join("store").display());
-    common::ok(
-        &first,
-        &[
-            "store",
-            "copy",
-            "--from",
-            &etcd.address("copy"),
-            "--to",
-            &back,
-        ],
-    );
+    assert!(copy(&on_etcd, &back, false).status.success());
     let after = common::ok(&second, &["--json", "store", "export"]);
     let (before, after): (serde_json::Value, serde_json::Value) = (
         serde_json::from_str(&before).unwrap(),

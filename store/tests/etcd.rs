@@ -248,3 +248,78 @@ async fn a_compacted_watch_makes_subscribers_read_everything() {
     node.add_site(site("after.test")).await.unwrap();
     assert!(matches!(changes.try_recv(), Ok(Change::Site(d)) if d.as_str() == "after.test"));
 }
+
+/// Opens the store at `options` once etcd answers (a TLS member is up a little after it
+/// listens).
+async fn open_when_up(options: EtcdOptions) -> Result<EtcdStore, StoreError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match EtcdStore::open(options.clone()).await {
+            Err(e) if Instant::now() < deadline && e.to_string().contains("does not answer") => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => return other,
+        }
+    }
+}
+
+/// TLS to etcd, with the client certificate it asks for: the store works (writes, watch,
+/// locks); without the certificate, or trusting another CA, opening fails and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_tls_with_a_client_certificate() {
+    let (etcd, files) = Etcd::start_tls();
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+    let mut options = EtcdOptions::parse(&etcd.address("tls")).unwrap();
+    options.deadline = Duration::from_secs(3);
+    options.ca = Some(read(&files.ca));
+    options.identity = Some((read(&files.client_cert), read(&files.client_key)));
+    let store = open_when_up(options.clone()).await.unwrap();
+    let mut changes = store.subscribe();
+    store.add_site(site("tls.test")).await.unwrap();
+    assert!(matches!(changes.try_recv(), Ok(Change::Site(_))));
+    assert!(store.try_lock("acme/tls.test").await.unwrap().is_some());
+
+    let mut anonymous = options.clone();
+    anonymous.identity = None;
+    let refused = EtcdStore::open(anonymous).await;
+    assert!(refused.is_err(), "no client certificate");
+    let mut stranger = options.clone();
+    stranger.ca = Some(read(&files.client_cert));
+    let refused = EtcdStore::open(stranger).await;
+    assert!(refused.is_err(), "a server certificate of an untrusted CA");
+}
+
+/// etcd's authentication on: the right user and password work, a wrong password or none is
+/// refused with etcd's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_with_a_user_and_password() {
+    let etcd = Etcd::start();
+    let mut admin = etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .unwrap();
+    admin.user_add("root", "sesame", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.auth_enable().await.unwrap();
+    let mut options = EtcdOptions::parse(&etcd.address("auth")).unwrap();
+    options.deadline = Duration::from_secs(3);
+    options.user = Some(("root".into(), "sesame".into()));
+    let store = EtcdStore::open(options.clone()).await.unwrap();
+    let mut changes = store.subscribe();
+    store.add_site(site("auth.test")).await.unwrap();
+    assert!(matches!(changes.try_recv(), Ok(Change::Site(_))));
+    assert!(
+        !format!("{options:?}").contains("sesame"),
+        "no password in debug output"
+    );
+
+    options.user = Some(("root".into(), "wrong".into()));
+    let wrong = EtcdStore::open(options.clone()).await;
+    assert!(
+        matches!(&wrong, Err(e) if e.to_string().contains("authentication failed")),
+        "{:?}",
+        wrong.map(|_| ())
+    );
+    options.user = None;
+    let anonymous = EtcdStore::open(options).await;
+    assert!(anonymous.is_err(), "no credentials");
+}

@@ -111,6 +111,25 @@ impl Inner {
         }
     }
 
+    /// Adds (`replace` false) or replaces (`replace` true) an app.
+    async fn write_app(&self, app: App, replace: bool) -> Result<(), StoreError> {
+        app.validate()?;
+        let key = self.key(keys::APPS, app.id.as_str());
+        let txn = Txn::new()
+            .when([if replace { exists(&key) } else { absent(&key) }])
+            .and_then([TxnOp::put(key, encode(&app), None)]);
+        let op = if replace { "update_app" } else { "add_app" };
+        if self.write(op, txn).await?.succeeded() {
+            return Ok(());
+        }
+        let id = &app.id;
+        Err(if replace {
+            StoreError::NotFound(format!("app {id}"))
+        } else {
+            StoreError::AlreadyExists(format!("app {id}"))
+        })
+    }
+
     /// Removes record `id` of `kind`; fails with NotFound (`what`) when there is none.
     async fn remove(
         &self,
@@ -354,27 +373,11 @@ impl Store for EtcdStore {
     }
 
     async fn add_app(&self, app: App) -> Result<(), StoreError> {
-        app.validate()?;
-        let key = self.inner.key(keys::APPS, app.id.as_str());
-        let txn = Txn::new()
-            .when([absent(&key)])
-            .and_then([TxnOp::put(key, encode(&app), None)]);
-        if !self.inner.write("add_app", txn).await?.succeeded() {
-            return Err(StoreError::AlreadyExists(format!("app {}", app.id)));
-        }
-        Ok(())
+        self.inner.write_app(app, false).await
     }
 
     async fn update_app(&self, app: App) -> Result<(), StoreError> {
-        app.validate()?;
-        let key = self.inner.key(keys::APPS, app.id.as_str());
-        let txn = Txn::new()
-            .when([exists(&key)])
-            .and_then([TxnOp::put(key, encode(&app), None)]);
-        if !self.inner.write("update_app", txn).await?.succeeded() {
-            return Err(StoreError::NotFound(format!("app {}", app.id)));
-        }
-        Ok(())
+        self.inner.write_app(app, true).await
     }
 
     async fn remove_app(&self, id: &AppId) -> Result<(), StoreError> {

@@ -16,6 +16,15 @@ pub(crate) struct Etcd {
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    /// Serves its clients over TLS and asks them for a certificate.
+    tls: bool,
+}
+
+/// PEM files of the CA the TLS member trusts, and a client certificate it issued.
+pub(crate) struct TlsFiles {
+    pub(crate) ca: std::path::PathBuf,
+    pub(crate) client_cert: std::path::PathBuf,
+    pub(crate) client_key: std::path::PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -35,9 +44,58 @@ impl Etcd {
             dir: tempfile::tempdir().unwrap(),
             client_port: free_port(),
             peer_port: free_port(),
+            tls: false,
         };
         etcd.run();
         etcd
+    }
+
+    /// [`Etcd::start`] with TLS for clients, which must show a certificate of its CA (made
+    /// here, with one client certificate).
+    pub(crate) fn start_tls() -> (Etcd, TlsFiles) {
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+            SanType,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::from_params(&ca, &ca_key);
+        let leaf = |purpose: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            params.extended_key_usages = vec![purpose];
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf(ExtendedKeyUsagePurpose::ServerAuth);
+        let (client_cert, client_key) = leaf(ExtendedKeyUsagePurpose::ClientAuth);
+        write("server.pem", server_cert);
+        write("server.key", server_key);
+        let files = TlsFiles {
+            ca: write("ca.pem", ca_pem),
+            client_cert: write("client.pem", client_cert),
+            client_key: write("client.key", client_key),
+        };
+        let mut etcd = Etcd {
+            child: None,
+            dir,
+            client_port: free_port(),
+            peer_port: free_port(),
+            tls: true,
+        };
+        etcd.run();
+        (etcd, files)
     }
 
     /// `HOST:PORT` of its client listener.
@@ -51,10 +109,25 @@ impl Etcd {
     }
 
     fn run(&mut self) {
+        let scheme = if self.tls { "https" } else { "http" };
         let (client, peer) = (
-            format!("http://127.0.0.1:{}", self.client_port),
+            format!("{scheme}://127.0.0.1:{}", self.client_port),
             format!("http://127.0.0.1:{}", self.peer_port),
         );
+        let file = |name: &str| self.dir.path().join(name);
+        let tls_flags = if self.tls {
+            vec![
+                "--cert-file".into(),
+                file("server.pem"),
+                "--key-file".into(),
+                file("server.key"),
+                "--trusted-ca-file".into(),
+                file("ca.pem"),
+                "--client-cert-auth".into(),
+            ]
+        } else {
+            Vec::new()
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -72,6 +145,7 @@ impl Etcd {
             // Fast elections: ready in ~0.1 s, leases down to 1 s.
             .args(["--heartbeat-interval=10", "--election-timeout=100"])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .args(&tls_flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -106,6 +180,11 @@ impl Etcd {
         let Ok(mut stream) = TcpStream::connect(self.endpoint()) else {
             return false;
         };
+        if self.tls {
+            // Listening is all that can be seen without a client of its own: tests open
+            // their store until it answers.
+            return true;
+        }
         let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
         if stream.write_all(b"GET /health HTTP/1.0\r\n\r\n").is_err() {
             return false;
