@@ -9,6 +9,7 @@ mod common;
 mod etcd;
 
 use common::acme::{free_port, AcmeFront, Pebble, PebbleOptions};
+use common::ocsp::OcspResponder;
 use common::{https_get, run_with_input, wait_until, Backend, Porter};
 use etcd::Etcd;
 use rustls_pki_types::pem::PemObject as _;
@@ -27,6 +28,8 @@ struct Fleet {
     dir: tempfile::TempDir,
     etcd: Etcd,
     _pebble: Pebble,
+    /// The responder pebble's certificates name: each fetch of a response counted.
+    ocsp: OcspResponder,
     front: AcmeFront,
     backend: Backend,
     /// The same HTTP and HTTPS ports on each node's address.
@@ -42,10 +45,15 @@ impl Fleet {
         let dir = tempfile::tempdir().unwrap();
         let etcd = Etcd::start();
         let ports = (free_port(), free_port());
+        let ocsp = OcspResponder::start(&dir.path().join("ocsp"), 60);
         let pebble = Pebble::start(
             &dir.path().join("pebble"),
-            PebbleOptions::new(ports.0, ports.1),
+            PebbleOptions {
+                ocsp_url: Some(ocsp.url.clone()),
+                ..PebbleOptions::new(ports.0, ports.1)
+            },
         );
+        *ocsp.state.issuer.lock().unwrap() = Some(pebble.intermediate(dir.path()));
         let front = AcmeFront::start(&pebble, false);
         let mut flags = pebble.porter_flags(&front.directory);
         flags.extend(
@@ -58,6 +66,7 @@ impl Fleet {
             dir,
             etcd,
             _pebble: pebble,
+            ocsp,
             front,
             backend: Backend::start(),
             ports,
@@ -116,6 +125,19 @@ impl Fleet {
     fn serves(&self, i: usize, domain: &str) -> bool {
         self.get(i, domain)
             .is_some_and(|(status, body)| status == 200 && body == "hello from backend /")
+    }
+
+    /// Whether node `i` staples a good OCSP response for `domain`.
+    fn staples(&self, i: usize, domain: &str) -> bool {
+        let out = Command::new("openssl")
+            .args(["s_client", "-status", "-connect"])
+            .arg(self.https(i).to_string())
+            .args(["-servername", domain])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.contains("OCSP Response Status: successful") && text.contains("Cert Status: good")
     }
 
     /// The pid that holds `name`'s lock in etcd, if any.
@@ -208,6 +230,25 @@ fn a_fleet_orders_once_serves_everywhere_and_rides_out_etcd() {
         assert_eq!(front.new_orders, SITES, "one order per site, fleet-wide");
         assert_eq!(front.finalized, SITES, "one certificate per site");
     }
+    // One OCSP fetch per certificate, fleet-wide; every node staples it.
+    wait_until(
+        Duration::from_secs(60),
+        "every node staples every response",
+        || {
+            domains
+                .iter()
+                .all(|domain| (0..3).all(|i| fleet.staples(i, domain)))
+        },
+    );
+    assert_eq!(
+        fleet
+            .ocsp
+            .state
+            .answered
+            .load(std::sync::atomic::Ordering::SeqCst),
+        SITES,
+        "one OCSP fetch per certificate"
+    );
 
     // The lock holder dies in the middle of an order: another node completes the same order.
     fleet.front.state.lock().unwrap().hold_finalize = true;
