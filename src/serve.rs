@@ -128,7 +128,13 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
 
     let fleet = match store_at.node() {
         Some(node) => Some(Arc::new(
-            join_fleet(store.as_ref(), node, args.node_addr.unwrap_or(http_addr)).await?,
+            join_fleet(
+                store.as_ref(),
+                node,
+                args.node_addr.unwrap_or(http_addr),
+                inherited.is_some(),
+            )
+            .await?,
         )),
         None => None,
     };
@@ -323,24 +329,28 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
     Ok(())
 }
 
-/// Records this server as node `name` of the fleet, reached by the others at `addr`, and
-/// reads the secret the nodes share.
+/// Records this server as node `name` of the fleet, reached by the others at `addr` (in its
+/// predecessor's place when `taking_over`), and reads the secret the nodes share.
 async fn join_fleet(
     store: &dyn Store,
     name: &str,
     addr: SocketAddr,
+    taking_over: bool,
 ) -> anyhow::Result<crate::fleet::Fleet> {
     anyhow::ensure!(
         !addr.ip().is_unspecified(),
         "--http listens on every address ({addr}): give --node-addr, the address the other nodes reach this one at"
     );
     store
-        .join(porter_store::Node {
-            name: name.to_owned(),
-            addr: addr.to_string(),
-            pid: std::process::id(),
-            started_at: porter_store::unix_now(),
-        })
+        .join(
+            porter_store::Node {
+                name: name.to_owned(),
+                addr: addr.to_string(),
+                pid: std::process::id(),
+                started_at: porter_store::unix_now(),
+            },
+            taking_over,
+        )
         .await
         .context("cannot join the fleet")?;
     let mut proposed = vec![0u8; 32];

@@ -494,3 +494,58 @@ fn store_copy_moves_an_installation_to_etcd_and_back() {
     assert_eq!(before, after, "every record made the round trip");
     assert_eq!(after["sites"].as_array().unwrap().len(), 12);
 }
+
+/// A node restarted in place (a successor on its data dir takes its sockets) keeps its name in
+/// the fleet: the successor replaces its predecessor's record, the predecessor exits cleanly;
+/// a second process that claims a running node's name elsewhere is refused.
+#[test]
+fn a_node_restarted_in_place_keeps_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let backend = Backend::start();
+    let address = etcd.address("restart");
+    let flags = [
+        "--store",
+        &address,
+        "--etcd-lease-ttl",
+        "2s",
+        "--node",
+        "edge1",
+    ];
+    let data = dir.path().join("data");
+    let mut first = Porter::start(&data, &flags);
+    first.ok(&["site", "add", "kept.test", "--upstream", &backend.addr]);
+    let second = Porter::start(&data, &flags);
+    assert!(first.exits_within(Duration::from_secs(20)).success());
+    let nodes = second.ok(&["--json", "node", "list"]);
+    let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+    assert_eq!(nodes[0]["name"], "edge1");
+    assert_eq!(nodes[0]["pid"], second.pid(), "the successor's record");
+    assert_eq!(
+        common::plain_status(second.http, "kept.test", "/"),
+        "200",
+        "and it serves"
+    );
+    let elsewhere = common::cli(
+        &dir.path().join("other"),
+        &[
+            &flags[..],
+            &[
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--https",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(!elsewhere.status.success(), "a second edge1 is refused");
+    assert!(
+        String::from_utf8_lossy(&elsewhere.stderr).contains("node edge1"),
+        "{elsewhere:?}"
+    );
+}

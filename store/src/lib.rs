@@ -206,9 +206,10 @@ pub trait Store: Send + Sync + 'static {
     async fn try_lock(&self, name: &str) -> Result<Option<Lock>, StoreError>;
     /// Records this process as `node` of the fleet for as long as it runs (on etcd: on its
     /// lease, so a node that dies leaves the list one lease later). Fails with
-    /// [`StoreError::AlreadyExists`] when a running node has the name. A store only one process
-    /// opens has no fleet: nothing is recorded.
-    async fn join(&self, node: Node) -> Result<(), StoreError>;
+    /// [`StoreError::AlreadyExists`] when a running node has the name, unless `replacing` (a
+    /// successor taking over from its predecessor). A store only one process opens has no
+    /// fleet: nothing is recorded.
+    async fn join(&self, node: Node, replacing: bool) -> Result<(), StoreError>;
     /// The nodes running, by name (none on a store only one process opens).
     async fn nodes(&self) -> Result<Vec<Node>, StoreError>;
     /// The secret the nodes of a fleet share (to trust what they forward to each other):

@@ -21,8 +21,9 @@ impl Inner {
     }
 
     /// Records `node` on the node's lease; a record of the same name on another lease (a node
-    /// that was killed and whose lease has not run out yet) is waited for, up to a lease.
-    pub(super) async fn join(&self, node: Node) -> Result<(), StoreError> {
+    /// that was killed and whose lease has not run out yet) is waited for, up to a lease, or
+    /// replaced when `replacing` (its successor).
+    pub(super) async fn join(&self, node: Node, replacing: bool) -> Result<(), StoreError> {
         let key = self.key(keys::NODES, &node.name);
         let gives_up = Instant::now() + self.options.lease_ttl + Duration::from_secs(2);
         loop {
@@ -38,7 +39,7 @@ impl Inner {
             });
             match other {
                 _ if answer.succeeded() => {}
-                Some(kv) if kv.lease() == lease => {
+                Some(kv) if kv.lease() == lease || replacing => {
                     self.write(
                         "join",
                         Txn::new().and_then([self.on_lease(&key, &node, lease)]),

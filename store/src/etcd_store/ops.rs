@@ -492,9 +492,9 @@ impl Store for EtcdStore {
         self.inner.try_lock(name).await
     }
 
-    async fn join(&self, node: Node) -> Result<(), StoreError> {
+    async fn join(&self, node: Node, replacing: bool) -> Result<(), StoreError> {
         Node::check_name(&node.name)?;
-        self.inner.join(node).await
+        self.inner.join(node, replacing).await
     }
 
     async fn nodes(&self) -> Result<Vec<Node>, StoreError> {

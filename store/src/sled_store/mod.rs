@@ -545,7 +545,7 @@ impl Store for SledStore {
         Ok(Some(crate::Lock::held()))
     }
 
-    async fn join(&self, _node: crate::Node) -> Result<(), StoreError> {
+    async fn join(&self, _node: crate::Node, _replacing: bool) -> Result<(), StoreError> {
         Ok(())
     }
 
