@@ -287,6 +287,7 @@ mod tests {
         };
         vec![
             AdminCommand::ListSites,
+            AdminCommand::ListNodes,
             AdminCommand::AddSite(AddSite {
                 domain: "a.test".into(),
                 upstream: Some("127.0.0.1:1".into()),
