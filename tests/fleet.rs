@@ -529,19 +529,7 @@ fn a_node_restarted_in_place_keeps_its_name() {
     );
     let elsewhere = common::cli(
         &dir.path().join("other"),
-        &[
-            &flags[..],
-            &[
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--https",
-                "127.0.0.1:0",
-                "--admin",
-                "127.0.0.1:0",
-            ],
-        ]
-        .concat(),
+        &[&flags[..], &common::SERVE_ON_LOOPBACK[..]].concat(),
     );
     assert!(!elsewhere.status.success(), "a second edge1 is refused");
     assert!(

@@ -6,7 +6,7 @@
 use super::{absent, Inner};
 use crate::error::StoreError;
 use crate::{keys, Lock, Node};
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -28,17 +28,11 @@ impl Inner {
         let gives_up = Instant::now() + self.options.lease_ttl + Duration::from_secs(2);
         loop {
             let lease = self.current_lease()?;
-            let txn = Txn::new()
-                .when([absent(&key)])
-                .and_then([self.on_lease(&key, &node, lease)])
-                .or_else([TxnOp::get(key.clone(), None)]);
-            let answer = self.write("join", txn).await?;
-            let other = answer.op_responses().into_iter().find_map(|op| match op {
-                TxnOpResponse::Get(got) => got.kvs().first().cloned(),
-                _ => None,
-            });
+            let (other, _) = self
+                .create("join", &key, self.on_lease(&key, &node, lease))
+                .await?;
             match other {
-                _ if answer.succeeded() => {}
+                None => {}
                 Some(kv) if kv.lease() == lease || replacing => {
                     self.write(
                         "join",

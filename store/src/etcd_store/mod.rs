@@ -18,8 +18,8 @@ pub use options::EtcdOptions;
 use crate::error::StoreError;
 use crate::{unix_now, Change, StoreHealth};
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
-    TxnOp, TxnOpResponse, TxnResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -251,29 +251,42 @@ impl Inner {
     /// the store is at.
     async fn check_schema(&self) -> Result<i64, StoreError> {
         let key = self.key(crate::keys::META, "schema_version");
-        let txn = Txn::new()
-            .when([absent(&key)])
-            .and_then([TxnOp::put(key.clone(), SCHEMA, None)])
-            .or_else([TxnOp::get(key, None)]);
-        let mut client = self.client.clone();
-        let answer = self.call("open", client.txn(txn)).await?;
-        if !answer.succeeded() {
-            let found = answer.op_responses().into_iter().find_map(|op| match op {
-                TxnOpResponse::Get(got) => got.kvs().first().map(|kv| kv.value().to_vec()),
-                _ => None,
+        let put = TxnOp::put(key.clone(), SCHEMA, None);
+        let (found, revision) = self.create("open", &key, put).await?;
+        if let Some(kv) = found.filter(|kv| kv.value() != SCHEMA.as_bytes()) {
+            let found = std::str::from_utf8(kv.value())
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            return Err(StoreError::SchemaMismatch {
+                path: self.options.to_string().into(),
+                found,
+                expected: crate::keys::SCHEMA_VERSION,
             });
-            if found.as_deref() != Some(SCHEMA.as_bytes()) {
-                let found = found
-                    .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
-                    .unwrap_or(0);
-                return Err(StoreError::SchemaMismatch {
-                    path: self.options.to_string().into(),
-                    found,
-                    expected: crate::keys::SCHEMA_VERSION,
-                });
-            }
         }
-        Ok(answer.header().map_or(0, |h| h.revision()))
+        Ok(revision)
+    }
+
+    /// Writes `put` (of `key`) unless `key` exists: the record found instead (`None`: it was
+    /// written), and the revision the store is at. Not waited for by the watch, which may not
+    /// run yet (at open).
+    async fn create(
+        &self,
+        op: &'static str,
+        key: &[u8],
+        put: TxnOp,
+    ) -> Result<(Option<KeyValue>, i64), StoreError> {
+        let txn = Txn::new()
+            .when([absent(key)])
+            .and_then([put])
+            .or_else([TxnOp::get(key.to_vec(), None)]);
+        let mut client = self.client.clone();
+        let answer = self.call(op, client.txn(txn)).await?;
+        let found = answer.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(got) => got.kvs().first().cloned(),
+            _ => None,
+        });
+        Ok((found, answer.header().map_or(0, |h| h.revision())))
     }
 
     /// Runs a transaction; when it wrote anything, returns once the watch has announced it.

@@ -503,24 +503,11 @@ impl Store for EtcdStore {
 
     async fn fleet_secret(&self, proposed: SecretBytes) -> Result<Option<SecretBytes>, StoreError> {
         let key = self.inner.key(keys::META, keys::FLEET_SECRET);
-        let txn = Txn::new()
-            .when([absent(&key)])
-            .and_then([TxnOp::put(key.clone(), encode(&proposed), None)])
-            .or_else([TxnOp::get(key, None)]);
-        let answer = self.inner.write("fleet_secret", txn).await?;
-        if answer.succeeded() {
-            return Ok(Some(proposed));
+        let put = TxnOp::put(key.clone(), encode(&proposed), None);
+        match self.inner.create("fleet_secret", &key, put).await? {
+            (None, _) => Ok(Some(proposed)),
+            (Some(kv), _) => crate::codec::decode(keys::META, kv.key(), kv.value()).map(Some),
         }
-        answer
-            .op_responses()
-            .into_iter()
-            .find_map(|op| match op {
-                etcd_client::TxnOpResponse::Get(got) => got.kvs().first().map(|kv| {
-                    crate::codec::decode(keys::META, keys::FLEET_SECRET.as_bytes(), kv.value())
-                }),
-                _ => None,
-            })
-            .transpose()
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
