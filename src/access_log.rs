@@ -45,6 +45,16 @@ impl std::str::FromStr for Destination {
     }
 }
 
+/// As the flag takes it.
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Stdout => f.write_str("-"),
+            Destination::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 /// One request, as logged.
 #[derive(Debug)]
 pub(crate) struct Entry {

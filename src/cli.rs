@@ -439,6 +439,9 @@ impl Failure {
             if let Some(NoStore { .. }) = cause.downcast_ref() {
                 return Failure::NotFound;
             }
+            if let Some(NotAnswering { .. }) = cause.downcast_ref() {
+                return Failure::Unavailable;
+            }
             if let Some(e) = cause.downcast_ref::<ClientError>() {
                 return match e {
                     ClientError::Api { status, .. } => match status.as_u16() {
@@ -447,7 +450,9 @@ impl Failure {
                         503 => Failure::Unavailable,
                         _ => Failure::Other,
                     },
-                    ClientError::Unreachable { .. } => Failure::Unavailable,
+                    ClientError::Unreachable { .. } | ClientError::Cut { .. } => {
+                        Failure::Unavailable
+                    }
                     ClientError::Protocol(_) => Failure::Other,
                 };
             }
@@ -728,18 +733,8 @@ async fn execute(
     (data_dir, store_at): (&Path, &StoreAt),
     command: &AdminCommand,
 ) -> anyhow::Result<Answer> {
-    let client = AdminClient::discover(data_dir);
-    if let Some(client) = &client {
-        let (method, path, body) = command.http();
-        match client.call(method, &path, body).await {
-            // A discovery file left by a server that is gone: fall back to the store.
-            Err(ClientError::Unreachable { .. }) => {}
-            other => {
-                return command
-                    .answer_from(other?)
-                    .context("the server's answer does not fit the command")
-            }
-        }
+    if let Some(answer) = through_server(data_dir, command).await? {
+        return Ok(answer);
     }
     if data_dir.exists() {
         // Says what is wrong with a data dir that is there (a file, another user's).
@@ -752,18 +747,9 @@ async fn execute(
             }
             .into());
         }
-        Some(dir) => match SledStore::open(dir) {
-            Err(StoreError::Locked(_)) => bail!(
-                "a porter server holds the store in {}, but its admin API {} does not answer",
-                dir.display(),
-                client.map_or("(no discovery file)".to_owned(), |c| format!(
-                    "at {}",
-                    c.addr()
-                ))
-            ),
-            other => Arc::new(
-                other.with_context(|| format!("cannot open the store in {}", dir.display()))?,
-            ),
+        Some(dir) => match open_or_ask(data_dir, dir, command).await? {
+            Ok(store) => Arc::new(store),
+            Err(answer) => return Ok(answer),
         },
         None => store_at.open(OFFLINE_DEADLINE).await?,
     };
@@ -780,6 +766,68 @@ async fn execute(
         node: store_at.node().map(str::to_owned),
     };
     Ok(admin::execute(&ctx, command.clone()).await?)
+}
+
+/// How long a command waits for the admin API of a server that is starting.
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The running server's answer to `command`; `None` when no server answers on `data_dir` (a
+/// discovery file left by a server that is gone included).
+async fn through_server(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Option<Answer>> {
+    let Some(client) = AdminClient::discover(data_dir) else {
+        return Ok(None);
+    };
+    let (method, path, body) = command.http();
+    match client.call(method, &path, body).await {
+        Err(ClientError::Unreachable { .. }) => Ok(None),
+        other => Ok(Some(
+            command
+                .answer_from(other?)
+                .context("the server's answer does not fit the command")?,
+        )),
+    }
+}
+
+/// The embedded store in `dir`, opened for this command; or, while a server has it (starting
+/// or stopping: it holds the store for a moment without an admin API that answers), that
+/// server's answer once it answers. A starting server is never kept waiting for the store by
+/// a command. Past [`START_WAIT`], [`NotAnswering`].
+async fn open_or_ask(
+    data_dir: &Path,
+    dir: &Path,
+    command: &AdminCommand,
+) -> anyhow::Result<Result<SledStore, Answer>> {
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    loop {
+        if !crate::instance::server_starting(data_dir) {
+            match SledStore::open(dir) {
+                Ok(store) => return Ok(Ok(store)),
+                Err(StoreError::Locked(_)) => {}
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("cannot open the store in {}", dir.display())))
+                }
+            }
+        }
+        if let Some(answer) = through_server(data_dir, command).await? {
+            return Ok(Err(answer));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(NotAnswering {
+                data_dir: data_dir.to_path_buf(),
+            }
+            .into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A server has the data dir (it is starting, or holds the store) and its admin API does not
+/// answer: a retry is worth it (exit code 5).
+#[derive(Debug, thiserror::Error)]
+#[error("a porter server is starting on {dir} (or holds its store) and its admin API does not answer yet: nothing was changed; retry in a few seconds (if this lasts, see `porter status` and the server's log)", dir = .data_dir.display())]
+struct NotAnswering {
+    data_dir: PathBuf,
 }
 
 fn or_dash(value: Option<String>) -> String {

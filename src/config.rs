@@ -21,6 +21,11 @@ fn domain(s: &str) -> Result<DomainName, String> {
 /// `porter serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
+    /// Replace the server already running on this data dir without refusing a connection
+    /// (a restart or an upgrade; SIGUSR2 passes it). Without it, a second server on the same
+    /// data dir is refused.
+    #[arg(long)]
+    pub(crate) take_over: bool,
     /// Plain HTTP listener (redirects to HTTPS, serves sites without a certificate).
     #[arg(long, env = "PORTER_HTTP", default_value = "[::]:80")]
     pub(crate) http: SocketAddr,

@@ -26,6 +26,7 @@ mod duration;
 mod expiry;
 mod fleet;
 mod handover;
+mod instance;
 mod memory;
 mod metrics;
 mod on_demand;

@@ -14,10 +14,10 @@ use crate::proxy::{
 };
 use crate::service::{Services, Start};
 use crate::store_at::StoreAt;
-use crate::{challenges, data_dir, reload, tls};
+use crate::{challenges, data_dir, instance, reload, tls};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use porter_store::{SledOptions, SledStore, Store};
+use porter_store::{SledOptions, SledStore, Store, StoreError};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -36,6 +36,8 @@ pub(crate) const APPS_DIR: &str = "apps";
 /// How long a successor waits for the store its predecessor is letting go of, and how long
 /// a predecessor waits to take it back from a successor that gave up.
 const STORE_HANDOVER_WAIT: Duration = Duration::from_secs(30);
+/// How long a server waits for a CLI command that has the store open to let go of it.
+const STORE_CLI_WAIT: Duration = Duration::from_secs(30);
 
 /// The listener for `flag`: the running server's, when it hands its own over, else bound now.
 async fn bind(
@@ -83,9 +85,19 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
     let acme_ca = acme.as_ref().map(porter_acme::Config::ca_host);
     data_dir::prepare(data_dir)?;
     Discovery::remove_stale(data_dir);
+    instance::check_alone(data_dir, &args)?;
+    // CLI commands step aside from here until this server serves (or fails).
+    let starting = instance::Starting::mark(data_dir).context("cannot mark the data dir")?;
     let mut inherited =
         Inherited::ask(data_dir).context("cannot ask the running server for its sockets")?;
     if let Some(from) = inherited.as_ref().map(|i| i.from) {
+        // A server whose discovery file was not written yet (or was removed) still answers
+        // here: it is not replaced without being asked to be.
+        anyhow::ensure!(
+            args.take_over,
+            "a porter server (pid {from}) already serves {}: stop it first, or pass --take-over to replace it without refusing a connection",
+            data_dir.display()
+        );
         tracing::info!(
             from,
             "taking over from the running server: its sockets, then its store"
@@ -94,7 +106,7 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
     // The embedded store is handed from server to server; etcd is open to every node at once.
     let (store, sled): (Arc<dyn Store>, Option<Arc<SledStore>>) = match &store_at {
         StoreAt::Sled(_) => {
-            let sled = open_sled(&store_at, &args, inherited.is_some())?;
+            let sled = open_sled(&store_at, &args, inherited.is_some()).await?;
             (sled.clone(), Some(sled))
         }
         StoreAt::Etcd(..) => (store_at.open(args.store_deadline).await?, None),
@@ -265,6 +277,7 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
     services.start("OCSP refresher", Start::WhenReady, |stop| {
         porter_acme::run_ocsp(store, stop)
     });
+    let acme_on = acme.is_some();
     match acme {
         Some(worker) => services.start("ACME worker", Start::WhenReady, |stop| worker.run(stop)),
         None => tracing::info!(
@@ -279,9 +292,13 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
         http: http_addr.to_string(),
         https: https_addr.to_string(),
         metrics: metrics_addr.map(|a| a.to_string()),
+        acme: acme_on,
+        access_log: args.access_log.as_ref().map(|d| d.to_string()),
     }
     .write(data_dir)
     .context("cannot write the discovery file")?;
+    // The CLI finds this server through its discovery file from now on.
+    drop(starting);
     tracing::info!(%http_addr, %https_addr, admin = %admin_addr, edge_threads = edge.count(), "porter is serving");
     // Ready once every site is loaded (and after the discovery file, so that whoever hears it
     // finds this server); a predecessor keeps accepting until then.
@@ -365,22 +382,41 @@ async fn join_fleet(
     Ok(crate::fleet::Fleet::new(name.to_owned(), &secret))
 }
 
-/// Opens the embedded store; a successor waits while its predecessor lets go of it.
-fn open_sled(
+/// Opens the embedded store; a successor waits while its predecessor lets go of it, and any
+/// server while a CLI command run without a server finishes with it (CLI commands started
+/// from now on step aside: see [`instance::Starting`]).
+async fn open_sled(
     store_at: &StoreAt,
     args: &ServeArgs,
     taking_over: bool,
 ) -> anyhow::Result<Arc<SledStore>> {
-    let options = SledOptions {
+    let options = |lock_wait| SledOptions {
         deadline: args.store_deadline,
         stall_while: args.test_store_stall_file.clone(),
-        lock_wait: if taking_over {
-            STORE_HANDOVER_WAIT
-        } else {
-            Duration::ZERO
-        },
+        lock_wait,
     };
-    Ok(Arc::new(store_at.open_sled(options)?))
+    if taking_over {
+        return Ok(Arc::new(store_at.open_sled(options(STORE_HANDOVER_WAIT))?));
+    }
+    match store_at.open_sled(options(Duration::ZERO)) {
+        Err(e)
+            if e.chain()
+                .any(|c| matches!(c.downcast_ref(), Some(StoreError::Locked(_)))) =>
+        {
+            tracing::info!(
+                within = ?STORE_CLI_WAIT,
+                "the store is held by another process (a CLI command run while no server was up?): waiting for it"
+            );
+            let (at, options) = (store_at.clone(), options(STORE_CLI_WAIT));
+            let opened = tokio::task::spawn_blocking(move || at.open_sled(options))
+                .await
+                .context("opening the store")?;
+            Ok(Arc::new(opened.context(
+                "another process kept the store: is a `porter` command stuck, or another server running on a copy of this data dir?",
+            )?))
+        }
+        other => Ok(Arc::new(other?)),
+    }
 }
 
 /// What the edge threads share with the rest of the server.
@@ -572,7 +608,7 @@ async fn wait_for_stop(
     }
 }
 
-/// Starts this program again with the same arguments, from its path as invoked (so a binary
+/// Starts this program again with the same arguments and `--take-over`, from its path as invoked (so a binary
 /// installed over it since is the one started); its exit, if it comes before this server's, is
 /// logged.
 fn spawn_successor() -> std::io::Result<u32> {
@@ -584,6 +620,11 @@ fn spawn_successor() -> std::io::Result<u32> {
         // Found on PATH: the running file, wherever it is.
         std::env::current_exe()?
     };
+    let mut args: Vec<_> = args.collect();
+    // The successor replaces this server: that is what it is started for.
+    if !args.iter().any(|a| a == "--take-over") {
+        args.push("--take-over".into());
+    }
     let mut child = tokio::process::Command::new(&program)
         .args(args)
         .stdin(std::process::Stdio::null())

@@ -515,7 +515,7 @@ fn a_node_restarted_in_place_keeps_its_name() {
     let data = dir.path().join("data");
     let mut first = Porter::start(&data, &flags);
     first.ok(&["site", "add", "kept.test", "--upstream", &backend.addr]);
-    let second = Porter::start(&data, &flags);
+    let second = Porter::start(&data, &[&flags[..], &["--take-over"]].concat());
     assert!(first.exits_within(Duration::from_secs(20)).success());
     let nodes = second.ok(&["--json", "node", "list"]);
     let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();

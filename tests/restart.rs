@@ -46,6 +46,8 @@ struct Target {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// A new connection for every request.
     close: bool,
+    /// `POST /count` with a body (which no client resends on its own) instead of `GET /`.
+    post: bool,
 }
 
 async fn connect(target: &Target) -> std::io::Result<Box<dyn Io>> {
@@ -57,6 +59,9 @@ async fn connect(target: &Target) -> std::io::Result<Box<dyn Io>> {
     }
 }
 
+/// The body of each POST.
+const POSTED: &str = "name=porter&comment=a+form+a+browser+would+not+send+twice";
+
 enum Failure {
     /// The connection ended before any byte of an answer.
     Closed,
@@ -66,10 +71,19 @@ enum Failure {
 /// One `GET /` on `io`; whether the connection may carry another request.
 async fn exchange(io: &mut Box<dyn Io>, target: &Target) -> Result<bool, Failure> {
     let connection = if target.close { "close" } else { "keep-alive" };
-    let head = format!(
-        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: {connection}\r\n\r\n",
-        target.host
-    );
+    let head = if target.post {
+        format!(
+            "POST /count HTTP/1.1\r\nHost: {}\r\nConnection: {connection}\r\nContent-Length: {}\r\n\r\n{}",
+            target.host,
+            POSTED.len(),
+            POSTED
+        )
+    } else {
+        format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\nConnection: {connection}\r\n\r\n",
+            target.host
+        )
+    };
     if let Err(e) = io.write_all(head.as_bytes()).await {
         return Err(if is_closed(&e) {
             Failure::Closed
@@ -196,6 +210,91 @@ const ONE_CLIENT_ADDRESS: [&str; 4] = [
     "0",
 ];
 
+/// [`ONE_CLIENT_ADDRESS`] for a server that replaces the running one.
+const TAKING_OVER: [&str; 5] = [
+    "--handshake-rate-per-ip",
+    "0",
+    "--max-handshakes-per-ip",
+    "0",
+    "--take-over",
+];
+
+/// Keep-alive clients that POST one form after another, over TLS and in clear, through ten
+/// handovers: every request sent is answered (a request the old server had read, or that came
+/// while it drained, is answered with `Connection: close`), none is lost to a connection
+/// closed under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_handovers_under_keep_alive_posts_lose_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backend = Backend::start();
+    let ca = TestCa::new(dir.path());
+    let mut running = Porter::start(&data, &ONE_CLIENT_ADDRESS);
+    sites(&data, &backend, &ca);
+    let tls = ca.client(&[b"http/1.1"]);
+    let (https, http) = (running.https, running.http);
+    eventually(Duration::from_secs(10), "the TLS site is served", || {
+        let tls = tls.clone();
+        async move { https_get(tls, https, "restart.test", "/").await.is_ok() }
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "the plain site is served", || {
+        plain_status(http, "plain.test", "/") == "200"
+    });
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        for (addr, host, tls) in [
+            (https, "restart.test", Some(tls.clone())),
+            (http, "plain.test", None),
+        ] {
+            let target = Target {
+                addr,
+                host,
+                tls,
+                close: false,
+                post: true,
+            };
+            clients.push(tokio::spawn(client(target, tally.clone(), stop.clone())));
+        }
+    }
+    served(&tally, 500).await;
+    for round in 0..10 {
+        let next = tokio::task::spawn_blocking({
+            let data = data.clone();
+            move || Porter::start(&data, &TAKING_OVER)
+        })
+        .await
+        .unwrap();
+        assert_eq!((next.http, next.https), (http, https), "round {round}");
+        let status =
+            tokio::task::spawn_blocking(move || running.exits_within(Duration::from_secs(20)))
+                .await
+                .unwrap();
+        assert!(
+            status.success(),
+            "round {round}: the old server exits cleanly: {status}"
+        );
+        running = next;
+        served(&tally, 300).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let (ok_count, lost, failed, refused) = (
+        tally.ok.load(Ordering::Relaxed),
+        tally.retried.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+        tally.refused.load(Ordering::Relaxed),
+    );
+    eprintln!("10 handovers: {ok_count} POSTs answered, {lost} lost to a closed keep-alive connection, {failed} failed, {refused} refused");
+    let errors = tally.errors.lock().unwrap().clone();
+    assert_eq!((lost, failed, refused), (0, 0, 0), "{errors:#?}");
+    assert!(running.stop().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restart_and_a_binary_swap_under_load_refuse_and_fail_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -226,12 +325,14 @@ async fn a_restart_and_a_binary_swap_under_load_refuse_and_fail_nothing() {
                 host: "restart.test",
                 tls: Some(tls.clone()),
                 close,
+                post: false,
             });
             targets.push(Target {
                 addr: http,
                 host: "plain.test",
                 tls: None,
                 close,
+                post: false,
             });
         }
     }
@@ -245,7 +346,7 @@ async fn a_restart_and_a_binary_swap_under_load_refuse_and_fail_nothing() {
     // A restart: the same binary again on the same data dir.
     let mut second = tokio::task::spawn_blocking({
         let data = data.clone();
-        move || Porter::start(&data, &ONE_CLIENT_ADDRESS)
+        move || Porter::start(&data, &TAKING_OVER)
     })
     .await
     .unwrap();
@@ -271,7 +372,7 @@ async fn a_restart_and_a_binary_swap_under_load_refuse_and_fail_nothing() {
     std::fs::copy(porter_bin(), &swapped).unwrap();
     let third = tokio::task::spawn_blocking({
         let data = data.clone();
-        move || Porter::start_as(&[swapped.to_str().unwrap()], &data, &ONE_CLIENT_ADDRESS)
+        move || Porter::start_as(&[swapped.to_str().unwrap()], &data, &TAKING_OVER)
     })
     .await
     .unwrap();
@@ -333,7 +434,7 @@ async fn a_restart_and_a_binary_swap_under_load_refuse_and_fail_nothing() {
 
 /// A successor takes over from `first` (which exits cleanly) and serves `second.test`.
 fn taken_over(mut first: Porter, data: &std::path::Path) {
-    let second = Porter::start(data, &[]);
+    let second = Porter::start(data, &["--take-over"]);
     assert_eq!(second.http, first.http);
     assert!(first.exits_within(Duration::from_secs(20)).success());
     assert_eq!(plain_status(second.http, "second.test", "/"), "200");
@@ -357,7 +458,7 @@ async fn a_successor_that_fails_to_start_hands_everything_back() {
         .arg("--data-dir")
         .arg(&data)
         .args(SERVE_ON_LOOPBACK)
-        .args(["--metrics", &metrics])
+        .args(["--metrics", &metrics, "--take-over"])
         .output()
         .unwrap();
     assert!(!failed.status.success());
@@ -377,6 +478,163 @@ async fn a_successor_that_fails_to_start_hands_everything_back() {
     assert_eq!(plain_status(first.http, "second.test", "/"), "200");
     // And a later successor still takes over.
     taken_over(first, &data);
+}
+
+/// A second `porter serve` on a data dir a server serves is refused, saying which server and
+/// where, and changes nothing; with `--take-over` it replaces it, saying what the running one
+/// did that it will not (here: metrics and the access log). Four at once: one takes over.
+#[test]
+fn a_second_server_is_refused_unless_it_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backend = Backend::start();
+    let metrics = common::acme::free_port().to_string();
+    let log = dir.path().join("access.log");
+    let mut first = Porter::start(
+        &data,
+        &[
+            "--metrics",
+            &format!("127.0.0.1:{metrics}"),
+            "--access-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    ok(
+        &data,
+        &["site", "add", "plain.test", "--upstream", &backend.addr],
+    );
+    let second = |extra: &[&str]| {
+        std::process::Command::new("timeout")
+            .args(["60", porter_bin(), "--data-dir"])
+            .arg(&data)
+            .args(SERVE_ON_LOOPBACK)
+            .args(extra)
+            .env("PORTER_LOG", "info")
+            .output()
+            .unwrap()
+    };
+    let refused: Vec<_> = std::thread::scope(|s| {
+        let tries: Vec<_> = (0..4).map(|_| s.spawn(|| second(&[]))).collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for out in refused {
+        assert_eq!(out.status.code(), Some(1), "refused");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("a porter server (pid {})", first.pid()))
+                && stderr.contains(&first.http.to_string())
+                && stderr.contains("--take-over"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("taking over"), "{stderr}");
+    }
+    assert!(first.running(), "the running server is left alone");
+    assert_eq!(plain_status(first.http, "plain.test", "/"), "200");
+    ok(
+        &data,
+        &["site", "add", "second.test", "--upstream", &backend.addr],
+    );
+    let discovery: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("admin.json")).unwrap()).unwrap();
+    assert_eq!(discovery["pid"], first.pid(), "{discovery}");
+
+    // Taking over without the running server's metrics and access log: said, and done.
+    let said = dir.path().join("successor.log");
+    let successor = Porter::start_logging(
+        &[porter_bin()],
+        &data,
+        &["--take-over"],
+        std::fs::File::create(&said).unwrap(),
+    );
+    assert!(first.exits_within(Duration::from_secs(20)).success());
+    let said = std::fs::read_to_string(&said).unwrap();
+    assert!(
+        said.contains("taking over drops what the running server does")
+            && said.contains("metrics (it has --metrics")
+            && said.contains("the access log (it has --access-log"),
+        "{said}"
+    );
+    assert_eq!(plain_status(successor.http, "second.test", "/"), "200");
+    assert!(successor.stop().success());
+}
+
+/// A panel's provisioning scripts keep running `porter site add` while the server restarts
+/// (after a `kill -9`, then 20 stops and starts): every start succeeds (a command that has the
+/// store open is waited for; commands started meanwhile step aside), every command either
+/// succeeds or exits 5 (worth a retry, and it says so), and every site a command acknowledged
+/// is in the store.
+#[test]
+fn the_server_starts_while_cli_commands_loop_on_its_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backend = Backend::start();
+    Porter::start(&data, &[]).kill9();
+    let stop = AtomicBool::new(false);
+    let added = Mutex::new(Vec::new());
+    let (tally, retried) = (AtomicU64::new(0), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        for writer in 0..4 {
+            let (stop, added, data, backend) = (&stop, &added, &data, &backend);
+            let (tally, retried) = (&tally, &retried);
+            s.spawn(move || {
+                for n in 0..10_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let name = format!("w{writer}-{n}.test");
+                    let out = std::process::Command::new("timeout")
+                        .args(["60", porter_bin(), "--data-dir"])
+                        .arg(data)
+                        .args(["site", "add", &name, "--upstream", &backend.addr])
+                        .output()
+                        .unwrap();
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    match out.status.code() {
+                        Some(0) => added.lock().unwrap().push(name),
+                        Some(5) => {
+                            assert!(stderr.contains("retry"), "{stderr}");
+                            retried.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => panic!("site add {name}: exit {other:?}: {stderr}"),
+                    }
+                    tally.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for round in 0..20 {
+            let at = tally.load(Ordering::Relaxed);
+            wait_until(Duration::from_secs(30), "the writers go on", || {
+                tally.load(Ordering::Relaxed) >= at + 2
+            });
+            let porter = Porter::start(&data, &[]);
+            let first = added.lock().unwrap()[0].clone();
+            assert_eq!(
+                plain_status(porter.http, &first, "/"),
+                "200",
+                "round {round}"
+            );
+            let at = tally.load(Ordering::Relaxed);
+            wait_until(Duration::from_secs(30), "the writers go on", || {
+                tally.load(Ordering::Relaxed) >= at + 2
+            });
+            assert!(porter.stop().success(), "round {round}");
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let added = added.into_inner().unwrap();
+    eprintln!(
+        "20 restarts: {} commands, {} acknowledged, {} told to retry",
+        tally.load(Ordering::Relaxed),
+        added.len(),
+        retried.load(Ordering::Relaxed)
+    );
+    let listed = ok(&data, &["site", "list", "--json"]);
+    for name in &added {
+        assert!(
+            listed.contains(&format!("\"{name}\"")),
+            "{name} was acknowledged and lost"
+        );
+    }
 }
 
 #[test]

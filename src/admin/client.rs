@@ -33,6 +33,10 @@ pub(crate) enum ClientError {
     /// The server answered with an error.
     #[error("{message}")]
     Api { status: StatusCode, message: String },
+    /// The connection ended before the answer (the server stopping or restarting): whether a
+    /// change was made is not known.
+    #[error("the admin API at {addr} closed the connection before answering ({reason}): the server may be restarting; a change may or may not have been made: check, then retry")]
+    Cut { addr: String, reason: String },
     /// The exchange itself failed.
     #[error("admin API: {0}")]
     Protocol(String),
@@ -52,11 +56,6 @@ impl AdminClient {
             addr: discovery.admin.parse().ok()?,
             token: token::read(data_dir).ok()?,
         })
-    }
-
-    /// Where it connects.
-    pub(crate) fn addr(&self) -> &AdminAddr {
-        &self.addr
     }
 
     async fn connect(&self) -> std::io::Result<Box<dyn Stream>> {
@@ -108,13 +107,17 @@ impl AdminClient {
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let response = sender.send_request(request).await.map_err(protocol)?;
+        let cut = |e: hyper::Error| ClientError::Cut {
+            addr: self.addr.to_string(),
+            reason: e.to_string(),
+        };
+        let response = sender.send_request(request).await.map_err(cut)?;
         let status = response.status();
         let bytes = response
             .into_body()
             .collect()
             .await
-            .map_err(protocol)?
+            .map_err(cut)?
             .to_bytes();
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Protocol(format!("unreadable answer ({status}): {e}")))?;

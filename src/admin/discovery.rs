@@ -21,6 +21,12 @@ pub(crate) struct Discovery {
     /// The metrics listener, when `--metrics` gives it one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) metrics: Option<String>,
+    /// Whether it obtains certificates over ACME.
+    #[serde(default)]
+    pub(crate) acme: bool,
+    /// Where it writes its access log, if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) access_log: Option<String>,
 }
 
 impl Discovery {

@@ -73,6 +73,11 @@ impl Limits {
 
 /// How long a stop waits for the first request of a connection that has sent none yet.
 const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
+/// How long an HTTP/1.1 connection must have been idle before a stop closes it: a client
+/// under way sends its next request well within this, and has it answered.
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
+/// How often a draining HTTP/1.1 connection looks whether it has become quiet.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -375,12 +380,25 @@ where
 {
     let crowding = edge.clone();
     let watched = conn.clone();
-    let service = hyper::service::service_fn(move |req| {
+    let stopping = shutdown.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
         let (edge, conn) = (edge.clone(), conn.clone());
         let handling = conn.handling();
+        let version = req.version();
+        if version == hyper::Version::HTTP_2 {
+            conn.http2.store(true, Ordering::Relaxed);
+        }
+        // A request that comes during the drain is answered, and its connection closed after.
+        let last = stopping.is_cancelled() && version < hyper::Version::HTTP_2;
         async move {
-            let response = handle(edge, conn, req).await;
+            let mut response = handle(edge, conn, req).await;
             drop(handling);
+            if last && response.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             Ok::<_, Infallible>(response)
         }
     });
@@ -408,6 +426,29 @@ where
                         tokio::select! {
                             result = connection.as_mut() => break 'serving result,
                             _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                        }
+                    }
+                    // HTTP/1.1 has no way to say "no more requests" but on a response: closing
+                    // a kept-alive connection between two requests loses the one its client
+                    // may be sending right then. Its requests are answered with `Connection:
+                    // close` from now on (which ends it), and it is closed here only once it
+                    // has been quiet for DRAIN_QUIET. HTTP/2 has GOAWAY, sent at once.
+                    if !watched.http2.load(Ordering::Relaxed) {
+                        let mut quiet_since = None;
+                        loop {
+                            tokio::select! {
+                                result = connection.as_mut() => break 'serving result,
+                                _ = tokio::time::sleep(DRAIN_POLL) => {}
+                            }
+                            if !watched.quiet() {
+                                quiet_since = None;
+                            } else if quiet_since
+                                .get_or_insert_with(std::time::Instant::now)
+                                .elapsed()
+                                >= DRAIN_QUIET
+                            {
+                                break;
+                            }
                         }
                     }
                     connection.as_mut().graceful_shutdown();

@@ -105,6 +105,8 @@ pub(crate) struct Conn {
     /// Whether a request has been answered: a connection that has not spoken yet is not an
     /// idle keep-alive one (its first request may be on its way).
     pub(crate) answered: AtomicBool,
+    /// Whether it speaks HTTP/2 (a stop then sends GOAWAY at once; HTTP/1.1 needs waiting).
+    pub(crate) http2: AtomicBool,
     /// Whether the request was forwarded by another node of the fleet (never forwarded again).
     pub(crate) from_fleet: bool,
 }
@@ -130,6 +132,7 @@ impl Conn {
             affinity,
             in_flight: AtomicU32::new(0),
             answered: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
             from_fleet: false,
         }
     }
@@ -147,6 +150,7 @@ impl Conn {
             affinity: Arc::clone(&self.affinity),
             in_flight: AtomicU32::new(0),
             answered: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
             from_fleet: true,
         }
     }
@@ -161,7 +165,12 @@ impl Conn {
     /// being handled (it waits for its next request, or streams a response whose head has
     /// gone, which a graceful close lets finish).
     pub(crate) fn idle(&self) -> bool {
-        self.answered.load(Ordering::Relaxed) && self.in_flight.load(Ordering::Relaxed) == 0
+        self.answered.load(Ordering::Relaxed) && self.quiet()
+    }
+
+    /// Whether no request is being handled on it.
+    pub(crate) fn quiet(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
     }
 }
 

@@ -90,8 +90,18 @@ impl Porter {
     /// [`Porter::start`] with `command` (a program and its arguments, ending with the porter
     /// binary to run, such as `setpriv --reuid=... /path/to/porter`).
     pub fn start_as(command: &[&str], data_dir: &Path, extra: &[&str]) -> Porter {
+        Porter::start_logging(command, data_dir, extra, Stdio::inherit())
+    }
+
+    /// [`Porter::start_as`] with its log (stderr) going to `log`.
+    pub fn start_logging(
+        command: &[&str],
+        data_dir: &Path,
+        extra: &[&str],
+        log: impl Into<Stdio>,
+    ) -> Porter {
+        // A running server's file stays (a successor reads it): the new one is told by its pid.
         let discovery = data_dir.join("admin.json");
-        let _ = std::fs::remove_file(&discovery);
         let mut child = Command::new(command[0])
             .args(&command[1..])
             .arg("--data-dir")
@@ -100,7 +110,7 @@ impl Porter {
             .args(extra)
             .env("PORTER_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawn porter");
         let pid = child.id();

@@ -51,8 +51,10 @@ pub(super) struct Shared {
     /// The open database; `None` only while the writer reopens it.
     trees: RwLock<Option<Arc<Trees>>>,
     pub(super) changes: broadcast::Sender<Change>,
-    /// The failed write the store has not recovered from yet.
+    /// The failed write the store has not recovered from yet (or the full disk it waits on).
     pub(super) failure: Mutex<Option<String>>,
+    /// Whether sled itself failed a write, and the database must be reopened before the next.
+    pub(super) broken: AtomicBool,
     stalled: AtomicU64,
     stall_while: Option<PathBuf>,
     /// Set while another process has the database (see [`SledStore::release`]).
@@ -80,8 +82,19 @@ impl Shared {
             })
     }
 
+    /// Puts `trees` in place; the database it replaces is dropped after the lock is let go
+    /// (closing one may take time: readers must not wait on it).
     pub(super) fn set_trees(&self, trees: Option<Arc<Trees>>) {
-        *self.trees.write().unwrap_or_else(|p| p.into_inner()) = trees;
+        let old = std::mem::replace(
+            &mut *self.trees.write().unwrap_or_else(|p| p.into_inner()),
+            trees,
+        );
+        drop(old);
+    }
+
+    /// Takes the open database out (readers are told it is being reopened meanwhile).
+    pub(super) fn take_trees(&self) -> Option<Arc<Trees>> {
+        self.trees.write().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     pub(super) fn wait_while_stalled(&self) {
@@ -115,6 +128,7 @@ impl SledStore {
             trees: RwLock::new(Some(Arc::new(trees))),
             changes: broadcast::channel(CHANGE_BUFFER).0,
             failure: Mutex::new(None),
+            broken: AtomicBool::new(false),
             stalled: AtomicU64::new(0),
             stall_while: options.stall_while,
             released: AtomicBool::new(false),

@@ -4,9 +4,19 @@
 //! writes or flushes, so sled's flushes never race each other (where sled 0.34 deadlocks), and
 //! no async runtime thread ever waits on the disk.
 //!
-//! After a failed write sled refuses every later one with the same error (it keeps the first
-//! I/O error for the whole database), so the writer reopens the database at the next write,
-//! once the disk takes writes again.
+//! A full disk is kept from sled: before each write the writer checks that the disk has
+//! [`RESERVE_BYTES`] free, and refuses the write (changing nothing) when it has not. sled 0.34
+//! does not survive running out of space in the middle of a write: a large value's blob that
+//! cannot be written leaves a log buffer that never completes, and every later flush, the
+//! database's own close included, waits for it for ever. With room kept, the store takes
+//! writes again as soon as the disk has room, without a reopen.
+//!
+//! After a failed write all the same (another process filled the disk between the check and
+//! the write, an I/O error), sled refuses every later one with the same error (it keeps the
+//! first I/O error for the whole database), so the writer reopens the database at the next
+//! write, once the disk takes writes again. The failed database is closed on a thread of its
+//! own, within [`REOPEN_WAIT`]: one that cannot close is left behind and said so, and never
+//! holds up readers.
 
 use super::engine::Shared;
 use super::trees::{backend, Trees};
@@ -15,6 +25,7 @@ use crate::Change;
 use std::io::Write as _;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +36,9 @@ const MAX_BATCH: usize = 256;
 const REOPEN_WAIT: Duration = Duration::from_secs(5);
 /// What the disk must take before a reopen is tried: more than sled writes to open.
 const PROBE_BYTES: usize = 256 * 1024;
+/// Free space a write needs on the store's disk: more than the largest record (a site with
+/// every error page, under 1 MiB) and the log segments sled may add for it.
+const RESERVE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A change to make: applied on the writer thread, it returns the changes to announce.
 pub(super) type Apply = Box<dyn FnOnce(&Trees) -> Result<Vec<Change>, StoreError> + Send>;
@@ -72,9 +86,14 @@ fn commit(shared: &Shared, batch: Vec<Job>) {
             return;
         }
     };
+    let mut refused = false;
     let applied: Vec<_> = batch
         .into_iter()
         .map(|job| {
+            if let Err(e) = room(&shared.path) {
+                refused = true;
+                return (job.reply, Err(e));
+            }
             // A bug in one write must not stop every later one with the thread.
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| (job.apply)(&trees)))
                 .unwrap_or_else(|_| Err(StoreError::Backend(format!("{} panicked", job.op))));
@@ -84,6 +103,11 @@ fn commit(shared: &Shared, batch: Vec<Job>) {
             (job.reply, result)
         })
         .collect();
+    if refused {
+        short_of_room(shared);
+    } else if applied.iter().any(|(_, result)| result.is_ok()) {
+        room_again(shared);
+    }
     let flushed = if applied.iter().any(|(_, result)| result.is_ok()) {
         trees.db.flush().map(drop).map_err(backend)
     } else {
@@ -109,6 +133,53 @@ fn commit(shared: &Shared, batch: Vec<Job>) {
 fn failed(shared: &Shared, op: &str, error: &str) {
     tracing::error!(op, %error, "store write failed; the store reopens at the next write once the disk takes writes again");
     *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{op}: {error}"));
+    shared.broken.store(true, Ordering::Release);
+}
+
+/// Whether the disk under `dir` has the room a write needs.
+fn room(dir: &Path) -> Result<(), StoreError> {
+    let stat = nix::sys::statvfs::statvfs(dir).map_err(|e| {
+        StoreError::Backend(format!(
+            "cannot read the free space of {}: {e}",
+            dir.display()
+        ))
+    })?;
+    // u64 here; other platforms' statvfs fields are narrower.
+    #[allow(clippy::useless_conversion)]
+    let free = u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size()));
+    if free >= RESERVE_BYTES {
+        return Ok(());
+    }
+    Err(StoreError::Backend(format!(
+        "the disk of {} is full ({} KiB free; the store keeps {} KiB): write refused, nothing changed; writes resume by themselves once there is room",
+        dir.display(),
+        free / 1024,
+        RESERVE_BYTES / 1024
+    )))
+}
+
+/// Notes (once) that writes are refused for want of room: the health says so until one works.
+fn short_of_room(shared: &Shared) {
+    let mut failure = shared.failure.lock().unwrap_or_else(|p| p.into_inner());
+    if failure.is_none() {
+        tracing::error!(path = %shared.path.display(), "the store's disk is full: writes are refused until it has room again");
+        *failure = Some(format!("the disk of {} is full", shared.path.display()));
+    }
+}
+
+/// Clears a shortage of room once a write has gone through (a broken database stays noted).
+fn room_again(shared: &Shared) {
+    if shared.broken.load(Ordering::Acquire) {
+        return;
+    }
+    if let Some(was) = shared
+        .failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        tracing::info!(after = %was, "the store's disk has room again: writes work");
+    }
 }
 
 /// The database to write to, reopened first when an earlier write failed.
@@ -118,10 +189,10 @@ fn writable(shared: &Shared) -> Result<Arc<Trees>, StoreError> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let Some(failure) = failure else {
+    let Some(failure) = failure.filter(|_| shared.broken.load(Ordering::Acquire)) else {
         return shared.trees();
     };
-    if shared.released.load(std::sync::atomic::Ordering::Acquire) {
+    if shared.released.load(Ordering::Acquire) {
         // Another process has the database now: reopening it is not this writer's to do.
         return shared.trees();
     }
@@ -131,12 +202,35 @@ fn writable(shared: &Shared) -> Result<Arc<Trees>, StoreError> {
             "an earlier write failed ({failure}) and the disk still refuses writes: {e}"
         ))
     })?;
-    shared.set_trees(None);
+    close(shared.take_trees())?;
     let trees = Arc::new(Trees::open_waiting(&shared.path, REOPEN_WAIT)?);
     shared.set_trees(Some(trees.clone()));
     *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    shared.broken.store(false, Ordering::Release);
     tracing::info!(after = %failure, "store reopened: writes work again");
     Ok(trees)
+}
+
+/// Closes a failed database on a thread of its own, waiting up to [`REOPEN_WAIT`]: sled
+/// flushes at close, which a broken database may wait on for ever.
+fn close(trees: Option<Arc<Trees>>) -> Result<(), StoreError> {
+    let Some(trees) = trees else {
+        return Ok(());
+    };
+    let (done, closed) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("porter-store-close".into())
+        .spawn(move || {
+            drop(trees);
+            let _ = done.send(());
+        })
+        .map_err(|e| StoreError::Backend(format!("cannot close the failed database: {e}")))?;
+    closed.recv_timeout(REOPEN_WAIT).map_err(|_| {
+        tracing::error!("the failed database does not close (sled waits on a write that cannot finish): restart Porter to reopen the store");
+        StoreError::Backend(
+            "the store's database failed and cannot be reopened while this process runs: restart Porter".into(),
+        )
+    })
 }
 
 /// Whether the disk under `dir` takes a write again, by writing and syncing a scratch file.
