@@ -51,10 +51,17 @@ impl Discovery {
     fn running(&self) -> bool {
         let pid = nix::unistd::Pid::from_raw(self.pid as i32);
         // EPERM: a process of another user has the pid, so it is not gone.
-        !matches!(
+        let alive = !matches!(
             nix::sys::signal::kill(pid, None),
             Err(nix::errno::Errno::ESRCH)
-        )
+        );
+        // After a reboot or a long time, the pid may be another program's: a server's command
+        // line has `serve` in it.
+        let serving = || match std::fs::read(format!("/proc/{}/cmdline", self.pid)) {
+            Ok(cmdline) => cmdline.split(|b| *b == 0).any(|arg| arg == b"serve"),
+            Err(_) => true,
+        };
+        alive && serving()
     }
 
     /// Removes a file whose server is gone, saying so (at start).
