@@ -254,6 +254,16 @@ fn the_flags_in_etc_default_porter_reach_porter_serve_under_systemd() {
         assert_eq!(unit.matches(path).count(), count, "{path} in {unit}");
         unit = unit.replace(path, &format!("{}{path}", root.display()));
     }
+    // Porter's output where a failure can show it (this manager has no journal).
+    let log = dir.path().join("porter.log");
+    unit = unit.replacen(
+        "[Service]\n",
+        &format!(
+            "[Service]\nStandardOutput=append:{0}\nStandardError=append:{0}\n",
+            log.display()
+        ),
+        1,
+    );
     std::fs::create_dir_all(dir.path().join("units")).unwrap();
     std::fs::write(dir.path().join("units/porter.service"), &unit).unwrap();
 
@@ -268,8 +278,9 @@ fn the_flags_in_etc_default_porter_reach_porter_serve_under_systemd() {
             .unwrap();
         assert!(
             out.status.success(),
-            "systemctl --user {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "systemctl --user {args:?}: {}\nporter said: {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
