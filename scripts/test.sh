@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs Porter's whole test suite on a Debian machine: installs the Debian packages the tests
-# talk to when they are missing, then checks formatting and lints and runs every test.
+# talk to when they are missing (waiting, up to 10 minutes, for another apt to finish), then
+# checks formatting and lints and runs every test binary, also after one fails, ending with
+# the list of failed tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/test-steps.sh
 
 # bind9's tools live in sbin, which is not on every user's PATH.
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -39,7 +42,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing missing packages: ${missing[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
+  apt_get update -qq
   # The tests start their own nginx and named on loopback ports: the packages' system services
   # are not started (policy-rc.d answers "not now" while they install).
   policy=/usr/sbin/policy-rc.d
@@ -49,7 +52,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     trap '$sudo rm -f "$policy"' EXIT
   fi
   # No recommends: prometheus would pull in its web console's assets; the tests need promtool.
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install the Rust toolchain (https://rustup.rs), then run this again" >&2
@@ -58,4 +61,4 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+cargo_test_all --workspace --locked
