@@ -425,6 +425,48 @@ fn an_app_that_listens_elsewhere_fails_its_start_at_once_and_says_where() {
 }
 
 #[test]
+fn an_app_stored_before_the_rule_stays_usable_and_its_start_says_where_it_listens() {
+    require("python3", "python3");
+    let dir = tempfile::tempdir().unwrap();
+    // A record without the port, as an older Porter stored it (through a backup).
+    let old = dir.path().join("old");
+    ok(&old, &["init"]);
+    let good = format!("python3 {} {{port}}", script());
+    ok(
+        &old,
+        &["app", "add", "legacy", "--command", &good, "--allow-root"],
+    );
+    let mut backup: Value = serde_json::from_str(&ok(&old, &["store", "export"])).unwrap();
+    let fixed = common::acme::free_port().to_string();
+    backup["apps"][0]["command"] =
+        serde_json::json!(["python3", "-m", "http.server", fixed, "--bind", "127.0.0.1"]);
+    let file = dir.path().join("backup.json");
+    std::fs::write(&file, backup.to_string()).unwrap();
+    let data = dir.path().join("data");
+    ok(&data, &["init"]);
+    ok(&data, &["store", "import", file.to_str().unwrap()]);
+
+    let porter = Porter::start(&data, &[]);
+    assert!(porter.ok(&["app", "list"]).contains("http.server"));
+    porter.ok(&["app", "update", "legacy", "--start-timeout", "20s"]);
+    porter.ok(&["site", "add", "legacy.test", "--app", "legacy"]);
+    let started = Instant::now();
+    let status = plain_status(porter.http, "legacy.test", "/");
+    assert_eq!(status, "503");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "before its start timeout"
+    );
+    let out: Value =
+        serde_json::from_str(&porter.ok(&["--json", "app", "status", "legacy"])).unwrap();
+    let error = out["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("listens on 127.0.0.1:{fixed}, not on")),
+        "{out}"
+    );
+}
+
+#[test]
 fn stopping_signals_the_whole_group_and_kills_what_ignores_it() {
     let s = setup();
     s.app("stubborn", "--ignore-term --fork", &["--stop-grace", "1s"]);
