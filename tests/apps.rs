@@ -302,6 +302,13 @@ fn an_app_whose_command_does_not_say_where_to_listen_is_refused() {
     );
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("NUL"), "{body}");
+    let (code, body) = s.porter.api(
+        "POST",
+        "/v1/apps/nul",
+        Some(r#"{"command": "python3 {port}", "env": ["A=\u0000"], "allow_root": true}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("NUL"), "{body}");
     refused(
         s.porter.cli(&[
             "app",
@@ -358,9 +365,10 @@ fn a_command_may_read_port_from_the_environment_or_as_a_variable() {
 fn an_app_that_listens_elsewhere_fails_its_start_at_once_and_says_where() {
     let s = setup();
     let fixed = common::acme::free_port();
-    // It mentions $PORT, and ignores it.
+    // It mentions $PORT, ignores it, and takes its time to stop (SIGTERM stays ignored).
     let command = format!(
-        "sh -c 'echo starting instead of $PORT; exec python3 -m http.server {fixed} --bind 127.0.0.1'"
+        "sh -c 'echo starting instead of $PORT; trap \"\" TERM; \
+         exec python3 -m http.server {fixed} --bind 127.0.0.1'"
     );
     s.porter.ok(&[
         "app",
@@ -369,6 +377,8 @@ fn an_app_that_listens_elsewhere_fails_its_start_at_once_and_says_where() {
         "--command",
         &command,
         "--allow-root",
+        "--stop-grace",
+        "2s",
     ]);
     s.porter
         .ok(&["site", "add", "elsewhere.test", "--app", "elsewhere"]);
@@ -417,6 +427,23 @@ fn an_app_that_listens_elsewhere_fails_its_start_at_once_and_says_where() {
         1,
         "one start for all the visitors: {logs}"
     );
+    // The next visitor's start waits until the failed one has stopped (it would find the
+    // port taken), and fails the same way.
+    let (code, body) = s.get("elsewhere.test", "/");
+    assert_eq!(code, "503", "{body}");
+    assert!(
+        body.contains("does not listen where Porter expects"),
+        "{body}"
+    );
+    let status = s.status("elsewhere");
+    assert!(
+        status["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("listens on 127.0.0.1:{fixed}, not on"))),
+        "{status}"
+    );
+    let logs = s.porter.ok(&["app", "logs", "elsewhere"]);
+    assert!(!logs.contains("Address already in use"), "{logs}");
     wait_until(
         Duration::from_secs(10),
         "the failed start is stopped",

@@ -66,6 +66,9 @@ pub(super) struct Actor {
     failed: Option<String>,
     /// Why the last start did not become ready (until one does), with its last log lines.
     start_error: Option<String>,
+    /// A start that did not become ready and is still being stopped: the next start waits
+    /// for its exit, so that it does not find the port (or whatever) still held by it.
+    failed_start_exiting: Option<u64>,
     health_failures: u32,
     health_due: Instant,
     health_running: bool,
@@ -107,6 +110,7 @@ impl Actor {
             last_exit: None,
             failed: None,
             start_error: None,
+            failed_start_exiting: None,
             health_failures: 0,
             health_due: Instant::now(),
             health_running: false,
@@ -150,7 +154,7 @@ impl Actor {
                     let _ = reply.send(Err(Unavailable::Busy));
                 } else {
                     self.waiters.push(reply);
-                    if self.starting.is_none() {
+                    if self.starting.is_none() && self.failed_start_exiting.is_none() {
                         self.start();
                     }
                 }
@@ -317,6 +321,7 @@ impl Actor {
                 self.expected_exits.insert(generation);
                 failed.request_stop();
                 self.draining.push(failed);
+                self.failed_start_exiting = Some(generation);
                 self.counts.crashes.fetch_add(1, Ordering::Relaxed);
                 self.crashes.push(Instant::now());
                 let why = format!("the start failed: {}", not_ready.why);
@@ -361,6 +366,14 @@ impl Actor {
 
     fn exited(&mut self, generation: u64, status: String) {
         self.draining.retain(|d| d.generation != generation);
+        if self.failed_start_exiting == Some(generation) {
+            self.failed_start_exiting = None;
+            // Requests came while it was being stopped: their start is now.
+            let idle = self.serving.is_none() && self.starting.is_none();
+            if idle && self.failed.is_none() && !self.waiters.is_empty() {
+                self.start();
+            }
+        }
         if self.expected_exits.remove(&generation) {
             return;
         }

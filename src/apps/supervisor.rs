@@ -9,6 +9,8 @@
 //! delay, and a crash loop marks it failed until `porter app restart`; three failed health
 //! checks, a settings change or `app restart` start a replacement that takes new requests once
 //! ready while the old instance finishes what it has (up to the stop grace) and is stopped.
+//! One start at a time: requests wait for the one under way, and a start that did not become
+//! ready is stopped before the next begins.
 
 use super::actor::{Actor, AppCounts};
 use super::probe::NotReady;
