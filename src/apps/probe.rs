@@ -15,7 +15,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 /// How long an app may listen only elsewhere than on its port before its start fails: long
 /// enough for an app that opens another port (a debugger's, say) just before its own.
-pub(super) const ELSEWHERE_GRACE: Duration = Duration::from_secs(2);
+const ELSEWHERE_GRACE: Duration = Duration::from_secs(2);
 
 /// Why a start did not become ready.
 #[derive(Debug)]
