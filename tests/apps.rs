@@ -1,8 +1,9 @@
 //! Account daemons through the real binary with real daemons (tests/fixtures/app.py, Python's
 //! HTTP server with misbehaviours on demand, and Debian's nginx): on-demand start, idle stop,
-//! crash restarts and crash loops, start timeout, health checks, stop of the whole process
-//! group, replacement under a steady request stream with zero failed requests, and no orphan
-//! after Porter stops (or a stale one after it was killed).
+//! crash restarts and crash loops, start timeout, commands that do not say where to listen
+//! and apps that listen elsewhere, health checks, stop of the whole process group,
+//! replacement under a steady request stream with zero failed requests, and no orphan after
+//! Porter stops (or a stale one after it was killed).
 
 mod common;
 
@@ -199,6 +200,296 @@ fn an_app_that_never_becomes_ready_gets_503_with_retry_after() {
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "it waited for the start timeout"
+    );
+    // The status says why, also once the failed start is stopped.
+    wait_until(
+        Duration::from_secs(10),
+        "the failed start is stopped",
+        || s.status("stuck")["state"] == "stopped",
+    );
+    let status = s.status("stuck");
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("did not listen on 127.0.0.1:") && error.contains("nor on any other"),
+        "{status}"
+    );
+}
+
+#[test]
+fn an_app_whose_command_does_not_say_where_to_listen_is_refused() {
+    let s = setup();
+    let refused = |out: std::process::Output, what: &str| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{what}: {stderr}");
+        stderr.into_owned()
+    };
+    let stderr = refused(
+        s.porter.cli(&[
+            "app",
+            "add",
+            "noport",
+            "--command",
+            "python3 -m http.server",
+            "--allow-root",
+        ]),
+        "no port",
+    );
+    assert!(
+        stderr.contains("{port}") && stderr.contains("$PORT") && stderr.contains("--socket"),
+        "the error says how to fix it: {stderr}"
+    );
+    let (code, body) = s.porter.api(
+        "POST",
+        "/v1/apps/noport",
+        Some(r#"{"command": "python3 -m http.server", "allow_root": true}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("{port}"), "{body}");
+
+    // Changing a good app's command to one without the port is refused and changes nothing.
+    let good = format!("python3 {} {{port}}", script());
+    s.porter
+        .ok(&["app", "add", "good", "--command", &good, "--allow-root"]);
+    refused(
+        s.porter.cli(&[
+            "app",
+            "update",
+            "good",
+            "--command",
+            "python3 -m http.server",
+        ]),
+        "update",
+    );
+    let (code, body) = s.porter.api(
+        "PATCH",
+        "/v1/apps/good",
+        Some(r#"{"command": "python3 -m http.server"}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    // A socket app names its socket its own way (a config file, say): no port needed.
+    let socket = s._dir.path().join("good.sock");
+    s.porter.ok(&[
+        "app",
+        "update",
+        "good",
+        "--command",
+        "python3 -m http.server",
+        "--socket",
+        socket.to_str().unwrap(),
+    ]);
+    // ... but going back to a port with that command is refused.
+    refused(
+        s.porter.cli(&["app", "update", "good", "--socket", ""]),
+        "back to a port",
+    );
+
+    // Hostile commands: too long, a NUL byte, an unclosed quote, bytes that are not UTF-8.
+    let long = format!("python3 -m http.server {{port}} {}", "x".repeat(70_000));
+    let stderr = refused(
+        s.porter
+            .cli(&["app", "add", "long", "--command", &long, "--allow-root"]),
+        "long",
+    );
+    assert!(
+        stderr.contains("put it in a script") && stderr.len() < 1000,
+        "the command is not echoed: {} bytes",
+        stderr.len()
+    );
+    let (code, body) = s.porter.api(
+        "POST",
+        "/v1/apps/nul",
+        Some(r#"{"command": "python3 -m http.server {port}\u0000x", "allow_root": true}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("NUL"), "{body}");
+    let (code, body) = s.porter.api(
+        "POST",
+        "/v1/apps/nul",
+        Some(r#"{"command": "python3 {port}", "env": ["A=\u0000"], "allow_root": true}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("NUL"), "{body}");
+    refused(
+        s.porter.cli(&[
+            "app",
+            "add",
+            "quote",
+            "--command",
+            "python3 'x {port}",
+            "--allow-root",
+        ]),
+        "unclosed quote",
+    );
+    let out = std::process::Command::new(porter_bin())
+        .arg("--data-dir")
+        .arg(&s.porter.data_dir)
+        .args(["app", "add", "bytes", "--allow-root", "--command"])
+        .arg(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+                b"python3 {port} \xff\xfe",
+            ),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+
+    let list = s.porter.ok(&["app", "list"]);
+    for id in ["noport", "long", "nul", "quote", "bytes"] {
+        assert!(!list.contains(id), "{id} is not stored: {list}");
+    }
+    assert!(list.contains("good.sock"), "{list}");
+}
+
+#[test]
+fn a_command_may_read_port_from_the_environment_or_as_a_variable() {
+    let s = setup();
+    // Read by a shell from the environment, or replaced by Porter where no shell runs.
+    for (id, command) in [
+        (
+            "shell",
+            "sh -c 'exec python3 -m http.server $PORT --bind 127.0.0.1'",
+        ),
+        ("plain", "python3 -m http.server ${PORT} --bind 127.0.0.1"),
+    ] {
+        s.porter
+            .ok(&["app", "add", id, "--command", command, "--allow-root"]);
+        s.porter
+            .ok(&["site", "add", &format!("{id}.test"), "--app", id]);
+        let (code, body) = s.get(&format!("{id}.test"), "/");
+        assert_eq!(code, "200", "{id}: {body}");
+        assert_eq!(s.status(id)["error"], Value::Null);
+    }
+}
+
+#[test]
+fn an_app_that_listens_elsewhere_fails_its_start_at_once_and_says_where() {
+    let s = setup();
+    let fixed = common::acme::free_port();
+    // It mentions $PORT, ignores it, and takes its time to stop (SIGTERM stays ignored).
+    let command = format!(
+        "sh -c 'echo starting instead of $PORT; trap \"\" TERM; \
+         exec python3 -m http.server {fixed} --bind 127.0.0.1'"
+    );
+    s.porter.ok(&[
+        "app",
+        "add",
+        "elsewhere",
+        "--command",
+        &command,
+        "--allow-root",
+        "--stop-grace",
+        "2s",
+    ]);
+    s.porter
+        .ok(&["site", "add", "elsewhere.test", "--app", "elsewhere"]);
+
+    // Visitors at once: each gets the 503 well before the 30 s start timeout, from one start.
+    let visitors = 8;
+    let s = std::sync::Arc::new(s);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(visitors));
+    let answers: Vec<_> = (0..visitors)
+        .map(|_| {
+            let (s, barrier) = (s.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let started = Instant::now();
+                let answer = s.get("elsewhere.test", "/");
+                (answer, started.elapsed())
+            })
+        })
+        .collect();
+    for answer in answers {
+        let ((code, body), took) = answer.join().unwrap();
+        eprintln!("a visitor of an app listening elsewhere: {code} after {took:?}");
+        assert_eq!(code, "503", "{body}");
+        assert!(
+            body.contains("does not listen where Porter expects"),
+            "{body}"
+        );
+        assert!(
+            !body.contains(&fixed.to_string()),
+            "no address reaches the internet: {body}"
+        );
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
+    let status = s.status("elsewhere");
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("listens on 127.0.0.1:{fixed}, not on 127.0.0.1:"))
+            && error.contains("use {port} or $PORT"),
+        "{status}"
+    );
+    let text = s.porter.ok(&["app", "status", "elsewhere"]);
+    assert!(text.contains(&format!("127.0.0.1:{fixed}")), "{text}");
+    let logs = s.porter.ok(&["app", "logs", "elsewhere"]);
+    assert_eq!(
+        logs.matches("starting instead of").count(),
+        1,
+        "one start for all the visitors: {logs}"
+    );
+    // The next visitor's start waits until the failed one has stopped (it would find the
+    // port taken), and fails the same way.
+    let (code, body) = s.get("elsewhere.test", "/");
+    assert_eq!(code, "503", "{body}");
+    assert!(
+        body.contains("does not listen where Porter expects"),
+        "{body}"
+    );
+    let status = s.status("elsewhere");
+    assert!(
+        status["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("listens on 127.0.0.1:{fixed}, not on"))),
+        "{status}"
+    );
+    let logs = s.porter.ok(&["app", "logs", "elsewhere"]);
+    assert!(!logs.contains("Address already in use"), "{logs}");
+    wait_until(
+        Duration::from_secs(10),
+        "the failed start is stopped",
+        || std::net::TcpStream::connect(("127.0.0.1", fixed)).is_err(),
+    );
+}
+
+#[test]
+fn an_app_stored_before_the_rule_stays_usable_and_its_start_says_where_it_listens() {
+    require("python3", "python3");
+    let dir = tempfile::tempdir().unwrap();
+    // A record without the port, as an older Porter stored it (through a backup).
+    let old = dir.path().join("old");
+    ok(&old, &["init"]);
+    let good = format!("python3 {} {{port}}", script());
+    ok(
+        &old,
+        &["app", "add", "legacy", "--command", &good, "--allow-root"],
+    );
+    let mut backup: Value = serde_json::from_str(&ok(&old, &["store", "export"])).unwrap();
+    let fixed = common::acme::free_port().to_string();
+    backup["apps"][0]["command"] =
+        serde_json::json!(["python3", "-m", "http.server", fixed, "--bind", "127.0.0.1"]);
+    let file = dir.path().join("backup.json");
+    std::fs::write(&file, backup.to_string()).unwrap();
+    let data = dir.path().join("data");
+    ok(&data, &["init"]);
+    ok(&data, &["store", "import", file.to_str().unwrap()]);
+
+    let porter = Porter::start(&data, &[]);
+    assert!(porter.ok(&["app", "list"]).contains("http.server"));
+    porter.ok(&["app", "update", "legacy", "--start-timeout", "20s"]);
+    porter.ok(&["site", "add", "legacy.test", "--app", "legacy"]);
+    let started = Instant::now();
+    let status = plain_status(porter.http, "legacy.test", "/");
+    assert_eq!(status, "503");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "before its start timeout"
+    );
+    let out: Value =
+        serde_json::from_str(&porter.ok(&["--json", "app", "status", "legacy"])).unwrap();
+    let error = out["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("listens on 127.0.0.1:{fixed}, not on")),
+        "{out}"
     );
 }
 

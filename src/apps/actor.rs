@@ -64,6 +64,11 @@ pub(super) struct Actor {
     restarts: u32,
     last_exit: Option<String>,
     failed: Option<String>,
+    /// Why the last start did not become ready (until one does), with its last log lines.
+    start_error: Option<String>,
+    /// A start that did not become ready and is still being stopped: the next start waits
+    /// for its exit, so that it does not find the port (or whatever) still held by it.
+    failed_start_exiting: Option<u64>,
     health_failures: u32,
     health_due: Instant,
     health_running: bool,
@@ -104,6 +109,8 @@ impl Actor {
             restarts: 0,
             last_exit: None,
             failed: None,
+            start_error: None,
+            failed_start_exiting: None,
             health_failures: 0,
             health_due: Instant::now(),
             health_running: false,
@@ -147,7 +154,7 @@ impl Actor {
                     let _ = reply.send(Err(Unavailable::Busy));
                 } else {
                     self.waiters.push(reply);
-                    if self.starting.is_none() {
+                    if self.starting.is_none() && self.failed_start_exiting.is_none() {
                         self.start();
                     }
                 }
@@ -158,6 +165,7 @@ impl Actor {
                 tracing::info!(app = %app.id, "settings changed");
                 self.app = *app;
                 self.failed = None;
+                self.start_error = None;
                 self.crashes.clear();
                 if self.serving.is_some() || self.starting.is_some() {
                     self.replace();
@@ -165,6 +173,7 @@ impl Actor {
             }
             Cmd::Restart => {
                 self.failed = None;
+                self.start_error = None;
                 self.crashes.clear();
                 self.replace();
             }
@@ -245,37 +254,35 @@ impl Actor {
             let _ = std::fs::remove_file(pid_file);
             let _ = events.send(Event::Exited(generation, status)).await;
         });
-        // Readiness: poll the check until it passes or the start timeout runs out.
+        // Readiness: poll the check until it passes, or say why it did not.
         let (events, check, upstream) = (
             self.events.clone(),
             self.app.health.clone(),
             spawned.upstream,
         );
-        let deadline = Instant::now() + Duration::from_secs(self.app.start_timeout);
+        let timeout = Duration::from_secs(self.app.start_timeout);
         tokio::spawn(async move {
-            loop {
-                if probe::passes(&upstream, &check).await {
-                    let _ = events.send(Event::Ready(generation)).await;
-                    return;
-                }
-                if Instant::now() >= deadline {
-                    let _ = events.send(Event::StartFailed(generation)).await;
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let event = match probe::become_ready(&upstream, &check, pid, timeout).await {
+                Ok(()) => Event::Ready(generation),
+                Err(why) => Event::StartFailed(generation, why),
+            };
+            let _ = events.send(event).await;
         });
         self.starting = Some(instance);
     }
 
-    fn fail(&mut self, why: String) {
+    /// `why`, with the app's last log lines.
+    fn with_log(&self, why: String) -> String {
         let log = process::tail(&self.paths.log, LOG_LINES);
-        let message = if log.is_empty() {
+        if log.is_empty() {
             why
         } else {
             format!("{why}; last log lines:\n{log}")
-        };
-        self.failed = Some(message.clone());
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        self.failed = Some(self.with_log(why));
         for waiter in self.waiters.drain(..) {
             let _ = waiter.send(Err(Unavailable::Failed));
         }
@@ -291,6 +298,7 @@ impl Actor {
             {
                 let ready = self.starting.take().expect("checked");
                 tracing::info!(app = %self.app.id, pid = ready.pid, ms = ready.started.elapsed().as_millis() as u64, "app ready");
+                self.start_error = None;
                 for waiter in self.waiters.drain(..) {
                     let _ = waiter.send(Ok(ready.lease()));
                 }
@@ -302,24 +310,32 @@ impl Actor {
                 self.health_failures = 0;
                 self.health_due = Instant::now() + Duration::from_secs(self.app.health_interval);
             }
-            Event::StartFailed(generation)
+            Event::StartFailed(generation, not_ready)
                 if self
                     .starting
                     .as_ref()
                     .is_some_and(|s| s.generation == generation) =>
             {
                 let mut failed = self.starting.take().expect("checked");
-                tracing::warn!(app = %self.app.id, "app did not become ready within its start timeout");
+                tracing::warn!(app = %self.app.id, why = %not_ready.why, "app did not become ready");
                 self.expected_exits.insert(generation);
                 failed.request_stop();
                 self.draining.push(failed);
+                self.failed_start_exiting = Some(generation);
                 self.counts.crashes.fetch_add(1, Ordering::Relaxed);
                 self.crashes.push(Instant::now());
+                let why = format!("the start failed: {}", not_ready.why);
                 if crash_loop(&mut self.crashes, Instant::now()) {
-                    self.fail("it never became ready".into());
+                    self.fail(why);
+                } else {
+                    self.start_error = Some(self.with_log(why));
                 }
+                let answer = match not_ready.elsewhere {
+                    true => Unavailable::ListensElsewhere,
+                    false => Unavailable::StartTimeout,
+                };
                 for waiter in self.waiters.drain(..) {
-                    let _ = waiter.send(Err(Unavailable::StartTimeout));
+                    let _ = waiter.send(Err(answer.clone()));
                 }
             }
             Event::Exited(generation, status) => self.exited(generation, status),
@@ -344,32 +360,45 @@ impl Actor {
                     self.start();
                 }
             }
-            Event::Ready(_) | Event::StartFailed(_) => {}
+            Event::Ready(_) | Event::StartFailed(..) => {}
         }
     }
 
     fn exited(&mut self, generation: u64, status: String) {
         self.draining.retain(|d| d.generation != generation);
+        if self.failed_start_exiting == Some(generation) {
+            self.failed_start_exiting = None;
+            // Requests came while it was being stopped: their start is now.
+            let idle = self.serving.is_none() && self.starting.is_none();
+            if idle && self.failed.is_none() && !self.waiters.is_empty() {
+                self.start();
+            }
+        }
         if self.expected_exits.remove(&generation) {
             return;
         }
+        let starting = self
+            .starting
+            .as_ref()
+            .is_some_and(|s| s.generation == generation);
         let crashed = if self
             .serving
             .as_ref()
             .is_some_and(|s| s.generation == generation)
         {
             self.serving.take()
-        } else if self
-            .starting
-            .as_ref()
-            .is_some_and(|s| s.generation == generation)
-        {
+        } else if starting {
             self.starting.take()
         } else {
             None
         };
         let Some(crashed) = crashed else { return };
         tracing::warn!(app = %self.app.id, pid = crashed.pid, %status, "app exited unexpectedly");
+        if starting {
+            self.start_error = Some(self.with_log(format!(
+                "the start failed: the process ended ({status}) before it became ready"
+            )));
+        }
         self.last_exit = Some(status.clone());
         self.restarts += 1;
         self.counts.crashes.fetch_add(1, Ordering::Relaxed);
@@ -459,7 +488,8 @@ impl Actor {
             memory_kib: current.and_then(|c| crate::memory::rss_kib(c.pid)),
             in_flight: self.serving.as_ref().map_or(0, |s| s.in_flight()),
             draining: self.draining.len(),
-            error: self.failed.clone(),
+            // A failed start is said until a start succeeds, whatever the state.
+            error: self.failed.clone().or_else(|| self.start_error.clone()),
         }
     }
 

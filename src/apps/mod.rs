@@ -7,13 +7,15 @@
 //!   owns its lifecycle.
 //! - `process`: spawning (own process group, user and group, logs with a size cap, pid files)
 //!   and stopping (signal the group, kill after the grace period).
-//! - `probe`: readiness and health checks; `policy`: pure restart rules.
+//! - `probe`: readiness and health checks; `listeners`: what an app that never became ready
+//!   listens on instead; `policy`: pure restart rules.
 
 mod actor;
+mod listeners;
 mod policy;
 mod probe;
 mod process;
 mod supervisor;
 
-pub(crate) use process::{identity, parse_signal, tail};
+pub(crate) use process::{identity, names_port, parse_signal, tail};
 pub(crate) use supervisor::{AppStatus, Lease, Supervisor, Unavailable, STATES};

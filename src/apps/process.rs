@@ -1,6 +1,7 @@
 //! Running one instance of an app: its own process group (so a stop reaches every process it
-//! forked), the account's user and group, `PORT`/`{port}` or `{socket}`, stdout and stderr in a
-//! log file with a size cap, and a pid file so that a later Porter cleans up after a crash.
+//! forked), the account's user and group, `PORT`/`{port}`/`$PORT` or `{socket}`, stdout and
+//! stderr in a log file with a size cap, and a pid file so that a later Porter cleans up after
+//! a crash.
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{Group, Pid, User};
@@ -51,6 +52,31 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("no free loopback port: {e}"))
 }
 
+/// `arg` with `{port}`, `${PORT}` and `$PORT` (not `$PORTAL`) replaced by `port`: the same
+/// port whether a shell (`sh -c '... $PORT'`) or the program itself reads the argument.
+fn with_port(arg: &str, port: &str) -> String {
+    let arg = arg.replace("{port}", port).replace("${PORT}", port);
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg.as_str();
+    while let Some(at) = rest.find("$PORT") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "$PORT".len()..];
+        let longer_name = after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        out.push_str(if longer_name { "$PORT" } else { port });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether `command` says where to listen: `{port}`, `$PORT`, or a shell's `${PORT...}`
+/// (such as `${PORT:-8000}`, which the shell reads from the environment).
+pub(crate) fn names_port(command: &[String]) -> bool {
+    command
+        .iter()
+        .any(|arg| arg.contains("${PORT") || with_port(arg, "") != *arg)
+}
+
 /// The signal named by an app's `stop_signal` (`TERM`, `SIGTERM`, `INT`, ...).
 pub(crate) fn parse_signal(name: &str) -> Result<Signal, String> {
     let upper = name.trim().to_ascii_uppercase();
@@ -88,7 +114,7 @@ pub(super) fn spawn(app: &App, paths: &Paths, running_as_root: bool) -> Result<S
         }
     };
     let substitute = |arg: &String| {
-        let arg = port.map_or(arg.clone(), |p| arg.replace("{port}", &p.to_string()));
+        let arg = port.map_or(arg.clone(), |p| with_port(arg, &p.to_string()));
         socket
             .as_ref()
             .map_or(arg.clone(), |s| arg.replace("{socket}", s))
@@ -347,6 +373,26 @@ mod tests {
             "{current} {rotated}"
         );
         assert_eq!(current + rotated, 11 * 1024 * 1024);
+    }
+
+    #[test]
+    fn the_port_is_named_by_placeholder_or_variable() {
+        assert_eq!(with_port("--port={port}", "41"), "--port=41");
+        assert_eq!(
+            with_port("exec srv $PORT ${PORT} $PORTAL $PORT_X", "41"),
+            "exec srv 41 41 $PORTAL $PORT_X"
+        );
+        let words = |s: &str| shell_words::split(s).unwrap();
+        for named in [
+            "srv {port}",
+            "sh -c 'exec srv $PORT'",
+            "sh -c 'exec srv --port=${PORT:-8000}'",
+        ] {
+            assert!(names_port(&words(named)), "{named}");
+        }
+        for unnamed in ["python3 -m http.server", "srv $PORTAL {PORT}"] {
+            assert!(!names_port(&words(unnamed)), "{unnamed}");
+        }
     }
 
     #[test]

@@ -9,8 +9,11 @@
 //! delay, and a crash loop marks it failed until `porter app restart`; three failed health
 //! checks, a settings change or `app restart` start a replacement that takes new requests once
 //! ready while the old instance finishes what it has (up to the stop grace) and is stopped.
+//! One start at a time: requests wait for the one under way, and a start that did not become
+//! ready is stopped before the next begins.
 
 use super::actor::{Actor, AppCounts};
+use super::probe::NotReady;
 use super::process;
 use porter_store::{App, AppId, Change, Store, Upstream};
 use serde::{Deserialize, Serialize};
@@ -35,6 +38,8 @@ pub(crate) enum Unavailable {
     NoSuchApp,
     /// It did not become ready within its start timeout.
     StartTimeout,
+    /// It listens, but not on the port Porter gave it (where, only `porter app status` says).
+    ListensElsewhere,
     /// It crashed too often, or cannot be started; `porter app restart` tries again. (Why is
     /// in `porter app status`, not in answers to the internet.)
     Failed,
@@ -53,6 +58,9 @@ impl std::fmt::Display for Unavailable {
         match self {
             Unavailable::NoSuchApp => f.write_str("the site's app does not exist"),
             Unavailable::StartTimeout => f.write_str("the app did not become ready in time"),
+            Unavailable::ListensElsewhere => {
+                f.write_str("the app did not start: it does not listen where Porter expects it")
+            }
             Unavailable::Failed => f.write_str("the app has failed"),
             Unavailable::Busy => f.write_str("too many requests are waiting for the app"),
             Unavailable::Stopped => f.write_str("the app was stopped"),
@@ -132,7 +140,7 @@ pub(super) enum Cmd {
 
 pub(super) enum Event {
     Ready(u64),
-    StartFailed(u64),
+    StartFailed(u64, NotReady),
     Exited(u64, String),
     Health(u64, bool),
     Retry,

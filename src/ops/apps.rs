@@ -107,9 +107,24 @@ fn parse_health(text: &str) -> Result<HealthCheck, OpError> {
     })
 }
 
+/// The longest command line accepted (a single argument may not pass 128 KiB on Linux).
+const MAX_COMMAND: usize = 64 * 1024;
+
 /// Applies `spec` to `app`.
 fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
+    // An old record's command is checked only when it is changed: it stays readable and
+    // updatable otherwise.
+    let where_changes = spec.command.is_some() || spec.socket.is_some();
     if let Some(command) = spec.command {
+        if command.len() > MAX_COMMAND {
+            return Err(invalid(format!(
+                "--command is {} bytes long, more than {MAX_COMMAND}: put it in a script",
+                command.len()
+            )));
+        }
+        if command.contains('\0') {
+            return Err(invalid("--command contains a NUL byte".into()));
+        }
         let words = shell_words::split(&command).map_err(|e| invalid(format!("--command: {e}")))?;
         if words.is_empty() {
             return Err(invalid("--command is empty".into()));
@@ -121,6 +136,9 @@ fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
             .env
             .iter()
             .map(|kv| {
+                if kv.contains('\0') {
+                    return Err(invalid("--env: a NUL byte cannot be passed".into()));
+                }
                 kv.split_once('=')
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
                     .ok_or_else(|| invalid(format!("--env {kv:?}: expected KEY=VALUE")))
@@ -190,6 +208,14 @@ fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
     // The same check as at start, with this process's identity: the CLI on the store runs as
     // the server's user, or the server itself answers.
     crate::apps::identity(app, nix::unistd::geteuid().is_root()).map_err(invalid)?;
+    if where_changes && app.listen == AppListen::Port && !crate::apps::names_port(&app.command) {
+        return Err(invalid(format!(
+            "app {}: its command does not say where to listen, so Porter could never reach it: \
+             put {{port}} (or $PORT) where it takes its port, e.g. --command 'python3 -m \
+             http.server {{port}} --bind 127.0.0.1', or give it a unix socket with --socket PATH",
+            app.id
+        )));
+    }
     Ok(())
 }
 
