@@ -1018,12 +1018,11 @@ fn render_status(status: StatusView) -> String {
                 .join(", ");
             out.push_str(&format!("connections open: {open}\n"));
             out.push_str(&format!("apps: {}\n", counts(&server.apps)));
-            out.push_str(&match (server.acme, &server.acme_ca) {
-                (Some(true), Some(ca)) => format!("ACME: on ({ca})\n"),
-                (Some(true), None) => "ACME: on\n".to_owned(),
-                (Some(false), _) => "ACME: off (no --acme-agree-tos)\n".to_owned(),
-                (None, _) => String::new(),
-            });
+            match (server.acme, &server.acme_ca) {
+                (Some(true), ca) => out.push_str(&format!("ACME: on ({})\n", or_dash(ca.clone()))),
+                (Some(false), _) => out.push_str("ACME: off (no --acme-agree-tos)\n"),
+                (None, _) => {}
+            }
         }
         None => out.push_str("server: not running (read from the store)\n"),
     }

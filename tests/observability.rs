@@ -390,6 +390,17 @@ fn check_gives_sites_without_a_certificate_a_grace_and_knows_when_acme_is_off() 
     let s = json(&String::from_utf8_lossy(&out.stdout));
     assert!(s["server"].is_null(), "{s}");
     assert_eq!(s["content"]["sites"], 63, "{s}");
+
+    // Turning ACME on for a site starts its wait over.
+    let waited = |data: &Path| {
+        let rows = json(&ok(data, &["--json", "cert", "status", "import.test"]));
+        row(&rows, "import.test")["waiting_s"].as_i64().unwrap()
+    };
+    let before = waited(&data);
+    assert!(before >= 2, "{before}");
+    ok(&data, &["site", "update", "import.test", "--acme", "true"]);
+    let after = waited(&data);
+    assert!(after < before, "{after} after {before}");
 }
 
 #[test]
