@@ -692,6 +692,11 @@ async fn copy_store(
     if let (Some(a), Some(b)) = (from.sled_dir(), to.sled_dir()) {
         anyhow::ensure!(a != b, "--from and --to are the same store");
     }
+    // Root copying a service user's sled store (to etcd, say) acts as its owner, so that the
+    // files sled writes there stay the service user's.
+    for dir in [from.sled_dir(), to.sled_dir()].into_iter().flatten() {
+        crate::data_dir::act_as_owner(dir)?;
+    }
     if let Some(dir) = from.sled_dir() {
         anyhow::ensure!(
             dir.join("db").exists() || dir.join("conf").exists(),

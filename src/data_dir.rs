@@ -56,8 +56,8 @@ pub(crate) fn prepare(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Run by root on a data dir another user owns (the service user's, repaired while the server
-/// is stopped), becomes that user and its group, for good, so that every file the command or
+/// Run by root on a data dir (or sled store) another user owns (the service user's, repaired
+/// while the server is stopped), becomes that user and its group, for good, so that every file the command or
 /// the store creates there is theirs, with the modes Porter gives its files. Nothing changes
 /// for any other user, or a data dir that root owns or that is missing.
 ///

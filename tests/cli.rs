@@ -329,6 +329,27 @@ fn root_runs_commands_on_the_service_users_data_dir_as_its_owner() {
     );
     let text = std::fs::read_to_string(&backup).unwrap();
     assert!(text.contains("root.test") && text.contains("svc.test"));
+    // A copy of the service's store, into a folder of the service user's.
+    let copy = home.join("copy");
+    let copied = ok(
+        &data,
+        &[
+            "store",
+            "copy",
+            "--from",
+            &format!("sled:{}", data.join("store").display()),
+            "--to",
+            &format!("sled:{}", copy.display()),
+        ],
+    );
+    assert!(copied.contains("2 sites, 1 certificates"), "{copied}");
+    let copy_owners = owners(&copy);
+    assert!(
+        copy_owners
+            .iter()
+            .all(|(_, uid, gid, _)| (*uid, *gid) == (65534, 65534)),
+        "{copy_owners:?}"
+    );
     assert_eq!(
         cli(&data, &["status"]).status.code(),
         Some(3),
