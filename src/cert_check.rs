@@ -59,42 +59,108 @@ impl Level {
 /// The thresholds of `--check`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Thresholds {
+    /// A certificate expiring within this is a warning ...
     pub(crate) warn: Duration,
+    /// ... and within this, critical.
     pub(crate) crit: Duration,
+    /// A site may go this long without a certificate (after `site add`) before it is a
+    /// warning: the time an ACME order normally takes, with room for a retry.
+    pub(crate) grace: Duration,
+    /// ... and this long before it is critical.
+    pub(crate) critical_after: Duration,
 }
 
-fn days(seconds: i64) -> String {
-    let days = seconds as f64 / 86_400.0;
-    if days.abs() >= 2.0 {
-        format!("{:.0} days", days.abs())
-    } else {
-        format!("{:.1} hours", (seconds as f64 / 3600.0).abs())
+/// What `--check` knows of the server beside the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Server {
+    /// No server answers: the rows come from the store, and nothing is served or renewed.
+    Down,
+    /// A server answers; `acme`: whether its ACME worker runs (`None`: it did not say).
+    Up { acme: Option<bool> },
+}
+
+/// Most problem lines printed: a pager shows the first, and a plugin's output is read by
+/// monitoring systems with limits of their own (NRPE's 64 KiB, Nagios' 8 KiB by default).
+const MAX_LINES: usize = 50;
+
+/// Most characters of one problem line (the CA's error text is the long part).
+const MAX_LINE: usize = 300;
+
+/// `seconds` for a person: seconds, minutes, hours or days.
+fn span(seconds: i64) -> String {
+    let s = seconds.unsigned_abs();
+    match s {
+        0..120 => format!("{s} s"),
+        120..7200 => format!("{} minutes", s / 60),
+        7200..172_800 => format!("{:.1} hours", s as f64 / 3600.0),
+        _ => format!("{:.0} days", s as f64 / 86_400.0),
     }
 }
 
+/// A problem line as a monitoring system can take it: on one line, without the `|` that
+/// starts performance data, and bounded.
+fn clean(line: &str) -> String {
+    let mut out: String = line
+        .chars()
+        .map(|c| match c {
+            '|' => '/',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .take(MAX_LINE)
+        .collect();
+    if line.chars().count() > MAX_LINE {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Whether the row is a site that waits for ACME to obtain its first certificate.
+fn waits_for_acme(view: &CertView) -> bool {
+    matches!(view.status.as_str(), "pending" | "failing")
+}
+
+/// The problem of a site without a valid certificate, if it is one yet.
+fn without_certificate(view: &CertView, t: Thresholds, acme_off: bool) -> Option<(Level, String)> {
+    let why = view.note.as_deref().unwrap_or(&view.status);
+    if acme_off && waits_for_acme(view) {
+        return Some((
+            Level::Critical,
+            "no certificate, and the running server has ACME off: it never gets one (serve with --acme-agree-tos, or import one)".into(),
+        ));
+    }
+    let level = match view.waiting_s {
+        // Added before Porter kept the time: its grace has passed.
+        None => Level::Warning,
+        Some(w) if w >= t.critical_after.as_secs() as i64 => Level::Critical,
+        Some(w) if w >= t.grace.as_secs() as i64 => Level::Warning,
+        Some(_) => return None,
+    };
+    let how_long = view
+        .waiting_s
+        .map(|w| format!(" for {}", span(w)))
+        .unwrap_or_default();
+    Some((level, format!("no certificate{how_long} ({why})")))
+}
+
 /// What a row is wrong with, at which level.
-fn problems(view: &CertView, t: Thresholds) -> Vec<(Level, String)> {
+fn problems(view: &CertView, t: Thresholds, acme_off: bool) -> Vec<(Level, String)> {
     let mut found = Vec::new();
     let mut say = |level, what: String| found.push((level, format!("{}: {what}", view.domain)));
     match view.expires_in_s {
-        Some(left) if left <= 0 => say(Level::Critical, format!("expired {} ago", days(-left))),
+        Some(left) if left <= 0 => say(Level::Critical, format!("expired {} ago", span(-left))),
+        _ if view.status != "valid" => {
+            if let Some((level, what)) = without_certificate(view, t, acme_off) {
+                say(level, what);
+            }
+        }
         Some(left) if left < t.crit.as_secs() as i64 => {
-            say(Level::Critical, format!("expires in {}", days(left)))
+            say(Level::Critical, format!("expires in {}", span(left)))
         }
         Some(left) if left < t.warn.as_secs() as i64 => {
-            say(Level::Warning, format!("expires in {}", days(left)))
+            say(Level::Warning, format!("expires in {}", span(left)))
         }
-        Some(_) => {}
-        None => match view.status.as_str() {
-            "pending" => {}
-            _ => say(
-                Level::Warning,
-                format!(
-                    "no certificate ({})",
-                    view.note.as_deref().unwrap_or(&view.status)
-                ),
-            ),
-        },
+        _ => {}
     }
     if view.ocsp.as_deref() == Some(ocsp_state::REVOKED) {
         say(Level::Critical, "revoked (OCSP)".into());
@@ -124,27 +190,53 @@ fn problems(view: &CertView, t: Thresholds) -> Vec<(Level, String)> {
     found
 }
 
-/// The plugin's level and output for `views`.
-pub(crate) fn check(views: &[CertView], t: Thresholds) -> (Level, String) {
-    let mut lines: Vec<(Level, String)> = views.iter().flat_map(|v| problems(v, t)).collect();
+/// The plugin's level and output for `views`, read with `server` beside them.
+pub(crate) fn check(views: &[CertView], t: Thresholds, server: Server) -> (Level, String) {
+    let acme_off = server == Server::Up { acme: Some(false) };
+    let mut lines: Vec<(Level, String)> = views
+        .iter()
+        .flat_map(|v| problems(v, t, acme_off))
+        .collect();
+    // Certificates ACME renews, on a server that will not: one line for all of them.
+    let not_renewed = views.iter().filter(|v| v.renew_at.is_some()).count();
+    if acme_off && not_renewed > 0 {
+        lines.push((
+            Level::Warning,
+            format!("the running server has ACME off: {not_renewed} ACME certificates will not be renewed (serve with --acme-agree-tos)"),
+        ));
+    }
     // Worst first, then by domain: the line a pager shows is the one that matters.
     lines.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let level = lines.first().map_or(Level::Ok, |(level, _)| *level);
     let count = |l: Level| lines.iter().filter(|(level, _)| *level == l).count();
+    let found = lines.first().map_or(Level::Ok, |(level, _)| *level);
+    let (level, prefix) = match server {
+        Server::Down => (
+            Level::Unknown,
+            "no porter server runs on this data dir: nothing is served or renewed; the store has ",
+        ),
+        Server::Up { .. } => (found, ""),
+    };
     let with_cert: Vec<i64> = views.iter().filter_map(|v| v.expires_in_s).collect();
+    let without = views
+        .iter()
+        .filter(|v| v.status != "valid" && v.expires_in_s.is_none_or(|left| left > 0))
+        .count();
     let next = with_cert.iter().copied().min();
     let mut out = format!(
-        "PORTER CERTS {} - {} certificates",
+        "PORTER CERTS {} - {prefix}{} certificates",
         level.word(),
         with_cert.len()
     );
     match next {
-        Some(left) if left > 0 => out.push_str(&format!(", next expiry in {}", days(left))),
-        Some(left) => out.push_str(&format!(", one expired {} ago", days(-left))),
+        Some(left) if left > 0 => out.push_str(&format!(", next expiry in {}", span(left))),
+        Some(left) => out.push_str(&format!(", one expired {} ago", span(-left))),
         None => {}
     }
+    if without > 0 {
+        out.push_str(&format!(", {without} sites without one"));
+    }
     out.push_str(&format!(
-        " | certificates={} sites={} critical={} warning={} min_days_left={:.2};{};{}\n",
+        " | certificates={} sites={} critical={} warning={} min_days_left={:.2};{};{} without_certificate={without}\n",
         with_cert.len(),
         views.len(),
         count(Level::Critical),
@@ -153,15 +245,21 @@ pub(crate) fn check(views: &[CertView], t: Thresholds) -> (Level, String) {
         t.warn.as_secs() / 86_400,
         t.crit.as_secs() / 86_400,
     ));
-    for (level, line) in lines {
-        out.push_str(&format!("{}: {line}\n", level.word()));
+    for (level, line) in lines.iter().take(MAX_LINES) {
+        out.push_str(&format!("{}: {}\n", level.word(), clean(line)));
+    }
+    if lines.len() > MAX_LINES {
+        out.push_str(&format!(
+            "... and {} more (`porter cert status` lists every site)\n",
+            lines.len() - MAX_LINES
+        ));
     }
     (level, out)
 }
 
 /// The plugin's output when nothing could be read.
 pub(crate) fn unknown(why: &anyhow::Error) -> String {
-    format!("PORTER CERTS UNKNOWN - {why:#}\n")
+    format!("PORTER CERTS UNKNOWN - {}\n", clean(&format!("{why:#}")))
 }
 
 #[cfg(test)]
@@ -183,12 +281,27 @@ mod tests {
     const T: Thresholds = Thresholds {
         warn: Duration::from_secs(14 * 86_400),
         crit: Duration::from_secs(3 * 86_400),
+        grace: Duration::from_secs(600),
+        critical_after: Duration::from_secs(3600),
     };
+
+    /// A server with ACME on.
+    const UP: Server = Server::Up { acme: Some(true) };
+
+    /// A site without a certificate, waiting for `waiting_s` (`None`: an old record).
+    fn waiting(domain: &str, waiting_s: Option<i64>) -> CertView {
+        CertView {
+            domain: domain.into(),
+            status: "pending".into(),
+            waiting_s,
+            ..CertView::default()
+        }
+    }
 
     #[test]
     fn levels_follow_the_worst_row_and_the_summary_comes_first() {
         let healthy = [cert("a.test", 60), cert("b.test", 41)];
-        let (level, out) = check(&healthy, T);
+        let (level, out) = check(&healthy, T, UP);
         assert_eq!(level, Level::Ok);
         assert!(
             out.starts_with("PORTER CERTS OK - 2 certificates, next expiry in 41 days | "),
@@ -196,7 +309,7 @@ mod tests {
         );
         assert_eq!(out.lines().count(), 1);
 
-        let (level, out) = check(&[cert("a.test", 60), cert("w.test", 10)], T);
+        let (level, out) = check(&[cert("a.test", 60), cert("w.test", 10)], T, UP);
         assert_eq!(level, Level::Warning);
         assert_eq!(
             out.lines().nth(1),
@@ -205,7 +318,7 @@ mod tests {
 
         let mut revoked = cert("r.test", 60);
         revoked.ocsp = Some(ocsp_state::REVOKED.into());
-        let (level, out) = check(&[cert("w.test", 10), revoked, cert("x.test", -1)], T);
+        let (level, out) = check(&[cert("w.test", 10), revoked, cert("x.test", -1)], T, UP);
         assert_eq!(level, Level::Critical);
         let lines: Vec<&str> = out.lines().collect();
         assert!(
@@ -227,7 +340,7 @@ mod tests {
         stale.ocsp = Some(ocsp_state::STALE.into());
         let mut behind = cert("e.test", 30);
         behind.served = Some(false);
-        let (level, out) = check(&[failing, stale, behind], T);
+        let (level, out) = check(&[failing, stale, behind], T, UP);
         assert_eq!(level, Level::Critical);
         assert!(
             out.contains(
@@ -243,6 +356,130 @@ mod tests {
             out.contains("CRITICAL: e.test: the edge serves another certificate"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_site_without_a_certificate_is_ok_within_its_grace_then_warning_then_critical() {
+        let (level, out) = check(&[cert("a.test", 60), waiting("new.test", Some(30))], T, UP);
+        assert_eq!(level, Level::Ok, "{out}");
+        assert!(out.contains(", 1 sites without one | "), "{out}");
+        assert!(out.contains(" without_certificate=1"), "{out}");
+
+        let (level, out) = check(&[waiting("slow.test", Some(720))], T, UP);
+        assert_eq!(level, Level::Warning, "{out}");
+        assert_eq!(
+            out.lines().nth(1),
+            Some("WARNING: slow.test: no certificate for 12 minutes (pending)")
+        );
+
+        let mut failing = waiting("stuck.test", Some(2 * 3600 + 60));
+        failing.status = "failing".into();
+        let (level, out) = check(&[failing], T, UP);
+        assert_eq!(level, Level::Critical, "{out}");
+        assert!(
+            out.contains("CRITICAL: stuck.test: no certificate for 2.0 hours (failing)"),
+            "{out}"
+        );
+
+        // A record from before Porter kept the time: its grace has passed.
+        let (level, out) = check(&[waiting("old.test", None)], T, UP);
+        assert_eq!(level, Level::Warning, "{out}");
+        assert!(
+            out.contains("WARNING: old.test: no certificate (pending)"),
+            "{out}"
+        );
+
+        // A site without ACME waits for an import the same way.
+        let mut import = waiting("import.test", Some(900));
+        import.status = "none".into();
+        import.note = Some("ACME is off for this site: import a certificate".into());
+        let (level, out) = check(&[import], T, UP);
+        assert_eq!(level, Level::Warning, "{out}");
+    }
+
+    #[test]
+    fn acme_off_on_the_running_server_is_critical_for_a_waiting_site() {
+        let off = Server::Up { acme: Some(false) };
+        let mut renewed = cert("a.test", 60);
+        renewed.renew_at = Some("2030-01-01T00:00:00Z".into());
+        let (level, out) = check(&[renewed.clone(), waiting("new.test", Some(1))], T, off);
+        assert_eq!(level, Level::Critical, "{out}");
+        assert!(
+            out.contains("CRITICAL: new.test: no certificate, and the running server has ACME off"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "WARNING: the running server has ACME off: 1 ACME certificates will not be renewed"
+            ),
+            "{out}"
+        );
+        // Imported certificates only: ACME off is how it is meant to run.
+        let (level, out) = check(&[cert("a.test", 60)], T, off);
+        assert_eq!(level, Level::Ok, "{out}");
+        // A server that does not say whether ACME runs: the grace decides.
+        let (level, out) = check(
+            &[waiting("new.test", Some(1))],
+            T,
+            Server::Up { acme: None },
+        );
+        assert_eq!(level, Level::Ok, "{out}");
+    }
+
+    #[test]
+    fn no_server_is_unknown_and_still_lists_the_problems() {
+        let (level, out) = check(&[cert("a.test", 60), cert("x.test", -1)], T, Server::Down);
+        assert_eq!(level, Level::Unknown);
+        assert!(
+            out.starts_with("PORTER CERTS UNKNOWN - no porter server runs on this data dir"),
+            "{out}"
+        );
+        assert!(out.contains("CRITICAL: x.test: expired"), "{out}");
+    }
+
+    #[test]
+    fn the_output_stays_bounded_and_on_its_lines() {
+        let mut many: Vec<CertView> = (0..1000)
+            .map(|i| waiting(&format!("s{i:04}.test"), Some(7200)))
+            .collect();
+        many[0].attempts = 1;
+        many[0].last_error = Some(format!(
+            "CA said | no\nWARNING: fake line {}",
+            "x".repeat(5000)
+        ));
+        let (level, out) = check(&many, T, UP);
+        assert_eq!(level, Level::Critical);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1 + MAX_LINES + 1, "{out}");
+        assert_eq!(
+            lines[0].matches('|').count(),
+            1,
+            "only the perfdata bar: {}",
+            lines[0]
+        );
+        assert!(
+            lines[MAX_LINES + 1].starts_with("... and 951 more"),
+            "{out}"
+        );
+        assert!(lines[1..]
+            .iter()
+            .all(|l| !l.contains('|') && l.len() < MAX_LINE + 20));
+        let (_, out) = check(&many[..1], T, UP);
+        let error = out.lines().find(|l| l.contains("renewal failing")).unwrap();
+        assert!(
+            error.contains("CA said / no WARNING: fake line xxx"),
+            "{error}"
+        );
+        assert!(error.ends_with("..."), "{error}");
+        assert_eq!(out.lines().count(), 3, "{out}");
+    }
+
+    #[test]
+    fn spans_read_as_a_person_says_them() {
+        assert_eq!(span(59), "59 s");
+        assert_eq!(span(-720), "12 minutes");
+        assert_eq!(span(86_400), "24.0 hours");
+        assert_eq!(span(10 * 86_400), "10 days");
     }
 
     #[test]

@@ -322,6 +322,12 @@ struct CertStatusArgs {
     /// With --check: critical when a certificate expires within this.
     #[arg(long, default_value = "3d", value_parser = crate::duration::duration)]
     crit: std::time::Duration,
+    /// With --check: warn when a site has had no certificate for this long since it was added.
+    #[arg(long, default_value = "10m", value_parser = crate::duration::duration)]
+    grace: std::time::Duration,
+    /// With --check: critical when a site has had no certificate for this long.
+    #[arg(long, default_value = "1h", value_parser = crate::duration::duration)]
+    critical_after: std::time::Duration,
 }
 
 impl Cli {
@@ -578,34 +584,65 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let command = admin_command(cli.command)?;
     let answer = execute((data_dir, store_at), &command).await?;
+    // `status` without a server exits 3, as `systemctl status` of a stopped unit does (LSB:
+    // program is not running), after printing what the store holds.
+    let code = match &answer {
+        Answer::Status(StatusView { server: None, .. }) => ExitCode::from(NOT_RUNNING),
+        _ => ExitCode::SUCCESS,
+    };
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
         print!("{}", render(&command, answer));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
+
+/// The exit code of `porter status` when no server runs.
+const NOT_RUNNING: u8 = 3;
 
 /// `store export`: the backup to `output` (created 0600) or stdout (made 0600 when it is a
 /// file), with a warning on stderr of what it holds.
 async fn export(at: (&Path, &StoreAt), output: Option<&Path>) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let Answer::Backup(backup) = execute(at, &AdminCommand::ExportStore).await? else {
-        bail!("the server's answer is not a backup");
-    };
-    let text = serde_json::to_string_pretty(&backup)? + "\n";
-    match output {
+    // Opened before the store is read, as the user who runs the command (root acts as the
+    // data dir's owner from then on), and emptied only once the backup is read.
+    let file = match output {
         Some(path) => {
-            let mut file = std::fs::OpenOptions::new()
+            let existed = path.exists();
+            let file = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
-                .truncate(true)
+                .truncate(false)
                 .mode(0o600)
                 .open(path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             // An existing file keeps its mode through open: tighten it.
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            Some((file, path, existed))
+        }
+        None => None,
+    };
+    let read = execute(at, &AdminCommand::ExportStore)
+        .await
+        .and_then(|answer| match answer {
+            Answer::Backup(backup) => Ok(backup),
+            _ => Err(anyhow::anyhow!("the server's answer is not a backup")),
+        });
+    let backup = match read {
+        Ok(backup) => backup,
+        Err(e) => {
+            if let Some((_, path, false)) = &file {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
+    let text = serde_json::to_string_pretty(&backup)? + "\n";
+    match file {
+        Some((mut file, _, _)) => {
+            file.set_len(0)?;
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
         }
@@ -634,6 +671,7 @@ async fn export(at: (&Path, &StoreAt), output: Option<&Path>) -> anyhow::Result<
 /// `porter init`: the data dir and an empty store in it (on etcd: the store's schema under
 /// its prefix, checked or written).
 async fn init(data_dir: &Path, store_at: &StoreAt) -> anyhow::Result<()> {
+    crate::data_dir::act_as_owner(data_dir)?;
     crate::data_dir::prepare(data_dir)?;
     let Some(store_dir) = store_at.sled_dir() else {
         drop(store_at.open(OFFLINE_DEADLINE).await?);
@@ -658,6 +696,11 @@ async fn copy_store(
 ) -> anyhow::Result<crate::ops::backup::Imported> {
     if let (Some(a), Some(b)) = (from.sled_dir(), to.sled_dir()) {
         anyhow::ensure!(a != b, "--from and --to are the same store");
+    }
+    // Root copying a service user's sled store (to etcd, say) acts as its owner, so that the
+    // files sled writes there stay the service user's.
+    for dir in [from.sled_dir(), to.sled_dir()].into_iter().flatten() {
+        crate::data_dir::act_as_owner(dir)?;
     }
     if let Some(dir) = from.sled_dir() {
         anyhow::ensure!(
@@ -705,11 +748,27 @@ async fn cert_status(
         let thresholds = Thresholds {
             warn: args.warn,
             crit: args.crit,
+            grace: args.grace,
+            critical_after: args.critical_after,
         };
-        let (level, out) = match read.await {
-            Ok(certs) => {
+        // Whether a server runs, and with ACME, decides what a site without a certificate is.
+        let read_all = async {
+            let server = match ask_server(at.0, &AdminCommand::Status).await {
+                None => cert_check::Server::Down,
+                Some(answer) => match answer? {
+                    Answer::Status(StatusView {
+                        server: Some(server),
+                        ..
+                    }) => cert_check::Server::Up { acme: server.acme },
+                    _ => bail!("the server's answer is not its status"),
+                },
+            };
+            anyhow::Ok((server, read.await?))
+        };
+        let (level, out) = match read_all.await {
+            Ok((server, certs)) => {
                 let kept: Vec<CertView> = certs.into_iter().filter(|c| filter.keep(c)).collect();
-                cert_check::check(&kept, thresholds)
+                cert_check::check(&kept, thresholds, server)
             }
             Err(e) => (Level::Unknown, cert_check::unknown(&e)),
         };
@@ -728,15 +787,31 @@ async fn cert_status(
 /// Deadline of the store operations of a command run without a server.
 const OFFLINE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Sends `command` to the running server; `None` when no server answers (no discovery file,
+/// or one left by a server that is gone).
+async fn ask_server(data_dir: &Path, command: &AdminCommand) -> Option<anyhow::Result<Answer>> {
+    let client = AdminClient::discover(data_dir)?;
+    let (method, path, body) = command.http();
+    match client.call(method, &path, body).await {
+        Err(ClientError::Unreachable { .. }) => None,
+        other => Some(other.map_err(anyhow::Error::from).and_then(|value| {
+            command
+                .answer_from(value)
+                .context("the server's answer does not fit the command")
+        })),
+    }
+}
+
 /// Sends `command` to the running server, or runs it on the store when none runs.
 async fn execute(
     (data_dir, store_at): (&Path, &StoreAt),
     command: &AdminCommand,
 ) -> anyhow::Result<Answer> {
-    if let Some(answer) = through_server(data_dir, command).await? {
-        return Ok(answer);
+    if let Some(answer) = ask_server(data_dir, command).await {
+        return answer;
     }
     if data_dir.exists() {
+        crate::data_dir::act_as_owner(data_dir)?;
         // Says what is wrong with a data dir that is there (a file, another user's).
         crate::data_dir::prepare(data_dir)?;
     }
@@ -771,23 +846,6 @@ async fn execute(
 /// How long a command waits for the admin API of a server that is starting.
 const START_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The running server's answer to `command`; `None` when no server answers on `data_dir` (a
-/// discovery file left by a server that is gone included).
-async fn through_server(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Option<Answer>> {
-    let Some(client) = AdminClient::discover(data_dir) else {
-        return Ok(None);
-    };
-    let (method, path, body) = command.http();
-    match client.call(method, &path, body).await {
-        Err(ClientError::Unreachable { .. }) => Ok(None),
-        other => Ok(Some(
-            command
-                .answer_from(other?)
-                .context("the server's answer does not fit the command")?,
-        )),
-    }
-}
-
 /// The embedded store in `dir`, opened for this command; or, while a server has it (starting
 /// or stopping: it holds the store for a moment without an admin API that answers), that
 /// server's answer once it answers. A starting server is never kept waiting for the store by
@@ -809,8 +867,8 @@ async fn open_or_ask(
                 }
             }
         }
-        if let Some(answer) = through_server(data_dir, command).await? {
-            return Ok(Err(answer));
+        if let Some(answer) = ask_server(data_dir, command).await {
+            return answer.map(Err);
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(NotAnswering {
@@ -1005,6 +1063,11 @@ fn render_status(status: StatusView) -> String {
                 .join(", ");
             out.push_str(&format!("connections open: {open}\n"));
             out.push_str(&format!("apps: {}\n", counts(&server.apps)));
+            match (server.acme, &server.acme_ca) {
+                (Some(true), ca) => out.push_str(&format!("ACME: on ({})\n", or_dash(ca.clone()))),
+                (Some(false), _) => out.push_str("ACME: off (no --acme-agree-tos)\n"),
+                (None, _) => {}
+            }
         }
         None => out.push_str("server: not running (read from the store)\n"),
     }

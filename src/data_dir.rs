@@ -1,7 +1,8 @@
 //! The data dir holds private keys and the admin token: it is private to the user Porter runs
 //! as. Created 0700; an existing one with looser modes is tightened (its folders to 0700, its
-//! files to 0600) with a warning; one owned by another user is refused. Files created later
-//! are private through the umask set at start ([`private_umask`]).
+//! files to 0600) with a warning; one owned by another user is refused, except that root's
+//! commands other than `serve` act as its owner ([`act_as_owner`]). Files created later are
+//! private through the umask set at start ([`private_umask`]).
 
 use anyhow::{bail, Context as _};
 use std::fs::Permissions;
@@ -33,6 +34,13 @@ pub(crate) fn prepare(dir: &Path) -> anyhow::Result<()> {
         );
     }
     let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && me == 0 {
+        bail!(
+            "the data dir {} belongs to uid {}, not to root: `porter serve` runs as the data dir's owner (systemd's User=); root's other commands act as the owner",
+            dir.display(),
+            meta.uid()
+        );
+    }
     if meta.uid() != me {
         bail!(
             "the data dir {} belongs to uid {}, not to this user (uid {me}): run Porter as its owner, or give it a data dir of its own",
@@ -46,6 +54,39 @@ pub(crate) fn prepare(dir: &Path) -> anyhow::Result<()> {
         tracing::warn!(dir = %dir.display(), entries = loosened, "the data dir was readable by other users: made it private (folders 0700, files 0600)");
     }
     Ok(())
+}
+
+/// Run by root on a data dir (or sled store) another user owns (the service user's, repaired
+/// while the server is stopped), becomes that user and its group, for good, so that every file the command or
+/// the store creates there is theirs, with the modes Porter gives its files. Nothing changes
+/// for any other user, or a data dir that root owns or that is missing.
+///
+/// `serve` does not call it: a server as root binds ports below 1024 and runs apps as their
+/// own users, which it could not do after switching; it is refused instead ([`prepare`]).
+/// Callers read the operator's input files (certificates, backups) before, as root.
+pub(crate) fn act_as_owner(dir: &Path) -> anyhow::Result<()> {
+    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return Ok(());
+    };
+    if !meta.is_dir() || meta.uid() == 0 {
+        return Ok(());
+    }
+    let (uid, gid) = (Uid::from_raw(meta.uid()), Gid::from_raw(meta.gid()));
+    // Groups first: once the uid is dropped they can no longer change. glibc applies each
+    // of these to every thread of the process.
+    setgroups(&[gid])
+        .and_then(|()| setgid(gid))
+        .and_then(|()| setuid(uid))
+        .with_context(|| {
+            format!(
+                "cannot become uid {uid} (gid {gid}), the owner of the data dir {}",
+                dir.display()
+            )
+        })
 }
 
 /// Sets folders under `dir` (and `dir`) to 0700 and files to 0600 where they allow more;

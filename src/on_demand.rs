@@ -292,6 +292,7 @@ impl OnDemand {
             hsts_max_age: porter_store::DEFAULT_HSTS_MAX_AGE,
             features: Default::default(),
             challenge: None,
+            needs_cert_since: Some(porter_store::unix_now()),
         };
         match self.store.add_site(site).await {
             Ok(()) | Err(StoreError::AlreadyExists(_)) => {

@@ -270,6 +270,7 @@ mod tests {
                 hsts_max_age: 0,
                 features: Default::default(),
                 challenge: None,
+                needs_cert_since: None,
             })
             .await
             .unwrap();

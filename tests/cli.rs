@@ -1,6 +1,7 @@
 //! The CLI and admin API through the real binary: bad input is refused with a clear error and
 //! changes nothing (with and without a running server), `kill -9` loses no committed change,
-//! bind errors name their flag, and the admin API wants its token.
+//! bind errors name their flag, the admin API wants its token, and root's commands on the
+//! service user's data dir leave every file there the service user's.
 
 mod common;
 
@@ -225,6 +226,195 @@ fn changes_made_without_a_server_are_served_at_start() {
     wait_until(Duration::from_secs(1), "the removal is live", || {
         plain_status(porter.http, "offline.test", "/") == "404"
     });
+}
+
+/// Every entry under `dir` (and `dir`): path, owner, group and mode.
+fn owners(dir: &Path) -> Vec<(std::path::PathBuf, u32, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    let mut all = vec![(
+        dir.to_path_buf(),
+        meta.uid(),
+        meta.gid(),
+        meta.mode() & 0o7777,
+    )];
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            all.extend(owners(&entry.unwrap().path()));
+        }
+    }
+    all
+}
+
+#[test]
+fn root_runs_commands_on_the_service_users_data_dir_as_its_owner() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test checks what root may do on a service user's data dir: run the suite as root (CI does)"
+    );
+    require("setpriv", "util-linux");
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start();
+    let ca = TestCa::new(dir.path());
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().join("nobody");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    // A copy nobody can run, wherever the checkout is.
+    let bin = dir.path().join("porter");
+    std::fs::copy(porter_bin(), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        bin.to_str().unwrap(),
+    ];
+    // The service's data dir, made by its own server, with a site; then the server stops.
+    let data = home.join("data");
+    let porter = Porter::start_as(&nobody, &data, &[]);
+    porter.ok(&["site", "add", "svc.test", "--upstream", &backend.addr]);
+    let (status, _) = porter.stop_within(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    let before: std::collections::HashMap<_, _> = owners(&data)
+        .into_iter()
+        .map(|(path, _, _, mode)| (path, mode))
+        .collect();
+
+    // Root repairs it with no server running. Its input files are root's alone.
+    let private = dir.path().join("root-only");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (chain, key) = ca.issue(&["root.test"]);
+    let (chain, key) = (
+        std::fs::copy(&chain, private.join("chain.pem")).map(|_| private.join("chain.pem")),
+        std::fs::copy(&key, private.join("key.pem")).map(|_| private.join("key.pem")),
+    );
+    let (chain, key) = (chain.unwrap(), key.unwrap());
+    ok(
+        &data,
+        &[
+            "site",
+            "add",
+            "root.test",
+            "--upstream",
+            &backend.addr,
+            "--no-acme",
+        ],
+    );
+    ok(
+        &data,
+        &[
+            "cert",
+            "import",
+            "root.test",
+            "--cert",
+            chain.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let sites = ok(&data, &["site", "list"]);
+    assert!(
+        sites.contains("svc.test") && sites.contains("root.test"),
+        "{sites}"
+    );
+    assert!(ok(&data, &["cert", "status"]).contains("root.test"));
+    ok(&data, &["init"]);
+    let backup = private.join("backup.json");
+    ok(
+        &data,
+        &["store", "export", "--output", backup.to_str().unwrap()],
+    );
+    let text = std::fs::read_to_string(&backup).unwrap();
+    assert!(text.contains("root.test") && text.contains("svc.test"));
+    // A copy of the service's store, into a folder of the service user's.
+    let copy = home.join("copy");
+    let copied = ok(
+        &data,
+        &[
+            "store",
+            "copy",
+            "--from",
+            &format!("sled:{}", data.join("store").display()),
+            "--to",
+            &format!("sled:{}", copy.display()),
+        ],
+    );
+    assert!(copied.contains("2 sites, 1 certificates"), "{copied}");
+    let copy_owners = owners(&copy);
+    assert!(
+        copy_owners
+            .iter()
+            .all(|(_, uid, gid, _)| (*uid, *gid) == (65534, 65534)),
+        "{copy_owners:?}"
+    );
+    assert_eq!(
+        cli(&data, &["status"]).status.code(),
+        Some(3),
+        "no server runs"
+    );
+    assert_eq!(
+        cli(&data, &["cert", "status", "--check"]).status.code(),
+        Some(3),
+        "no server runs"
+    );
+
+    // Nothing under the data dir is root's; what was there keeps its mode, what is new is
+    // private.
+    let after = owners(&data);
+    assert!(after.len() >= before.len(), "{after:?}");
+    for (path, uid, gid, mode) in &after {
+        assert_eq!(
+            (*uid, *gid),
+            (65534, 65534),
+            "{} is not nobody's",
+            path.display()
+        );
+        match before.get(path) {
+            Some(was) => assert_eq!(mode, was, "{} changed its mode", path.display()),
+            None => assert_eq!(
+                mode & 0o077,
+                0,
+                "{} is open to others: {mode:o}",
+                path.display()
+            ),
+        }
+    }
+
+    // `serve` as root is still refused there, and says how to run it.
+    let out = std::process::Command::new(porter_bin())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(SERVE_ON_LOOPBACK)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("belongs to uid 65534") && stderr.contains("runs as the data dir's owner"),
+        "{stderr}"
+    );
+    // The service user's server starts on it and serves what root added.
+    let porter = Porter::start_as(&nobody, &data, &[]);
+    let sites = porter.ok(&["site", "list"]);
+    assert!(
+        sites.contains("root.test") && sites.contains("svc.test"),
+        "{sites}"
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the imported certificate is served",
+        || {
+            let rows: serde_json::Value =
+                serde_json::from_str(&porter.ok(&["--json", "cert", "status", "root.test"]))
+                    .unwrap();
+            rows[0]["served"] == true
+        },
+    );
+    let (status, _) = porter.stop_within(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! What an operator and a monitoring system see, with real clients: `cert status` for an
 //! imported certificate, an ACME one from pebble with a good OCSP staple, one whose CA offers
-//! no OCSP and a failing renewal (pebble stopped); `--check` exit codes 0 to 3 in four set-ups;
+//! no OCSP and a failing renewal (pebble stopped); `--check` exit codes 0 to 3 in four set-ups,
+//! a site without a certificate within its grace, after it, and on a server with ACME off;
 //! `/metrics` read by Prometheus's own `promtool`, its counters moving under concurrent traffic
 //! and handshakes, a bounded site label set under a client that invents names; the token on
 //! every route of the OpenAPI document; and `porter status`, also on a stalled store.
@@ -242,6 +243,200 @@ fn check_exit_codes_follow_the_plugin_convention() {
     assert_eq!(code, 3, "{out}");
     assert!(out.starts_with("PORTER CERTS UNKNOWN - "), "{out}");
     assert!(out.contains("not a directory"), "{out}");
+}
+
+#[test]
+fn check_gives_sites_without_a_certificate_a_grace_and_knows_when_acme_is_off() {
+    let work = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(work.path());
+    let backend = Backend::start();
+    let data = work.path().join("data");
+    // No --acme-agree-tos: ACME is off.
+    let porter = Porter::start(&data, &[]);
+    ca.serve(&data, "a.test", &backend.addr);
+    let status = ok(&data, &["status"]);
+    assert!(status.contains("ACME: off"), "{status}");
+    let s = json(&ok(&data, &["--json", "status"]));
+    assert_eq!(s["server"]["acme"], false, "{s}");
+
+    // A site waiting for a certificate to be imported: nothing to say within its grace ...
+    ok(
+        &data,
+        &[
+            "site",
+            "add",
+            "import.test",
+            "--upstream",
+            &backend.addr,
+            "--no-acme",
+        ],
+    );
+    let (code, out) = check(&data, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(
+            "PORTER CERTS OK - 1 certificates, next expiry in 90 days, 1 sites without one | "
+        ),
+        "{out}"
+    );
+    // ... a warning after it, critical later.
+    let mut out = String::new();
+    wait_until(Duration::from_secs(10), "the grace of 1s passes", || {
+        let (code, text) = check(&data, &["--grace", "1s"]);
+        out = text;
+        code == 1
+    });
+    assert!(
+        out.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("WARNING: import.test: no certificate for "),
+        "{out}"
+    );
+    assert!(out.contains("import a certificate"), "{out}");
+    wait_until(Duration::from_secs(10), "2s without a certificate", || {
+        let (code, text) = check(&data, &["--grace", "1s", "--critical-after", "2s"]);
+        out = text;
+        code == 2
+    });
+    assert!(
+        out.contains("CRITICAL: import.test: no certificate for "),
+        "{out}"
+    );
+    // Bad thresholds are refused as usage errors, and change nothing.
+    let refused = cli(&data, &["cert", "status", "--check", "--grace", "0s"]);
+    assert_eq!(refused.status.code(), Some(2));
+
+    // A site that waits for ACME, on a server with ACME off, never gets one: critical at once.
+    ok(
+        &data,
+        &["site", "add", "acme.test", "--upstream", &backend.addr],
+    );
+    let (code, out) = check(&data, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.starts_with("PORTER CERTS CRITICAL - 1 certificates"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CRITICAL: acme.test: no certificate, and the running server has ACME off"),
+        "{out}"
+    );
+
+    // Sites added by several writers while the check runs: every output is well formed,
+    // and the lines stay bounded.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (data, upstream) = (data.clone(), backend.addr.clone());
+            std::thread::spawn(move || {
+                for i in 0..15 {
+                    ok(
+                        &data,
+                        &[
+                            "site",
+                            "add",
+                            &format!("w{w}-{i}.test"),
+                            "--upstream",
+                            &upstream,
+                        ],
+                    );
+                }
+            })
+        })
+        .collect();
+    let mut checks = 0;
+    while !writers.iter().all(|w| w.is_finished()) {
+        let (code, out) = check(&data, &[]);
+        assert_eq!(code, 2, "{out}");
+        assert!(out.starts_with("PORTER CERTS CRITICAL - "), "{out}");
+        assert_eq!(out.lines().next().unwrap().matches('|').count(), 1, "{out}");
+        checks += 1;
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    let (code, out) = check(&data, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains(" sites=63 "), "{out}");
+    assert_eq!(out.lines().count(), 1 + 50 + 1, "{out}");
+    assert!(
+        out.lines().last().unwrap().starts_with("... and 11 more"),
+        "61 sites wait for ACME (import.test is within its grace): {out}"
+    );
+    eprintln!("{checks} checks ran while 60 sites were added");
+
+    // No server: unknown (nothing is served or renewed), with what the store says.
+    drop(porter);
+    let (code, out) = check(&data, &["--grace", "1s", "--critical-after", "2s"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.starts_with("PORTER CERTS UNKNOWN - no porter server runs on this data dir"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CRITICAL: import.test: no certificate for "),
+        "{out}"
+    );
+    // `porter status` says so too, with the exit code of `systemctl status`.
+    let out = cli(&data, &["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("server: not running") && text.contains("sites: 63"),
+        "{text}"
+    );
+    let out = cli(&data, &["--json", "status"]);
+    assert_eq!(out.status.code(), Some(3));
+    let s = json(&String::from_utf8_lossy(&out.stdout));
+    assert!(s["server"].is_null(), "{s}");
+    assert_eq!(s["content"]["sites"], 63, "{s}");
+
+    // Turning ACME on for a site starts its wait over.
+    let waited = |data: &Path| {
+        let rows = json(&ok(data, &["--json", "cert", "status", "import.test"]));
+        row(&rows, "import.test")["waiting_s"].as_i64().unwrap()
+    };
+    let before = waited(&data);
+    assert!(before >= 2, "{before}");
+    ok(&data, &["site", "update", "import.test", "--acme", "true"]);
+    let after = waited(&data);
+    assert!(after < before, "{after} after {before}");
+}
+
+#[test]
+fn check_gives_a_new_site_its_grace_while_acme_obtains_its_certificate() {
+    let edge = Edge::start_via(Via::Front, PebbleOptions::new, &[]);
+    let data = edge.porter().data_dir.clone();
+    let s = json(&ok(&data, &["--json", "status"]));
+    assert_eq!(s["server"]["acme"], true, "{s}");
+    assert!(ok(&data, &["status"]).contains("ACME: on (127.0.0.1:"));
+    // The order stays in flight at its finalize.
+    edge.front().hold_finalize = true;
+    edge.add("new.test");
+    wait_until(Duration::from_secs(20), "the finalize is held", || {
+        edge.front().held >= 1
+    });
+    let (code, out) = check(&data, &[]);
+    assert_eq!(code, 0, "within the grace: {out}");
+    assert!(
+        out.contains("0 certificates, 1 sites without one | "),
+        "{out}"
+    );
+    let mut out = String::new();
+    wait_until(Duration::from_secs(10), "the grace of 1s passes", || {
+        let (code, text) = check(&data, &["--grace", "1s"]);
+        out = text;
+        code == 1
+    });
+    assert!(
+        out.contains("WARNING: new.test: no certificate for ") && out.contains("(pending)"),
+        "{out}"
+    );
+    edge.front().hold_finalize = false;
+    edge.wait_served("new.test", Duration::from_secs(20));
+    let (code, out) = check(&data, &["--grace", "1s"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("without one"), "{out}");
 }
 
 /// GET `url` with curl, with `headers`; (status, body).

@@ -84,6 +84,10 @@ pub(crate) struct CertView {
     pub(crate) served: Option<bool>,
     /// An explanation for the operator.
     pub(crate) note: Option<String>,
+    /// How long (seconds) the site has needed a certificate without having a valid one, since
+    /// it was added or ACME was turned on for it; `None` when it has one, or when its record
+    /// is older than Porter keeping that time.
+    pub(crate) waiting_s: Option<i64>,
 }
 
 impl CertView {
@@ -228,6 +232,9 @@ fn cert_view(
                 view.note = Some("ACME is off: serve with --acme-agree-tos to obtain it".into());
             }
         }
+    }
+    if !matches!(view.status.as_str(), "valid" | "expired") {
+        view.waiting_s = site.needs_cert_since.map(|since| (now - since).max(0));
     }
     view
 }

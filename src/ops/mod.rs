@@ -210,6 +210,7 @@ pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView
         hsts_max_age: req.hsts_max_age.unwrap_or(DEFAULT_HSTS_MAX_AGE),
         features: Default::default(),
         challenge,
+        needs_cert_since: Some(porter_store::unix_now()),
     };
     store.add_site(site.clone()).await?;
     Ok(site.into())
@@ -248,6 +249,10 @@ pub(crate) async fn update_site(
         (None, None) => {}
     }
     if let Some(acme) = req.acme {
+        if acme && !site.acme {
+            // Monitoring gives it the grace of a new site to obtain its certificate.
+            site.needs_cert_since = Some(porter_store::unix_now());
+        }
         site.acme = acme;
     }
     if let Some(max_age) = req.hsts_max_age {

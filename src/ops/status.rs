@@ -43,6 +43,13 @@ pub(crate) struct ServerView {
     pub(crate) connections_open: BTreeMap<String, i64>,
     /// Apps by state (`stopped`, `starting`, `ready`, `failed`).
     pub(crate) apps: BTreeMap<String, usize>,
+    /// Whether its ACME worker runs (`--acme-agree-tos`); `None` from a server older than
+    /// this field, which did not say.
+    #[serde(default)]
+    pub(crate) acme: Option<bool>,
+    /// The host of the CA its ACME worker orders from.
+    #[serde(default)]
+    pub(crate) acme_ca: Option<String>,
 }
 
 /// What the store holds, counted.
@@ -159,6 +166,8 @@ pub(crate) async fn status(
                     .zip(metrics.connections_open())
                     .collect(),
                 apps,
+                acme: Some(beside.acme_ca.is_some()),
+                acme_ca: beside.acme_ca.map(str::to_owned),
             })
         }
         None => None,

@@ -58,6 +58,7 @@ async fn main() {
                     hsts_max_age: 0,
                     features: Default::default(),
                     challenge: None,
+                    needs_cert_since: None,
                 };
                 store.add_site(site).await.unwrap();
                 let key = KeyPair::generate().unwrap();

@@ -29,6 +29,7 @@ async fn run(writers: usize, ops: usize) -> Option<Duration> {
                     hsts_max_age: 0,
                     features: Default::default(),
                     challenge: None,
+                    needs_cert_since: None,
                 };
                 store.add_site(site).await.expect("add");
                 store.remove_site(&domain).await.expect("remove");

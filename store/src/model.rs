@@ -26,6 +26,11 @@ pub struct Site {
     /// always validated over DNS-01).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<ChallengeKind>,
+    /// Since when it needs a certificate (Unix seconds): when it was added, or when ACME was
+    /// turned on for it. Monitoring counts how long a site has gone without one from here.
+    /// `None` in records written before Porter kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_cert_since: Option<i64>,
 }
 
 /// One year, the HSTS max-age browsers' preload lists ask for.
@@ -434,4 +439,26 @@ pub enum OcspStatus {
     Revoked(i64),
     /// The responder does not know the certificate.
     Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_site_written_before_needs_cert_since_reads_and_round_trips() {
+        let old = r#"{"domain":"old.test","target":{"upstream":"127.0.0.1:8080"}}"#;
+        let site: Site = serde_json::from_str(old).unwrap();
+        assert_eq!(site.needs_cert_since, None);
+        assert!(site.acme);
+        let again: Site = serde_json::from_str(&serde_json::to_string(&site).unwrap()).unwrap();
+        assert_eq!(again, site);
+        let new = Site {
+            needs_cert_since: Some(1_700_000_000),
+            ..site
+        };
+        let json = serde_json::to_string(&new).unwrap();
+        assert!(json.contains(r#""needs_cert_since":1700000000"#), "{json}");
+        assert_eq!(serde_json::from_str::<Site>(&json).unwrap(), new);
+    }
 }

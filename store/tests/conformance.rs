@@ -24,6 +24,7 @@ fn site(domain: &str, upstream: &str) -> Site {
         hsts_max_age: porter_store::DEFAULT_HSTS_MAX_AGE,
         features: Default::default(),
         challenge: None,
+        needs_cert_since: None,
     }
 }
 

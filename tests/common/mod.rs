@@ -557,6 +557,7 @@ pub fn lasting_certs(data: &Path) -> serde_json::Value {
     for row in certs.as_array_mut().unwrap() {
         let row = row.as_object_mut().unwrap();
         row.remove("expires_in_s");
+        row.remove("waiting_s");
         row.remove("served");
     }
     certs
