@@ -569,6 +569,64 @@ async fn plain_connection(
     sender
 }
 
+/// The certificate `addr` shows a TLS-ALPN-01 validator (RFC 8737: ALPN `acme-tls/1`, SNI
+/// `name`), or `None` when the handshake fails. Like a CA, it trusts no chain: it compares.
+async fn acme_tls_validation(addr: SocketAddr, name: &str) -> Option<Vec<u8>> {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    #[derive(Debug)]
+    struct Validator(Arc<rustls::crypto::CryptoProvider>);
+    impl ServerCertVerifier for Validator {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Validator(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(name.to_owned()).unwrap(), tcp)
+        .await
+        .ok()?;
+    let (_, session) = stream.get_ref();
+    assert_eq!(session.alpn_protocol(), Some(&b"acme-tls/1"[..]));
+    Some(session.peer_certificates()?.first()?.to_vec())
+}
+
 /// A random ACME token (RFC 8555 section 8.3: 256 bits, base64url).
 fn random_token() -> String {
     use base64::Engine as _;
@@ -577,12 +635,16 @@ fn random_token() -> String {
 
 /// A node asked for an HTTP-01 token the moment another node wrote it into etcd (as the CA
 /// asks once the other node says the challenge is ready), before the change has reached it,
-/// answers the key authorization: it reads the store before saying no. 1,000 asks at once for
+/// answers the key authorization: it reads the store before saying no; the same for a
+/// TLS-ALPN-01 challenge certificate. 1,000 asks at once for
 /// tokens nobody wrote are answered 404 within seconds, and other requests are served
 /// meanwhile.
 #[test]
 fn a_node_answers_a_challenge_token_it_has_not_heard_of_yet() {
-    use porter_store::{DomainName, EtcdOptions, EtcdStore, Http01Challenge, Store as _};
+    use porter_store::{
+        DomainName, EtcdOptions, EtcdStore, Http01Challenge, PrivateKey, Store as _,
+        TlsAlpnChallenge,
+    };
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start();
     let backend = Backend::start();
@@ -617,6 +679,28 @@ fn a_node_answers_a_challenge_token_it_has_not_heard_of_yet() {
                 (200, key_authorization),
                 "the token just written"
             );
+        }
+
+        // The same for TLS-ALPN-01: the challenge certificate written for a name is served at
+        // once to a validator offering `acme-tls/1`.
+        for n in 0..5 {
+            let name = format!("alpn{n}.behind.test");
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![name.clone()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+            other
+                .put_tls_alpn(TlsAlpnChallenge {
+                    domain: DomainName::parse(&name).unwrap(),
+                    cert: cert.der().to_vec(),
+                    key: PrivateKey::from_der(&key_der).unwrap(),
+                })
+                .await
+                .unwrap();
+            let served = acme_tls_validation(porter.https, &name).await;
+            assert_eq!(served.as_deref(), Some(&cert.der()[..]), "{name}");
         }
 
         // 1,000 asks at once for tokens nobody wrote, for a name no site serves: 404 each.
