@@ -1,6 +1,7 @@
 //! The ACME challenge answers the edge gives validators (HTTP-01 key authorizations, TLS-ALPN-01
 //! configurations), held in memory and kept current from the store's change feed as the
-//! snapshot is, so that answering a validation does not wait on the store.
+//! snapshot is, so that answering a validation of a challenge in memory does not wait on the
+//! store.
 //!
 //! In a fleet the feed may lag: another node writes a challenge and tells the CA, whose check
 //! can land here before the change does. A token or name the answers lack is therefore looked
