@@ -11,6 +11,8 @@
 //! - `proxy`: listeners, routing by host, forwarding, WebSocket tunnels.
 //! - `admin` + `ops`: the admin API and the operations behind it.
 //! - `metrics`: Prometheus metrics; `systemd`: readiness for `Type=notify`.
+//! - `log_limit`: one line per kind and interval for what remote parties can cause;
+//!   `library_logs`: the libraries' `log` records, rustls's warnings about peers counted.
 //!
 //! Data flows one way: CLI/API -> store -> reload -> snapshot -> connections.
 
@@ -27,6 +29,8 @@ mod expiry;
 mod fleet;
 mod handover;
 mod instance;
+mod library_logs;
+mod log_limit;
 mod memory;
 mod metrics;
 mod on_demand;
@@ -59,12 +63,18 @@ fn main() -> ExitCode {
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
-    match cli.log_format {
-        cli::LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+    let installed = match cli.log_format {
+        cli::LogFormat::Text => tracing::subscriber::set_global_default(
+            logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .finish(),
+        ),
         // One JSON object a line, the event's fields flattened beside time, level and target.
-        cli::LogFormat::Json => logs.json().flatten_event(true).init(),
+        cli::LogFormat::Json => {
+            tracing::subscriber::set_global_default(logs.json().flatten_event(true).finish())
+        }
+    };
+    if installed.is_ok() {
+        library_logs::install();
     }
     // The control plane (admin API, store watcher, ACME, OCSP, apps) and the CLI: light work.
     // Client connections are served on the edge's own threads (`proxy::EdgeThreads`).

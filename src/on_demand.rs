@@ -11,6 +11,7 @@
 //! the endpoint; a name whose order is failing is refused until its back-off ends, not waited
 //! for.
 
+use crate::log_limit::limited;
 use crate::reload::LiveSites;
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -268,7 +269,11 @@ impl OnDemand {
             (Decision::AllowedByRule, default())
         } else if let Some(ask) = &self.settings.ask {
             let Ok(_asking) = self.asking.try_acquire() else {
-                tracing::warn!(%name, "on-demand: too many asks at once; refused");
+                limited!(
+                    warn,
+                    name = name,
+                    "on-demand: too many asks at once; refused"
+                );
                 return self.decided(Decision::Busy);
             };
             let Some(target) = self.ask(ask, name).await else {
@@ -282,7 +287,12 @@ impl OnDemand {
             return self.decided(Decision::Refused);
         };
         if !self.take_token() {
-            tracing::warn!(%name, per_minute = self.settings.per_minute, "on-demand: the site rate is spent; refused for now");
+            limited!(
+                warn,
+                name = name,
+                "on-demand: the site rate is spent; refused for now",
+                per_minute = self.settings.per_minute
+            );
             return self.decided(Decision::RateLimited);
         }
         let site = Site {
@@ -344,16 +354,16 @@ impl OnDemand {
         match tokio::time::timeout(ASK_TIMEOUT, attempt).await {
             Ok(Some((http::StatusCode::OK, Ok(target)))) => Some(target),
             Ok(Some((http::StatusCode::OK, Err(e)))) => {
-                tracing::warn!(%name, endpoint = %uri, error = %e, "on-demand: the ask endpoint allowed the name with a target that cannot be used; refused");
+                limited!(warn, name = name, "on-demand: the ask endpoint allowed the name with a target that cannot be used; refused", endpoint = %uri, error = %e);
                 None
             }
             Ok(Some(_)) => None,
             Ok(None) => {
-                tracing::warn!(%name, endpoint = %uri, "on-demand: the ask endpoint cannot be reached; refused");
+                limited!(warn, name = name, "on-demand: the ask endpoint cannot be reached; refused", endpoint = %uri);
                 None
             }
             Err(_) => {
-                tracing::warn!(%name, endpoint = %uri, "on-demand: the ask endpoint did not answer in time; refused");
+                limited!(warn, name = name, "on-demand: the ask endpoint did not answer in time; refused", endpoint = %uri);
                 None
             }
         }

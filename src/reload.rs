@@ -108,7 +108,12 @@ impl LiveSites {
             Ok(true) => Ok(self.snapshot.load()),
             Ok(false) => Err(NotLoaded),
             Err(_) => {
-                tracing::warn!(%name, "the store did not answer in time while loading");
+                // Per connection while loading: a client could repeat it at will.
+                crate::log_limit::limited!(
+                    warn,
+                    name = name,
+                    "the store did not answer in time while loading"
+                );
                 Err(NotLoaded)
             }
         }
@@ -129,7 +134,12 @@ async fn load(store: &dyn Store, current: &ArcSwap<Snapshot>, name: &str) -> boo
             Ok(Some(site)) => found.push((domain, Some(site))),
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(%domain, error = %e, "cannot read a site while loading");
+                crate::log_limit::limited!(
+                    warn,
+                    domain = domain.as_str(),
+                    "cannot read a site while loading",
+                    error = %e
+                );
                 return false;
             }
         }

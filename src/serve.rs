@@ -16,7 +16,6 @@ use crate::service::{Services, Start};
 use crate::store_at::StoreAt;
 use crate::{challenges, data_dir, instance, reload, tls};
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use porter_store::{SledOptions, SledStore, Store, StoreError};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -451,7 +450,7 @@ async fn start_edge(
     // the sites service; connections load what they need meanwhile.
     let changes = store.subscribe();
     let challenge_changes = store.subscribe();
-    let answers = Arc::new(ArcSwap::from_pointee(challenges::Answers::default()));
+    let answers = Arc::new(challenges::Challenges::new());
     let default_sni = args.default_sni.as_ref().map(|d| d.to_string());
     let tickets = tls::Keyring::open(store.as_ref(), args.tls_ticket_rotation).await?;
     let tls_config = tls::server_config(sites.clone(), default_sni.clone(), tickets.clone())?;
@@ -499,6 +498,7 @@ async fn start_edge(
         None => crate::memory::cgroup_limit(),
     }));
     let (watched, watch_shed) = (edges.clone(), shed.clone());
+    services.start("log summaries", Start::Now, crate::log_limit::run);
     services.start("memory ceiling", Start::Now, |stop| {
         memory.clone().watch(watched, watch_shed, stop)
     });

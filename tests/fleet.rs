@@ -537,3 +537,202 @@ fn a_node_restarted_in_place_keeps_its_name() {
         "{elsewhere:?}"
     );
 }
+
+/// What a node answers for `host` and `path` on the connection of `sender`: status and body.
+async fn plain_get(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    host: &str,
+    path: &str,
+) -> (u16, String) {
+    use http_body_util::BodyExt as _;
+    sender.ready().await.unwrap();
+    let request = http::Request::get(path)
+        .header("host", host)
+        .body(Default::default())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A plain HTTP/1.1 connection to `addr`, kept alive.
+async fn plain_connection(
+    addr: SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// The certificate `addr` shows a TLS-ALPN-01 validator (RFC 8737: ALPN `acme-tls/1`, SNI
+/// `name`), or `None` when the handshake fails. Like a CA, it trusts no chain: it compares.
+async fn acme_tls_validation(addr: SocketAddr, name: &str) -> Option<Vec<u8>> {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    #[derive(Debug)]
+    struct Validator(Arc<rustls::crypto::CryptoProvider>);
+    impl ServerCertVerifier for Validator {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Validator(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(name.to_owned()).unwrap(), tcp)
+        .await
+        .ok()?;
+    let (_, session) = stream.get_ref();
+    assert_eq!(session.alpn_protocol(), Some(&b"acme-tls/1"[..]));
+    Some(session.peer_certificates()?.first()?.to_vec())
+}
+
+/// A random ACME token (RFC 8555 section 8.3: 256 bits, base64url).
+fn random_token() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// A node asked for an HTTP-01 token the moment another node wrote it into etcd (as the CA
+/// asks once the other node says the challenge is ready), before the change has reached it,
+/// answers the key authorization: it reads the store before saying no; the same for a
+/// TLS-ALPN-01 challenge certificate. 1,000 asks at once for
+/// tokens nobody wrote are answered 404 within seconds, and other requests are served
+/// meanwhile.
+#[test]
+fn a_node_answers_a_challenge_token_it_has_not_heard_of_yet() {
+    use porter_store::{
+        DomainName, EtcdOptions, EtcdStore, Http01Challenge, PrivateKey, Store as _,
+        TlsAlpnChallenge,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let backend = Backend::start();
+    let address = etcd.address("behind");
+    let porter = Porter::start(&dir.path().join("data"), &["--store", &address]);
+    porter.ok(&["site", "add", "behind.test", "--upstream", &backend.addr]);
+    wait_until(Duration::from_secs(10), "the site is served", || {
+        common::plain_status(porter.http, "behind.test", "/") == "200"
+    });
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // The other node: a store client of the same installation.
+        let other = EtcdStore::open(EtcdOptions::parse(&address).unwrap())
+            .await
+            .unwrap();
+        let mut validator = plain_connection(porter.http).await;
+        let domain = DomainName::parse("behind.test").unwrap();
+        for _ in 0..20 {
+            let token = random_token();
+            let key_authorization = format!("{token}.{}", random_token());
+            other
+                .put_http01(Http01Challenge {
+                    token: token.clone(),
+                    domain: domain.clone(),
+                    key_authorization: key_authorization.clone(),
+                })
+                .await
+                .unwrap();
+            let path = format!("/.well-known/acme-challenge/{token}");
+            assert_eq!(
+                plain_get(&mut validator, "behind.test", &path).await,
+                (200, key_authorization),
+                "the token just written"
+            );
+        }
+
+        // The same for TLS-ALPN-01: the challenge certificate written for a name is served at
+        // once to a validator offering `acme-tls/1`.
+        for n in 0..5 {
+            let name = format!("alpn{n}.behind.test");
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![name.clone()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+            other
+                .put_tls_alpn(TlsAlpnChallenge {
+                    domain: DomainName::parse(&name).unwrap(),
+                    cert: cert.der().to_vec(),
+                    key: PrivateKey::from_der(&key_der).unwrap(),
+                })
+                .await
+                .unwrap();
+            let served = acme_tls_validation(porter.https, &name).await;
+            assert_eq!(served.as_deref(), Some(&cert.der()[..]), "{name}");
+        }
+
+        // 1,000 asks at once for tokens nobody wrote, for a name no site serves: 404 each.
+        let started = Instant::now();
+        let mut asks = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let http = porter.http;
+            asks.spawn(async move {
+                let mut sender = plain_connection(http).await;
+                for _ in 0..20 {
+                    let path = format!("/.well-known/acme-challenge/{}", random_token());
+                    let (status, _) = plain_get(&mut sender, "nosuch.test", &path).await;
+                    assert_eq!(status, 404);
+                }
+            });
+        }
+        // Meanwhile the site is served, at once.
+        let mut client = plain_connection(porter.http).await;
+        let mut slowest = Duration::ZERO;
+        while !asks.is_empty() {
+            let asked = Instant::now();
+            assert_eq!(plain_get(&mut client, "behind.test", "/").await.0, 200);
+            slowest = slowest.max(asked.elapsed());
+            while let Some(done) = asks.try_join_next() {
+                done.unwrap();
+            }
+        }
+        let took = started.elapsed();
+        eprintln!(
+            "fleet: 1,000 asks for unknown tokens answered 404 in {took:?}; the slowest request of the site meanwhile took {slowest:?}"
+        );
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+    });
+}

@@ -103,7 +103,8 @@ pub(crate) async fn serve(
         let io = match accepted {
             Ok(io) => io,
             Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
+                // Out of file descriptors under a flood of the edge's clients, say.
+                crate::log_limit::limited!(warn, "admin accept failed", error = %e);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

@@ -145,6 +145,7 @@ impl Metrics {
             failures,
             open: self.connections_open(),
             limits: self.shed.totals().collect(),
+            tls_client_errors: crate::library_logs::tls_client_errors().collect(),
             apps,
             app_starts: self
                 .apps
@@ -219,6 +220,8 @@ struct Scrape {
     failures: [u64; HANDSHAKE_FAILURES.len()],
     open: [i64; 2],
     limits: Vec<(&'static str, u64)>,
+    /// rustls's warnings about what TLS peers sent, by reason.
+    tls_client_errors: Vec<(&'static str, u64)>,
     apps: Vec<(String, &'static str)>,
     app_starts: u64,
     app_crashes: u64,
@@ -337,6 +340,15 @@ impl Collector for Scrape {
             Counter,
         )?;
         for ((_, reason), n) in HANDSHAKE_FAILURES.iter().zip(&self.failures) {
+            e.encode_family(&[("reason", *reason)])?.count(*n)?;
+        }
+        let mut e = family(
+            &mut encoder,
+            "porter_tls_client_errors",
+            "What TLS peers sent that rustls warns about (an IP address as SNI, a message out of order, an alert), by reason: counted here, logged once per reason every 10 s.",
+            Counter,
+        )?;
+        for (reason, n) in &self.tls_client_errors {
             e.encode_family(&[("reason", *reason)])?.count(*n)?;
         }
         let mut e = family(

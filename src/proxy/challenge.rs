@@ -1,25 +1,26 @@
 //! HTTP-01 (RFC 8555 section 8.3): `/.well-known/acme-challenge/TOKEN` on the plain HTTP
-//! listener is answered from the challenge answers in memory before routing.
+//! listener is answered from the challenge answers before routing (from the store when the
+//! answers in memory lack the token, see `challenges`).
 
 use super::answer::Own;
-use crate::challenges::{Answers, Lookup};
-use arc_swap::ArcSwap;
+use crate::challenges::{Challenges, Lookup};
 use http::Request;
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
 
-/// The answer to an HTTP-01 validation request, or `None` when the request is not one Porter
-/// holds a challenge for (it is then routed like any other).
-pub(crate) fn http01<B>(answers: &ArcSwap<Answers>, req: &Request<B>) -> Option<Own> {
+/// The token `req` asks for, when it is an HTTP-01 validation request.
+pub(crate) fn token<B>(req: &Request<B>) -> Option<&str> {
     let token = req.uri().path().strip_prefix(PREFIX)?;
-    if token.is_empty() || token.contains('/') {
-        return None;
-    }
-    // Loaded only for challenge paths: every other plain-HTTP request skips it.
-    match answers.load().http01(token) {
+    (!token.is_empty() && !token.contains('/')).then_some(token)
+}
+
+/// The answer to a validation request for `token`, or `None` when Porter holds no challenge
+/// for it (the request is then routed like any other).
+pub(crate) async fn http01(challenges: &Challenges, token: &str) -> Option<Own> {
+    match challenges.http01(token).await {
         Lookup::Found(key_authorization) => Some(Own::Http01(key_authorization)),
         Lookup::Absent => None,
-        // The store may hold it but has not answered yet: the validator may try again.
+        // The store may hold it but has not answered: the validator may try again.
         Lookup::Unknown => Some(Own::ChallengesLoading),
     }
 }

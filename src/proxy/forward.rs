@@ -10,6 +10,7 @@ use super::headers;
 use super::held::{Held, Holding};
 use super::idle::IdleTimeout;
 use super::pool::{Affinity, Loan, Pool};
+use crate::log_limit::limited;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Empty};
 use hyper::body::Incoming;
@@ -26,12 +27,15 @@ pub(crate) struct Forwarder {
     min_body_rate: u32,
 }
 
-/// Who is asking, as far as the upstream needs to know (what `X-Forwarded-*` carry).
+/// Who is asking, as far as the upstream needs to know (what `X-Forwarded-*` carry), and for
+/// which site (what a failure's log line names).
 pub(crate) struct Forwarded<'a> {
     /// The client's address as `X-Forwarded-For` carries it.
     pub(crate) client: &'a HeaderValue,
     /// `https` or `http`, for `X-Forwarded-Proto`.
     pub(crate) proto: &'static str,
+    /// The site's domain.
+    pub(crate) site: &'a str,
 }
 
 impl Forwarder {
@@ -102,7 +106,12 @@ impl Forwarder {
         // copies around (and HTTP/2 allocates per stream).
         let exchanged = tokio::time::timeout(
             self.timeout,
-            self.exchange(rewrite(req, forwarded, upgrade), upstream, affinity, keep),
+            self.exchange(
+                rewrite(req, forwarded, upgrade),
+                (forwarded.site, upstream),
+                affinity,
+                keep,
+            ),
         )
         .await;
         match exchanged {
@@ -120,14 +129,14 @@ impl Forwarder {
     async fn exchange(
         &self,
         mut request: Request<UpstreamBody>,
-        upstream: &Upstream,
+        (site, upstream): (&str, &Upstream),
         affinity: &Arc<Affinity>,
         keep: bool,
     ) -> Result<(Response<Incoming>, Loan), Own> {
         let (mut sender, idle_since) = affinity
             .checkout(upstream)
             .await
-            .map_err(|e| connect_error(&e, upstream))?;
+            .map_err(|e| connect_error(&e, site, upstream))?;
         // A connection idle for a while may be closed by the upstream just as the request
         // goes out on it. Only then is a copy kept, to send again on a new connection.
         let mut replay = idle_since
@@ -153,9 +162,9 @@ impl Forwarder {
                     (request, retried) = (again, true);
                     sender = Box::pin(self.pool.connect(upstream))
                         .await
-                        .map_err(|e| connect_error(&e, upstream))?;
+                        .map_err(|e| connect_error(&e, site, upstream))?;
                 }
-                _ => return Err(exchange_error(&e.into_error(), upstream)),
+                _ => return Err(exchange_error(&e.into_error(), site, upstream)),
             }
         }
     }
@@ -211,8 +220,8 @@ fn rewrite(
 }
 
 /// 504 when connecting timed out, 502 otherwise.
-fn connect_error(e: &std::io::Error, upstream: &Upstream) -> Own {
-    tracing::warn!(%upstream, error = %e, "cannot connect to upstream");
+fn connect_error(e: &std::io::Error, site: &str, upstream: &Upstream) -> Own {
+    limited!(warn, site = site, "cannot connect to upstream", %upstream, error = %e);
     if e.kind() == std::io::ErrorKind::TimedOut {
         Own::TimedOut
     } else {
@@ -223,7 +232,7 @@ fn connect_error(e: &std::io::Error, upstream: &Upstream) -> Own {
 /// 502: the upstream broke the exchange off or answered something that is not HTTP; but when
 /// the client's body failed (malformed chunks, or too slow), the client is answered and no
 /// upstream is blamed.
-fn exchange_error(e: &hyper::Error, upstream: &Upstream) -> Own {
+fn exchange_error(e: &hyper::Error, site: &str, upstream: &Upstream) -> Own {
     if e.is_user() {
         let slow = std::error::Error::source(e).is_some_and(|s| s.is::<super::idle::Slow>());
         tracing::debug!(error = %e, "the client's request body failed");
@@ -233,6 +242,6 @@ fn exchange_error(e: &hyper::Error, upstream: &Upstream) -> Own {
             Own::Malformed("the request body is malformed")
         };
     }
-    tracing::warn!(%upstream, error = %e, "failed talking to upstream");
+    limited!(warn, site = site, "failed talking to upstream", %upstream, error = %e);
     Own::Unreachable
 }

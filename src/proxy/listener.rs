@@ -121,7 +121,7 @@ async fn accept_loop<F, Fut>(
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    crate::log_limit::limited!(warn, "accept failed", error = %e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

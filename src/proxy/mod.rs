@@ -47,7 +47,6 @@ pub(crate) use threads::{EdgeThreads, Shared as EdgeShared};
 pub(crate) use wp_login::LoginRates;
 
 use crate::reload::LiveSites;
-use arc_swap::ArcSwap;
 use http::HeaderValue;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -58,8 +57,8 @@ use std::sync::Arc;
 pub(crate) struct Edge {
     /// The account daemons sites may point at.
     pub(crate) apps: Arc<crate::apps::Supervisor>,
-    /// The ACME challenge answers; swapped by `challenges::run`.
-    pub(crate) challenges: Arc<ArcSwap<crate::challenges::Answers>>,
+    /// The ACME challenge answers; kept current by `challenges::run`.
+    pub(crate) challenges: Arc<crate::challenges::Challenges>,
     /// The sites being served.
     pub(crate) sites: Arc<LiveSites>,
     /// The request bounds every edge thread shares.

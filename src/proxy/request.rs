@@ -156,6 +156,7 @@ async fn forward(
     let forwarded = Forwarded {
         client: &conn.forwarded_for,
         proto: if https { "https" } else { "http" },
+        site: &site.domain,
     };
     // HTTP/1 clients send one request at a time: their connection keeps its upstream one.
     let keep = req.version() != Version::HTTP_2;
@@ -224,8 +225,12 @@ fn well_formed<B>(req: &Request<B>) -> Result<(), Own> {
 async fn route(edge: &Edge, conn: &Conn, req: &Request<Incoming>) -> Result<Arc<SiteEntry>, Own> {
     let https = conn.tls_name.is_some();
     if !https {
-        if let Some(answer) = super::challenge::http01(&edge.challenges, req) {
-            return Err(answer);
+        if let Some(token) = super::challenge::token(req) {
+            // Boxed, being rare: every request's future would carry its size otherwise.
+            if let Some(answer) = Box::pin(super::challenge::http01(&edge.challenges, token)).await
+            {
+                return Err(answer);
+            }
         }
     }
     let host = match route::request_host(req) {

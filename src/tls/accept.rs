@@ -4,10 +4,9 @@
 
 use super::acme_tls::ALPN_ACME_TLS;
 use super::resolver::server_name;
-use crate::challenges::{Answers, Lookup};
+use crate::challenges::{Challenges, Lookup};
 use crate::on_demand::OnDemand;
 use crate::reload::LiveSites;
-use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -42,7 +41,7 @@ pub(crate) async fn accept<IO>(
     io: IO,
     config: &Arc<ServerConfig>,
     (sites, on_demand): (&LiveSites, Option<&OnDemand>),
-    challenges: &ArcSwap<Answers>,
+    challenges: &Challenges,
     default_sni: Option<&str>,
 ) -> Result<Option<(TlsStream<IO>, String)>, Refused>
 where
@@ -62,13 +61,14 @@ where
         .alpn()
         .is_some_and(|mut protocols| protocols.any(|p| p == ALPN_ACME_TLS));
     if validation {
-        let Lookup::Found(challenge_config) = challenges.load().tls_alpn(&name) else {
+        // Boxed, being rare: every handshake's future would carry its size otherwise.
+        let Lookup::Found(challenge_config) = Box::pin(challenges.tls_alpn(&name)).await else {
             return Err(refuse(start.io, 112, Refused::UnknownName(name)).await);
         };
         let mut stream = start.into_stream(challenge_config).await?;
         // RFC 8737 section 3: the handshake is the answer; nothing else is served.
         let _ = stream.shutdown().await;
-        tracing::info!(%name, "answered a TLS-ALPN-01 validation");
+        crate::log_limit::limited!(info, name = &name, "answered a TLS-ALPN-01 validation");
         return Ok(None);
     }
     // A name the store did not answer for in time is refused like an unknown one.
