@@ -192,13 +192,31 @@ async fn served(tally: &Tally, more: u64) {
     .await;
 }
 
-/// The site `restart.test` over TLS and `plain.test` in clear, both to one backend.
-fn sites(data: &std::path::Path, backend: &Backend, ca: &TestCa) {
+/// A server on `data` serving the site `restart.test` over TLS and `plain.test` in clear, both
+/// to one backend, once both answer; with a TLS client that trusts it.
+async fn serving(
+    data: &std::path::Path,
+    backend: &Backend,
+    ca: &TestCa,
+) -> (Porter, Arc<rustls::ClientConfig>) {
+    let porter = Porter::start(data, &ONE_CLIENT_ADDRESS);
     ca.serve(data, "restart.test", &backend.addr);
     ok(
         data,
         &["site", "add", "plain.test", "--upstream", &backend.addr],
     );
+    let tls = ca.client(&[b"http/1.1"]);
+    let (https, http) = (porter.https, porter.http);
+    eventually(Duration::from_secs(10), "the TLS site is served", || {
+        let tls = tls.clone();
+        async move { https_get(tls, https, "restart.test", "/").await.is_ok() }
+    })
+    .await;
+    // A change is served once the edge has applied it, a moment after the CLI returns.
+    wait_until(Duration::from_secs(10), "the plain site is served", || {
+        plain_status(http, "plain.test", "/") == "200"
+    });
+    (porter, tls)
 }
 
 /// Every client of the load is 127.0.0.1: the per-address handshake limits (200 a second)
@@ -229,18 +247,8 @@ async fn ten_handovers_under_keep_alive_posts_lose_no_request() {
     let data = dir.path().join("data");
     let backend = Backend::start();
     let ca = TestCa::new(dir.path());
-    let mut running = Porter::start(&data, &ONE_CLIENT_ADDRESS);
-    sites(&data, &backend, &ca);
-    let tls = ca.client(&[b"http/1.1"]);
+    let (mut running, tls) = serving(&data, &backend, &ca).await;
     let (https, http) = (running.https, running.http);
-    eventually(Duration::from_secs(10), "the TLS site is served", || {
-        let tls = tls.clone();
-        async move { https_get(tls, https, "restart.test", "/").await.is_ok() }
-    })
-    .await;
-    wait_until(Duration::from_secs(10), "the plain site is served", || {
-        plain_status(http, "plain.test", "/") == "200"
-    });
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
@@ -301,19 +309,8 @@ async fn a_restart_and_a_binary_swap_under_load_refuse_and_fail_nothing() {
     let data = dir.path().join("data");
     let backend = Backend::start();
     let ca = TestCa::new(dir.path());
-    let mut first = Porter::start(&data, &ONE_CLIENT_ADDRESS);
-    sites(&data, &backend, &ca);
-    let tls = ca.client(&[b"http/1.1"]);
+    let (mut first, tls) = serving(&data, &backend, &ca).await;
     let (https, http) = (first.https, first.http);
-    eventually(Duration::from_secs(10), "the TLS site is served", || {
-        let tls = tls.clone();
-        async move { https_get(tls, https, "restart.test", "/").await.is_ok() }
-    })
-    .await;
-    // A change is served once the edge has applied it, a moment after the CLI returns.
-    wait_until(Duration::from_secs(10), "the plain site is served", || {
-        plain_status(http, "plain.test", "/") == "200"
-    });
 
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -451,6 +451,27 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A temporary directory with a tmpfs of `size` mounted in it (the tests that fill a disk).
+fn small_disk(size: &str) -> (tempfile::TempDir, Tmpfs) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test mounts a small tmpfs: run the suite as root (CI does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(&dir.path().join("disk"), size);
+    (dir, disk)
+}
+
+/// Stops `porter`, starts a server on `data` again and checks it lists `sites`.
+fn same_after_a_restart(porter: Porter, data: &Path, sites: &BTreeSet<String>) {
+    let (status, _) = porter.stop_within(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    let porter = Porter::start(data, &[]);
+    assert_eq!(&listed(&porter), sites, "the same after a restart");
+    let (status, _) = porter.stop_within(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+}
+
 /// Fills the filesystem of `dir` with one file until it refuses more.
 fn fill(path: &Path) {
     use std::io::Write as _;
@@ -470,12 +491,7 @@ fn fill(path: &Path) {
 
 #[test]
 fn writes_work_again_once_a_full_disk_has_room() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test mounts a small tmpfs: run the suite as root (CI does)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let disk = Tmpfs::mount(&dir.path().join("disk"), "16m");
+    let (dir, disk) = small_disk("16m");
     let data = disk.0.join("data");
     let backend = Backend::start();
     let ca = TestCa::new(dir.path());
@@ -523,12 +539,7 @@ fn writes_work_again_once_a_full_disk_has_room() {
         sites.contains("after.test") && sites.contains("keep.test"),
         "{sites:?}"
     );
-    let (status, _) = porter.stop_within(Duration::from_secs(15));
-    assert!(status.success(), "{status}");
-    let porter = Porter::start(&data, &[]);
-    assert_eq!(listed(&porter), sites, "the same after a restart");
-    let (status, _) = porter.stop_within(Duration::from_secs(15));
-    assert!(status.success(), "{status}");
+    same_after_a_restart(porter, &data, &sites);
 }
 
 /// The operator's reproduction: a disk filled with `dd`, then writes of ~360 KiB each (a site's
@@ -536,12 +547,7 @@ fn writes_work_again_once_a_full_disk_has_room() {
 /// never stall, through the API and the CLI alike.
 #[test]
 fn a_full_disk_under_large_writes_heals_without_a_restart() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test mounts a small tmpfs: run the suite as root (CI does)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let disk = Tmpfs::mount(&dir.path().join("disk"), "20m");
+    let (dir, disk) = small_disk("20m");
     let data = disk.0.join("data");
     let backend = Backend::start();
     let porter = Porter::start(&data, &[]);
@@ -600,10 +606,5 @@ fn a_full_disk_under_large_writes_heals_without_a_restart() {
         "{}",
         String::from_utf8_lossy(&cli.stderr)
     );
-    let (status, _) = porter.stop_within(Duration::from_secs(15));
-    assert!(status.success(), "{status}");
-    let porter = Porter::start(&data, &[]);
-    assert_eq!(listed(&porter), sites, "the same after a restart");
-    let (status, _) = porter.stop_within(Duration::from_secs(15));
-    assert!(status.success(), "{status}");
+    same_after_a_restart(porter, &data, &sites);
 }
