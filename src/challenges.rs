@@ -199,7 +199,15 @@ async fn recheck(store: &dyn Store, challenges: &Challenges, shutdown: &Cancella
     let mut last: Option<Instant> = None;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                // No read comes any more: asks (during the drain) take what memory holds at once,
+                // instead of waiting RECHECK_WAIT for nothing.
+                challenges.fresh.send_replace(Fresh {
+                    started: Instant::now() + Duration::from_secs(24 * 3600),
+                    answers: None,
+                });
+                return;
+            }
             _ = challenges.wanted.notified() => {}
         }
         if let Some(last) = last {

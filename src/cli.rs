@@ -790,6 +790,11 @@ const OFFLINE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10)
 /// Sends `command` to the running server; `None` when no server answers (no discovery file,
 /// or one left by a server that is gone).
 async fn ask_server(data_dir: &Path, command: &AdminCommand) -> Option<anyhow::Result<Answer>> {
+    // Root reads nothing of a service user's data dir (its discovery file names where the
+    // token goes) before it acts as that user.
+    if let Err(e) = crate::data_dir::act_as_owner(data_dir) {
+        return Some(Err(e));
+    }
     let client = AdminClient::discover(data_dir)?;
     let (method, path, body) = command.http();
     match client.call(method, &path, body).await {

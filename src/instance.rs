@@ -11,6 +11,8 @@ use std::path::Path;
 
 /// The file a starting server holds locked until it serves.
 const STARTING: &str = "starting.lock";
+/// How long a starting server waits for the lock while CLI commands look at it.
+const MARK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Refuses to start next to a running server unless `--take-over` is given; with it, says
 /// what the running server does that this one will not.
@@ -55,14 +57,27 @@ pub(crate) struct Starting {
 }
 
 impl Starting {
-    /// Marks the data dir as having a server start in it. A server taking over from another
-    /// may find a third one starting: it waits for nothing and marks nothing then.
-    pub(crate) fn mark(data_dir: &Path) -> std::io::Result<Option<Starting>> {
-        let file = File::create(data_dir.join(STARTING))?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(Some(Starting { _lock: lock })),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-            Err((_, e)) => Err(e.into()),
+    /// Marks the data dir as having a server start in it. A CLI command looking holds the
+    /// lock for an instant: that is waited for. Another server starting holds it longer: a
+    /// server taking over goes on without the mark, any other is refused.
+    pub(crate) fn mark(data_dir: &Path, take_over: bool) -> anyhow::Result<Option<Starting>> {
+        let mut file = File::create(data_dir.join(STARTING))?;
+        let deadline = std::time::Instant::now() + MARK_WAIT;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(Some(Starting { _lock: lock })),
+                Err((back, nix::errno::Errno::EWOULDBLOCK)) => file = back,
+                Err((_, e)) => return Err(e.into()),
+            }
+            if std::time::Instant::now() >= deadline {
+                anyhow::ensure!(
+                    take_over,
+                    "another porter serve is starting on {}: wait for it, or pass --take-over to replace it once it serves",
+                    data_dir.display()
+                );
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 }

@@ -77,8 +77,10 @@ impl log::Log for Bridge {
             .unwrap_or(REASONS.len() - 1);
         COUNTS[i].fetch_add(1, Ordering::Relaxed);
         if let Some(suppressed) = LIMITS[i].admit(None) {
-            // The message may quote what the peer sent: rustls escapes it (Debug).
+            // The message may quote what the peer sent: rustls escapes it (Debug). Under
+            // rustls's target, so that a filter on it (PORTER_LOG=info,rustls=off) applies.
             tracing::warn!(
+                target: "rustls",
                 reason = REASONS[i].0,
                 rustls = %record.args(),
                 suppressed,

@@ -86,7 +86,8 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
     Discovery::remove_stale(data_dir);
     instance::check_alone(data_dir, &args)?;
     // CLI commands step aside from here until this server serves (or fails).
-    let starting = instance::Starting::mark(data_dir).context("cannot mark the data dir")?;
+    let starting = instance::Starting::mark(data_dir, args.take_over)
+        .context("cannot mark the data dir as starting")?;
     let mut inherited =
         Inherited::ask(data_dir).context("cannot ask the running server for its sockets")?;
     if let Some(from) = inherited.as_ref().map(|i| i.from) {

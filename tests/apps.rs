@@ -410,7 +410,8 @@ fn an_app_that_listens_elsewhere_fails_its_start_at_once_and_says_where() {
             !body.contains(&fixed.to_string()),
             "no address reaches the internet: {body}"
         );
-        assert!(took < Duration::from_secs(10), "{took:?}");
+        // Its start fails once it has listened elsewhere for 5 s, far within the 30 s timeout.
+        assert!(took < Duration::from_secs(20), "{took:?}");
     }
     let status = s.status("elsewhere");
     let error = status["error"].as_str().unwrap_or_default();

@@ -61,7 +61,9 @@ impl Discovery {
             Ok(cmdline) => cmdline.split(|b| *b == 0).any(|arg| arg == b"serve"),
             Err(_) => true,
         };
-        alive && serving()
+        // A file left by a server killed before this one started with the same pid (pid 1 in
+        // a container) is not this server.
+        self.pid != std::process::id() && alive && serving()
     }
 
     /// Removes a file whose server is gone, saying so (at start).

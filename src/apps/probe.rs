@@ -14,8 +14,9 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// stat and the TCP tables: ~10-50 ms with a few hundred processes and sockets).
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 /// How long an app may listen only elsewhere than on its port before its start fails: long
-/// enough for an app that opens another port (a debugger's, say) just before its own.
-const ELSEWHERE_GRACE: Duration = Duration::from_secs(2);
+/// enough for an app that opens another port (a debugger's, a metrics port) a few seconds
+/// before its own, far less than the start timeout (30 s) a visitor would wait otherwise.
+const ELSEWHERE_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a start did not become ready.
 #[derive(Debug)]

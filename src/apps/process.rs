@@ -74,7 +74,18 @@ fn with_port(arg: &str, port: &str) -> String {
 pub(crate) fn names_port(command: &[String]) -> bool {
     command
         .iter()
-        .any(|arg| arg.contains("${PORT") || with_port(arg, "") != *arg)
+        .any(|arg| shell_reads_port(arg) || with_port(arg, "") != *arg)
+}
+
+/// Whether `arg` has a shell's `${PORT}` with an operator (`${PORT:-8000}`, `${PORT-8000}`),
+/// not a longer name (`${PORTAL}`).
+fn shell_reads_port(arg: &str) -> bool {
+    arg.match_indices("${PORT").any(|(at, _)| {
+        matches!(
+            arg[at + "${PORT".len()..].chars().next(),
+            Some('}' | ':' | '-' | '=' | '?' | '+')
+        )
+    })
 }
 
 /// The signal named by an app's `stop_signal` (`TERM`, `SIGTERM`, `INT`, ...).
@@ -390,7 +401,11 @@ mod tests {
         ] {
             assert!(names_port(&words(named)), "{named}");
         }
-        for unnamed in ["python3 -m http.server", "srv $PORTAL {PORT}"] {
+        for unnamed in [
+            "python3 -m http.server",
+            "srv $PORTAL {PORT}",
+            "sh -c 'srv ${PORTAL}'",
+        ] {
             assert!(!names_port(&words(unnamed)), "{unnamed}");
         }
     }

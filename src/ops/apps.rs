@@ -212,7 +212,9 @@ fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
         return Err(invalid(format!(
             "app {}: its command does not say where to listen, so Porter could never reach it: \
              put {{port}} (or $PORT) where it takes its port, e.g. --command 'python3 -m \
-             http.server {{port}} --bind 127.0.0.1', or give it a unix socket with --socket PATH",
+             http.server {{port}} --bind 127.0.0.1' (a program that reads PORT from its \
+             environment: --command 'env PORT={{port}} npm start'), or give it a unix socket \
+             with --socket PATH",
             app.id
         )));
     }

@@ -75,7 +75,7 @@ impl Limits {
 const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
 /// How long an HTTP/1.1 connection must have been idle before a stop closes it: a client
 /// under way sends its next request well within this, and has it answered.
-const DRAIN_QUIET: Duration = Duration::from_millis(500);
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
 /// How often a draining HTTP/1.1 connection looks whether it has become quiet.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 

@@ -117,6 +117,9 @@ impl Conn {
         tls: Option<(String, &rustls::ServerConnection)>,
         affinity: Arc<pool::Affinity>,
     ) -> Self {
+        let h2 = tls
+            .as_ref()
+            .is_some_and(|(_, session)| session.alpn_protocol() == Some(b"h2"));
         let (tls_name, tls) = match tls {
             Some((name, session)) => (Some(name), Some(session_facts(session))),
             None => (None, None),
@@ -131,7 +134,7 @@ impl Conn {
             affinity,
             in_flight: AtomicU32::new(0),
             answered: AtomicBool::new(false),
-            http2: AtomicBool::new(false),
+            http2: AtomicBool::new(h2),
             from_fleet: false,
         }
     }

@@ -238,13 +238,20 @@ impl SledStore {
 
     /// The unrecovered failure and the stall count.
     pub(super) fn health_now(&self) -> StoreHealth {
+        let mut failure = self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // A full disk that has room again is healthy before the next write proves it.
+        if failure.is_some()
+            && !self.shared.broken.load(Ordering::Acquire)
+            && writer::room(&self.shared.path).is_ok()
+        {
+            *failure = None;
+        }
         StoreHealth {
-            failure: self
-                .shared
-                .failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            failure: failure.clone(),
             stalled: self.shared.stalled.load(Ordering::Relaxed),
             unreachable_since: None,
         }

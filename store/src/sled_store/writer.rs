@@ -137,7 +137,7 @@ fn failed(shared: &Shared, op: &str, error: &str) {
 }
 
 /// Whether the disk under `dir` has the room a write needs.
-fn room(dir: &Path) -> Result<(), StoreError> {
+pub(super) fn room(dir: &Path) -> Result<(), StoreError> {
     let stat = nix::sys::statvfs::statvfs(dir).map_err(|e| {
         StoreError::Backend(format!(
             "cannot read the free space of {}: {e}",
