@@ -61,14 +61,18 @@ pub(crate) struct Limit {
     /// When a line of this kind was last logged, in milliseconds of [`clock`] (0: never).
     logged_ms: AtomicU64,
     suppressed: AtomicU64,
-    /// The site of the first line left out since the last one logged, and whether others
-    /// were about other sites (told apart by hash: no lock on the hot path).
-    first_site: Mutex<Option<Box<str>>>,
-    first_hash: AtomicU64,
-    other_sites: AtomicBool,
+    /// The sites of the lines left out since the last one logged, the first [`SITES_NAMED`]
+    /// of them (told apart by hash: a site already named takes no lock on the hot path), and
+    /// whether there were more: one noisy site does not hide the others.
+    sites: Mutex<Vec<Box<str>>>,
+    site_hashes: [AtomicU64; SITES_NAMED],
+    more_sites: AtomicBool,
     /// Whether [`run`] knows of it.
     registered: AtomicBool,
 }
+
+/// Sites a summary names, at most.
+const SITES_NAMED: usize = 8;
 
 /// The kinds that have logged, for [`run`]'s summaries: as many as call sites, at most.
 static REGISTERED: Mutex<Vec<&'static Limit>> = Mutex::new(Vec::new());
@@ -87,9 +91,9 @@ impl Limit {
             what,
             logged_ms: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
-            first_site: Mutex::new(None),
-            first_hash: AtomicU64::new(0),
-            other_sites: AtomicBool::new(false),
+            sites: Mutex::new(Vec::new()),
+            site_hashes: [const { AtomicU64::new(0) }; SITES_NAMED],
+            more_sites: AtomicBool::new(false),
             registered: AtomicBool::new(false),
         }
     }
@@ -121,25 +125,36 @@ impl Limit {
 
     /// Counts a line left out, and which site it was about.
     fn left_out(&self, site: Option<&str>) {
-        let first = self.suppressed.fetch_add(1, Ordering::Relaxed) == 0;
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
         let Some(site) = site else { return };
-        let hash = fnv(site);
-        if first {
-            *lock(&self.first_site) = Some(site.into());
-            self.first_hash.store(hash, Ordering::Relaxed);
-        } else if self.first_hash.load(Ordering::Relaxed) != hash
-            && !self.other_sites.load(Ordering::Relaxed)
-        {
-            self.other_sites.store(true, Ordering::Relaxed);
+        // Never 0, which marks a free slot.
+        let hash = fnv(site) | 1;
+        let named = |h: &AtomicU64| h.load(Ordering::Relaxed) == hash;
+        if self.site_hashes.iter().any(named) || self.more_sites.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut sites = lock(&self.sites);
+        if self.site_hashes.iter().any(named) {
+            return;
+        }
+        if sites.len() < SITES_NAMED {
+            self.site_hashes[sites.len()].store(hash, Ordering::Relaxed);
+            sites.push(site.into());
+        } else {
+            self.more_sites.store(true, Ordering::Relaxed);
         }
     }
 
-    /// The lines left out since the last logged one, the first one's site, and whether others
-    /// were about other sites; counting starts again.
-    fn take(&self) -> (u64, Option<Box<str>>, bool) {
+    /// The lines left out since the last logged one, the sites they were about (the first
+    /// ones), and whether there were more; counting starts again.
+    fn take(&self) -> (u64, Vec<Box<str>>, bool) {
         let n = self.suppressed.swap(0, Ordering::Relaxed);
-        let site = lock(&self.first_site).take();
-        (n, site, self.other_sites.swap(false, Ordering::Relaxed))
+        let mut sites = lock(&self.sites);
+        for hash in &self.site_hashes {
+            hash.store(0, Ordering::Relaxed);
+        }
+        let taken = std::mem::take(&mut *sites);
+        (n, taken, self.more_sites.swap(false, Ordering::Relaxed))
     }
 
     /// Logs what was left out once the interval has passed with no line to carry the count.
@@ -155,10 +170,17 @@ impl Limit {
         {
             return;
         }
-        let (suppressed, site, other_sites) = self.take();
-        // Both left out (by `tracing`) for kinds that name no site.
-        let other_sites = site.is_some().then_some(other_sites);
-        let site = site.as_deref();
+        let (suppressed, sites, more) = self.take();
+        // Left out (by `tracing`) for kinds that name no site.
+        let site = sites.first().map(|s| &**s);
+        let other_sites = (sites.len() > 1 || more).then(|| {
+            let mut others = sites[1..].join(", ");
+            if more {
+                others.push_str(", and more");
+            }
+            others
+        });
+        let other_sites = other_sites.as_deref();
         let secs = (now - last).div_ceil(1000);
         let what = self.what;
         match self.level {
@@ -231,11 +253,33 @@ mod tests {
         assert_eq!(KIND.admit(Some("b.test")), None);
         // As if the interval had passed.
         KIND.logged_ms.store(0, Ordering::Relaxed);
-        let (n, site, others) = KIND.take();
-        assert_eq!((n, site.as_deref(), others), (6, Some("a.test"), true));
+        let (n, sites, more) = KIND.take();
+        assert_eq!(
+            (n, sites, more),
+            (6, vec!["a.test".into(), "b.test".into()], false)
+        );
         assert_eq!(KIND.admit(None), Some(0), "the count was taken");
         assert_eq!(KIND.admit(Some("c.test")), None);
-        assert_eq!(KIND.take(), (1, Some("c.test".into()), false));
+        assert_eq!(KIND.take(), (1, vec!["c.test".into()], false));
+    }
+
+    #[test]
+    fn a_summary_names_the_first_sites_and_says_when_there_were_more() {
+        static KIND: Limit = Limit::new(Level::WARN, "test");
+        assert_eq!(KIND.admit(None), Some(0));
+        // A noisy site first, then others: each named once, up to SITES_NAMED.
+        for round in 0..3 {
+            for i in 0..SITES_NAMED + 4 {
+                assert_eq!(KIND.admit(Some(&format!("s{i}.test"))), None, "{round}");
+            }
+        }
+        let (n, sites, more) = KIND.take();
+        assert_eq!(n, 3 * (SITES_NAMED as u64 + 4));
+        let named: Vec<Box<str>> = (0..SITES_NAMED)
+            .map(|i| format!("s{i}.test").into())
+            .collect();
+        assert_eq!((sites, more), (named, true));
+        assert_eq!(KIND.take(), (0, vec![], false), "all taken");
     }
 
     #[test]

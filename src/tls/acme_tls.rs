@@ -19,7 +19,10 @@ pub(crate) fn config(challenge: TlsAlpnChallenge) -> Option<Arc<ServerConfig>> {
     let signing_key = provider
         .key_provider
         .load_private_key(challenge.key.to_der())
-        .map_err(|e| tracing::error!(%name, error = %e, "stored TLS-ALPN-01 key does not load"))
+        // Read again at every look a client's validation causes: one line every 10 s.
+        .map_err(|e| {
+            crate::log_limit::limited!(error, site = name.as_str(), "stored TLS-ALPN-01 key does not load", error = %e)
+        })
         .ok()?;
     let key = CertifiedKey::new(vec![challenge.cert.into()], signing_key);
     let mut config = ServerConfig::builder_with_provider(provider)

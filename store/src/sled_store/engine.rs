@@ -55,6 +55,8 @@ pub(super) struct Shared {
     pub(super) failure: Mutex<Option<String>>,
     /// Whether sled itself failed a write, and the database must be reopened before the next.
     pub(super) broken: AtomicBool,
+    /// Whether a failed database could not even be closed: only a restart reopens the store.
+    pub(super) wedged: AtomicBool,
     stalled: AtomicU64,
     stall_while: Option<PathBuf>,
     /// Set while another process has the database (see [`SledStore::release`]).
@@ -129,6 +131,7 @@ impl SledStore {
             changes: broadcast::channel(CHANGE_BUFFER).0,
             failure: Mutex::new(None),
             broken: AtomicBool::new(false),
+            wedged: AtomicBool::new(false),
             stalled: AtomicU64::new(0),
             stall_while: options.stall_while,
             released: AtomicBool::new(false),

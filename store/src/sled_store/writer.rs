@@ -196,13 +196,16 @@ fn writable(shared: &Shared) -> Result<Arc<Trees>, StoreError> {
         // Another process has the database now: reopening it is not this writer's to do.
         return shared.trees();
     }
+    if shared.wedged.load(Ordering::Acquire) {
+        return Err(wedged());
+    }
     // Keep the old database (it still reads) until the disk can take a reopen.
     probe(&shared.path).map_err(|e| {
         StoreError::Backend(format!(
             "an earlier write failed ({failure}) and the disk still refuses writes: {e}"
         ))
     })?;
-    close(shared.take_trees())?;
+    close(shared.take_trees()).inspect_err(|_| shared.wedged.store(true, Ordering::Release))?;
     let trees = Arc::new(Trees::open_waiting(&shared.path, REOPEN_WAIT)?);
     shared.set_trees(Some(trees.clone()));
     *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -227,10 +230,15 @@ fn close(trees: Option<Arc<Trees>>) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Backend(format!("cannot close the failed database: {e}")))?;
     closed.recv_timeout(REOPEN_WAIT).map_err(|_| {
         tracing::error!("the failed database does not close (sled waits on a write that cannot finish): restart Porter to reopen the store");
-        StoreError::Backend(
-            "the store's database failed and cannot be reopened while this process runs: restart Porter".into(),
-        )
+        wedged()
     })
+}
+
+/// What every write answers once a failed database could not be closed.
+fn wedged() -> StoreError {
+    StoreError::Backend(
+        "the store's database failed and cannot be reopened while this process runs: restart Porter".into(),
+    )
 }
 
 /// Whether the disk under `dir` takes a write again, by writing and syncing a scratch file.
