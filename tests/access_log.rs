@@ -191,14 +191,16 @@ fn an_access_log_that_cannot_be_opened_is_refused_at_start() {
 fn porter_logs_json_lines_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let child = Command::new(porter_bin())
-        .args(["--log-format", "json", "--data-dir"])
-        .arg(&data)
-        .args(SERVE_ON_LOOPBACK)
-        .env("PORTER_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = Running::new(
+        Command::new(porter_bin())
+            .args(["--log-format", "json", "--data-dir"])
+            .arg(&data)
+            .args(SERVE_ON_LOOPBACK)
+            .env("PORTER_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     wait_until(Duration::from_secs(15), "porter is serving", || {
         data.join("admin.json").exists()
     });
@@ -207,7 +209,7 @@ fn porter_logs_json_lines_when_asked() {
         .status()
         .unwrap();
     assert!(term.success());
-    let out = child.wait_with_output().unwrap();
+    let out = child.into_inner().wait_with_output().unwrap();
     // Every line of Porter's own is a JSON object with time, level and message.
     let stderr = String::from_utf8_lossy(&out.stderr);
     let logged: Vec<serde_json::Value> = stderr

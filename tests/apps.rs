@@ -110,17 +110,18 @@ fn an_app_starts_on_the_first_request_stops_when_idle_and_starts_again() {
     // The daemon's own time to listen, measured the same way without Porter.
     let port = common::acme::free_port();
     let alone = Instant::now();
-    let mut child = std::process::Command::new("python3")
-        .args([script(), &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = common::Running::new(
+        std::process::Command::new("python3")
+            .args([script(), &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_until(Duration::from_secs(10), "python listens", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     let own = alone.elapsed();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     eprintln!(
         "cold start: first response after {cold:?}; the daemon alone listens after {own:?}; Porter's share ~{:?}",
         cold.saturating_sub(own)

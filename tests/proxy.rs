@@ -398,20 +398,22 @@ fn drip(
     s: &Setup,
     version: &str,
 ) -> (
-    std::process::Child,
+    Running,
     std::io::BufReader<std::process::ChildStdout>,
     String,
 ) {
-    let mut curl = std::process::Command::new("curl")
-        .args(["-sS", "--no-buffer", version])
-        .args(https_args(
-            &s.porter,
-            &s.ca,
-            &["https://a.test:PORT/drip/10"],
-        ))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut curl = Running::new(
+        std::process::Command::new("curl")
+            .args(["-sS", "--no-buffer", version])
+            .args(https_args(
+                &s.porter,
+                &s.ca,
+                &["https://a.test:PORT/drip/10"],
+            ))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut output = std::io::BufReader::new(curl.stdout.take().unwrap());
     let mut first = String::new();
     std::io::BufRead::read_line(&mut output, &mut first).unwrap();

@@ -20,18 +20,8 @@ fn steps(script: &str) -> Command {
     bash
 }
 
-/// A child process of the test, killed and reaped when the test ends, passed or failed.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A process holding dpkg's frontend lock the way apt-get does (fcntl), until its stdin closes.
-fn hold_the_dpkg_lock() -> Killed {
+fn hold_the_dpkg_lock() -> Running {
     require("python3", "python3");
     let mut holder = Command::new("python3")
         .args([
@@ -53,14 +43,14 @@ fn hold_the_dpkg_lock() -> Killed {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line, "held\n", "the holder could not take the lock");
-    Killed(holder)
+    Running::new(holder)
 }
 
 #[test]
 fn the_apt_wait_waits_for_a_held_dpkg_lock_within_its_bound() {
     require("apt-get", "apt");
     let mut holder = hold_the_dpkg_lock();
-    let holder_pid = holder.0.id();
+    let holder_pid = holder.id();
     // What apt-get itself sees.
     let apt = Command::new("apt-get")
         .arg("check")
@@ -88,13 +78,13 @@ fn the_apt_wait_waits_for_a_held_dpkg_lock_within_its_bound() {
 
     // apt-get through the wait, as test.sh runs it: it says it waits, and runs apt-get once the
     // lock is released.
-    let mut waiter = Killed(
+    let mut waiter = Running::new(
         steps("apt_get -qq check && echo free")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
     );
-    let mut out = BufReader::new(waiter.0.stdout.take().unwrap());
+    let mut out = BufReader::new(waiter.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(
@@ -103,14 +93,14 @@ fn the_apt_wait_waits_for_a_held_dpkg_lock_within_its_bound() {
             "waiting up to 600s for apt: /var/lib/dpkg/lock-frontend is held by {holder_pid} (python3)\n"
         )
     );
-    assert!(waiter.0.try_wait().unwrap().is_none(), "it did not wait");
-    drop(holder.0.stdin.take());
-    holder.0.wait().unwrap();
+    assert!(waiter.try_wait().unwrap().is_none(), "it did not wait");
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
     let released = Instant::now();
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "free\n");
-    assert!(waiter.0.wait().unwrap().success());
+    assert!(waiter.wait().unwrap().success());
     assert!(released.elapsed() < Duration::from_secs(10));
 }
 

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Porter with `plain.test` (no certificate, so plain HTTP is served) in front of a backend.
@@ -157,7 +157,10 @@ fn an_h2c_upgrade_is_not_passed_on() {
 }
 
 /// Python's `http.server`: an HTTP/1.0 daemon, serving `dir`.
-struct OldServer(Child, u16);
+struct OldServer {
+    _process: Running,
+    port: u16,
+}
 
 impl OldServer {
     fn start(dir: &std::path::Path) -> OldServer {
@@ -183,14 +186,10 @@ impl OldServer {
         wait_until(Duration::from_secs(10), "http.server listens", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        OldServer(child, port)
-    }
-}
-
-impl Drop for OldServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        OldServer {
+            _process: Running::new(child),
+            port,
+        }
     }
 }
 
@@ -205,7 +204,7 @@ fn an_http10_upstreams_answer_reaches_an_http11_client_as_http11_with_keep_alive
         "add",
         "old.test",
         "--upstream",
-        &format!("127.0.0.1:{}", old.1),
+        &format!("127.0.0.1:{}", old.port),
     ]);
     let url = format!("http://{}/index.txt", s.porter.http);
     wait_until(Duration::from_secs(5), "old.test is served", || {

@@ -442,12 +442,14 @@ fn detect_logs_and_lets_through_and_each_site_has_its_own_settings() {
     assert!(list.contains("waf detect pl2 >=5"), "{list}");
 
     // `porter waf log DOMAIN --follow` prints that site's new entries as they come.
-    let mut follower = std::process::Command::new(porter_bin())
-        .args(["--data-dir", s.data().to_str().unwrap()])
-        .args(["waf", "log", "detect.test", "--follow"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut follower = Running::new(
+        std::process::Command::new(porter_bin())
+            .args(["--data-dir", s.data().to_str().unwrap()])
+            .args(["waf", "log", "detect.test", "--follow"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (lines, printed) = std::sync::mpsc::channel();
     let stdout = follower.stdout.take().unwrap();
     std::thread::spawn(move || {
