@@ -262,8 +262,7 @@ fn root_runs_commands_on_the_service_users_data_dir_as_its_owner() {
     std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
     // A copy nobody can run, wherever the checkout is.
     let bin = dir.path().join("porter");
-    std::fs::copy(porter_bin(), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy_of_porter(&bin);
     let nobody = [
         "setpriv",
         "--reuid=65534",

@@ -366,7 +366,7 @@ async fn a_restart_and_a_binary_swap_under_load_refuse_and_fail_nothing() {
 
     // An upgrade: another binary file.
     let swapped = dir.path().join("porter-upgraded");
-    std::fs::copy(porter_bin(), &swapped).unwrap();
+    copy_of_porter(&swapped);
     let third = tokio::task::spawn_blocking({
         let data = data.clone();
         move || Porter::start_as(&[swapped.to_str().unwrap()], &data, &TAKING_OVER)

@@ -379,8 +379,7 @@ fn the_data_dir_is_private_to_its_user() {
         std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
         // A copy nobody can reach, wherever the checkout is.
         let bin = dir.path().join("porter");
-        std::fs::copy(porter_bin(), &bin).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy_of_porter(&bin);
         let nobody = [
             "setpriv",
             "--reuid=65534",

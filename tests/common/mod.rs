@@ -282,6 +282,25 @@ pub fn ok(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A copy of the porter binary at `to` (mode 0755), once it can be run: a process another
+/// test thread forks while the copy is written inherits its write handle until it execs, and
+/// running the copy meanwhile fails with "Text file busy".
+pub fn copy_of_porter(to: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::copy(porter_bin(), to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the copy of porter can run",
+        || {
+            Command::new(to)
+                .arg("--version")
+                .output()
+                .is_ok_and(|out| out.status.success())
+        },
+    );
+}
+
 /// A process a test started (a client, a daemon, a CLI that follows): stopped when the test
 /// ends, also when it fails half-way: SIGTERM, then SIGKILL if it has not exited within 10 s.
 pub struct Running(Option<Child>);
