@@ -252,24 +252,11 @@ fn root_runs_commands_on_the_service_users_data_dir_as_its_owner() {
         nix::unistd::geteuid().is_root(),
         "this test checks what root may do on a service user's data dir: run the suite as root (CI does)"
     );
-    require("setpriv", "util-linux");
     let dir = tempfile::tempdir().unwrap();
     let backend = Backend::start();
     let ca = TestCa::new(dir.path());
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let home = dir.path().join("nobody");
-    std::fs::create_dir(&home).unwrap();
-    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
-    // A copy nobody can run, wherever the checkout is.
-    let bin = dir.path().join("porter");
-    copy_of_porter(&bin);
-    let nobody = [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        bin.to_str().unwrap(),
-    ];
+    let user = Nobody::in_dir(dir.path());
+    let (home, nobody) = (&user.home, user.command());
     // The service's data dir, made by its own server, with a site; then the server stops.
     let data = home.join("data");
     let porter = Porter::start_as(&nobody, &data, &[]);

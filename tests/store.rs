@@ -372,21 +372,8 @@ fn the_data_dir_is_private_to_its_user() {
 
     if nix::unistd::geteuid().is_root() {
         // As an unprivileged user too.
-        require("setpriv", "util-linux");
-        let home = dir.path().join("nobody");
-        std::fs::create_dir(&home).unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
-        // A copy nobody can reach, wherever the checkout is.
-        let bin = dir.path().join("porter");
-        copy_of_porter(&bin);
-        let nobody = [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            bin.to_str().unwrap(),
-        ];
+        let user = Nobody::in_dir(dir.path());
+        let (home, nobody) = (&user.home, user.command());
         check_private_data_dir(&nobody, &home.join("data"), &ca, &backend.addr);
 
         // A data dir of another user is refused.

@@ -301,6 +301,38 @@ pub fn copy_of_porter(to: &Path) {
     );
 }
 
+/// The unprivileged user `nobody` (65534) in a test's `dir` (needs root): a home it owns, and
+/// a copy of porter it can run wherever the checkout is.
+pub struct Nobody {
+    pub home: PathBuf,
+    bin: PathBuf,
+}
+
+impl Nobody {
+    pub fn in_dir(dir: &Path) -> Nobody {
+        use std::os::unix::fs::PermissionsExt as _;
+        require("setpriv", "util-linux");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let home = dir.join("nobody");
+        std::fs::create_dir(&home).unwrap();
+        std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+        let bin = dir.join("porter");
+        copy_of_porter(&bin);
+        Nobody { home, bin }
+    }
+
+    /// The command that runs porter as nobody (for [`Porter::start_as`]).
+    pub fn command(&self) -> [&str; 5] {
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            self.bin.to_str().unwrap(),
+        ]
+    }
+}
+
 /// A process a test started (a client, a daemon, a CLI that follows): stopped when the test
 /// ends, also when it fails half-way: SIGTERM, then SIGKILL if it has not exited within 10 s.
 pub struct Running(Option<Child>);
