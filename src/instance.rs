@@ -20,17 +20,11 @@ pub(crate) fn check_alone(data_dir: &Path, args: &ServeArgs) -> anyhow::Result<(
     let Some(running) = Discovery::read(data_dir) else {
         return Ok(());
     };
-    if !args.take_over {
-        anyhow::bail!(
-            "a porter server (pid {}) already serves {} on http {}, https {}, admin {}: stop it \
-             first, or pass --take-over to replace it without refusing a connection",
-            running.pid,
-            data_dir.display(),
-            running.http,
-            running.https,
-            running.admin
-        );
-    }
+    let at = format!(
+        " on http {}, https {}, admin {}",
+        running.http, running.https, running.admin
+    );
+    check_taking_over(running.pid, data_dir, &at, args)?;
     let mut dropped = Vec::new();
     if running.acme && !args.acme.acme_agree_tos {
         dropped.push("ACME (it has --acme-agree-tos)".to_owned());
@@ -48,6 +42,23 @@ pub(crate) fn check_alone(data_dir: &Path, args: &ServeArgs) -> anyhow::Result<(
             "taking over drops what the running server does: pass the same flags to keep it"
         );
     }
+    Ok(())
+}
+
+/// Refuses to replace the server `pid` (serving `data_dir` `at` some addresses) unless
+/// `--take-over` is given.
+pub(crate) fn check_taking_over(
+    pid: u32,
+    data_dir: &Path,
+    at: &str,
+    args: &ServeArgs,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.take_over,
+        "a porter server (pid {pid}) already serves {}{at}: stop it first, or pass --take-over \
+         to replace it without refusing a connection",
+        data_dir.display()
+    );
     Ok(())
 }
 

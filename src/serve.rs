@@ -93,11 +93,7 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
     if let Some(from) = inherited.as_ref().map(|i| i.from) {
         // A server whose discovery file was not written yet (or was removed) still answers
         // here: it is not replaced without being asked to be.
-        anyhow::ensure!(
-            args.take_over,
-            "a porter server (pid {from}) already serves {}: stop it first, or pass --take-over to replace it without refusing a connection",
-            data_dir.display()
-        );
+        instance::check_taking_over(from, data_dir, "", &args)?;
         tracing::info!(
             from,
             "taking over from the running server: its sockets, then its store"

@@ -39,6 +39,22 @@ fn check(data_dir: &Path, args: &[&str]) -> (i32, String) {
     )
 }
 
+/// The check's report once it exits with `level` (1 WARNING, 2 CRITICAL) with `args`, within
+/// 10 s (a grace passing).
+fn check_until(data_dir: &Path, args: &[&str], level: i32) -> String {
+    let mut out = String::new();
+    wait_until(
+        Duration::from_secs(10),
+        &format!("the check exits {level}"),
+        || {
+            let (code, text) = check(data_dir, args);
+            out = text;
+            code == level
+        },
+    );
+    out
+}
+
 #[test]
 fn cert_status_shows_every_column_for_acme_ocsp_imported_and_failing_certificates() {
     let work = tempfile::tempdir().unwrap();
@@ -280,12 +296,7 @@ fn check_gives_sites_without_a_certificate_a_grace_and_knows_when_acme_is_off() 
         "{out}"
     );
     // ... a warning after it, critical later.
-    let mut out = String::new();
-    wait_until(Duration::from_secs(10), "the grace of 1s passes", || {
-        let (code, text) = check(&data, &["--grace", "1s"]);
-        out = text;
-        code == 1
-    });
+    let out = check_until(&data, &["--grace", "1s"], 1);
     assert!(
         out.lines()
             .nth(1)
@@ -294,11 +305,7 @@ fn check_gives_sites_without_a_certificate_a_grace_and_knows_when_acme_is_off() 
         "{out}"
     );
     assert!(out.contains("import a certificate"), "{out}");
-    wait_until(Duration::from_secs(10), "2s without a certificate", || {
-        let (code, text) = check(&data, &["--grace", "1s", "--critical-after", "2s"]);
-        out = text;
-        code == 2
-    });
+    let out = check_until(&data, &["--grace", "1s", "--critical-after", "2s"], 2);
     assert!(
         out.contains("CRITICAL: import.test: no certificate for "),
         "{out}"
@@ -422,12 +429,7 @@ fn check_gives_a_new_site_its_grace_while_acme_obtains_its_certificate() {
         out.contains("0 certificates, 1 sites without one | "),
         "{out}"
     );
-    let mut out = String::new();
-    wait_until(Duration::from_secs(10), "the grace of 1s passes", || {
-        let (code, text) = check(&data, &["--grace", "1s"]);
-        out = text;
-        code == 1
-    });
+    let out = check_until(&data, &["--grace", "1s"], 1);
     assert!(
         out.contains("WARNING: new.test: no certificate for ") && out.contains("(pending)"),
         "{out}"

@@ -500,16 +500,7 @@ fn a_second_server_is_refused_unless_it_takes_over() {
         &data,
         &["site", "add", "plain.test", "--upstream", &backend.addr],
     );
-    let second = |extra: &[&str]| {
-        std::process::Command::new("timeout")
-            .args(["60", porter_bin(), "--data-dir"])
-            .arg(&data)
-            .args(SERVE_ON_LOOPBACK)
-            .args(extra)
-            .env("PORTER_LOG", "info")
-            .output()
-            .unwrap()
-    };
+    let second = |extra: &[&str]| cli_within(&data, &[&SERVE_ON_LOOPBACK[..], extra].concat());
     let refused: Vec<_> = std::thread::scope(|s| {
         let tries: Vec<_> = (0..4).map(|_| s.spawn(|| second(&[]))).collect();
         tries.into_iter().map(|t| t.join().unwrap()).collect()
@@ -579,12 +570,8 @@ fn the_server_starts_while_cli_commands_loop_on_its_store() {
                         break;
                     }
                     let name = format!("w{writer}-{n}.test");
-                    let out = std::process::Command::new("timeout")
-                        .args(["60", porter_bin(), "--data-dir"])
-                        .arg(data)
-                        .args(["site", "add", &name, "--upstream", &backend.addr])
-                        .output()
-                        .unwrap();
+                    let out =
+                        cli_within(data, &["site", "add", &name, "--upstream", &backend.addr]);
                     let stderr = String::from_utf8_lossy(&out.stderr);
                     match out.status.code() {
                         Some(0) => added.lock().unwrap().push(name),

@@ -28,16 +28,6 @@ fn listed(porter: &Porter) -> BTreeSet<String> {
         .collect()
 }
 
-/// Runs the CLI on `data` with a bound: a hung command fails the test instead of hanging it.
-fn cli_within(data: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("timeout")
-        .args(["60", porter_bin(), "--data-dir"])
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// Requests to `name` over HTTPS, one after the other until `stop`: the latencies of the
 /// answers, and what went wrong with the others.
 fn probe(

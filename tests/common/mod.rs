@@ -272,6 +272,16 @@ pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
         .expect("run porter")
 }
 
+/// Runs the CLI on `data` with a bound: a hung command fails the test instead of hanging it.
+pub fn cli_within(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("timeout")
+        .args(["60", porter_bin(), "--data-dir"])
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 pub fn ok(data_dir: &Path, args: &[&str]) -> String {
     let out = cli(data_dir, args);
     assert!(
