@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Directory of the embedded database inside the data dir.
+pub(crate) const STORE_DIR: &str = "store";
+
 /// The store flags, global to every command.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct StoreArgs {
@@ -71,7 +74,7 @@ impl StoreArgs {
     /// The store the flags name (the embedded one in `data_dir` when none).
     pub(crate) fn location(&self, data_dir: &Path) -> anyhow::Result<StoreAt> {
         let mut at = match &self.store {
-            None => StoreAt::Sled(data_dir.join(crate::serve::STORE_DIR)),
+            None => StoreAt::Sled(data_dir.join(STORE_DIR)),
             Some(text) => self.parse(text)?,
         };
         let name = self.node_name(&at)?;
