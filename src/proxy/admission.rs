@@ -38,16 +38,19 @@ impl Admission {
         }
     }
 
-    /// Lets a request from `client` for `site` go on, with the slots it holds until its
-    /// response is done.
-    pub(crate) async fn admit(&self, site: &SiteEntry, client: IpAddr) -> Result<Slots, Own> {
-        if let Err(wait) = self
-            .rates
+    /// Whether `client` is within its request rate for `site` (429 with the wait when not).
+    pub(crate) fn within_rate(&self, site: &SiteEntry, client: IpAddr) -> Result<(), Own> {
+        self.rates
             .take((Arc::clone(&site.domain), client_key(client)))
-        {
-            self.shed.note(Reason::ClientRate);
-            return Err(Own::TooMany(wait));
-        }
+            .map_err(|wait| {
+                self.shed.note(Reason::ClientRate);
+                Own::TooMany(wait)
+            })
+    }
+
+    /// A slot of `site` and one of its upstream, held until the response is done (waiting in
+    /// their queues when all are taken, 503 when those are full).
+    pub(crate) async fn slots(&self, site: &SiteEntry) -> Result<Slots, Own> {
         let site_slot = self.slot(self.sites.try_enter(&site.domain)).await?;
         let upstream_slot = self.slot(self.upstreams.try_enter(&site.target)).await?;
         Ok((site_slot, upstream_slot))

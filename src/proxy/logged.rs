@@ -5,7 +5,7 @@
 
 use super::body::Body;
 use super::idle::BoxError;
-use super::{route, Conn, Edge};
+use super::{Conn, Edge};
 use crate::access_log::{AccessLog, Entry};
 use bytes::Buf;
 use http::header::{CONTENT_LENGTH, REFERER, USER_AGENT};
@@ -24,8 +24,8 @@ pub(crate) struct Started {
 }
 
 impl Started {
-    /// The facts of `req` on `conn`, taken before it is handled.
-    pub(crate) fn of<B>(req: &Request<B>, conn: &Conn) -> Box<Self> {
+    /// The facts of `req` on `conn`, taken before it is handled; `host` is the one it names.
+    pub(crate) fn of<B>(req: &Request<B>, conn: &Conn, host: Option<&str>) -> Box<Self> {
         let header = |name| {
             req.headers()
                 .get(name)
@@ -36,7 +36,7 @@ impl Started {
             entry: Entry {
                 time: SystemTime::now(),
                 client: conn.peer,
-                site: route::request_host(req).map_or("-".to_owned(), |h| h.into_owned()),
+                site: host.unwrap_or("-").to_owned(),
                 method: req.method().clone(),
                 target: req
                     .uri()

@@ -1,23 +1,27 @@
-//! One request's path through the edge, in named phases, each with one concern:
+//! One request's path through the edge, as a pipeline of named phases, each with one concern:
 //! 0. [`well_formed`]: what no intermediary may pass on is refused (duplicate `Host`,
-//!    transfer codings other than one `chunked`);
+//!    transfer codings other than one `chunked`); the Host is read here, once ([`handle`]);
 //! 1. [`route`]: the site the request is for, or an answer of Porter's own (an ACME challenge,
 //!    a redirect to HTTPS, an unknown name, a connection whose certificate is another site's);
-//! 2. [`gate`], [`admit`] and [`Admission`](super::Admission): whether it may go on (the site's
-//!    allow/deny lists, its redirects and basic auth; the client's rate, the site's and
-//!    upstream's slots; the WAF, see `super::waf`);
-//! 3. [`upstream_peer`]: where it goes: the site's upstream, or its app (started on demand);
-//! 4. [`upstream_request`]: what the upstream must get that the client left out (the rest of
-//!    the rewrite, hop-by-hop headers and `X-Forwarded-*`, is the forwarder's);
-//! 5. forwarding ([`Forwarder::send`](super::Forwarder)), WebSocket tunnels included;
-//! 6. [`client_response`]: the response as the client gets it (HSTS, compression).
+//! 2. [`gate`]: what the site's features say first (allow/deny lists, redirects, basic auth,
+//!    the WordPress login limit), then the WAF (`super::waf`);
+//! 3. [`admit`]: whether it may go on now (no plain CONNECT; the client's rate, then a slot of
+//!    the site and of its upstream, see [`Admission`](super::Admission));
+//! 4. [`fetch`]: the response, from the upstream: where the request goes ([`upstream_peer`]:
+//!    the site's upstream, or its app, started on demand), what the upstream must get that the
+//!    client left out ([`upstream_request`]), then the exchange ([`Forwarder::send`](super::Forwarder)),
+//!    WebSocket tunnels included. **The cache's slot** is here, between [`admit`] and the
+//!    exchange: a response that comes from elsewhere than the upstream (a stored one) is made
+//!    there and goes on to phase 5 as the upstream's would;
+//! 5. [`outgoing`]: the response on its way back to the client, before it streams (HSTS,
+//!    HTTP version, compression): where a cache stores what it may keep.
 //!
 //! A site with features gets its own pages for Porter's answers (`into_page`).
 
 use super::answer::Own;
 use super::body::{full, Body, UpstreamBody};
 use super::forward::Forwarded;
-use super::held::Holding;
+use super::held::{Holding, Slots};
 use super::logged::{Finishing, Started};
 use super::{access, basic_auth, compress, headers, redirect, route, upgrade, Conn, Edge};
 use crate::apps::Lease;
@@ -26,7 +30,7 @@ use futures_util::FutureExt as _;
 use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use porter_store::{unix_now, Features, Target, WafMode};
+use porter_store::{unix_now, Features, Target, Upstream, WafMode, WafSettings};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
@@ -41,11 +45,12 @@ pub(crate) fn handle(
     // Not an async fn of its own: it would keep a second slot for the request, which every
     // request's future then carries.
     let at = Instant::now();
+    let host = route::request_host(&req).map(Cow::into_owned);
     let logged = edge
         .access_log
         .clone()
-        .map(|log| (Started::of(&req, &conn), log));
-    serve(edge.clone(), conn, req).map(move |served| {
+        .map(|log| (Started::of(&req, &conn, host.as_deref()), log));
+    serve(edge.clone(), conn, req, host).map(move |served| {
         let response = served.response.unwrap_or_else(Own::into_response);
         Finishing::new(edge, served.site, at, logged).when_sent(response, served.upstream)
     })
@@ -61,25 +66,23 @@ struct Served {
     response: Result<Response<Body>, Own>,
 }
 
-async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, mut req: Request<Incoming>) -> Served {
+/// The phases in order; `host` is the one the request names, if any.
+async fn serve(
+    edge: Arc<Edge>,
+    conn: Arc<Conn>,
+    mut req: Request<Incoming>,
+    host: Option<String>,
+) -> Served {
     let refused = |own| Served {
         site: None,
         upstream: None,
         response: Err(own),
     };
-    // A request another node of the fleet forwarded: served as the HTTPS request of its
-    // client it was.
-    let conn = match edge.fleet.as_ref().and_then(|f| f.take(req.headers_mut())) {
-        Some(client) if conn.tls_name.is_none() => match route::request_host(&req) {
-            Some(host) => Arc::new(conn.forwarded(client, host.into_owned())),
-            None => conn,
-        },
-        _ => conn,
-    };
+    let conn = from_fleet(&edge, conn, &mut req, host.as_deref());
     if let Err(own) = well_formed(&req) {
         return refused(own);
     }
-    let site = match route(&edge, &conn, &req).await {
+    let site = match route(&edge, &conn, &req, host.as_deref()).await {
         Ok(site) => site,
         Err(own) => return refused(own),
     };
@@ -92,25 +95,20 @@ async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, mut req: Request<Incoming>) -> 
         // The common case pays two branches for the features it does not use.
         (false, None) => {
             let req = req.map(|body| edge.forwarder.client_body(body));
-            forward(edge, conn, site, req, &mut upstream).await
+            fetch(edge, conn, site, req, &mut upstream).await
         }
         (_, waf) => {
-            let featured = Arc::clone(&site);
             let blocks = waf.as_ref().is_some_and(|w| w.mode == WafMode::Block);
-            let gated = match gate(&edge, &site, blocks, &conn, &req).await {
-                Ok(()) => match waf {
-                    Some(settings) => {
-                        super::waf::inspect(&edge, (&domain, settings.clone()), &conn, req).await
-                    }
-                    None => Ok(req.map(|body| edge.forwarder.client_body(body))),
-                },
+            let host = host.as_deref().unwrap_or(&site.domain);
+            let gated = match gate(&edge, &site, (host, blocks), &conn, &req).await {
+                Ok(()) => inspect(&edge, &conn, &site, waf, req).await,
                 Err(own) => Err(own),
             };
             let response = match gated {
-                Ok(req) => forward(edge, conn, site, req, &mut upstream).await,
+                Ok(req) => fetch(edge, conn, Arc::clone(&site), req, &mut upstream).await,
                 Err(own) => Err(own),
             };
-            match featured.features.as_deref() {
+            match site.features.as_deref() {
                 Some(features) => response.or_else(|own| Ok(own.into_page(&features.error_pages))),
                 _ => response,
             }
@@ -123,94 +121,164 @@ async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, mut req: Request<Incoming>) -> 
     }
 }
 
-/// Phases 2 to 6 for a request of `site`; `upstream_time` is set when it is forwarded.
-async fn forward(
+/// A request another node of the fleet forwarded (its mark is taken off every request) is
+/// served as the HTTPS request of its client it was.
+fn from_fleet<B>(
+    edge: &Edge,
+    conn: Arc<Conn>,
+    req: &mut Request<B>,
+    host: Option<&str>,
+) -> Arc<Conn> {
+    match edge.fleet.as_ref().and_then(|f| f.take(req.headers_mut())) {
+        Some(client) if conn.tls_name.is_none() => match host {
+            Some(host) => Arc::new(conn.forwarded(client, host.to_owned())),
+            None => conn,
+        },
+        _ => conn,
+    }
+}
+
+/// The WAF's inspection of `req` when it is on for `site` (see `super::waf`).
+async fn inspect(
+    edge: &Edge,
+    conn: &Conn,
+    site: &SiteEntry,
+    waf: Option<&WafSettings>,
+    req: Request<Incoming>,
+) -> Result<Request<UpstreamBody>, Own> {
+    match waf {
+        Some(settings) => {
+            super::waf::inspect(edge, (&site.domain, settings.clone()), conn, req).await
+        }
+        None => Ok(req.map(|body| edge.forwarder.client_body(body))),
+    }
+}
+
+/// Phases 3 to 5 for a request of `site`; `upstream_time` is set when it is forwarded.
+async fn fetch(
     edge: Arc<Edge>,
     conn: Arc<Conn>,
     site: Arc<SiteEntry>,
     mut req: Request<UpstreamBody>,
     upstream_time: &mut Option<Duration>,
 ) -> Result<Response<Body>, Own> {
-    admit(&req)?;
-    let mut slots = edge.admission.admit(&site, conn.peer).await?;
-    let mut lease = upstream_peer(&edge, &site, &conn).await?;
-    let upstream = match (&site.target, &lease) {
-        (_, Some(lease)) => &lease.upstream,
-        (Target::Upstream(upstream), None) => upstream,
-        (Target::App(_), None) => unreachable!("an app site always has a lease here"),
-    };
-    upstream_request(&conn, &mut req);
-    if let (Some(fleet), Some(lease)) = (&edge.fleet, &lease) {
-        if lease.to_other_node() {
-            req.headers_mut()
-                .insert(crate::fleet::HEADER, fleet.mark(conn.peer));
-        }
-    }
-    let https = conn.tls_name.is_some();
+    let slots = admit(&edge, &site, &conn, &req).await?;
+    let lease = upstream_peer(&edge, &site, &conn).await?;
+    upstream_request(&edge, &conn, lease.as_ref(), &mut req);
     let coding = match &site.features {
         Some(features) if features.compress && req.method() != http::Method::HEAD => {
             compress::chosen(req.headers())
         }
         _ => None,
     };
+    let https = conn.tls_name.is_some();
     let forwarded = Forwarded {
         client: &conn.forwarded_for,
         proto: if https { "https" } else { "http" },
         site: &site.domain,
     };
+    let holding = Holding {
+        lease,
+        loan: None,
+        slots,
+    };
+    if upgrade::is_h2_websocket(&req) {
+        // Boxed, being rare: the request future is moved and copied whole (and for HTTP/2
+        // allocated per stream), so its size is paid on every request.
+        let to = (&*site, &forwarded);
+        return Box::pin(h2_websocket(&edge, &conn, req, to, holding)).await;
+    }
+    let asked = Instant::now();
+    let (response, holding) = exchange(&edge, &conn, req, (&site, &forwarded), holding).await?;
+    *upstream_time = Some(asked.elapsed());
+    Ok(outgoing(&edge, &site, https, response, holding, coding))
+}
+
+/// Sends `req` to `upstream` and waits for the response's head. An HTTP/1.1 upgrade the
+/// upstream accepts becomes a tunnel: its upstream connection is never reused, and a tunnel
+/// lives long and sends no requests, so it holds no request slot.
+async fn exchange(
+    edge: &Edge,
+    conn: &Conn,
+    mut req: Request<UpstreamBody>,
+    (site, forwarded): (&SiteEntry, &Forwarded<'_>),
+    mut holding: Holding,
+) -> Result<(Response<Incoming>, Holding), Own> {
     // HTTP/1 clients send one request at a time: their connection keeps its upstream one.
     let keep = req.version() != Version::HTTP_2;
-    if upgrade::is_h2_websocket(&req) {
-        let client_upgrade = hyper::upgrade::on(&mut req);
-        let upstream_req = upgrade::h1_request_for_h2_websocket(req);
-        // Boxed, being rare: the request future is moved and copied whole (and
-        // for HTTP/2 allocated per stream), so its size is paid on every request.
-        let (mut response, loan) = Box::pin(edge.forwarder.send(
-            upstream_req,
-            upstream,
-            &forwarded,
-            true,
-            &conn.affinity,
-            keep,
-        ))
-        .await?;
-        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            let holding = Holding {
-                lease,
-                loan: Some(loan),
-                slots,
-            };
-            return Ok(edge.forwarder.stream_back(response, holding));
-        }
-        // The upstream connection becomes the tunnel: its loan ends here, unreturned. A tunnel
-        // lives long and sends no requests: its slots are let go.
-        let answer = upgrade::h2_response_for_switch(&response);
-        upgrade::tunnel(client_upgrade, hyper::upgrade::on(&mut response), lease);
-        return Ok(answer.map(|()| full("")));
-    }
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let asked = Instant::now();
+    let upstream = upstream_of(site, holding.lease.as_ref());
     let (mut response, loan) = edge
         .forwarder
-        .send(req, upstream, &forwarded, upgrade, &conn.affinity, keep)
+        .send(req, upstream, forwarded, upgrade, &conn.affinity, keep)
         .await?;
-    *upstream_time = Some(asked.elapsed());
-    let mut loan = Some(loan);
+    holding.loan = Some(loan);
     if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
-        upgrade::tunnel(client, hyper::upgrade::on(&mut response), lease.take());
-        // The upstream connection is the tunnel now, never to be reused; a tunnel lives long
-        // and sends no requests, so it holds no request slot.
-        loan = None;
-        slots = (None, None);
+        upgrade::tunnel(
+            client,
+            hyper::upgrade::on(&mut response),
+            holding.lease.take(),
+        );
+        holding.loan = None;
+        holding.slots = (None, None);
     }
-    client_response(&site, https, &mut response);
-    let holding = Holding { lease, loan, slots };
+    Ok((response, holding))
+}
+
+/// An HTTP/2 WebSocket (RFC 8441 extended CONNECT), sent upstream as an HTTP/1.1 upgrade;
+/// once switched, the upstream connection is the tunnel (its loan ends here, unreturned, and
+/// its slots are let go).
+async fn h2_websocket(
+    edge: &Edge,
+    conn: &Conn,
+    mut req: Request<UpstreamBody>,
+    (site, forwarded): (&SiteEntry, &Forwarded<'_>),
+    mut holding: Holding,
+) -> Result<Response<Body>, Own> {
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let upstream_req = upgrade::h1_request_for_h2_websocket(req);
+    let upstream = upstream_of(site, holding.lease.as_ref());
+    let (mut response, loan) = edge
+        .forwarder
+        .send(
+            upstream_req,
+            upstream,
+            forwarded,
+            true,
+            &conn.affinity,
+            true,
+        )
+        .await?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        holding.loan = Some(loan);
+        return Ok(edge.forwarder.stream_back(response, holding));
+    }
+    let answer = upgrade::h2_response_for_switch(&response);
+    upgrade::tunnel(
+        client_upgrade,
+        hyper::upgrade::on(&mut response),
+        holding.lease,
+    );
+    Ok(answer.map(|()| full("")))
+}
+
+/// Phase 5: the response as the client gets it, streamed back holding what the request held
+/// until its body is done, compressed in `coding` when the site compresses.
+fn outgoing(
+    edge: &Edge,
+    site: &SiteEntry,
+    https: bool,
+    mut response: Response<Incoming>,
+    holding: Holding,
+    coding: Option<compress::Coding>,
+) -> Response<Body> {
+    client_response(site, https, &mut response);
     let response = edge.forwarder.stream_back(response, holding);
-    Ok(match coding {
+    match coding {
         Some(coding) => compress::encode(coding, response),
         None => response,
-    })
+    }
 }
 
 /// Refuses what no intermediary may pass on (see [`headers::well_formed`]).
@@ -221,8 +289,13 @@ fn well_formed<B>(req: &Request<B>) -> Result<(), Own> {
     })
 }
 
-/// The site `req` is for.
-async fn route(edge: &Edge, conn: &Conn, req: &Request<Incoming>) -> Result<Arc<SiteEntry>, Own> {
+/// The site `req` is for; `host` is the one it names.
+async fn route(
+    edge: &Edge,
+    conn: &Conn,
+    req: &Request<Incoming>,
+    host: Option<&str>,
+) -> Result<Arc<SiteEntry>, Own> {
     let https = conn.tls_name.is_some();
     if !https {
         if let Some(token) = super::challenge::token(req) {
@@ -233,22 +306,22 @@ async fn route(edge: &Edge, conn: &Conn, req: &Request<Incoming>) -> Result<Arc<
             }
         }
     }
-    let host = match route::request_host(req) {
+    let host = match host {
         Some(host) => host,
         // HTTP/1.0 has no Host: the connection's TLS name is the best statement of intent
         // (and becomes the request's Host, see `upstream_request`).
         None if https && req.version() == Version::HTTP_10 => {
-            Cow::Borrowed(conn.tls_name.as_deref().unwrap_or_default())
+            conn.tls_name.as_deref().unwrap_or_default()
         }
         None => return Err(Own::NoHost),
     };
-    let snapshot = edge.sites.serving(&host).await.map_err(|_| Own::Loading)?;
-    let site = snapshot.site(&host).ok_or(Own::UnknownSite { https })?;
+    let snapshot = edge.sites.serving(host).await.map_err(|_| Own::Loading)?;
+    let site = snapshot.site(host).ok_or(Own::UnknownSite { https })?;
     if let Some(tls_name) = &conn.tls_name {
         // A connection authenticated for one name serves only the names its certificate is
         // served for; anything else is another site's business (RFC 9110 section 15.5.20).
-        let same_cert = *tls_name == *host
-            || match (snapshot.cert(&host), snapshot.cert(tls_name)) {
+        let same_cert = tls_name == host
+            || match (snapshot.cert(host), snapshot.cert(tls_name)) {
                 (Some(a), Some(b)) => std::ptr::eq(a, b),
                 _ => false,
             };
@@ -258,18 +331,18 @@ async fn route(edge: &Edge, conn: &Conn, req: &Request<Incoming>) -> Result<Arc<
     } else if site.cert.is_some() {
         // A site with a certificate is HTTPS-only, expired or not: its clients may hold HSTS
         // for it, and an expired certificate is renewed, never a reason for clear text.
-        return Err(to_https(req, &host, edge.https_port));
+        return Err(to_https(req, host, edge.https_port));
     }
     Ok(Arc::clone(site))
 }
 
 /// What a site's features say before anything else is done: its address lists, then its
-/// redirects, then its basic auth, then its WordPress login limit (its own, or the default
-/// when its WAF blocks; counting only what would reach the upstream).
+/// redirects (for `host`), then its basic auth, then its WordPress login limit (its own, or
+/// the default when its WAF blocks; counting only what would reach the upstream).
 async fn gate<B>(
     edge: &Edge,
     site: &SiteEntry,
-    waf_blocks: bool,
+    (host, waf_blocks): (&str, bool),
     conn: &Conn,
     req: &Request<B>,
 ) -> Result<(), Own> {
@@ -278,8 +351,7 @@ async fn gate<B>(
         if !access::allowed(features, conn.peer) {
             return Err(Own::Forbidden);
         }
-        let host = route::request_host(req).unwrap_or(Cow::Borrowed(&site.domain));
-        if let Some(redirect) = redirect::answer(features, req, &host, conn.tls_name.is_some()) {
+        if let Some(redirect) = redirect::answer(features, req, host, conn.tls_name.is_some()) {
             return Err(redirect);
         }
         basic_auth::check(&site.domain, features, req).await?;
@@ -288,13 +360,20 @@ async fn gate<B>(
     super::wp_login::check(&edge.wp_logins, login_limit, (&site.domain, conn.peer), req)
 }
 
-/// Whether the request may go on.
-fn admit<B>(req: &Request<B>) -> Result<(), Own> {
-    // HTTP/2 WebSockets arrive as CONNECT with a protocol (RFC 8441): those are tunnelled.
+/// Whether the request may go on now: never a plain CONNECT (HTTP/2 WebSockets arrive as
+/// CONNECT with a protocol, RFC 8441: those are tunnelled); then the client's rate for the
+/// site; then the slots it holds until its response is done.
+async fn admit<B>(
+    edge: &Edge,
+    site: &SiteEntry,
+    conn: &Conn,
+    req: &Request<B>,
+) -> Result<Slots, Own> {
     if req.method() == http::Method::CONNECT && !upgrade::is_h2_websocket(req) {
         return Err(Own::Connect);
     }
-    Ok(())
+    edge.admission.within_rate(site, conn.peer)?;
+    edge.admission.slots(site).await
 }
 
 /// The app's lease when the site is served by an app (started now if it is not running, or
@@ -311,14 +390,30 @@ async fn upstream_peer(edge: &Edge, site: &SiteEntry, conn: &Conn) -> Result<Opt
     }
 }
 
-/// Adds what the upstream needs and the client left out.
-fn upstream_request<B>(conn: &Conn, req: &mut Request<B>) {
+/// Where the request goes: its app's address when the site is an app's, else its upstream.
+fn upstream_of<'a>(site: &'a SiteEntry, lease: Option<&'a Lease>) -> &'a Upstream {
+    match (&site.target, lease) {
+        (_, Some(lease)) => &lease.upstream,
+        (Target::Upstream(upstream), None) => upstream,
+        (Target::App(_), None) => unreachable!("an app site always has a lease here"),
+    }
+}
+
+/// Adds what the upstream needs and the client left out: a Host, and the fleet's mark on a
+/// request for an app that runs on another node.
+fn upstream_request<B>(edge: &Edge, conn: &Conn, lease: Option<&Lease>, req: &mut Request<B>) {
     if let (None, Some(tls_name)) = (req.headers().get(HOST), &conn.tls_name) {
         // The upstream is spoken to in HTTP/1.1, which requires a Host.
         if req.uri().authority().is_none() {
             if let Ok(value) = HeaderValue::from_str(tls_name) {
                 req.headers_mut().insert(HOST, value);
             }
+        }
+    }
+    if let (Some(fleet), Some(lease)) = (&edge.fleet, lease) {
+        if lease.to_other_node() {
+            req.headers_mut()
+                .insert(crate::fleet::HEADER, fleet.mark(conn.peer));
         }
     }
 }
