@@ -24,6 +24,8 @@ mod challenges;
 mod cli;
 mod config;
 mod data_dir;
+#[cfg(test)]
+mod docs_commands;
 mod duration;
 mod expiry;
 mod fleet;
