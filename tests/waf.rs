@@ -316,7 +316,7 @@ fn attacks_are_blocked_and_never_reach_the_upstream_and_ordinary_traffic_passes(
                                 .collect();
                             let answer = raw(
                                 s.porter.http,
-                                &request(r.method, "shop.test", &r.target, &headers, &r.body),
+                                &request(&r.method, "shop.test", &r.target, &headers, &r.body),
                             );
                             (!matches!(answer.status, 200 | 206 | 304))
                                 .then(|| format!("{}: {}", r.what, answer.status))
