@@ -10,15 +10,16 @@
 //! tokens costs the store ten reads a second, whatever its rate), and only for well-formed
 //! tokens.
 
+use crate::service::{follow, Follower};
 use crate::tls::acme_tls;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use porter_store::{Change, Store};
+use porter_store::{Change, Store, StoreError};
 use rustls::ServerConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -164,7 +165,7 @@ fn well_formed_token(token: &str) -> bool {
 }
 
 /// Every challenge the store holds, as answers.
-async fn read(store: &dyn Store) -> Result<Answers, porter_store::StoreError> {
+async fn read(store: &dyn Store) -> Result<Answers, StoreError> {
     let (http01, tls_alpn) = store.challenges().await?;
     Ok(Answers {
         http01: http01
@@ -179,7 +180,7 @@ async fn read(store: &dyn Store) -> Result<Answers, porter_store::StoreError> {
     })
 }
 
-/// Keeps `challenges` current from the store (see [`follow`]) and answers their asks for what
+/// Keeps `challenges` current from the store (see [`Following`]) and answers their asks for what
 /// they lack (see [`recheck`]), until `shutdown`.
 pub(crate) async fn run(
     store: Arc<dyn Store>,
@@ -187,8 +188,12 @@ pub(crate) async fn run(
     changes: broadcast::Receiver<Change>,
     shutdown: CancellationToken,
 ) {
+    let following = Following {
+        store: &*store,
+        answers: &challenges.answers,
+    };
     tokio::join!(
-        follow(&*store, &challenges.answers, changes, &shutdown),
+        follow(&following, changes, &shutdown),
         recheck(&*store, &challenges, &shutdown),
     );
 }
@@ -223,43 +228,25 @@ async fn recheck(store: &dyn Store, challenges: &Challenges, shutdown: &Cancella
     }
 }
 
-/// Reads every challenge of the store into `answers`, then again after each change of one,
-/// until `shutdown`. `changes` must have been subscribed before, so that nothing committed in
-/// between is missed.
-async fn follow(
-    store: &dyn Store,
-    answers: &ArcSwap<Answers>,
-    mut changes: broadcast::Receiver<Change>,
-    shutdown: &CancellationToken,
-) {
-    loop {
-        match read(store).await {
-            Ok(read) => answers.store(Arc::new(read)),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the ACME challenges; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        }
-        // Wait for a change of a challenge; the ones already waiting are covered by one read.
-        loop {
-            let change = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                change = changes.recv() => change,
-            };
-            match change {
-                Ok(Change::Challenges(_) | Change::Everything) | Err(RecvError::Lagged(_)) => break,
-                Ok(_) => {}
-                Err(RecvError::Closed) => return,
-            }
-        }
-        answers.store(Arc::new(answers.load().outdated()));
-        while !matches!(
-            changes.try_recv(),
-            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
-        ) {}
+/// Keeps the answers what the store holds: read in full at the start and after each change
+/// of a challenge.
+struct Following<'a> {
+    store: &'a dyn Store,
+    answers: &'a ArcSwap<Answers>,
+}
+
+impl Follower for Following<'_> {
+    const NAME: &'static str = "challenge answers";
+
+    fn cares(&self, change: &Change) -> bool {
+        matches!(change, Change::Challenges(_))
+    }
+
+    async fn reload(&self) -> Result<(), StoreError> {
+        // Until this read is in, an answer the memory lacks may be in the store.
+        self.answers.store(Arc::new(self.answers.load().outdated()));
+        self.answers.store(Arc::new(read(self.store).await?));
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@
 
 use crate::log_limit::limited;
 use crate::reload::LiveSites;
+use crate::service::{follow, Follower};
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
@@ -155,41 +156,10 @@ impl OnDemand {
     /// after missed changes, and at each change of the rules).
     pub(crate) async fn follow_rules(
         self: Arc<Self>,
-        mut changes: broadcast::Receiver<Change>,
+        changes: broadcast::Receiver<Change>,
         stop: CancellationToken,
     ) {
-        let mut stale = true;
-        loop {
-            if stale {
-                match self.store.on_demand_rules().await {
-                    Ok(rules) => {
-                        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
-                        // A name refused under the old rules may be allowed now.
-                        self.refused
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .clear();
-                        stale = false;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "on-demand: cannot read the allow rules; keeping the last ones")
-                    }
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                // A failed read is tried again a second later.
-                _ = tokio::time::sleep(Duration::from_secs(1)), if stale => {}
-                change = changes.recv() => match change {
-                    Ok(Change::OnDemandRules | Change::Everything)
-                    | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        stale = true;
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-            }
-        }
+        follow(&*self, changes, &stop).await;
     }
 
     fn rule_allows(&self, domain: &DomainName) -> bool {
@@ -367,6 +337,25 @@ impl OnDemand {
                 None
             }
         }
+    }
+}
+
+impl Follower for OnDemand {
+    const NAME: &'static str = "on-demand rules";
+
+    fn cares(&self, change: &Change) -> bool {
+        matches!(change, Change::OnDemandRules)
+    }
+
+    async fn reload(&self) -> Result<(), StoreError> {
+        let rules = self.store.on_demand_rules().await?;
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+        // A name refused under the old rules may be allowed now.
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
     }
 }
 

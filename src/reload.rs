@@ -4,13 +4,13 @@
 //! connection's lookup loads the names it asks for on its own, so that an edge with a big store
 //! serves from its first second; callers never see the difference.
 
+use crate::service::{follow, Follower};
 use crate::snapshot::{SiteEntry, Snapshot};
 use arc_swap::{ArcSwap, Guard};
 use porter_store::{Change, DomainName, Store, StoreError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Reads every site, certificate and OCSP record and builds a snapshot of them, on a blocking
@@ -159,109 +159,69 @@ async fn load(store: &dyn Store, current: &ArcSwap<Snapshot>, name: &str) -> boo
 }
 
 /// Builds the first complete snapshot (then says so on `loaded`) and applies store changes to
-/// `current` until `shutdown`. `changes` must have been subscribed before, so that nothing
+/// `sites` until `shutdown`. `changes` must have been subscribed before, so that nothing
 /// committed in between is missed.
 pub(crate) async fn run(
     sites: Arc<LiveSites>,
-    mut changes: tokio::sync::broadcast::Receiver<Change>,
+    changes: tokio::sync::broadcast::Receiver<Change>,
     loaded: tokio::sync::watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
-    let (store, current) = (&sites.store, &sites.snapshot);
-    let started = std::time::Instant::now();
-    let Some(first) =
-        build_until_read(store.as_ref(), &shutdown, build(store.as_ref()).await).await
-    else {
-        return;
+    let following = Following {
+        sites,
+        loaded,
+        started: Instant::now(),
     };
-    tracing::info!(sites = first.len(), elapsed = ?started.elapsed(), "every site is loaded");
-    sites.swap(first);
-    loaded.send_replace(true);
-    loop {
-        let first = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            change = changes.recv() => change,
-        };
-        let mut domains = BTreeSet::new();
-        let mut full = false;
-        // Take the whole batch that is already waiting, so a burst costs one swap.
-        let mut next = Some(first);
-        while let Some(change) = next.take() {
-            match change {
-                Ok(Change::Site(d) | Change::Cert(d) | Change::Ocsp(d)) => {
-                    domains.insert(d);
-                }
-                // ACME progress, ticket keys, apps, challenges and DNS zones change nothing in
-                // the snapshot.
-                Ok(
-                    Change::Acme(_)
-                    | Change::TicketKeys
-                    | Change::App(_)
-                    | Change::Challenges(_)
-                    | Change::DnsZone(_)
-                    | Change::OnDemandRules
-                    | Change::Nodes,
-                ) => {}
-                Ok(Change::Everything) | Err(RecvError::Lagged(_)) => full = true,
-                Err(RecvError::Closed) => return,
-            }
-            next = match changes.try_recv() {
-                Ok(c) => Some(Ok(c)),
-                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
-                    Some(Err(RecvError::Lagged(n)))
-                }
-                Err(_) => None,
-            };
-        }
-        if !full && domains.is_empty() {
-            continue;
-        }
-        let result = if full {
-            build(store.as_ref()).await
-        } else {
-            let mut updates = Vec::with_capacity(domains.len());
-            let mut failed = None;
-            for domain in domains {
-                match entry(store.as_ref(), &domain).await {
-                    Ok(e) => updates.push((domain, e)),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            match failed {
-                Some(e) => Err(e),
-                None => Ok(current.load().with(&updates)),
-            }
-        };
-        let Some(snapshot) = build_until_read(store.as_ref(), &shutdown, result).await else {
-            return;
-        };
-        tracing::debug!(sites = snapshot.len(), "snapshot updated");
-        sites.swap(snapshot);
-    }
+    follow(&following, changes, &shutdown).await;
 }
 
-/// `result`, or when it is a failed read, full builds once a second until one works (a failed
-/// read must not lose changes); `None` on shutdown.
-async fn build_until_read(
-    store: &dyn Store,
-    shutdown: &CancellationToken,
-    mut result: Result<Snapshot, StoreError>,
-) -> Option<Snapshot> {
-    loop {
-        match result {
-            Ok(snapshot) => return Some(snapshot),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the store; keeping the previous snapshot and retrying")
-            }
+/// What keeps [`LiveSites`] in step with the store.
+struct Following {
+    sites: Arc<LiveSites>,
+    /// Told once the first full read is in.
+    loaded: tokio::sync::watch::Sender<bool>,
+    started: Instant,
+}
+
+impl Follower for Following {
+    const NAME: &'static str = "sites";
+
+    fn cares(&self, change: &Change) -> bool {
+        // ACME progress, ticket keys, apps, challenges and DNS zones change nothing in the
+        // snapshot.
+        matches!(change, Change::Site(_) | Change::Cert(_) | Change::Ocsp(_))
+    }
+
+    async fn reload(&self) -> Result<(), StoreError> {
+        let snapshot = build(self.sites.store.as_ref()).await?;
+        let sites = snapshot.len();
+        self.sites.swap(snapshot);
+        if self.loaded.send_replace(true) {
+            tracing::debug!(sites, "snapshot read again");
+        } else {
+            tracing::info!(sites, elapsed = ?self.started.elapsed(), "every site is loaded");
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        Ok(())
+    }
+
+    /// A new snapshot with just the sites of `batch` read again: a burst costs one swap.
+    async fn apply(&self, batch: Vec<Change>) -> Result<(), StoreError> {
+        let domains: BTreeSet<DomainName> = batch
+            .into_iter()
+            .filter_map(|change| match change {
+                Change::Site(d) | Change::Cert(d) | Change::Ocsp(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        let mut updates = Vec::with_capacity(domains.len());
+        for domain in domains {
+            let entry = entry(self.sites.store.as_ref(), &domain).await?;
+            updates.push((domain, entry));
         }
-        result = build(store).await;
+        let snapshot = self.sites.snapshot.load().with(&updates);
+        tracing::debug!(sites = snapshot.len(), "snapshot updated");
+        self.sites.swap(snapshot);
+        Ok(())
     }
 }
 

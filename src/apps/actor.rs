@@ -2,10 +2,10 @@
 //! waiting for one, crashes, health checks and replacement), driven by the supervisor's
 //! commands and by the events of its own processes.
 
+use super::messages::{AppStatus, Cmd, Event, Lease, Shared, Unavailable, LOG_LINES, QUEUE};
 use super::policy::{crash_loop, restart_delay, HEALTH_FAILURES};
 use super::probe;
 use super::process::{self, parse_signal, Paths};
-use super::supervisor::{AppStatus, Cmd, Event, Lease, Shared, Unavailable, LOG_LINES, QUEUE};
 use porter_store::{App, RestartPolicy, Upstream};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

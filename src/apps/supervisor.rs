@@ -13,138 +13,19 @@
 //! ready is stopped before the next begins.
 
 use super::actor::{Actor, AppCounts};
-use super::probe::NotReady;
+use super::messages::{AppStatus, Cmd, Lease, Unavailable};
 use super::process;
-use porter_store::{App, AppId, Change, Store, Upstream};
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use crate::service::{follow, Follower};
+use porter_store::{AppId, Change, Store, StoreError, Upstream};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// Requests that may wait for one app to start.
-pub(super) const QUEUE: usize = 1024;
-/// Lines of log kept with a failed app's status.
-pub(super) const LOG_LINES: usize = 20;
-
-/// Why a request cannot be served by its app now.
-#[derive(Debug, Clone)]
-pub(crate) enum Unavailable {
-    /// The site names an app that does not exist.
-    NoSuchApp,
-    /// It did not become ready within its start timeout.
-    StartTimeout,
-    /// It listens, but not on the port Porter gave it (where, only `porter app status` says).
-    ListensElsewhere,
-    /// It crashed too often, or cannot be started; `porter app restart` tries again. (Why is
-    /// in `porter app status`, not in answers to the internet.)
-    Failed,
-    /// Too many requests are already waiting for it.
-    Busy,
-    /// `porter app stop` came while the request waited for it to start.
-    Stopped,
-    /// It runs on another node of the fleet, which is not running.
-    NodeDown(String),
-    /// It runs on another node, and the request was forwarded here by a node already.
-    NotHere(String),
-}
-
-impl std::fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Unavailable::NoSuchApp => f.write_str("the site's app does not exist"),
-            Unavailable::StartTimeout => f.write_str("the app did not become ready in time"),
-            Unavailable::ListensElsewhere => {
-                f.write_str("the app did not start: it does not listen where Porter expects it")
-            }
-            Unavailable::Failed => f.write_str("the app has failed"),
-            Unavailable::Busy => f.write_str("too many requests are waiting for the app"),
-            Unavailable::Stopped => f.write_str("the app was stopped"),
-            Unavailable::NodeDown(node) => {
-                write!(f, "the app runs on node {node}, which is not running")
-            }
-            Unavailable::NotHere(node) => write!(
-                f,
-                "a request forwarded by another node for an app of node {node} (never forwarded twice)"
-            ),
-        }
-    }
-}
-
-/// What in-flight requests and idle time are counted on, per instance.
-pub(super) struct Shared {
-    pub(super) in_flight: AtomicUsize,
-    pub(super) last_activity_ms: AtomicU64,
-}
-
-/// A request's hold on a ready instance; dropping it ends the request.
-pub(crate) struct Lease {
-    /// Where to forward the request.
-    pub(crate) upstream: Upstream,
-    /// The local instance's counts; `None` when the app runs on another node of the fleet
-    /// (`upstream` is then that node's).
-    pub(super) shared: Option<Arc<Shared>>,
-}
-
-impl Lease {
-    /// Whether the request goes to another node of the fleet.
-    pub(crate) fn to_other_node(&self) -> bool {
-        self.shared.is_none()
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let Some(shared) = &self.shared {
-            shared
-                .last_activity_ms
-                .store(porter_store::unix_now_ms(), Ordering::Relaxed);
-            shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// The states an app can be in.
 pub(crate) const STATES: [&str; 4] = ["stopped", "starting", "ready", "failed"];
-
-/// What `porter app status` shows.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct AppStatus {
-    pub(crate) id: String,
-    /// `stopped`, `starting`, `ready` or `failed`.
-    pub(crate) state: String,
-    pub(crate) pid: Option<u32>,
-    pub(crate) uptime_s: Option<u64>,
-    pub(crate) restarts: u32,
-    pub(crate) last_exit: Option<String>,
-    pub(crate) memory_kib: Option<u64>,
-    pub(crate) in_flight: usize,
-    /// Old instances still finishing requests after a replacement.
-    pub(crate) draining: usize,
-    /// Why it failed, with its last log lines.
-    pub(crate) error: Option<String>,
-}
-
-pub(super) enum Cmd {
-    Acquire(oneshot::Sender<Result<Lease, Unavailable>>),
-    Update(Box<App>),
-    Restart,
-    Stop,
-    Status(oneshot::Sender<AppStatus>),
-    Shutdown(oneshot::Sender<()>),
-}
-
-pub(super) enum Event {
-    Ready(u64),
-    StartFailed(u64, NotReady),
-    Exited(u64, String),
-    Health(u64, bool),
-    Retry,
-}
 
 /// All apps' actors.
 pub(crate) struct Supervisor {
@@ -351,55 +232,40 @@ impl Supervisor {
 
     /// Hands the stored settings of app `id` to its running actor, or stops it when the app
     /// was removed.
-    async fn follow(&self, id: AppId) {
-        let Some(tx) = self.actor(&id) else { return };
-        match self.store.app(&id).await {
-            Ok(Some(app)) if app.node.is_none() || app.node == self.node => {
+    async fn follow_app(&self, id: AppId) -> Result<(), StoreError> {
+        let Some(tx) = self.actor(&id) else {
+            return Ok(());
+        };
+        match self.store.app(&id).await? {
+            Some(app) if app.node.is_none() || app.node == self.node => {
                 let _ = tx.send(Cmd::Update(Box::new(app))).await;
             }
             // Removed, or moved to another node of the fleet: stopped here.
-            Ok(_) => {
+            _ => {
                 self.actors.lock().expect("actors lock").remove(&id);
                 let (reply, done) = oneshot::channel();
                 if tx.send(Cmd::Shutdown(reply)).await.is_ok() {
                     let _ = done.await;
                 }
             }
-            Err(e) => tracing::error!(app = %id, error = %e, "cannot read the app"),
         }
+        Ok(())
+    }
+
+    /// [`Supervisor::follow_app`] for each of `ids`, every one even when some fail; the first
+    /// failure.
+    async fn follow_apps(&self, ids: impl IntoIterator<Item = AppId>) -> Result<(), StoreError> {
+        let mut failed = Ok(());
+        for id in ids {
+            let followed = self.follow_app(id).await;
+            failed = failed.and(followed);
+        }
+        failed
     }
 
     /// Follows app changes in the store until `shutdown`, then stops every daemon.
     pub(crate) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut changes = self.store.subscribe();
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                change = changes.recv() => {
-                    let ids = match change {
-                        Ok(Change::App(id)) => {
-                            self.owners.lock().expect("owners lock").remove(&id);
-                            vec![id]
-                        }
-                        Ok(Change::Nodes) => {
-                            *self.nodes.lock().expect("nodes lock") = None;
-                            continue;
-                        }
-                        // Missed changes: every running app is read again.
-                        Ok(Change::Everything) | Err(RecvError::Lagged(_)) => {
-                            self.owners.lock().expect("owners lock").clear();
-                            *self.nodes.lock().expect("nodes lock") = None;
-                            self.actors.lock().expect("actors lock").keys().cloned().collect()
-                        }
-                        Ok(_) => continue,
-                        Err(RecvError::Closed) => break,
-                    };
-                    for id in ids {
-                        self.follow(id).await;
-                    }
-                }
-            }
-        }
+        follow(&*self, self.store.subscribe(), &shutdown).await;
         let actors: Vec<_> = self.actors.lock().expect("actors lock").drain().collect();
         let mut done = Vec::new();
         for (_, tx) in actors {
@@ -411,5 +277,42 @@ impl Supervisor {
         for answer in done {
             let _ = answer.await;
         }
+    }
+}
+
+impl Follower for Supervisor {
+    const NAME: &'static str = "apps";
+
+    fn cares(&self, change: &Change) -> bool {
+        matches!(change, Change::App(_) | Change::Nodes)
+    }
+
+    /// Forgets what it read of owners and nodes, and reads every running app again.
+    async fn reload(&self) -> Result<(), StoreError> {
+        self.owners.lock().expect("owners lock").clear();
+        *self.nodes.lock().expect("nodes lock") = None;
+        let running: Vec<AppId> = self
+            .actors
+            .lock()
+            .expect("actors lock")
+            .keys()
+            .cloned()
+            .collect();
+        self.follow_apps(running).await
+    }
+
+    async fn apply(&self, batch: Vec<Change>) -> Result<(), StoreError> {
+        let mut apps = BTreeSet::new();
+        for change in batch {
+            match change {
+                Change::App(id) => {
+                    self.owners.lock().expect("owners lock").remove(&id);
+                    apps.insert(id);
+                }
+                Change::Nodes => *self.nodes.lock().expect("nodes lock") = None,
+                _ => {}
+            }
+        }
+        self.follow_apps(apps).await
     }
 }

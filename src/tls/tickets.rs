@@ -6,6 +6,7 @@
 //! Ticket layout: key id (4 bytes) | nonce (12) | ciphertext | tag (16); the first 16 bytes are
 //! authenticated as associated data.
 
+use crate::service::{follow, Follower};
 use arc_swap::ArcSwap;
 use porter_store::unix_now;
 use porter_store::{Change, SecretBytes, Store, StoreError, TicketKey, TicketKeys};
@@ -19,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 const HEADER: usize = 4 + NONCE_LEN;
 /// Keys kept: the current one and the one before.
 const KEPT: usize = 2;
+/// Seconds to wait before trying again when the store failed to read or rotate the keys.
+const RETRY_SECS: i64 = 5;
 
 struct LoadedKey {
     id: u32,
@@ -182,42 +185,61 @@ impl Keyring {
         period: Duration,
         shutdown: CancellationToken,
     ) {
-        let mut changes = store.subscribe();
+        let following = Following {
+            keyring: &self,
+            store: store.as_ref(),
+        };
+        tokio::join!(
+            follow(&following, store.subscribe(), &shutdown),
+            self.rotate(store.as_ref(), period, &shutdown),
+        );
+    }
+
+    /// Rotates the keys in the store each time they are due, until `shutdown`.
+    async fn rotate(&self, store: &dyn Store, period: Duration, shutdown: &CancellationToken) {
         // Set while another node rotates: look again a little later, not in a loop.
         let mut not_before = i64::MIN;
         loop {
             let next = match store.ticket_keys().await {
                 Ok(keys) => due(keys.as_ref(), period).max(not_before),
-                Err(_) => unix_now() + 5,
+                Err(_) => unix_now() + RETRY_SECS,
             };
             let wait = Duration::from_secs((next - unix_now()).max(0) as u64);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                change = changes.recv() => {
-                    if matches!(change, Ok(Change::TicketKeys | Change::Everything) | Err(_)) {
-                        self.reload(store.as_ref()).await;
-                    }
-                }
-                _ = tokio::time::sleep(wait) => {
-                    match rotate_if_due(store.as_ref(), period, &self.rng).await {
-                        Ok(Some(keys)) => self.keys.store(Arc::new(load(&keys))),
-                        Ok(None) => not_before = unix_now() + 1,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot rotate TLS ticket keys; retrying");
-                            tokio::time::sleep(Duration::from_secs(5)).await;
-                        }
-                    }
+                _ = tokio::time::sleep(wait) => {}
+            }
+            match rotate_if_due(store, period, &self.rng).await {
+                Ok(Some(keys)) => self.keys.store(Arc::new(load(&keys))),
+                Ok(None) => not_before = unix_now() + 1,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot rotate TLS ticket keys; retrying");
+                    not_before = unix_now() + RETRY_SECS;
                 }
             }
         }
     }
+}
 
-    async fn reload(&self, store: &dyn Store) {
-        match store.ticket_keys().await {
-            Ok(Some(keys)) => self.keys.store(Arc::new(load(&keys))),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "cannot read TLS ticket keys"),
+/// Keeps a keyring what the store holds (keys rotated by any node).
+struct Following<'a> {
+    keyring: &'a Keyring,
+    store: &'a dyn Store,
+}
+
+impl Follower for Following<'_> {
+    const NAME: &'static str = "ticket keys";
+
+    fn cares(&self, change: &Change) -> bool {
+        matches!(change, Change::TicketKeys)
+    }
+
+    async fn reload(&self) -> Result<(), StoreError> {
+        // None stored yet: the keys in use stay until the first rotation stores them.
+        if let Some(keys) = self.store.ticket_keys().await? {
+            self.keyring.keys.store(Arc::new(load(&keys)));
         }
+        Ok(())
     }
 }
 
