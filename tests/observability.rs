@@ -3,7 +3,8 @@
 //! no OCSP and a failing renewal (pebble stopped); `--check` exit codes 0 to 3 in four set-ups,
 //! a site without a certificate within its grace, after it, and on a server with ACME off;
 //! `/metrics` read by Prometheus's own `promtool`, its counters moving under concurrent traffic
-//! and handshakes, a bounded site label set under a client that invents names; the token on
+//! and handshakes, a bounded site label set under a client that invents names, the process
+//! metrics and the build's against what the test sees of the server; the token on
 //! every route of the OpenAPI document; and `porter status`, also on a stalled store.
 
 mod common;
@@ -616,6 +617,99 @@ fn metrics_parse_move_under_traffic_and_keep_a_bounded_label_set() {
     // The metrics listener serves nothing else.
     let (code, _) = get(&format!("http://{}/v1/sites", porter.metrics.unwrap()), &[]);
     assert_eq!(code, "404");
+}
+
+/// Seconds since the Unix epoch now.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn metrics_describe_the_process_and_the_build() {
+    let work = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(work.path());
+    let backend = Backend::start();
+    let data = work.path().join("data");
+    let launched = unix_now();
+    let porter = Porter::start(&data, &["--metrics", "127.0.0.1:0"]);
+    let ready = unix_now();
+    ca.serve(&data, "a.test", &backend.addr);
+    let metrics = format!("http://{}/metrics", porter.metrics.unwrap());
+    let scrape = || {
+        let (code, body) = get(&metrics, &[]);
+        assert_eq!(code, "200", "{body}");
+        body
+    };
+    let value = |text: &str, name: &str| {
+        sample(text, name).unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let before = scrape();
+    promtool(&before);
+
+    // The kernel's boot time is in whole seconds: the start may read up to a second early.
+    let start = value(&before, "process_start_time_seconds");
+    assert!(
+        launched - 2.0 <= start && start <= ready + 1.0,
+        "{start} not between {launched} and {ready}"
+    );
+    let resident = value(&before, "process_resident_memory_bytes");
+    let rss = (porter.rss_kib() * 1024) as f64;
+    assert!(
+        resident > 0.0 && resident > rss / 2.0 && resident < rss * 2.0,
+        "{resident} bytes resident, /proc says {rss}"
+    );
+    assert!(value(&before, "process_virtual_memory_bytes") >= resident);
+    let (open, max) = (
+        value(&before, "process_open_fds"),
+        value(&before, "process_max_fds"),
+    );
+    assert!(open > 0.0 && open <= max, "{open} of {max} fds");
+    // Connections held open are open descriptors of the server.
+    let held: Vec<_> = (0..20)
+        .map(|_| std::net::TcpStream::connect(porter.http).unwrap())
+        .collect();
+    wait_until(Duration::from_secs(5), "the held connections' fds", || {
+        value(&scrape(), "process_open_fds") >= open + 20.0
+    });
+    drop(held);
+
+    // Handshakes and requests cost the server CPU time.
+    let cpu = value(&before, "process_cpu_seconds_total");
+    let client = ca.client(&[b"http/1.1"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    wait_until(Duration::from_secs(30), "CPU time grows under load", || {
+        runtime.block_on(async {
+            for _ in 0..20 {
+                let (status, _, _) = https_get(client.clone(), porter.https, "a.test", "/")
+                    .await
+                    .unwrap();
+                assert_eq!(status, 200);
+            }
+        });
+        value(&scrape(), "process_cpu_seconds_total") > cpu
+    });
+
+    let build = before
+        .lines()
+        .find(|l| l.starts_with("porter_build_info{"))
+        .unwrap_or_else(|| panic!("no porter_build_info in {before}"));
+    assert!(
+        build.starts_with(&format!(
+            "porter_build_info{{version=\"{}\",",
+            env!("CARGO_PKG_VERSION")
+        )) && build.ends_with("} 1"),
+        "{build}"
+    );
+    // OpenMetrics names the CPU counter's sample the same way.
+    let (_, om) = get(
+        &metrics,
+        &["Accept: application/openmetrics-text; version=1.0.0"],
+    );
+    assert!(om.contains("\nprocess_cpu_seconds_total "), "{om}");
+    assert!(om.contains("# TYPE process_cpu_seconds counter\n"), "{om}");
 }
 
 #[test]

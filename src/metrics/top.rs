@@ -45,6 +45,28 @@ impl TopSites {
                 self.retired.add(last);
             }
         }
+        self.promote(&now);
+        let mut other = self.retired.clone();
+        let mut series = Vec::with_capacity(self.labelled.len() + 2);
+        for (site, stats) in &now {
+            match self.labelled.get(site) {
+                Some(baseline) => {
+                    other.add(baseline);
+                    series.push((site.clone(), stats.minus(baseline)));
+                }
+                None if &**site == NO_SITE => series.push((site.clone(), stats.clone())),
+                None => other.add(stats),
+            }
+        }
+        series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        series.push((OTHER.into(), other));
+        self.last = now;
+        series
+    }
+
+    /// Gives the busiest sites without a label one: while there is room, then in place of a
+    /// clearly quieter labelled site.
+    fn promote(&mut self, now: &HashMap<Arc<str>, SiteStats>) {
         let recent = |site: &Arc<str>, stats: &SiteStats| {
             stats.requests()
                 - self
@@ -85,22 +107,6 @@ impl TopSites {
             let baseline = self.last.get(&site).cloned().unwrap_or_default();
             self.labelled.insert(site, baseline);
         }
-        let mut other = self.retired.clone();
-        let mut series = Vec::with_capacity(self.labelled.len() + 2);
-        for (site, stats) in &now {
-            match self.labelled.get(site) {
-                Some(baseline) => {
-                    other.add(baseline);
-                    series.push((site.clone(), stats.minus(baseline)));
-                }
-                None if &**site == NO_SITE => series.push((site.clone(), stats.clone())),
-                None => other.add(stats),
-            }
-        }
-        series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        series.push((OTHER.into(), other));
-        self.last = now;
-        series
     }
 }
 

@@ -140,6 +140,12 @@ impl Shed {
     }
 }
 
+impl crate::metrics::LimitRejections for Shed {
+    fn rejections(&self) -> Vec<(&'static str, u64)> {
+        self.totals().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
