@@ -2,7 +2,7 @@
 //! Nagios/Icinga plugin convention: one summary line first, with performance data after `|`,
 //! then one line per problem; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-use crate::ops::certs::{ocsp_state, CertView};
+use crate::control::ops::certs::{ocsp_state, CertView};
 use std::process::ExitCode;
 use std::time::Duration;
 

@@ -2,16 +2,16 @@
 //! the running server's admin API when there is one, and otherwise opens the store itself and
 //! runs the very same dispatcher in-process.
 
-use crate::admin::{self, AdminClient, AdminCommand, Answer, ClientError};
 use crate::apps::AppStatus;
 use crate::cert_check::{self, Filter, Level, Thresholds};
-use crate::config::ServeArgs;
-use crate::ops::apps::{AppSpec, AppView};
-use crate::ops::certs::CertView;
-use crate::ops::status::StatusView;
-use crate::ops::{AddSite, ImportCert, UpdateSite};
+use crate::control::admin::{self, AdminClient, AdminCommand, Answer, ClientError};
+use crate::control::ops::apps::{AppSpec, AppView};
+use crate::control::ops::certs::CertView;
+use crate::control::ops::status::StatusView;
+use crate::control::ops::{AddSite, ImportCert, UpdateSite};
+use crate::runtime::store_at::{StoreArgs, StoreAt};
 use crate::serve;
-use crate::store_at::{StoreArgs, StoreAt};
+use crate::serve::config::ServeArgs;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use porter_acme::AcmeAction;
@@ -134,7 +134,7 @@ enum DnsCommand {
     Add {
         zone: String,
         #[command(flatten)]
-        spec: crate::ops::dns::ZoneSpec,
+        spec: crate::control::ops::dns::ZoneSpec,
     },
     /// List the zones (never their keys).
     List,
@@ -307,7 +307,7 @@ struct CertStatusArgs {
     /// Only these domains.
     domains: Vec<String>,
     /// Only certificates that expire within this (like 30d), or have none.
-    #[arg(long, value_parser = crate::duration::duration)]
+    #[arg(long, value_parser = crate::runtime::duration::duration)]
     expiring_within: Option<std::time::Duration>,
     /// Only sites whose renewal or OCSP fetch is failing.
     #[arg(long)]
@@ -317,16 +317,16 @@ struct CertStatusArgs {
     #[arg(long)]
     check: bool,
     /// With --check: warn when a certificate expires within this.
-    #[arg(long, default_value = "14d", value_parser = crate::duration::duration)]
+    #[arg(long, default_value = "14d", value_parser = crate::runtime::duration::duration)]
     warn: std::time::Duration,
     /// With --check: critical when a certificate expires within this.
-    #[arg(long, default_value = "3d", value_parser = crate::duration::duration)]
+    #[arg(long, default_value = "3d", value_parser = crate::runtime::duration::duration)]
     crit: std::time::Duration,
     /// With --check: warn when a site has had no certificate for this long since it was added.
-    #[arg(long, default_value = "10m", value_parser = crate::duration::duration)]
+    #[arg(long, default_value = "10m", value_parser = crate::runtime::duration::duration)]
     grace: std::time::Duration,
     /// With --check: critical when a site has had no certificate for this long.
-    #[arg(long, default_value = "1h", value_parser = crate::duration::duration)]
+    #[arg(long, default_value = "1h", value_parser = crate::runtime::duration::duration)]
     critical_after: std::time::Duration,
 }
 
@@ -432,7 +432,7 @@ enum Failure {
 
 impl Failure {
     fn of(e: &anyhow::Error) -> Self {
-        use crate::ops::OpError;
+        use crate::control::ops::OpError;
         let store = |e: &StoreError| match e {
             StoreError::Invalid(_) | StoreError::AlreadyExists(_) | StoreError::InUse(_) => {
                 Failure::Refused
@@ -568,7 +568,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("cannot read the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']);
             if password.is_empty() {
-                return Err(crate::ops::OpError::Refused(
+                return Err(crate::control::ops::OpError::Refused(
                     "an empty password: give one on stdin".into(),
                 )
                 .into());
@@ -671,8 +671,8 @@ async fn export(at: (&Path, &StoreAt), output: Option<&Path>) -> anyhow::Result<
 /// `porter init`: the data dir and an empty store in it (on etcd: the store's schema under
 /// its prefix, checked or written).
 async fn init(data_dir: &Path, store_at: &StoreAt) -> anyhow::Result<()> {
-    crate::data_dir::act_as_owner(data_dir)?;
-    crate::data_dir::prepare(data_dir)?;
+    crate::runtime::data_dir::act_as_owner(data_dir)?;
+    crate::runtime::data_dir::prepare(data_dir)?;
     let Some(store_dir) = store_at.sled_dir() else {
         drop(store_at.open(OFFLINE_DEADLINE).await?);
         println!("the store at {store_at} is ready");
@@ -693,14 +693,14 @@ async fn copy_store(
     from: &StoreAt,
     to: &StoreAt,
     force: bool,
-) -> anyhow::Result<crate::ops::backup::Imported> {
+) -> anyhow::Result<crate::control::ops::backup::Imported> {
     if let (Some(a), Some(b)) = (from.sled_dir(), to.sled_dir()) {
         anyhow::ensure!(a != b, "--from and --to are the same store");
     }
     // Root copying a service user's sled store (to etcd, say) acts as its owner, so that the
     // files sled writes there stay the service user's.
     for dir in [from.sled_dir(), to.sled_dir()].into_iter().flatten() {
-        crate::data_dir::act_as_owner(dir)?;
+        crate::runtime::data_dir::act_as_owner(dir)?;
     }
     if let Some(dir) = from.sled_dir() {
         anyhow::ensure!(
@@ -710,10 +710,10 @@ async fn copy_store(
         );
     }
     let source = open_offline(from).await?;
-    let backup = crate::ops::backup::export(source.as_ref()).await?;
+    let backup = crate::control::ops::backup::export(source.as_ref()).await?;
     drop(source);
     let target = open_offline(to).await?;
-    Ok(crate::ops::backup::import(target.as_ref(), backup, force).await?)
+    Ok(crate::control::ops::backup::import(target.as_ref(), backup, force).await?)
 }
 
 /// Opens a store no server of this data dir holds, saying so when one does.
@@ -792,7 +792,7 @@ const OFFLINE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10)
 async fn ask_server(data_dir: &Path, command: &AdminCommand) -> Option<anyhow::Result<Answer>> {
     // Root reads nothing of a service user's data dir (its discovery file names where the
     // token goes) before it acts as that user.
-    if let Err(e) = crate::data_dir::act_as_owner(data_dir) {
+    if let Err(e) = crate::runtime::data_dir::act_as_owner(data_dir) {
         return Some(Err(e));
     }
     let client = AdminClient::discover(data_dir)?;
@@ -816,9 +816,9 @@ async fn execute(
         return answer;
     }
     if data_dir.exists() {
-        crate::data_dir::act_as_owner(data_dir)?;
+        crate::runtime::data_dir::act_as_owner(data_dir)?;
         // Says what is wrong with a data dir that is there (a file, another user's).
-        crate::data_dir::prepare(data_dir)?;
+        crate::runtime::data_dir::prepare(data_dir)?;
     }
     let store: Arc<dyn porter_store::Store> = match store_at.sled_dir() {
         Some(dir) if !dir.exists() => {
@@ -862,7 +862,7 @@ async fn open_or_ask(
 ) -> anyhow::Result<Result<SledStore, Answer>> {
     let deadline = tokio::time::Instant::now() + START_WAIT;
     loop {
-        if !crate::instance::server_starting(data_dir) {
+        if !crate::serve::instance::server_starting(data_dir) {
             match SledStore::open(dir) {
                 Ok(store) => return Ok(Ok(store)),
                 Err(StoreError::Locked(_)) => {}
@@ -992,7 +992,7 @@ fn render(command: &AdminCommand, answer: Answer) -> String {
                         n.name,
                         n.addr,
                         n.pid.to_string(),
-                        crate::ops::rfc3339(n.started_at),
+                        crate::control::ops::rfc3339(n.started_at),
                     ]
                 })
                 .collect(),
@@ -1092,7 +1092,7 @@ fn render_status(status: StatusView) -> String {
         (None, _) => "ok".to_owned(),
         (Some(failure), Some(since)) => format!(
             "UNREACHABLE since {} ({} s; serving from memory, ACME and OCSP work paused): {failure}",
-            crate::ops::rfc3339(since),
+            crate::control::ops::rfc3339(since),
             porter_store::unix_now() - since
         ),
         (Some(failure), None) => format!("writes failing: {failure}"),

@@ -16,34 +16,17 @@
 //!
 //! Data flows one way: CLI/API -> store -> reload -> snapshot -> connections.
 
-mod access_log;
-mod admin;
 mod apps;
 mod cert_check;
-mod challenges;
 mod cli;
-mod config;
-mod data_dir;
+mod control;
 #[cfg(test)]
 mod docs_commands;
-mod duration;
-mod expiry;
-mod fleet;
-mod handover;
-mod instance;
-mod library_logs;
-mod log_limit;
-mod memory;
-mod metrics;
-mod on_demand;
-mod ops;
+mod observe;
 mod proxy;
-mod reload;
+mod runtime;
 mod serve;
-mod service;
-mod snapshot;
-mod store_at;
-mod systemd;
+mod served;
 mod tls;
 mod waf;
 
@@ -57,7 +40,7 @@ fn main() -> ExitCode {
     // ring is the only provider in the tree; installing it makes that explicit for every
     // component that asks for the process default.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    data_dir::private_umask();
+    runtime::data_dir::private_umask();
     let cli = cli::Cli::parse();
     let default_level = if cli.is_serve() { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTER_LOG")
@@ -76,7 +59,7 @@ fn main() -> ExitCode {
         }
     };
     if installed.is_ok() {
-        library_logs::install();
+        runtime::library_logs::install();
     }
     // The control plane (admin API, store watcher, ACME, OCSP, apps) and the CLI: light work.
     // Client connections are served on the edge's own threads (`proxy::EdgeThreads`).

@@ -485,7 +485,7 @@ impl Actor {
             uptime_s: self.serving.as_ref().map(|c| c.started.elapsed().as_secs()),
             restarts: self.restarts,
             last_exit: self.last_exit.clone(),
-            memory_kib: current.and_then(|c| crate::memory::rss_kib(c.pid)),
+            memory_kib: current.and_then(|c| crate::runtime::memory::rss_kib(c.pid)),
             in_flight: self.serving.as_ref().map_or(0, |s| s.in_flight()),
             draining: self.draining.len(),
             // A failed start is said until a start succeeds, whatever the state.

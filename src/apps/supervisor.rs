@@ -15,7 +15,7 @@
 use super::actor::{Actor, AppCounts};
 use super::messages::{AppStatus, Cmd, Lease, Unavailable};
 use super::process;
-use crate::service::{follow, Follower};
+use crate::runtime::service::{follow, Follower};
 use porter_store::{AppId, Change, Store, StoreError, Upstream};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;

@@ -3,10 +3,10 @@
 //! that counts what it sends, when it is done or dropped (a client that goes away mid-body is
 //! counted and logged too, with the bytes it got).
 
-use super::body::Body;
-use super::idle::BoxError;
-use super::{Conn, Edge};
-use crate::access_log::{AccessLog, Entry};
+use crate::observe::access_log::{AccessLog, Entry};
+use crate::proxy::upstream::body::Body;
+use crate::proxy::upstream::idle::BoxError;
+use crate::proxy::{Conn, Edge};
 use bytes::Buf;
 use http::header::{CONTENT_LENGTH, REFERER, USER_AGENT};
 use http::{Request, Response};

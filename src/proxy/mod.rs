@@ -2,51 +2,27 @@
 //! HTTPS, forward it, or tunnel it (WebSocket). This module is the face: what the edge threads
 //! share ([`Edge`]) and know of a connection ([`Conn`]); the request path is in `request`.
 
-mod access;
-mod admission;
-mod answer;
-mod basic_auth;
-mod body;
-mod ceiling;
-mod challenge;
-mod compress;
-mod connector;
-mod first_request;
-mod forward;
-mod gate;
-mod headers;
-mod held;
-mod idle;
-mod listener;
+mod connection;
 mod logged;
-mod per_ip;
-mod pool;
-mod proxy_protocol;
-mod rate;
-mod redirect;
+mod phases;
 mod request;
-mod route;
-mod shed;
-mod threads;
-mod upgrade;
-mod waf;
-mod wp_login;
+mod upstream;
 
-pub(crate) use admission::Admission;
-pub(crate) use basic_auth::{check_hash, hash as hash_password};
-pub(crate) use ceiling::MemoryCeiling;
-pub(crate) use forward::Forwarder;
-pub(crate) use gate::Bounds;
-pub(crate) use listener::{drain, Limits};
-pub(crate) use per_ip::PerIp;
-pub(crate) use proxy_protocol::ProxyProtocol;
-pub(crate) use rate::Rates;
-pub(crate) use request::handle;
-pub(crate) use shed::Shed;
-pub(crate) use threads::{EdgeThreads, Shared as EdgeShared};
-pub(crate) use wp_login::LoginRates;
+pub(crate) use connection::ceiling::MemoryCeiling;
+pub(crate) use connection::listener::{drain, Limits};
+pub(crate) use connection::per_ip::PerIp;
+pub(crate) use connection::proxy_protocol::ProxyProtocol;
+pub(crate) use connection::shed::Shed;
+pub(crate) use connection::threads::{EdgeThreads, Shared as EdgeShared};
+pub(crate) use phases::admission::Admission;
+pub(crate) use phases::basic_auth::{check_hash, hash as hash_password};
+pub(crate) use phases::gate::Bounds;
+pub(crate) use phases::rate::Rates;
+pub(crate) use phases::wp_login::LoginRates;
+pub(crate) use upstream::fleet::Fleet;
+pub(crate) use upstream::forward::Forwarder;
 
-use crate::reload::LiveSites;
+use crate::served::reload::LiveSites;
 use http::HeaderValue;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -58,7 +34,7 @@ pub(crate) struct Edge {
     /// The account daemons sites may point at.
     pub(crate) apps: Arc<crate::apps::Supervisor>,
     /// The ACME challenge answers; kept current by `challenges::run`.
-    pub(crate) challenges: Arc<crate::challenges::Challenges>,
+    pub(crate) challenges: Arc<crate::served::challenges::Challenges>,
     /// The sites being served.
     pub(crate) sites: Arc<LiveSites>,
     /// The request bounds every edge thread shares.
@@ -72,17 +48,17 @@ pub(crate) struct Edge {
     /// Woken when the edge nears its connection limit: this thread's idle connections close.
     pub(crate) crowded: tokio::sync::Notify,
     /// Where each request's line goes, if anywhere.
-    pub(crate) access_log: Option<Arc<crate::access_log::AccessLog>>,
+    pub(crate) access_log: Option<Arc<crate::observe::access_log::AccessLog>>,
     /// This thread's counts, for metrics.
-    pub(crate) stats: Arc<crate::metrics::EdgeStats>,
+    pub(crate) stats: Arc<crate::observe::metrics::EdgeStats>,
     /// On-demand TLS for names not served yet, when on.
-    pub(crate) on_demand: Option<Arc<crate::on_demand::OnDemand>>,
+    pub(crate) on_demand: Option<Arc<crate::served::on_demand::OnDemand>>,
     /// WordPress login attempts, shared by every edge thread.
     pub(crate) wp_logins: Arc<LoginRates>,
     /// The web application firewall, shared by every edge thread.
     pub(crate) waf: Arc<crate::waf::Waf>,
     /// This node in its fleet (`None` on the embedded store).
-    pub(crate) fleet: Option<Arc<crate::fleet::Fleet>>,
+    pub(crate) fleet: Option<Arc<crate::proxy::upstream::fleet::Fleet>>,
 }
 
 /// What is known of the connection a request came on.
@@ -98,7 +74,7 @@ pub(crate) struct Conn {
     /// For HTTPS, the TLS version and whether the session was resumed (for the access log).
     pub(crate) tls: Option<(&'static str, bool)>,
     /// The upstream connection its requests reuse.
-    pub(crate) affinity: Arc<pool::Affinity>,
+    pub(crate) affinity: Arc<upstream::pool::Affinity>,
     /// Requests being handled (until their response heads), to tell an idle connection.
     pub(crate) in_flight: AtomicU32,
     /// Whether a request has been answered: a connection that has not spoken yet is not an
@@ -115,7 +91,7 @@ impl Conn {
     pub(crate) fn new(
         peer: SocketAddr,
         tls: Option<(String, &rustls::ServerConnection)>,
-        affinity: Arc<pool::Affinity>,
+        affinity: Arc<upstream::pool::Affinity>,
     ) -> Self {
         let h2 = tls
             .as_ref()
@@ -176,7 +152,7 @@ impl Conn {
     }
 }
 
-impl first_request::Requested for Arc<Conn> {
+impl connection::first_request::Requested for Arc<Conn> {
     fn requested(&self) -> bool {
         self.answered.load(Ordering::Relaxed) || self.in_flight.load(Ordering::Relaxed) > 0
     }

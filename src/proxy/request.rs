@@ -4,12 +4,12 @@
 //! 1. [`route`]: the site the request is for, or an answer of Porter's own (an ACME challenge,
 //!    a redirect to HTTPS, an unknown name, a connection whose certificate is another site's);
 //! 2. [`gate`]: what the site's features say first (allow/deny lists, redirects, basic auth,
-//!    the WordPress login limit), then the WAF (`super::waf`);
+//!    the WordPress login limit), then the WAF (`crate::proxy::phases::waf`);
 //! 3. [`admit`]: whether it may go on now (no plain CONNECT; the client's rate, then a slot of
-//!    the site and of its upstream, see [`Admission`](super::Admission));
+//!    the site and of its upstream, see [`Admission`](crate::proxy::Admission));
 //! 4. [`fetch`]: the response, from the upstream: where the request goes ([`upstream_peer`]:
 //!    the site's upstream, or its app, started on demand), what the upstream must get that the
-//!    client left out ([`upstream_request`]), then the exchange ([`Forwarder::send`](super::Forwarder)),
+//!    client left out ([`upstream_request`]), then the exchange ([`Forwarder::send`](crate::proxy::Forwarder)),
 //!    WebSocket tunnels included. **The cache's slot** is here, between [`admit`] and the
 //!    exchange: a response that comes from elsewhere than the upstream (a stored one) is made
 //!    there and goes on to phase 5 as the upstream's would;
@@ -18,14 +18,17 @@
 //!
 //! A site with features gets its own pages for Porter's answers (`into_page`).
 
-use super::answer::Own;
-use super::body::{full, Body, UpstreamBody};
-use super::forward::Forwarded;
-use super::held::{Holding, Slots};
-use super::logged::{Finishing, Started};
-use super::{access, basic_auth, compress, headers, redirect, route, upgrade, Conn, Edge};
 use crate::apps::Lease;
-use crate::snapshot::SiteEntry;
+use crate::proxy::logged::{Finishing, Started};
+use crate::proxy::phases::answer::Own;
+use crate::proxy::upstream::body::{full, Body, UpstreamBody};
+use crate::proxy::upstream::forward::Forwarded;
+use crate::proxy::upstream::held::{Holding, Slots};
+use crate::proxy::{
+    phases::access, phases::basic_auth, phases::headers, phases::redirect, phases::route,
+    upstream::compress, upstream::upgrade, Conn, Edge,
+};
+use crate::served::snapshot::SiteEntry;
 use futures_util::FutureExt as _;
 use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
@@ -138,7 +141,7 @@ fn from_fleet<B>(
     }
 }
 
-/// The WAF's inspection of `req` when it is on for `site` (see `super::waf`).
+/// The WAF's inspection of `req` when it is on for `site` (see `crate::proxy::phases::waf`).
 async fn inspect(
     edge: &Edge,
     conn: &Conn,
@@ -148,7 +151,8 @@ async fn inspect(
 ) -> Result<Request<UpstreamBody>, Own> {
     match waf {
         Some(settings) => {
-            super::waf::inspect(edge, (&site.domain, settings.clone()), conn, req).await
+            crate::proxy::phases::waf::inspect(edge, (&site.domain, settings.clone()), conn, req)
+                .await
         }
         None => Ok(req.map(|body| edge.forwarder.client_body(body))),
     }
@@ -298,9 +302,13 @@ async fn route(
 ) -> Result<Arc<SiteEntry>, Own> {
     let https = conn.tls_name.is_some();
     if !https {
-        if let Some(token) = super::challenge::token(req) {
+        if let Some(token) = crate::proxy::phases::challenge::token(req) {
             // Boxed, being rare: every request's future would carry its size otherwise.
-            if let Some(answer) = Box::pin(super::challenge::http01(&edge.challenges, token)).await
+            if let Some(answer) = Box::pin(crate::proxy::phases::challenge::http01(
+                &edge.challenges,
+                token,
+            ))
+            .await
             {
                 return Err(answer);
             }
@@ -357,7 +365,12 @@ async fn gate<B>(
         basic_auth::check(&site.domain, features, req).await?;
     }
     let login_limit = Features::wp_login_limit_in_force(features, waf_blocks);
-    super::wp_login::check(&edge.wp_logins, login_limit, (&site.domain, conn.peer), req)
+    crate::proxy::phases::wp_login::check(
+        &edge.wp_logins,
+        login_limit,
+        (&site.domain, conn.peer),
+        req,
+    )
 }
 
 /// Whether the request may go on now: never a plain CONNECT (HTTP/2 WebSockets arrive as
@@ -413,7 +426,7 @@ fn upstream_request<B>(edge: &Edge, conn: &Conn, lease: Option<&Lease>, req: &mu
     if let (Some(fleet), Some(lease)) = (&edge.fleet, lease) {
         if lease.to_other_node() {
             req.headers_mut()
-                .insert(crate::fleet::HEADER, fleet.mark(conn.peer));
+                .insert(crate::proxy::upstream::fleet::HEADER, fleet.mark(conn.peer));
         }
     }
 }

@@ -2,11 +2,11 @@
 //! and the workers that start once every site is loaded (expiry warnings, OCSP, ACME).
 
 use super::parts::Parts;
-use crate::admin::{self, AdminListener, Serves};
-use crate::metrics::Metrics;
-use crate::ops::status::ServerFacts;
-use crate::service::{Services, Start};
-use crate::store_at::StoreAt;
+use crate::control::admin::{self, AdminListener, Serves};
+use crate::control::ops::status::ServerFacts;
+use crate::observe::metrics::Metrics;
+use crate::runtime::service::{Services, Start};
+use crate::runtime::store_at::StoreAt;
 use porter_acme::AcmeWorker;
 use std::sync::Arc;
 use tokio_util::task::TaskTracker;
@@ -68,7 +68,7 @@ fn metrics(parts: &Parts, acme: Option<&AcmeWorker>, sites: usize) -> Arc<Metric
         parts.sites.clone(),
         parts.shed.clone(),
         parts.apps.clone(),
-        crate::metrics::OptionalParts {
+        crate::observe::metrics::OptionalParts {
             acme: acme.map(AcmeWorker::outcomes),
             access_log: parts.access_log.clone(),
             on_demand: parts.on_demand.clone(),
@@ -82,7 +82,7 @@ fn metrics(parts: &Parts, acme: Option<&AcmeWorker>, sites: usize) -> Arc<Metric
 fn start_workers(parts: &Parts, acme: Option<AcmeWorker>, services: &mut Services) {
     let watched = parts.sites.clone();
     services.start("expiry warnings", Start::WhenReady, |stop| {
-        crate::expiry::watch(watched, stop)
+        crate::served::expiry::watch(watched, stop)
     });
     let store = parts.store.clone();
     services.start("OCSP refresher", Start::WhenReady, |stop| {

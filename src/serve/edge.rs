@@ -3,14 +3,14 @@
 //! keep what they serve current (sites, ACME challenge answers, ticket keys, memory ceiling).
 
 use super::parts::Parts;
-use crate::challenges::{self, Challenges};
-use crate::config::ServeArgs;
 use crate::proxy::{
     Admission, Bounds, Edge, EdgeShared, EdgeThreads, Forwarder, Limits, LoginRates, MemoryCeiling,
     PerIp, ProxyProtocol, Rates,
 };
-use crate::service::{Services, Start};
-use crate::{reload, tls};
+use crate::runtime::service::{Services, Start};
+use crate::serve::config::ServeArgs;
+use crate::served::challenges::{self, Challenges};
+use crate::{served::reload, tls};
 use anyhow::Context as _;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -108,10 +108,12 @@ fn limits(
 ) -> Arc<Limits> {
     let bounds = &args.limits;
     let memory = Arc::new(MemoryCeiling::new(
-        bounds.max_memory.or_else(crate::memory::cgroup_limit),
+        bounds
+            .max_memory
+            .or_else(crate::runtime::memory::cgroup_limit),
     ));
     let (watched, shed, ceiling) = (edges.to_vec(), parts.shed.clone(), memory.clone());
-    services.start("log summaries", Start::Now, crate::log_limit::run);
+    services.start("log summaries", Start::Now, crate::runtime::log_limit::run);
     services.start("memory ceiling", Start::Now, |stop| {
         ceiling.watch(watched, shed, stop)
     });

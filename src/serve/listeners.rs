@@ -2,9 +2,9 @@
 //! own over (a zero-downtime restart), else bound now; and a copy of each, offered in turn to
 //! this server's successor.
 
-use crate::admin::{self, AdminAddr, AdminListener, Discovery};
-use crate::config::ServeArgs;
-use crate::handover::Inherited;
+use crate::control::admin::{self, AdminAddr, AdminListener, Discovery};
+use crate::runtime::handover::Inherited;
+use crate::serve::config::ServeArgs;
 use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

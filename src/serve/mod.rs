@@ -7,24 +7,27 @@
 //! - `parts`: what the edge and the admin API share;
 //! - `edge`: the edge threads and the services that keep what they serve current;
 //! - `control`: the app supervisor, the admin API, metrics, and the ACME and OCSP workers;
-//! - `stop`: signals, the successor, the drain.
+//! - `stop`: signals, the successor, the drain;
+//! - `config`: `serve`'s flags; `instance`: one server per data dir.
 
+pub(crate) mod config;
 mod control;
 mod edge;
+pub(crate) mod instance;
 mod listeners;
 mod parts;
 mod stop;
 mod store;
 
-use crate::admin::{self, AdminAddr, Discovery};
-use crate::config::ServeArgs;
-use crate::data_dir;
-use crate::handover::{Inherited, Offer};
-use crate::instance::{self, Starting};
-use crate::ops::status::ServerFacts;
-use crate::service::{Services, Start};
-use crate::store_at::StoreAt;
+use crate::control::admin::{self, AdminAddr, Discovery};
+use crate::control::ops::status::ServerFacts;
+use crate::runtime::data_dir;
+use crate::runtime::handover::{Inherited, Offer};
+use crate::runtime::service::{Services, Start};
+use crate::runtime::store_at::StoreAt;
+use crate::serve::config::ServeArgs;
 use anyhow::Context as _;
+use instance::Starting;
 use listeners::Bound;
 use parts::Parts;
 use porter_acme::AcmeWorker;
@@ -151,12 +154,12 @@ fn announce(
     // Ready once every site is loaded (and after the discovery file, so that whoever hears it
     // finds this server); a predecessor keeps accepting until then.
     let handed_over = Arc::new(AtomicBool::new(false));
-    let notices = crate::systemd::Notices {
+    let notices = crate::runtime::systemd::Notices {
         took_over: inherited.is_some(),
         handed_over: handed_over.clone(),
     };
     services.start("systemd notification", Start::WhenReady, |stop| {
-        crate::systemd::report(stop, notices, move || {
+        crate::runtime::systemd::report(stop, notices, move || {
             if let Some(predecessor) = inherited {
                 predecessor.serving();
             }

@@ -2,15 +2,15 @@
 //! starts: the live sites, the apps, the WAF, the access log, on-demand TLS and the counters.
 
 use super::APPS_DIR;
-use crate::access_log::AccessLog;
 use crate::apps::Supervisor;
-use crate::config::ServeArgs;
-use crate::fleet::Fleet;
-use crate::metrics::EdgeStats;
-use crate::on_demand::OnDemand;
+use crate::observe::access_log::AccessLog;
+use crate::observe::metrics::EdgeStats;
+use crate::proxy::Fleet;
 use crate::proxy::Shed;
-use crate::reload::LiveSites;
-use crate::service::{Services, Start};
+use crate::runtime::service::{Services, Start};
+use crate::serve::config::ServeArgs;
+use crate::served::on_demand::OnDemand;
+use crate::served::reload::LiveSites;
 use crate::waf::Waf;
 use anyhow::Context as _;
 use porter_store::Store;
@@ -94,7 +94,7 @@ fn on_demand(
 ) -> Option<Arc<OnDemand>> {
     let upstream = args.on_demand_upstream.as_ref()?;
     let on_demand = Arc::new(OnDemand::new(
-        crate::on_demand::Settings {
+        crate::served::on_demand::Settings {
             ask: args.on_demand_ask.clone(),
             upstream: upstream.clone(),
             per_minute: args.on_demand_rate,

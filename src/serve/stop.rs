@@ -2,10 +2,10 @@
 //! started on its own takes over; then the drain, bounded by the shutdown grace.
 
 use super::store::STORE_HANDOVER_WAIT;
-use crate::access_log::AccessLog;
-use crate::handover::{Handed, Offer};
+use crate::observe::access_log::AccessLog;
 use crate::proxy::{self, EdgeThreads};
-use crate::service::Services;
+use crate::runtime::handover::{Handed, Offer};
+use crate::runtime::service::Services;
 use anyhow::Context as _;
 use porter_store::SledStore;
 use std::path::Path;

@@ -2,9 +2,9 @@
 //! for while a CLI command holds it; or etcd, open to every node of a fleet at once, which this
 //! server joins as a node.
 
-use crate::config::ServeArgs;
-use crate::fleet::Fleet;
-use crate::store_at::StoreAt;
+use crate::proxy::Fleet;
+use crate::runtime::store_at::StoreAt;
+use crate::serve::config::ServeArgs;
 use anyhow::Context as _;
 use porter_store::{SledOptions, SledStore, Store, StoreError};
 use std::net::SocketAddr;
@@ -46,7 +46,7 @@ pub(super) async fn open(
 
 /// Opens the embedded store; a successor waits while its predecessor lets go of it, and any
 /// server while a CLI command run without a server finishes with it (CLI commands started
-/// from now on step aside: see [`crate::instance::Starting`]).
+/// from now on step aside: see [`crate::serve::instance::Starting`]).
 async fn open_sled(
     store_at: &StoreAt,
     args: &ServeArgs,

@@ -2,11 +2,11 @@
 //! from the answers in memory, refuse a name Porter does not serve with a fatal `unrecognized_name` alert
 //! (rustls itself would say `access_denied`), then handshake.
 
-use super::acme_tls::ALPN_ACME_TLS;
 use super::resolver::server_name;
-use crate::challenges::{Challenges, Lookup};
-use crate::on_demand::OnDemand;
-use crate::reload::LiveSites;
+use crate::served::acme_tls::ALPN_ACME_TLS;
+use crate::served::challenges::{Challenges, Lookup};
+use crate::served::on_demand::OnDemand;
+use crate::served::reload::LiveSites;
 use rustls::ServerConfig;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -68,7 +68,11 @@ where
         let mut stream = start.into_stream(challenge_config).await?;
         // RFC 8737 section 3: the handshake is the answer; nothing else is served.
         let _ = stream.shutdown().await;
-        crate::log_limit::limited!(info, name = &name, "answered a TLS-ALPN-01 validation");
+        crate::runtime::log_limit::limited!(
+            info,
+            name = &name,
+            "answered a TLS-ALPN-01 validation"
+        );
         return Ok(None);
     }
     // A name the store did not answer for in time is refused like an unknown one.

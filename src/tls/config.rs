@@ -3,7 +3,7 @@
 
 use super::resolver::SnapshotResolver;
 use super::tickets::Keyring;
-use crate::reload::LiveSites;
+use crate::served::reload::LiveSites;
 use rustls::crypto::ring;
 use rustls::ServerConfig;
 use std::sync::Arc;

@@ -2,7 +2,6 @@
 //! that refuses names Porter does not serve with a proper `unrecognized_name` alert.
 
 mod accept;
-pub(crate) mod acme_tls;
 mod config;
 mod resolver;
 mod tickets;

@@ -1,7 +1,7 @@
 //! The only place that implements rustls' certificate resolver: a lock-free read of the
 //! current snapshot by SNI (or the configured default name when the client sends none).
 
-use crate::reload::LiveSites;
+use crate::served::reload::LiveSites;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! Ticket layout: key id (4 bytes) | nonce (12) | ciphertext | tag (16); the first 16 bytes are
 //! authenticated as associated data.
 
-use crate::service::{follow, Follower};
+use crate::runtime::service::{follow, Follower};
 use arc_swap::ArcSwap;
 use porter_store::unix_now;
 use porter_store::{Change, SecretBytes, Store, StoreError, TicketKey, TicketKeys};

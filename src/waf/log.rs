@@ -78,7 +78,7 @@ impl WafLog {
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = self.append(&mut file, &line) {
             *file = None;
-            crate::log_limit::limited!(warn, "cannot write the WAF log", path = %self.path.display(), error = %e);
+            crate::runtime::log_limit::limited!(warn, "cannot write the WAF log", path = %self.path.display(), error = %e);
         }
     }
 

@@ -183,7 +183,7 @@ impl Waf {
             let matches = loaded
                 .engine
                 .inspect(&exchange, settings.paranoia)
-                .map_err(|e| crate::log_limit::limited!(warn, site = &site_owned, "WAF: not inspected", id = %exchange.id, error = %e))
+                .map_err(|e| crate::runtime::log_limit::limited!(warn, site = &site_owned, "WAF: not inspected", id = %exchange.id, error = %e))
                 .ok()?;
             let (score, kept) = judge(matches, &settings, truncated);
             let action = match (score >= settings.threshold, blocks) {

@@ -1,0 +1,355 @@
+//! `cert status` (alias `cert list`), `cert import`, `cert renew` and `cert revoke`: every
+//! site's certificate as the store has it, what the ACME worker will do next and why, its OCSP
+//! state, and whether the edge serves it now.
+
+use super::{rfc3339, OpError, WILDCARD_NOTE};
+use crate::served::reload::LiveSites;
+use porter_acme::AcmeAction;
+use porter_store::unix_now;
+use porter_store::{
+    AcmeRequest, AcmeState, CertRecord, CertSource, DnsZone, DomainName, OcspRecord, OcspStatus,
+    Site, Store, StoreError,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// What runs beside the store when the certificates are read: the ACME worker's CA (when it
+/// runs) and the edge's sites (when a server answers), so that a row can say what happens next
+/// and what is served. The CLI on a store alone has neither.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Beside<'a> {
+    /// The host of the CA the ACME worker orders from, when it runs.
+    pub(crate) acme_ca: Option<&'a str>,
+    /// The sites the edge serves.
+    pub(crate) sites: Option<&'a LiveSites>,
+}
+
+/// OCSP states, as `cert status` words them.
+pub(crate) mod ocsp_state {
+    pub(crate) const GOOD: &str = "good";
+    pub(crate) const GOOD_REFRESH_FAILING: &str = "good (refresh failing)";
+    pub(crate) const REVOKED: &str = "REVOKED";
+    pub(crate) const UNKNOWN: &str = "unknown to the responder";
+    pub(crate) const NO_OCSP: &str = "the CA offers no OCSP";
+    /// The last good response has expired and no new one came.
+    pub(crate) const STALE: &str = "stale";
+    pub(crate) const FAILING: &str = "failing";
+    pub(crate) const PENDING: &str = "pending";
+}
+
+/// A site's certificate as `cert status` shows it (never the key), and its ACME progress.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct CertView {
+    pub(crate) domain: String,
+    /// `valid`, `expired`, `not yet valid`, `pending`, `failing`, `wildcard`, `none`.
+    pub(crate) status: String,
+    pub(crate) names: Vec<String>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) serial: Option<String>,
+    /// `ECDSA P-256`, `RSA 2048`, ...
+    pub(crate) key_type: Option<String>,
+    pub(crate) not_before: Option<String>,
+    pub(crate) not_after: Option<String>,
+    /// Seconds until it expires (negative once it has).
+    pub(crate) expires_in_s: Option<i64>,
+    /// `imported` or `acme`.
+    pub(crate) source: Option<String>,
+    /// For ACME, the host of the CA that issued it.
+    pub(crate) ca: Option<String>,
+    /// When the ACME worker renews it.
+    pub(crate) renew_at: Option<String>,
+    /// Why then: `lifetime ratio`, `ARI window`, `emergency`, `requested`.
+    pub(crate) renew_why: Option<String>,
+    /// Consecutive failed ACME attempts.
+    pub(crate) attempts: u32,
+    /// The last ACME failure.
+    pub(crate) last_error: Option<String>,
+    /// After a failure, when the next attempt is.
+    pub(crate) next_attempt: Option<String>,
+    /// The challenge type that last worked.
+    pub(crate) challenge: Option<String>,
+    /// Whether an ACME order is in flight (it resumes after a restart).
+    pub(crate) order_in_flight: bool,
+    /// One of the [`ocsp_state`] words.
+    pub(crate) ocsp: Option<String>,
+    /// Until when the stapled response is valid.
+    pub(crate) ocsp_valid_until: Option<String>,
+    /// When the OCSP response is fetched next.
+    pub(crate) ocsp_next_refresh: Option<String>,
+    /// The last OCSP failure.
+    pub(crate) ocsp_error: Option<String>,
+    /// Whether the edge serves this very certificate now (its serial is the stored one's);
+    /// `None` when no server answered, or it has no certificate.
+    pub(crate) served: Option<bool>,
+    /// An explanation for the operator.
+    pub(crate) note: Option<String>,
+    /// How long (seconds) the site has needed a certificate without having a valid one, since
+    /// it was added or ACME was turned on for it; `None` when it has one, or when its record
+    /// is older than Porter keeping that time.
+    pub(crate) waiting_s: Option<i64>,
+}
+
+impl CertView {
+    /// Whether its renewal is failing: attempts have failed (the worker makes none before the
+    /// certificate is due, so it is past its due time).
+    pub(crate) fn renewal_failing(&self) -> bool {
+        self.attempts > 0
+    }
+
+    /// Whether its OCSP response cannot be fetched or has run out.
+    pub(crate) fn ocsp_failing(&self) -> bool {
+        matches!(
+            self.ocsp.as_deref(),
+            Some(ocsp_state::FAILING | ocsp_state::STALE | ocsp_state::GOOD_REFRESH_FAILING)
+        )
+    }
+}
+
+/// One word (or three) on a certificate's OCSP state.
+fn ocsp_summary(ocsp: Option<&OcspRecord>, now: i64) -> &'static str {
+    use ocsp_state::*;
+    let Some(ocsp) = ocsp else {
+        return PENDING;
+    };
+    if ocsp.url.is_none() {
+        return NO_OCSP;
+    }
+    match &ocsp.response {
+        Some(r) if r.valid_until > now => match r.status {
+            OcspStatus::Good if ocsp.last_error.is_some() => GOOD_REFRESH_FAILING,
+            OcspStatus::Good => GOOD,
+            OcspStatus::Revoked(_) => REVOKED,
+            OcspStatus::Unknown => UNKNOWN,
+        },
+        Some(_) => STALE,
+        None if ocsp.last_error.is_some() => FAILING,
+        None => PENDING,
+    }
+}
+
+/// Whether the edge serves the certificate with `serial` for `domain` now.
+fn served(sites: &LiveSites, domain: &DomainName, serial: &str) -> Option<bool> {
+    let snapshot = sites.current();
+    if !snapshot.is_complete() {
+        return None;
+    }
+    Some(
+        snapshot
+            .site(domain.as_str())
+            .and_then(|site| site.cert.as_ref())
+            .is_some_and(|cert| *cert.serial == *serial),
+    )
+}
+
+/// The `cert status` row of `site` (`zones`: the DNS zones, which a wildcard needs).
+fn cert_view(
+    (site, zones): (&Site, &[DnsZone]),
+    cert: Option<CertRecord>,
+    state: Option<AcmeState>,
+    request: Option<&AcmeRequest>,
+    ocsp: Option<OcspRecord>,
+    beside: Beside<'_>,
+) -> CertView {
+    let now = unix_now();
+    let state = state.unwrap_or_default();
+    let mut view = CertView {
+        domain: site.domain.to_string(),
+        attempts: state.attempts,
+        last_error: state.last_error.clone(),
+        next_attempt: state.retry_at.map(rfc3339),
+        challenge: state.challenge.map(|c| c.to_string()),
+        order_in_flight: state.pending.is_some(),
+        ..CertView::default()
+    };
+    let no_zone = DnsZone::wildcard_without_zone(zones, &site.domain);
+    let acme_managed = site.acme && !no_zone;
+    match cert {
+        Some(cert) => {
+            view.status = if now >= cert.not_after {
+                "expired"
+            } else if now < cert.not_before {
+                "not yet valid"
+            } else {
+                "valid"
+            }
+            .to_owned();
+            if cert.source == CertSource::Acme && acme_managed {
+                let renewal = porter_acme::renewal(&cert, &state, request, now);
+                view.renew_at = Some(rfc3339(renewal.at));
+                view.renew_why = Some(renewal.why.as_str().to_owned());
+                if beside.acme_ca.is_none() {
+                    view.note = Some(
+                        "ACME is off: it renews when `porter serve` runs with --acme-agree-tos"
+                            .into(),
+                    );
+                }
+            }
+            let ocsp = ocsp.filter(|o| o.serial == cert.serial);
+            view.ocsp = Some(
+                match &ocsp {
+                    None if porter_acme::responder_url(&cert.chain[0]).is_none() => {
+                        ocsp_state::NO_OCSP
+                    }
+                    _ => ocsp_summary(ocsp.as_ref(), now),
+                }
+                .to_owned(),
+            );
+            if let Some(ocsp) = ocsp.filter(|o| o.url.is_some()) {
+                view.ocsp_valid_until = ocsp.response.as_ref().map(|r| rfc3339(r.valid_until));
+                view.ocsp_next_refresh = Some(rfc3339(ocsp.next_refresh));
+                view.ocsp_error = ocsp.last_error;
+            }
+            view.served = beside
+                .sites
+                .and_then(|sites| served(sites, &site.domain, &cert.serial));
+            view.key_type = Some(cert.key_type());
+            view.expires_in_s = Some(cert.not_after - now);
+            view.names = cert.names;
+            view.issuer = Some(cert.issuer);
+            view.serial = Some(cert.serial);
+            view.not_before = Some(rfc3339(cert.not_before));
+            view.not_after = Some(rfc3339(cert.not_after));
+            view.source = Some(cert.source.to_string());
+            view.ca = cert.ca;
+        }
+        None if site.acme && no_zone => {
+            view.status = "wildcard".into();
+            view.note = Some(WILDCARD_NOTE.into());
+        }
+        None if !site.acme => {
+            view.status = "none".into();
+            view.note = Some("ACME is off for this site: import a certificate".into());
+        }
+        None => {
+            view.status = if state.last_error.is_some() {
+                "failing"
+            } else {
+                "pending"
+            }
+            .into();
+            if beside.acme_ca.is_none() {
+                view.note = Some("ACME is off: serve with --acme-agree-tos to obtain it".into());
+            }
+        }
+    }
+    if !matches!(view.status.as_str(), "valid" | "expired") {
+        view.waiting_s = site.needs_cert_since.map(|since| (now - since).max(0));
+    }
+    view
+}
+
+pub(crate) async fn import_cert(
+    store: &dyn Store,
+    req: super::ImportCert,
+) -> Result<CertView, OpError> {
+    let domain = DomainName::parse(&req.domain).map_err(StoreError::from)?;
+    let record = CertRecord::from_pem(
+        &domain,
+        req.chain_pem.as_bytes(),
+        req.key_pem.as_bytes(),
+        unix_now(),
+        CertSource::Imported,
+    )
+    .map_err(StoreError::from)?;
+    store.put_cert(record.clone()).await?;
+    let site = store
+        .site(&domain)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
+    Ok(cert_view(
+        (&site, &store.dns_zones().await?),
+        Some(record),
+        None,
+        None,
+        None,
+        Beside::default(),
+    ))
+}
+
+/// Every site's certificate status, ordered by domain.
+pub(crate) async fn list_certs(
+    store: &dyn Store,
+    beside: Beside<'_>,
+) -> Result<Vec<CertView>, OpError> {
+    let mut certs: HashMap<DomainName, CertRecord> = store
+        .certs()
+        .await?
+        .into_iter()
+        .map(|c| (c.domain.clone(), c))
+        .collect();
+    let mut states: HashMap<DomainName, AcmeState> =
+        store.acme_states().await?.into_iter().collect();
+    let requests: HashMap<DomainName, AcmeRequest> =
+        store.acme_requests().await?.into_iter().collect();
+    let mut ocsp: HashMap<DomainName, OcspRecord> =
+        store.ocsp_records().await?.into_iter().collect();
+    let zones = store.dns_zones().await?;
+    let mut views = Vec::new();
+    for site in store.sites().await? {
+        let ocsp = ocsp.remove(&site.domain);
+        let (cert, state) = (certs.remove(&site.domain), states.remove(&site.domain));
+        let request = requests.get(&site.domain);
+        views.push(cert_view(
+            (&site, &zones),
+            cert,
+            state,
+            request,
+            ocsp,
+            beside,
+        ));
+    }
+    Ok(views)
+}
+
+/// Records `action` for the worker, which acts on it within a second when it runs.
+pub(crate) async fn request_acme(
+    store: &dyn Store,
+    domain: &str,
+    action: AcmeAction,
+    beside: Beside<'_>,
+) -> Result<CertView, OpError> {
+    let domain = DomainName::parse(domain).map_err(StoreError::from)?;
+    let site = store
+        .site(&domain)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
+    let cert = store.cert(&domain).await?;
+    let refuse = |why: String| Err(OpError::Refused(why));
+    if !site.acme {
+        return refuse(format!(
+            "{domain} does not use ACME (it was added with --no-acme)"
+        ));
+    }
+    let zones = store.dns_zones().await?;
+    if DnsZone::wildcard_without_zone(&zones, &domain) {
+        return refuse(WILDCARD_NOTE.to_owned());
+    }
+    match (&cert, action) {
+        (Some(cert), _) if cert.source == CertSource::Imported => {
+            return refuse(format!(
+                "the certificate of {domain} was imported: Porter cannot renew or revoke it"
+            ));
+        }
+        (None, AcmeAction::Revoke) => {
+            return refuse(format!("{domain} has no certificate to revoke"))
+        }
+        _ => {}
+    }
+    let request = porter_acme::request(store, &domain, action)
+        .await
+        .map_err(|e| match e {
+            porter_acme::AcmeError::Store(e) => OpError::Store(e),
+            other => OpError::Refused(other.to_string()),
+        })?;
+    let state = store.acme_state(&domain).await?;
+    let ocsp = store.ocsp(&domain).await?;
+    Ok(cert_view(
+        (&site, &zones),
+        cert,
+        state,
+        Some(&request),
+        ocsp,
+        beside,
+    ))
+}
