@@ -15,7 +15,7 @@
 //! A site with features gets its own pages for Porter's answers (`into_page`).
 
 use super::answer::Own;
-use super::body::{full, Body, UpstreamBody};
+use super::body::{full, Body, ClientBody, UpstreamBody};
 use super::forward::Forwarded;
 use super::held::Holding;
 use super::logged::{Finishing, Started};
@@ -41,13 +41,15 @@ pub(crate) fn handle(
     // Not an async fn of its own: it would keep a second slot for the request, which every
     // request's future then carries.
     let at = Instant::now();
+    // Every response, Porter's own ones included, holds a body left unread (see `ClientBody`).
+    let (req, unread) = ClientBody::of(req);
     let logged = edge
         .access_log
         .clone()
         .map(|log| (Started::of(&req, &conn), log));
     serve(edge.clone(), conn, req).map(move |served| {
         let response = served.response.unwrap_or_else(Own::into_response);
-        Finishing::new(edge, served.site, at, logged).when_sent(response, served.upstream)
+        Finishing::new(edge, served.site, at, logged).when_sent(response, served.upstream, unread)
     })
 }
 
@@ -61,7 +63,7 @@ struct Served {
     response: Result<Response<Body>, Own>,
 }
 
-async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, mut req: Request<Incoming>) -> Served {
+async fn serve(edge: Arc<Edge>, conn: Arc<Conn>, mut req: Request<ClientBody>) -> Served {
     let refused = |own| Served {
         site: None,
         upstream: None,
@@ -222,7 +224,7 @@ fn well_formed<B>(req: &Request<B>) -> Result<(), Own> {
 }
 
 /// The site `req` is for.
-async fn route(edge: &Edge, conn: &Conn, req: &Request<Incoming>) -> Result<Arc<SiteEntry>, Own> {
+async fn route(edge: &Edge, conn: &Conn, req: &Request<ClientBody>) -> Result<Arc<SiteEntry>, Own> {
     let https = conn.tls_name.is_some();
     if !https {
         if let Some(token) = super::challenge::token(req) {
