@@ -4,6 +4,7 @@
 mod accept;
 pub(crate) mod acme_tls;
 mod config;
+mod first_flight;
 mod resolver;
 mod tickets;
 
