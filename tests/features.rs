@@ -673,3 +673,96 @@ fn wordpress_login_guessing_is_limited_per_client_and_site() {
         post("wp.test", "/wp-login.php", "127.0.0.2").status == 200
     });
 }
+
+/// Porter's own answers reach the client whether or not Porter read the request's body, over
+/// HTTP/1.1 and HTTP/2 alike: h2 used to reset such a stream with CANCEL before the answer had
+/// ended, and curl then threw the answer away ("Stream error in the HTTP/2 framing layer").
+#[test]
+fn own_answers_arrive_over_http1_and_http2_with_a_large_body_left_unread() {
+    let s = setup();
+    let certified = |name: &str| {
+        let (chain, key) = s.ca.issue(&[name]);
+        let (chain, key) = (chain.to_str().unwrap(), key.to_str().unwrap());
+        s.porter
+            .ok(&["cert", "import", name, "--cert", chain, "--key", key]);
+    };
+    s.site(
+        "auth.test",
+        &["--basic-auth", &bcrypt_line("alice", "secret")],
+    );
+    s.site("deny.test", &["--deny", "127.0.0.0/8"]);
+    s.site("moved.test", &["--redirect", "/old /new 308"]);
+    s.site("wp.test", &["--wp-login-limit", "10"]);
+    let app = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/app.py");
+    let never_ready = format!("python3 {app} {{port}} --never-listen");
+    let app_add = [
+        "app",
+        "add",
+        "stuck",
+        "--command",
+        &never_ready,
+        "--allow-root",
+    ];
+    s.porter
+        .ok(&[&app_add[..], &["--start-timeout", "1s"]].concat());
+    s.porter
+        .ok(&["site", "add", "stuck.test", "--app", "stuck"]);
+    for name in [
+        "auth.test",
+        "deny.test",
+        "moved.test",
+        "wp.test",
+        "stuck.test",
+    ] {
+        certified(name);
+    }
+    let body = s.dir.path().join("body");
+    std::fs::write(&body, vec![b'x'; 200 * 1024]).unwrap();
+    let upload = format!("@{}", body.display());
+    let port = s.porter.https.port();
+    let ca = s.ca.ca_path();
+    // The status of a POST of the body to https://HOST/PATH from `source` over `version`.
+    let post = |version: &str, host: &str, path: &str, source: &str| {
+        let resolve = format!("{host}:{port}:127.0.0.1");
+        let url = format!("https://{host}:{port}{path}");
+        status_code(&[
+            version,
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            "--interface",
+            source,
+            "-X",
+            "POST",
+            "--data-binary",
+            &upload,
+            &url,
+        ])
+    };
+    wait_until(Duration::from_secs(10), "the sites are served", || {
+        post("--http1.1", "moved.test", "/", "127.0.0.1") == "200"
+    });
+    for version in ["--http1.1", "--http2"] {
+        for (host, path, status) in [
+            ("auth.test", "/", "401"),
+            ("deny.test", "/", "403"),
+            ("moved.test", "/old", "308"),
+            ("stuck.test", "/", "503"),
+        ] {
+            let got = post(version, host, path, "127.0.0.1");
+            assert_eq!(got, status, "{version} {host}{path}");
+        }
+    }
+    // The issue's case: 15 login attempts with a limit of 10; each client its own budget.
+    for (version, source) in [("--http1.1", "127.0.0.2"), ("--http2", "127.0.0.3")] {
+        let statuses: Vec<String> = (0..15)
+            .map(|_| post(version, "wp.test", "/wp-login.php", source))
+            .collect();
+        let expected: Vec<&str> = [["200"; 10].as_slice(), &["429"; 5]].concat();
+        assert_eq!(statuses, expected, "{version}");
+    }
+    // The redirect to HTTPS, plain HTTP's own answer (HTTP/1.1 only: no h2 in clear text).
+    let plain = s.http("moved.test", "/", &["-X", "POST", "--data-binary", &upload]);
+    assert_eq!(plain.status, 308);
+}

@@ -427,3 +427,34 @@ async fn the_protocol_alpn_agreed_is_the_one_served() {
     tls.read_exact(&mut frame).await.unwrap();
     assert_eq!(frame[3], 4, "SETTINGS first: {frame:?}");
 }
+
+#[test]
+fn an_http10_client_is_answered_with_http11_and_http10_rules() {
+    let s = setup();
+    for (request, status) in [
+        // Proxied, of unknown length (the upstream chunks it).
+        ("GET /drip/2 HTTP/1.0\r\nHost: plain.test\r\n\r\n", "200"),
+        // Porter's own answer.
+        ("GET / HTTP/1.0\r\nHost: nowhere.test\r\n\r\n", "404"),
+    ] {
+        let started = std::time::Instant::now();
+        let answer = raw(s.porter.http, request);
+        // RFC 9110 section 2.5: the highest version Porter speaks...
+        assert!(
+            status_line(&answer).starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        // ...with HTTP/1.0's rules: no chunked coding, the end told by the close, which comes
+        // at once (not at the keep-alive timeout).
+        assert!(
+            !answer.to_ascii_lowercase().contains("transfer-encoding"),
+            "{answer}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{answer}");
+    }
+    let answer = raw(
+        s.porter.http,
+        "GET /drip/2 HTTP/1.0\r\nHost: plain.test\r\n\r\n",
+    );
+    assert!(answer.ends_with("drip 2\n"), "{answer}");
+}

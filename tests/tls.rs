@@ -180,7 +180,8 @@ async fn default_sni_serves_clients_without_sni_and_http10_without_host() {
         .await
         .unwrap()
         .ok();
-    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    // RFC 9110 section 2.5: answered in the highest version Porter speaks.
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // The upstream is spoken to in HTTP/1.1, which requires a Host: the connection's name.
     let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
     let seen: serde_json::Value = serde_json::from_str(body).expect(&answer);
@@ -231,4 +232,70 @@ fn a_connection_that_does_not_open_with_a_client_hello_gets_an_alert() {
         answer.len() >= 7 && answer[0] == 21 && answer[5] == 2 && answer[6] == 10,
         "{answer:?}"
     );
+}
+
+/// The first flight's bytes `sent` in one write to `porter`: what came back before the close,
+/// and how long the close took.
+fn answer_to(porter: &Porter, sent: &[u8]) -> (Vec<u8>, Duration) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(porter.https).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    stream.write_all(sent).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    (answer, started.elapsed())
+}
+
+/// A ClientHello for `name`, as a rustls client's first flight.
+fn client_hello(ca: &TestCa, name: &str) -> Vec<u8> {
+    let server_name = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let mut client = rustls::ClientConnection::new(ca.client(&[b"h2"]), server_name).unwrap();
+    let mut flight = Vec::new();
+    client.write_tls(&mut flight).unwrap();
+    flight
+}
+
+#[test]
+fn a_wrong_first_message_or_a_heartbeat_gets_unexpected_message_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    // A handshake timeout no answer below may wait for.
+    let porter = Porter::start(&dir.path().join("data"), &["--handshake-timeout", "60s"]);
+    ca.serve(&porter.data_dir, "a.test", &backend.addr);
+    let resolve = format!("a.test:{}:127.0.0.1", porter.https.port());
+    let url = format!("https://a.test:{}/", porter.https.port());
+    let ca_path = ca.ca_path();
+    let curl_args = [
+        "--cacert",
+        ca_path.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+        &url,
+    ];
+    wait_until(Duration::from_secs(10), "a.test is served", || {
+        status_code(&curl_args) == "200"
+    });
+    let hello = client_hello(&ca, "a.test");
+    // RFC 8446 section 4: a handshake message of the wrong type (a ServerHello here, whose
+    // body does not decode) is unexpected_message, not decode_error.
+    let server_hello = [22, 3, 1, 0, 8, 2, 0, 0, 4, 3, 3, 0, 0];
+    // RFC 8446 section 5: a record of a type TLS 1.3 does not have (heartbeat, 24), in the
+    // same packet as the ClientHello.
+    let heartbeat = [&hello[..], &[24, 3, 3, 0, 3, 1, 0, 0]].concat();
+    for (what, sent) in [
+        ("ServerHello", &server_hello[..]),
+        ("heartbeat", &heartbeat),
+    ] {
+        let (answer, took) = answer_to(&porter, sent);
+        // A fatal (2) unexpected_message (10) alert (21), then the close.
+        assert_eq!(answer, [21, 3, 3, 0, 2, 2, 10], "{what}");
+        assert!(
+            took < Duration::from_secs(5),
+            "{what}: closed after {took:?}"
+        );
+    }
 }

@@ -1,10 +1,11 @@
 //! What a request leaves behind: its count in the edge thread's metrics, and its access-log
 //! line (what is known of it when it comes, [`Started`]). Both are recorded by a response body
 //! that counts what it sends, when it is done or dropped (a client that goes away mid-body is
-//! counted and logged too, with the bytes it got).
+//! counted and logged too, with the bytes it got). That body also holds the request's body when
+//! it was left unread, until the response has been sent (see [`Unread`]).
 
 use crate::observe::access_log::{AccessLog, Entry};
-use crate::proxy::upstream::body::Body;
+use crate::proxy::upstream::body::{let_go, Body, Unread};
 use crate::proxy::upstream::idle::BoxError;
 use crate::proxy::{Conn, Edge};
 use bytes::Buf;
@@ -71,6 +72,8 @@ pub(crate) struct Finishing {
     upstream: Option<Duration>,
     /// The access-log line, when there is an access log.
     line: Option<(Box<Started>, Arc<AccessLog>)>,
+    /// Where the request's body goes if it is dropped unread.
+    unread: Option<Unread>,
 }
 
 impl Finishing {
@@ -88,18 +91,21 @@ impl Finishing {
             status: 0,
             upstream: None,
             line,
+            unread: None,
         }
     }
 
     /// `response` (which the upstream began to answer in `upstream`, when it was forwarded),
-    /// recorded once its body is sent.
+    /// recorded once its body is sent; it holds `unread` until then.
     pub(crate) fn when_sent(
         mut self,
         response: Response<Body>,
         upstream: Option<Duration>,
+        unread: Option<Unread>,
     ) -> Response<Body> {
         self.status = response.status().as_u16();
         self.upstream = upstream;
+        self.unread = unread;
         response.map(|inner| {
             Logged {
                 inner,
@@ -120,6 +126,10 @@ impl Finishing {
             entry.upstream = self.upstream;
             entry.duration = duration;
             log.record(entry);
+        }
+        // The response has been sent (or given up): an unread request body may go now.
+        if let Some(unread) = self.unread {
+            let_go(unread);
         }
     }
 }

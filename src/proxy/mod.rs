@@ -82,6 +82,9 @@ pub(crate) struct Conn {
     pub(crate) answered: AtomicBool,
     /// Whether it speaks HTTP/2 (a stop then sends GOAWAY at once; HTTP/1.1 needs waiting).
     pub(crate) http2: AtomicBool,
+    /// Whether the response about to be written answers an HTTP/1.0 request (its status line
+    /// then says HTTP/1.1, see `status_line`).
+    pub(crate) http10_answer: AtomicBool,
     /// Whether the request was forwarded by another node of the fleet (never forwarded again).
     pub(crate) from_fleet: bool,
 }
@@ -111,6 +114,7 @@ impl Conn {
             in_flight: AtomicU32::new(0),
             answered: AtomicBool::new(false),
             http2: AtomicBool::new(h2),
+            http10_answer: AtomicBool::new(false),
             from_fleet: false,
         }
     }
@@ -129,6 +133,7 @@ impl Conn {
             in_flight: AtomicU32::new(0),
             answered: AtomicBool::new(false),
             http2: AtomicBool::new(false),
+            http10_answer: AtomicBool::new(false),
             from_fleet: true,
         }
     }
@@ -155,6 +160,14 @@ impl Conn {
 impl connection::first_request::Requested for Arc<Conn> {
     fn requested(&self) -> bool {
         self.answered.load(Ordering::Relaxed) || self.in_flight.load(Ordering::Relaxed) > 0
+    }
+}
+
+impl connection::status_line::Answering for Arc<Conn> {
+    fn http10(&self) -> bool {
+        // Most writes find nothing announced: a load, not a write, for them.
+        self.http10_answer.load(Ordering::Relaxed)
+            && self.http10_answer.swap(false, Ordering::Relaxed)
     }
 }
 

@@ -21,7 +21,7 @@
 use crate::apps::Lease;
 use crate::proxy::logged::{Finishing, Started};
 use crate::proxy::phases::answer::Own;
-use crate::proxy::upstream::body::{full, Body, UpstreamBody};
+use crate::proxy::upstream::body::{full, Body, ClientBody, UpstreamBody};
 use crate::proxy::upstream::forward::Forwarded;
 use crate::proxy::upstream::held::{Holding, Slots};
 use crate::proxy::{
@@ -49,13 +49,15 @@ pub(crate) fn handle(
     // request's future then carries.
     let at = Instant::now();
     let host = route::request_host(&req).map(Cow::into_owned);
+    // Every response, Porter's own ones included, holds a body left unread (see `ClientBody`).
+    let (req, unread) = ClientBody::of(req);
     let logged = edge
         .access_log
         .clone()
         .map(|log| (Started::of(&req, &conn, host.as_deref()), log));
     serve(edge.clone(), conn, req, host).map(move |served| {
         let response = served.response.unwrap_or_else(Own::into_response);
-        Finishing::new(edge, served.site, at, logged).when_sent(response, served.upstream)
+        Finishing::new(edge, served.site, at, logged).when_sent(response, served.upstream, unread)
     })
 }
 
@@ -73,7 +75,7 @@ struct Served {
 async fn serve(
     edge: Arc<Edge>,
     conn: Arc<Conn>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     host: Option<String>,
 ) -> Served {
     let refused = |own| Served {
@@ -147,7 +149,7 @@ async fn inspect(
     conn: &Conn,
     site: &SiteEntry,
     waf: Option<&WafSettings>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<Request<UpstreamBody>, Own> {
     match waf {
         Some(settings) => {
@@ -297,7 +299,7 @@ fn well_formed<B>(req: &Request<B>) -> Result<(), Own> {
 async fn route(
     edge: &Edge,
     conn: &Conn,
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     host: Option<&str>,
 ) -> Result<Arc<SiteEntry>, Own> {
     let https = conn.tls_name.is_some();

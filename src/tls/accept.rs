@@ -2,6 +2,7 @@
 //! from the answers in memory, refuse a name Porter does not serve with a fatal `unrecognized_name` alert
 //! (rustls itself would say `access_denied`), then handshake.
 
+use super::first_flight::{FirstFlight, Unexpected};
 use super::resolver::server_name;
 use crate::served::acme_tls::ALPN_ACME_TLS;
 use crate::served::challenges::{Challenges, Lookup};
@@ -11,7 +12,7 @@ use rustls::ServerConfig;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
 /// Why a connection was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +48,10 @@ pub(crate) async fn accept<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let mut acceptor =
+        LazyConfigAcceptor::new(rustls::server::Acceptor::default(), FirstFlight::new(io));
     let start = match (&mut acceptor).await {
-        Ok(start) => start,
+        Ok(start) => StartHandshake::from_parts(start.accepted, start.io.into_inner()),
         Err(e) => return Err(unexpected_first_message(acceptor, e).await),
     };
     let hello = start.client_hello();
@@ -90,27 +92,28 @@ where
     Ok(Some((stream, name)))
 }
 
-/// A connection that did not open with a ClientHello gets the `unexpected_message` alert a
-/// rustls connection sends for a message out of place (RFC 8446 section 6.2): rustls's
-/// `Acceptor`, which reads the ClientHello apart, fails without one (found with tlsfuzzer).
-/// Other failures have had their alert sent already, or have none.
+/// A connection that did not open with a ClientHello, or sent what TLS does not have with it
+/// (see [`FirstFlight`]), gets the `unexpected_message` alert a rustls connection sends for a
+/// message out of place (RFC 8446 section 6.2): rustls's `Acceptor`, which reads the
+/// ClientHello apart, fails without one (found with tlsfuzzer). Other failures have had their
+/// alert sent already, or have none.
 async fn unexpected_first_message<IO>(
-    mut acceptor: LazyConfigAcceptor<IO>,
+    mut acceptor: LazyConfigAcceptor<FirstFlight<IO>>,
     e: std::io::Error,
 ) -> Refused
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let out_of_place = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .is_some_and(|error| {
-            matches!(
-                error,
-                rustls::Error::InappropriateMessage { .. }
-                    | rustls::Error::InappropriateHandshakeMessage { .. }
-            )
-        });
+    let out_of_place = e.get_ref().is_some_and(|inner| {
+        inner.is::<Unexpected>()
+            || inner.downcast_ref::<rustls::Error>().is_some_and(|error| {
+                matches!(
+                    error,
+                    rustls::Error::InappropriateMessage { .. }
+                        | rustls::Error::InappropriateHandshakeMessage { .. }
+                )
+            })
+    });
     match acceptor.take_io() {
         Some(io) if out_of_place => refuse(io, 10, Refused::Handshake(e)).await,
         _ => Refused::Handshake(e),

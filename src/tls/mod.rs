@@ -3,6 +3,7 @@
 
 mod accept;
 mod config;
+mod first_flight;
 mod resolver;
 mod tickets;
 

@@ -43,7 +43,10 @@ pub struct CleanRequest {
 
 /// Every request of the corpus file, in its order; a malformed line fails the test naming it.
 pub fn corpus() -> Vec<CleanRequest> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/clean_traffic.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/clean_traffic.jsonl"
+    );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
         .enumerate()

@@ -8,6 +8,7 @@ use crate::proxy::connection::first_request::{Agreed, FirstRequest};
 use crate::proxy::connection::per_ip::{client_key, Counted, PerIp};
 use crate::proxy::connection::proxy_protocol::ProxyProtocol;
 use crate::proxy::connection::shed::{Reason, Shed};
+use crate::proxy::connection::status_line::StatusLine;
 use crate::proxy::phases::rate::Rates;
 use crate::proxy::request::handle;
 use crate::proxy::{Conn, Edge};
@@ -291,6 +292,7 @@ pub(crate) async fn serve_https(
                         let session = Some((name, stream.get_ref().1));
                         let conn = Arc::new(Conn::new(peer, session, edge.forwarder.affinity()));
                         let agreed = Agreed::from_alpn(stream.get_ref().1.alpn_protocol());
+                        let stream = StatusLine::new(stream, conn.clone());
                         let stream =
                             FirstRequest::new(stream, header_timeout, conn.clone(), agreed);
                         serve_connection(stream, edge, conn, &builder, shutdown, shed)
@@ -354,6 +356,7 @@ pub(crate) async fn serve_http(
                 let (header_timeout, shed) = (limits.header_timeout, limits.shed.clone());
                 async move {
                     let conn = Arc::new(Conn::new(peer, None, edge.forwarder.affinity()));
+                    let stream = StatusLine::new(stream, conn.clone());
                     let stream =
                         FirstRequest::new(stream, header_timeout, conn.clone(), Agreed::Nothing);
                     serve_connection(stream, edge, conn, &builder, shutdown, shed).await;
@@ -391,9 +394,13 @@ where
         }
         // A request that comes during the drain is answered, and its connection closed after.
         let last = stopping.is_cancelled() && version < hyper::Version::HTTP_2;
+        let http10 = (version == hyper::Version::HTTP_10).then(|| conn.clone());
         async move {
             let mut response = handle(edge, conn, req).await;
             drop(handling);
+            if let Some(conn) = http10 {
+                conn.http10_answer.store(true, Ordering::Relaxed);
+            }
             if last && response.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
                 response.headers_mut().insert(
                     http::header::CONNECTION,

@@ -8,4 +8,5 @@ pub(super) mod listener;
 pub(super) mod per_ip;
 pub(super) mod proxy_protocol;
 pub(super) mod shed;
+pub(super) mod status_line;
 pub(super) mod threads;

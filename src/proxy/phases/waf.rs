@@ -5,13 +5,13 @@
 //! the limit streams through unchecked, and the WAF log says so.
 
 use crate::proxy::phases::answer::Own;
-use crate::proxy::upstream::body::{Replayed, UpstreamBody};
+use crate::proxy::upstream::body::{ClientBody, Replayed, UpstreamBody};
 use crate::proxy::{Conn, Edge};
 use bytes::{Bytes, BytesMut};
 use http::header::{COOKIE, HOST};
 use http::{Request, Version};
 use http_body_util::{BodyExt, Either, Empty};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
 use porter_store::WafSettings;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ pub(crate) async fn inspect(
     edge: &Edge,
     (site, settings): (&Arc<str>, WafSettings),
     conn: &Conn,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<Request<UpstreamBody>, Own> {
     // An HTTP/2 WebSocket (CONNECT with a protocol) is the GET its upstream is sent.
     let method = match crate::proxy::upstream::upgrade::is_h2_websocket(&req) {
@@ -62,12 +62,12 @@ pub(crate) async fn inspect(
 /// when there is more, and the trailers when it ended with them.
 async fn read_start(
     edge: &Edge,
-    body: Incoming,
+    body: ClientBody,
     limit: usize,
 ) -> Result<
     (
         Bytes,
-        Option<crate::proxy::upstream::idle::IdleTimeout<Incoming>>,
+        Option<crate::proxy::upstream::idle::IdleTimeout<ClientBody>>,
         Option<http::HeaderMap>,
     ),
     Own,

@@ -1,21 +1,130 @@
-//! The proxy's body types, at the bottom of its imports: what Porter answers with ([`Body`])
-//! and what it sends upstream ([`UpstreamBody`]), which may start with what the WAF has read
-//! ([`Replayed`]).
+//! The proxy's body types, at the bottom of its imports: what Porter answers with ([`Body`]),
+//! what the client sends ([`ClientBody`]) and what it sends upstream ([`UpstreamBody`]), which
+//! may start with what the WAF has read ([`Replayed`]).
 
 use crate::proxy::upstream::idle::{BoxError, IdleTimeout};
 use bytes::Bytes;
-use http::HeaderMap;
+use http::header::EXPECT;
+use http::{HeaderMap, Request, Version};
 use http_body_util::{BodyExt, Either, Empty, Full};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::body::{Frame, SizeHint};
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// The body of every response Porter sends.
 pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
 /// A request body on its way upstream: the client's, bounded by the idle deadline, or none.
-pub(crate) type UpstreamBody = Either<Replayed<IdleTimeout<Incoming>>, Empty<Bytes>>;
+pub(crate) type UpstreamBody = Either<Replayed<IdleTimeout<ClientBody>>, Empty<Bytes>>;
+
+/// A request body dropped unread, kept here until the response has been sent.
+pub(crate) type Unread = Arc<OnceLock<Incoming>>;
+
+/// How much of an unread request body is read after its response, at most, and for how long,
+/// before the stream is reset (HTTP/2) or the connection closed (HTTP/1).
+const DRAINED: usize = 1 << 20;
+const DRAINING: Duration = Duration::from_secs(2);
+
+/// Lets go of `unread` once its response has been sent: the body is read to its end (and
+/// thrown away) in the background, within bounds, so that a client still sending it sees its
+/// request end normally. A reset that comes with the response, HTTP/2's NO_ERROR included,
+/// makes some clients (curl 7.88) throw the response away. Past the bounds the body is dropped:
+/// h2 resets the stream with NO_ERROR, hyper closes the HTTP/1 connection.
+pub(crate) fn let_go(unread: Unread) {
+    // Still held elsewhere (by a request body the upstream client has not let go of): it is
+    // dropped with its last holder.
+    let Some(mut body) = Arc::into_inner(unread).and_then(OnceLock::into_inner) else {
+        return;
+    };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut read = 0;
+        let draining = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, Bytes::len);
+                if read > DRAINED {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAINING, draining).await;
+    });
+}
+
+/// The client's request body. One dropped before it was read to its end (Porter answered
+/// itself, or the upstream answered without reading it) goes to its [`Unread`], which the
+/// response holds until it has been sent, then [`let_go`]. Over HTTP/2, h2 resets a stream whose
+/// request body goes while its response is still being sent with CANCEL, and clients then throw
+/// the response away (curl: "Stream error in the HTTP/2 framing layer"); over HTTP/1, hyper
+/// closes the connection right after the response, and a client still sending then gets a
+/// reset that may take the response with it (why servers linger before they close).
+pub(crate) struct ClientBody {
+    // `None` once dropped into `unread`.
+    inner: Option<Incoming>,
+    unread: Option<Unread>,
+}
+
+impl ClientBody {
+    /// `req` with its body as a [`ClientBody`], and where the body goes if it is dropped
+    /// unread (for a request with a body, unless it waits for `100 Continue`: a client told
+    /// the final answer instead sends no body).
+    pub(crate) fn of(req: Request<Incoming>) -> (Request<ClientBody>, Option<Unread>) {
+        let waits = req.version() != Version::HTTP_2
+            && req
+                .headers()
+                .get(EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let keeps = !waits && !req.body().is_end_stream();
+        let unread = keeps.then(Unread::default);
+        let req = req.map(|inner| ClientBody {
+            inner: Some(inner),
+            unread: unread.clone(),
+        });
+        (req, unread)
+    }
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        if let (Some(unread), Some(inner)) = (&self.unread, self.inner.take()) {
+            if !inner.is_end_stream() {
+                // Set once only: this is the one body that goes there.
+                let _ = unread.set(inner);
+            }
+        }
+    }
+}
+
+impl hyper::body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+    }
+}
 
 /// A body of `bytes` known in full.
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {

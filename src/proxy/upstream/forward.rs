@@ -6,7 +6,7 @@
 
 use crate::proxy::phases::answer::Own;
 use crate::proxy::phases::headers;
-use crate::proxy::upstream::body::{Body, Replayed, UpstreamBody};
+use crate::proxy::upstream::body::{Body, ClientBody, Replayed, UpstreamBody};
 use crate::proxy::upstream::held::{Held, Holding};
 use crate::proxy::upstream::idle::IdleTimeout;
 use crate::proxy::upstream::pool::{Affinity, Loan, Pool};
@@ -64,7 +64,7 @@ impl Forwarder {
 
     /// The client's request body, bounded by the idle deadline and the minimum rate (nothing to
     /// bound when empty).
-    pub(crate) fn client_body(&self, body: Incoming) -> UpstreamBody {
+    pub(crate) fn client_body(&self, body: ClientBody) -> UpstreamBody {
         use hyper::body::Body as _;
         if body.is_end_stream() {
             Either::Right(Empty::new())
@@ -74,7 +74,7 @@ impl Forwarder {
     }
 
     /// The client's request body, bounded by the idle deadline and the minimum rate.
-    pub(crate) fn reading(&self, body: Incoming) -> IdleTimeout<Incoming> {
+    pub(crate) fn reading(&self, body: ClientBody) -> IdleTimeout<ClientBody> {
         IdleTimeout::new(body, self.timeout).with_min_rate(self.min_body_rate)
     }
 
