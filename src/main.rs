@@ -19,7 +19,6 @@
 mod access_log;
 mod admin;
 mod apps;
-mod cert_check;
 mod challenges;
 mod cli;
 mod config;

@@ -159,6 +159,7 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
         None => None,
     };
     let mut services = Services::new(CancellationToken::new());
+    crate::snapshot::set_hsts_default(args.hsts_default);
     let sites = reload::LiveSites::new(store.clone());
     let shed = Arc::new(Shed::default());
     let edge_stats: Vec<Arc<EdgeStats>> = (0..edge_thread_count(args.edge_threads))
