@@ -17,7 +17,6 @@
 //! Data flows one way: CLI/API -> store -> reload -> snapshot -> connections.
 
 mod apps;
-mod cert_check;
 mod cli;
 mod control;
 #[cfg(test)]

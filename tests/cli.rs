@@ -584,3 +584,251 @@ fn commands_never_create_a_store_and_say_where_they_looked() {
     let error: serde_json::Value = serde_json::from_slice(&json_refused.stderr).unwrap();
     assert_eq!(error["kind"], "refused", "{error}");
 }
+
+#[test]
+fn serve_help_groups_its_flags_and_shows_the_store_flags_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = ok(&dir.path().join("data"), &["serve", "--help"]);
+    let heading_at = |heading: &str| {
+        help.lines()
+            .position(|l| l == heading)
+            .unwrap_or_else(|| panic!("no heading {heading:?}:\n{help}"))
+    };
+    // Each flag under its heading: after it, before the next one.
+    let headings = [
+        ("Listeners:", "--https "),
+        ("TLS:", "--hsts-default "),
+        ("ACME:", "--acme-email "),
+        ("Limits:", "--max-connections "),
+        ("Fleet:", "--node-addr "),
+        ("WAF:", "--waf-default "),
+        ("Logs and metrics:", "--access-log "),
+        ("Store (every command):", "--etcd-ca "),
+    ];
+    for (heading, flag) in headings {
+        let at = heading_at(heading);
+        let flag_at = help
+            .lines()
+            .position(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("no {flag}:\n{help}"));
+        let next = help.lines().skip(at + 1).position(|l| l.ends_with(':'));
+        assert!(
+            flag_at > at && next.is_none_or(|n| flag_at < at + 1 + n),
+            "{flag} is not under {heading}:\n{help}"
+        );
+    }
+    // The store flags, global to every command, are shown once, and so in a command's help.
+    let site_help = ok(&dir.path().join("data"), &["site", "add", "--help"]);
+    for flag in [
+        "--data-dir ",
+        "--store ",
+        "--etcd-ca ",
+        "--etcd-cert ",
+        "--etcd-key ",
+        "--etcd-user ",
+        "--etcd-lease-ttl ",
+        "--node ",
+    ] {
+        for text in [&help, &site_help] {
+            let shown = text
+                .lines()
+                .filter(|l| l.trim_start().starts_with(flag))
+                .count();
+            assert_eq!(shown, 1, "{flag}:\n{text}");
+        }
+    }
+    assert!(
+        help.contains("[env: PORTER_HSTS_DEFAULT=]") && help.contains("[default: off]"),
+        "{help}"
+    );
+    let top = ok(&dir.path().join("data"), &["--help"]);
+    assert!(
+        top.contains("Exit codes:") && top.contains("5  unavailable"),
+        "{top}"
+    );
+}
+
+#[test]
+fn cert_status_fits_100_columns_and_shows_every_column_when_wide() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    let data = dir.path().join("data");
+    let long = "a-rather-long-customer-name.shop.example.test";
+    ca.serve(&data, "a.test", &backend.addr);
+    ca.serve(&data, long, &backend.addr);
+    let porter = Porter::start(&data, &[]);
+    porter.ok(&["site", "add", "new.test", "--upstream", &backend.addr]);
+
+    let table = porter.ok(&["cert", "status"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert_eq!(
+        lines[0]
+            .split("  ")
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>(),
+        ["DOMAIN", "STATE", "EXPIRES IN", "ISSUER", "NEXT RENEWAL"],
+        "{table}"
+    );
+    for line in &lines {
+        assert!(
+            line.chars().count() <= 100,
+            "{} columns: {line}",
+            line.len()
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("a.test") && l.contains("valid")),
+        "{table}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("new.test")), "{table}");
+    let wide = porter.ok(&["cert", "ls", "--wide"]);
+    for column in [
+        "SOURCE",
+        "KEY",
+        "RENEW AT",
+        "OCSP",
+        "SERVED",
+        "LAST ERROR / NOTE",
+    ] {
+        assert!(wide.lines().next().unwrap().contains(column), "{wide}");
+    }
+    assert!(wide.contains(long), "--wide shows names whole: {wide}");
+}
+
+#[test]
+fn cert_status_check_with_json_prints_the_result_as_json_and_exits_as_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    let data = dir.path().join("data");
+    ca.serve(&data, "a.test", &backend.addr);
+    let porter = Porter::start(&data, &[]);
+    let check = |extra: &[&str]| {
+        let out = porter.cli(&[&["--json", "cert", "status", "--check"][..], extra].concat());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), report)
+    };
+    let (code, report) = check(&[]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["state"], "OK", "{report}");
+    assert_eq!(report["exit_code"], 0, "{report}");
+    assert_eq!(report["certificates"], 1, "{report}");
+
+    // The test CA's certificates expire within 100 days: a warning, about a.test.
+    let (code, report) = check(&["--warn", "100d"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["state"], "WARNING", "{report}");
+    assert_eq!(report["exit_code"], 1, "{report}");
+    let finding = &report["findings"][0];
+    assert_eq!(finding["level"], "WARNING", "{report}");
+    assert_eq!(finding["domain"], "a.test", "{report}");
+    assert!(
+        finding["problem"]
+            .as_str()
+            .unwrap()
+            .starts_with("expires in"),
+        "{report}"
+    );
+
+    // No server: UNKNOWN, still as JSON.
+    assert!(porter.stop().success());
+    let out = cli(&data, &["--json", "cert", "status", "--check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["state"], "UNKNOWN", "{report}");
+}
+
+#[test]
+fn on_off_flags_take_on_and_off_and_still_true_and_false() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start();
+    let data = dir.path().join("data");
+    ok(&data, &["init"]);
+    ok(
+        &data,
+        &["site", "add", "a.test", "--upstream", &backend.addr],
+    );
+    let site = || -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&ok(&data, &["--json", "site", "ls"])).unwrap()[0]
+            .clone()
+    };
+    for (value, compress, acme) in [
+        ("on", true, true),
+        ("off", false, false),
+        ("true", true, true),
+        ("false", false, false),
+    ] {
+        ok(
+            &data,
+            &[
+                "site",
+                "update",
+                "a.test",
+                "--compress",
+                value,
+                "--acme",
+                value,
+            ],
+        );
+        let site = site();
+        assert_eq!(
+            site["features"]["compress"].as_bool().unwrap_or(false),
+            compress,
+            "--compress {value}: {site}"
+        );
+        assert_eq!(site["acme"], acme, "--acme {value}: {site}");
+    }
+    let usage = cli(
+        &data,
+        &["site", "update", "a.test", "--compress", "yes please"],
+    );
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&usage.stderr).contains("give on or off"),
+        "{}",
+        String::from_utf8_lossy(&usage.stderr)
+    );
+    // `ls` is `list` for every listing.
+    assert_eq!(ok(&data, &["site", "ls"]), ok(&data, &["site", "list"]));
+    for listing in [["app", "ls"], ["dns", "ls"], ["cert", "ls"], ["node", "ls"]] {
+        ok(&data, &listing);
+    }
+}
+
+#[test]
+fn an_error_without_a_kind_exits_1_and_a_cut_connection_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&data, &["init"]);
+    // An I/O error has no kind: 1, and `failed` in JSON.
+    let out = cli(
+        &data,
+        &["--json", "store", "import", "/nonexistent/backup.json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(error["kind"], "failed", "{error}");
+
+    // A server whose admin API closes the connection before answering: worth a retry.
+    let porter = Porter::start(&data, &[]);
+    let cutting = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let discovery_file = data.join("admin.json");
+    let mut discovery: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&discovery_file).unwrap()).unwrap();
+    discovery["admin"] = cutting.local_addr().unwrap().to_string().into();
+    std::fs::write(&discovery_file, discovery.to_string()).unwrap();
+    let cutter = std::thread::spawn(move || {
+        let (connection, _) = cutting.accept().unwrap();
+        drop(connection);
+    });
+    let out = porter.cli(&["site", "list"]);
+    cutter.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("retry"), "{stderr}");
+}

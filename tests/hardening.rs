@@ -49,6 +49,24 @@ impl Setup {
         self.porter.as_ref().unwrap()
     }
 
+    /// The response headers of `https://a.test/` (lowercase).
+    fn https_headers(&self) -> String {
+        let port = self.porter().https.port();
+        curl(&[
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--cacert",
+            self.ca.ca_path().to_str().unwrap(),
+            "--resolve",
+            &format!("a.test:{port}:127.0.0.1"),
+            &format!("https://a.test:{port}/"),
+        ])
+        .1
+        .to_lowercase()
+    }
+
     /// One HTTP/1.0 exchange with `openssl s_client`; returns what it printed.
     fn s_client(&self, args: &[&str]) -> String {
         require("openssl", "openssl");
@@ -152,25 +170,9 @@ fn only_tls12_and_13_with_ecdhe_and_aead_and_x25519_first() {
 
 #[test]
 fn hsts_is_sent_for_sites_with_a_valid_certificate_and_can_be_turned_off() {
-    let s = Setup::start(&[]);
-    let port = s.porter().https.port();
-    let resolve = format!("a.test:{port}:127.0.0.1");
-    let url = format!("https://a.test:{port}/");
-    let headers = || {
-        curl(&[
-            "-D",
-            "-",
-            "-o",
-            "/dev/null",
-            "--cacert",
-            s.ca.ca_path().to_str().unwrap(),
-            "--resolve",
-            &resolve,
-            &url,
-        ])
-        .1
-        .to_lowercase()
-    };
+    // The platform turns HSTS on for its sites (it is off by default).
+    let s = Setup::start(&["--hsts-default", "1y"]);
+    let headers = || s.https_headers();
     assert!(
         headers().contains("strict-transport-security: max-age=31536000"),
         "{}",
@@ -201,5 +203,31 @@ fn hsts_is_sent_for_sites_with_a_valid_certificate_and_can_be_turned_off() {
     assert!(
         !plain.to_lowercase().contains("strict-transport-security"),
         "{plain}"
+    );
+}
+
+/// HSTS locks a site's visitors out for its whole max-age when its HTTPS breaks: a platform
+/// turns it on for its customers deliberately (`--hsts-default`), and a site's own setting
+/// wins over the platform's.
+#[test]
+fn hsts_is_off_by_default_and_the_platform_default_applies_to_sites_without_their_own() {
+    let mut s = Setup::start(&[]);
+    let headers = s.https_headers();
+    assert!(headers.starts_with("http/"), "an answer: {headers}");
+    assert!(!headers.contains("strict-transport-security"), "{headers}");
+
+    s.extra = vec!["--hsts-default".into(), "1y".into()];
+    s.restart();
+    let headers = s.https_headers();
+    assert!(
+        headers.contains("strict-transport-security: max-age=31536000"),
+        "{headers}"
+    );
+    s.porter()
+        .ok(&["site", "update", "a.test", "--hsts-max-age", "0"]);
+    wait_until(
+        Duration::from_secs(1),
+        "the site's own setting wins",
+        || !s.https_headers().contains("strict-transport-security"),
     );
 }

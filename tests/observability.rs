@@ -73,7 +73,7 @@ fn cert_status_shows_every_column_for_acme_ocsp_imported_and_failing_certificate
     edge.add("acme.test");
     edge.wait_served("acme.test", Duration::from_secs(20));
     wait_until(Duration::from_secs(15), "a good staple", || {
-        edge.status("acme.test")["ocsp"] == "good"
+        edge.status("acme.test")["ocsp"]["status"] == "good"
     });
     let ca = TestCa::new(work.path());
     let data = edge.porter().data_dir.clone();
@@ -113,14 +113,17 @@ fn cert_status_shows_every_column_for_acme_ocsp_imported_and_failing_certificate
     let acme = row(&rows, "acme.test");
     assert_eq!(acme["status"], "valid", "{acme}");
     assert_eq!(acme["source"], "acme", "{acme}");
-    let ca_host = acme["ca"].as_str().unwrap_or_default();
-    assert!(ca_host.starts_with("127.0.0.1:"), "the CA's host: {acme}");
+    let ca = acme["ca"].as_str().unwrap_or_default();
+    assert!(
+        ca.starts_with("https://127.0.0.1:"),
+        "the CA's directory URL: {acme}"
+    );
     assert_eq!(acme["key_type"], "ECDSA P-256", "{acme}");
     assert!(acme["expires_in_s"].as_i64().unwrap() > 0, "{acme}");
     assert!(acme["renew_at"].is_string(), "{acme}");
     assert_eq!(acme["renew_why"], "lifetime ratio", "{acme}");
-    assert_eq!(acme["ocsp"], "good", "{acme}");
-    assert!(acme["ocsp_valid_until"].is_string(), "{acme}");
+    assert_eq!(acme["ocsp"]["status"], "good", "{acme}");
+    assert!(acme["ocsp"]["valid_until"].is_string(), "{acme}");
     assert_eq!(
         acme["served"], true,
         "the edge serves the stored one: {acme}"
@@ -128,7 +131,7 @@ fn cert_status_shows_every_column_for_acme_ocsp_imported_and_failing_certificate
 
     let imported = row(&rows, "imported.test");
     assert_eq!(imported["source"], "imported", "{imported}");
-    assert_eq!(imported["ocsp"], "the CA offers no OCSP", "{imported}");
+    assert_eq!(imported["ocsp"]["status"], "no_responder", "{imported}");
     assert!(imported["renew_at"].is_null(), "{imported}");
     assert_eq!(imported["served"], true, "{imported}");
 
@@ -138,14 +141,14 @@ fn cert_status_shows_every_column_for_acme_ocsp_imported_and_failing_certificate
     assert!(failing["next_attempt"].is_string(), "{failing}");
 
     // The table has the same facts.
-    let table = ok(&data, &["cert", "status"]);
+    let table = ok(&data, &["cert", "status", "--wide"]);
     let header = table.lines().next().unwrap();
     for column in ["SOURCE", "KEY", "LEFT", "RENEW AT", "WHY", "OCSP", "SERVED"] {
         assert!(header.contains(column), "{header}");
     }
     let acme_line = table.lines().find(|l| l.starts_with("acme.test")).unwrap();
     assert!(
-        acme_line.contains(&format!("acme:{ca_host}"))
+        acme_line.contains(&format!("acme:{ca}"))
             && acme_line.contains("ECDSA P-256")
             && acme_line.contains("lifetime ratio")
             && acme_line.contains("good until"),
@@ -183,7 +186,7 @@ fn cert_status_shows_every_column_for_acme_ocsp_imported_and_failing_certificate
     edge.porter.take().unwrap().stop();
     let rows = json(&ok(&data, &["--json", "cert", "status"]));
     assert!(row(&rows, "acme.test")["served"].is_null(), "{rows}");
-    assert_eq!(row(&rows, "acme.test")["ocsp"], "good", "{rows}");
+    assert_eq!(row(&rows, "acme.test")["ocsp"]["status"], "good", "{rows}");
 }
 
 #[test]

@@ -99,14 +99,15 @@ impl Config {
         std::iter::once(first.clone()).chain(rest).collect()
     }
 
-    /// The host (and port) of the CA's directory URL: how `cert status` names the CA.
+    /// The host (and port) of the CA's directory URL: how `porter status` names the CA.
     pub fn ca_host(&self) -> String {
         ca_host(&self.directory)
     }
 }
 
-/// The authority of a URL (`https://acme.example:14000/dir` -> `acme.example:14000`).
-fn ca_host(url: &str) -> String {
+/// The authority of a URL (`https://acme.example:14000/dir` -> `acme.example:14000`); a bare
+/// authority stays as it is.
+pub(crate) fn ca_host(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     rest.split(['/', '?', '#'])
         .next()

@@ -123,7 +123,7 @@ pub(crate) async fn obtain(
         .and_then(|p| p.key.clone())
         .ok_or_else(|| AcmeError::Order("the order was finished without a stored key".into()))?;
     let mut cert = CertRecord::from_der(domain, chain, &key.to_der(), ctx.now, CertSource::Acme)?;
-    cert.ca = Some(ctx.config.ca_host());
+    cert.ca = Some(ctx.config.directory.clone());
     Ok(Issued {
         cert,
         challenge: used,

@@ -349,12 +349,15 @@ impl Worker {
         &self.cas[(state.ca as usize).min(self.cas.len() - 1)]
     }
 
-    /// The CA that issued `cert` (by the host it recorded), else the first.
+    /// The CA that issued `cert` (by the host of the directory it recorded: records written
+    /// before the URL was kept hold the host alone), else the first.
     fn issuer(&self, cert: Option<&CertRecord>) -> &Ca {
-        let host = cert.and_then(|c| c.ca.as_deref());
+        let host = cert
+            .and_then(|c| c.ca.as_deref())
+            .map(crate::config::ca_host);
         self.cas
             .iter()
-            .find(|ca| host == Some(ca.config.ca_host().as_str()))
+            .find(|ca| host.as_deref() == Some(ca.config.ca_host().as_str()))
             .unwrap_or(&self.cas[0])
     }
     /// One attempt for `domain`: refresh its ARI window when due, then order if due, holding

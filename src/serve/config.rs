@@ -18,102 +18,120 @@ fn domain(s: &str) -> Result<DomainName, String> {
     Ok(name)
 }
 
+/// The headings `porter serve --help` groups its flags under.
+mod heading {
+    pub(super) const LISTENERS: &str = "Listeners";
+    pub(super) const TLS: &str = "TLS";
+    pub(super) const ACME: &str = "ACME";
+    pub(super) const LIMITS: &str = "Limits";
+    pub(super) const FLEET: &str = "Fleet";
+    pub(super) const WAF: &str = "WAF";
+    pub(super) const LOGS: &str = "Logs and metrics";
+}
+
 /// `porter serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// Replace the server already running on this data dir without refusing a connection
     /// (a restart or an upgrade; SIGUSR2 passes it). Without it, a second server on the same
     /// data dir is refused.
-    #[arg(long)]
+    #[arg(long, help_heading = heading::LISTENERS)]
     pub(crate) take_over: bool,
     /// Plain HTTP listener (redirects to HTTPS, serves sites without a certificate).
-    #[arg(long, env = "PORTER_HTTP", default_value = "[::]:80")]
+    #[arg(long, env = "PORTER_HTTP", default_value = "[::]:80", help_heading = heading::LISTENERS)]
     pub(crate) http: SocketAddr,
     /// HTTPS listener.
-    #[arg(long, env = "PORTER_HTTPS", default_value = "[::]:443")]
+    #[arg(long, env = "PORTER_HTTPS", default_value = "[::]:443", help_heading = heading::LISTENERS)]
     pub(crate) https: SocketAddr,
     /// Admin API: a loopback IP:PORT or unix:/path.
-    #[arg(long, env = "PORTER_ADMIN", default_value = "127.0.0.1:2019")]
+    #[arg(long, env = "PORTER_ADMIN", default_value = "127.0.0.1:2019", help_heading = heading::LISTENERS)]
     pub(crate) admin: AdminAddr,
     /// Expect a PROXY protocol header (v1 or v2, HAProxy's) on every connection, from these
     /// sources only (CIDRs, comma-separated: the load balancers). Connections from elsewhere,
     /// or without a valid header, are closed; the address in the header is the client's.
-    #[arg(long, env = "PORTER_PROXY_PROTOCOL", value_delimiter = ',', value_name = "CIDR,...", value_parser = network)]
+    #[arg(long, env = "PORTER_PROXY_PROTOCOL", value_delimiter = ',', value_name = "CIDR,...", value_parser = network, help_heading = heading::LISTENERS)]
     pub(crate) proxy_protocol: Vec<ipnet::IpNet>,
+    /// Time open connections get to finish at shutdown.
+    #[arg(long, env = "PORTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration, help_heading = heading::LISTENERS)]
+    pub(crate) shutdown_grace: Duration,
+    /// Site whose certificate answers TLS clients that send no SNI (else they are refused).
+    #[arg(long, env = "PORTER_DEFAULT_SNI", value_parser = domain, help_heading = heading::TLS)]
+    pub(crate) default_sni: Option<DomainName>,
+    /// How often TLS session ticket keys rotate; a ticket is honoured for one to two periods.
+    #[arg(long, env = "PORTER_TLS_TICKET_ROTATION", default_value = "12h", value_parser = duration, help_heading = heading::TLS)]
+    pub(crate) tls_ticket_rotation: Duration,
+    /// HSTS on the sites that set none (`site add|update --hsts-max-age`): off, 1y, or a
+    /// max-age such as 180d. Off by default, as Caddy and Traefik leave it: a browser that has
+    /// seen HSTS refuses a site's plain HTTP, and any certificate error, for the whole max-age,
+    /// so a customer site whose certificate lapses or that moves away is locked out for its
+    /// visitors; the platform turns it on knowingly.
+    #[arg(long, env = "PORTER_HSTS_DEFAULT", default_value = "off", value_name = "off|1y|DURATION", value_parser = hsts_max_age, help_heading = heading::TLS)]
+    pub(crate) hsts_default: u64,
     /// On-demand TLS: a handshake for a name Porter does not serve, and no rule of `porter
     /// on-demand allow` covers, asks this endpoint (`http://HOST:PORT/PATH`; `GET
     /// PATH?domain=NAME`, 200 = allowed); an allowed name becomes a site whose certificate is
     /// obtained while the client waits (within --handshake-timeout).
-    #[arg(long, env = "PORTER_ON_DEMAND_ASK", value_parser = crate::served::on_demand::ask_url, requires = "on_demand_upstream")]
+    #[arg(long, env = "PORTER_ON_DEMAND_ASK", value_parser = crate::served::on_demand::ask_url, requires = "on_demand_upstream", help_heading = heading::TLS)]
     pub(crate) on_demand_ask: Option<http::Uri>,
     /// On-demand TLS is on with this: where the sites it adds send their requests. Without
     /// --on-demand-ask, only names the rules of `porter on-demand allow` cover are allowed.
-    #[arg(long, env = "PORTER_ON_DEMAND_UPSTREAM", value_parser = upstream)]
+    #[arg(long, env = "PORTER_ON_DEMAND_UPSTREAM", value_parser = upstream, help_heading = heading::TLS)]
     pub(crate) on_demand_upstream: Option<porter_store::Upstream>,
     /// Sites added on demand a minute, at most (names past it are refused until it refills).
-    #[arg(long, env = "PORTER_ON_DEMAND_RATE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "PORTER_ON_DEMAND_RATE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), help_heading = heading::TLS)]
     pub(crate) on_demand_rate: u32,
-    /// Site whose certificate answers TLS clients that send no SNI (else they are refused).
-    #[arg(long, env = "PORTER_DEFAULT_SNI", value_parser = domain)]
-    pub(crate) default_sni: Option<DomainName>,
+    #[command(flatten, next_help_heading = heading::ACME)]
+    pub(crate) acme: AcmeArgs,
     /// Threads serving client connections (each runs its connections to their end); one per
     /// CPU the process may use when not given.
-    #[arg(long, env = "PORTER_EDGE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, env = "PORTER_EDGE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024), help_heading = heading::LIMITS)]
     pub(crate) edge_threads: Option<u16>,
     /// Time to connect to an upstream before answering 504.
-    #[arg(long, env = "PORTER_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "PORTER_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration, help_heading = heading::LIMITS)]
     pub(crate) upstream_connect_timeout: Duration,
     /// Time to wait for an upstream's response headers (then 504), and for body data in either
     /// direction (then the exchange is aborted).
-    #[arg(long, env = "PORTER_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
+    #[arg(long, env = "PORTER_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration, help_heading = heading::LIMITS)]
     pub(crate) upstream_timeout: Duration,
-    /// Time open connections get to finish at shutdown.
-    #[arg(long, env = "PORTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
-    pub(crate) shutdown_grace: Duration,
     /// Time a store operation may take before it fails (logged and counted): a disk that
     /// stops answering then fails requests instead of holding them for ever.
-    #[arg(long, env = "PORTER_STORE_DEADLINE", default_value = "10s", value_parser = duration)]
+    #[arg(long, env = "PORTER_STORE_DEADLINE", default_value = "10s", value_parser = duration, help_heading = heading::LIMITS)]
     pub(crate) store_deadline: Duration,
+    #[command(flatten, next_help_heading = heading::LIMITS)]
+    pub(crate) limits: LimitArgs,
     /// In a fleet (an etcd store): where the other nodes send this node the requests of its
     /// apps, HOST:PORT of its --http listener as they reach it (by default the --http address,
     /// unless that is a wildcard such as 0.0.0.0).
-    #[arg(long, env = "PORTER_NODE_ADDR")]
+    #[arg(long, env = "PORTER_NODE_ADDR", help_heading = heading::FLEET)]
     pub(crate) node_addr: Option<std::net::SocketAddr>,
-    /// Access log: a file (appended to; reopened on SIGHUP, so logrotate can move it) or `-`
-    /// for stdout. Off when not given.
-    #[arg(long, env = "PORTER_ACCESS_LOG")]
-    pub(crate) access_log: Option<crate::observe::access_log::Destination>,
-    /// Access log lines: `combined` (Apache's and nginx's, with the site, duration and upstream
-    /// time added) or `json`.
-    #[arg(long, env = "PORTER_ACCESS_LOG_FORMAT", default_value = "combined")]
-    pub(crate) access_log_format: crate::observe::access_log::Format,
-    /// A listener of its own for Prometheus metrics (`GET /metrics`, no token), like
-    /// 127.0.0.1:9180. Without it, `/metrics` is on the admin API, behind its token.
-    #[arg(long, env = "PORTER_METRICS")]
-    pub(crate) metrics: Option<SocketAddr>,
-    /// Sites with a `site` label of their own in the request metrics (the busiest); the
-    /// others are summed as `other`.
-    #[arg(long, env = "PORTER_METRICS_SITES", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
-    pub(crate) metrics_sites: u16,
-    /// For tests: while this file exists, store operations wait, as on a stalled disk.
-    #[arg(long, hide = true)]
-    pub(crate) test_store_stall_file: Option<std::path::PathBuf>,
-    /// How often TLS session ticket keys rotate; a ticket is honoured for one to two periods.
-    #[arg(long, env = "PORTER_TLS_TICKET_ROTATION", default_value = "12h", value_parser = duration)]
-    pub(crate) tls_ticket_rotation: Duration,
     /// The WAF mode of sites that set none (`site update --waf`): off, detect or block, at
     /// paranoia 1 and anomaly threshold 5.
-    #[arg(long, env = "PORTER_WAF_DEFAULT", default_value = "off")]
+    #[arg(long, env = "PORTER_WAF_DEFAULT", default_value = "off", help_heading = heading::WAF)]
     pub(crate) waf_default: porter_store::WafMode,
     /// Another copy of the OWASP CRS than Debian's modsecurity-crs: DIR/crs-setup.conf when
     /// present, then DIR/rules/*.conf (or DIR/*.conf). Loaded at start and on `porter waf
     /// reload`.
-    #[arg(long, env = "PORTER_WAF_RULES", value_name = "DIR")]
+    #[arg(long, env = "PORTER_WAF_RULES", value_name = "DIR", help_heading = heading::WAF)]
     pub(crate) waf_rules: Option<std::path::PathBuf>,
-    #[command(flatten)]
-    pub(crate) limits: LimitArgs,
-    #[command(flatten)]
-    pub(crate) acme: AcmeArgs,
+    /// Access log: a file (appended to; reopened on SIGHUP, so logrotate can move it) or `-`
+    /// for stdout. Off when not given.
+    #[arg(long, env = "PORTER_ACCESS_LOG", help_heading = heading::LOGS)]
+    pub(crate) access_log: Option<crate::observe::access_log::Destination>,
+    /// Access log lines: `combined` (Apache's and nginx's, with the site, duration and upstream
+    /// time added) or `json`.
+    #[arg(long, env = "PORTER_ACCESS_LOG_FORMAT", default_value = "combined", help_heading = heading::LOGS)]
+    pub(crate) access_log_format: crate::observe::access_log::Format,
+    /// A listener of its own for Prometheus metrics (`GET /metrics`, no token), like
+    /// 127.0.0.1:9180. Without it, `/metrics` is on the admin API, behind its token.
+    #[arg(long, env = "PORTER_METRICS", help_heading = heading::LOGS)]
+    pub(crate) metrics: Option<SocketAddr>,
+    /// Sites with a `site` label of their own in the request metrics (the busiest); the
+    /// others are summed as `other`.
+    #[arg(long, env = "PORTER_METRICS_SITES", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..), help_heading = heading::LOGS)]
+    pub(crate) metrics_sites: u16,
+    /// For tests: while this file exists, store operations wait, as on a stalled disk.
+    #[arg(long, hide = true)]
+    pub(crate) test_store_stall_file: Option<std::path::PathBuf>,
 }
 
 /// What one client, one site or all of them together may hold of the edge: the flags of
@@ -179,6 +197,17 @@ pub(crate) struct LimitArgs {
     /// Requests a client may send a site at once within its rate; twice the rate when 0.
     #[arg(long, env = "PORTER_RATE_BURST", default_value_t = 0)]
     pub(crate) rate_burst: u32,
+}
+
+/// An HSTS max-age in seconds: `off` (0), `1y`, or a duration.
+fn hsts_max_age(text: &str) -> Result<u64, String> {
+    match text {
+        "off" => Ok(0),
+        "1y" => Ok(porter_store::HSTS_ONE_YEAR),
+        other => duration(other)
+            .map(|d| d.as_secs())
+            .map_err(|e| format!("{e} (or off, or 1y)")),
+    }
 }
 
 /// A size in bytes: a number, with an optional `KiB`, `MiB` or `GiB`.

@@ -57,6 +57,7 @@ impl Parts {
             .collect();
         let waf = waf(data_dir, args, edge_stats.len())?;
         let on_demand = on_demand(&store, args, services);
+        crate::served::snapshot::set_hsts_default(args.hsts_default);
         Ok(Parts {
             sites: LiveSites::new(store.clone()),
             store,

@@ -269,7 +269,7 @@ impl OnDemand {
             domain: domain.clone(),
             target,
             acme: true,
-            hsts_max_age: porter_store::DEFAULT_HSTS_MAX_AGE,
+            hsts_max_age: None,
             features: Default::default(),
             challenge: None,
             needs_cert_since: Some(porter_store::unix_now()),

@@ -237,7 +237,7 @@ mod tests {
                 domain: domain.clone(),
                 target: Target::Upstream(Upstream::parse("127.0.0.1:9").unwrap()),
                 acme: false,
-                hsts_max_age: 0,
+                hsts_max_age: Some(0),
                 features: Default::default(),
                 challenge: None,
                 needs_cert_since: None,

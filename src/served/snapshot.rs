@@ -87,6 +87,17 @@ impl ServedCert {
     }
 }
 
+/// The HSTS max-age of the sites that set none (`serve --hsts-default`; 0 is off), set once as
+/// the server starts, before its first snapshot. Process-wide like the flag it comes from, so
+/// that each follower of the store that builds entries does not carry it along; unset (a
+/// process that serves nothing) it is off.
+static HSTS_DEFAULT: OnceLock<u64> = OnceLock::new();
+
+/// Sets [`HSTS_DEFAULT`]; a second call changes nothing.
+pub(crate) fn set_hsts_default(max_age: u64) {
+    let _ = HSTS_DEFAULT.set(max_age);
+}
+
 /// One site as the edge serves it.
 pub(crate) struct SiteEntry {
     /// Its domain, exact or wildcard: one allocation shared by the map key and the certificate,
@@ -107,8 +118,11 @@ impl SiteEntry {
     pub(crate) fn new(site: Site, cert: Option<CertRecord>, ocsp: Option<OcspRecord>) -> Self {
         let domain: Arc<str> = site.domain.as_str().into();
         let cert = cert.map(|record| ServedCert::new(Arc::clone(&domain), record, ocsp));
-        let hsts = (site.hsts_max_age > 0).then(|| {
-            http::HeaderValue::from_str(&format!("max-age={}", site.hsts_max_age))
+        let max_age = site
+            .hsts_max_age
+            .unwrap_or_else(|| HSTS_DEFAULT.get().copied().unwrap_or(0));
+        let hsts = (max_age > 0).then(|| {
+            http::HeaderValue::from_str(&format!("max-age={max_age}"))
                 .expect("digits are a valid header value")
         });
         let features = (!site.features.is_default()).then(|| Box::new(site.features));

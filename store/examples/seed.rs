@@ -55,7 +55,7 @@ async fn main() {
                     domain: domain.clone(),
                     target: Target::Upstream(upstream.clone()),
                     acme: false,
-                    hsts_max_age: 0,
+                    hsts_max_age: Some(0),
                     features: Default::default(),
                     challenge: None,
                     needs_cert_since: None,

@@ -26,7 +26,7 @@ async fn run(writers: usize, ops: usize) -> Option<Duration> {
                     domain: domain.clone(),
                     target: Target::Upstream(upstream.clone()),
                     acme: false,
-                    hsts_max_age: 0,
+                    hsts_max_age: Some(0),
                     features: Default::default(),
                     challenge: None,
                     needs_cert_since: None,

@@ -43,8 +43,7 @@ pub use lock::Lock;
 pub use model::{
     AcmeAccount, AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, ChallengeKind,
     DnsTxtRecord, Http01Challenge, OcspRecord, OcspResponse, OcspStatus, PendingOrder, PrivateKey,
-    SecretBytes, SecretText, Site, Target, TicketKey, TicketKeys, TlsAlpnChallenge,
-    DEFAULT_HSTS_MAX_AGE,
+    SecretBytes, SecretText, Site, Target, TicketKey, TicketKeys, TlsAlpnChallenge, HSTS_ONE_YEAR,
 };
 pub use node::Node;
 pub use on_demand::{on_demand_allows, validate_on_demand_rule};

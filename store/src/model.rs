@@ -17,8 +17,10 @@ pub struct Site {
     #[serde(default = "yes")]
     pub acme: bool,
     /// `Strict-Transport-Security` max-age sent once the site has a valid certificate; 0 = off.
-    #[serde(default = "default_hsts")]
-    pub hsts_max_age: u64,
+    /// `None`: the platform's default (`porter serve --hsts-default`), as for every site added
+    /// without one of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts_max_age: Option<u64>,
     /// Its HTTP features (compression, redirects, basic auth, allow/deny, error pages).
     #[serde(default, skip_serializing_if = "crate::Features::is_default")]
     pub features: crate::Features,
@@ -34,14 +36,10 @@ pub struct Site {
 }
 
 /// One year, the HSTS max-age browsers' preload lists ask for.
-pub const DEFAULT_HSTS_MAX_AGE: u64 = 31_536_000;
+pub const HSTS_ONE_YEAR: u64 = 31_536_000;
 
 fn yes() -> bool {
     true
-}
-
-fn default_hsts() -> u64 {
-    DEFAULT_HSTS_MAX_AGE
 }
 
 /// What a site's requests are handed to.
@@ -104,8 +102,8 @@ pub struct CertRecord {
     pub not_after: i64,
     /// Imported or obtained over ACME.
     pub source: CertSource,
-    /// For ACME, the host of the CA's directory it was obtained from (absent in records
-    /// written before it was kept).
+    /// For ACME, the directory URL of the CA it was obtained from (its host alone in records
+    /// written before the URL was kept; absent in older ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<String>,
 }

@@ -21,7 +21,7 @@ fn site(domain: &str, upstream: &str) -> Site {
         domain: DomainName::parse(domain).unwrap(),
         target: Target::Upstream(Upstream::parse(upstream).unwrap()),
         acme: true,
-        hsts_max_age: porter_store::DEFAULT_HSTS_MAX_AGE,
+        hsts_max_age: Some(porter_store::HSTS_ONE_YEAR),
         features: Default::default(),
         challenge: None,
         needs_cert_since: None,
@@ -356,7 +356,7 @@ async fn sites_update_in_place(store: impl Store) {
         "{missing:?}"
     );
     store.add_site(site("u.test", "127.0.0.1:1")).await.unwrap();
-    changed.hsts_max_age = 0;
+    changed.hsts_max_age = Some(0);
     changed.features = porter_store::Features {
         compress: true,
         canonical: Some(porter_store::Canonical::Apex),

@@ -16,7 +16,7 @@ fn site(domain: &str) -> Site {
         domain: DomainName::parse(domain).unwrap(),
         target: Target::Upstream(Upstream::parse("127.0.0.1:1").unwrap()),
         acme: true,
-        hsts_max_age: porter_store::DEFAULT_HSTS_MAX_AGE,
+        hsts_max_age: Some(porter_store::HSTS_ONE_YEAR),
         features: Default::default(),
         challenge: None,
         needs_cert_since: None,

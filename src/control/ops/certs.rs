@@ -24,17 +24,109 @@ pub(crate) struct Beside<'a> {
     pub(crate) sites: Option<&'a LiveSites>,
 }
 
-/// OCSP states, as `cert status` words them.
-pub(crate) mod ocsp_state {
-    pub(crate) const GOOD: &str = "good";
-    pub(crate) const GOOD_REFRESH_FAILING: &str = "good (refresh failing)";
-    pub(crate) const REVOKED: &str = "REVOKED";
-    pub(crate) const UNKNOWN: &str = "unknown to the responder";
-    pub(crate) const NO_OCSP: &str = "the CA offers no OCSP";
+/// A certificate's OCSP state in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OcspState {
+    /// The response held says good (its refresh may be failing: see `error`).
+    Good,
+    Revoked,
+    /// The responder does not know the certificate.
+    Unknown,
+    /// The certificate names no responder (Let's Encrypt's since 2025): normal.
+    NoResponder,
     /// The last good response has expired and no new one came.
-    pub(crate) const STALE: &str = "stale";
-    pub(crate) const FAILING: &str = "failing";
-    pub(crate) const PENDING: &str = "pending";
+    Stale,
+    /// No response yet, and fetching fails.
+    Failing,
+    /// No response yet.
+    Pending,
+}
+
+/// A certificate's OCSP state with what is known of its response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OcspView {
+    pub(crate) status: OcspState,
+    /// The responder, from the certificate's AIA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) responder: Option<String>,
+    /// `thisUpdate` of the response held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) this_update: Option<String>,
+    /// Until when the response held is stapled: its `nextUpdate`, or the certificate's end if
+    /// sooner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) valid_until: Option<String>,
+    /// When the certificate was revoked, by a `revoked` answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) revoked_at: Option<String>,
+    /// When the response is fetched next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) next_refresh: Option<String>,
+    /// The last failed fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+impl From<OcspState> for OcspView {
+    fn from(status: OcspState) -> Self {
+        OcspView {
+            status,
+            responder: None,
+            this_update: None,
+            valid_until: None,
+            revoked_at: None,
+            next_refresh: None,
+            error: None,
+        }
+    }
+}
+
+impl OcspView {
+    /// The state as `cert status` words it for a person.
+    pub(crate) fn words(&self) -> &'static str {
+        match self.status {
+            OcspState::Good if self.error.is_some() => "good (refresh failing)",
+            OcspState::Good => "good",
+            OcspState::Revoked => "REVOKED",
+            OcspState::Unknown => "unknown to the responder",
+            OcspState::NoResponder => "the CA offers no OCSP",
+            OcspState::Stale => "stale",
+            OcspState::Failing => "failing",
+            OcspState::Pending => "pending",
+        }
+    }
+
+    /// The view of `ocsp`, the record of the certificate shown, at `now`.
+    fn of(ocsp: Option<OcspRecord>, now: i64) -> Self {
+        let Some(ocsp) = ocsp else {
+            return OcspState::Pending.into();
+        };
+        let status = match (&ocsp.url, &ocsp.response) {
+            (None, _) => return OcspState::NoResponder.into(),
+            (Some(_), Some(r)) if r.valid_until > now => match r.status {
+                OcspStatus::Good => OcspState::Good,
+                OcspStatus::Revoked(_) => OcspState::Revoked,
+                OcspStatus::Unknown => OcspState::Unknown,
+            },
+            (Some(_), Some(_)) => OcspState::Stale,
+            (Some(_), None) if ocsp.last_error.is_some() => OcspState::Failing,
+            (Some(_), None) => OcspState::Pending,
+        };
+        let response = ocsp.response.as_ref();
+        OcspView {
+            status,
+            responder: ocsp.url,
+            this_update: response.map(|r| rfc3339(r.this_update)),
+            valid_until: response.map(|r| rfc3339(r.valid_until)),
+            revoked_at: response.and_then(|r| match r.status {
+                OcspStatus::Revoked(at) => Some(rfc3339(at)),
+                _ => None,
+            }),
+            next_refresh: Some(rfc3339(ocsp.next_refresh)),
+            error: ocsp.last_error,
+        }
+    }
 }
 
 /// A site's certificate as `cert status` shows it (never the key), and its ACME progress.
@@ -55,7 +147,8 @@ pub(crate) struct CertView {
     pub(crate) expires_in_s: Option<i64>,
     /// `imported` or `acme`.
     pub(crate) source: Option<String>,
-    /// For ACME, the host of the CA that issued it.
+    /// For ACME, the directory URL of the CA that issued it (its host alone for certificates
+    /// obtained before Porter kept the URL).
     pub(crate) ca: Option<String>,
     /// When the ACME worker renews it.
     pub(crate) renew_at: Option<String>,
@@ -71,14 +164,8 @@ pub(crate) struct CertView {
     pub(crate) challenge: Option<String>,
     /// Whether an ACME order is in flight (it resumes after a restart).
     pub(crate) order_in_flight: bool,
-    /// One of the [`ocsp_state`] words.
-    pub(crate) ocsp: Option<String>,
-    /// Until when the stapled response is valid.
-    pub(crate) ocsp_valid_until: Option<String>,
-    /// When the OCSP response is fetched next.
-    pub(crate) ocsp_next_refresh: Option<String>,
-    /// The last OCSP failure.
-    pub(crate) ocsp_error: Option<String>,
+    /// Its OCSP state and response, when it has a certificate.
+    pub(crate) ocsp: Option<OcspView>,
     /// Whether the edge serves this very certificate now (its serial is the stored one's);
     /// `None` when no server answered, or it has no certificate.
     pub(crate) served: Option<bool>,
@@ -99,32 +186,15 @@ impl CertView {
 
     /// Whether its OCSP response cannot be fetched or has run out.
     pub(crate) fn ocsp_failing(&self) -> bool {
-        matches!(
-            self.ocsp.as_deref(),
-            Some(ocsp_state::FAILING | ocsp_state::STALE | ocsp_state::GOOD_REFRESH_FAILING)
-        )
+        self.ocsp.as_ref().is_some_and(|o| {
+            matches!(o.status, OcspState::Failing | OcspState::Stale)
+                || (o.status == OcspState::Good && o.error.is_some())
+        })
     }
-}
 
-/// One word (or three) on a certificate's OCSP state.
-fn ocsp_summary(ocsp: Option<&OcspRecord>, now: i64) -> &'static str {
-    use ocsp_state::*;
-    let Some(ocsp) = ocsp else {
-        return PENDING;
-    };
-    if ocsp.url.is_none() {
-        return NO_OCSP;
-    }
-    match &ocsp.response {
-        Some(r) if r.valid_until > now => match r.status {
-            OcspStatus::Good if ocsp.last_error.is_some() => GOOD_REFRESH_FAILING,
-            OcspStatus::Good => GOOD,
-            OcspStatus::Revoked(_) => REVOKED,
-            OcspStatus::Unknown => UNKNOWN,
-        },
-        Some(_) => STALE,
-        None if ocsp.last_error.is_some() => FAILING,
-        None => PENDING,
+    /// Its OCSP state, when it has a certificate.
+    pub(crate) fn ocsp_state(&self) -> Option<OcspState> {
+        self.ocsp.as_ref().map(|o| o.status)
     }
 }
 
@@ -186,20 +256,12 @@ fn cert_view(
                 }
             }
             let ocsp = ocsp.filter(|o| o.serial == cert.serial);
-            view.ocsp = Some(
-                match &ocsp {
-                    None if porter_acme::responder_url(&cert.chain[0]).is_none() => {
-                        ocsp_state::NO_OCSP
-                    }
-                    _ => ocsp_summary(ocsp.as_ref(), now),
+            view.ocsp = Some(match ocsp {
+                None if porter_acme::responder_url(&cert.chain[0]).is_none() => {
+                    OcspState::NoResponder.into()
                 }
-                .to_owned(),
-            );
-            if let Some(ocsp) = ocsp.filter(|o| o.url.is_some()) {
-                view.ocsp_valid_until = ocsp.response.as_ref().map(|r| rfc3339(r.valid_until));
-                view.ocsp_next_refresh = Some(rfc3339(ocsp.next_refresh));
-                view.ocsp_error = ocsp.last_error;
-            }
+                ocsp => OcspView::of(ocsp, now),
+            });
             view.served = beside
                 .sites
                 .and_then(|sites| served(sites, &site.domain, &cert.serial));

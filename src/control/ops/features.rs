@@ -13,9 +13,9 @@ use std::path::PathBuf;
 /// What `site update` changes in a site's features; what is not given stays.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 pub(crate) struct FeatureChange {
-    /// Compress compressible responses (br, zstd or gzip, as the client accepts): true|false.
+    /// Compress compressible responses (br, zstd or gzip, as the client accepts): on|off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[arg(long, value_name = "BOOL")]
+    #[arg(long, value_name = "on|off", value_parser = super::on_off)]
     pub(crate) compress: Option<bool>,
     /// Redirect this name to the name without `www.` (for a www. site; 301).
     #[serde(default, skip_serializing_if = "is_false")]

@@ -11,7 +11,6 @@ pub(crate) mod status;
 
 use porter_store::{
     AppId, ChallengeKind, DnsZone, DomainName, Site, Store, StoreError, Target, Upstream,
-    DEFAULT_HSTS_MAX_AGE,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -63,6 +62,7 @@ pub(crate) struct AddSite {
     #[arg(long)]
     pub(crate) no_acme: bool,
     /// HSTS max-age in seconds once the site has a valid certificate; 0 turns HSTS off.
+    /// Without it, the server's `--hsts-default` applies.
     #[serde(default)]
     #[arg(long)]
     pub(crate) hsts_max_age: Option<u64>,
@@ -88,9 +88,9 @@ pub(crate) struct UpdateSite {
     #[serde(default)]
     #[arg(long)]
     pub(crate) allow_unreachable: bool,
-    /// Whether Porter obtains its certificate over ACME.
+    /// Whether Porter obtains its certificate over ACME: on|off.
     #[serde(default)]
-    #[arg(long)]
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
     pub(crate) acme: Option<bool>,
     /// HSTS max-age in seconds once the site has a valid certificate; 0 turns HSTS off.
     #[serde(default)]
@@ -122,8 +122,9 @@ pub(crate) struct SiteView {
     pub(crate) upstream: String,
     /// Whether its certificate is obtained over ACME.
     pub(crate) acme: bool,
-    /// HSTS max-age in seconds once it has a valid certificate (0 = off).
-    pub(crate) hsts_max_age: u64,
+    /// HSTS max-age in seconds once it has a valid certificate (0 = off); `None`: the
+    /// server's `--hsts-default`.
+    pub(crate) hsts_max_age: Option<u64>,
     /// The ACME challenge tried first, when the site sets one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) acme_challenge: Option<String>,
@@ -133,6 +134,16 @@ pub(crate) struct SiteView {
     /// Something the operator should know about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
+}
+
+/// The value of every on/off flag of the command line: `on` or `off`; `true` and `false` are
+/// still taken from scripts written before the flags said `on|off`.
+pub(crate) fn on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        other => Err(format!("{other:?}: give on or off")),
+    }
 }
 
 pub(crate) fn rfc3339(unix: i64) -> String {
@@ -207,7 +218,7 @@ pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView
         domain,
         target,
         acme: !req.no_acme,
-        hsts_max_age: req.hsts_max_age.unwrap_or(DEFAULT_HSTS_MAX_AGE),
+        hsts_max_age: req.hsts_max_age,
         features: Default::default(),
         challenge,
         needs_cert_since: Some(porter_store::unix_now()),
@@ -256,7 +267,7 @@ pub(crate) async fn update_site(
         site.acme = acme;
     }
     if let Some(max_age) = req.hsts_max_age {
-        site.hsts_max_age = max_age;
+        site.hsts_max_age = Some(max_age);
     }
     if let Some(kind) = &req.acme_challenge {
         site.challenge = challenge_choice(store, &domain, kind).await?;

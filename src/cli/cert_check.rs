@@ -2,7 +2,8 @@
 //! Nagios/Icinga plugin convention: one summary line first, with performance data after `|`,
 //! then one line per problem; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-use crate::control::ops::certs::{ocsp_state, CertView};
+use crate::control::ops::certs::{CertView, OcspState};
+use serde::Serialize;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,7 +34,8 @@ impl Filter {
 }
 
 /// A plugin result, worst last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub(crate) enum Level {
     Ok = 0,
     Warning = 1,
@@ -143,72 +145,124 @@ fn without_certificate(view: &CertView, t: Thresholds, acme_off: bool) -> Option
     Some((level, format!("no certificate{how_long} ({why})")))
 }
 
-/// What a row is wrong with, at which level.
-fn problems(view: &CertView, t: Thresholds, acme_off: bool) -> Vec<(Level, String)> {
-    let mut found = Vec::new();
-    let mut say = |level, what: String| found.push((level, format!("{}: {what}", view.domain)));
-    match view.expires_in_s {
-        Some(left) if left <= 0 => say(Level::Critical, format!("expired {} ago", span(-left))),
-        _ if view.status != "valid" => {
-            if let Some((level, what)) = without_certificate(view, t, acme_off) {
-                say(level, what);
-            }
+/// One problem found, at its level.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Finding {
+    pub(crate) level: Level,
+    /// The site it is about (`None`: about the server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) domain: Option<String>,
+    pub(crate) problem: String,
+}
+
+impl Finding {
+    /// The finding as its plugin output line says it (without the level).
+    fn line(&self) -> String {
+        match &self.domain {
+            Some(domain) => format!("{domain}: {}", self.problem),
+            None => self.problem.clone(),
         }
+    }
+}
+
+/// The problems of the expiry of a row's certificate, or of its having none.
+fn expiry_problem(view: &CertView, t: Thresholds, acme_off: bool) -> Option<(Level, String)> {
+    match view.expires_in_s {
+        Some(left) if left <= 0 => Some((Level::Critical, format!("expired {} ago", span(-left)))),
+        _ if view.status != "valid" => without_certificate(view, t, acme_off),
         Some(left) if left < t.crit.as_secs() as i64 => {
-            say(Level::Critical, format!("expires in {}", span(left)))
+            Some((Level::Critical, format!("expires in {}", span(left))))
         }
         Some(left) if left < t.warn.as_secs() as i64 => {
-            say(Level::Warning, format!("expires in {}", span(left)))
+            Some((Level::Warning, format!("expires in {}", span(left))))
         }
-        _ => {}
+        _ => None,
     }
-    if view.ocsp.as_deref() == Some(ocsp_state::REVOKED) {
-        say(Level::Critical, "revoked (OCSP)".into());
+}
+
+/// What a row is wrong with, at which level.
+fn problems(view: &CertView, t: Thresholds, acme_off: bool) -> Vec<Finding> {
+    let mut found: Vec<(Level, String)> = expiry_problem(view, t, acme_off).into_iter().collect();
+    if view.ocsp_state() == Some(OcspState::Revoked) {
+        found.push((Level::Critical, "revoked (OCSP)".into()));
     }
     if view.served == Some(false) {
-        say(
+        found.push((
             Level::Critical,
             "the edge serves another certificate than the stored one".into(),
-        );
+        ));
     }
     if view.renewal_failing() {
-        say(
+        found.push((
             Level::Warning,
             format!(
                 "renewal failing after {} attempts: {}",
                 view.attempts,
                 view.last_error.as_deref().unwrap_or("unknown error")
             ),
-        );
+        ));
     }
-    if view.ocsp.as_deref() == Some(ocsp_state::STALE) {
-        say(
+    if view.ocsp_state() == Some(OcspState::Stale) {
+        found.push((
             Level::Warning,
             "OCSP response stale (expired, no new one)".into(),
-        );
+        ));
     }
     found
+        .into_iter()
+        .map(|(level, problem)| Finding {
+            level,
+            domain: Some(view.domain.clone()),
+            problem,
+        })
+        .collect()
 }
 
-/// The plugin's level and output for `views`, read with `server` beside them.
-pub(crate) fn check(views: &[CertView], t: Thresholds, server: Server) -> (Level, String) {
-    let acme_off = server == Server::Up { acme: Some(false) };
-    let mut lines: Vec<(Level, String)> = views
+/// The plugin's result: its level, what it counted, and what it found, worst first.
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    /// OK, WARNING, CRITICAL or UNKNOWN: also the exit code's meaning.
+    pub(crate) state: Level,
+    /// 0 to 3, as the plugin exits.
+    pub(crate) exit_code: u8,
+    /// The summary line, without its performance data.
+    pub(crate) summary: String,
+    pub(crate) certificates: usize,
+    pub(crate) sites: usize,
+    pub(crate) without_certificate: usize,
+    /// Seconds until the next certificate expires (negative: one has expired).
+    pub(crate) next_expiry_s: Option<i64>,
+    pub(crate) findings: Vec<Finding>,
+    /// The thresholds, for the performance data.
+    #[serde(skip)]
+    thresholds: Option<Thresholds>,
+}
+
+/// Every finding of `views`, worst first, then by domain: the line a pager shows is the one
+/// that matters.
+fn findings(views: &[CertView], t: Thresholds, acme_off: bool) -> Vec<Finding> {
+    let mut found: Vec<Finding> = views
         .iter()
         .flat_map(|v| problems(v, t, acme_off))
         .collect();
     // Certificates ACME renews, on a server that will not: one line for all of them.
     let not_renewed = views.iter().filter(|v| v.renew_at.is_some()).count();
     if acme_off && not_renewed > 0 {
-        lines.push((
-            Level::Warning,
-            format!("the running server has ACME off: {not_renewed} ACME certificates will not be renewed (serve with --acme-agree-tos)"),
-        ));
+        found.push(Finding {
+            level: Level::Warning,
+            domain: None,
+            problem: format!("the running server has ACME off: {not_renewed} ACME certificates will not be renewed (serve with --acme-agree-tos)"),
+        });
     }
-    // Worst first, then by domain: the line a pager shows is the one that matters.
-    lines.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let count = |l: Level| lines.iter().filter(|(level, _)| *level == l).count();
-    let found = lines.first().map_or(Level::Ok, |(level, _)| *level);
+    found.sort_by(|a, b| b.level.cmp(&a.level).then_with(|| a.line().cmp(&b.line())));
+    found
+}
+
+/// The plugin's result for `views`, read with `server` beside them.
+pub(crate) fn check(views: &[CertView], t: Thresholds, server: Server) -> Report {
+    let acme_off = server == Server::Up { acme: Some(false) };
+    let findings = findings(views, t, acme_off);
+    let found = findings.first().map_or(Level::Ok, |f| f.level);
     let (level, prefix) = match server {
         Server::Down => (
             Level::Unknown,
@@ -216,50 +270,84 @@ pub(crate) fn check(views: &[CertView], t: Thresholds, server: Server) -> (Level
         ),
         Server::Up { .. } => (found, ""),
     };
-    let with_cert: Vec<i64> = views.iter().filter_map(|v| v.expires_in_s).collect();
-    let without = views
+    let certificates = views.iter().filter(|v| v.expires_in_s.is_some()).count();
+    let without_certificate = views
         .iter()
         .filter(|v| v.status != "valid" && v.expires_in_s.is_none_or(|left| left > 0))
         .count();
-    let next = with_cert.iter().copied().min();
-    let mut out = format!(
-        "PORTER CERTS {} - {prefix}{} certificates",
-        level.word(),
-        with_cert.len()
-    );
-    match next {
-        Some(left) if left > 0 => out.push_str(&format!(", next expiry in {}", span(left))),
-        Some(left) => out.push_str(&format!(", one expired {} ago", span(-left))),
+    let next_expiry_s = views.iter().filter_map(|v| v.expires_in_s).min();
+    let mut summary = format!("{prefix}{certificates} certificates");
+    match next_expiry_s {
+        Some(left) if left > 0 => summary.push_str(&format!(", next expiry in {}", span(left))),
+        Some(left) => summary.push_str(&format!(", one expired {} ago", span(-left))),
         None => {}
     }
-    if without > 0 {
-        out.push_str(&format!(", {without} sites without one"));
+    if without_certificate > 0 {
+        summary.push_str(&format!(", {without_certificate} sites without one"));
     }
-    out.push_str(&format!(
-        " | certificates={} sites={} critical={} warning={} min_days_left={:.2};{};{} without_certificate={without}\n",
-        with_cert.len(),
-        views.len(),
-        count(Level::Critical),
-        count(Level::Warning),
-        next.map_or(0.0, |s| s as f64 / 86_400.0),
-        t.warn.as_secs() / 86_400,
-        t.crit.as_secs() / 86_400,
-    ));
-    for (level, line) in lines.iter().take(MAX_LINES) {
-        out.push_str(&format!("{}: {}\n", level.word(), clean(line)));
+    Report {
+        state: level,
+        exit_code: level as u8,
+        summary,
+        certificates,
+        sites: views.len(),
+        without_certificate,
+        next_expiry_s,
+        findings,
+        thresholds: Some(t),
     }
-    if lines.len() > MAX_LINES {
-        out.push_str(&format!(
-            "... and {} more (`porter cert status` lists every site)\n",
-            lines.len() - MAX_LINES
-        ));
-    }
-    (level, out)
 }
 
-/// The plugin's output when nothing could be read.
-pub(crate) fn unknown(why: &anyhow::Error) -> String {
-    format!("PORTER CERTS UNKNOWN - {}\n", clean(&format!("{why:#}")))
+/// The plugin's result when nothing could be read.
+pub(crate) fn unknown(why: &anyhow::Error) -> Report {
+    Report {
+        state: Level::Unknown,
+        exit_code: Level::Unknown as u8,
+        summary: clean(&format!("{why:#}")),
+        certificates: 0,
+        sites: 0,
+        without_certificate: 0,
+        next_expiry_s: None,
+        findings: Vec::new(),
+        thresholds: None,
+    }
+}
+
+impl Report {
+    /// The plugin's output: the summary line with performance data after `|`, then one line
+    /// per finding (at most [`MAX_LINES`]).
+    pub(crate) fn text(&self) -> String {
+        let mut out = format!("PORTER CERTS {} - {}", self.state.word(), self.summary);
+        let Some(t) = self.thresholds else {
+            return out + "\n";
+        };
+        let count = |l: Level| self.findings.iter().filter(|f| f.level == l).count();
+        out.push_str(&format!(
+            " | certificates={} sites={} critical={} warning={} min_days_left={:.2};{};{} without_certificate={}\n",
+            self.certificates,
+            self.sites,
+            count(Level::Critical),
+            count(Level::Warning),
+            self.next_expiry_s.map_or(0.0, |s| s as f64 / 86_400.0),
+            t.warn.as_secs() / 86_400,
+            t.crit.as_secs() / 86_400,
+            self.without_certificate,
+        ));
+        for finding in self.findings.iter().take(MAX_LINES) {
+            out.push_str(&format!(
+                "{}: {}\n",
+                finding.level.word(),
+                clean(&finding.line())
+            ));
+        }
+        if self.findings.len() > MAX_LINES {
+            out.push_str(&format!(
+                "... and {} more (`porter cert status` lists every site)\n",
+                self.findings.len() - MAX_LINES
+            ));
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -268,12 +356,18 @@ mod tests {
 
     const DAY: i64 = 86_400;
 
+    /// The level and the plugin output of `check`.
+    fn checked(views: &[CertView], t: Thresholds, server: Server) -> (Level, String) {
+        let report = check(views, t, server);
+        (report.state, report.text())
+    }
+
     fn cert(domain: &str, left_days: i64) -> CertView {
         CertView {
             domain: domain.into(),
             status: if left_days > 0 { "valid" } else { "expired" }.into(),
             expires_in_s: Some(left_days * DAY),
-            ocsp: Some(ocsp_state::GOOD.into()),
+            ocsp: Some(OcspState::Good.into()),
             ..CertView::default()
         }
     }
@@ -301,7 +395,7 @@ mod tests {
     #[test]
     fn levels_follow_the_worst_row_and_the_summary_comes_first() {
         let healthy = [cert("a.test", 60), cert("b.test", 41)];
-        let (level, out) = check(&healthy, T, UP);
+        let (level, out) = checked(&healthy, T, UP);
         assert_eq!(level, Level::Ok);
         assert!(
             out.starts_with("PORTER CERTS OK - 2 certificates, next expiry in 41 days | "),
@@ -309,7 +403,7 @@ mod tests {
         );
         assert_eq!(out.lines().count(), 1);
 
-        let (level, out) = check(&[cert("a.test", 60), cert("w.test", 10)], T, UP);
+        let (level, out) = checked(&[cert("a.test", 60), cert("w.test", 10)], T, UP);
         assert_eq!(level, Level::Warning);
         assert_eq!(
             out.lines().nth(1),
@@ -317,8 +411,8 @@ mod tests {
         );
 
         let mut revoked = cert("r.test", 60);
-        revoked.ocsp = Some(ocsp_state::REVOKED.into());
-        let (level, out) = check(&[cert("w.test", 10), revoked, cert("x.test", -1)], T, UP);
+        revoked.ocsp = Some(OcspState::Revoked.into());
+        let (level, out) = checked(&[cert("w.test", 10), revoked, cert("x.test", -1)], T, UP);
         assert_eq!(level, Level::Critical);
         let lines: Vec<&str> = out.lines().collect();
         assert!(
@@ -337,10 +431,10 @@ mod tests {
         failing.attempts = 3;
         failing.last_error = Some("CA: connection refused".into());
         let mut stale = cert("s.test", 30);
-        stale.ocsp = Some(ocsp_state::STALE.into());
+        stale.ocsp = Some(OcspState::Stale.into());
         let mut behind = cert("e.test", 30);
         behind.served = Some(false);
-        let (level, out) = check(&[failing, stale, behind], T, UP);
+        let (level, out) = checked(&[failing, stale, behind], T, UP);
         assert_eq!(level, Level::Critical);
         assert!(
             out.contains(
@@ -360,12 +454,12 @@ mod tests {
 
     #[test]
     fn a_site_without_a_certificate_is_ok_within_its_grace_then_warning_then_critical() {
-        let (level, out) = check(&[cert("a.test", 60), waiting("new.test", Some(30))], T, UP);
+        let (level, out) = checked(&[cert("a.test", 60), waiting("new.test", Some(30))], T, UP);
         assert_eq!(level, Level::Ok, "{out}");
         assert!(out.contains(", 1 sites without one | "), "{out}");
         assert!(out.contains(" without_certificate=1"), "{out}");
 
-        let (level, out) = check(&[waiting("slow.test", Some(720))], T, UP);
+        let (level, out) = checked(&[waiting("slow.test", Some(720))], T, UP);
         assert_eq!(level, Level::Warning, "{out}");
         assert_eq!(
             out.lines().nth(1),
@@ -374,7 +468,7 @@ mod tests {
 
         let mut failing = waiting("stuck.test", Some(2 * 3600 + 60));
         failing.status = "failing".into();
-        let (level, out) = check(&[failing], T, UP);
+        let (level, out) = checked(&[failing], T, UP);
         assert_eq!(level, Level::Critical, "{out}");
         assert!(
             out.contains("CRITICAL: stuck.test: no certificate for 2.0 hours (failing)"),
@@ -382,7 +476,7 @@ mod tests {
         );
 
         // A record from before Porter kept the time: its grace has passed.
-        let (level, out) = check(&[waiting("old.test", None)], T, UP);
+        let (level, out) = checked(&[waiting("old.test", None)], T, UP);
         assert_eq!(level, Level::Warning, "{out}");
         assert!(
             out.contains("WARNING: old.test: no certificate (pending)"),
@@ -393,7 +487,7 @@ mod tests {
         let mut import = waiting("import.test", Some(900));
         import.status = "none".into();
         import.note = Some("ACME is off for this site: import a certificate".into());
-        let (level, out) = check(&[import], T, UP);
+        let (level, out) = checked(&[import], T, UP);
         assert_eq!(level, Level::Warning, "{out}");
     }
 
@@ -402,7 +496,7 @@ mod tests {
         let off = Server::Up { acme: Some(false) };
         let mut renewed = cert("a.test", 60);
         renewed.renew_at = Some("2030-01-01T00:00:00Z".into());
-        let (level, out) = check(&[renewed.clone(), waiting("new.test", Some(1))], T, off);
+        let (level, out) = checked(&[renewed.clone(), waiting("new.test", Some(1))], T, off);
         assert_eq!(level, Level::Critical, "{out}");
         assert!(
             out.contains("CRITICAL: new.test: no certificate, and the running server has ACME off"),
@@ -415,10 +509,10 @@ mod tests {
             "{out}"
         );
         // Imported certificates only: ACME off is how it is meant to run.
-        let (level, out) = check(&[cert("a.test", 60)], T, off);
+        let (level, out) = checked(&[cert("a.test", 60)], T, off);
         assert_eq!(level, Level::Ok, "{out}");
         // A server that does not say whether ACME runs: the grace decides.
-        let (level, out) = check(
+        let (level, out) = checked(
             &[waiting("new.test", Some(1))],
             T,
             Server::Up { acme: None },
@@ -428,7 +522,7 @@ mod tests {
 
     #[test]
     fn no_server_is_unknown_and_still_lists_the_problems() {
-        let (level, out) = check(&[cert("a.test", 60), cert("x.test", -1)], T, Server::Down);
+        let (level, out) = checked(&[cert("a.test", 60), cert("x.test", -1)], T, Server::Down);
         assert_eq!(level, Level::Unknown);
         assert!(
             out.starts_with("PORTER CERTS UNKNOWN - no porter server runs on this data dir"),
@@ -447,7 +541,7 @@ mod tests {
             "CA said | no\nWARNING: fake line {}",
             "x".repeat(5000)
         ));
-        let (level, out) = check(&many, T, UP);
+        let (level, out) = checked(&many, T, UP);
         assert_eq!(level, Level::Critical);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 1 + MAX_LINES + 1, "{out}");
@@ -464,7 +558,7 @@ mod tests {
         assert!(lines[1..]
             .iter()
             .all(|l| !l.contains('|') && l.len() < MAX_LINE + 20));
-        let (_, out) = check(&many[..1], T, UP);
+        let (_, out) = checked(&many[..1], T, UP);
         let error = out.lines().find(|l| l.contains("renewal failing")).unwrap();
         assert!(
             error.contains("CA said / no WARNING: fake line xxx"),
