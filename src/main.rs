@@ -1,26 +1,23 @@
 //! Porter: a TLS edge for hosting platforms.
 //!
-//! # Layout
-//! - `cli`: the command line; management commands go to the admin API or, with no server
-//!   running, straight to the store through the same dispatcher.
-//! - `serve`: starts everything and drains at shutdown; `config`: its flags.
-//! - `snapshot` + `reload`: the immutable view of the store the hot path reads, kept current
-//!   from the store's change notifications.
-//! - `challenges`: the ACME challenge answers in memory, kept current like the snapshot.
-//! - `tls`: rustls configuration, SNI resolution from the snapshot, refusal of unknown names.
-//! - `proxy`: listeners, routing by host, forwarding, WebSocket tunnels.
-//! - `admin` + `ops`: the admin API and the operations behind it.
-//! - `metrics`: Prometheus metrics; `systemd`: readiness for `Type=notify`.
-//! - `log_limit`: one line per kind and interval for what remote parties can cause;
-//!   `library_logs`: the libraries' `log` records, rustls's warnings about peers counted.
+//! # Layout (each part may use the parts listed after it, never one before it)
+//! - `cli`: the command line: arguments, dispatch (to the admin API, or with no server running
+//!   straight to the store), rendering, exit codes.
+//! - `serve`: `porter serve` as named steps, its flags, one server per data dir.
+//! - `control`: the admin API and the operations behind it.
+//! - `proxy`: connections, the request pipeline and its phases, the upstream side.
+//! - `tls`: rustls configuration, SNI resolution, the accept step, session tickets.
+//! - `observe`: Prometheus metrics and the access log.
+//! - `served`: the snapshot the hot path reads, kept current from the store's changes, with the
+//!   ACME challenge answers, on-demand rules and expiry warnings.
+//! - `apps`: the supervisor of account daemons; `waf`: the libmodsecurity engine.
+//! - `runtime`: services and the store follower, data dir, handover, systemd, logs.
 //!
-//! Data flows one way: CLI/API -> store -> reload -> snapshot -> connections.
+//! Data flows one way: CLI/API -> store -> followers -> served view -> connections.
 
 mod apps;
 mod cli;
 mod control;
-#[cfg(test)]
-mod docs_commands;
 mod observe;
 mod proxy;
 mod runtime;

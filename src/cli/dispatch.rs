@@ -8,7 +8,7 @@ use super::args::{
     OnDemandCommand, SiteCommand, StoreCommand, WafCommand,
 };
 use super::cert_check::{self, Filter, Thresholds};
-use super::exit::{ErrorKind, NOT_RUNNING};
+use super::exit::{ErrorKind, NoStore, NotAnswering, NOT_RUNNING};
 use super::render;
 use crate::control::admin::{self, AdminClient, AdminCommand, Answer, ClientError};
 use crate::control::ops::apps::AppSpec;
@@ -20,17 +20,9 @@ use crate::serve;
 use anyhow::{bail, Context as _};
 use porter_acme::AcmeAction;
 use porter_store::{SledStore, StoreError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-
-/// A command other than `serve` and `init` found no store: it never creates one (a command run
-/// from the wrong directory would otherwise report success on a new, empty store).
-#[derive(Debug, thiserror::Error)]
-#[error("no Porter store in {looked}: point --data-dir (or PORTER_DATA_DIR) at the data dir `porter serve` uses, or create one with `porter init`", looked = .data_dir.display())]
-pub(super) struct NoStore {
-    pub(super) data_dir: PathBuf,
-}
 
 /// Runs the parsed command and reports a failure on stderr (as JSON with `--json`); the exit
 /// code is `--check`'s, else 0 or the failure's [`ErrorKind`]'s.
@@ -567,12 +559,4 @@ async fn open_or_ask(
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-}
-
-/// A server has the data dir (it is starting, or holds the store) and its admin API does not
-/// answer: a retry is worth it (exit code 5).
-#[derive(Debug, thiserror::Error)]
-#[error("a porter server is starting on {dir} (or holds its store) and its admin API does not answer yet: nothing was changed; retry in a few seconds (if this lasts, see `porter status` and the server's log)", dir = .data_dir.display())]
-pub(super) struct NotAnswering {
-    data_dir: PathBuf,
 }

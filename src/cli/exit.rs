@@ -3,11 +3,27 @@
 //! from kind to code. An error of a type that has no kinds (an I/O error, say) is
 //! [`ErrorKind::Failed`]: exit 1.
 
-use super::dispatch::{NoStore, NotAnswering};
 use crate::control::admin::ClientError;
 use crate::control::ops::OpError;
 use porter_store::StoreError;
 use std::error::Error;
+use std::path::PathBuf;
+
+/// A command other than `serve` and `init` found no store: it never creates one (a command run
+/// from the wrong directory would otherwise report success on a new, empty store).
+#[derive(Debug, thiserror::Error)]
+#[error("no Porter store in {looked}: point --data-dir (or PORTER_DATA_DIR) at the data dir `porter serve` uses, or create one with `porter init`", looked = .data_dir.display())]
+pub(super) struct NoStore {
+    pub(super) data_dir: PathBuf,
+}
+
+/// A server has the data dir (it is starting, or holds the store) and its admin API does not
+/// answer: a retry is worth it (exit code 5).
+#[derive(Debug, thiserror::Error)]
+#[error("a porter server is starting on {dir} (or holds its store) and its admin API does not answer yet: nothing was changed; retry in a few seconds (if this lasts, see `porter status` and the server's log)", dir = .data_dir.display())]
+pub(super) struct NotAnswering {
+    pub(super) data_dir: PathBuf,
+}
 
 /// The table `porter --help` ends with.
 pub(crate) const EXIT_CODES: &str = "\

@@ -9,6 +9,8 @@
 mod args;
 mod cert_check;
 mod dispatch;
+#[cfg(test)]
+mod docs_commands;
 mod exit;
 mod render;
 

@@ -2,7 +2,8 @@
 //! follower of the store's changes ([`service`]), the data dir ([`data_dir`]), where the store
 //! is ([`store_at`]), zero-downtime handover ([`handover`]), systemd readiness ([`systemd`]),
 //! what the kernel says of the process's memory ([`memory`]), rate-limited and library logs
-//! ([`log_limit`], [`library_logs`]) and the values operators write ([`duration`]).
+//! ([`log_limit`], [`library_logs`]) and the values operators write ([`duration`],
+//! [`network`]).
 //! It uses nothing of Porter above it.
 
 pub(crate) mod data_dir;
@@ -11,6 +12,7 @@ pub(crate) mod handover;
 pub(crate) mod library_logs;
 pub(crate) mod log_limit;
 pub(crate) mod memory;
+pub(crate) mod network;
 pub(crate) mod service;
 pub(crate) mod store_at;
 pub(crate) mod systemd;

@@ -49,7 +49,7 @@ pub(crate) struct ServeArgs {
     /// Expect a PROXY protocol header (v1 or v2, HAProxy's) on every connection, from these
     /// sources only (CIDRs, comma-separated: the load balancers). Connections from elsewhere,
     /// or without a valid header, are closed; the address in the header is the client's.
-    #[arg(long, env = "PORTER_PROXY_PROTOCOL", value_delimiter = ',', value_name = "CIDR,...", value_parser = network, help_heading = heading::LISTENERS)]
+    #[arg(long, env = "PORTER_PROXY_PROTOCOL", value_delimiter = ',', value_name = "CIDR,...", value_parser = crate::runtime::network::network, help_heading = heading::LISTENERS)]
     pub(crate) proxy_protocol: Vec<ipnet::IpNet>,
     /// Time open connections get to finish at shutdown.
     #[arg(long, env = "PORTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration, help_heading = heading::LISTENERS)]
@@ -424,14 +424,6 @@ impl AcmeArgs {
 /// An upstream address, checked as `site add` checks it.
 fn upstream(text: &str) -> Result<porter_store::Upstream, String> {
     porter_store::Upstream::parse(text).map_err(|e| e.to_string())
-}
-
-/// A network for `--proxy-protocol`: a CIDR, or one address.
-pub(crate) fn network(text: &str) -> Result<ipnet::IpNet, String> {
-    text.parse::<ipnet::IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map(|net| net.trunc())
-        .map_err(|_| format!("{text:?} is not a network: write an address or a CIDR (10.0.0.0/8)"))
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ impl FeatureChange {
         }
         let networks = |list: Vec<String>| {
             list.iter()
-                .map(|n| crate::serve::config::network(n).map_err(refused))
+                .map(|n| crate::runtime::network::network(n).map_err(refused))
                 .collect::<Result<Vec<_>, _>>()
         };
         if self.no_access_rules {
