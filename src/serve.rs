@@ -99,13 +99,20 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
             "taking over from the running server: its sockets, then its store"
         );
     }
+    // Stops the services, and the store's own background work with them.
+    let shutdown = CancellationToken::new();
     // The embedded store is handed from server to server; etcd is open to every node at once.
     let (store, sled): (Arc<dyn Store>, Option<Arc<SledStore>>) = match &store_at {
         StoreAt::Sled(_) => {
             let sled = open_sled(&store_at, &args, inherited.is_some()).await?;
             (sled.clone(), Some(sled))
         }
-        StoreAt::Etcd(..) => (store_at.open(args.store_deadline).await?, None),
+        StoreAt::Etcd(..) => (
+            store_at
+                .open_until(args.store_deadline, shutdown.clone())
+                .await?,
+            None,
+        ),
     };
     if args.on_demand_upstream.is_some() && acme.is_none() {
         anyhow::bail!("on-demand TLS obtains certificates over ACME: pass --acme-agree-tos too");
@@ -158,7 +165,7 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
         ),
         None => None,
     };
-    let mut services = Services::new(CancellationToken::new());
+    let mut services = Services::new(shutdown);
     let sites = reload::LiveSites::new(store.clone());
     let shed = Arc::new(Shed::default());
     let edge_stats: Vec<Arc<EdgeStats>> = (0..edge_thread_count(args.edge_threads))

@@ -8,6 +8,7 @@ use porter_store::{
 };
 use rcgen::{CertificateParams, KeyPair};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
 
 fn now() -> i64 {
     SystemTime::now()
@@ -617,7 +618,11 @@ async fn etcd_backend_conforms() {
         let mut options =
             porter_store::EtcdOptions::parse(&etcd.address(&format!("conformance/{n}"))).unwrap();
         options.lease_ttl = std::time::Duration::from_secs(2);
-        async move { porter_store::EtcdStore::open(options).await.unwrap() }
+        async move {
+            porter_store::EtcdStore::open(options, CancellationToken::new())
+                .await
+                .unwrap()
+        }
     })
     .await;
 }
