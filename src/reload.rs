@@ -31,7 +31,7 @@ pub(crate) async fn build(store: &dyn Store) -> Result<Snapshot, StoreError> {
     .await
     .map_err(|e| StoreError::Task {
         op: "snapshot build",
-        source: e.into(),
+        cause: e.into(),
     })
 }
 

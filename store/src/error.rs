@@ -1,6 +1,8 @@
 //! The store's error types: what was wrong with the input, and what went wrong underneath.
-//! A failure underneath keeps the operation and the source error (`Error::source`); its
-//! message says both, for operators who read only the message (API answers, logs).
+//! A failure underneath keeps the operation and the typed error that caused it (`cause`), and
+//! its message says both, for operators who read only the message (API answers, logs). The
+//! cause is not also returned by `Error::source`: a printed chain (`{:#}`) would say it twice,
+//! and etcd's own message dumps gRPC metadata.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,24 +93,22 @@ pub enum StoreError {
     },
     /// sled failed an operation (an I/O error underneath, a damaged log): writes reopen the
     /// database once the disk takes them again.
-    #[error("storage engine ({op}): {source}")]
+    #[error("storage engine ({op}): {cause}")]
     Sled {
         /// What sled was doing.
         op: &'static str,
         /// sled's error.
-        #[source]
-        source: sled::Error,
+        cause: sled::Error,
     },
     /// A file-system call of the embedded store failed.
-    #[error("cannot {op} {}: {source}", .path.display())]
+    #[error("cannot {op} {}: {cause}", .path.display())]
     Io {
         /// What was tried, completed by the path (as "read the free space of").
         op: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// What the system said.
-        #[source]
-        source: Arc<std::io::Error>,
+        cause: Arc<std::io::Error>,
     },
     /// The embedded store's disk has less free space than a write needs: the write is refused
     /// before sled sees it, and nothing changed.
@@ -123,13 +123,12 @@ pub enum StoreError {
     },
     /// A write failed before, and the disk still refuses the write that would reopen the
     /// database.
-    #[error("an earlier write failed ({earlier}) and the disk still refuses writes: {source}")]
+    #[error("an earlier write failed ({earlier}) and the disk still refuses writes: {cause}")]
     StillFailing {
         /// The earlier failure, as the store's health reports it.
         earlier: String,
         /// Why the disk refused the trial write.
-        #[source]
-        source: Arc<std::io::Error>,
+        cause: Arc<std::io::Error>,
     },
     /// The embedded store's database failed and could not be closed: only a new process
     /// reopens it.
@@ -152,40 +151,36 @@ pub enum StoreError {
     },
     /// A task doing the operation did not finish (it panicked, or the runtime is shutting
     /// down).
-    #[error("{op}: {source}")]
+    #[error("{op}: {cause}")]
     Task {
         /// The operation.
         op: &'static str,
         /// What the runtime said.
-        #[source]
-        source: Arc<tokio::task::JoinError>,
+        cause: Arc<tokio::task::JoinError>,
     },
     /// No connection to etcd could be made when the store was opened.
-    #[error("cannot reach etcd at {at}: {}", etcd_why(.source.as_deref()))]
+    #[error("cannot reach etcd at {at}: {}", etcd_why(.cause.as_deref()))]
     EtcdConnect {
         /// The store's address (never its credentials).
         at: String,
         /// The client's error; `None` when nothing answered within the deadline.
-        #[source]
-        source: Option<Arc<etcd_client::Error>>,
+        cause: Option<Arc<etcd_client::Error>>,
     },
     /// etcd was reachable once and is not now.
-    #[error("etcd at {at} does not answer: {}", etcd_why(Some(.source)))]
+    #[error("etcd at {at} does not answer: {}", etcd_why(Some(.cause)))]
     EtcdUnreachable {
         /// The store's address (never its credentials).
         at: String,
         /// The client's error.
-        #[source]
-        source: Arc<etcd_client::Error>,
+        cause: Arc<etcd_client::Error>,
     },
     /// etcd refused a request.
-    #[error("etcd ({op}): {}", etcd_why(Some(.source)))]
+    #[error("etcd ({op}): {}", etcd_why(Some(.cause)))]
     Etcd {
         /// The operation.
         op: &'static str,
         /// The client's error.
-        #[source]
-        source: Arc<etcd_client::Error>,
+        cause: Arc<etcd_client::Error>,
     },
     /// The node has no lease with etcd (it did not answer for a whole time to live): locks and
     /// fleet records wait until it has one again.

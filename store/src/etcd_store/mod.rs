@@ -101,9 +101,9 @@ impl EtcdStore {
             }
             connect = connect.with_tls(tls);
         }
-        let unreachable = |source: Option<etcd_client::Error>| StoreError::EtcdConnect {
+        let unreachable = |cause: Option<etcd_client::Error>| StoreError::EtcdConnect {
             at: options.to_string(),
-            source: source.map(Arc::new),
+            cause: cause.map(Arc::new),
         };
         let client = tokio::time::timeout(
             options.deadline,
@@ -201,15 +201,15 @@ impl Inner {
                 Err(self.stalled(op))
             }
             Ok(Err(e)) => {
-                let source = Arc::new(e);
-                if is_unreachable(&source) {
-                    self.unreached(&etcd_why(Some(&source)));
+                let cause = Arc::new(e);
+                if is_unreachable(&cause) {
+                    self.unreached(&etcd_why(Some(&cause)));
                     Err(StoreError::EtcdUnreachable {
                         at: self.options.to_string(),
-                        source,
+                        cause,
                     })
                 } else {
-                    Err(StoreError::Etcd { op, source })
+                    Err(StoreError::Etcd { op, cause })
                 }
             }
             Err(_) => Err(self.stalled(op)),

@@ -66,7 +66,7 @@ impl SledStore {
         writer::spawn(shared.clone(), queue).map_err(|e| StoreError::Io {
             op: "start the writer of the store at",
             path: dir.to_path_buf(),
-            source: e.into(),
+            cause: e.into(),
         })?;
         Ok(SledStore {
             shared,
@@ -97,7 +97,7 @@ impl SledStore {
             .await
             .map_err(|e| StoreError::Task {
                 op: "reclaim",
-                source: e.into(),
+                cause: e.into(),
             })??;
         self.shared.set_trees(Some(Arc::new(trees)));
         self.shared.released.store(false, Ordering::Release);
@@ -145,7 +145,7 @@ impl SledStore {
             .await
             .map_err(|e| StoreError::Task {
                 op,
-                source: e.into(),
+                cause: e.into(),
             })?
         })
         .await

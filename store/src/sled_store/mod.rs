@@ -31,10 +31,7 @@ fn not_found(what: &str, key: &str) -> ConflictableTransactionError<StoreError> 
 fn tx_error(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
-        TransactionError::Storage(source) => StoreError::Sled {
-            op: "write",
-            source,
-        },
+        TransactionError::Storage(cause) => StoreError::Sled { op: "write", cause },
     }
 }
 

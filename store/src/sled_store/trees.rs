@@ -56,7 +56,7 @@ impl Trees {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
                     StoreError::Locked(path.to_path_buf())
                 }
-                source => StoreError::Sled { op: "open", source },
+                cause => StoreError::Sled { op: "open", cause },
             })?;
         let meta = db.open_tree(keys::META).map_err(sled_failed("open"))?;
         let expected = keys::SCHEMA_VERSION;
@@ -122,7 +122,7 @@ impl Trees {
 
 /// The error of a failed sled call made to `op` ("open", "read", "write").
 pub(super) fn sled_failed(op: &'static str) -> impl Fn(sled::Error) -> StoreError {
-    move |source| StoreError::Sled { op, source }
+    move |cause| StoreError::Sled { op, cause }
 }
 
 pub(super) fn get<T: serde::de::DeserializeOwned>(

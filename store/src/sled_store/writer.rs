@@ -142,7 +142,7 @@ pub(super) fn room(dir: &Path) -> Result<(), StoreError> {
     let stat = nix::sys::statvfs::statvfs(dir).map_err(|errno| StoreError::Io {
         op: "read the free space of",
         path: dir.to_path_buf(),
-        source: Arc::new(errno.into()),
+        cause: Arc::new(errno.into()),
     })?;
     // u64 here; other platforms' statvfs fields are narrower.
     #[allow(clippy::useless_conversion)]
@@ -192,7 +192,7 @@ fn writable(shared: &Shared) -> Result<Arc<Trees>, StoreError> {
     // Keep the old database (it still reads) until the disk can take a reopen.
     probe(&shared.path).map_err(|e| StoreError::StillFailing {
         earlier: failure.clone(),
-        source: e.into(),
+        cause: e.into(),
     })?;
     close(&shared.path, shared.take_trees())
         .inspect_err(|_| shared.wedged.store(true, Ordering::Release))?;
@@ -220,7 +220,7 @@ fn close(path: &Path, trees: Option<Arc<Trees>>) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Io {
             op: "start closing the failed database at",
             path: path.to_path_buf(),
-            source: e.into(),
+            cause: e.into(),
         })?;
     closed.recv_timeout(REOPEN_WAIT).map_err(|_| {
         tracing::error!("the failed database does not close (sled waits on a write that cannot finish): restart Porter to reopen the store");
