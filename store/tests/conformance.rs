@@ -3,8 +3,8 @@
 
 use porter_store::{
     AcmeAccount, AcmeRequest, AcmeState, App, AppId, CertRecord, CertSource, Change, DomainName,
-    Http01Challenge, InvalidInput, OcspRecord, SecretText, Site, SledOptions, SledStore, Store,
-    StoreError, Target, TlsAlpnChallenge, Upstream,
+    Http01Challenge, InvalidInput, OcspRecord, Recover as _, SecretText, Site, SledOptions,
+    SledStore, Store, StoreError, Target, TlsAlpnChallenge, Upstream,
 };
 use rcgen::{CertificateParams, KeyPair};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -633,7 +633,7 @@ async fn sled_backend_conforms() {
     suite(|| {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        dirs.lock().unwrap().push(dir);
+        dirs.lock().recover().push(dir);
         std::future::ready(store)
     })
     .await;
