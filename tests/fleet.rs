@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Sites added at once through one node.
 const SITES: usize = 20;
@@ -657,7 +658,7 @@ fn a_node_answers_a_challenge_token_it_has_not_heard_of_yet() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         // The other node: a store client of the same installation.
-        let other = EtcdStore::open(EtcdOptions::parse(&address).unwrap())
+        let other = EtcdStore::open(EtcdOptions::parse(&address).unwrap(), CancellationToken::new())
             .await
             .unwrap();
         let mut validator = plain_connection(porter.http).await;

@@ -117,7 +117,7 @@ mod tests {
         assert_eq!(agenda.next_after(0), None);
         assert!(agenda.by_time.is_empty() && agenda.at.is_empty());
         assert_eq!(agenda.next_wake(0), 1 + FULL_PLAN_EVERY);
-        agenda.replace(Err(StoreError::Backend("down".into())), 100);
+        agenda.replace(Err(StoreError::WriterStopped), 100);
         assert_eq!(agenda.next_wake(100), 100 + RETRY_AFTER);
         agenda.plan_all();
         assert!(agenda.full_plan_due(0));

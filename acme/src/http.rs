@@ -8,6 +8,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
+use porter_store::Recover as _;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -36,7 +37,7 @@ struct Pace {
 impl Pace {
     /// Reserves the next slot and returns when it comes.
     fn reserve(&self) -> Instant {
-        let mut next = self.next.lock().expect("pace lock");
+        let mut next = self.next.lock().recover();
         let slot = (*next).max(Instant::now());
         *next = slot + self.interval;
         slot
@@ -44,7 +45,7 @@ impl Pace {
 
     /// Nothing leaves before `until`.
     fn hold_until(&self, until: Instant) {
-        let mut next = self.next.lock().expect("pace lock");
+        let mut next = self.next.lock().recover();
         *next = (*next).max(until);
     }
 }

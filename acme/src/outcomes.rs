@@ -1,7 +1,7 @@
 //! What the worker's orders came to since the start, for metrics: orders by result, and failed
 //! attempts per domain. Counted in memory (a restart starts from zero, as counters do).
 
-use porter_store::DomainName;
+use porter_store::{DomainName, Recover as _};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -25,7 +25,7 @@ impl Outcomes {
 
     pub(crate) fn failed_one(&self, domain: &DomainName) {
         self.failed.fetch_add(1, Ordering::Relaxed);
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failures = self.failures.lock().recover();
         if let Some(count) = failures.get_mut(domain) {
             *count += 1;
         } else if failures.len() < MAX_DOMAINS {
@@ -45,7 +45,7 @@ impl Outcomes {
 
     /// Failed attempts per domain.
     pub fn failures(&self) -> Vec<(DomainName, u64)> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let failures = self.failures.lock().recover();
         failures.iter().map(|(d, n)| (d.clone(), *n)).collect()
     }
 }

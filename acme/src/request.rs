@@ -111,8 +111,8 @@ async fn update(
             return Ok(next);
         }
     }
-    Err(StoreError::Backend(format!(
-        "the ACME request of {domain} kept changing; try again"
-    ))
+    Err(StoreError::KeptChanging {
+        what: format!("the ACME request of {domain}"),
+    }
     .into())
 }

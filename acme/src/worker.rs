@@ -16,7 +16,7 @@ use crate::schedule::{self, backoff, pick_in_window, renewal_at, unit_jitter};
 use instant_acme::{Account, CertificateIdentifier, RevocationRequest};
 use porter_store::{
     unix_now, AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, Change, DnsZone,
-    DomainName, Site, Store,
+    DomainName, Recover as _, Site, Store,
 };
 use rustls_pki_types::CertificateDer;
 use std::collections::HashMap;
@@ -600,7 +600,7 @@ impl Ca {
         if let Some(account) = slot.as_ref() {
             return Ok(account.clone());
         }
-        let gone = self.gone.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let gone = self.gone.lock().recover().take();
         let account = account::load_or_create(store, &self.config, http, gone.as_deref()).await?;
         *slot = Some(account.clone());
         Ok(account)
@@ -615,7 +615,7 @@ impl Ca {
             return;
         }
         *slot = None;
-        *self.gone.lock().unwrap_or_else(|p| p.into_inner()) = Some(account.id().to_owned());
+        *self.gone.lock().recover() = Some(account.id().to_owned());
         tracing::warn!(directory = %self.config.directory, account = account.id(), %error, "the CA no longer knows Porter's ACME account (as after a CA reset): registering a new one");
     }
 }

@@ -7,6 +7,7 @@ use porter_store::{EtcdOptions, EtcdStore, SledOptions, SledStore, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Directory of the embedded database inside the data dir.
 pub(crate) const STORE_DIR: &str = "store";
@@ -135,14 +136,24 @@ impl StoreAt {
         }
     }
 
-    /// Opens it; operations failing after `deadline`.
+    /// Opens it for as long as the store is held; operations failing after `deadline`.
     pub(crate) async fn open(&self, deadline: Duration) -> anyhow::Result<Arc<dyn Store>> {
+        self.open_until(deadline, CancellationToken::new()).await
+    }
+
+    /// [`StoreAt::open`], with the store's background work (etcd's watch and lease; the
+    /// embedded store has none) stopping when `stop` is cancelled.
+    pub(crate) async fn open_until(
+        &self,
+        deadline: Duration,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Arc<dyn Store>> {
         Ok(match self {
             StoreAt::Sled(_) => Arc::new(self.open_sled(SledOptions {
                 deadline,
                 ..SledOptions::default()
             })?),
-            StoreAt::Etcd(options, _) => Arc::new(self.open_etcd(options, deadline).await?),
+            StoreAt::Etcd(options, _) => Arc::new(self.open_etcd(options, deadline, stop).await?),
         })
     }
 
@@ -157,10 +168,11 @@ impl StoreAt {
         &self,
         options: &EtcdOptions,
         deadline: Duration,
+        stop: CancellationToken,
     ) -> anyhow::Result<EtcdStore> {
         let mut options = options.clone();
         options.deadline = deadline;
-        EtcdStore::open(options)
+        EtcdStore::open(options, stop)
             .await
             .with_context(|| format!("cannot open the store at {self}"))
     }

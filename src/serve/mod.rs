@@ -48,7 +48,9 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
     let acme_ca = acme.as_ref().map(porter_acme::Config::ca_host);
     let (starting, mut inherited) = begin(data_dir, &args)?;
     let taking_over = inherited.is_some();
-    let opened = store::open(&store_at, &args, taking_over).await?;
+    // Stops the services, and the store's own background work with them.
+    let shutdown = CancellationToken::new();
+    let opened = store::open(&store_at, &args, taking_over, &shutdown).await?;
     let acme = acme_worker(&opened.store, acme, &args)?;
     let token: Arc<str> = admin::load_or_create_token(data_dir)
         .context("cannot read or create the admin token")?
@@ -57,7 +59,7 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
     let discovery = bound.discovery(acme.is_some(), &args);
     let store = opened.store.clone();
     let fleet = store::join_fleet(&*store, &store_at, &args, bound.http_addr, taking_over).await?;
-    let mut services = Services::new(CancellationToken::new());
+    let mut services = Services::new(shutdown);
     let node = store_at.node().map(str::to_owned);
     let predecessor = inherited.as_ref().map(|i| i.from);
     let parts = Parts::build(

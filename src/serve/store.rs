@@ -10,6 +10,7 @@ use porter_store::{SledOptions, SledStore, Store, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// How long a successor waits for the store its predecessor is letting go of, and how long
 /// a predecessor waits to take it back from a successor that gave up.
@@ -23,11 +24,13 @@ pub(super) struct Opened {
     pub(super) sled: Option<Arc<SledStore>>,
 }
 
-/// Opens the store `store_at` names (the predecessor's, when `taking_over`).
+/// Opens the store `store_at` names (the predecessor's, when `taking_over`); its background
+/// work stops with `shutdown`.
 pub(super) async fn open(
     store_at: &StoreAt,
     args: &ServeArgs,
     taking_over: bool,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<Opened> {
     Ok(match store_at {
         StoreAt::Sled(_) => {
@@ -38,7 +41,9 @@ pub(super) async fn open(
             }
         }
         StoreAt::Etcd(..) => Opened {
-            store: store_at.open(args.store_deadline).await?,
+            store: store_at
+                .open_until(args.store_deadline, shutdown.clone())
+                .await?,
             sled: None,
         },
     })

@@ -29,7 +29,10 @@ pub(crate) async fn build(store: &dyn Store) -> Result<Snapshot, StoreError> {
         }))
     })
     .await
-    .map_err(|e| StoreError::Backend(format!("snapshot build: {e}")))
+    .map_err(|e| StoreError::Task {
+        op: "snapshot build",
+        cause: e.into(),
+    })
 }
 
 async fn entry(

@@ -120,6 +120,17 @@ fn rotated(old: Option<TicketKeys>, rng: &SystemRandom) -> Option<TicketKeys> {
     Some(TicketKeys { keys })
 }
 
+/// Why the ticket keys could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeysError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No random bytes for a new key.
+    #[error("the system RNG failed")]
+    Rng,
+}
+
 /// When the newest key is due for replacement.
 fn due(keys: Option<&TicketKeys>, period: Duration) -> i64 {
     keys.and_then(|k| k.keys.first())
@@ -132,7 +143,7 @@ async fn rotate_if_due(
     store: &dyn Store,
     period: Duration,
     rng: &SystemRandom,
-) -> Result<Option<TicketKeys>, StoreError> {
+) -> Result<Option<TicketKeys>, KeysError> {
     let keys = store.ticket_keys().await?;
     if due(keys.as_ref(), period) > unix_now() {
         return Ok(Some(keys.unwrap_or_default()));
@@ -146,8 +157,7 @@ async fn rotate_if_due(
     if due(keys.as_ref(), period) > unix_now() {
         return Ok(Some(keys.unwrap_or_default()));
     }
-    let fresh =
-        rotated(keys, rng).ok_or_else(|| StoreError::Backend("the system RNG failed".into()))?;
+    let fresh = rotated(keys, rng).ok_or(KeysError::Rng)?;
     store.put_ticket_keys(fresh.clone()).await?;
     tracing::info!(keys = fresh.keys.len(), "TLS ticket keys rotated");
     Ok(Some(fresh))
@@ -156,19 +166,17 @@ async fn rotate_if_due(
 impl Keyring {
     /// The keyring from the store, rotated first when due (so a start never serves stale keys).
     /// Fails only when the system RNG does.
-    pub(crate) async fn open(store: &dyn Store, period: Duration) -> Result<Arc<Self>, StoreError> {
+    pub(crate) async fn open(store: &dyn Store, period: Duration) -> Result<Arc<Self>, KeysError> {
         let rng = SystemRandom::new();
         let keys = match rotate_if_due(store, period, &rng).await {
             Ok(Some(keys)) => keys,
             // Another node is making the first keys: this one's serve until they arrive.
-            Ok(None) => rotated(None, &rng)
-                .ok_or_else(|| StoreError::Backend("the system RNG failed".into()))?,
+            Ok(None) => rotated(None, &rng).ok_or(KeysError::Rng)?,
             // A store that does not answer must not keep the edge from starting: keys of this
             // process alone serve until `run` reads or rotates the stored ones.
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the TLS ticket keys; using keys of this process until the store answers");
-                rotated(None, &rng)
-                    .ok_or_else(|| StoreError::Backend("the system RNG failed".into()))?
+                rotated(None, &rng).ok_or(KeysError::Rng)?
             }
         };
         Ok(Arc::new(Keyring {

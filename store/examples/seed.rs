@@ -23,7 +23,13 @@ async fn main() {
     };
     let store: Arc<dyn Store> = if at.starts_with("etcd://") {
         let options = EtcdOptions::parse(at).expect("an etcd address");
-        Arc::new(EtcdStore::open(options).await.expect("open the store"))
+        // Its watch and lease live as long as the store: until the program ends.
+        let stop = tokio_util::sync::CancellationToken::new();
+        Arc::new(
+            EtcdStore::open(options, stop)
+                .await
+                .expect("open the store"),
+        )
     } else {
         Arc::new(SledStore::open(std::path::Path::new(at)).expect("open the store"))
     };

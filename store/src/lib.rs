@@ -8,6 +8,8 @@
 //! - [`Store`]: the backend-neutral interface with its change notifications; [`SledStore`] is
 //!   the embedded backend, [`EtcdStore`] the one a fleet of edges shares.
 //!
+//! - [`Recover`]: the workspace's one policy for poisoned locks.
+//!
 //! The store knows nothing of HTTP or TLS: the edge and the ACME worker read it and react to
 //! [`Change`]s.
 
@@ -26,6 +28,7 @@ mod lock;
 pub mod model;
 mod node;
 mod on_demand;
+mod poison;
 mod sled_store;
 mod upstream;
 mod waf;
@@ -47,6 +50,7 @@ pub use model::{
 };
 pub use node::Node;
 pub use on_demand::{on_demand_allows, validate_on_demand_rule};
+pub use poison::Recover;
 pub use sled_store::{SledOptions, SledStore};
 pub use upstream::Upstream;
 pub use waf::{

@@ -3,11 +3,12 @@
 
 use porter_store::{
     AcmeAccount, AcmeRequest, AcmeState, App, AppId, CertRecord, CertSource, Change, DomainName,
-    Http01Challenge, InvalidInput, OcspRecord, SecretText, Site, SledOptions, SledStore, Store,
-    StoreError, Target, TlsAlpnChallenge, Upstream,
+    Http01Challenge, InvalidInput, OcspRecord, Recover as _, SecretText, Site, SledOptions,
+    SledStore, Store, StoreError, Target, TlsAlpnChallenge, Upstream,
 };
 use rcgen::{CertificateParams, KeyPair};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
 
 fn now() -> i64 {
     SystemTime::now()
@@ -617,7 +618,11 @@ async fn etcd_backend_conforms() {
         let mut options =
             porter_store::EtcdOptions::parse(&etcd.address(&format!("conformance/{n}"))).unwrap();
         options.lease_ttl = std::time::Duration::from_secs(2);
-        async move { porter_store::EtcdStore::open(options).await.unwrap() }
+        async move {
+            porter_store::EtcdStore::open(options, CancellationToken::new())
+                .await
+                .unwrap()
+        }
     })
     .await;
 }
@@ -628,7 +633,7 @@ async fn sled_backend_conforms() {
     suite(|| {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        dirs.lock().unwrap().push(dir);
+        dirs.lock().recover().push(dir);
         std::future::ready(store)
     })
     .await;

@@ -10,6 +10,7 @@ use porter_store::{
     Change, DomainName, EtcdOptions, EtcdStore, Site, Store, StoreError, Target, Upstream,
 };
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 fn site(domain: &str) -> Site {
     Site {
@@ -27,7 +28,9 @@ async fn open(etcd: &Etcd, prefix: &str, deadline: Duration) -> EtcdStore {
     let mut options = EtcdOptions::parse(&etcd.address(prefix)).unwrap();
     options.deadline = deadline;
     options.lease_ttl = Duration::from_secs(2);
-    EtcdStore::open(options).await.unwrap()
+    EtcdStore::open(options, CancellationToken::new())
+        .await
+        .unwrap()
 }
 
 /// Waits up to `within` for `check` to hold.
@@ -129,7 +132,7 @@ async fn etcd_away_and_back() {
     assert!(
         matches!(
             failed,
-            Err(StoreError::Backend(_) | StoreError::Stalled { .. })
+            Err(StoreError::EtcdUnreachable { .. } | StoreError::Stalled { .. })
         ),
         "{failed:?}"
     );
@@ -165,6 +168,91 @@ async fn etcd_away_and_back() {
     .await;
 }
 
+/// The store's work stops with the caller's token (a server shutting down): the lease is
+/// revoked, so another node takes its locks at once (not a time to live later), and the watch
+/// ends, so etcd has no watcher of it left and changes are no longer announced; reads and
+/// writes still work, without waiting for an announcement. Dropping a store does the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_and_the_lease_stop_with_the_token_or_the_store() {
+    let etcd = Etcd::start();
+    let watchers = |count: f64| {
+        let etcd = &etcd;
+        move || async move { etcd.metric("etcd_debugging_mvcc_watcher_total") == Some(count) }
+    };
+    let stop = CancellationToken::new();
+    let mut options = EtcdOptions::parse(&etcd.address("stopping")).unwrap();
+    options.deadline = Duration::from_secs(5);
+    // Far longer than the waits below: a lease left to expire would fail them.
+    options.lease_ttl = Duration::from_secs(30);
+    let a = EtcdStore::open(options, stop.clone()).await.unwrap();
+    let b = open(&etcd, "stopping", Duration::from_secs(5)).await;
+    until(
+        Duration::from_secs(5),
+        "both watches are on etcd",
+        watchers(2.0),
+    )
+    .await;
+    let mut lock = a.try_lock("acme/a.test").await.unwrap().expect("free");
+    let mut heard = a.subscribe();
+    b.add_site(site("before.test")).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), heard.recv()).await {
+        Ok(Ok(Change::Site(d))) => assert_eq!(d.as_str(), "before.test"),
+        other => panic!("A did not hear B's write: {other:?}"),
+    }
+    assert!(
+        b.try_lock("acme/a.test").await.unwrap().is_none(),
+        "A holds it"
+    );
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), lock.lost())
+        .await
+        .expect("A's locks are lost once its work stops");
+    until(
+        Duration::from_secs(5),
+        "B takes the lock of A's revoked lease",
+        || async { b.try_lock("acme/a.test").await.unwrap().is_some() },
+    )
+    .await;
+    assert!(
+        matches!(
+            a.try_lock("acme/other.test").await,
+            Err(StoreError::Stopped)
+        ),
+        "A takes no more locks"
+    );
+    until(
+        Duration::from_secs(5),
+        "A's watch is gone from etcd",
+        watchers(1.0),
+    )
+    .await;
+    b.add_site(site("after.test")).await.unwrap();
+    let started = Instant::now();
+    a.add_site(site("own.test")).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a write waits for no announcement once nothing announces: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(a.sites().await.unwrap().len(), 3, "A still reads");
+    assert!(
+        matches!(
+            heard.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+        ),
+        "no change announced after the stop"
+    );
+
+    drop(b);
+    until(
+        Duration::from_secs(5),
+        "a dropped store's watch is gone",
+        watchers(0.0),
+    )
+    .await;
+}
+
 /// A prefix written by another schema is refused, saying which.
 #[tokio::test]
 async fn another_schema_is_refused() {
@@ -177,7 +265,7 @@ async fn another_schema_is_refused() {
         .await
         .unwrap();
     let options = EtcdOptions::parse(&etcd.address("future")).unwrap();
-    match EtcdStore::open(options).await {
+    match EtcdStore::open(options, CancellationToken::new()).await {
         Err(StoreError::SchemaMismatch {
             found: 2,
             expected: 1,
@@ -189,10 +277,12 @@ async fn another_schema_is_refused() {
     let mut options = EtcdOptions::parse("etcd://127.0.0.1:1/x").unwrap();
     options.deadline = Duration::from_secs(2);
     let started = Instant::now();
-    let refused = EtcdStore::open(options).await;
+    let refused = EtcdStore::open(options, CancellationToken::new()).await;
     assert!(started.elapsed() < Duration::from_secs(4));
     match refused {
-        Err(StoreError::Backend(m)) => assert!(m.contains("127.0.0.1:1"), "{m}"),
+        Err(e @ (StoreError::EtcdConnect { .. } | StoreError::EtcdUnreachable { .. })) => {
+            assert!(e.to_string().contains("127.0.0.1:1"), "{e}")
+        }
         Err(StoreError::Stalled { .. }) => {}
         other => panic!("{:?}", other.map(|_| ())),
     }
@@ -255,7 +345,7 @@ async fn a_compacted_watch_makes_subscribers_read_everything() {
 async fn open_when_up(options: EtcdOptions) -> Result<EtcdStore, StoreError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match EtcdStore::open(options.clone()).await {
+        match EtcdStore::open(options.clone(), CancellationToken::new()).await {
             Err(e) if Instant::now() < deadline && e.to_string().contains("does not answer") => {
                 tokio::time::sleep(Duration::from_millis(50)).await
             }
@@ -282,11 +372,11 @@ async fn etcd_over_tls_with_a_client_certificate() {
 
     let mut anonymous = options.clone();
     anonymous.identity = None;
-    let refused = EtcdStore::open(anonymous).await;
+    let refused = EtcdStore::open(anonymous, CancellationToken::new()).await;
     assert!(refused.is_err(), "no client certificate");
     let mut stranger = options.clone();
     stranger.ca = Some(read(&files.client_cert));
-    let refused = EtcdStore::open(stranger).await;
+    let refused = EtcdStore::open(stranger, CancellationToken::new()).await;
     assert!(refused.is_err(), "a server certificate of an untrusted CA");
 }
 
@@ -304,7 +394,9 @@ async fn etcd_with_a_user_and_password() {
     let mut options = EtcdOptions::parse(&etcd.address("auth")).unwrap();
     options.deadline = Duration::from_secs(3);
     options.user = Some(("root".into(), "sesame".into()));
-    let store = EtcdStore::open(options.clone()).await.unwrap();
+    let store = EtcdStore::open(options.clone(), CancellationToken::new())
+        .await
+        .unwrap();
     let mut changes = store.subscribe();
     store.add_site(site("auth.test")).await.unwrap();
     assert!(matches!(changes.try_recv(), Ok(Change::Site(_))));
@@ -314,13 +406,13 @@ async fn etcd_with_a_user_and_password() {
     );
 
     options.user = Some(("root".into(), "wrong".into()));
-    let wrong = EtcdStore::open(options.clone()).await;
+    let wrong = EtcdStore::open(options.clone(), CancellationToken::new()).await;
     assert!(
         matches!(&wrong, Err(e) if e.to_string().contains("authentication failed")),
         "{:?}",
         wrong.map(|_| ())
     );
     options.user = None;
-    let anonymous = EtcdStore::open(options).await;
+    let anonymous = EtcdStore::open(options, CancellationToken::new()).await;
     assert!(anonymous.is_err(), "no credentials");
 }

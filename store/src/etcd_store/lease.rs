@@ -1,15 +1,19 @@
 //! The node's lease: granted at open, renewed at a third of its time to live, and the ground
 //! its locks stand on. When renewals fail for a whole time to live, the node may have lost the
 //! lease (etcd lets it expire and frees its locks for other nodes): its locks count as lost
-//! from then, and a new lease is granted once etcd answers.
+//! from then, and a new lease is granted once etcd answers. When the store's work stops, the
+//! lease is revoked: its locks are lost, and free for other nodes at once.
 
 use super::{absent, Inner};
-use crate::error::StoreError;
+use crate::error::{etcd_why, StoreError};
+use crate::poison::Recover as _;
 use crate::{keys, Lock, Node};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+
+/// How long revoking the lease at the end may take (the process may be exiting).
+const REVOKE_WAIT: Duration = Duration::from_secs(1);
 
 impl Inner {
     /// A new lease of the configured time to live.
@@ -54,7 +58,7 @@ impl Inner {
                     continue;
                 }
             }
-            *self.node.lock().unwrap_or_else(|p| p.into_inner()) = Some(node);
+            *self.node.lock().recover() = Some(node);
             return Ok(());
         }
     }
@@ -70,11 +74,11 @@ impl Inner {
 
     /// The node's lease, or why there is none.
     fn current_lease(&self) -> Result<i64, StoreError> {
-        self.lease.borrow().ok_or_else(|| {
-            StoreError::Backend(format!(
-                "no lease with etcd at {} (it does not answer): locks wait until it does",
-                self.options
-            ))
+        if self.stop.is_cancelled() {
+            return Err(StoreError::Stopped);
+        }
+        self.lease.borrow().ok_or_else(|| StoreError::NoLease {
+            at: self.options.to_string(),
         })
     }
 
@@ -118,17 +122,27 @@ impl Inner {
     }
 }
 
-/// Renews the lease `lease` until `stop`, replacing it when it is lost.
-pub(super) async fn keep(inner: Arc<Inner>, mut lease: i64, mut stop: watch::Receiver<bool>) {
+/// Renews the lease `lease` until the store's work stops, replacing it when it is lost; then
+/// revokes it.
+pub(super) async fn keep(inner: Arc<Inner>, lease: i64) {
+    tokio::select! {
+        () = renew(&inner, lease) => {}
+        () = inner.stop.cancelled() => {}
+    }
+    if let Some(lease) = inner.lease.send_replace(None) {
+        let mut client = inner.client.clone();
+        let _ = tokio::time::timeout(REVOKE_WAIT, client.lease_revoke(lease)).await;
+    }
+}
+
+/// Renews the lease `lease`, replacing it when it is lost; never returns.
+async fn renew(inner: &Inner, mut lease: i64) {
     let ttl = inner.options.lease_ttl.max(Duration::from_secs(1));
     let every = ttl / 3;
     let mut renewed = Instant::now();
     loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        match renew(&inner, lease, every).await {
+        tokio::time::sleep(every).await;
+        match renew_once(inner, lease, every).await {
             Ok(true) => {
                 renewed = Instant::now();
                 if inner.lease.borrow().is_none() {
@@ -159,7 +173,7 @@ pub(super) async fn keep(inner: Arc<Inner>, mut lease: i64, mut stop: watch::Rec
                 renewed = Instant::now();
                 inner.lease.send_replace(Some(lease));
                 tracing::info!(lease, "a new lease with etcd");
-                let node = inner.node.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let node = inner.node.lock().recover().clone();
                 if let Some(node) = node {
                     // Listed again: the old lease took the record with it.
                     let key = inner.key(keys::NODES, &node.name);
@@ -175,7 +189,7 @@ pub(super) async fn keep(inner: Arc<Inner>, mut lease: i64, mut stop: watch::Rec
 }
 
 /// One renewal: whether etcd still has the lease.
-async fn renew(inner: &Inner, lease: i64, within: Duration) -> Result<bool, String> {
+async fn renew_once(inner: &Inner, lease: i64, within: Duration) -> Result<bool, String> {
     let mut client = inner.client.clone();
     let once = async {
         let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
@@ -190,7 +204,7 @@ async fn renew(inner: &Inner, lease: i64, within: Duration) -> Result<bool, Stri
         Ok(Ok(None)) => Err("the keep-alive stream ended".into()),
         Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => Ok(false),
         Ok(Err(e)) => {
-            let why = super::describe(&e);
+            let why = etcd_why(Some(&e));
             inner.unreached(&why);
             Err(why)
         }

@@ -7,6 +7,10 @@
 //! (as on sled). A watch that breaks resumes from the next revision it has not seen; one whose
 //! history was compacted announces [`Change::Everything`]. Locks live on the node's lease
 //! (`lease`): a node that dies or loses etcd loses them one time-to-live later.
+//!
+//! The watch and the lease's keep-alive run as tasks until the token given to
+//! [`EtcdStore::open`] is cancelled or the store is dropped; the lease is revoked then, so the
+//! node's locks are free at once, not a time to live later.
 
 mod lease;
 mod ops;
@@ -15,7 +19,8 @@ mod watch;
 
 pub use options::EtcdOptions;
 
-use crate::error::StoreError;
+use crate::error::{etcd_why, StoreError};
+use crate::poison::Recover as _;
 use crate::{unix_now, Change, StoreHealth};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
@@ -25,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::Code;
 
 /// Capacity of the change channel; a subscriber further behind re-reads everything.
@@ -41,7 +47,7 @@ const SCHEMA: &str = "1";
 pub struct EtcdStore {
     inner: Arc<Inner>,
     /// Ends the watch and the lease's keep-alive when the store is dropped.
-    _stop: tokio::sync::watch::Sender<bool>,
+    _stop: DropGuard,
 }
 
 /// What the store's handle and its background tasks share.
@@ -58,12 +64,24 @@ pub(super) struct Inner {
     /// This process as a node of the fleet, once it joined (recorded again on a new lease).
     node: Mutex<Option<crate::Node>>,
     stalled: AtomicU64,
+    /// Cancelled when the background tasks are to stop (the caller's token, or the store
+    /// dropped).
+    stop: CancellationToken,
 }
 
 impl EtcdStore {
     /// Connects, checks (or writes) the schema version under the prefix, and starts following
     /// changes. Fails when etcd does not answer within the deadline.
-    pub async fn open(options: EtcdOptions) -> Result<EtcdStore, StoreError> {
+    ///
+    /// The store's background work (the watch that announces changes, the lease that holds its
+    /// locks) runs until `stop` is cancelled or the store is dropped, whichever comes first:
+    /// give the token that stops the caller's services, or a fresh one for a store that lives
+    /// as long as its handle. Once stopped, the lease is revoked (locks are lost and no more
+    /// are taken) and changes are no longer announced; reads and writes still work.
+    pub async fn open(
+        options: EtcdOptions,
+        stop: CancellationToken,
+    ) -> Result<EtcdStore, StoreError> {
         let mut connect = ConnectOptions::new()
             .with_connect_timeout(options.deadline.min(Duration::from_secs(5)))
             .with_timeout(options.deadline)
@@ -83,15 +101,17 @@ impl EtcdStore {
             }
             connect = connect.with_tls(tls);
         }
-        let unreachable =
-            |e: String| StoreError::Backend(format!("cannot reach etcd at {options}: {e}"));
+        let unreachable = |cause: Option<etcd_client::Error>| StoreError::EtcdConnect {
+            at: options.to_string(),
+            cause: cause.map(Arc::new),
+        };
         let client = tokio::time::timeout(
             options.deadline,
             Client::connect(options.urls(), Some(connect)),
         )
         .await
-        .map_err(|_| unreachable("no answer within the deadline".into()))?
-        .map_err(|e| unreachable(describe(&e)))?;
+        .map_err(|_| unreachable(None))?
+        .map_err(|e| unreachable(Some(e)))?;
         let (lease, _) = tokio::sync::watch::channel(None);
         let inner = Arc::new(Inner {
             client,
@@ -102,30 +122,21 @@ impl EtcdStore {
             unreachable: Mutex::new(None),
             node: Mutex::new(None),
             stalled: AtomicU64::new(0),
+            stop: stop.child_token(),
         });
         let revision = inner.check_schema().await?;
         inner.watched.send_replace(revision);
         let lease = inner.grant_lease().await?;
         inner.lease.send_replace(Some(lease));
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(watch::run(inner.clone(), revision + 1, stopped.clone()));
-        tokio::spawn(lease::keep(inner.clone(), lease, stopped));
+        tokio::spawn(watch::run(inner.clone(), revision + 1));
+        tokio::spawn(lease::keep(inner.clone(), lease));
+        let stop = inner.stop.clone().drop_guard();
         Ok(EtcdStore { inner, _stop: stop })
     }
 
     /// The address it was opened at (without credentials).
     pub fn address(&self) -> String {
         self.inner.options.to_string()
-    }
-}
-
-/// What an etcd error says, without the transport's metadata.
-fn describe(e: &etcd_client::Error) -> String {
-    match e {
-        etcd_client::Error::GRpcStatus(status) => {
-            format!("{:?}: {}", status.code(), status.message())
-        }
-        other => other.to_string(),
     }
 }
 
@@ -190,15 +201,15 @@ impl Inner {
                 Err(self.stalled(op))
             }
             Ok(Err(e)) => {
-                let why = describe(&e);
-                if is_unreachable(&e) {
-                    self.unreached(&why);
-                    Err(StoreError::Backend(format!(
-                        "etcd at {} does not answer: {why}",
-                        self.options
-                    )))
+                let cause = Arc::new(e);
+                if is_unreachable(&cause) {
+                    self.unreached(&etcd_why(Some(&cause)));
+                    Err(StoreError::EtcdUnreachable {
+                        at: self.options.to_string(),
+                        cause,
+                    })
                 } else {
-                    Err(StoreError::Backend(format!("etcd ({op}): {why}")))
+                    Err(StoreError::Etcd { op, cause })
                 }
             }
             Err(_) => Err(self.stalled(op)),
@@ -215,14 +226,14 @@ impl Inner {
 
     /// etcd answered: it is reachable (again).
     fn reached(&self) {
-        let mut unreachable = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unreachable = self.unreachable.lock().recover();
         if let Some((since, _)) = unreachable.take() {
             tracing::info!(down_s = unix_now() - since, "etcd answers again");
         }
     }
 
     fn unreached(&self, why: &str) {
-        let mut unreachable = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unreachable = self.unreachable.lock().recover();
         match unreachable.as_mut() {
             Some((_, reason)) => *reason = why.to_owned(),
             None => {
@@ -233,11 +244,7 @@ impl Inner {
     }
 
     fn health(&self) -> StoreHealth {
-        let unreachable = self
-            .unreachable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let unreachable = self.unreachable.lock().recover().clone();
         StoreHealth {
             failure: unreachable
                 .as_ref()
@@ -302,12 +309,15 @@ impl Inner {
         if wrote {
             let revision = answer.header().map_or(0, |h| h.revision());
             let mut watched = self.watched.subscribe();
-            let announced = tokio::time::timeout(
-                self.options.deadline,
-                watched.wait_for(|seen| *seen >= revision),
-            )
+            let announced = tokio::time::timeout(self.options.deadline, async {
+                tokio::select! {
+                    seen = watched.wait_for(|seen| *seen >= revision) => seen.is_ok(),
+                    // The watch has stopped: nothing will be announced, nobody is waiting.
+                    () = self.stop.cancelled() => true,
+                }
+            })
             .await;
-            if !matches!(announced, Ok(Ok(_))) {
+            if announced != Ok(true) {
                 // Written all the same: the change reaches subscribers when the watch is back.
                 tracing::warn!(
                     op,
@@ -410,18 +420,5 @@ fn is_unreachable(e: &etcd_client::Error) -> bool {
         }
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         _ => false,
-    }
-}
-
-impl Drop for EtcdStore {
-    fn drop(&mut self) {
-        // The lease goes with the store: its locks are free at once, not a TTL later.
-        let (lease, mut client) = (*self.inner.lease.borrow(), self.inner.client.clone());
-        if let (Some(lease), Ok(runtime)) = (lease, tokio::runtime::Handle::try_current()) {
-            runtime.spawn(async move {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(1), client.lease_revoke(lease)).await;
-            });
-        }
     }
 }

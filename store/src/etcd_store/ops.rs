@@ -412,9 +412,9 @@ impl Store for EtcdStore {
                 return Err(StoreError::NotFound(format!("app {id}")));
             }
         }
-        Err(StoreError::Backend(format!(
-            "sites kept changing while app {id} was being removed: try again"
-        )))
+        Err(StoreError::KeptChanging {
+            what: format!("the sites (while app {id} was being removed)"),
+        })
     }
 
     async fn ocsp(&self, domain: &DomainName) -> Result<Option<OcspRecord>, StoreError> {

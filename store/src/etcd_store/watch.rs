@@ -1,15 +1,16 @@
 //! The one watch on the store's prefix: every committed write, this node's or another's, turned
 //! into [`Change`]s for the subscribers. A broken watch resumes from the first revision it has
 //! not announced (etcd replays what was missed); when etcd no longer has that history
-//! (compacted), subscribers are told to read everything again.
+//! (compacted), subscribers are told to read everything again. It runs until the store's work
+//! stops.
 
 use super::Inner;
 use crate::codec::domain_key;
+use crate::error::etcd_why;
 use crate::{keys, AppId, Change, Http01Challenge};
 use etcd_client::{Event, EventType, WatchOptions};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Pause before watching again after a failure.
 const RETRY: Duration = Duration::from_millis(250);
@@ -22,11 +23,11 @@ enum Gap {
     Broken(String),
 }
 
-/// Follows the prefix from revision `from` until `stop`.
-pub(super) async fn run(inner: Arc<Inner>, mut from: i64, mut stop: watch::Receiver<bool>) {
+/// Follows the prefix from revision `from` until the store's work stops.
+pub(super) async fn run(inner: Arc<Inner>, mut from: i64) {
     loop {
         let gap = tokio::select! {
-            _ = stop.changed() => return,
+            () = inner.stop.cancelled() => return,
             gap = follow(&inner, &mut from) => gap,
         };
         match gap {
@@ -46,8 +47,8 @@ pub(super) async fn run(inner: Arc<Inner>, mut from: i64, mut stop: watch::Recei
             }
         }
         tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(RETRY) => {}
+            () = inner.stop.cancelled() => return,
+            () = tokio::time::sleep(RETRY) => {}
         }
     }
 }
@@ -77,13 +78,13 @@ async fn follow(inner: &Inner, from: &mut i64) -> Gap {
         .with_prev_key();
     let mut stream = match client.watch(inner.data_prefix(), Some(options)).await {
         Ok(stream) => stream,
-        Err(e) => return Gap::Broken(super::describe(&e)),
+        Err(e) => return Gap::Broken(etcd_why(Some(&e))),
     };
     loop {
         let answer = match stream.message().await {
             Ok(Some(answer)) => answer,
             Ok(None) => return Gap::Broken("the watch ended".into()),
-            Err(e) => return Gap::Broken(super::describe(&e)),
+            Err(e) => return Gap::Broken(etcd_why(Some(&e))),
         };
         if answer.canceled() {
             return if answer.compact_revision() > 0 {

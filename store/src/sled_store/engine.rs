@@ -4,19 +4,18 @@
 //! then is logged, counted and answered as [`StoreError::Stalled`], so a disk that stops
 //! answering stalls no caller for good.
 
+use super::shared::Shared;
 use super::trees::Trees;
 use super::writer;
 use crate::error::StoreError;
+use crate::poison::Recover as _;
 use crate::{Change, StoreHealth};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
-
-/// Capacity of the change channel; a subscriber further behind re-reads everything.
-const CHANGE_BUFFER: usize = 4096;
 /// Writes that may wait for the writer; a caller past that waits for room.
 const WRITE_QUEUE: usize = 1024;
 /// Reads running at once; a disk that stops answering holds at most this many threads.
@@ -45,69 +44,6 @@ impl Default for SledOptions {
     }
 }
 
-/// What the writer thread and the readers share.
-pub(super) struct Shared {
-    pub(super) path: PathBuf,
-    /// The open database; `None` only while the writer reopens it.
-    trees: RwLock<Option<Arc<Trees>>>,
-    pub(super) changes: broadcast::Sender<Change>,
-    /// The failed write the store has not recovered from yet (or the full disk it waits on).
-    pub(super) failure: Mutex<Option<String>>,
-    /// Whether sled itself failed a write, and the database must be reopened before the next.
-    pub(super) broken: AtomicBool,
-    /// Whether a failed database could not even be closed: only a restart reopens the store.
-    pub(super) wedged: AtomicBool,
-    stalled: AtomicU64,
-    stall_while: Option<PathBuf>,
-    /// Set while another process has the database (see [`SledStore::release`]).
-    pub(super) released: AtomicBool,
-}
-
-impl Shared {
-    pub(super) fn trees(&self) -> Result<Arc<Trees>, StoreError> {
-        self.trees
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| {
-                StoreError::Backend(if self.released.load(Ordering::Acquire) {
-                    format!(
-                        "the store at {} was handed over to a new server",
-                        self.path.display()
-                    )
-                } else {
-                    format!(
-                        "the store at {} is being reopened after a failed write",
-                        self.path.display()
-                    )
-                })
-            })
-    }
-
-    /// Puts `trees` in place; the database it replaces is dropped after the lock is let go
-    /// (closing one may take time: readers must not wait on it).
-    pub(super) fn set_trees(&self, trees: Option<Arc<Trees>>) {
-        let old = std::mem::replace(
-            &mut *self.trees.write().unwrap_or_else(|p| p.into_inner()),
-            trees,
-        );
-        drop(old);
-    }
-
-    /// Takes the open database out (readers are told it is being reopened meanwhile).
-    pub(super) fn take_trees(&self) -> Option<Arc<Trees>> {
-        self.trees.write().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    pub(super) fn wait_while_stalled(&self) {
-        if let Some(path) = &self.stall_while {
-            while path.exists() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
 /// The sled backend. One process at a time may open a database.
 pub struct SledStore {
     shared: Arc<Shared>,
@@ -125,20 +61,13 @@ impl SledStore {
     /// [`SledStore::open`] with other options.
     pub fn open_with(dir: &Path, options: SledOptions) -> Result<Self, StoreError> {
         let trees = Trees::open_waiting(dir, options.lock_wait)?;
-        let shared = Arc::new(Shared {
-            path: dir.to_path_buf(),
-            trees: RwLock::new(Some(Arc::new(trees))),
-            changes: broadcast::channel(CHANGE_BUFFER).0,
-            failure: Mutex::new(None),
-            broken: AtomicBool::new(false),
-            wedged: AtomicBool::new(false),
-            stalled: AtomicU64::new(0),
-            stall_while: options.stall_while,
-            released: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(dir.to_path_buf(), trees, options.stall_while));
         let (jobs, queue) = mpsc::channel(WRITE_QUEUE);
-        writer::spawn(shared.clone(), queue)
-            .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
+        writer::spawn(shared.clone(), queue).map_err(|e| StoreError::Io {
+            op: "start the writer of the store at",
+            path: dir.to_path_buf(),
+            cause: e.into(),
+        })?;
         Ok(SledStore {
             shared,
             jobs,
@@ -166,7 +95,10 @@ impl SledStore {
         let path = self.shared.path.clone();
         let trees = tokio::task::spawn_blocking(move || Trees::open_waiting(&path, within))
             .await
-            .map_err(|e| StoreError::Backend(format!("reopening the store: {e}")))??;
+            .map_err(|e| StoreError::Task {
+                op: "reclaim",
+                cause: e.into(),
+            })??;
         self.shared.set_trees(Some(Arc::new(trees)));
         self.shared.released.store(false, Ordering::Release);
         Ok(())
@@ -201,14 +133,20 @@ impl SledStore {
         let shared = self.shared.clone();
         let reads = self.reads.clone();
         self.watched(op, async move {
-            let permit = reads.acquire_owned().await.map_err(|_| gone())?;
+            let permit = reads
+                .acquire_owned()
+                .await
+                .map_err(|_| StoreError::WriterStopped)?;
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 shared.wait_while_stalled();
                 read(&*shared.trees()?)
             })
             .await
-            .map_err(|e| StoreError::Backend(format!("{op}: {e}")))?
+            .map_err(|e| StoreError::Task {
+                op,
+                cause: e.into(),
+            })?
         })
         .await
     }
@@ -226,8 +164,11 @@ impl SledStore {
             reply,
         };
         self.watched(op, async move {
-            self.jobs.send(job).await.map_err(|_| gone())?;
-            answer.await.map_err(|_| gone())?
+            self.jobs
+                .send(job)
+                .await
+                .map_err(|_| StoreError::WriterStopped)?;
+            answer.await.map_err(|_| StoreError::WriterStopped)?
         })
         .await
     }
@@ -241,11 +182,7 @@ impl SledStore {
 
     /// The unrecovered failure and the stall count.
     pub(super) fn health_now(&self) -> StoreHealth {
-        let mut failure = self
-            .shared
-            .failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut failure = self.shared.failure.lock().recover();
         // A full disk that has room again is healthy before the next write proves it.
         if failure.is_some()
             && !self.shared.broken.load(Ordering::Acquire)
@@ -259,8 +196,4 @@ impl SledStore {
             unreachable_since: None,
         }
     }
-}
-
-fn gone() -> StoreError {
-    StoreError::Backend("the store's writer has stopped".into())
 }

@@ -3,6 +3,7 @@
 //! a deadline on each) is in `engine`.
 
 mod engine;
+mod shared;
 mod trees;
 mod writer;
 
@@ -21,7 +22,7 @@ use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::broadcast;
-use trees::{backend, decode_all, get, list_by_domain, Trees};
+use trees::{decode_all, get, list_by_domain, sled_failed, Trees};
 
 fn not_found(what: &str, key: &str) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(StoreError::NotFound(format!("{what} {key}")))
@@ -30,7 +31,7 @@ fn not_found(what: &str, key: &str) -> ConflictableTransactionError<StoreError> 
 fn tx_error(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => backend(e),
+        TransactionError::Storage(cause) => StoreError::Sled { op: "write", cause },
     }
 }
 
@@ -212,7 +213,7 @@ impl Store for SledStore {
         self.write("put_account", move |t| {
             t.accounts
                 .insert(account.directory.as_bytes(), encode(&account))
-                .map_err(backend)?;
+                .map_err(sled_failed("write"))?;
             Ok(vec![])
         })
         .await
@@ -325,7 +326,7 @@ impl Store for SledStore {
         self.write("put_http01", move |t| {
             t.http01
                 .insert(challenge.token.as_bytes(), encode(&challenge))
-                .map_err(backend)?;
+                .map_err(sled_failed("write"))?;
             Ok(vec![Change::Challenges(challenge.domain)])
         })
         .await
@@ -335,7 +336,7 @@ impl Store for SledStore {
         self.write("put_tls_alpn", move |t| {
             t.tls_alpn
                 .insert(challenge.domain.as_str(), encode(&challenge))
-                .map_err(backend)?;
+                .map_err(sled_failed("write"))?;
             Ok(vec![Change::Challenges(challenge.domain)])
         })
         .await
@@ -387,7 +388,7 @@ impl Store for SledStore {
         self.write("add_app", move |t| {
             t.apps
                 .compare_and_swap(app.id.as_str(), None::<&[u8]>, Some(encode(&app)))
-                .map_err(backend)?
+                .map_err(sled_failed("write"))?
                 .map_err(|_| StoreError::AlreadyExists(format!("app {}", app.id)))?;
             Ok(vec![Change::App(app.id)])
         })
@@ -429,7 +430,11 @@ impl Store for SledStore {
                     users.join(", ")
                 )));
             }
-            if t.apps.remove(id.as_str()).map_err(backend)?.is_none() {
+            if t.apps
+                .remove(id.as_str())
+                .map_err(sled_failed("write"))?
+                .is_none()
+            {
                 return Err(StoreError::NotFound(format!("app {id}")));
             }
             Ok(vec![Change::App(id)])
@@ -468,7 +473,7 @@ impl Store for SledStore {
         self.write("put_ticket_keys", move |t| {
             t.meta
                 .insert(keys::TICKET_KEYS, encode(&ticket_keys))
-                .map_err(backend)?;
+                .map_err(sled_failed("write"))?;
             Ok(vec![Change::TicketKeys])
         })
         .await
@@ -486,7 +491,7 @@ impl Store for SledStore {
         self.write("put_dns_zone", move |t| {
             t.dns_zones
                 .insert(zone.zone.as_str(), encode(&zone))
-                .map_err(backend)?;
+                .map_err(sled_failed("write"))?;
             Ok(vec![Change::DnsZone(zone.zone)])
         })
         .await
@@ -497,7 +502,7 @@ impl Store for SledStore {
         self.write("remove_dns_zone", move |t| {
             if t.dns_zones
                 .remove(zone.as_str())
-                .map_err(backend)?
+                .map_err(sled_failed("write"))?
                 .is_none()
             {
                 return Err(StoreError::NotFound(format!("DNS zone {zone}")));
@@ -519,7 +524,7 @@ impl Store for SledStore {
         self.write("allow_on_demand", move |t| {
             t.on_demand
                 .insert(rule.as_str(), encode(&rule))
-                .map_err(backend)?;
+                .map_err(sled_failed("write"))?;
             Ok(vec![Change::OnDemandRules])
         })
         .await
@@ -530,7 +535,7 @@ impl Store for SledStore {
         self.write("disallow_on_demand", move |t| {
             if t.on_demand
                 .remove(rule.as_str())
-                .map_err(backend)?
+                .map_err(sled_failed("write"))?
                 .is_none()
             {
                 return Err(StoreError::NotFound(format!("on-demand rule {rule}")));

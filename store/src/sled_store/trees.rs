@@ -56,15 +56,15 @@ impl Trees {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
                     StoreError::Locked(path.to_path_buf())
                 }
-                other => backend(other),
+                cause => StoreError::Sled { op: "open", cause },
             })?;
-        let meta = db.open_tree(keys::META).map_err(backend)?;
+        let meta = db.open_tree(keys::META).map_err(sled_failed("open"))?;
         let expected = keys::SCHEMA_VERSION;
-        match meta.get(keys::SCHEMA_KEY).map_err(backend)? {
+        match meta.get(keys::SCHEMA_KEY).map_err(sled_failed("open"))? {
             None => {
                 meta.insert(keys::SCHEMA_KEY, &expected.to_be_bytes())
-                    .map_err(backend)?;
-                db.flush().map_err(backend)?;
+                    .map_err(sled_failed("open"))?;
+                db.flush().map_err(sled_failed("open"))?;
             }
             Some(raw) => {
                 let found = <[u8; 4]>::try_from(raw.as_ref())
@@ -81,17 +81,27 @@ impl Trees {
         }
         Ok(Trees {
             meta,
-            sites: db.open_tree(keys::SITES).map_err(backend)?,
-            certs: db.open_tree(keys::CERTS).map_err(backend)?,
-            accounts: db.open_tree(keys::ACME_ACCOUNTS).map_err(backend)?,
-            acme: db.open_tree(keys::ACME_STATES).map_err(backend)?,
-            requests: db.open_tree(keys::ACME_REQUESTS).map_err(backend)?,
-            http01: db.open_tree(keys::HTTP01).map_err(backend)?,
-            tls_alpn: db.open_tree(keys::TLS_ALPN01).map_err(backend)?,
-            ocsp: db.open_tree(keys::OCSP).map_err(backend)?,
-            apps: db.open_tree(keys::APPS).map_err(backend)?,
-            dns_zones: db.open_tree(keys::DNS_ZONES).map_err(backend)?,
-            on_demand: db.open_tree(keys::ON_DEMAND_RULES).map_err(backend)?,
+            sites: db.open_tree(keys::SITES).map_err(sled_failed("open"))?,
+            certs: db.open_tree(keys::CERTS).map_err(sled_failed("open"))?,
+            accounts: db
+                .open_tree(keys::ACME_ACCOUNTS)
+                .map_err(sled_failed("open"))?,
+            acme: db
+                .open_tree(keys::ACME_STATES)
+                .map_err(sled_failed("open"))?,
+            requests: db
+                .open_tree(keys::ACME_REQUESTS)
+                .map_err(sled_failed("open"))?,
+            http01: db.open_tree(keys::HTTP01).map_err(sled_failed("open"))?,
+            tls_alpn: db
+                .open_tree(keys::TLS_ALPN01)
+                .map_err(sled_failed("open"))?,
+            ocsp: db.open_tree(keys::OCSP).map_err(sled_failed("open"))?,
+            apps: db.open_tree(keys::APPS).map_err(sled_failed("open"))?,
+            dns_zones: db.open_tree(keys::DNS_ZONES).map_err(sled_failed("open"))?,
+            on_demand: db
+                .open_tree(keys::ON_DEMAND_RULES)
+                .map_err(sled_failed("open"))?,
             db,
         })
     }
@@ -100,7 +110,7 @@ impl Trees {
     pub(super) fn http01_tokens(&self, domain: &DomainName) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut tokens = Vec::new();
         for entry in self.http01.iter() {
-            let (key, raw) = entry.map_err(backend)?;
+            let (key, raw) = entry.map_err(sled_failed("read"))?;
             let challenge: Http01Challenge = decode(keys::HTTP01, &key, &raw)?;
             if &challenge.domain == domain {
                 tokens.push(key.to_vec());
@@ -110,8 +120,9 @@ impl Trees {
     }
 }
 
-pub(super) fn backend(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// The error of a failed sled call made to `op` ("open", "read", "write").
+pub(super) fn sled_failed(op: &'static str) -> impl Fn(sled::Error) -> StoreError {
+    move |cause| StoreError::Sled { op, cause }
 }
 
 pub(super) fn get<T: serde::de::DeserializeOwned>(
@@ -120,7 +131,7 @@ pub(super) fn get<T: serde::de::DeserializeOwned>(
     key: &str,
 ) -> Result<Option<T>, StoreError> {
     tree.get(key)
-        .map_err(backend)?
+        .map_err(sled_failed("read"))?
         .map(|raw| decode(name, key.as_bytes(), &raw))
         .transpose()
 }
@@ -131,7 +142,7 @@ pub(super) fn decode_all<T: serde::de::DeserializeOwned>(
 ) -> Result<Vec<T>, StoreError> {
     entries
         .map(|entry| {
-            let (key, raw) = entry.map_err(backend)?;
+            let (key, raw) = entry.map_err(sled_failed("read"))?;
             decode(name, &key, &raw)
         })
         .collect()
@@ -144,7 +155,7 @@ pub(super) fn list_by_domain<T: serde::de::DeserializeOwned>(
 ) -> Result<Vec<(DomainName, T)>, StoreError> {
     tree.iter()
         .map(|entry| {
-            let (key, raw) = entry.map_err(backend)?;
+            let (key, raw) = entry.map_err(sled_failed("read"))?;
             Ok((domain_key(name, &key)?, decode(name, &key, &raw)?))
         })
         .collect()

@@ -18,9 +18,10 @@
 //! own, within [`REOPEN_WAIT`]: one that cannot close is left behind and said so, and never
 //! holds up readers.
 
-use super::engine::Shared;
-use super::trees::{backend, Trees};
+use super::shared::Shared;
+use super::trees::{sled_failed, Trees};
 use crate::error::StoreError;
+use crate::poison::Recover as _;
 use crate::Change;
 use std::io::Write as _;
 use std::panic::AssertUnwindSafe;
@@ -96,8 +97,8 @@ fn commit(shared: &Shared, batch: Vec<Job>) {
             }
             // A bug in one write must not stop every later one with the thread.
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| (job.apply)(&trees)))
-                .unwrap_or_else(|_| Err(StoreError::Backend(format!("{} panicked", job.op))));
-            if let Err(StoreError::Backend(e)) = &result {
+                .unwrap_or_else(|_| Err(StoreError::Panicked { op: job.op }));
+            if let Err(e @ (StoreError::Sled { .. } | StoreError::Panicked { .. })) = &result {
                 failed(shared, job.op, e);
             }
             (job.reply, result)
@@ -109,11 +110,11 @@ fn commit(shared: &Shared, batch: Vec<Job>) {
         room_again(shared);
     }
     let flushed = if applied.iter().any(|(_, result)| result.is_ok()) {
-        trees.db.flush().map(drop).map_err(backend)
+        trees.db.flush().map(drop).map_err(sled_failed("flush"))
     } else {
         Ok(())
     };
-    if let Err(StoreError::Backend(e)) = &flushed {
+    if let Err(e) = &flushed {
         failed(shared, "flush", e);
     }
     for (reply, result) in applied {
@@ -130,19 +131,18 @@ fn commit(shared: &Shared, batch: Vec<Job>) {
 }
 
 /// Notes a failed write: later writes reopen the database first.
-fn failed(shared: &Shared, op: &str, error: &str) {
+fn failed(shared: &Shared, op: &str, error: &StoreError) {
     tracing::error!(op, %error, "store write failed; the store reopens at the next write once the disk takes writes again");
-    *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{op}: {error}"));
+    *shared.failure.lock().recover() = Some(format!("{op}: {error}"));
     shared.broken.store(true, Ordering::Release);
 }
 
 /// Whether the disk under `dir` has the room a write needs.
 pub(super) fn room(dir: &Path) -> Result<(), StoreError> {
-    let stat = nix::sys::statvfs::statvfs(dir).map_err(|e| {
-        StoreError::Backend(format!(
-            "cannot read the free space of {}: {e}",
-            dir.display()
-        ))
+    let stat = nix::sys::statvfs::statvfs(dir).map_err(|errno| StoreError::Io {
+        op: "read the free space of",
+        path: dir.to_path_buf(),
+        cause: Arc::new(errno.into()),
     })?;
     // u64 here; other platforms' statvfs fields are narrower.
     #[allow(clippy::useless_conversion)]
@@ -150,17 +150,16 @@ pub(super) fn room(dir: &Path) -> Result<(), StoreError> {
     if free >= RESERVE_BYTES {
         return Ok(());
     }
-    Err(StoreError::Backend(format!(
-        "the disk of {} is full ({} KiB free; the store keeps {} KiB): write refused, nothing changed; writes resume by themselves once there is room",
-        dir.display(),
-        free / 1024,
-        RESERVE_BYTES / 1024
-    )))
+    Err(StoreError::DiskFull {
+        path: dir.to_path_buf(),
+        free_kib: free / 1024,
+        reserve_kib: RESERVE_BYTES / 1024,
+    })
 }
 
 /// Notes (once) that writes are refused for want of room: the health says so until one works.
 fn short_of_room(shared: &Shared) {
-    let mut failure = shared.failure.lock().unwrap_or_else(|p| p.into_inner());
+    let mut failure = shared.failure.lock().recover();
     if failure.is_none() {
         tracing::error!(path = %shared.path.display(), "the store's disk is full: writes are refused until it has room again");
         *failure = Some(format!("the disk of {} is full", shared.path.display()));
@@ -172,23 +171,14 @@ fn room_again(shared: &Shared) {
     if shared.broken.load(Ordering::Acquire) {
         return;
     }
-    if let Some(was) = shared
-        .failure
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
+    if let Some(was) = shared.failure.lock().recover().take() {
         tracing::info!(after = %was, "the store's disk has room again: writes work");
     }
 }
 
 /// The database to write to, reopened first when an earlier write failed.
 fn writable(shared: &Shared) -> Result<Arc<Trees>, StoreError> {
-    let failure = shared
-        .failure
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let failure = shared.failure.lock().recover().clone();
     let Some(failure) = failure.filter(|_| shared.broken.load(Ordering::Acquire)) else {
         return shared.trees();
     };
@@ -197,18 +187,18 @@ fn writable(shared: &Shared) -> Result<Arc<Trees>, StoreError> {
         return shared.trees();
     }
     if shared.wedged.load(Ordering::Acquire) {
-        return Err(wedged());
+        return Err(StoreError::Wedged);
     }
     // Keep the old database (it still reads) until the disk can take a reopen.
-    probe(&shared.path).map_err(|e| {
-        StoreError::Backend(format!(
-            "an earlier write failed ({failure}) and the disk still refuses writes: {e}"
-        ))
+    probe(&shared.path).map_err(|e| StoreError::StillFailing {
+        earlier: failure.clone(),
+        cause: e.into(),
     })?;
-    close(shared.take_trees()).inspect_err(|_| shared.wedged.store(true, Ordering::Release))?;
+    close(&shared.path, shared.take_trees())
+        .inspect_err(|_| shared.wedged.store(true, Ordering::Release))?;
     let trees = Arc::new(Trees::open_waiting(&shared.path, REOPEN_WAIT)?);
     shared.set_trees(Some(trees.clone()));
-    *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    *shared.failure.lock().recover() = None;
     shared.broken.store(false, Ordering::Release);
     tracing::info!(after = %failure, "store reopened: writes work again");
     Ok(trees)
@@ -216,7 +206,7 @@ fn writable(shared: &Shared) -> Result<Arc<Trees>, StoreError> {
 
 /// Closes a failed database on a thread of its own, waiting up to [`REOPEN_WAIT`]: sled
 /// flushes at close, which a broken database may wait on for ever.
-fn close(trees: Option<Arc<Trees>>) -> Result<(), StoreError> {
+fn close(path: &Path, trees: Option<Arc<Trees>>) -> Result<(), StoreError> {
     let Some(trees) = trees else {
         return Ok(());
     };
@@ -227,18 +217,15 @@ fn close(trees: Option<Arc<Trees>>) -> Result<(), StoreError> {
             drop(trees);
             let _ = done.send(());
         })
-        .map_err(|e| StoreError::Backend(format!("cannot close the failed database: {e}")))?;
+        .map_err(|e| StoreError::Io {
+            op: "start closing the failed database at",
+            path: path.to_path_buf(),
+            cause: e.into(),
+        })?;
     closed.recv_timeout(REOPEN_WAIT).map_err(|_| {
         tracing::error!("the failed database does not close (sled waits on a write that cannot finish): restart Porter to reopen the store");
-        wedged()
+        StoreError::Wedged
     })
-}
-
-/// What every write answers once a failed database could not be closed.
-fn wedged() -> StoreError {
-    StoreError::Backend(
-        "the store's database failed and cannot be reopened while this process runs: restart Porter".into(),
-    )
 }
 
 /// Whether the disk under `dir` takes a write again, by writing and syncing a scratch file.

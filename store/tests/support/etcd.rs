@@ -214,6 +214,17 @@ impl Etcd {
         String::from_utf8(b64.decode(value).ok()?).ok()
     }
 
+    /// The value of the gauge or counter `name` (without labels) on its metrics page.
+    pub(crate) fn metric(&self, name: &str) -> Option<f64> {
+        let mut stream = TcpStream::connect(self.endpoint()).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+        let mut page = String::new();
+        stream.read_to_string(&mut page).ok()?;
+        page.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
     /// Stops it (SIGTERM, then wait); its data stays for [`Etcd::resume`].
     pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
