@@ -719,7 +719,7 @@ fn metrics_describe_the_process_and_the_build() {
 fn every_admin_route_refuses_a_missing_or_wrong_token() {
     let work = tempfile::tempdir().unwrap();
     let porter = Porter::start(&work.path().join("data"), &[]);
-    let doc: Value = json(include_str!("../src/admin/openapi.json"));
+    let doc: Value = json(include_str!("../src/control/admin/openapi.json"));
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.contains_key("/metrics") && paths.len() >= 10);
     let mut checked = 0;

@@ -5,9 +5,9 @@
 #![no_main]
 #![allow(dead_code)]
 
-#[path = "../../src/proxy/headers.rs"]
+#[path = "../../src/proxy/phases/headers.rs"]
 mod headers;
-#[path = "../../src/proxy/route.rs"]
+#[path = "../../src/proxy/phases/route.rs"]
 mod route;
 
 use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};

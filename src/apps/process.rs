@@ -5,6 +5,7 @@
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{Group, Pid, User};
+use porter_store::Recover as _;
 use porter_store::{App, AppListen, Upstream};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -350,7 +351,7 @@ async fn copy_to_log<R: AsyncRead + Unpin>(mut from: R, log: Arc<Mutex<LogFile>>
         if n == 0 {
             return;
         }
-        log.lock().expect("log lock").write(&buf[..n]);
+        log.lock().recover().write(&buf[..n]);
     }
 }
 

@@ -16,6 +16,7 @@ use super::actor::{Actor, AppCounts};
 use super::messages::{AppStatus, Cmd, Lease, Unavailable};
 use super::process;
 use crate::runtime::service::{follow, Follower};
+use porter_store::Recover as _;
 use porter_store::{AppId, Change, Store, StoreError, Upstream};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -72,7 +73,7 @@ impl Supervisor {
     }
 
     fn actor(&self, id: &AppId) -> Option<mpsc::Sender<Cmd>> {
-        self.actors.lock().expect("actors lock").get(id).cloned()
+        self.actors.lock().recover().get(id).cloned()
     }
 
     async fn actor_or_start(&self, id: &AppId) -> Result<mpsc::Sender<Cmd>, Unavailable> {
@@ -87,7 +88,7 @@ impl Supervisor {
                 return Err(Unavailable::Failed);
             }
         };
-        let mut actors = self.actors.lock().expect("actors lock");
+        let mut actors = self.actors.lock().recover();
         let tx = actors
             .entry(id.clone())
             .or_insert_with(|| {
@@ -128,7 +129,7 @@ impl Supervisor {
         let Some(this) = &self.node else {
             return Ok(None);
         };
-        let known = self.owners.lock().expect("owners lock").get(id).cloned();
+        let known = self.owners.lock().recover().get(id).cloned();
         let owner = match known {
             Some(owner) => owner,
             None => {
@@ -142,7 +143,7 @@ impl Supervisor {
                 };
                 self.owners
                     .lock()
-                    .expect("owners lock")
+                    .recover()
                     .insert(id.clone(), owner.clone());
                 owner
             }
@@ -152,7 +153,7 @@ impl Supervisor {
 
     /// Where node `node` takes forwarded requests (read once, then as the nodes change).
     async fn node_addr(&self, node: &str) -> Result<Upstream, Unavailable> {
-        let known = self.nodes.lock().expect("nodes lock").clone();
+        let known = self.nodes.lock().recover().clone();
         let nodes = match known {
             Some(nodes) => nodes,
             None => {
@@ -164,7 +165,7 @@ impl Supervisor {
                     .into_iter()
                     .filter_map(|n| Some((n.name, Upstream::parse(&n.addr).ok()?)))
                     .collect();
-                *self.nodes.lock().expect("nodes lock") = Some(nodes.clone());
+                *self.nodes.lock().recover() = Some(nodes.clone());
                 nodes
             }
         };
@@ -242,7 +243,7 @@ impl Supervisor {
             }
             // Removed, or moved to another node of the fleet: stopped here.
             _ => {
-                self.actors.lock().expect("actors lock").remove(&id);
+                self.actors.lock().recover().remove(&id);
                 let (reply, done) = oneshot::channel();
                 if tx.send(Cmd::Shutdown(reply)).await.is_ok() {
                     let _ = done.await;
@@ -266,7 +267,7 @@ impl Supervisor {
     /// Follows app changes in the store until `shutdown`, then stops every daemon.
     pub(crate) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         follow(&*self, self.store.subscribe(), &shutdown).await;
-        let actors: Vec<_> = self.actors.lock().expect("actors lock").drain().collect();
+        let actors: Vec<_> = self.actors.lock().recover().drain().collect();
         let mut done = Vec::new();
         for (_, tx) in actors {
             let (reply, answer) = oneshot::channel();
@@ -289,15 +290,9 @@ impl Follower for Supervisor {
 
     /// Forgets what it read of owners and nodes, and reads every running app again.
     async fn reload(&self) -> Result<(), StoreError> {
-        self.owners.lock().expect("owners lock").clear();
-        *self.nodes.lock().expect("nodes lock") = None;
-        let running: Vec<AppId> = self
-            .actors
-            .lock()
-            .expect("actors lock")
-            .keys()
-            .cloned()
-            .collect();
+        self.owners.lock().recover().clear();
+        *self.nodes.lock().recover() = None;
+        let running: Vec<AppId> = self.actors.lock().recover().keys().cloned().collect();
         self.follow_apps(running).await
     }
 
@@ -306,10 +301,10 @@ impl Follower for Supervisor {
         for change in batch {
             match change {
                 Change::App(id) => {
-                    self.owners.lock().expect("owners lock").remove(&id);
+                    self.owners.lock().recover().remove(&id);
                     apps.insert(id);
                 }
-                Change::Nodes => *self.nodes.lock().expect("nodes lock") = None,
+                Change::Nodes => *self.nodes.lock().recover() = None,
                 _ => {}
             }
         }

@@ -5,6 +5,7 @@
 //! counted as dropped rather than queued without bound. `reopen` (on SIGHUP) makes the writer
 //! reopen its file, so that logrotate can move it away.
 
+use porter_store::Recover as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
@@ -114,7 +115,7 @@ impl AccessLog {
     pub(crate) fn record(&self, entry: Entry) {
         if let Err(TrySendError::Full(_)) = self.queue.try_send(Message::Line(Box::new(entry))) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+            let mut reported = self.reported.lock().recover();
             if reported.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
                 *reported = Some(Instant::now());
                 tracing::warn!(

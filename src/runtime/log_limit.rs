@@ -6,6 +6,7 @@
 //! A kind is one call site of [`limited!`] (a static of its own); the hot path pays a relaxed
 //! load and an increment, and the shared registry is locked once per kind, at its first line.
 
+use porter_store::Recover as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -229,7 +230,7 @@ pub(crate) async fn run(shutdown: CancellationToken) {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
+    mutex.lock().recover()
 }
 
 /// FNV-1a: enough to tell a few site names apart, in nanoseconds.

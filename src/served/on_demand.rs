@@ -17,6 +17,7 @@ use crate::served::reload::LiveSites;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
+use porter_store::Recover as _;
 use porter_store::{
     on_demand_allows, unix_now, AppId, Change, DomainName, Site, Store, StoreError, Target,
     Upstream,
@@ -163,7 +164,7 @@ impl OnDemand {
     }
 
     fn rule_allows(&self, domain: &DomainName) -> bool {
-        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        let rules = self.rules.read().recover();
         rules.iter().any(|rule| on_demand_allows(rule, domain))
     }
 
@@ -198,14 +199,14 @@ impl OnDemand {
     }
 
     fn still_refused(&self, name: &str) -> bool {
-        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        let refused = self.refused.lock().recover();
         refused
             .get(name)
             .is_some_and(|until| Instant::now() < *until)
     }
 
     fn refuse(&self, name: &str) {
-        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        let mut refused = self.refused.lock().recover();
         if refused.len() >= REMEMBERED {
             refused.clear();
         }
@@ -213,7 +214,7 @@ impl OnDemand {
     }
 
     fn gate(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        let mut gates = self.gates.lock().recover();
         if gates.len() >= REMEMBERED {
             // Only gates nobody holds go.
             gates.retain(|_, gate| Arc::strong_count(gate) > 1);
@@ -288,7 +289,7 @@ impl OnDemand {
 
     fn take_token(&self) -> bool {
         let per_minute = f64::from(self.settings.per_minute.max(1));
-        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bucket = self.bucket.lock().recover();
         let (tokens, filled) = &mut *bucket;
         *tokens = (*tokens + filled.elapsed().as_secs_f64() * per_minute / 60.0).min(per_minute);
         *filled = Instant::now();
@@ -349,12 +350,9 @@ impl Follower for OnDemand {
 
     async fn reload(&self) -> Result<(), StoreError> {
         let rules = self.store.on_demand_rules().await?;
-        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+        *self.rules.write().recover() = rules;
         // A name refused under the old rules may be allowed now.
-        self.refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.refused.lock().recover().clear();
         Ok(())
     }
 }

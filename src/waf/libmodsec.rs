@@ -14,6 +14,7 @@
 #![allow(unsafe_code)]
 
 use super::engine::{Engine, EngineError, Exchange, Match};
+use porter_store::Recover as _;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::{Mutex, OnceLock};
 
@@ -154,7 +155,7 @@ impl LibModSecurity {
 
 impl Drop for LibModSecurity {
     fn drop(&mut self) {
-        let _one_at_a_time = CLEANUP.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = CLEANUP.lock().recover();
         // SAFETY: no transaction outlives `inspect`, so nothing uses them any more.
         unsafe {
             (self.api.rules_cleanup)(self.rules);

@@ -5,6 +5,7 @@
 //! is there by the time the client has its answer. Past [`ROTATE_AT`] bytes it moves to
 //! `waf.log.1` (the one before is dropped). `porter waf log` reads it ([`follow`]).
 
+use porter_store::Recover as _;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Seek, Write};
@@ -75,7 +76,7 @@ impl WafLog {
         }
         let mut line = serde_json::to_vec(&entry).expect("an entry serializes");
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut file = self.file.lock().recover();
         if let Err(e) = self.append(&mut file, &line) {
             *file = None;
             crate::runtime::log_limit::limited!(warn, "cannot write the WAF log", path = %self.path.display(), error = %e);

@@ -3,6 +3,7 @@
 //! never the edge's; the label sets are bounded (beyond, counts go under the site `_other`).
 
 use super::engine::Match;
+use porter_store::Recover as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -48,14 +49,14 @@ impl Stats {
 }
 
 fn sorted<K: Clone + Ord>(map: &Mutex<HashMap<K, u64>>) -> Vec<(K, u64)> {
-    let map = map.lock().unwrap_or_else(|e| e.into_inner());
+    let map = map.lock().recover();
     let mut out: Vec<(K, u64)> = map.iter().map(|(k, n)| (k.clone(), *n)).collect();
     out.sort();
     out
 }
 
 fn bump<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, u64>>, key: K, other: impl Fn(&K) -> K) {
-    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    let mut map = map.lock().recover();
     let key = if map.len() >= MAX_KEYS && !map.contains_key(&key) {
         other(&key)
     } else {

@@ -2,6 +2,7 @@
 //! status class with their durations. Each edge thread has its own [`EdgeStats`], so that
 //! counting touches no cache line another thread writes; a scrape adds them up.
 
+use porter_store::Recover as _;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -193,7 +194,7 @@ impl EdgeStats {
         upstream: Option<Duration>,
     ) {
         let class = usize::from((status / 100).clamp(1, 5) - 1);
-        let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sites = self.sites.lock().recover();
         let stats = match site {
             Some(site) => match sites.get_mut(&**site) {
                 Some(stats) => stats,
@@ -231,7 +232,7 @@ impl EdgeStats {
         into: &mut HashMap<Arc<str>, SiteStats>,
         keep: impl Fn(&str) -> bool,
     ) {
-        let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sites = self.sites.lock().recover();
         sites.retain(|site, _| &**site == NO_SITE || keep(site));
         for (site, stats) in sites.iter() {
             into.entry(site.clone()).or_default().add(stats);

@@ -27,6 +27,7 @@ use crate::served::snapshot::Snapshot;
 use edge::{SiteStats, HANDSHAKE_FAILURES};
 use families::{ByDomain, Scrape};
 use porter_acme::Outcomes;
+use porter_store::Recover as _;
 use process::Process;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
@@ -171,7 +172,7 @@ impl Metrics {
             add(&mut handshakes, edge.handshakes());
             add(&mut failures, edge.failures());
         }
-        let top = &mut self.top.lock().unwrap_or_else(|e| e.into_inner());
+        let top = &mut self.top.lock().recover();
         (top.series(per_site), handshakes, failures)
     }
 }

@@ -2,6 +2,7 @@
 //! subscriber usually holds whole) may hold at most so many of the edge's connections. The
 //! table holds only addresses with a connection open, so it is bounded by the connection limit.
 
+use porter_store::Recover as _;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -33,7 +34,7 @@ impl PerIp {
             return Some(None);
         }
         let key = client_key(ip);
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.open.lock().recover();
         let count = open.entry(key).or_insert(0);
         if *count >= self.limit {
             return None;
@@ -48,7 +49,7 @@ impl PerIp {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        let mut open = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.table.open.lock().recover();
         if let Some(count) = open.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
@@ -92,7 +93,7 @@ mod tests {
         drop(first);
         let third = table.admit(ip).unwrap();
         drop((second, third));
-        assert!(table.open.lock().unwrap().is_empty());
+        assert!(table.open.lock().recover().is_empty());
     }
 
     #[test]
@@ -113,6 +114,6 @@ mod tests {
         for _ in 0..10 {
             assert!(table.admit("192.0.2.1".parse().unwrap()).unwrap().is_none());
         }
-        assert!(table.open.lock().unwrap().is_empty());
+        assert!(table.open.lock().recover().is_empty());
     }
 }

@@ -9,6 +9,7 @@
 use crate::proxy::phases::answer::Own;
 use base64::Engine as _;
 use http::Request;
+use porter_store::Recover as _;
 use porter_store::{Credential, Features};
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -133,11 +134,7 @@ pub(crate) async fn check<B>(site: &str, features: &Features, req: &Request<B>) 
         key.copy_from_slice(digest.finish().as_ref());
         key
     };
-    if remembered()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(&key)
-    {
+    if remembered().lock().recover().contains(&key) {
         return Ok(());
     }
     let _slot = verifying().acquire().await.map_err(|_| refused())?;
@@ -148,7 +145,7 @@ pub(crate) async fn check<B>(site: &str, features: &Features, req: &Request<B>) 
     if !matches {
         return Err(refused());
     }
-    let mut set = remembered().lock().unwrap_or_else(|p| p.into_inner());
+    let mut set = remembered().lock().recover();
     if set.len() >= REMEMBERED {
         set.clear();
     }

@@ -6,6 +6,7 @@
 //! edge thread; the table holds the keys in use and is pruned as it grows, so that names
 //! that come and go cannot grow it.
 
+use porter_store::Recover as _;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -138,7 +139,7 @@ impl<K: Hash + Eq + Clone> Gates<K> {
     }
 
     fn gate(&self, key: &K) -> Arc<Gate> {
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.table.lock().recover();
         if let Some(gate) = table.gates.get(key) {
             return Arc::clone(gate);
         }
@@ -199,7 +200,7 @@ mod tests {
         for _ in 0..10 {
             assert!(gates.enter(&"a").await.unwrap().is_none());
         }
-        assert!(gates.table.lock().unwrap().gates.is_empty());
+        assert!(gates.table.lock().recover().gates.is_empty());
     }
 
     #[tokio::test]
@@ -213,7 +214,7 @@ mod tests {
         for key in 1..10 * PRUNE_FIRST as u32 {
             drop(gates.enter(&key).await.unwrap());
         }
-        let table = gates.table.lock().unwrap();
+        let table = gates.table.lock().recover();
         assert!(table.gates.len() <= PRUNE_FIRST, "{}", table.gates.len());
         assert!(table.gates.contains_key(&0), "a gate in use is kept");
         drop(held);

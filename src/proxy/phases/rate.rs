@@ -5,6 +5,7 @@
 //! key that still finds no room is let through uncounted, logged once a minute, rather than
 //! taking memory an address spread could exhaust.
 
+use porter_store::Recover as _;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -70,7 +71,7 @@ impl<K: Hash + Eq> Rates<K> {
             return Ok(());
         }
         let now = Instant::now();
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.table.lock().recover();
         let Table { buckets, warned } = &mut *table;
         if !buckets.contains_key(&key) && buckets.len() >= MAX_BUCKETS {
             buckets.retain(|_, bucket| bucket.refilled(now, rate, burst) < burst);
@@ -151,7 +152,7 @@ mod tests {
                 "first request of {client}"
             );
         }
-        assert_eq!(rates.table.lock().unwrap().buckets.len(), MAX_BUCKETS);
+        assert_eq!(rates.table.lock().recover().buckets.len(), MAX_BUCKETS);
     }
 
     #[test]
@@ -162,6 +163,6 @@ mod tests {
                 .take(key(&site("a.test"), "192.0.2.1".parse().unwrap()))
                 .is_ok());
         }
-        assert!(rates.table.lock().unwrap().buckets.is_empty());
+        assert!(rates.table.lock().recover().buckets.is_empty());
     }
 }

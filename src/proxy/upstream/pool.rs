@@ -8,6 +8,7 @@ use crate::proxy::upstream::body::UpstreamBody;
 use crate::proxy::upstream::connector;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use porter_store::Recover as _;
 use porter_store::Upstream;
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -54,7 +55,7 @@ impl Pool {
 
     /// The most recently idled live connection to `upstream`, if any, and since when it idles.
     fn take(&self, upstream: &Upstream) -> Option<(Sender, Instant)> {
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.idle.lock().recover();
         let Idle { lists, total } = &mut *idle;
         let list = lists.get_mut(upstream)?;
         let now = Instant::now();
@@ -77,7 +78,7 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.idle.lock().recover();
         let Idle { lists, total } = &mut *idle;
         let list = lists.entry(upstream).or_default();
         // Oldest first: the expired are at the front.
@@ -95,7 +96,7 @@ impl Pool {
 
     /// Closes the connections that are closed or expired at `now`.
     fn prune(&self, now: Instant) {
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.idle.lock().recover();
         let Idle { lists, total } = &mut *idle;
         lists.retain(|_, list| {
             list.retain(|(sender, since)| !sender.is_closed() && fresh(*since, now));
@@ -155,7 +156,7 @@ impl Affinity {
         upstream: &Upstream,
     ) -> io::Result<(Sender, Option<Instant>)> {
         let own = {
-            let mut last = self.last.lock().expect("affinity lock");
+            let mut last = self.last.lock().recover();
             match last.take() {
                 Some((u, sender, since)) if &u == upstream => Some((sender, since)),
                 other => {
@@ -235,7 +236,7 @@ impl Loan {
                 let previous = affinity
                     .last
                     .lock()
-                    .expect("affinity lock")
+                    .recover()
                     .replace((upstream, sender, now));
                 if let Some((upstream, sender, since)) = previous {
                     affinity.pool.put(upstream, sender, since);
@@ -268,15 +269,15 @@ mod tests {
         pool.put(a.clone(), sender().await, Instant::now());
         pool.put(a.clone(), sender().await, Instant::now());
         pool.put(b.clone(), sender().await, Instant::now());
-        assert_eq!(pool.idle.lock().unwrap().total, 3);
+        assert_eq!(pool.idle.lock().recover().total, 3);
         assert!(pool.take(&a).is_some());
-        assert_eq!(pool.idle.lock().unwrap().total, 2);
+        assert_eq!(pool.idle.lock().recover().total, 2);
 
         pool.prune(Instant::now());
-        assert_eq!(pool.idle.lock().unwrap().total, 2, "nothing expired yet");
+        assert_eq!(pool.idle.lock().recover().total, 2, "nothing expired yet");
         pool.prune(Instant::now() + IDLE_TIMEOUT);
-        assert_eq!(pool.idle.lock().unwrap().total, 0);
-        assert!(pool.idle.lock().unwrap().lists.is_empty());
+        assert_eq!(pool.idle.lock().recover().total, 0);
+        assert!(pool.idle.lock().recover().lists.is_empty());
         assert!(pool.take(&a).is_none() && pool.take(&b).is_none());
     }
 
@@ -287,6 +288,6 @@ mod tests {
         for _ in 0..MAX_IDLE_PER_UPSTREAM + 3 {
             pool.put(a.clone(), sender().await, Instant::now());
         }
-        assert_eq!(pool.idle.lock().unwrap().total, MAX_IDLE_PER_UPSTREAM);
+        assert_eq!(pool.idle.lock().recover().total, MAX_IDLE_PER_UPSTREAM);
     }
 }
