@@ -4,7 +4,7 @@
 
 use super::messages::{AppStatus, Cmd, Event, Lease, Shared, Unavailable, LOG_LINES, QUEUE};
 use super::policy::{crash_loop, restart_delay, HEALTH_FAILURES};
-use super::probe;
+use super::probe::{self, NotReady};
 use super::process::{self, parse_signal, Paths};
 use porter_store::{App, RestartPolicy, Upstream};
 use std::collections::HashSet;
@@ -48,6 +48,11 @@ impl Instance {
             let _ = stop.send(());
         }
     }
+}
+
+/// Whether `slot` holds the instance of `generation`.
+fn holds(slot: &Option<Instance>, generation: u64) -> bool {
+    slot.as_ref().is_some_and(|i| i.generation == generation)
 }
 
 pub(super) struct Actor {
@@ -236,13 +241,26 @@ impl Actor {
             stopping: false,
             draining_since: None,
         };
-        // The process: waits for its exit, or stops it when asked.
+        let (pid, upstream) = (spawned.pid, spawned.upstream);
+        self.watch_process(generation, spawned.child, pid, stop_rx);
+        self.await_readiness(generation, upstream, pid);
+        self.starting = Some(instance);
+    }
+
+    /// The task of the process of `generation`: waits for its exit, or stops it when asked,
+    /// and reports the exit.
+    fn watch_process(
+        &self,
+        generation: u64,
+        mut child: tokio::process::Child,
+        pid: u32,
+        stop_rx: oneshot::Receiver<()>,
+    ) {
         let events = self.events.clone();
         let signal =
             parse_signal(&self.app.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM);
         let grace = Duration::from_secs(self.app.stop_grace);
-        let pid_file = self.paths.pid_file(spawned.pid);
-        let (mut child, pid) = (spawned.child, spawned.pid);
+        let pid_file = self.paths.pid_file(pid);
         tokio::spawn(async move {
             let status = tokio::select! {
                 status = child.wait() => {
@@ -254,12 +272,12 @@ impl Actor {
             let _ = std::fs::remove_file(pid_file);
             let _ = events.send(Event::Exited(generation, status)).await;
         });
-        // Readiness: poll the check until it passes, or say why it did not.
-        let (events, check, upstream) = (
-            self.events.clone(),
-            self.app.health.clone(),
-            spawned.upstream,
-        );
+    }
+
+    /// The task that polls the readiness check of `generation` until it passes, or says why it
+    /// did not.
+    fn await_readiness(&self, generation: u64, upstream: Upstream, pid: u32) {
+        let (events, check) = (self.events.clone(), self.app.health.clone());
         let timeout = Duration::from_secs(self.app.start_timeout);
         tokio::spawn(async move {
             let event = match probe::become_ready(&upstream, &check, pid, timeout).await {
@@ -268,7 +286,6 @@ impl Actor {
             };
             let _ = events.send(event).await;
         });
-        self.starting = Some(instance);
     }
 
     /// `why`, with the app's last log lines.
@@ -290,70 +307,12 @@ impl Actor {
 
     fn event(&mut self, event: Event) {
         match event {
-            Event::Ready(generation)
-                if self
-                    .starting
-                    .as_ref()
-                    .is_some_and(|s| s.generation == generation) =>
-            {
-                let ready = self.starting.take().expect("checked");
-                tracing::info!(app = %self.app.id, pid = ready.pid, ms = ready.started.elapsed().as_millis() as u64, "app ready");
-                self.start_error = None;
-                for waiter in self.waiters.drain(..) {
-                    let _ = waiter.send(Ok(ready.lease()));
-                }
-                if let Some(mut old) = self.serving.replace(ready) {
-                    old.draining_since = Some(Instant::now());
-                    self.expected_exits.insert(old.generation);
-                    self.draining.push(old);
-                }
-                self.health_failures = 0;
-                self.health_due = Instant::now() + Duration::from_secs(self.app.health_interval);
-            }
-            Event::StartFailed(generation, not_ready)
-                if self
-                    .starting
-                    .as_ref()
-                    .is_some_and(|s| s.generation == generation) =>
-            {
-                let mut failed = self.starting.take().expect("checked");
-                tracing::warn!(app = %self.app.id, why = %not_ready.why, "app did not become ready");
-                self.expected_exits.insert(generation);
-                failed.request_stop();
-                self.draining.push(failed);
-                self.failed_start_exiting = Some(generation);
-                self.counts.crashes.fetch_add(1, Ordering::Relaxed);
-                self.crashes.push(Instant::now());
-                let why = format!("the start failed: {}", not_ready.why);
-                if crash_loop(&mut self.crashes, Instant::now()) {
-                    self.fail(why);
-                } else {
-                    self.start_error = Some(self.with_log(why));
-                }
-                let answer = match not_ready.elsewhere {
-                    true => Unavailable::ListensElsewhere,
-                    false => Unavailable::StartTimeout,
-                };
-                for waiter in self.waiters.drain(..) {
-                    let _ = waiter.send(Err(answer.clone()));
-                }
+            Event::Ready(generation) if holds(&self.starting, generation) => self.ready(),
+            Event::StartFailed(generation, not_ready) if holds(&self.starting, generation) => {
+                self.start_failed(generation, not_ready)
             }
             Event::Exited(generation, status) => self.exited(generation, status),
-            Event::Health(generation, ok)
-                if self
-                    .serving
-                    .as_ref()
-                    .is_some_and(|s| s.generation == generation) =>
-            {
-                self.health_running = false;
-                self.health_failures = if ok { 0 } else { self.health_failures + 1 };
-                if self.health_failures >= HEALTH_FAILURES && self.starting.is_none() {
-                    tracing::warn!(app = %self.app.id, "health check keeps failing; restarting");
-                    self.restarts += 1;
-                    self.health_failures = 0;
-                    self.replace();
-                }
-            }
+            Event::Health(generation, ok) if holds(&self.serving, generation) => self.health(ok),
             Event::Health(..) => self.health_running = false,
             Event::Retry => {
                 if self.failed.is_none() && self.serving.is_none() && self.starting.is_none() {
@@ -361,6 +320,63 @@ impl Actor {
                 }
             }
             Event::Ready(_) | Event::StartFailed(..) => {}
+        }
+    }
+
+    /// The starting instance is ready: it serves the waiting requests and takes over, and the
+    /// one it replaces drains.
+    fn ready(&mut self) {
+        let ready = self.starting.take().expect("checked");
+        tracing::info!(app = %self.app.id, pid = ready.pid, ms = ready.started.elapsed().as_millis() as u64, "app ready");
+        self.start_error = None;
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Ok(ready.lease()));
+        }
+        if let Some(mut old) = self.serving.replace(ready) {
+            old.draining_since = Some(Instant::now());
+            self.expected_exits.insert(old.generation);
+            self.draining.push(old);
+        }
+        self.health_failures = 0;
+        self.health_due = Instant::now() + Duration::from_secs(self.app.health_interval);
+    }
+
+    /// The starting instance (of `generation`) did not become ready: it is stopped, counts
+    /// as a crash, and the waiting requests learn why.
+    fn start_failed(&mut self, generation: u64, not_ready: NotReady) {
+        let mut failed = self.starting.take().expect("checked");
+        tracing::warn!(app = %self.app.id, why = %not_ready.why, "app did not become ready");
+        self.expected_exits.insert(generation);
+        failed.request_stop();
+        self.draining.push(failed);
+        self.failed_start_exiting = Some(generation);
+        self.counts.crashes.fetch_add(1, Ordering::Relaxed);
+        self.crashes.push(Instant::now());
+        let why = format!("the start failed: {}", not_ready.why);
+        if crash_loop(&mut self.crashes, Instant::now()) {
+            self.fail(why);
+        } else {
+            self.start_error = Some(self.with_log(why));
+        }
+        let answer = match not_ready.elsewhere {
+            true => Unavailable::ListensElsewhere,
+            false => Unavailable::StartTimeout,
+        };
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Err(answer.clone()));
+        }
+    }
+
+    /// A health check of the serving instance ended: after too many failures in a row, a new
+    /// instance replaces it.
+    fn health(&mut self, ok: bool) {
+        self.health_running = false;
+        self.health_failures = if ok { 0 } else { self.health_failures + 1 };
+        if self.health_failures >= HEALTH_FAILURES && self.starting.is_none() {
+            tracing::warn!(app = %self.app.id, "health check keeps failing; restarting");
+            self.restarts += 1;
+            self.health_failures = 0;
+            self.replace();
         }
     }
 
@@ -377,15 +393,8 @@ impl Actor {
         if self.expected_exits.remove(&generation) {
             return;
         }
-        let starting = self
-            .starting
-            .as_ref()
-            .is_some_and(|s| s.generation == generation);
-        let crashed = if self
-            .serving
-            .as_ref()
-            .is_some_and(|s| s.generation == generation)
-        {
+        let starting = holds(&self.starting, generation);
+        let crashed = if holds(&self.serving, generation) {
             self.serving.take()
         } else if starting {
             self.starting.take()

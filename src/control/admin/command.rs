@@ -112,6 +112,10 @@ pub(crate) enum NotACommand {
     Body(#[from] serde_json::Error),
 }
 
+/// What a resource's routes make of a request: its command, `None` when they do not know the
+/// request, or the error of a body that does not fit.
+type Route = Result<Option<AdminCommand>, serde_json::Error>;
+
 fn json<T: Serialize>(value: &T) -> Option<Value> {
     Some(serde_json::to_value(value).expect("commands serialise"))
 }
@@ -165,73 +169,123 @@ impl AdminCommand {
 
     /// The command an admin API request names.
     pub(crate) fn from_http(method: &Method, path: &str, body: &[u8]) -> Result<Self, NotACommand> {
-        use AdminCommand::*;
-        let owned = |s: &str| s.to_owned();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        Ok(match (method, segments.as_slice()) {
-            (&Method::GET, ["v1", "sites"]) => ListSites,
-            (&Method::POST, ["v1", "sites"]) => AddSite(serde_json::from_slice(body)?),
-            (&Method::PATCH, ["v1", "sites", domain]) => UpdateSite {
-                domain: owned(domain),
+        let command = match segments.as_slice() {
+            ["v1", "sites", rest @ ..] => Self::site_route(method, rest, body)?,
+            ["v1", "certs", rest @ ..] => Self::cert_route(method, rest, body)?,
+            ["v1", "apps", rest @ ..] => Self::app_route(method, rest, body)?,
+            ["v1", "dns-zones", rest @ ..] => Self::dns_zone_route(method, rest, body)?,
+            ["v1", rest @ ..] => Self::server_route(method, rest, body)?,
+            _ => None,
+        };
+        command.ok_or_else(|| NotACommand::Unknown {
+            method: method.clone(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The command of a request under `/v1/sites` (`rest`: the path's segments after it).
+    fn site_route(method: &Method, rest: &[&str], body: &[u8]) -> Route {
+        use AdminCommand::*;
+        Ok(Some(match (method, rest) {
+            (&Method::GET, []) => ListSites,
+            (&Method::POST, []) => AddSite(serde_json::from_slice(body)?),
+            (&Method::PATCH, [domain]) => UpdateSite {
+                domain: (*domain).to_owned(),
                 change: serde_json::from_slice(body)?,
             },
-            (&Method::DELETE, ["v1", "sites", domain]) => RemoveSite {
-                domain: owned(domain),
+            (&Method::DELETE, [domain]) => RemoveSite {
+                domain: (*domain).to_owned(),
             },
-            (&Method::GET, ["v1", "certs"]) => ListCerts,
-            (&Method::POST, ["v1", "certs"]) => ImportCert(serde_json::from_slice(body)?),
-            (&Method::POST, ["v1", "certs", domain, verb @ ("renew" | "revoke")]) => RequestAcme {
-                domain: owned(domain),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The command of a request under `/v1/certs`.
+    fn cert_route(method: &Method, rest: &[&str], body: &[u8]) -> Route {
+        use AdminCommand::*;
+        Ok(Some(match (method, rest) {
+            (&Method::GET, []) => ListCerts,
+            (&Method::POST, []) => ImportCert(serde_json::from_slice(body)?),
+            (&Method::POST, [domain, verb @ ("renew" | "revoke")]) => RequestAcme {
+                domain: (*domain).to_owned(),
                 action: if *verb == "renew" {
                     AcmeAction::Renew
                 } else {
                     AcmeAction::Revoke
                 },
             },
-            (&Method::GET, ["v1", "apps"]) => ListApps,
-            (&Method::GET, ["v1", "nodes"]) => ListNodes,
-            (&Method::POST, ["v1", "apps", id]) => AddApp {
-                id: owned(id),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The command of a request under `/v1/apps`.
+    fn app_route(method: &Method, rest: &[&str], body: &[u8]) -> Route {
+        use AdminCommand::*;
+        Ok(Some(match (method, rest) {
+            (&Method::GET, []) => ListApps,
+            (&Method::POST, [app]) => AddApp {
+                id: (*app).to_owned(),
                 spec: serde_json::from_slice(body)?,
             },
-            (&Method::PATCH, ["v1", "apps", id]) => UpdateApp {
-                id: owned(id),
+            (&Method::PATCH, [app]) => UpdateApp {
+                id: (*app).to_owned(),
                 spec: serde_json::from_slice(body)?,
             },
-            (&Method::DELETE, ["v1", "apps", id]) => RemoveApp { id: owned(id) },
-            (&Method::GET, ["v1", "apps", id]) => AppStatus { id: owned(id) },
-            (&Method::GET, ["v1", "apps", id, "logs"]) => AppLogs { id: owned(id) },
-            (&Method::POST, ["v1", "apps", id, verb @ ("restart" | "stop")]) => ControlApp {
-                id: owned(id),
+            (&Method::DELETE, [app]) => RemoveApp {
+                id: (*app).to_owned(),
+            },
+            (&Method::GET, [app]) => AppStatus {
+                id: (*app).to_owned(),
+            },
+            (&Method::GET, [app, "logs"]) => AppLogs {
+                id: (*app).to_owned(),
+            },
+            (&Method::POST, [app, verb @ ("restart" | "stop")]) => ControlApp {
+                id: (*app).to_owned(),
                 restart: *verb == "restart",
             },
-            (&Method::GET, ["v1", "status"]) => Status,
-            (&Method::GET, ["v1", "store", "export"]) => ExportStore,
-            (&Method::POST, ["v1", "store", "import"]) => {
-                ImportStore(Box::new(serde_json::from_slice(body)?))
-            }
-            (&Method::GET, ["v1", "dns-zones"]) => ListDnsZones,
-            (&Method::PUT, ["v1", "dns-zones", zone]) => PutDnsZone {
-                zone: owned(zone),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The command of a request under `/v1/dns-zones`.
+    fn dns_zone_route(method: &Method, rest: &[&str], body: &[u8]) -> Route {
+        use AdminCommand::*;
+        Ok(Some(match (method, rest) {
+            (&Method::GET, []) => ListDnsZones,
+            (&Method::PUT, [zone]) => PutDnsZone {
+                zone: (*zone).to_owned(),
                 spec: serde_json::from_slice(body)?,
             },
-            (&Method::DELETE, ["v1", "dns-zones", zone]) => RemoveDnsZone { zone: owned(zone) },
-            (&Method::GET, ["v1", "on-demand", "rules"]) => ListOnDemandRules,
-            (method @ (&Method::PUT | &Method::DELETE), ["v1", "on-demand", "rules", rule]) => {
+            (&Method::DELETE, [zone]) => RemoveDnsZone {
+                zone: (*zone).to_owned(),
+            },
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The command of any other request under `/v1`: the server's and the whole store's.
+    fn server_route(method: &Method, rest: &[&str], body: &[u8]) -> Route {
+        use AdminCommand::*;
+        Ok(Some(match (method, rest) {
+            (&Method::GET, ["nodes"]) => ListNodes,
+            (&Method::GET, ["status"]) => Status,
+            (&Method::GET, ["store", "export"]) => ExportStore,
+            (&Method::POST, ["store", "import"]) => {
+                ImportStore(Box::new(serde_json::from_slice(body)?))
+            }
+            (&Method::GET, ["on-demand", "rules"]) => ListOnDemandRules,
+            (method @ (&Method::PUT | &Method::DELETE), ["on-demand", "rules", rule]) => {
                 OnDemandRule {
-                    rule: owned(rule),
+                    rule: (*rule).to_owned(),
                     allow: method == Method::PUT,
                 }
             }
-            (&Method::GET, ["v1", "waf"]) => WafStatus,
-            (&Method::POST, ["v1", "waf", "reload"]) => WafReload,
-            _ => {
-                return Err(NotACommand::Unknown {
-                    method: method.clone(),
-                    path: path.to_owned(),
-                })
-            }
-        })
+            (&Method::GET, ["waf"]) => WafStatus,
+            (&Method::POST, ["waf", "reload"]) => WafReload,
+            _ => return Ok(None),
+        }))
     }
 
     /// The status of a successful answer.

@@ -101,23 +101,8 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
     Ok(match command {
         C::ListSites => Answer::Sites(ops::list_sites(store).await?),
         C::AddSite(req) => Answer::Site(ops::add_site(store, req).await?),
-        C::UpdateSite { domain, change } => {
-            // A site set to inspect with rules that do not load would block everything (or
-            // nothing): say why now.
-            let waf_on = change
-                .features
-                .waf
-                .as_deref()
-                .is_some_and(|mode| !matches!(mode, "off" | "default"));
-            if let (true, Some(waf)) = (waf_on, &ctx.waf) {
-                waf.ready_or_why().await.map_err(OpError::Refused)?;
-            }
-            Answer::Site(ops::update_site(store, &domain, change).await?)
-        }
-        C::RemoveSite { domain } => {
-            ops::remove_site(store, &domain).await?;
-            Answer::Removed { removed: domain }
-        }
+        C::UpdateSite { domain, change } => Answer::Site(update_site(ctx, &domain, change).await?),
+        C::RemoveSite { domain } => removed(ops::remove_site(store, &domain).await, domain)?,
         C::ListCerts => Answer::Certs(ops::certs::list_certs(store, ctx.beside()).await?),
         C::ImportCert(req) => Answer::Cert(Box::new(ops::certs::import_cert(store, req).await?)),
         C::RequestAcme { domain, action } => Answer::Cert(Box::new(
@@ -129,10 +114,7 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
             Answer::App(ops::apps::add_app(store, &id, spec, ctx.node.as_deref()).await?)
         }
         C::UpdateApp { id, spec } => Answer::App(ops::apps::update_app(store, &id, spec).await?),
-        C::RemoveApp { id } => {
-            ops::apps::remove_app(store, &id).await?;
-            Answer::Removed { removed: id }
-        }
+        C::RemoveApp { id } => removed(ops::apps::remove_app(store, &id).await, id)?,
         C::AppStatus { id } => Answer::AppStatus(ops::apps::status(store, apps, &id).await?),
         C::AppLogs { id } => Answer::Logs {
             logs: ops::apps::logs(store, &ctx.apps_dir, &id, 200).await?,
@@ -144,10 +126,7 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
         C::PutDnsZone { zone, spec } => {
             Answer::DnsZone(ops::dns::put_zone(store, &zone, spec).await?)
         }
-        C::RemoveDnsZone { zone } => {
-            ops::dns::remove_zone(store, &zone).await?;
-            Answer::Removed { removed: zone }
-        }
+        C::RemoveDnsZone { zone } => removed(ops::dns::remove_zone(store, &zone).await, zone)?,
         C::ListOnDemandRules => Answer::OnDemandRules(ops::on_demand::rules(store).await?),
         C::OnDemandRule { rule, allow: true } => {
             Answer::OnDemandRules(ops::on_demand::allow(store, &rule).await?)
@@ -155,29 +134,59 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
         C::OnDemandRule { rule, allow: false } => {
             Answer::OnDemandRules(ops::on_demand::disallow(store, &rule).await?)
         }
-        C::WafStatus | C::WafReload => {
-            let waf = ctx.waf.as_ref().ok_or_else(|| {
-                OpError::Refused("the WAF runs in the server, and no server runs".into())
-            })?;
-            Answer::Waf(match command {
-                C::WafReload => waf.reload().await.map_err(OpError::Refused)?,
-                _ => waf.status(),
-            })
+        C::WafStatus => Answer::Waf(running_waf(ctx)?.status()),
+        C::WafReload => {
+            let waf = running_waf(ctx)?;
+            Answer::Waf(waf.reload().await.map_err(OpError::Refused)?)
         }
         C::ExportStore => Answer::Backup(Box::new(ops::backup::export(store).await?)),
         C::ImportStore(backup) => {
             Answer::Imported(ops::backup::import(store, *backup, false).await?)
         }
-        C::Status => {
-            let server = match (&ctx.server, &ctx.metrics, &ctx.apps) {
-                (Some(facts), Some(metrics), Some(apps)) => Some(ops::status::Running {
-                    facts,
-                    metrics,
-                    apps,
-                }),
-                _ => None,
-            };
-            Answer::Status(ops::status::status(store, &ctx.store_at, ctx.beside(), server).await)
-        }
+        C::Status => Answer::Status(status(ctx).await),
     })
+}
+
+/// The answer to a removal of `name`, once `removal` succeeded.
+fn removed(removal: Result<(), OpError>, name: String) -> Result<Answer, OpError> {
+    removal?;
+    Ok(Answer::Removed { removed: name })
+}
+
+/// `site update`, refused at once when it sets the WAF to inspect and the WAF's rules do not
+/// load (the site would block everything, or nothing).
+async fn update_site(
+    ctx: &Context,
+    domain: &str,
+    change: ops::UpdateSite,
+) -> Result<ops::SiteView, OpError> {
+    let waf_on = change
+        .features
+        .waf
+        .as_deref()
+        .is_some_and(|mode| !matches!(mode, "off" | "default"));
+    if let (true, Some(waf)) = (waf_on, &ctx.waf) {
+        waf.ready_or_why().await.map_err(OpError::Refused)?;
+    }
+    ops::update_site(ctx.store.as_ref(), domain, change).await
+}
+
+/// The running server's WAF, which `waf status` and `waf reload` need.
+fn running_waf(ctx: &Context) -> Result<&Arc<crate::waf::Waf>, OpError> {
+    ctx.waf
+        .as_ref()
+        .ok_or_else(|| OpError::Refused("the WAF runs in the server, and no server runs".into()))
+}
+
+/// `status`: the store's, and the running server's when this is it.
+async fn status(ctx: &Context) -> ops::status::StatusView {
+    let server = match (&ctx.server, &ctx.metrics, &ctx.apps) {
+        (Some(facts), Some(metrics), Some(apps)) => Some(ops::status::Running {
+            facts,
+            metrics,
+            apps,
+        }),
+        _ => None,
+    };
+    ops::status::status(ctx.store.as_ref(), &ctx.store_at, ctx.beside(), server).await
 }

@@ -110,103 +110,159 @@ fn parse_health(text: &str) -> Result<HealthCheck, OpError> {
 /// The longest command line accepted (a single argument may not pass 128 KiB on Linux).
 const MAX_COMMAND: usize = 64 * 1024;
 
-/// Applies `spec` to `app`.
-fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
-    // An old record's command is checked only when it is changed: it stays readable and
-    // updatable otherwise.
-    let where_changes = spec.command.is_some() || spec.socket.is_some();
-    if let Some(command) = spec.command {
-        if command.len() > MAX_COMMAND {
-            return Err(invalid(format!(
-                "--command is {} bytes long, more than {MAX_COMMAND}: put it in a script",
-                command.len()
-            )));
-        }
-        if command.contains('\0') {
-            return Err(invalid("--command contains a NUL byte".into()));
-        }
-        let words = shell_words::split(&command).map_err(|e| invalid(format!("--command: {e}")))?;
-        if words.is_empty() {
-            return Err(invalid("--command is empty".into()));
-        }
-        app.command = words;
+/// `--command`: split like a shell would, and short enough to be passed to a process.
+fn parse_command(command: &str) -> Result<Vec<String>, OpError> {
+    if command.len() > MAX_COMMAND {
+        return Err(invalid(format!(
+            "--command is {} bytes long, more than {MAX_COMMAND}: put it in a script",
+            command.len()
+        )));
     }
-    if !spec.env.is_empty() {
-        app.env = spec
-            .env
-            .iter()
-            .map(|kv| {
-                if kv.contains('\0') {
-                    return Err(invalid("--env: a NUL byte cannot be passed".into()));
-                }
-                kv.split_once('=')
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .ok_or_else(|| invalid(format!("--env {kv:?}: expected KEY=VALUE")))
-            })
-            .collect::<Result<_, _>>()?;
+    if command.contains('\0') {
+        return Err(invalid("--command contains a NUL byte".into()));
     }
-    if let Some(dir) = spec.dir {
-        let dir = PathBuf::from(dir);
-        if !dir.is_absolute() || !dir.is_dir() {
-            return Err(invalid(format!(
-                "--dir {}: not an absolute path to a directory",
-                dir.display()
-            )));
-        }
-        app.dir = Some(dir);
+    let words = shell_words::split(command).map_err(|e| invalid(format!("--command: {e}")))?;
+    if words.is_empty() {
+        return Err(invalid("--command is empty".into()));
     }
-    if spec.user.is_some() {
-        app.user = spec.user.filter(|u| !u.is_empty());
-    }
-    if spec.group.is_some() {
-        app.group = spec.group.filter(|g| !g.is_empty());
-    }
-    if let Some(allow_root) = spec.allow_root {
-        app.allow_root = allow_root;
-    }
-    if let Some(socket) = spec.socket {
-        app.listen = if socket.is_empty() {
-            AppListen::Port
-        } else {
-            AppListen::Socket(PathBuf::from(socket))
-        };
-    }
-    if let Some(t) = spec.start_timeout {
-        app.start_timeout = seconds("start-timeout", &t, false)?;
-    }
-    if let Some(t) = spec.idle_timeout {
-        app.idle_timeout = seconds("idle-timeout", &t, true)?;
-    }
-    if let Some(h) = spec.health {
-        app.health = parse_health(&h)?;
-    }
-    if let Some(t) = spec.health_interval {
-        app.health_interval = seconds("health-interval", &t, false)?;
-    }
-    if let Some(signal) = spec.stop_signal {
-        let parsed = crate::apps::parse_signal(&signal)
-            .map_err(|e| invalid(format!("--stop-signal: {e}")))?;
-        app.stop_signal = parsed.as_str().to_owned();
-    }
-    if let Some(t) = spec.stop_grace {
-        app.stop_grace = seconds("stop-grace", &t, false)?;
-    }
-    if let Some(node) = spec.node {
-        app.node = Some(node);
-    }
-    if let Some(policy) = spec.restart {
-        app.restart = match policy.as_str() {
-            "on-failure" => RestartPolicy::OnFailure,
-            "never" => RestartPolicy::Never,
-            other => {
-                return Err(invalid(format!(
-                    "--restart {other:?}: expected on-failure or never"
-                )))
+    Ok(words)
+}
+
+/// `--env`: `KEY=VALUE` pairs that can be passed to a process.
+fn parse_env(pairs: &[String]) -> Result<Vec<(String, String)>, OpError> {
+    pairs
+        .iter()
+        .map(|kv| {
+            if kv.contains('\0') {
+                return Err(invalid("--env: a NUL byte cannot be passed".into()));
             }
-        };
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| invalid(format!("--env {kv:?}: expected KEY=VALUE")))
+        })
+        .collect()
+}
+
+/// `--dir`: an absolute path to a directory that exists.
+fn parse_dir(dir: String) -> Result<PathBuf, OpError> {
+    let dir = PathBuf::from(dir);
+    if !dir.is_absolute() || !dir.is_dir() {
+        return Err(invalid(format!(
+            "--dir {}: not an absolute path to a directory",
+            dir.display()
+        )));
     }
-    // The same check as at start, with this process's identity: the CLI on the store runs as
-    // the server's user, or the server itself answers.
+    Ok(dir)
+}
+
+/// `--user` and `--group`: the empty value removes the setting.
+fn non_empty(name: String) -> Option<String> {
+    Some(name).filter(|n| !n.is_empty())
+}
+
+/// `--socket`: the empty value goes back to a port.
+fn parse_listen(socket: String) -> AppListen {
+    if socket.is_empty() {
+        AppListen::Port
+    } else {
+        AppListen::Socket(PathBuf::from(socket))
+    }
+}
+
+/// `--stop-signal`, stored by its canonical name.
+fn parse_stop_signal(signal: &str) -> Result<String, OpError> {
+    let parsed =
+        crate::apps::parse_signal(signal).map_err(|e| invalid(format!("--stop-signal: {e}")))?;
+    Ok(parsed.as_str().to_owned())
+}
+
+/// `--restart`.
+fn parse_restart(policy: &str) -> Result<RestartPolicy, OpError> {
+    match policy {
+        "on-failure" => Ok(RestartPolicy::OnFailure),
+        "never" => Ok(RestartPolicy::Never),
+        other => Err(invalid(format!(
+            "--restart {other:?}: expected on-failure or never"
+        ))),
+    }
+}
+
+/// One optional text field of an [`AppSpec`]: where it is, and how its value (checked) changes
+/// the app.
+struct Field {
+    given: fn(&mut AppSpec) -> &mut Option<String>,
+    set: fn(&mut App, String) -> Result<(), OpError>,
+}
+
+/// The text fields after `--command`, in the order their errors are reported.
+const FIELDS: &[Field] = &[
+    Field {
+        given: |spec| &mut spec.dir,
+        set: |app, dir| parse_dir(dir).map(|dir| app.dir = Some(dir)),
+    },
+    Field {
+        given: |spec| &mut spec.user,
+        set: |app, user| {
+            app.user = non_empty(user);
+            Ok(())
+        },
+    },
+    Field {
+        given: |spec| &mut spec.group,
+        set: |app, group| {
+            app.group = non_empty(group);
+            Ok(())
+        },
+    },
+    Field {
+        given: |spec| &mut spec.socket,
+        set: |app, socket| {
+            app.listen = parse_listen(socket);
+            Ok(())
+        },
+    },
+    Field {
+        given: |spec| &mut spec.start_timeout,
+        set: |app, t| seconds("start-timeout", &t, false).map(|s| app.start_timeout = s),
+    },
+    Field {
+        given: |spec| &mut spec.idle_timeout,
+        set: |app, t| seconds("idle-timeout", &t, true).map(|s| app.idle_timeout = s),
+    },
+    Field {
+        given: |spec| &mut spec.health,
+        set: |app, h| parse_health(&h).map(|h| app.health = h),
+    },
+    Field {
+        given: |spec| &mut spec.health_interval,
+        set: |app, t| seconds("health-interval", &t, false).map(|s| app.health_interval = s),
+    },
+    Field {
+        given: |spec| &mut spec.stop_signal,
+        set: |app, signal| parse_stop_signal(&signal).map(|s| app.stop_signal = s),
+    },
+    Field {
+        given: |spec| &mut spec.stop_grace,
+        set: |app, t| seconds("stop-grace", &t, false).map(|s| app.stop_grace = s),
+    },
+    Field {
+        given: |spec| &mut spec.node,
+        set: |app, node| {
+            app.node = Some(node);
+            Ok(())
+        },
+    },
+    Field {
+        given: |spec| &mut spec.restart,
+        set: |app, policy| parse_restart(&policy).map(|p| app.restart = p),
+    },
+];
+
+/// Checks the app as a whole once changed: the same check of its identity as at start, and
+/// that Porter can reach it when where it listens changed (`where_changes`).
+fn check_changed(app: &App, where_changes: bool) -> Result<(), OpError> {
+    // With this process's identity: the CLI on the store runs as the server's user, or the
+    // server itself answers.
     crate::apps::identity(app, nix::unistd::geteuid().is_root()).map_err(invalid)?;
     if where_changes && app.listen == AppListen::Port && !crate::apps::names_port(&app.command) {
         return Err(invalid(format!(
@@ -219,6 +275,28 @@ fn apply(app: &mut App, spec: AppSpec) -> Result<(), OpError> {
         )));
     }
     Ok(())
+}
+
+/// Applies `spec` to `app`.
+fn apply(app: &mut App, mut spec: AppSpec) -> Result<(), OpError> {
+    // An old record's command is checked only when it is changed: it stays readable and
+    // updatable otherwise.
+    let where_changes = spec.command.is_some() || spec.socket.is_some();
+    if let Some(command) = spec.command.take() {
+        app.command = parse_command(&command)?;
+    }
+    if !spec.env.is_empty() {
+        app.env = parse_env(&spec.env)?;
+    }
+    if let Some(allow_root) = spec.allow_root {
+        app.allow_root = allow_root;
+    }
+    for field in FIELDS {
+        if let Some(value) = (field.given)(&mut spec).take() {
+            (field.set)(app, value)?;
+        }
+    }
+    check_changed(app, where_changes)
 }
 
 /// Adds an app; on a fleet it runs on `node` (the node it is added through) unless the spec

@@ -11,6 +11,7 @@ use porter_store::{
 };
 use rustls_pki_types::PrivateKeyDer;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 
 /// The version of the document's layout.
 const FORMAT: u32 = 1;
@@ -61,7 +62,7 @@ pub(crate) async fn export(store: &dyn Store) -> Result<Backup, OpError> {
 
 /// Checks a certificate from a backup as `cert import` would (chain, key, names), at a moment
 /// when it was valid: a backup's certificate may have expired since, and still be restored.
-fn checked(cert: CertRecord) -> Result<CertRecord, OpError> {
+fn check_cert(cert: &CertRecord) -> Result<(), OpError> {
     let key: PrivateKeyDer<'_> = cert.key.to_der();
     CertRecord::from_der(
         &cert.domain,
@@ -76,33 +77,25 @@ fn checked(cert: CertRecord) -> Result<CertRecord, OpError> {
             cert.domain
         ))
     })?;
-    Ok(cert)
+    Ok(())
 }
 
-/// Writes `backup` into `store`, which must hold no site and no app (a fresh data dir) unless
-/// `force`: then records with the same names are replaced and the others stay.
-pub(crate) async fn import(
-    store: &dyn Store,
-    backup: Backup,
-    force: bool,
-) -> Result<Imported, OpError> {
+/// Refuses a backup of a layout this Porter does not read.
+fn check_format(backup: &Backup) -> Result<(), OpError> {
     if backup.porter_backup != FORMAT {
         return Err(OpError::Refused(format!(
             "this is a backup of format {}, this Porter reads format {FORMAT}",
             backup.porter_backup
         )));
     }
-    if !force && (!store.sites().await?.is_empty() || !store.apps().await?.is_empty()) {
-        return Err(OpError::Refused(
-            "the store is not empty: import into a fresh data dir (made with `porter init`), or write over it with --force".into(),
-        ));
+    Ok(())
+}
+
+/// Refuses a backup with a record that would not be accepted as a command.
+fn check_records(backup: &Backup) -> Result<(), OpError> {
+    for cert in &backup.certs {
+        check_cert(cert)?;
     }
-    // Everything is checked before anything is written.
-    let certs = backup
-        .certs
-        .into_iter()
-        .map(checked)
-        .collect::<Result<Vec<_>, _>>()?;
     for app in &backup.apps {
         app.validate().map_err(StoreError::from)?;
     }
@@ -112,13 +105,40 @@ pub(crate) async fn import(
     for rule in &backup.on_demand_rules {
         porter_store::validate_on_demand_rule(rule).map_err(StoreError::from)?;
     }
-    let imported = Imported {
-        apps: backup.apps.len(),
-        sites: backup.sites.len(),
-        certs: certs.len(),
-        accounts: backup.accounts.len(),
-    };
-    // Zones and apps before the sites that use them, sites before what belongs to them.
+    Ok(())
+}
+
+/// Refuses to import over a store in use (one with a site or an app).
+async fn refuse_in_use(store: &dyn Store) -> Result<(), OpError> {
+    if !store.sites().await?.is_empty() || !store.apps().await?.is_empty() {
+        return Err(OpError::Refused(
+            "the store is not empty: import into a fresh data dir (made with `porter init`), or write over it with --force".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Adds `record` with `add`; one of the same name is replaced with `replace` when `force`.
+async fn add_or_replace<T, A, R>(
+    record: T,
+    force: bool,
+    add: impl FnOnce(T) -> A,
+    replace: impl FnOnce(T) -> R,
+) -> Result<(), StoreError>
+where
+    T: Clone,
+    A: Future<Output = Result<(), StoreError>>,
+    R: Future<Output = Result<(), StoreError>>,
+{
+    match add(record.clone()).await {
+        Err(StoreError::AlreadyExists(_)) if force => replace(record).await,
+        other => other,
+    }
+}
+
+/// Writes every record of `backup` (checked) into `store`: zones and apps before the sites
+/// that use them, sites before what belongs to them.
+async fn write(store: &dyn Store, backup: Backup, force: bool) -> Result<(), StoreError> {
     for zone in backup.dns_zones {
         store.put_dns_zone(zone).await?;
     }
@@ -126,18 +146,12 @@ pub(crate) async fn import(
         store.allow_on_demand(rule).await?;
     }
     for app in backup.apps {
-        match store.add_app(app.clone()).await {
-            Err(StoreError::AlreadyExists(_)) if force => store.update_app(app).await?,
-            other => other?,
-        }
+        add_or_replace(app, force, |a| store.add_app(a), |a| store.update_app(a)).await?;
     }
     for site in backup.sites {
-        match store.add_site(site.clone()).await {
-            Err(StoreError::AlreadyExists(_)) if force => store.update_site(site).await?,
-            other => other?,
-        }
+        add_or_replace(site, force, |s| store.add_site(s), |s| store.update_site(s)).await?;
     }
-    for cert in certs {
+    for cert in backup.certs {
         store.put_cert(cert).await?;
     }
     for account in backup.accounts {
@@ -152,5 +166,28 @@ pub(crate) async fn import(
     if let Some(keys) = backup.ticket_keys {
         store.put_ticket_keys(keys).await?;
     }
+    Ok(())
+}
+
+/// Writes `backup` into `store`, which must hold no site and no app (a fresh data dir) unless
+/// `force`: then records with the same names are replaced and the others stay.
+pub(crate) async fn import(
+    store: &dyn Store,
+    backup: Backup,
+    force: bool,
+) -> Result<Imported, OpError> {
+    check_format(&backup)?;
+    if !force {
+        refuse_in_use(store).await?;
+    }
+    // Everything is checked before anything is written.
+    check_records(&backup)?;
+    let imported = Imported {
+        apps: backup.apps.len(),
+        sites: backup.sites.len(),
+        certs: backup.certs.len(),
+        accounts: backup.accounts.len(),
+    };
+    write(store, backup, force).await?;
     Ok(imported)
 }

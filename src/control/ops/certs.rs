@@ -212,6 +212,93 @@ fn served(sites: &LiveSites, domain: &DomainName, serial: &str) -> Option<bool> 
     )
 }
 
+impl CertView {
+    /// A row for `domain` with the ACME worker's progress on it so far.
+    fn acme_progress(domain: &DomainName, state: &AcmeState) -> Self {
+        CertView {
+            domain: domain.to_string(),
+            attempts: state.attempts,
+            last_error: state.last_error.clone(),
+            next_attempt: state.retry_at.map(rfc3339),
+            challenge: state.challenge.map(|c| c.to_string()),
+            order_in_flight: state.pending.is_some(),
+            ..CertView::default()
+        }
+    }
+
+    /// The stored certificate itself: its state at `now` and what it says.
+    fn describe(&mut self, cert: CertRecord, now: i64) {
+        self.status = if now >= cert.not_after {
+            "expired"
+        } else if now < cert.not_before {
+            "not yet valid"
+        } else {
+            "valid"
+        }
+        .to_owned();
+        self.key_type = Some(cert.key_type());
+        self.expires_in_s = Some(cert.not_after - now);
+        self.names = cert.names;
+        self.issuer = Some(cert.issuer);
+        self.serial = Some(cert.serial);
+        self.not_before = Some(rfc3339(cert.not_before));
+        self.not_after = Some(rfc3339(cert.not_after));
+        self.source = Some(cert.source.to_string());
+        self.ca = cert.ca;
+    }
+
+    /// When and why the ACME worker renews `cert`, which it manages; `acme_runs` says whether
+    /// it runs beside the store.
+    fn plan_renewal(
+        &mut self,
+        cert: &CertRecord,
+        (state, request): (&AcmeState, Option<&AcmeRequest>),
+        now: i64,
+        acme_runs: bool,
+    ) {
+        let renewal = porter_acme::renewal(cert, state, request, now);
+        self.renew_at = Some(rfc3339(renewal.at));
+        self.renew_why = Some(renewal.why.as_str().to_owned());
+        if !acme_runs {
+            self.note = Some(
+                "ACME is off: it renews when `porter serve` runs with --acme-agree-tos".into(),
+            );
+        }
+    }
+
+    /// Why a site has no certificate (`no_zone`: a wildcard without its DNS zone), and what
+    /// comes next.
+    fn explain_missing(&mut self, acme: bool, no_zone: bool, state: &AcmeState, acme_runs: bool) {
+        if acme && no_zone {
+            self.status = "wildcard".into();
+            self.note = Some(WILDCARD_NOTE.into());
+        } else if !acme {
+            self.status = "none".into();
+            self.note = Some("ACME is off for this site: import a certificate".into());
+        } else {
+            self.status = if state.last_error.is_some() {
+                "failing"
+            } else {
+                "pending"
+            }
+            .into();
+            if !acme_runs {
+                self.note = Some("ACME is off: serve with --acme-agree-tos to obtain it".into());
+            }
+        }
+    }
+}
+
+/// The OCSP view of `cert`, from `ocsp` when that record is of this very certificate.
+fn ocsp_of(cert: &CertRecord, ocsp: Option<OcspRecord>, now: i64) -> OcspView {
+    match ocsp.filter(|o| o.serial == cert.serial) {
+        None if porter_acme::responder_url(&cert.chain[0]).is_none() => {
+            OcspState::NoResponder.into()
+        }
+        ocsp => OcspView::of(ocsp, now),
+    }
+}
+
 /// The `cert status` row of `site` (`zones`: the DNS zones, which a wildcard needs).
 fn cert_view(
     (site, zones): (&Site, &[DnsZone]),
@@ -223,77 +310,21 @@ fn cert_view(
 ) -> CertView {
     let now = unix_now();
     let state = state.unwrap_or_default();
-    let mut view = CertView {
-        domain: site.domain.to_string(),
-        attempts: state.attempts,
-        last_error: state.last_error.clone(),
-        next_attempt: state.retry_at.map(rfc3339),
-        challenge: state.challenge.map(|c| c.to_string()),
-        order_in_flight: state.pending.is_some(),
-        ..CertView::default()
-    };
+    let mut view = CertView::acme_progress(&site.domain, &state);
     let no_zone = DnsZone::wildcard_without_zone(zones, &site.domain);
-    let acme_managed = site.acme && !no_zone;
+    let acme_runs = beside.acme_ca.is_some();
     match cert {
         Some(cert) => {
-            view.status = if now >= cert.not_after {
-                "expired"
-            } else if now < cert.not_before {
-                "not yet valid"
-            } else {
-                "valid"
+            if cert.source == CertSource::Acme && site.acme && !no_zone {
+                view.plan_renewal(&cert, (&state, request), now, acme_runs);
             }
-            .to_owned();
-            if cert.source == CertSource::Acme && acme_managed {
-                let renewal = porter_acme::renewal(&cert, &state, request, now);
-                view.renew_at = Some(rfc3339(renewal.at));
-                view.renew_why = Some(renewal.why.as_str().to_owned());
-                if beside.acme_ca.is_none() {
-                    view.note = Some(
-                        "ACME is off: it renews when `porter serve` runs with --acme-agree-tos"
-                            .into(),
-                    );
-                }
-            }
-            let ocsp = ocsp.filter(|o| o.serial == cert.serial);
-            view.ocsp = Some(match ocsp {
-                None if porter_acme::responder_url(&cert.chain[0]).is_none() => {
-                    OcspState::NoResponder.into()
-                }
-                ocsp => OcspView::of(ocsp, now),
-            });
+            view.ocsp = Some(ocsp_of(&cert, ocsp, now));
             view.served = beside
                 .sites
                 .and_then(|sites| served(sites, &site.domain, &cert.serial));
-            view.key_type = Some(cert.key_type());
-            view.expires_in_s = Some(cert.not_after - now);
-            view.names = cert.names;
-            view.issuer = Some(cert.issuer);
-            view.serial = Some(cert.serial);
-            view.not_before = Some(rfc3339(cert.not_before));
-            view.not_after = Some(rfc3339(cert.not_after));
-            view.source = Some(cert.source.to_string());
-            view.ca = cert.ca;
+            view.describe(cert, now);
         }
-        None if site.acme && no_zone => {
-            view.status = "wildcard".into();
-            view.note = Some(WILDCARD_NOTE.into());
-        }
-        None if !site.acme => {
-            view.status = "none".into();
-            view.note = Some("ACME is off for this site: import a certificate".into());
-        }
-        None => {
-            view.status = if state.last_error.is_some() {
-                "failing"
-            } else {
-                "pending"
-            }
-            .into();
-            if beside.acme_ca.is_none() {
-                view.note = Some("ACME is off: serve with --acme-agree-tos to obtain it".into());
-            }
-        }
+        None => view.explain_missing(site.acme, no_zone, &state, acme_runs),
     }
     if !matches!(view.status.as_str(), "valid" | "expired") {
         view.waiting_s = site.needs_cert_since.map(|since| (now - since).max(0));

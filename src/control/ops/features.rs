@@ -156,10 +156,41 @@ impl FeatureChange {
     /// Applies the change to `features`, checking every value; on error nothing is applied.
     pub(crate) fn apply(self, features: &mut Features) -> Result<(), OpError> {
         let mut next = features.clone();
-        self.apply_waf(&mut next)?;
+        for step in Self::STEPS {
+            step(&self, &mut next)?;
+        }
+        next.validate().map_err(StoreError::from)?;
+        *features = next;
+        Ok(())
+    }
+}
+
+/// One step of [`FeatureChange::apply`]: the change to one feature.
+type Step = fn(&FeatureChange, &mut Features) -> Result<(), OpError>;
+
+impl FeatureChange {
+    /// The steps of [`FeatureChange::apply`], in the order their errors are reported.
+    const STEPS: [Step; 8] = [
+        Self::apply_waf,
+        Self::apply_compress,
+        Self::apply_canonical,
+        Self::apply_redirects,
+        Self::apply_basic_auth,
+        Self::apply_access_rules,
+        Self::apply_error_pages,
+        Self::apply_wp_login_limit,
+    ];
+
+    /// `--compress on|off`.
+    fn apply_compress(&self, next: &mut Features) -> Result<(), OpError> {
         if let Some(compress) = self.compress {
             next.compress = compress;
         }
+        Ok(())
+    }
+
+    /// `--redirect-to-apex`, `--redirect-to-www` and `--no-canonical-redirect`.
+    fn apply_canonical(&self, next: &mut Features) -> Result<(), OpError> {
         if self.redirect_to_apex {
             next.canonical = Some(Canonical::Apex);
         } else if self.redirect_to_www {
@@ -167,7 +198,12 @@ impl FeatureChange {
         } else if self.no_canonical_redirect {
             next.canonical = None;
         }
-        if let Some(rules) = self.redirects {
+        Ok(())
+    }
+
+    /// `--redirect` (replaces the list) and `--no-redirects`.
+    fn apply_redirects(&self, next: &mut Features) -> Result<(), OpError> {
+        if let Some(rules) = &self.redirects {
             next.redirects = rules
                 .iter()
                 .map(|r| Redirect::parse(r))
@@ -176,8 +212,14 @@ impl FeatureChange {
         } else if self.no_redirects {
             next.redirects.clear();
         }
+        Ok(())
+    }
+
+    /// `--basic-auth` (replaces the users of `--basic-auth-path`, whose hashes must be ones the
+    /// edge verifies) and `--no-basic-auth`.
+    fn apply_basic_auth(&self, next: &mut Features) -> Result<(), OpError> {
         let prefix = self.basic_auth_path.as_deref();
-        if let Some(lines) = self.basic_auth {
+        if let Some(lines) = &self.basic_auth {
             let prefix = prefix.unwrap_or("/");
             let added = lines
                 .iter()
@@ -199,7 +241,12 @@ impl FeatureChange {
                 None => next.basic_auth.clear(),
             }
         }
-        let networks = |list: Vec<String>| {
+        Ok(())
+    }
+
+    /// `--no-access-rules` first, then `--allow` and `--deny` (each replaces its list).
+    fn apply_access_rules(&self, next: &mut Features) -> Result<(), OpError> {
+        let networks = |list: &[String]| {
             list.iter()
                 .map(|n| crate::runtime::network::network(n).map_err(refused))
                 .collect::<Result<Vec<_>, _>>()
@@ -208,23 +255,31 @@ impl FeatureChange {
             next.allow.clear();
             next.deny.clear();
         }
-        if let Some(allow) = self.allow {
+        if let Some(allow) = &self.allow {
             next.allow = networks(allow)?;
         }
-        if let Some(deny) = self.deny {
+        if let Some(deny) = &self.deny {
             next.deny = networks(deny)?;
         }
+        Ok(())
+    }
+
+    /// `--no-error-pages` first, then the pages given, by status.
+    fn apply_error_pages(&self, next: &mut Features) -> Result<(), OpError> {
         if self.no_error_pages {
             next.error_pages.clear();
         }
-        if let Some(pages) = self.error_pages {
-            for (status, page) in pages {
-                let status = status
-                    .parse()
-                    .map_err(|_| refused(format!("error page for {status:?}: not a status")))?;
-                next.error_pages.insert(status, page);
-            }
+        for (status, page) in self.error_pages.iter().flatten() {
+            let status = status
+                .parse()
+                .map_err(|_| refused(format!("error page for {status:?}: not a status")))?;
+            next.error_pages.insert(status, page.clone());
         }
+        Ok(())
+    }
+
+    /// `--wp-login-limit N` (at least 1) and `--no-wp-login-limit` (stored as 0).
+    fn apply_wp_login_limit(&self, next: &mut Features) -> Result<(), OpError> {
         if let Some(limit) = self.wp_login_limit {
             if limit == 0 {
                 return Err(refused(
@@ -235,13 +290,9 @@ impl FeatureChange {
         } else if self.no_wp_login_limit {
             next.wp_login_limit = Some(0);
         }
-        next.validate().map_err(StoreError::from)?;
-        *features = next;
         Ok(())
     }
-}
 
-impl FeatureChange {
     /// The WAF flags: `--waf MODE` sets the site's own settings (the others keep their
     /// values, or the defaults), `--waf default` removes them; the other flags change the
     /// site's own settings, so a site without any needs `--waf MODE` with them.
