@@ -9,8 +9,8 @@ use crate::dns::{self, ZoneClient};
 use crate::error::{AcmeError, AtStep as _};
 use crate::keys;
 use instant_acme::{
-    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
-    Order, OrderStatus, RetryPolicy,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeHandle, ChallengeType,
+    Identifier, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 use porter_store::{
     AcmeState, CertRecord, CertSource, DnsTxtRecord, DnsZone, DomainName, PendingOrder, Store,
@@ -210,10 +210,7 @@ async fn validate(
     order: &mut Order,
     kind: ChallengeKind,
 ) -> Result<(), AcmeError> {
-    let fail = |detail: String| AcmeError::Challenge {
-        kind: kind.as_str(),
-        detail,
-    };
+    let fail = challenge_failed(kind);
     let zone = match kind {
         ChallengeKind::Dns01 => Some(DnsZone::for_name(ctx.zones, domain).ok_or_else(|| {
             fail(format!(
@@ -234,42 +231,7 @@ async fn validate(
         let mut challenge = authz
             .challenge(acme_type(kind))
             .ok_or_else(|| fail("the CA does not offer it".into()))?;
-        let key_authorization = challenge.key_authorization();
-        match kind {
-            ChallengeKind::Http01 => {
-                let record =
-                    challenge::http01(domain, &challenge.token, key_authorization.as_str());
-                ctx.store.put_http01(record).await?;
-            }
-            ChallengeKind::TlsAlpn01 => {
-                let record = challenge::tls_alpn01(domain, key_authorization.digest().as_ref())?;
-                ctx.store.put_tls_alpn(record).await?;
-            }
-            ChallengeKind::Dns01 => {
-                let zone = zone.expect("read above for DNS-01");
-                let instant_acme::Identifier::Dns(name) = challenge.identifier().identifier else {
-                    return Err(fail(
-                        "the CA asked about an identifier that is not a name".into(),
-                    ));
-                };
-                let record = DnsTxtRecord {
-                    zone: zone.zone.clone(),
-                    name: dns::record_name(name),
-                    value: key_authorization.dns_value(),
-                };
-                // Recorded before it is set, so that a crash in between still removes it.
-                state.dns_records.push(record.clone());
-                ctx.store.put_acme_state(domain, state.clone()).await?;
-                let mut client = ZoneClient::new(zone)
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
-                client.add(&record).await.map_err(|e| fail(e.to_string()))?;
-                client
-                    .wait_visible(&record)
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
-            }
-        }
+        publish(ctx, domain, state, &challenge, kind, zone).await?;
         challenge.set_ready().await.at(directory, "challenge")?;
     }
     match order.poll_ready(&retry_policy()).await {
@@ -277,6 +239,75 @@ async fn validate(
         Ok(_) | Err(instant_acme::Error::Api(_)) => Err(fail(challenge_error(order).await)),
         Err(e) => Err(e).at(directory, "order"),
     }
+}
+
+/// The error of a `kind` challenge that failed for the reason given.
+fn challenge_failed(kind: ChallengeKind) -> impl Fn(String) -> AcmeError + Copy {
+    move |detail| AcmeError::Challenge {
+        kind: kind.as_str(),
+        detail,
+    }
+}
+
+/// Publishes what `challenge` asks for where the CA looks for it: in the store for HTTP-01
+/// and TLS-ALPN-01 (the edge answers from there), in `zone` for DNS-01.
+async fn publish(
+    ctx: &Ctx<'_>,
+    domain: &DomainName,
+    state: &mut AcmeState,
+    challenge: &ChallengeHandle<'_>,
+    kind: ChallengeKind,
+    zone: Option<&DnsZone>,
+) -> Result<(), AcmeError> {
+    let fail = challenge_failed(kind);
+    let key_authorization = challenge.key_authorization();
+    match kind {
+        ChallengeKind::Http01 => {
+            let record = challenge::http01(domain, &challenge.token, key_authorization.as_str());
+            ctx.store.put_http01(record).await?;
+        }
+        ChallengeKind::TlsAlpn01 => {
+            let record = challenge::tls_alpn01(domain, key_authorization.digest().as_ref())?;
+            ctx.store.put_tls_alpn(record).await?;
+        }
+        ChallengeKind::Dns01 => {
+            let zone = zone.expect("read above for DNS-01");
+            let instant_acme::Identifier::Dns(name) = challenge.identifier().identifier else {
+                return Err(fail(
+                    "the CA asked about an identifier that is not a name".into(),
+                ));
+            };
+            let record = DnsTxtRecord {
+                zone: zone.zone.clone(),
+                name: dns::record_name(name),
+                value: key_authorization.dns_value(),
+            };
+            publish_txt(ctx, domain, state, zone, record, fail).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets a DNS-01 TXT record in `zone` and waits until it is visible, listing it in `state`
+/// (persisted) first, so that a crash in between still removes it.
+async fn publish_txt(
+    ctx: &Ctx<'_>,
+    domain: &DomainName,
+    state: &mut AcmeState,
+    zone: &DnsZone,
+    record: DnsTxtRecord,
+    fail: impl Fn(String) -> AcmeError,
+) -> Result<(), AcmeError> {
+    state.dns_records.push(record.clone());
+    ctx.store.put_acme_state(domain, state.clone()).await?;
+    let mut client = ZoneClient::new(zone)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    client.add(&record).await.map_err(|e| fail(e.to_string()))?;
+    client
+        .wait_visible(&record)
+        .await
+        .map_err(|e| fail(e.to_string()))
 }
 
 /// Removes the TXT records `state` lists (a zone removed meanwhile takes its records with it

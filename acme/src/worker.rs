@@ -9,21 +9,23 @@ use crate::cert_pages::for_each_cert;
 use crate::config::Config;
 use crate::error::{AcmeError, AtStep as _};
 use crate::http::PacedClient;
-use crate::order::{self, Ctx};
+use crate::order::{self, Ctx, Issued};
 use crate::outcomes::Outcomes;
 use crate::request;
 use crate::schedule::{self, backoff, pick_in_window, renewal_at, unit_jitter};
 use instant_acme::{Account, CertificateIdentifier, RevocationRequest};
 use porter_store::{
     unix_now, AcmeRequest, AcmeState, AriWindow, CertRecord, CertSource, Change, DnsZone,
-    DomainName, Recover as _, Site, Store,
+    DomainName, Recover as _, Site, Store, StoreError,
 };
 use rustls_pki_types::CertificateDer;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::Mutex;
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 /// How long a domain whose ACME lock another node holds waits before it is looked at again
@@ -36,6 +38,57 @@ enum Attempted {
     Done,
     /// Not made: another node holds the domain's lock, or the store is out of reach.
     ElsewhereInFleet,
+}
+
+/// Why an attempt stopped before its end.
+enum Stopped {
+    /// The CA failed, or the way to it: recorded as a failed attempt, retried after a backoff.
+    AtCa(AcmeError),
+    /// The store failed, so the attempt cannot be recorded: the worker plans the site again.
+    Unrecorded(AcmeError),
+}
+
+/// What `?` passes on in a step is the recording's failure (the store, or a request update
+/// that ended in a store error); a CA call says [`Stopped::AtCa`] where it is made.
+impl From<AcmeError> for Stopped {
+    fn from(e: AcmeError) -> Self {
+        Stopped::Unrecorded(e)
+    }
+}
+
+impl From<StoreError> for Stopped {
+    fn from(e: StoreError) -> Self {
+        Stopped::Unrecorded(e.into())
+    }
+}
+
+/// What the store holds about one ACME site, as read for planning or at the start of an
+/// attempt.
+struct Records {
+    site: Site,
+    cert: Option<CertRecord>,
+    state: AcmeState,
+    /// What is asked of the worker. Only what is read here is taken off the request at the
+    /// end of an attempt: what is asked while it runs stays for the next one.
+    asked: Option<AcmeRequest>,
+    /// Every DNS zone (a wildcard is validated in its zone).
+    zones: Vec<DnsZone>,
+}
+
+impl Records {
+    /// The records of `domain`, if it is a site.
+    async fn read(store: &dyn Store, domain: &DomainName) -> Result<Option<Self>, StoreError> {
+        let Some(site) = store.site(domain).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Records {
+            site,
+            cert: store.cert(domain).await?,
+            state: store.acme_state(domain).await?.unwrap_or_default(),
+            asked: store.acme_request(domain).await?,
+            zones: store.dns_zones().await?,
+        }))
+    }
 }
 
 /// One CA the worker orders from.
@@ -181,125 +234,159 @@ fn due_at(
     Some(want.max(state.retry_at.unwrap_or(i64::MIN)))
 }
 
+/// The attempts under way: at most one per domain.
+#[derive(Default)]
+struct Attempts {
+    tasks: JoinSet<Attempted>,
+    by_domain: HashMap<DomainName, AbortHandle>,
+    /// The domain of each task, to know whose attempt ended.
+    domains: HashMap<tokio::task::Id, DomainName>,
+}
+
+impl Attempts {
+    /// Runs `attempt` as the attempt of `domain`.
+    fn start(
+        &mut self,
+        domain: DomainName,
+        attempt: impl Future<Output = Attempted> + Send + 'static,
+    ) {
+        let handle = self.tasks.spawn(attempt);
+        self.domains.insert(handle.id(), domain.clone());
+        self.by_domain.insert(domain, handle);
+    }
+
+    /// Takes an ended attempt off the list: its domain and how it ended (one that panicked or
+    /// was stopped counts as done: its records say what comes next).
+    fn ended(
+        &mut self,
+        done: Result<(tokio::task::Id, Attempted), JoinError>,
+    ) -> Option<(DomainName, Attempted)> {
+        let (id, attempted) = match done {
+            Ok((id, attempted)) => (id, attempted),
+            Err(e) => {
+                if e.is_panic() {
+                    tracing::error!("an ACME attempt panicked; it will be retried");
+                }
+                (e.id(), Attempted::Done)
+            }
+        };
+        let domain = self.domains.remove(&id)?;
+        self.by_domain.remove(&domain);
+        Some((domain, attempted))
+    }
+}
+
 impl Worker {
     async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut changes = self.store.subscribe();
-        let mut running = JoinSet::new();
-        let mut in_flight: HashMap<DomainName, AbortHandle> = HashMap::new();
-        let mut ids = HashMap::new();
+        let mut attempts = Attempts::default();
         // A full plan at start, then hourly as a safety net, and after missed changes; in
         // between, each change re-plans just its site.
         let mut agenda = Agenda::default();
         let mut paused = false;
         loop {
             let now = unix_now();
-            // A store out of reach (etcd away) pauses new work: orders resume from the store
-            // once it answers, on whichever node takes their lock.
-            if paused != self.store.health().unreachable_since.is_some() {
-                paused = !paused;
-                if paused {
-                    tracing::warn!("ACME work paused: the store does not answer");
-                } else {
-                    tracing::info!("ACME work resumes: the store answers again");
-                    agenda.plan_all();
-                }
-            }
-            if !paused && agenda.full_plan_due(now) {
-                agenda.replace(self.plan(now).await, now);
-            }
-            let limit = if paused {
-                0
-            } else {
-                self.cas[0].config.max_concurrent_orders.max(1)
-            };
-            let startable: Vec<DomainName> = agenda
-                .due(now)
-                .filter(|domain| !in_flight.contains_key(*domain))
-                .take(limit.saturating_sub(in_flight.len()))
-                .cloned()
-                .collect();
-            for domain in startable {
-                let handle = running.spawn(self.clone().attempt(domain.clone()));
-                ids.insert(handle.id(), domain.clone());
-                in_flight.insert(domain, handle);
-            }
+            paused = self.paused(paused, &mut agenda);
             let next = if paused {
                 now + 1
             } else {
+                if agenda.full_plan_due(now) {
+                    agenda.replace(self.plan(now).await, now);
+                }
+                self.start_due(&agenda, &mut attempts, now);
                 agenda.next_wake(now)
             };
             let sleep = tokio::time::sleep(Duration::from_secs((next - now).max(0) as u64));
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     // Every step of an order is in the store: the next start resumes it.
-                    running.abort_all();
+                    attempts.tasks.abort_all();
                     return;
                 }
-                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                    let id = match &done { Ok((id, _)) => *id, Err(e) => e.id() };
-                    if let Err(e) = &done {
-                        if e.is_panic() {
-                            tracing::error!("an ACME attempt panicked; it will be retried");
-                        }
-                    }
-                    if let Some(domain) = ids.remove(&id) {
-                        in_flight.remove(&domain);
-                        if matches!(done, Ok((_, Attempted::ElsewhereInFleet))) {
-                            // Another node is at it: look again later (or when its work lands).
+                Some(done) = attempts.tasks.join_next_with_id(), if !attempts.tasks.is_empty() => {
+                    match attempts.ended(done) {
+                        // Another node is at it: look again later (or when its work lands).
+                        Some((domain, Attempted::ElsewhereInFleet)) => {
                             agenda.set(domain, Some(unix_now() + LOCKED_RETRY));
-                        } else {
-                            // Its state has changed: when is it due now?
-                            self.replan(&mut agenda, domain).await;
                         }
+                        // Its state has changed: when is it due now?
+                        Some((domain, Attempted::Done)) => self.replan(&mut agenda, domain).await,
+                        None => {}
                     }
                 }
-                change = changes.recv() => match change {
-                    // A zone added or changed can make wildcards due.
-                    Ok(Change::DnsZone(_)) => agenda.plan_all(),
-                    Ok(Change::Site(domain) | Change::Cert(domain) | Change::Acme(domain)) => {
-                        if let Some(handle) = in_flight.get(&domain) {
-                            // A removed site stops its pending work; other changes of a site
-                            // in flight are its own, seen when it is done.
-                            if matches!(self.store.site(&domain).await, Ok(None)) {
-                                tracing::info!(%domain, "site removed; stopping its ACME work");
-                                handle.abort();
-                            }
-                        } else {
-                            self.replan(&mut agenda, domain).await;
-                        }
-                    }
-                    // Changes were missed: only a full plan knows what they were.
-                    Ok(Change::Everything) | Err(_) => agenda.plan_all(),
-                    Ok(_) => {}
-                },
+                change = changes.recv() => self.follow(change, &attempts, &mut agenda).await,
                 _ = sleep => {}
             }
+        }
+    }
+
+    /// Whether new work waits (`was`: whether it did): while the store is out of reach (etcd
+    /// away), no order starts; orders resume from the store once it answers, on whichever node
+    /// takes their lock, after a full plan.
+    fn paused(&self, was: bool, agenda: &mut Agenda) -> bool {
+        let paused = self.store.health().unreachable_since.is_some();
+        if paused != was {
+            if paused {
+                tracing::warn!("ACME work paused: the store does not answer");
+            } else {
+                tracing::info!("ACME work resumes: the store answers again");
+                agenda.plan_all();
+            }
+        }
+        paused
+    }
+
+    /// Starts the attempts due at `now` whose domain has none under way, up to the limit of
+    /// concurrent orders.
+    fn start_due(self: &Arc<Self>, agenda: &Agenda, attempts: &mut Attempts, now: i64) {
+        let limit = self.cas[0].config.max_concurrent_orders.max(1);
+        let startable: Vec<DomainName> = agenda
+            .due(now)
+            .filter(|domain| !attempts.by_domain.contains_key(*domain))
+            .take(limit.saturating_sub(attempts.by_domain.len()))
+            .cloned()
+            .collect();
+        for domain in startable {
+            attempts.start(domain.clone(), self.clone().attempt(domain));
+        }
+    }
+
+    /// Brings a change of the store to the agenda: its site is planned again, unless an
+    /// attempt for it is under way (then the change is its own, seen when it ends, or the
+    /// site's removal, which stops it).
+    async fn follow(
+        &self,
+        change: Result<Change, RecvError>,
+        attempts: &Attempts,
+        agenda: &mut Agenda,
+    ) {
+        match change {
+            // A zone added or changed can make wildcards due.
+            Ok(Change::DnsZone(_)) => agenda.plan_all(),
+            Ok(Change::Site(domain) | Change::Cert(domain) | Change::Acme(domain)) => {
+                if let Some(handle) = attempts.by_domain.get(&domain) {
+                    if matches!(self.store.site(&domain).await, Ok(None)) {
+                        tracing::info!(%domain, "site removed; stopping its ACME work");
+                        handle.abort();
+                    }
+                } else {
+                    self.replan(agenda, domain).await;
+                }
+            }
+            // Changes were missed: only a full plan knows what they were.
+            Ok(Change::Everything) | Err(_) => agenda.plan_all(),
+            Ok(_) => {}
         }
     }
 
     /// Puts `domain` on the agenda at the time it is due from its current records (on a store
     /// error, asks for a full plan instead).
     async fn replan(&self, agenda: &mut Agenda, domain: DomainName) {
-        let store = self.store.as_ref();
-        let read = async {
-            let Some(site) = store.site(&domain).await? else {
-                return Ok(None);
-            };
-            let cert = store.cert(&domain).await?;
-            let state = store.acme_state(&domain).await?.unwrap_or_default();
-            let request = store.acme_request(&domain).await?;
-            let zones = store.dns_zones().await?;
-            Ok::<_, porter_store::StoreError>(due_at(
-                &site,
-                cert.as_ref(),
-                &state,
-                request.as_ref(),
-                (self.issuer(cert.as_ref()).ari, &zones),
-                unix_now(),
-            ))
-        };
-        match read.await {
-            Ok(at) => agenda.set(domain, at),
+        match Records::read(self.store.as_ref(), &domain).await {
+            Ok(records) => {
+                let at = records.and_then(|r| self.due(&r, unix_now()));
+                agenda.set(domain, at);
+            }
             Err(e) => {
                 tracing::error!(%domain, error = %e, "cannot read the store; planning again in full");
                 agenda.plan_all();
@@ -307,8 +394,21 @@ impl Worker {
         }
     }
 
+    /// When the site of `records` needs the worker next, if ever.
+    fn due(&self, records: &Records, now: i64) -> Option<i64> {
+        let ari = self.issuer(records.cert.as_ref()).ari;
+        due_at(
+            &records.site,
+            records.cert.as_ref(),
+            &records.state,
+            records.asked.as_ref(),
+            (ari, &records.zones),
+            now,
+        )
+    }
+
     /// Every ACME site with the time it is due.
-    async fn plan(&self, now: i64) -> Result<Vec<(DomainName, i64)>, porter_store::StoreError> {
+    async fn plan(&self, now: i64) -> Result<Vec<(DomainName, i64)>, StoreError> {
         let mut sites: HashMap<DomainName, Site> = self
             .store
             .sites()
@@ -384,79 +484,103 @@ impl Worker {
         Attempted::Done
     }
 
+    /// Does what `domain` is due for, as its records stand now (nothing when it is not due): a
+    /// fresh ARI window, the revocations asked for, a new certificate. A failure at the CA is
+    /// recorded with when to try again; an error is returned when the store fails.
     async fn try_attempt(&self, domain: &DomainName) -> Result<(), AcmeError> {
-        let store = self.store.as_ref();
-        let Some(site) = store.site(domain).await? else {
+        let Some(mut records) = Records::read(self.store.as_ref(), domain).await? else {
             return Ok(());
         };
-        let cert = store.cert(domain).await?;
-        let mut state = store.acme_state(domain).await?.unwrap_or_default();
-        // Only what is read here is taken off the request at the end: what is asked while
-        // this attempt runs stays for the next one.
-        let asked = store.acme_request(domain).await?;
-        let zones = store.dns_zones().await?;
         let now = unix_now();
-        // ARI and revocations go to the CA that issued the certificate; new orders to the CA
-        // the attempts are at (the first, unless its orders kept failing).
-        let issuer = self.issuer(cert.as_ref());
-        let due = due_at(
-            &site,
-            cert.as_ref(),
-            &state,
-            asked.as_ref(),
-            (issuer.ari, &zones),
-            now,
-        );
-        if due.is_none_or(|at| at > now) {
+        if self.due(&records, now).is_none_or(|at| at > now) {
             return Ok(());
         }
-        if let (Some(cert), true) = (&cert, issuer.ari) {
+        match self.carry_out(domain, &mut records, now).await {
+            Ok(()) => Ok(()),
+            Err(Stopped::AtCa(e)) => {
+                self.failed(domain, records.cert.as_ref(), records.state, e)
+                    .await
+            }
+            Err(Stopped::Unrecorded(e)) => Err(e),
+        }
+    }
+
+    /// The steps of an attempt that is due, each recorded in `records.state` as it goes.
+    async fn carry_out(
+        &self,
+        domain: &DomainName,
+        records: &mut Records,
+        now: i64,
+    ) -> Result<(), Stopped> {
+        // ARI and revocations go to the CA that issued the certificate; new orders to the CA
+        // the attempts are at (the first, unless its orders kept failing).
+        let issuer = self.issuer(records.cert.as_ref());
+        if let (Some(cert), true) = (&records.cert, issuer.ari) {
+            let state = &mut records.state;
             if state
                 .ari
                 .as_ref()
                 .is_none_or(|w| w.serial != cert.serial || w.next_check <= now)
             {
-                let account = match issuer.account(store, &self.http).await {
-                    Ok(account) => account,
-                    Err(e) => return self.failed(domain, Some(cert), state, e).await,
-                };
-                self.refresh_ari(&account, cert, &mut state, now).await;
-                store.put_acme_state(domain, state.clone()).await?;
+                let account = issuer
+                    .account(self.store.as_ref(), &self.http)
+                    .await
+                    .map_err(Stopped::AtCa)?;
+                self.refresh_ari(&account, cert, state, now).await;
+                self.store.put_acme_state(domain, state.clone()).await?;
             }
         }
-        if let Some(leaves) = asked.as_ref().map(|a| &a.revoke).filter(|l| !l.is_empty()) {
-            let revoked = match issuer.account(store, &self.http).await {
-                Ok(account) => {
-                    let result = revoke(&account, &issuer.config.directory, leaves).await;
-                    if let Err(e) = &result {
-                        if e.account_gone() {
-                            issuer.forget(&account, e).await;
-                        }
-                    }
-                    result
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = revoked {
-                return self.failed(domain, cert.as_ref(), state, e).await;
-            }
-            let current = cert.as_ref().is_some_and(|c| leaves.contains(&c.chain[0]));
-            tracing::warn!(%domain, count = leaves.len(), current, "certificates revoked at the CA");
-            request::revoked(store, domain, leaves, current).await?;
+        let asked = records.asked.as_ref();
+        if let Some(leaves) = asked.map(|a| &a.revoke).filter(|l| !l.is_empty()) {
+            self.revoke_asked(issuer, domain, records.cert.as_ref(), leaves)
+                .await?;
         }
-        if let Some(cert) = &cert {
-            if renewal_at(cert, &state, asked.as_ref(), now) > now {
+        if let Some(cert) = &records.cert {
+            if renewal_at(cert, &records.state, asked, now) > now {
                 return Ok(());
             }
         }
-        let ca = self.ca(&state);
-        let account = match ca.account(store, &self.http).await {
-            Ok(account) => account,
-            Err(e) => return self.failed(domain, cert.as_ref(), state, e).await,
-        };
-        state.last_attempt = Some(now);
+        self.order(issuer, domain, records, now).await
+    }
+
+    /// Revokes `leaves` (asked for) at `issuer` and takes them off the request; a renewal stays
+    /// asked for when the current certificate is among them.
+    async fn revoke_asked(
+        &self,
+        issuer: &Ca,
+        domain: &DomainName,
+        cert: Option<&CertRecord>,
+        leaves: &[Vec<u8>],
+    ) -> Result<(), Stopped> {
+        let store = self.store.as_ref();
+        let account = issuer
+            .account(store, &self.http)
+            .await
+            .map_err(Stopped::AtCa)?;
+        let revoked = revoke(&account, &issuer.config.directory, leaves).await;
+        issuer.answered(&account, revoked).await?;
+        let current = cert.is_some_and(|c| leaves.contains(&c.chain[0]));
+        tracing::warn!(%domain, count = leaves.len(), current, "certificates revoked at the CA");
+        request::revoked(store, domain, leaves, current).await?;
+        Ok(())
+    }
+
+    /// Orders a certificate for `domain` from the CA the attempts are at (naming the one it
+    /// replaces when `issuer` is that CA and offers ARI), then stores it.
+    async fn order(
+        &self,
+        issuer: &Ca,
+        domain: &DomainName,
+        records: &mut Records,
+        now: i64,
+    ) -> Result<(), Stopped> {
+        let store = self.store.as_ref();
+        let ca = self.ca(&records.state);
+        let account = ca.account(store, &self.http).await.map_err(Stopped::AtCa)?;
+        records.state.last_attempt = Some(now);
         // `replaces` (RFC 9773) names a certificate of the same CA.
-        let replaces = cert
+        let replaces = records
+            .cert
             .as_ref()
             .filter(|_| issuer.ari && std::ptr::eq(ca, issuer))
             .and_then(|c| {
@@ -467,36 +591,40 @@ impl Worker {
             store,
             account: &account,
             config: &ca.config,
-            zones: &zones,
+            zones: &records.zones,
             now,
         };
-        let preferred = order::preferred(domain, site.challenge, &state, &ca.config);
-        let result = order::obtain(&ctx, domain, &mut state, preferred, replaces).await;
+        let preferred =
+            order::preferred(domain, records.site.challenge, &records.state, &ca.config);
+        let result = order::obtain(&ctx, domain, &mut records.state, preferred, replaces).await;
         store.remove_challenges(domain).await?;
-        match result {
-            Ok(issued) => {
-                let fresh = AcmeState {
-                    challenge: issued.challenge.or(state.challenge),
-                    // Records that could not be removed yet stay listed until they are.
-                    dns_records: std::mem::take(&mut state.dns_records),
-                    ..AcmeState::default()
-                };
-                let (serial, not_after) = (issued.cert.serial.clone(), issued.cert.not_after);
-                store.put_issued(issued.cert, fresh).await?;
-                self.outcomes.issued_one();
-                tracing::info!(%domain, %serial, not_after, "certificate issued");
-                if let Some(asked_at) = asked.and_then(|a| a.renew) {
-                    request::renewed(store, domain, asked_at).await?;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                if e.account_gone() {
-                    ca.forget(&account, &e).await;
-                }
-                self.failed(domain, cert.as_ref(), state, e).await
-            }
+        let issued = ca.answered(&account, result).await?;
+        self.store_issued(domain, issued, records).await
+    }
+
+    /// Stores a certificate issued with the state of a site that has one (the challenge type
+    /// that worked kept), and takes the renewal that was asked for off the request.
+    async fn store_issued(
+        &self,
+        domain: &DomainName,
+        issued: Issued,
+        records: &mut Records,
+    ) -> Result<(), Stopped> {
+        let store = self.store.as_ref();
+        let fresh = AcmeState {
+            challenge: issued.challenge.or(records.state.challenge),
+            // Records that could not be removed yet stay listed until they are.
+            dns_records: std::mem::take(&mut records.state.dns_records),
+            ..AcmeState::default()
+        };
+        let (serial, not_after) = (issued.cert.serial.clone(), issued.cert.not_after);
+        store.put_issued(issued.cert, fresh).await?;
+        self.outcomes.issued_one();
+        tracing::info!(%domain, %serial, not_after, "certificate issued");
+        if let Some(asked_at) = records.asked.as_ref().and_then(|a| a.renew) {
+            request::renewed(store, domain, asked_at).await?;
         }
+        Ok(())
     }
 
     /// Records a failure and when to try again (the worker's state; a request stays).
@@ -604,6 +732,24 @@ impl Ca {
         let account = account::load_or_create(store, &self.config, http, gone.as_deref()).await?;
         *slot = Some(account.clone());
         Ok(account)
+    }
+
+    /// `result` of a request made with `account`, a failure as [`Stopped::AtCa`]; an account
+    /// the CA no longer knows is forgotten first.
+    async fn answered<T>(
+        &self,
+        account: &Account,
+        result: Result<T, AcmeError>,
+    ) -> Result<T, Stopped> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                if e.account_gone() {
+                    self.forget(account, &e).await;
+                }
+                Err(Stopped::AtCa(e))
+            }
+        }
     }
 
     /// Forgets `account` when the CA said it does not know it (any more): the next attempt

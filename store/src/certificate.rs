@@ -46,49 +46,10 @@ impl CertRecord {
         now: i64,
         source: CertSource,
     ) -> Result<Self, InvalidInput> {
-        let leaf_der = chain
-            .first()
-            .ok_or_else(|| invalid("no certificate found in the chain PEM"))?;
-        for (i, der) in chain.iter().enumerate() {
-            X509Certificate::from_der(der).map_err(|e| {
-                invalid(format!(
-                    "certificate {} of the chain does not parse: {e}",
-                    i + 1
-                ))
-            })?;
-        }
-        let (_, leaf) = X509Certificate::from_der(leaf_der).map_err(|e| invalid(e.to_string()))?;
-
-        let signing_key = rustls::crypto::ring::sign::any_supported_type(key)
-            .map_err(|_| invalid("the private key is not a supported ECDSA, RSA or Ed25519 key"))?;
-        let public = signing_key
-            .public_key()
-            .ok_or_else(|| invalid("cannot derive the public key of the private key"))?;
-        if public.as_ref() != leaf.public_key().raw {
-            return Err(invalid(
-                "the private key does not match the first certificate of the chain (the leaf must come first)",
-            ));
-        }
-
-        let names = leaf_names(&leaf);
-        if !names.iter().any(|n| name_covers(n, domain.as_str())) {
-            return Err(invalid(format!(
-                "the certificate is for {} and does not cover {domain}",
-                if names.is_empty() {
-                    "no DNS name".to_owned()
-                } else {
-                    names.join(", ")
-                }
-            )));
-        }
-        let not_before = leaf.validity().not_before.timestamp();
-        let not_after = leaf.validity().not_after.timestamp();
-        if not_after <= now {
-            return Err(invalid(format!(
-                "the certificate expired at {} (Unix time {not_after})",
-                leaf.validity().not_after
-            )));
-        }
+        let leaf = parse_chain(&chain)?;
+        check_key_matches(key, &leaf)?;
+        let names = names_covering(&leaf, domain)?;
+        let (not_before, not_after) = validity_at(&leaf, now)?;
         Ok(CertRecord {
             domain: domain.clone(),
             names,
@@ -108,6 +69,73 @@ impl CertRecord {
             chain,
         })
     }
+}
+
+/// Parses every certificate of `chain` (leaf first) and returns the leaf.
+fn parse_chain(chain: &[Vec<u8>]) -> Result<X509Certificate<'_>, InvalidInput> {
+    let leaf_der = chain
+        .first()
+        .ok_or_else(|| invalid("no certificate found in the chain PEM"))?;
+    for (i, der) in chain.iter().enumerate() {
+        X509Certificate::from_der(der).map_err(|e| {
+            invalid(format!(
+                "certificate {} of the chain does not parse: {e}",
+                i + 1
+            ))
+        })?;
+    }
+    let (_, leaf) = X509Certificate::from_der(leaf_der).map_err(|e| invalid(e.to_string()))?;
+    Ok(leaf)
+}
+
+/// Checks that `key` is a key Porter can sign with and the one of `leaf`'s public key.
+fn check_key_matches(
+    key: &PrivateKeyDer<'_>,
+    leaf: &X509Certificate<'_>,
+) -> Result<(), InvalidInput> {
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(key)
+        .map_err(|_| invalid("the private key is not a supported ECDSA, RSA or Ed25519 key"))?;
+    let public = signing_key
+        .public_key()
+        .ok_or_else(|| invalid("cannot derive the public key of the private key"))?;
+    if public.as_ref() != leaf.public_key().raw {
+        return Err(invalid(
+            "the private key does not match the first certificate of the chain (the leaf must come first)",
+        ));
+    }
+    Ok(())
+}
+
+/// The names of `leaf`, when one of them covers `domain`.
+fn names_covering(
+    leaf: &X509Certificate<'_>,
+    domain: &DomainName,
+) -> Result<Vec<String>, InvalidInput> {
+    let names = leaf_names(leaf);
+    if !names.iter().any(|n| name_covers(n, domain.as_str())) {
+        return Err(invalid(format!(
+            "the certificate is for {} and does not cover {domain}",
+            if names.is_empty() {
+                "no DNS name".to_owned()
+            } else {
+                names.join(", ")
+            }
+        )));
+    }
+    Ok(names)
+}
+
+/// `leaf`'s notBefore and notAfter (Unix seconds), when it has not expired at `now`.
+fn validity_at(leaf: &X509Certificate<'_>, now: i64) -> Result<(i64, i64), InvalidInput> {
+    let not_before = leaf.validity().not_before.timestamp();
+    let not_after = leaf.validity().not_after.timestamp();
+    if not_after <= now {
+        return Err(invalid(format!(
+            "the certificate expired at {} (Unix time {not_after})",
+            leaf.validity().not_after
+        )));
+    }
+    Ok((not_before, not_after))
 }
 
 impl CertRecord {

@@ -20,24 +20,7 @@ impl DomainName {
             reason: reason.to_owned(),
         };
         let name = input.strip_suffix('.').unwrap_or(input);
-        if name.is_empty() {
-            return Err(bad("it is empty"));
-        }
-        if name.parse::<std::net::IpAddr>().is_ok()
-            || name
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::Ipv6Addr>()
-                .is_ok()
-        {
-            return Err(bad("IP addresses are not domain names"));
-        }
-        if name.contains(':') {
-            return Err(bad("a domain name has no port or scheme"));
-        }
-        if name.chars().any(|c| c.is_whitespace() || c == '/') {
-            return Err(bad("it contains whitespace or '/'"));
-        }
+        check_not_other_syntax(name).map_err(bad)?;
         let (wildcard, rest) = match name.strip_prefix("*.") {
             Some(rest) => (true, rest),
             None => (false, name),
@@ -52,25 +35,7 @@ impl DomainName {
         } else {
             idna::domain_to_ascii(rest).map_err(|_| bad("it is not a valid international name"))?
         };
-        let full_len = ascii.len() + if wildcard { 2 } else { 0 };
-        if full_len > 253 {
-            return Err(bad("it is longer than 253 characters"));
-        }
-        let labels: Vec<&str> = ascii.split('.').collect();
-        for label in &labels {
-            check_label(label).map_err(bad)?;
-        }
-        if labels
-            .last()
-            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return Err(bad(
-                "the last label is numeric (this looks like an IP address)",
-            ));
-        }
-        if wildcard && labels.len() < 2 {
-            return Err(bad("a wildcard needs at least two labels after '*.'"));
-        }
+        check_labels(&ascii, wildcard).map_err(bad)?;
         Ok(DomainName(if wildcard {
             format!("*.{ascii}")
         } else {
@@ -95,6 +60,54 @@ impl DomainName {
     }
 }
 
+/// Refuses what is empty or plainly something else than a name: an IP address, a URL or a
+/// `host:port`, text with whitespace or paths.
+fn check_not_other_syntax(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.parse::<std::net::IpAddr>().is_ok()
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok()
+    {
+        return Err("IP addresses are not domain names");
+    }
+    if name.contains(':') {
+        return Err("a domain name has no port or scheme");
+    }
+    if name.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err("it contains whitespace or '/'");
+    }
+    Ok(())
+}
+
+/// Checks the lowercase ASCII name `ascii` (without its `*.` when `wildcard`): its length,
+/// each label, a last label that is not numeric, and enough labels under a wildcard.
+fn check_labels(ascii: &str, wildcard: bool) -> Result<(), &'static str> {
+    let full_len = ascii.len() + if wildcard { 2 } else { 0 };
+    if full_len > 253 {
+        return Err("it is longer than 253 characters");
+    }
+    let labels: Vec<&str> = ascii.split('.').collect();
+    for label in &labels {
+        check_label(label)?;
+    }
+    if labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("the last label is numeric (this looks like an IP address)");
+    }
+    if wildcard && labels.len() < 2 {
+        return Err("a wildcard needs at least two labels after '*.'");
+    }
+    Ok(())
+}
+
+/// Checks one label: 1 to 63 lowercase letters, digits and '-', with no '-' at either end.
 fn check_label(label: &str) -> Result<(), &'static str> {
     if label.is_empty() {
         return Err("it has an empty label (two dots in a row, or a leading dot)");

@@ -9,7 +9,7 @@
 //! response (sliced out of the input, never re-encoded), and the fields used afterwards are
 //! decoded from those same bytes, so what is trusted is exactly what was signed.
 
-use rasn::types::{Integer, IntegerType, ObjectIdentifier};
+use rasn::types::{Integer, IntegerType, ObjectIdentifier, OctetString};
 use rasn_ocsp::{
     BasicOcspResponse, CertStatus, OcspResponse, OcspResponseStatus, ResponseData, SingleResponse,
 };
@@ -62,47 +62,14 @@ pub(crate) fn check(
     let issuer = parse_certificate(issuer, "the issuer certificate")?;
 
     // 1. A successful response carrying a basic response.
-    let ocsp: OcspResponse = decode_der(response, "OCSP response")?;
-    if ocsp.status != OcspResponseStatus::Successful {
-        return Err(format!(
-            "OCSP responder answered {} instead of successful",
-            status_name(ocsp.status)
-        ));
-    }
-    let bytes = ocsp
-        .bytes
-        .ok_or("OCSP response is successful but carries no responseBytes")?;
-    if bytes.r#type.as_ref() != ID_PKIX_OCSP_BASIC {
-        return Err(format!(
-            "OCSP response type {} is not id-pkix-ocsp-basic",
-            dotted(&bytes.r#type)
-        ));
-    }
-    let basic_der: &[u8] = &bytes.response;
-    let basic: BasicOcspResponse = decode_der(basic_der, "OCSP basic response")?;
-    let raw = split_basic(basic_der)
+    let basic_der = basic_response_der(response)?;
+    let basic: BasicOcspResponse = decode_der(&basic_der, "OCSP basic response")?;
+    let raw = split_basic(&basic_der)
         .ok_or("OCSP basic response does not have the structure of a BasicOCSPResponse")?;
-    // Everything below reads the response data decoded from the signed bytes themselves.
-    let data: ResponseData = decode_der(raw.tbs, "OCSP tbsResponseData")?;
-    if data != basic.tbs_response_data
-        || raw.certs.len() != basic.certs.as_ref().map_or(0, Vec::len)
-    {
-        return Err("OCSP basic response decodes inconsistently".to_string());
-    }
+    let data = signed_data(&basic, &raw)?;
 
     // 2. Signed by the issuer or by a responder the issuer authorised.
-    let sig_alg = x509_oid(&basic.signature_algorithm.algorithm)?;
-    if !signature_supported(&sig_alg) {
-        return Err(format!(
-            "OCSP response is signed with unsupported algorithm {}",
-            sig_alg.to_id_string()
-        ));
-    }
-    if !basic.signature.len().is_multiple_of(8) {
-        return Err("OCSP response signature is not a whole number of bytes".to_string());
-    }
-    let sig = basic.signature.as_raw_slice();
-    verify_responder(raw.tbs, &sig_alg, sig, &issuer, &raw.certs, now)?;
+    verify_signature(&basic, &raw, &issuer, now)?;
 
     // 3. Exactly one status for this certificate.
     let single = find_single_response(&data.responses, &leaf, &issuer)?;
@@ -121,6 +88,62 @@ pub(crate) fn check(
         this_update,
         next_update,
     })
+}
+
+/// The DER BasicOCSPResponse that `response` carries, when it is a successful response of
+/// type id-pkix-ocsp-basic.
+fn basic_response_der(response: &[u8]) -> Result<OctetString, String> {
+    let ocsp: OcspResponse = decode_der(response, "OCSP response")?;
+    if ocsp.status != OcspResponseStatus::Successful {
+        return Err(format!(
+            "OCSP responder answered {} instead of successful",
+            status_name(ocsp.status)
+        ));
+    }
+    let bytes = ocsp
+        .bytes
+        .ok_or("OCSP response is successful but carries no responseBytes")?;
+    if bytes.r#type.as_ref() != ID_PKIX_OCSP_BASIC {
+        return Err(format!(
+            "OCSP response type {} is not id-pkix-ocsp-basic",
+            dotted(&bytes.r#type)
+        ));
+    }
+    Ok(bytes.response)
+}
+
+/// The response data decoded from the signed bytes themselves (everything after the signature
+/// check reads these), when they agree with the whole response's decoding.
+fn signed_data(basic: &BasicOcspResponse, raw: &RawBasic<'_>) -> Result<ResponseData, String> {
+    let data: ResponseData = decode_der(raw.tbs, "OCSP tbsResponseData")?;
+    if data != basic.tbs_response_data
+        || raw.certs.len() != basic.certs.as_ref().map_or(0, Vec::len)
+    {
+        return Err("OCSP basic response decodes inconsistently".to_string());
+    }
+    Ok(data)
+}
+
+/// Checks that the signature of `basic`, over the signed bytes of `raw`, is of a supported
+/// algorithm and made by the issuer or by a responder it authorised.
+fn verify_signature(
+    basic: &BasicOcspResponse,
+    raw: &RawBasic<'_>,
+    issuer: &X509Certificate<'_>,
+    now: i64,
+) -> Result<(), String> {
+    let sig_alg = x509_oid(&basic.signature_algorithm.algorithm)?;
+    if !signature_supported(&sig_alg) {
+        return Err(format!(
+            "OCSP response is signed with unsupported algorithm {}",
+            sig_alg.to_id_string()
+        ));
+    }
+    if !basic.signature.len().is_multiple_of(8) {
+        return Err("OCSP response signature is not a whole number of bytes".to_string());
+    }
+    let sig = basic.signature.as_raw_slice();
+    verify_responder(raw.tbs, &sig_alg, sig, issuer, &raw.certs, now)
 }
 
 /// The `thisUpdate` and `nextUpdate` of `single`, when it is current at `now`.

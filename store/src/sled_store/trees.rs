@@ -45,63 +45,23 @@ impl Trees {
 
     /// Opens (or creates) the database at `path`, checking its schema version.
     pub(super) fn open(path: &Path) -> Result<Trees, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_BYTES)
-            // No background flusher: the writer thread is the only one that ever flushes.
-            // Flushes racing from several threads are where sled 0.34 deadlocks (sled#1412).
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked(path.to_path_buf())
-                }
-                cause => StoreError::Sled { op: "open", cause },
-            })?;
-        let meta = db.open_tree(keys::META).map_err(sled_failed("open"))?;
-        let expected = keys::SCHEMA_VERSION;
-        match meta.get(keys::SCHEMA_KEY).map_err(sled_failed("open"))? {
-            None => {
-                meta.insert(keys::SCHEMA_KEY, &expected.to_be_bytes())
-                    .map_err(sled_failed("open"))?;
-                db.flush().map_err(sled_failed("open"))?;
-            }
-            Some(raw) => {
-                let found = <[u8; 4]>::try_from(raw.as_ref())
-                    .map(u32::from_be_bytes)
-                    .unwrap_or(0);
-                if found != expected {
-                    return Err(StoreError::SchemaMismatch {
-                        path: path.to_path_buf(),
-                        found,
-                        expected,
-                    });
-                }
-            }
-        }
+        let db = open_db(path)?;
+        let tree = |name: &str| db.open_tree(name).map_err(sled_failed("open"));
+        let meta = tree(keys::META)?;
+        check_schema(&db, &meta, path)?;
         Ok(Trees {
             meta,
-            sites: db.open_tree(keys::SITES).map_err(sled_failed("open"))?,
-            certs: db.open_tree(keys::CERTS).map_err(sled_failed("open"))?,
-            accounts: db
-                .open_tree(keys::ACME_ACCOUNTS)
-                .map_err(sled_failed("open"))?,
-            acme: db
-                .open_tree(keys::ACME_STATES)
-                .map_err(sled_failed("open"))?,
-            requests: db
-                .open_tree(keys::ACME_REQUESTS)
-                .map_err(sled_failed("open"))?,
-            http01: db.open_tree(keys::HTTP01).map_err(sled_failed("open"))?,
-            tls_alpn: db
-                .open_tree(keys::TLS_ALPN01)
-                .map_err(sled_failed("open"))?,
-            ocsp: db.open_tree(keys::OCSP).map_err(sled_failed("open"))?,
-            apps: db.open_tree(keys::APPS).map_err(sled_failed("open"))?,
-            dns_zones: db.open_tree(keys::DNS_ZONES).map_err(sled_failed("open"))?,
-            on_demand: db
-                .open_tree(keys::ON_DEMAND_RULES)
-                .map_err(sled_failed("open"))?,
+            sites: tree(keys::SITES)?,
+            certs: tree(keys::CERTS)?,
+            accounts: tree(keys::ACME_ACCOUNTS)?,
+            acme: tree(keys::ACME_STATES)?,
+            requests: tree(keys::ACME_REQUESTS)?,
+            http01: tree(keys::HTTP01)?,
+            tls_alpn: tree(keys::TLS_ALPN01)?,
+            ocsp: tree(keys::OCSP)?,
+            apps: tree(keys::APPS)?,
+            dns_zones: tree(keys::DNS_ZONES)?,
+            on_demand: tree(keys::ON_DEMAND_RULES)?,
             db,
         })
     }
@@ -117,6 +77,50 @@ impl Trees {
             }
         }
         Ok(tokens)
+    }
+}
+
+/// Opens the sled database at `path`; another holder of its lock is [`StoreError::Locked`].
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(CACHE_BYTES)
+        // No background flusher: the writer thread is the only one that ever flushes.
+        // Flushes racing from several threads are where sled 0.34 deadlocks (sled#1412).
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                StoreError::Locked(path.to_path_buf())
+            }
+            cause => StoreError::Sled { op: "open", cause },
+        })
+}
+
+/// Checks the schema version in `meta` against this build's, writing it into a new database
+/// (one without a version yet).
+fn check_schema(db: &sled::Db, meta: &sled::Tree, path: &Path) -> Result<(), StoreError> {
+    let expected = keys::SCHEMA_VERSION;
+    match meta.get(keys::SCHEMA_KEY).map_err(sled_failed("open"))? {
+        None => {
+            meta.insert(keys::SCHEMA_KEY, &expected.to_be_bytes())
+                .map_err(sled_failed("open"))?;
+            db.flush().map_err(sled_failed("open"))?;
+            Ok(())
+        }
+        Some(raw) => {
+            let found = <[u8; 4]>::try_from(raw.as_ref())
+                .map(u32::from_be_bytes)
+                .unwrap_or(0);
+            if found != expected {
+                return Err(StoreError::SchemaMismatch {
+                    path: path.to_path_buf(),
+                    found,
+                    expected,
+                });
+            }
+            Ok(())
+        }
     }
 }
 
