@@ -120,6 +120,26 @@ enum Step {
     Refused,
 }
 
+impl Step {
+    /// Whether the step is in a chunked body, outside its data.
+    fn in_chunked_body(self) -> bool {
+        matches!(
+            self,
+            Step::ChunkStart
+                | Step::ChunkSize(_)
+                | Step::ChunkSpace(_)
+                | Step::ChunkExtension(_)
+                | Step::ChunkLineFeed(_)
+                | Step::DataCr
+                | Step::DataLf
+                | Step::Trailers
+                | Step::Trailer
+                | Step::TrailerLf
+                | Step::EndLf
+        )
+    }
+}
+
 /// The request framing of one connection's bytes, as far as it is followed.
 #[derive(Clone, Copy, Debug)]
 struct Framing {
@@ -177,6 +197,15 @@ impl Framing {
 
     /// The step after `byte`, in a head or at a chunk's edges.
     fn next(&mut self, byte: u8) -> Step {
+        if self.step.in_chunked_body() {
+            chunked(self.step, byte)
+        } else {
+            self.in_head(byte)
+        }
+    }
+
+    /// The step after `byte` in a request head.
+    fn in_head(&mut self, byte: u8) -> Step {
         match (self.step, byte) {
             (Step::Idle, b'\r' | b'\n') => Step::Idle,
             (Step::Idle, _) => Step::Method(matched(CONNECT, 0, byte)),
@@ -222,33 +251,7 @@ impl Framing {
                 Step::LineStart
             }
             (Step::Value(field), _) => Step::Value(field.with(byte)),
-            (Step::ChunkStart, _) => hex(byte).map_or(Step::Off, Step::ChunkSize),
-            (Step::ChunkSize(size), _) if byte.is_ascii_hexdigit() => size
-                .checked_mul(16)
-                .zip(hex(byte))
-                .and_then(|(size, digit)| size.checked_add(digit))
-                .filter(|&size| size <= MAX_CHUNK)
-                .map_or(Step::Refused, Step::ChunkSize),
-            (Step::ChunkSize(size) | Step::ChunkSpace(size), b' ' | b'\t') => {
-                Step::ChunkSpace(size)
-            }
-            (
-                Step::ChunkSize(size) | Step::ChunkSpace(size) | Step::ChunkExtension(size),
-                b'\r',
-            ) => Step::ChunkLineFeed(size),
-            (Step::ChunkSize(size) | Step::ChunkSpace(size), b';') => Step::ChunkExtension(size),
-            (Step::ChunkExtension(_), b'\n') => Step::Off,
-            (Step::ChunkExtension(size), _) => Step::ChunkExtension(size),
-            (Step::ChunkLineFeed(0), b'\n') => Step::Trailers,
-            (Step::ChunkLineFeed(size), b'\n') => Step::ChunkData(size),
-            (Step::DataCr, b'\r') => Step::DataLf,
-            (Step::DataLf, b'\n') => Step::ChunkStart,
-            (Step::Trailers, b'\r') => Step::EndLf,
-            (Step::Trailer, b'\r') => Step::TrailerLf,
-            (Step::Trailers | Step::Trailer, _) => Step::Trailer,
-            (Step::TrailerLf, b'\n') => Step::Trailers,
-            (Step::EndLf, b'\n') => Step::Idle,
-            // Whatever hyper refuses, and what `follow` handles itself.
+            // Whatever hyper refuses.
             _ => Step::Off,
         }
     }
@@ -306,6 +309,38 @@ impl Framing {
         self.chunked = None;
         self.length = Declared::Nothing;
         step
+    }
+}
+
+/// The step after `byte` at a chunk's edges (its size line, the line end after its data) or
+/// in the trailers, as hyper's decoder takes them.
+fn chunked(step: Step, byte: u8) -> Step {
+    match (step, byte) {
+        (Step::ChunkStart, _) => hex(byte).map_or(Step::Off, Step::ChunkSize),
+        (Step::ChunkSize(size), _) if byte.is_ascii_hexdigit() => size
+            .checked_mul(16)
+            .zip(hex(byte))
+            .and_then(|(size, digit)| size.checked_add(digit))
+            .filter(|&size| size <= MAX_CHUNK)
+            .map_or(Step::Refused, Step::ChunkSize),
+        (Step::ChunkSize(size) | Step::ChunkSpace(size), b' ' | b'\t') => Step::ChunkSpace(size),
+        (Step::ChunkSize(size) | Step::ChunkSpace(size) | Step::ChunkExtension(size), b'\r') => {
+            Step::ChunkLineFeed(size)
+        }
+        (Step::ChunkSize(size) | Step::ChunkSpace(size), b';') => Step::ChunkExtension(size),
+        (Step::ChunkExtension(_), b'\n') => Step::Off,
+        (Step::ChunkExtension(size), _) => Step::ChunkExtension(size),
+        (Step::ChunkLineFeed(0), b'\n') => Step::Trailers,
+        (Step::ChunkLineFeed(size), b'\n') => Step::ChunkData(size),
+        (Step::DataCr, b'\r') => Step::DataLf,
+        (Step::DataLf, b'\n') => Step::ChunkStart,
+        (Step::Trailers, b'\r') => Step::EndLf,
+        (Step::Trailer, b'\r') => Step::TrailerLf,
+        (Step::Trailers | Step::Trailer, _) => Step::Trailer,
+        (Step::TrailerLf, b'\n') => Step::Trailers,
+        (Step::EndLf, b'\n') => Step::Idle,
+        // Whatever hyper refuses.
+        _ => Step::Off,
     }
 }
 
