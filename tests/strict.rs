@@ -1,8 +1,9 @@
 //! Strict HTTP at the edge, with raw requests a lenient proxy would pass on: the routed
 //! authority wins over `Host`, a second `Host` and doubtful transfer codings are refused, a
-//! malformed chunked body is the client's fault (400, no upstream blamed), the client's own
-//! forwarding claims are replaced, `h2c` is not tunnelled, and an HTTP/1.0 upstream's answer
-//! reaches an HTTP/1.1 client as HTTP/1.1 with keep-alive.
+//! malformed chunked body is the client's fault (400, no upstream blamed) and so is a chunk
+//! size over i64::MAX (plain HTTP and TLS, while valid chunked bodies pass whole), the client's
+//! own forwarding claims are replaced, `h2c` is not tunnelled, and an HTTP/1.0 upstream's
+//! answer reaches an HTTP/1.1 client as HTTP/1.1 with keep-alive.
 
 mod common;
 
@@ -457,4 +458,154 @@ fn an_http10_client_is_answered_with_http11_and_http10_rules() {
         "GET /drip/2 HTTP/1.0\r\nHost: plain.test\r\n\r\n",
     );
     assert!(answer.ends_with("drip 2\n"), "{answer}");
+}
+
+/// Porter serving `plain.test` over plain HTTP and `a.test` over HTTPS, both in front of one
+/// backend.
+struct Both {
+    _dir: tempfile::TempDir,
+    _backend: Backend,
+    ca: TestCa,
+    porter: Porter,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Both {
+    fn start() -> Both {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new(dir.path());
+        let backend = Backend::start();
+        let porter = Porter::start(&dir.path().join("data"), &[]);
+        porter.ok(&["site", "add", "plain.test", "--upstream", &backend.addr]);
+        ca.serve(&porter.data_dir, "a.test", &backend.addr);
+        let both = Both {
+            _dir: dir,
+            _backend: backend,
+            ca,
+            porter,
+            runtime: tokio::runtime::Runtime::new().unwrap(),
+        };
+        wait_until(Duration::from_secs(5), "both sites are served", || {
+            ["plain", "tls"].iter().all(|over| {
+                let request = "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n";
+                status_line(&both.answer(over, request, 0)).contains("200")
+            })
+        });
+        both
+    }
+
+    /// What Porter answers to `request` (`{host}` standing for the site's name) sent `over`
+    /// plain HTTP or TLS (ALPN http/1.1), its first `bytewise` bytes one write each, then the
+    /// rest in one; read until Porter closes (at most 10 s).
+    fn answer(&self, over: &str, request: &str, bytewise: usize) -> String {
+        self.runtime.block_on(async {
+            if over == "tls" {
+                let client = self.ca.client(&[b"http/1.1"]);
+                let stream = tls_connect(client, self.porter.https, "a.test")
+                    .await
+                    .unwrap();
+                exchange(stream, &request.replace("{host}", "a.test"), bytewise).await
+            } else {
+                let stream = tokio::net::TcpStream::connect(self.porter.http)
+                    .await
+                    .unwrap();
+                stream.set_nodelay(true).unwrap();
+                exchange(stream, &request.replace("{host}", "plain.test"), bytewise).await
+            }
+        })
+    }
+}
+
+async fn exchange(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    request: &str,
+    bytewise: usize,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (each, rest) = request.as_bytes().split_at(bytewise.min(request.len()));
+    for piece in each.chunks(1).chain([rest]) {
+        stream.write_all(piece).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status and body of each response in `answer`, in order.
+fn responses(answer: &str) -> Vec<(&str, &str)> {
+    answer
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|response| {
+            let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
+            (&head[..3.min(head.len())], body)
+        })
+        .collect()
+}
+
+#[test]
+fn a_chunk_size_over_i64_max_is_refused_over_plain_http_and_tls() {
+    let both = Both::start();
+    let good = "POST /count HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    for over in ["plain", "tls"] {
+        for size in ["ffffffffffffffff", "8000000000000000"] {
+            // After a request that is answered: the framing is followed from one to the next.
+            let bad = format!(
+                "POST /count HTTP/1.1\r\nHost: {{host}}\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nabc\r\n0\r\n\r\n"
+            );
+            let answer = both.answer(over, &format!("{good}{bad}"), 0);
+            let got = responses(&answer);
+            assert_eq!(got.len(), 2, "{over} {size}: {answer}");
+            assert_eq!(got[0], ("200", "3"), "{over} {size}: {answer}");
+            assert_eq!(got[1].0, "400", "{over} {size}: {answer}");
+            assert!(
+                !answer.contains("upstream"),
+                "no upstream is blamed: {answer}"
+            );
+            // The size's digits one a write, up to the one that takes it over the bound.
+            let head = bad.split("\r\n\r\n").next().unwrap().to_owned() + "\r\n\r\n";
+            let sent = head.clone() + size;
+            let answer = both.answer(over, &sent, head.len());
+            assert!(
+                status_line(&answer).contains("400"),
+                "{over} {size}: {answer}"
+            );
+        }
+        // i64::MAX itself is a size: the request goes to the upstream, which answers before
+        // reading the body.
+        let answer = both.answer(
+            over,
+            "GET /headers HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n7fffffffffffffff\r\nabc",
+            0,
+        );
+        assert!(status_line(&answer).contains("200"), "{over}: {answer}");
+        assert_eq!(echoed(&answer)["method"], "GET", "{answer}");
+    }
+}
+
+#[test]
+fn chunked_bodies_with_extensions_and_trailers_still_reach_the_upstream_whole() {
+    let both = Both::start();
+    let pipelined = [
+        // Extensions, white space, upper-case digits and trailers.
+        "POST /count HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n3;name=value\r\nabc\r\nA \r\n0123456789\r\n0;last\r\nX-Sum: 13\r\n\r\n",
+        // A body of known length that looks like an absurd chunk size.
+        "PUT /count HTTP/1.1\r\nHost: {host}\r\nContent-Length: 18\r\n\r\nffffffffffffffff\r\n",
+        // Leading zeros make no size absurd.
+        "POST /count HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n000000000000000000005\r\nhello\r\n0\r\n\r\n",
+        "POST /count HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+    ]
+    .concat();
+    for over in ["plain", "tls"] {
+        // In one write, and one byte a write (reads that end anywhere in a size line).
+        for bytewise in [0, pipelined.len()] {
+            let answer = both.answer(over, &pipelined, bytewise);
+            assert_eq!(
+                responses(&answer),
+                [("200", "13"), ("200", "18"), ("200", "5"), ("200", "1")],
+                "{over}, {bytewise} bytes one a write: {answer}"
+            );
+        }
+    }
 }
