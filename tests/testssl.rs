@@ -28,7 +28,11 @@ fn testssl_finds_no_vulnerability_and_no_weak_protocol_or_cipher() {
     let backend = Backend::start();
     let data = dir.path().join("data");
     ca.serve(&data, "localhost", &backend.addr);
-    let porter = Porter::start(&data, &["--default-sni", "localhost"]);
+    // HSTS is the platform's choice (off by default); testssl checks it when it is on.
+    let porter = Porter::start(
+        &data,
+        &["--default-sni", "localhost", "--hsts-default", "1y"],
+    );
     // A check that testssl itself could not run ("connect problem") is run again, once.
     let mut attempt = 0;
     let (bad, text) = loop {

@@ -343,6 +343,39 @@ fn attacks_are_blocked_and_never_reach_the_upstream_and_ordinary_traffic_passes(
         "{metrics}"
     );
     assert!(metrics.contains("porter_waf_rule_matches_total{site=\"shop.test\",rule=\"942100\"}"));
+
+    // Last, as the WAF logs them: Porter's own answers arrive over HTTP/2 when the body is large
+    // and left (partly) unread: an attack in a 200 KB body, then the case, 15 logins on
+    // a site whose WAF blocks (the default limit of 10 a minute): 10 go upstream, then 429s.
+    let body = s.dir.path().join("body");
+    let mut large = b"q=1' UNION SELECT password FROM users--&pad=".to_vec();
+    large.resize(200 * 1024, b'x');
+    std::fs::write(&body, &large).unwrap();
+    let upload = format!("@{}", body.display());
+    let post = |path: &str, data: &str| {
+        let url = format!("https://h2.test:{}{path}", https.port());
+        status_code(&[
+            "--http2",
+            "--cacert",
+            ca_path.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            "--data-binary",
+            data,
+            &url,
+        ])
+    };
+    assert_eq!(post("/attack-h2-large", &upload), "403");
+    std::fs::write(&body, vec![b'x'; 200 * 1024]).unwrap();
+    let logins: Vec<String> = (0..15).map(|_| post("/wp-login.php", &upload)).collect();
+    let limited = logins.iter().filter(|status| *status == "429").count();
+    assert!(
+        logins[..10]
+            .iter()
+            .all(|status| status != "429" && status != "000")
+            && limited == 5,
+        "10 logins reach the upstream, then 429 over HTTP/2: {logins:?}"
+    );
 }
 
 #[test]

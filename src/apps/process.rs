@@ -103,28 +103,7 @@ pub(crate) fn parse_signal(name: &str) -> Result<Signal, String> {
 
 /// Starts an instance of `app`.
 pub(super) fn spawn(app: &App, paths: &Paths, running_as_root: bool) -> Result<Spawned, String> {
-    let (upstream, port, socket) = match &app.listen {
-        AppListen::Port => {
-            let port = free_port()?;
-            (
-                Upstream::Tcp {
-                    host: "127.0.0.1".into(),
-                    port,
-                },
-                Some(port),
-                None,
-            )
-        }
-        AppListen::Socket(path) => {
-            // A socket file left by an earlier instance would make the new one fail to bind.
-            let _ = std::fs::remove_file(path);
-            (
-                Upstream::Unix(path.clone()),
-                None,
-                Some(path.display().to_string()),
-            )
-        }
-    };
+    let (upstream, port, socket) = listen_on(app)?;
     let substitute = |arg: &String| {
         let arg = port.map_or(arg.clone(), |p| with_port(arg, &p.to_string()));
         socket
@@ -156,13 +135,7 @@ pub(super) fn spawn(app: &App, paths: &Paths, running_as_root: bool) -> Result<S
         .spawn()
         .map_err(|e| format!("cannot start {:?}: {e}", app.command[0]))?;
     let pid = child.id().ok_or("the process exited at once")?;
-    let log = Arc::new(Mutex::new(LogFile::open(&paths.log)?));
-    if let Some(out) = child.stdout.take() {
-        tokio::spawn(copy_to_log(out, log.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(copy_to_log(err, log));
-    }
+    keep_output(&mut child, paths)?;
     let pid_file = paths.pid_file(pid);
     std::fs::write(
         &pid_file,
@@ -174,6 +147,45 @@ pub(super) fn spawn(app: &App, paths: &Paths, running_as_root: bool) -> Result<S
         child,
         upstream,
     })
+}
+
+/// Where the daemon of `app` listens: the upstream Porter connects to, and the port (chosen
+/// now) or socket its command is told.
+fn listen_on(app: &App) -> Result<(Upstream, Option<u16>, Option<String>), String> {
+    Ok(match &app.listen {
+        AppListen::Port => {
+            let port = free_port()?;
+            (
+                Upstream::Tcp {
+                    host: "127.0.0.1".into(),
+                    port,
+                },
+                Some(port),
+                None,
+            )
+        }
+        AppListen::Socket(path) => {
+            // A socket file left by an earlier instance would make the new one fail to bind.
+            let _ = std::fs::remove_file(path);
+            (
+                Upstream::Unix(path.clone()),
+                None,
+                Some(path.display().to_string()),
+            )
+        }
+    })
+}
+
+/// Copies the daemon's stdout and stderr into its log file.
+fn keep_output(child: &mut tokio::process::Child, paths: &Paths) -> Result<(), String> {
+    let log = Arc::new(Mutex::new(LogFile::open(&paths.log)?));
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(copy_to_log(out, log.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(copy_to_log(err, log));
+    }
+    Ok(())
 }
 
 /// Sets the user and group the daemon runs as (see [`identity`]).
