@@ -30,29 +30,32 @@ fn arm(minor_in: &mut Option<usize>, answering: &impl Answering, start: &[u8]) {
     }
 }
 
-/// Writes the head's bytes up to its minor version, then that digit as `1`; the rest of `buf`
-/// goes at the next write.
+/// At most this much of a head is copied to change its digit: the whole head, nearly always.
+const HEAD_COPY: usize = 2048;
+
+/// Writes `buf` with the head's minor version (`minor_in` bytes on) as `1`: one write of a
+/// copy of its first bytes (on the stack), so the head still goes out in one piece.
 fn write_head<IO: AsyncWrite>(
     inner: Pin<&mut IO>,
     minor_in: &mut Option<usize>,
     cx: &mut Context<'_>,
     buf: &[u8],
 ) -> Poll<io::Result<usize>> {
-    match *minor_in {
-        Some(0) => {
-            let written = ready!(inner.poll_write(cx, b"1"))?;
-            if written == 1 {
-                *minor_in = None;
-            }
-            Poll::Ready(Ok(written))
-        }
-        Some(before) => {
-            let written = ready!(inner.poll_write(cx, &buf[..before.min(buf.len())]))?;
-            *minor_in = Some(before - written);
-            Poll::Ready(Ok(written))
-        }
-        None => inner.poll_write(cx, buf),
+    let Some(at) = *minor_in else {
+        return inner.poll_write(cx, buf);
+    };
+    if at >= buf.len() {
+        let written = ready!(inner.poll_write(cx, buf))?;
+        *minor_in = Some(at - written);
+        return Poll::Ready(Ok(written));
     }
+    let mut copy = [0u8; HEAD_COPY];
+    let len = buf.len().min(HEAD_COPY);
+    copy[..len].copy_from_slice(&buf[..len]);
+    copy[at] = b'1';
+    let written = ready!(inner.poll_write(cx, &copy[..len]))?;
+    *minor_in = (written <= at).then(|| at - written);
+    Poll::Ready(Ok(written))
 }
 
 pin_project! {
@@ -94,10 +97,7 @@ impl<IO: AsyncWrite, A: Answering> AsyncWrite for StatusLine<IO, A> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         arm(this.minor_in, this.answering, buf);
-        match this.minor_in {
-            None => this.inner.poll_write(cx, buf),
-            Some(_) => write_head(this.inner, this.minor_in, cx, buf),
-        }
+        write_head(this.inner, this.minor_in, cx, buf)
     }
 
     fn poll_write_vectored(
@@ -113,7 +113,8 @@ impl<IO: AsyncWrite, A: Answering> AsyncWrite for StatusLine<IO, A> {
         arm(this.minor_in, this.answering, first);
         match this.minor_in {
             None => this.inner.poll_write_vectored(cx, bufs),
-            // The head is written on its own (a short write is a write).
+            // The head is written on its own (a short write is a write); it is whole in
+            // its one slice, so it still goes out in one piece.
             Some(_) => write_head(this.inner, this.minor_in, cx, first),
         }
     }
@@ -183,5 +184,40 @@ mod tests {
                 [older, head].concat()
             );
         }
+    }
+
+    /// Every write it was given, as given.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl AsyncWrite for Writes {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.0.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_changed_head_goes_out_in_one_write() {
+        let mut line = StatusLine::new(Writes::default(), Arc::new(AtomicBool::new(true)));
+        line.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            line.inner.0,
+            [b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec()]
+        );
     }
 }
