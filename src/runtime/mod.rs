@@ -2,7 +2,8 @@
 //! follower of the store's changes ([`service`]), the data dir ([`data_dir`]), where the store
 //! is ([`store_at`]), zero-downtime handover ([`handover`]), systemd readiness ([`systemd`]),
 //! what the kernel says of the process's memory ([`memory`]), rate-limited and library logs
-//! ([`log_limit`], [`library_logs`]) and the values operators write ([`duration`],
+//! ([`log_limit`], [`library_logs`]), the write side of read-only I/O wrappers
+//! ([`write_through`]) and the values operators write ([`duration`],
 //! [`network`]).
 //! It uses nothing of Porter above it.
 
@@ -16,3 +17,4 @@ pub(crate) mod network;
 pub(crate) mod service;
 pub(crate) mod store_at;
 pub(crate) mod systemd;
+pub(crate) mod write_through;

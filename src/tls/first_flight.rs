@@ -6,11 +6,12 @@
 //! only looks once the client sends more, holding the connection until the handshake timeout).
 //! Either fails the read with [`Unexpected`], for an `unexpected_message` alert.
 
+use crate::runtime::write_through::write_through;
 use pin_project_lite::pin_project;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// The record content type of handshake messages.
 const HANDSHAKE: u8 = 22;
@@ -125,23 +126,7 @@ impl<IO: AsyncRead> AsyncRead for FirstFlight<IO> {
     }
 }
 
-impl<IO: AsyncWrite> AsyncWrite for FirstFlight<IO> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-}
+write_through!(impl[IO] FirstFlight<IO>);
 
 #[cfg(test)]
 mod tests {

@@ -13,11 +13,12 @@
 //! following for the rest of the connection, and bytes pass as they come. It neither copies
 //! nor allocates: its state is a few numbers, and body bytes are skipped, not looked at.
 
+use crate::runtime::write_through::write_through;
 use pin_project_lite::pin_project;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// The largest chunk size accepted.
 const MAX_CHUNK: u64 = i64::MAX as u64;
@@ -466,35 +467,7 @@ impl<IO: AsyncRead> AsyncRead for ChunkSize<IO> {
     }
 }
 
-impl<IO: AsyncWrite> AsyncWrite for ChunkSize<IO> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-}
+write_through!(impl[IO] ChunkSize<IO>);
 
 #[cfg(test)]
 mod tests {

@@ -8,13 +8,14 @@
 //! or said `http/1.1` and opens with it, is closed there (RFC 9113 section 3.4: an invalid
 //! preface is a connection error; RFC 7301: the protocol is the one agreed).
 
+use crate::runtime::write_through::write_through;
 use pin_project_lite::pin_project;
 use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Sleep;
 
 /// What every HTTP/2 connection opens with (RFC 9113 section 3.4).
@@ -153,35 +154,7 @@ impl<IO: AsyncRead, R: Requested> AsyncRead for FirstRequest<IO, R> {
     }
 }
 
-impl<IO: AsyncWrite, R> AsyncWrite for FirstRequest<IO, R> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-}
+write_through!(impl[IO, R] FirstRequest<IO, R>);
 
 #[cfg(test)]
 mod tests {
