@@ -1,6 +1,6 @@
 //! A site's HTTP features, each off by default: response compression, redirects (canonical
 //! host and path rules), basic auth, client address allow/deny lists, custom error pages and
-//! the WordPress login rate, the web application firewall.
+//! the WordPress login rate, the web application firewall, the HTTP cache.
 //! [`Features::validate`] holds what the edge relies on, so nothing it cannot serve is stored.
 
 use crate::error::InvalidInput;
@@ -51,6 +51,9 @@ pub struct Features {
     /// The site's WAF settings; `None`: the server's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waf: Option<WafSettings>,
+    /// The site's HTTP cache; `None`: not cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::CacheSettings>,
 }
 
 /// The WordPress login limit of a site whose WAF blocks and that sets none, a minute.
@@ -227,6 +230,9 @@ impl Features {
         let bad = InvalidInput::Feature;
         if let Some(waf) = &self.waf {
             waf.validate()?;
+        }
+        if let Some(cache) = &self.cache {
+            cache.validate()?;
         }
         for list in [
             self.redirects.len(),

@@ -32,6 +32,8 @@ pub(crate) const OCSP: &str = "ocsp";
 pub(crate) const DNS_ZONES: &str = "dns_zones";
 /// Tree of on-demand allow rules: the rule ([`crate::DomainName`]) as key and value.
 pub(crate) const ON_DEMAND_RULES: &str = "on_demand_rules";
+/// Tree of [`crate::Purge`] records, keyed by id (which starts with its time, so in order).
+pub(crate) const PURGES: &str = "cache_purges";
 /// Key in [`META`] holding the [`crate::TicketKeys`].
 pub(crate) const TICKET_KEYS: &str = "tls_ticket_keys";
 /// Tree of [`crate::Node`] records, keyed by name (etcd only: each on its node's lease).

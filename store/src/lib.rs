@@ -15,6 +15,7 @@
 
 mod app;
 mod b64;
+mod cache;
 mod certificate;
 mod clock;
 mod codec;
@@ -34,6 +35,9 @@ mod upstream;
 mod waf;
 
 pub use app::{App, AppId, AppListen, HealthCheck, RestartPolicy};
+pub use cache::{
+    CacheSettings, Purge, PurgeScope, DEFAULT_CACHE_OBJECT, MAX_CACHE_OBJECT, PURGE_KEPT,
+};
 pub use clock::{unix_now, unix_now_ms};
 pub use dns_zone::{DnsZone, TsigAlgorithm};
 pub use domain::DomainName;
@@ -81,6 +85,8 @@ pub enum Change {
     DnsZone(DomainName),
     /// The on-demand allow rules changed.
     OnDemandRules,
+    /// A cache purge was asked for (see [`Store::purges`]).
+    Purges,
     /// A node of the fleet joined, left or moved.
     Nodes,
     /// What changed is not known (a store that lost track of its changes, as a broken etcd
@@ -219,6 +225,11 @@ pub trait Store: Send + Sync + 'static {
     /// `proposed` when this is the first node to ask, else the one stored; `None` on a store
     /// only one process opens.
     async fn fleet_secret(&self, proposed: SecretBytes) -> Result<Option<SecretBytes>, StoreError>;
+    /// Records a purge (checked with [`PurgeScope::validate`]) for every node to apply, and
+    /// forgets those older than [`PURGE_KEPT`].
+    async fn put_purge(&self, purge: Purge) -> Result<(), StoreError>;
+    /// The purges kept, oldest first.
+    async fn purges(&self) -> Result<Vec<Purge>, StoreError>;
     /// A receiver of every change committed from now on. A receiver that lags behind gets
     /// `RecvError::Lagged` and must re-read everything.
     fn subscribe(&self) -> broadcast::Receiver<Change>;

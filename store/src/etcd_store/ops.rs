@@ -488,6 +488,33 @@ impl Store for EtcdStore {
             .await
     }
 
+    async fn put_purge(&self, purge: crate::Purge) -> Result<(), StoreError> {
+        purge.scope.validate()?;
+        let oldest = crate::cache::purge_horizon_ms();
+        let (kept, _) = self
+            .inner
+            .list::<crate::Purge>("put_purge", keys::PURGES)
+            .await?;
+        let mut ops: Vec<TxnOp> = kept
+            .into_iter()
+            .filter(|(_, old)| old.at_ms < oldest)
+            .map(|(id, _)| {
+                let id = String::from_utf8_lossy(&id);
+                TxnOp::delete(self.inner.key(keys::PURGES, &id), None)
+            })
+            .collect();
+        let key = self.inner.key(keys::PURGES, &purge.id);
+        ops.push(TxnOp::put(key, encode(&purge), None));
+        self.inner
+            .write("put_purge", Txn::new().and_then(ops))
+            .await
+            .map(drop)
+    }
+
+    async fn purges(&self) -> Result<Vec<crate::Purge>, StoreError> {
+        self.inner.values("purges", keys::PURGES).await
+    }
+
     async fn try_lock(&self, name: &str) -> Result<Option<Lock>, StoreError> {
         self.inner.try_lock(name).await
     }

@@ -148,6 +148,7 @@ fn change_of(inner: &Inner, event: &Event) -> Option<Change> {
         }
         keys::DNS_ZONES => Change::DnsZone(domain(keys::DNS_ZONES)?),
         keys::ON_DEMAND_RULES => Change::OnDemandRules,
+        keys::PURGES => Change::Purges,
         keys::NODES => Change::Nodes,
         keys::META if id == keys::TICKET_KEYS.as_bytes() => Change::TicketKeys,
         _ => return None,

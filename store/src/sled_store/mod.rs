@@ -545,6 +545,31 @@ impl Store for SledStore {
         .await
     }
 
+    async fn put_purge(&self, purge: crate::Purge) -> Result<(), StoreError> {
+        purge.scope.validate()?;
+        self.write("put_purge", move |t| {
+            let oldest = crate::cache::purge_horizon_ms();
+            for entry in t.purges.iter() {
+                let (key, raw) = entry.map_err(sled_failed("read"))?;
+                let old: crate::Purge = crate::codec::decode(keys::PURGES, &key, &raw)?;
+                if old.at_ms >= oldest {
+                    break;
+                }
+                t.purges.remove(key).map_err(sled_failed("write"))?;
+            }
+            t.purges
+                .insert(purge.id.as_str(), encode(&purge))
+                .map_err(sled_failed("write"))?;
+            Ok(vec![Change::Purges])
+        })
+        .await
+    }
+
+    async fn purges(&self) -> Result<Vec<crate::Purge>, StoreError> {
+        self.read("purges", |t| decode_all(t.purges.iter(), keys::PURGES))
+            .await
+    }
+
     async fn try_lock(&self, _name: &str) -> Result<Option<crate::Lock>, StoreError> {
         // Only this process has the database open: nobody else to leave the work to.
         Ok(Some(crate::Lock::held()))

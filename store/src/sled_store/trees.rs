@@ -26,6 +26,7 @@ pub(super) struct Trees {
     pub(super) apps: sled::Tree,
     pub(super) dns_zones: sled::Tree,
     pub(super) on_demand: sled::Tree,
+    pub(super) purges: sled::Tree,
 }
 
 impl Trees {
@@ -62,6 +63,7 @@ impl Trees {
             apps: tree(keys::APPS)?,
             dns_zones: tree(keys::DNS_ZONES)?,
             on_demand: tree(keys::ON_DEMAND_RULES)?,
+            purges: tree(keys::PURGES)?,
             db,
         })
     }
