@@ -10,12 +10,14 @@
 //! - `observe`: Prometheus metrics and the access log.
 //! - `served`: the snapshot the hot path reads, kept current from the store's changes, with the
 //!   ACME challenge answers, on-demand rules and expiry warnings.
-//! - `apps`: the supervisor of account daemons; `waf`: the libmodsecurity engine.
+//! - `apps`: the supervisor of account daemons; `waf`: the libmodsecurity engine; `cache`: the
+//!   HTTP cache (its tiers and RFC 9111).
 //! - `runtime`: services and the store follower, data dir, handover, systemd, logs.
 //!
 //! Data flows one way: CLI/API -> store -> followers -> served view -> connections.
 
 mod apps;
+mod cache;
 mod cli;
 mod control;
 mod observe;

@@ -2,6 +2,7 @@
 //! HTTPS, forward it, or tunnel it (WebSocket). This module is the face: what the edge threads
 //! share ([`Edge`]) and know of a connection ([`Conn`]); the request path is in `request`.
 
+mod cached;
 mod connection;
 mod logged;
 mod phases;
@@ -59,6 +60,8 @@ pub(crate) struct Edge {
     pub(crate) waf: Arc<crate::waf::Waf>,
     /// This node in its fleet (`None` on the embedded store).
     pub(crate) fleet: Option<Arc<crate::proxy::upstream::fleet::Fleet>>,
+    /// The node's HTTP cache, for the sites that turn it on (`None`: no site may).
+    pub(crate) cache: Option<Arc<crate::cache::Cache>>,
 }
 
 /// What is known of the connection a request came on.

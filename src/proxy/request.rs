@@ -165,18 +165,66 @@ async fn fetch(
     edge: Arc<Edge>,
     conn: Arc<Conn>,
     site: Arc<SiteEntry>,
-    mut req: Request<UpstreamBody>,
+    req: Request<UpstreamBody>,
     upstream_time: &mut Option<Duration>,
 ) -> Result<Response<Body>, Own> {
-    let slots = admit(&edge, &site, &conn, &req).await?;
-    let lease = upstream_peer(&edge, &site, &conn).await?;
-    upstream_request(&edge, &conn, lease.as_ref(), &mut req);
     let coding = match &site.features {
         Some(features) if features.compress && req.method() != http::Method::HEAD => {
             compress::chosen(req.headers())
         }
         _ => None,
     };
+    let https = conn.tls_name.is_some();
+    if upgrade::is_h2_websocket(&req) {
+        // Boxed, being rare: the request future is moved and copied whole (and for HTTP/2
+        // allocated per stream), so its size is paid on every request.
+        return Box::pin(forward(edge, conn, site, req))
+            .await
+            .map(|(response, _)| response);
+    }
+    let cache = match (&edge.cache, &site.features) {
+        (Some(cache), Some(features)) if features.cache.is_some() => Some(Arc::clone(cache)),
+        _ => None,
+    };
+    let (response, took) = match cache {
+        // The cache's slot: a stored response, or the upstream's kept as it streams.
+        Some(cache) => {
+            let cached = crate::proxy::cached::Cached {
+                cache,
+                edge: Arc::clone(&edge),
+                conn,
+                site: Arc::clone(&site),
+                forward: forward_boxed,
+            };
+            Box::pin(cached.fetch(req)).await?
+        }
+        None => forward(Arc::clone(&edge), conn, Arc::clone(&site), req).await?,
+    };
+    *upstream_time = took;
+    Ok(outgoing(&site, https, response, coding))
+}
+
+/// [`forward`], boxed: what the cache sends upstream with, in the background too.
+fn forward_boxed(
+    edge: Arc<Edge>,
+    conn: Arc<Conn>,
+    site: Arc<SiteEntry>,
+    req: Request<UpstreamBody>,
+) -> std::pin::Pin<Box<dyn Future<Output = crate::proxy::cached::Forwarded> + Send>> {
+    Box::pin(forward(edge, conn, site, req))
+}
+
+/// Phases 3 and 4: admission, then the upstream's response, streamed back holding what the
+/// request holds until its body is done, and how long its head took.
+async fn forward(
+    edge: Arc<Edge>,
+    conn: Arc<Conn>,
+    site: Arc<SiteEntry>,
+    mut req: Request<UpstreamBody>,
+) -> Result<(Response<Body>, Option<Duration>), Own> {
+    let slots = admit(&edge, &site, &conn, &req).await?;
+    let lease = upstream_peer(&edge, &site, &conn).await?;
+    upstream_request(&edge, &conn, lease.as_ref(), &mut req);
     let https = conn.tls_name.is_some();
     let forwarded = Forwarded {
         client: &conn.forwarded_for,
@@ -189,15 +237,15 @@ async fn fetch(
         slots,
     };
     if upgrade::is_h2_websocket(&req) {
-        // Boxed, being rare: the request future is moved and copied whole (and for HTTP/2
-        // allocated per stream), so its size is paid on every request.
         let to = (&*site, &forwarded);
-        return Box::pin(h2_websocket(&edge, &conn, req, to, holding)).await;
+        return h2_websocket(&edge, &conn, req, to, holding)
+            .await
+            .map(|response| (response, None));
     }
     let asked = Instant::now();
     let (response, holding) = exchange(&edge, &conn, req, (&site, &forwarded), holding).await?;
-    *upstream_time = Some(asked.elapsed());
-    Ok(outgoing(&edge, &site, https, response, holding, coding))
+    let took = asked.elapsed();
+    Ok((edge.forwarder.stream_back(response, holding), Some(took)))
 }
 
 /// Sends `req` to `upstream` and waits for the response's head. An HTTP/1.1 upgrade the
@@ -269,18 +317,15 @@ async fn h2_websocket(
     Ok(answer.map(|()| full("")))
 }
 
-/// Phase 5: the response as the client gets it, streamed back holding what the request held
-/// until its body is done, compressed in `coding` when the site compresses.
+/// Phase 5: the response as the client gets it, compressed in `coding` when the site
+/// compresses.
 fn outgoing(
-    edge: &Edge,
     site: &SiteEntry,
     https: bool,
-    mut response: Response<Incoming>,
-    holding: Holding,
+    mut response: Response<Body>,
     coding: Option<compress::Coding>,
 ) -> Response<Body> {
     client_response(site, https, &mut response);
-    let response = edge.forwarder.stream_back(response, holding);
     match coding {
         Some(coding) => compress::encode(coding, response),
         None => response,

@@ -26,6 +26,7 @@ mod heading {
     pub(super) const LIMITS: &str = "Limits";
     pub(super) const FLEET: &str = "Fleet";
     pub(super) const WAF: &str = "WAF";
+    pub(super) const CACHE: &str = "HTTP cache";
     pub(super) const LOGS: &str = "Logs and metrics";
 }
 
@@ -113,6 +114,17 @@ pub(crate) struct ServeArgs {
     /// reload`.
     #[arg(long, env = "PORTER_WAF_RULES", value_name = "DIR", help_heading = heading::WAF)]
     pub(crate) waf_rules: Option<std::path::PathBuf>,
+    /// Memory the HTTP cache may hold, node-wide, for the sites that turn it on (`site update
+    /// --cache on`); 0: no cache in memory.
+    #[arg(long, env = "PORTER_CACHE_MEMORY", default_value = "256MiB", value_parser = size, help_heading = heading::CACHE)]
+    pub(crate) cache_memory: u64,
+    /// A directory for the cache's disk tier: every stored response is written there too and
+    /// found again after a restart. Off when not given.
+    #[arg(long, env = "PORTER_CACHE_DIR", value_name = "DIR", help_heading = heading::CACHE)]
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Disk the cache's disk tier may hold (with --cache-dir).
+    #[arg(long, env = "PORTER_CACHE_DISK", default_value = "10GiB", value_parser = size, help_heading = heading::CACHE)]
+    pub(crate) cache_disk: u64,
     /// Access log: a file (appended to; reopened on SIGHUP, so logrotate can move it) or `-`
     /// for stdout. Off when not given.
     #[arg(long, env = "PORTER_ACCESS_LOG", help_heading = heading::LOGS)]

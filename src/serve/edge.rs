@@ -94,6 +94,7 @@ fn edges(
         wp_logins: wp_logins.clone(),
         waf: parts.waf.clone(),
         fleet: parts.fleet.clone(),
+        cache: parts.cache.clone(),
     };
     parts.edge_stats.iter().map(|s| Arc::new(edge(s))).collect()
 }

@@ -3,6 +3,7 @@
 
 use super::APPS_DIR;
 use crate::apps::Supervisor;
+use crate::cache::Cache;
 use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::EdgeStats;
 use crate::proxy::Fleet;
@@ -29,6 +30,8 @@ pub(super) struct Parts {
     /// This node in its fleet (`None` on the embedded store).
     pub(super) fleet: Option<Arc<Fleet>>,
     pub(super) shed: Arc<Shed>,
+    /// The HTTP cache (`None` with `--cache-memory 0` and no `--cache-dir`).
+    pub(super) cache: Option<Arc<Cache>>,
     /// One per edge thread.
     pub(super) edge_stats: Vec<Arc<EdgeStats>>,
 }
@@ -57,6 +60,7 @@ impl Parts {
             .collect();
         let waf = waf(data_dir, args, edge_stats.len())?;
         let on_demand = on_demand(&store, args, services);
+        let cache = cache(&store, args, services)?;
         crate::served::snapshot::set_hsts_default(args.hsts_default);
         Ok(Parts {
             sites: LiveSites::new(store.clone()),
@@ -68,6 +72,7 @@ impl Parts {
             on_demand,
             fleet,
             shed: Arc::default(),
+            cache,
             edge_stats,
         })
     }
@@ -107,6 +112,30 @@ fn on_demand(
         rules.follow_rules(changes, stop)
     });
     Some(on_demand)
+}
+
+/// The HTTP cache with its tiers, following the purges in the store.
+fn cache(
+    store: &Arc<dyn Store>,
+    args: &ServeArgs,
+    services: &mut Services,
+) -> anyhow::Result<Option<Arc<Cache>>> {
+    if args.cache_memory == 0 && args.cache_dir.is_none() {
+        return Ok(None);
+    }
+    let tiers = crate::cache::Tiers {
+        memory: args.cache_memory,
+        disk: args.cache_dir.clone().map(|dir| (dir, args.cache_disk)),
+    };
+    let cache = Arc::new(
+        Cache::new(&tiers)
+            .with_context(|| format!("cannot open the cache directory {:?}", args.cache_dir))?,
+    );
+    let (following, store, changes) = (cache.clone(), store.clone(), store.subscribe());
+    services.start("cache purges", Start::Now, |stop| {
+        crate::cache::purges::run(store, following, changes, stop)
+    });
+    Ok(Some(cache))
 }
 
 /// Edge threads to run: as asked, else one per CPU this process may use.
