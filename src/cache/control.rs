@@ -86,9 +86,16 @@ impl Directives {
 
     /// A response's directives for this cache, and whether they came from a targeted field
     /// (then `Expires` is not looked at either).
+    /// A targeted field that is not a valid Structured Field dictionary (RFC 8941), or whose
+    /// known directives have values of the wrong type, is ignored (RFC 9213 section 2.1).
     pub(crate) fn of_response(headers: &HeaderMap) -> (Directives, bool) {
         for targeted in [&PORTER_CACHE_CONTROL, &CDN_CACHE_CONTROL] {
-            if headers.contains_key(targeted) {
+            if headers.contains_key(targeted)
+                && headers
+                    .get_all(targeted)
+                    .iter()
+                    .all(|line| valid_dictionary(line.as_bytes()))
+            {
                 return (Directives::of(headers, targeted), true);
             }
         }
@@ -131,6 +138,86 @@ impl Directives {
             _ => {}
         }
     }
+}
+
+/// Directives whose value is a number: in a targeted field, an sf-integer.
+const NUMERIC: [&str; 6] = [
+    "max-age",
+    "s-maxage",
+    "stale-while-revalidate",
+    "stale-if-error",
+    "min-fresh",
+    "max-stale",
+];
+
+/// Whether `line` is a Structured Field dictionary (RFC 8941 section 3.2) whose numeric cache
+/// directives are integers.
+fn valid_dictionary(line: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return false;
+    };
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let end = item_end(rest);
+        let member = rest[..end].trim();
+        rest = rest.get(end + 1..).map_or("", str::trim_start);
+        // Parameters (`;a=b`) are allowed and not looked at beyond their shape.
+        let mut parts = member.split(';');
+        let Some((key, value)) = parts.next().map(|m| match m.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (m, None),
+        }) else {
+            return false;
+        };
+        if !sf_key(key) || !parts.all(|p| sf_key(p.split('=').next().unwrap_or_default().trim())) {
+            return false;
+        }
+        match value {
+            None => {}
+            Some(v) if NUMERIC.contains(&key) => {
+                if !sf_integer(v) {
+                    return false;
+                }
+            }
+            Some(v) => {
+                if !sf_bare_item(v) {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+fn sf_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'*')
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.*".contains(&b))
+}
+
+fn sf_integer(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An integer, decimal, string, token, byte sequence or boolean.
+fn sf_bare_item(v: &str) -> bool {
+    let decimal = |v: &str| {
+        v.split_once('.').is_some_and(|(i, f)| {
+            sf_integer(i) && !f.is_empty() && f.len() <= 3 && f.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
+    let string = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
+    let token = v
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'*')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b));
+    let bytes = v.len() >= 2 && v.starts_with(':') && v.ends_with(':');
+    sf_integer(v) || decimal(v) || string || token || bytes || v == "?0" || v == "?1"
 }
 
 /// A delta-seconds value (section 1.2.2): digits only, quoted or not; beyond 2^31 it is 2^31.
@@ -242,6 +329,12 @@ mod tests {
         assert_eq!(d.max_age, Seconds::Value(30));
         headers.insert(&PORTER_CACHE_CONTROL, HeaderValue::from_static("no-store"));
         assert!(Directives::of_response(&headers).0.no_store);
+        for invalid in ["max-age=10000, &&&&&", "max-age=\"10000\"", "Max-Age=5"] {
+            headers.remove(&PORTER_CACHE_CONTROL);
+            headers.insert(&CDN_CACHE_CONTROL, HeaderValue::from_str(invalid).unwrap());
+            let (d, targeted) = Directives::of_response(&headers);
+            assert!(!targeted && d.no_store, "{invalid}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP cache (RFC 9111, shared): one per node, used by the sites that turn it on.
 //!
-//! - `control` reads cache directives (`Cache-Control`, and RFC 9213's targeted fields);
+//! - `control` reads cache directives (`Cache-Control`, and RFC 9213's targeted fields),
+//!   `dates` HTTP dates;
 //! - `policy` decides what is stored, for how long, and whether a stored response may answer;
 //! - `entry` is what is kept (a response with its age's times, `Vary` values and tags) and
 //!   its checked file form; `disk` the disk tier; `fill` the body that streams to its first
@@ -15,6 +16,7 @@
 
 pub(crate) mod answer;
 pub(crate) mod control;
+mod dates;
 mod disk;
 pub(crate) mod entry;
 pub(crate) mod fill;

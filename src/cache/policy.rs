@@ -142,8 +142,7 @@ pub(crate) fn http_date(headers: &HeaderMap, name: http::header::HeaderName) -> 
 
 /// An HTTP-date in any of its three forms (RFC 9110 section 5.6.7).
 pub(crate) fn parse_http_date(value: &[u8]) -> Option<SystemTime> {
-    let text = std::str::from_utf8(value).ok()?.trim();
-    httpdate::parse_http_date(text).ok()
+    crate::cache::dates::parse(value)
 }
 
 /// The times that make a stored response's age (section 4.2.3), Unix milliseconds.
@@ -169,9 +168,12 @@ impl Times {
     ) -> Times {
         let date_ms = http_date(headers, DATE).map(unix_ms);
         let apparent = date_ms.map_or(0, |date| response_ms.saturating_sub(date) / 1000);
+        // The first value counts (of the first line, or of a list); one that is not a
+        // number is ignored.
         let age_value = headers
             .get(http::header::AGE)
             .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|v| v.split([',', ';']).next())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0);
         let delay = response_ms.saturating_sub(request_ms) / 1000;
