@@ -2,6 +2,7 @@
 //! to every command), the commands, and their arguments. Running them is `dispatch`'s job.
 
 use crate::control::ops::apps::AppSpec;
+use crate::control::ops::cache::PurgeRequest;
 use crate::control::ops::{on_off, AddSite, UpdateSite};
 use crate::runtime::store_at::StoreArgs;
 use crate::serve::config::ServeArgs;
@@ -92,6 +93,10 @@ pub(super) enum Command {
     /// with `site update --waf off|detect|block` and the other --waf-* flags.
     #[command(subcommand)]
     Waf(WafCommand),
+    /// The HTTP cache: purges and statistics (a site's cache is set with `site update
+    /// --cache on|off` and the other --cache-* flags).
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// The nodes of a fleet sharing an etcd store.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -135,6 +140,21 @@ pub(super) enum WafCommand {
         /// Keep printing new ones as they come.
         #[arg(long, short)]
         follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum CacheCommand {
+    /// Remove a URL, the URLs under a prefix, those of a tag, or all of a site's responses
+    /// from the cache of every node.
+    #[command(
+        override_usage = "porter cache purge DOMAIN (URL_PATH | --prefix P | --tag T | --all)"
+    )]
+    Purge(PurgeRequest),
+    /// What the running server's cache holds (memory, disk) and each site's counters.
+    Stats {
+        /// Only this site.
+        domain: Option<String>,
     },
 }
 
@@ -280,7 +300,7 @@ pub(super) enum AppCommand {
 #[derive(Debug, Subcommand)]
 pub(super) enum SiteCommand {
     /// Serve DOMAIN (exact, or *.wildcard) by forwarding to an upstream or an app.
-    Add(AddSite),
+    Add(Box<AddSite>),
     /// Change a site: only the options given change.
     Update {
         domain: String,

@@ -4,7 +4,7 @@
 //! same dispatcher in-process.
 
 use super::args::{
-    AppCommand, CertCommand, CertStatusArgs, Cli, Command, DnsCommand, NodeCommand,
+    AppCommand, CacheCommand, CertCommand, CertStatusArgs, Cli, Command, DnsCommand, NodeCommand,
     OnDemandCommand, SiteCommand, StoreCommand, WafCommand,
 };
 use super::cert_check::{self, Filter, Thresholds};
@@ -56,6 +56,9 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     match command {
         Command::Init => init(here.0, here.1).await?,
         Command::Cert(CertCommand::Status(args)) => return cert_status(here, args, json).await,
+        Command::Cache(CacheCommand::Stats { domain }) => {
+            cache_stats(here, domain.as_deref(), json).await?
+        }
         Command::Store(StoreCommand::Export { output }) => export(here, output.as_deref()).await?,
         Command::Store(StoreCommand::Copy { from, to, force }) => {
             copy_command(&store, (&from, &to), force, json).await?
@@ -120,12 +123,14 @@ fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
         Command::OnDemand(OnDemandCommand::Rules) => AdminCommand::ListOnDemandRules,
         Command::Waf(WafCommand::Status) => AdminCommand::WafStatus,
         Command::Waf(WafCommand::Reload) => AdminCommand::WafReload,
+        Command::Cache(CacheCommand::Purge(req)) => AdminCommand::PurgeCache(req),
         Command::Node(NodeCommand::List) => AdminCommand::ListNodes,
         Command::Status => AdminCommand::Status,
         Command::Serve(_)
         | Command::Init
         | Command::HashPassword { .. }
         | Command::Waf(WafCommand::Log { .. })
+        | Command::Cache(CacheCommand::Stats { .. })
         | Command::Store(StoreCommand::Export { .. } | StoreCommand::Copy { .. }) => {
             unreachable!("not an admin command")
         }
@@ -134,7 +139,7 @@ fn admin_command(command: Command) -> anyhow::Result<AdminCommand> {
 
 fn site_command(command: SiteCommand) -> anyhow::Result<AdminCommand> {
     Ok(match command {
-        SiteCommand::Add(req) => AdminCommand::AddSite(req),
+        SiteCommand::Add(req) => AdminCommand::AddSite(*req),
         SiteCommand::Update { domain, mut change } => {
             change.features.read_files()?;
             AdminCommand::UpdateSite {
@@ -458,6 +463,27 @@ async fn cert_status(
         print!("{}", render::certs_table(certs, args.wide));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cache stats`: the running server's cache, with the counters of `domain` only when given.
+async fn cache_stats(
+    at: (&Path, &StoreAt),
+    domain: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Answer::CacheStats(mut stats) = execute(at, &AdminCommand::CacheStats).await? else {
+        bail!("the server's answer is not the cache's counters");
+    };
+    if let Some(domain) = domain {
+        let domain = porter_store::DomainName::parse(domain).map_err(StoreError::from)?;
+        stats.sites.retain(|s| s.domain == domain.as_str());
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        print!("{}", render::cache_stats(stats));
+    }
+    Ok(())
 }
 
 /// Deadline of the store operations of a command run without a server.

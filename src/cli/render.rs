@@ -5,6 +5,7 @@ use super::cert_check::Report;
 use crate::apps::AppStatus;
 use crate::control::admin::{AdminCommand, Answer};
 use crate::control::ops::apps::AppView;
+use crate::control::ops::cache::{CacheStats, Tier};
 use crate::control::ops::certs::CertView;
 use crate::control::ops::status::{ServerView, StatusView};
 use crate::control::ops::SiteView;
@@ -67,6 +68,8 @@ pub(super) fn render(command: &AdminCommand, answer: Answer) -> String {
             ),
             status.default_mode
         ),
+        Answer::Purged(purge) => purged(&purge),
+        Answer::CacheStats(stats) => cache_stats(stats),
         Answer::Imported(n) => format!(
             "imported {} apps, {} sites, {} certificates, {} ACME accounts\n",
             n.apps, n.sites, n.certs, n.accounts
@@ -251,6 +254,100 @@ fn render_server(server: &ServerView) -> String {
         (None, _) => {}
     }
     out
+}
+
+/// A purge recorded: `purge of shop.example /a?b sent to every node`.
+fn purged(purge: &porter_store::Purge) -> String {
+    use porter_store::PurgeScope;
+    let what = match &purge.scope {
+        PurgeScope::Url(url) => format!("{} {url}", purge.domain),
+        PurgeScope::Prefix(prefix) => format!("{} prefix {prefix}", purge.domain),
+        PurgeScope::Tag(tag) => format!("{} tag {tag}", purge.domain),
+        PurgeScope::All => format!("all of {}", purge.domain),
+    };
+    format!("purge of {what} sent to every node\n")
+}
+
+/// Most characters of a domain in the `cache stats` table, so that a row of its widest
+/// numbers fits 100 columns.
+const CACHE_DOMAIN_WIDTH: usize = 24;
+
+/// A count in at most 5 characters: exact below 100,000, then `123k`, `4.5M`, ...
+fn count(n: u64) -> String {
+    if n < 100_000 {
+        return n.to_string();
+    }
+    const UNITS: [&str; 6] = ["k", "M", "G", "T", "P", "E"];
+    let mut value = n as f64 / 1000.0;
+    let mut unit = 0;
+    // Up a unit where rounding would print 1000 of this one.
+    while value >= 999.5 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if value < 9.95 {
+        format!("{value:.1}{}", UNITS[unit])
+    } else {
+        format!("{value:.0}{}", UNITS[unit])
+    }
+}
+
+/// `cache stats`: the tiers, then a row of counters per site.
+pub(super) fn cache_stats(stats: CacheStats) -> String {
+    use crate::runtime::size::show;
+    let tier = |t: &Tier| {
+        format!(
+            "{} of {}, {} entries",
+            show(t.used_bytes),
+            show(t.capacity_bytes),
+            t.entries
+        )
+    };
+    let mut out = format!("memory: {}\n", tier(&stats.memory));
+    match &stats.disk {
+        Some(disk) => out.push_str(&format!("disk: {} in {}\n", tier(&disk.tier), disk.dir)),
+        None => out.push_str("disk: none (serve --cache-dir)\n"),
+    }
+    if stats.sites.is_empty() {
+        out.push_str("no counters: no cached site has had a request since the server started\n");
+        return out;
+    }
+    out + &table(
+        &[
+            "DOMAIN",
+            "HITS",
+            "MISSES",
+            "STALE",
+            "BYPASS",
+            "COALESCED",
+            "REVAL",
+            "STORED",
+            "EVICTED",
+            "SERVED",
+        ],
+        stats
+            .sites
+            .into_iter()
+            .map(|s| {
+                let mut row = vec![fit(&s.domain, CACHE_DOMAIN_WIDTH)];
+                row.extend(
+                    [
+                        s.hits,
+                        s.misses,
+                        s.stale,
+                        s.bypass,
+                        s.coalesced,
+                        s.revalidated,
+                        s.stored,
+                        s.evictions,
+                    ]
+                    .map(count),
+                );
+                row.push(show(s.bytes_served));
+                row
+            })
+            .collect(),
+    )
 }
 
 /// Most characters of a domain in the default `cert status` table, so that a row fits 100
@@ -449,4 +546,80 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::ops::cache::{DiskTier, SiteCounters};
+
+    #[test]
+    fn counts_fit_five_characters() {
+        for (n, shown) in [
+            (99_999, "99999"),
+            (100_000, "100k"),
+            (999_499, "999k"),
+            (999_500, "1.0M"),
+            (12_345_678, "12M"),
+        ] {
+            assert_eq!(count(n), shown);
+        }
+        for n in [
+            0,
+            99_999,
+            100_000,
+            9_949_999,
+            9_950_000,
+            999_999_999,
+            u64::MAX,
+        ] {
+            assert!(count(n).len() <= 5, "{n}: {}", count(n));
+        }
+    }
+
+    #[test]
+    fn cache_stats_fit_100_columns() {
+        let widest = SiteCounters {
+            domain: "a-rather-long-name.of-a-shop.example".into(),
+            hits: u64::MAX,
+            misses: 9_949_999,
+            stale: 99_999,
+            bypass: u64::MAX,
+            coalesced: u64::MAX,
+            revalidated: u64::MAX,
+            stored: u64::MAX,
+            bytes_served: (1 << 40) - 1,
+            evictions: u64::MAX,
+        };
+        let stats = CacheStats {
+            memory: Tier {
+                used_bytes: 12 << 20,
+                capacity_bytes: 256 << 20,
+                entries: 1042,
+            },
+            disk: Some(DiskTier {
+                tier: Tier {
+                    used_bytes: 3 << 29,
+                    capacity_bytes: 10 << 30,
+                    entries: 20_311,
+                },
+                dir: "/var/cache/porter".into(),
+            }),
+            sites: vec![widest],
+        };
+        let text = cache_stats(stats);
+        assert!(
+            text.starts_with("memory: 12 MiB of 256 MiB, 1042 entries\n"),
+            "{text}"
+        );
+        assert!(text.contains("disk: 1.5 GiB of 10 GiB, 20311 entries in /var/cache/porter"));
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 100,
+                "{} columns: {line}",
+                line.len()
+            );
+        }
+        assert!(text.contains("a-rather-long-name.of-a~"), "{text}");
+    }
 }

@@ -25,9 +25,29 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
+/// Seconds written like [`duration`], or `0` (also `0s`, `0m`, ...) for none.
+pub(crate) fn seconds_or_zero(s: &str) -> Result<u64, String> {
+    if s.trim().trim_end_matches(['s', 'm', 'h', 'd']) == "0" {
+        return Ok(0);
+    }
+    duration(s).map(|d| d.as_secs())
+}
+
+/// Seconds as an operator would write them back: `1d`, `2h`, `5m`, `90s` (the largest unit
+/// that divides them).
+pub(crate) fn show(seconds: u64) -> String {
+    match seconds {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::duration;
+    use super::{duration, seconds_or_zero, show};
     use std::time::Duration;
 
     #[test]
@@ -39,6 +59,24 @@ mod tests {
         assert_eq!(duration("7"), Ok(Duration::from_secs(7)));
         for bad in ["", "0s", "s", "5x", "-1s", "1.5h", "99999999999999999999d"] {
             assert!(duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn zero_and_written_back() {
+        assert_eq!(seconds_or_zero("0"), Ok(0));
+        assert_eq!(seconds_or_zero("0m"), Ok(0));
+        assert_eq!(seconds_or_zero("90"), Ok(90));
+        assert!(seconds_or_zero("-1s").is_err());
+        for (seconds, shown) in [
+            (0, "0s"),
+            (90, "90s"),
+            (300, "5m"),
+            (7200, "2h"),
+            (86_400, "1d"),
+        ] {
+            assert_eq!(show(seconds), shown);
+            assert_eq!(seconds_or_zero(shown), Ok(seconds));
         }
     }
 }

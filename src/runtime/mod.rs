@@ -4,7 +4,7 @@
 //! what the kernel says of the process's memory ([`memory`]), rate-limited and library logs
 //! ([`log_limit`], [`library_logs`]), the write side of read-only I/O wrappers
 //! ([`write_through`]) and the values operators write ([`duration`],
-//! [`network`]).
+//! [`network`], [`size`]).
 //! It uses nothing of Porter above it.
 
 pub(crate) mod data_dir;
@@ -15,6 +15,7 @@ pub(crate) mod log_limit;
 pub(crate) mod memory;
 pub(crate) mod network;
 pub(crate) mod service;
+pub(crate) mod size;
 pub(crate) mod store_at;
 pub(crate) mod systemd;
 pub(crate) mod write_through;

@@ -378,6 +378,14 @@ async fn sites_update_in_place(store: impl Store) {
             ],
             ..porter_store::WafSettings::new(porter_store::WafMode::Block)
         }),
+        cache: Some(porter_store::CacheSettings {
+            default_ttl: 300,
+            stale_if_error: 86_400,
+            bypass_paths: vec!["/admin/".into()],
+            bypass_cookies: vec!["session".into()],
+            max_object: Some(8 << 20),
+            ..Default::default()
+        }),
     };
     store.update_site(changed.clone()).await.unwrap();
     assert_eq!(
@@ -391,7 +399,9 @@ async fn sites_update_in_place(store: impl Store) {
     unlimited.features.wp_login_limit = Some(601);
     let mut paranoid = changed.clone();
     paranoid.features.waf.as_mut().unwrap().paranoia = 5;
-    for bad in [bad, unlimited, paranoid] {
+    let mut uncacheable = changed.clone();
+    uncacheable.features.cache.as_mut().unwrap().max_object = Some(2 << 30);
+    for bad in [bad, unlimited, paranoid, uncacheable] {
         let refused = store.update_site(bad).await;
         assert!(
             matches!(refused, Err(StoreError::Invalid(_))),

@@ -7,6 +7,7 @@
 use crate::apps::AppStatus;
 use crate::control::ops::apps::{AppSpec, AppView};
 use crate::control::ops::backup::{Backup, Imported};
+use crate::control::ops::cache::{CacheStats, PurgeRequest};
 use crate::control::ops::certs::CertView;
 use crate::control::ops::dns::{ZoneSpec, ZoneView};
 use crate::control::ops::status::StatusView;
@@ -78,6 +79,8 @@ pub(crate) enum AdminCommand {
     WafStatus,
     WafReload,
     ListNodes,
+    PurgeCache(PurgeRequest),
+    CacheStats,
 }
 
 /// What a command answers; on the wire, the inner value as JSON.
@@ -101,6 +104,8 @@ pub(crate) enum Answer {
     OnDemandRules(Vec<String>),
     Waf(WafStatus),
     Nodes(Vec<porter_store::Node>),
+    Purged(porter_store::Purge),
+    CacheStats(CacheStats),
 }
 
 /// A request the admin API does not know, or whose body does not fit.
@@ -164,6 +169,8 @@ impl AdminCommand {
             }
             WafStatus => (Method::GET, "/v1/waf".into(), None),
             WafReload => (Method::POST, "/v1/waf/reload".into(), None),
+            PurgeCache(req) => (Method::POST, "/v1/cache/purge".into(), json(req)),
+            CacheStats => (Method::GET, "/v1/cache/stats".into(), None),
         }
     }
 
@@ -284,6 +291,8 @@ impl AdminCommand {
             }
             (&Method::GET, ["waf"]) => WafStatus,
             (&Method::POST, ["waf", "reload"]) => WafReload,
+            (&Method::POST, ["cache", "purge"]) => PurgeCache(serde_json::from_slice(body)?),
+            (&Method::GET, ["cache", "stats"]) => CacheStats,
             _ => return Ok(None),
         }))
     }
@@ -319,6 +328,8 @@ impl AdminCommand {
             PutDnsZone { .. } => Answer::DnsZone(from(value)?),
             ListOnDemandRules | OnDemandRule { .. } => Answer::OnDemandRules(from(value)?),
             WafStatus | WafReload => Answer::Waf(from(value)?),
+            PurgeCache(_) => Answer::Purged(from(value)?),
+            CacheStats => Answer::CacheStats(from(value)?),
             RemoveSite { .. } | RemoveApp { .. } | RemoveDnsZone { .. } => Answer::Removed {
                 removed: from(value["removed"].clone())?,
             },
@@ -350,6 +361,11 @@ mod tests {
                 no_acme: false,
                 hsts_max_age: Some(60),
                 acme_challenge: Some("dns-01".into()),
+                cache: crate::control::ops::cache::CacheChange {
+                    cache_ttl: Some("5m".into()),
+                    cache_bypass_cookies: Some(vec!["session".into()]),
+                    ..Default::default()
+                },
             }),
             AdminCommand::UpdateSite {
                 domain: "a.test".into(),
@@ -365,6 +381,12 @@ mod tests {
                         redirects: Some(vec!["/old/* /new/ 308".into()]),
                         allow: Some(vec!["10.0.0.0/8".into()]),
                         error_pages: Some([("502".into(), "<p>later</p>".into())].into()),
+                        cache: crate::control::ops::cache::CacheChange {
+                            cache: Some(true),
+                            no_cache_bypass_paths: true,
+                            cache_max_object: Some("8MiB".into()),
+                            ..Default::default()
+                        },
                         ..Default::default()
                     },
                 },
@@ -445,6 +467,14 @@ mod tests {
             },
             AdminCommand::WafStatus,
             AdminCommand::WafReload,
+            AdminCommand::PurgeCache(PurgeRequest {
+                domain: "a.test".into(),
+                url: None,
+                prefix: Some("/assets/".into()),
+                tag: None,
+                all: false,
+            }),
+            AdminCommand::CacheStats,
         ]
     }
 

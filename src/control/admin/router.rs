@@ -144,6 +144,8 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
             Answer::Imported(ops::backup::import(store, *backup, false).await?)
         }
         C::Status => Answer::Status(status(ctx).await),
+        C::PurgeCache(req) => Answer::Purged(ops::cache::purge(store, req).await?),
+        C::CacheStats => Answer::CacheStats(cache_stats(ctx)?),
     })
 }
 
@@ -176,6 +178,20 @@ fn running_waf(ctx: &Context) -> Result<&Arc<crate::waf::Waf>, OpError> {
     ctx.waf
         .as_ref()
         .ok_or_else(|| OpError::Refused("the WAF runs in the server, and no server runs".into()))
+}
+
+/// `cache stats`: the counters of the running server's cache.
+fn cache_stats(ctx: &Context) -> Result<ops::cache::CacheStats, OpError> {
+    if ctx.server.is_none() {
+        return Err(OpError::Refused(
+            "the cache and its counters are the running server's, and no server runs".into(),
+        ));
+    }
+    // The engine's cache is not in this context yet: its side of `GET /v1/cache/stats`
+    // answers here once it is.
+    Err(OpError::Refused(
+        "this server keeps no cache counters".into(),
+    ))
 }
 
 /// `status`: the store's, and the running server's when this is it.

@@ -3,7 +3,7 @@
 
 use super::OpError;
 use crate::apps::AppStatus;
-use crate::runtime::duration::duration;
+use crate::runtime::duration::{duration, seconds_or_zero};
 use porter_store::{
     App, AppId, AppListen, HealthCheck, InvalidInput, RestartPolicy, Store, StoreError,
 };
@@ -75,12 +75,12 @@ fn invalid(why: String) -> OpError {
 }
 
 fn seconds(flag: &str, text: &str, zero_ok: bool) -> Result<u64, OpError> {
-    if zero_ok && text.trim_end_matches(['s', 'm', 'h', 'd']) == "0" {
-        return Ok(0);
-    }
-    duration(text)
-        .map(|d| d.as_secs())
-        .map_err(|e| invalid(format!("--{flag}: {e}")))
+    let parsed = if zero_ok {
+        seconds_or_zero(text)
+    } else {
+        duration(text).map(|d| d.as_secs())
+    };
+    parsed.map_err(|e| invalid(format!("--{flag}: {e}")))
 }
 
 fn parse_health(text: &str) -> Result<HealthCheck, OpError> {

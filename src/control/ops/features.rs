@@ -4,7 +4,8 @@
 
 use super::OpError;
 use porter_store::{
-    Canonical, Credential, Features, Redirect, StoreError, WafExclusion, WafMode, WafSettings,
+    CacheSettings, Canonical, Credential, Features, Redirect, StoreError, WafExclusion, WafMode,
+    WafSettings,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -116,6 +117,10 @@ pub(crate) struct FeatureChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[arg(long, value_name = "BYTES")]
     pub(crate) waf_body_limit: Option<u32>,
+    /// The HTTP cache.
+    #[serde(flatten)]
+    #[command(flatten, next_help_heading = "HTTP cache")]
+    pub(crate) cache: super::cache::CacheChange,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -170,7 +175,7 @@ type Step = fn(&FeatureChange, &mut Features) -> Result<(), OpError>;
 
 impl FeatureChange {
     /// The steps of [`FeatureChange::apply`], in the order their errors are reported.
-    const STEPS: [Step; 8] = [
+    const STEPS: [Step; 9] = [
         Self::apply_waf,
         Self::apply_compress,
         Self::apply_canonical,
@@ -179,7 +184,13 @@ impl FeatureChange {
         Self::apply_access_rules,
         Self::apply_error_pages,
         Self::apply_wp_login_limit,
+        Self::apply_cache,
     ];
+
+    /// The `--cache*` flags.
+    fn apply_cache(&self, next: &mut Features) -> Result<(), OpError> {
+        self.cache.apply(next)
+    }
 
     /// `--compress on|off`.
     fn apply_compress(&self, next: &mut Features) -> Result<(), OpError> {
@@ -373,6 +384,8 @@ pub(crate) struct FeaturesView {
     pub(crate) wp_login_limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) waf: Option<WafSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cache: Option<CacheSettings>,
 }
 
 /// A basic auth user, without the hash.
@@ -393,6 +406,7 @@ impl FeaturesView {
             && self.error_pages.is_empty()
             && self.wp_login_limit.is_none()
             && self.waf.is_none()
+            && self.cache.is_none()
     }
 
     /// A short line for tables: `compress, www->apex, 2 redirects, auth /admin, ...`.
@@ -439,6 +453,9 @@ impl FeaturesView {
             }
             parts.push(waf_part);
         }
+        if let Some(cache) = &self.cache {
+            parts.push(super::cache::summary(cache));
+        }
         if parts.is_empty() {
             "-".into()
         } else {
@@ -466,6 +483,7 @@ impl From<&Features> for FeaturesView {
             error_pages: f.error_pages.keys().copied().collect(),
             wp_login_limit: f.wp_login_limit,
             waf: f.waf.clone(),
+            cache: f.cache.clone(),
         }
     }
 }

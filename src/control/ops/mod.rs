@@ -3,6 +3,7 @@
 
 pub(crate) mod apps;
 pub(crate) mod backup;
+pub(crate) mod cache;
 pub(crate) mod certs;
 pub(crate) mod dns;
 pub(crate) mod features;
@@ -71,6 +72,10 @@ pub(crate) struct AddSite {
     #[serde(default)]
     #[arg(long, value_name = "TYPE")]
     pub(crate) acme_challenge: Option<String>,
+    /// The HTTP cache, from the start.
+    #[serde(flatten)]
+    #[command(flatten, next_help_heading = "HTTP cache")]
+    pub(crate) cache: cache::CacheChange,
 }
 
 /// `site update`: only the fields given change.
@@ -204,6 +209,13 @@ pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView
             ))
         }
     };
+    // Checked as `site update` checks them, before the store is asked.
+    let mut features = porter_store::Features::default();
+    features::FeatureChange {
+        cache: req.cache,
+        ..Default::default()
+    }
+    .apply(&mut features)?;
     if store.site(&domain).await?.is_some() {
         return Err(StoreError::AlreadyExists(format!("site {domain}")).into());
     }
@@ -219,7 +231,7 @@ pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView
         target,
         acme: !req.no_acme,
         hsts_max_age: req.hsts_max_age,
-        features: Default::default(),
+        features,
         challenge,
         needs_cert_since: Some(porter_store::unix_now()),
     };
