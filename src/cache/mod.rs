@@ -229,36 +229,22 @@ impl Cache {
         }
     }
 
-    /// What `GET /cache/stats` answers.
-    pub(crate) fn stats_json(&self, only: Option<&str>) -> serde_json::Value {
-        let disk = self.disk.as_ref().map(|disk| {
-            let (used, entries, capacity) = disk.usage();
-            serde_json::json!({
-                "used_bytes": used,
-                "capacity_bytes": capacity,
-                "entries": entries,
-                "dir": disk.dir().display().to_string(),
-            })
-        });
-        serde_json::json!({
-            "memory": {
-                "used_bytes": self.memory.weight(),
-                "capacity_bytes": self.memory_capacity,
-                "entries": self.memory.len(),
-            },
-            "disk": disk,
-            "sites": self.stats.json(only),
-        })
+    /// The memory tier's bytes held, entries (URLs) and capacity.
+    pub(crate) fn memory_usage(&self) -> (u64, usize, u64) {
+        (
+            self.memory.weight(),
+            self.memory.len(),
+            self.memory_capacity,
+        )
+    }
+
+    /// The disk tier's bytes held, files and capacity, and its directory, when there is one.
+    pub(crate) fn disk_usage(&self) -> Option<((u64, usize, u64), &std::path::Path)> {
+        self.disk.as_ref().map(|disk| (disk.usage(), disk.dir()))
     }
 
     /// The per-site counts, for metrics.
     pub(crate) fn counts(&self) -> Vec<(Arc<str>, [u64; stats::COUNTS])> {
         self.stats.all()
-    }
-
-    /// Bytes held in memory and on disk.
-    pub(crate) fn held_bytes(&self) -> (u64, u64) {
-        let disk = self.disk.as_ref().map_or(0, |d| d.usage().0);
-        (self.memory.weight(), disk)
     }
 }

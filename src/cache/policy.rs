@@ -110,7 +110,10 @@ fn lifetime(
     let date = http_date(headers, DATE);
     if !targeted {
         if let Some(expires) = headers.get(EXPIRES) {
-            // An invalid date, "0" included, is in the past (section 5.3).
+            // An invalid date, "0" included, is in the past (section 5.3); so are two.
+            if headers.get_all(EXPIRES).iter().nth(1).is_some() {
+                return 0;
+            }
             return match (parse_http_date(expires.as_bytes()), date) {
                 (Some(expires), Some(date)) => secs_between(date, expires),
                 (Some(expires), None) => secs_between(SystemTime::now(), expires),

@@ -88,21 +88,4 @@ impl Stats {
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
-
-    pub(crate) fn json(&self, only: Option<&str>) -> serde_json::Value {
-        let rows: Vec<serde_json::Value> = self
-            .all()
-            .into_iter()
-            .filter(|(site, _)| only.is_none_or(|only| &**site == only))
-            .map(|(site, counts)| {
-                let mut row = serde_json::Map::new();
-                row.insert("domain".into(), site.to_string().into());
-                for (name, n) in NAMES.iter().zip(counts) {
-                    row.insert((*name).into(), n.into());
-                }
-                row.into()
-            })
-            .collect();
-        rows.into()
-    }
 }

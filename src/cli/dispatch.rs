@@ -546,6 +546,7 @@ async fn execute(
         server: None,
         waf: None,
         node: store_at.node().map(str::to_owned),
+        cache: None,
     };
     Ok(admin::execute(&ctx, command.clone()).await?)
 }

@@ -3,6 +3,7 @@
 
 use crate::control::admin::AdminAddr;
 use crate::runtime::duration::duration;
+use crate::runtime::size::size;
 use base64::Engine as _;
 use porter_acme::{ChallengeKind, KeyType};
 use porter_store::DomainName;
@@ -220,27 +221,6 @@ fn hsts_max_age(text: &str) -> Result<u64, String> {
             .map(|d| d.as_secs())
             .map_err(|e| format!("{e} (or off, or 1y)")),
     }
-}
-
-/// A size in bytes: a number, with an optional `KiB`, `MiB` or `GiB`.
-fn size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => t.split_at(at),
-        None => (t, ""),
-    };
-    let unit: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "k" | "K" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        other => return Err(format!("{other:?}: give bytes, KiB, MiB or GiB")),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| format!("{s:?} is not a size"))
 }
 
 /// A request head size: at least 8 KiB (the smallest read buffer of hyper), at most 1 MiB.

@@ -45,6 +45,7 @@ pub(super) fn start(
         server: Some(facts.server),
         waf: Some(parts.waf.clone()),
         node: facts.node,
+        cache: parts.cache.clone(),
     });
     let connections = TaskTracker::new();
     if let Some(listener) = metrics_listener {
@@ -73,6 +74,7 @@ fn metrics(parts: &Parts, acme: Option<&AcmeWorker>, sites: usize) -> Arc<Metric
             access_log: parts.access_log.clone(),
             on_demand: parts.on_demand.clone(),
             waf: Some(parts.waf.stats().clone()),
+            cache: parts.cache.clone(),
         },
         sites,
     ))

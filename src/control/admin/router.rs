@@ -34,6 +34,8 @@ pub(crate) struct Context {
     pub(crate) waf: Option<Arc<crate::waf::Waf>>,
     /// This node's name in a fleet: apps added here run on it (`None` on the embedded store).
     pub(crate) node: Option<String>,
+    /// The running server's HTTP cache (`None` in the CLI, or with no cache).
+    pub(crate) cache: Option<Arc<crate::cache::Cache>>,
 }
 
 impl Context {
@@ -187,11 +189,12 @@ fn cache_stats(ctx: &Context) -> Result<ops::cache::CacheStats, OpError> {
             "the cache and its counters are the running server's, and no server runs".into(),
         ));
     }
-    // The engine's cache is not in this context yet: its side of `GET /v1/cache/stats`
-    // answers here once it is.
-    Err(OpError::Refused(
-        "this server keeps no cache counters".into(),
-    ))
+    match &ctx.cache {
+        Some(cache) => Ok(ops::cache::stats_of(cache)),
+        None => Err(OpError::Refused(
+            "this server keeps no cache (serve --cache-memory 0 without --cache-dir)".into(),
+        )),
+    }
 }
 
 /// `status`: the store's, and the running server's when this is it.

@@ -276,6 +276,39 @@ pub(crate) struct CacheStats {
     pub(crate) sites: Vec<SiteCounters>,
 }
 
+/// The counters of `cache`.
+pub(crate) fn stats_of(cache: &crate::cache::Cache) -> CacheStats {
+    use crate::cache::stats as n;
+    let tier = |(used, entries, capacity): (u64, usize, u64)| Tier {
+        used_bytes: used,
+        capacity_bytes: capacity,
+        entries: entries as u64,
+    };
+    CacheStats {
+        memory: tier(cache.memory_usage()),
+        disk: cache.disk_usage().map(|(usage, dir)| DiskTier {
+            tier: tier(usage),
+            dir: dir.display().to_string(),
+        }),
+        sites: cache
+            .counts()
+            .into_iter()
+            .map(|(site, c)| SiteCounters {
+                domain: site.to_string(),
+                hits: c[n::HITS],
+                misses: c[n::MISSES],
+                stale: c[n::STALE],
+                bypass: c[n::BYPASS],
+                coalesced: c[n::COALESCED],
+                revalidated: c[n::REVALIDATED],
+                stored: c[n::STORED],
+                bytes_served: c[n::BYTES_SERVED],
+                evictions: c[n::EVICTIONS],
+            })
+            .collect(),
+    }
+}
+
 /// One tier's use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Tier {

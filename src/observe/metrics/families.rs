@@ -41,9 +41,17 @@ pub(super) struct Scrape {
     pub(super) on_demand: Vec<(&'static str, u64)>,
     /// WAF requests by site and action, and rule matches by site and rule.
     pub(super) waf: WafCounts,
+    /// The HTTP cache: counts by site (in `cache::stats::NAMES` order), then bytes held in
+    /// memory and on disk (`None` when the node has no cache).
+    pub(super) cache: Option<CacheCounts>,
     /// This process, where /proc can be read.
     pub(super) process: Option<Process>,
 }
+
+pub(super) type CacheCounts = (
+    Vec<(Arc<str>, [u64; crate::cache::stats::COUNTS])>,
+    [u64; 2],
+);
 
 /// One metric family.
 pub(super) struct Family {
@@ -362,6 +370,49 @@ static FAMILIES: &[Family] = &[
         },
     },
     Family {
+        name: "porter_cache_events",
+        help: "HTTP cache, by site and event (hits, misses, stale, bypass, coalesced, revalidated, stored, evictions).",
+        kind: Counter,
+        shown: Some(|s| s.cache.is_some()),
+        series: |s, out| {
+            use crate::cache::stats::{BYTES_SERVED, NAMES};
+            for (site, counts) in s.cache.iter().flat_map(|c| &c.0) {
+                for (i, (event, n)) in NAMES.iter().zip(counts).enumerate() {
+                    if i != BYTES_SERVED {
+                        out.add(&[("site", site), ("event", event)], Value::Counter(*n))?;
+                    }
+                }
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "porter_cache_served_bytes",
+        help: "HTTP cache: body bytes answered from the cache, by site.",
+        kind: Counter,
+        shown: Some(|s| s.cache.is_some()),
+        series: |s, out| {
+            for (site, counts) in s.cache.iter().flat_map(|c| &c.0) {
+                let n = counts[crate::cache::stats::BYTES_SERVED];
+                out.add(&[("site", site)], Value::Counter(n))?;
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "porter_cache_held_bytes",
+        help: "HTTP cache: bytes held, by tier (memory, disk).",
+        kind: Gauge,
+        shown: Some(|s| s.cache.is_some()),
+        series: |s, out| {
+            let held = s.cache.as_ref().map_or([0; 2], |c| c.1);
+            for (tier, n) in ["memory", "disk"].into_iter().zip(held) {
+                out.add(&[("tier", tier)], Value::Gauge(n as i64))?;
+            }
+            Ok(())
+        },
+    },
+    Family {
         name: "porter_build_info",
         help: "1, labelled with the version, architecture and OS Porter was built for.",
         kind: Gauge,
@@ -444,6 +495,10 @@ mod tests {
                 vec![(("a.test".into(), "blocked"), 17)],
                 vec![(("a.test".into(), 942100), 18)],
             ),
+            cache: Some((
+                vec![("a.test".into(), [19; crate::cache::stats::COUNTS])],
+                [20, 21],
+            )),
             process: Process::read(),
         }
     }

@@ -52,6 +52,7 @@ pub(crate) struct OptionalParts {
     pub(crate) access_log: Option<Arc<AccessLog>>,
     pub(crate) on_demand: Option<Arc<OnDemand>>,
     pub(crate) waf: Option<Arc<crate::waf::Stats>>,
+    pub(crate) cache: Option<Arc<crate::cache::Cache>>,
 }
 
 /// Everything a scrape reads.
@@ -64,6 +65,7 @@ pub(crate) struct Metrics {
     access_log: Option<Arc<AccessLog>>,
     on_demand: Option<Arc<OnDemand>>,
     waf: Option<Arc<crate::waf::Stats>>,
+    cache: Option<Arc<crate::cache::Cache>>,
     /// Which sites have a label of their own.
     top: Mutex<TopSites>,
 }
@@ -87,6 +89,7 @@ impl Metrics {
             access_log: optional.access_log,
             on_demand: optional.on_demand,
             waf: optional.waf,
+            cache: optional.cache,
             top: Mutex::new(TopSites::new(top_sites)),
         }
     }
@@ -155,6 +158,10 @@ impl Metrics {
                 .as_ref()
                 .map(|w| (w.requests(), w.rules()))
                 .unwrap_or_default(),
+            cache: self.cache.as_ref().map(|cache| {
+                let disk = cache.disk_usage().map_or(0, |((used, _, _), _)| used);
+                (cache.counts(), [cache.memory_usage().0, disk])
+            }),
             process: Process::read(),
         }
     }
