@@ -68,8 +68,8 @@ pub(crate) struct Disk {
 }
 
 impl Disk {
-    /// Opens the tier in `dir` (created, private), at most `capacity` bytes; the files there
-    /// are found again by the writer thread before it writes anything.
+    /// Opens the tier in `dir` (created), at most `capacity` bytes, with the files an earlier
+    /// run left found again first (before any purge is applied to them, or any write made).
     pub(crate) fn open(dir: &Path, capacity: u64) -> std::io::Result<Disk> {
         std::fs::create_dir_all(dir.join("tmp"))?;
         let index = Arc::new(FileIndex::with(
@@ -84,6 +84,7 @@ impl Disk {
             dir: dir.to_owned(),
             index: Arc::clone(&index),
         };
+        writer.rescan();
         std::thread::Builder::new()
             .name("porter-cache-disk".into())
             .spawn(move || writer.run(queue))?;
@@ -111,12 +112,12 @@ impl Disk {
         }
     }
 
-    /// Queues the removal of `key`'s file.
+    /// Forgets `key` at once, and queues the removal of its file (after any write of it
+    /// queued before).
     pub(crate) fn remove(&self, key: Key) {
-        if self.index.contains_key(&key) {
-            // Blocking here is the bounded cost of a purge or an invalidation, never of a hit.
-            let _ = self.writes.send(Write::Remove(key));
-        }
+        // Queued even when the index lacks it: its write may be queued still.
+        self.index.remove(&key);
+        self.queue(Write::Remove(key));
     }
 
     /// Removes every file whose key or tags `gone` selects.
@@ -128,7 +129,19 @@ impl Disk {
             .map(|(k, _)| k)
             .collect();
         for key in keys {
-            let _ = self.writes.send(Write::Remove(key));
+            self.remove(key);
+        }
+    }
+
+    /// Queues a removal without ever blocking the caller (an edge thread): when the queue is
+    /// full, a blocking task waits for room.
+    fn queue(&self, write: Write) {
+        if let Err(TrySendError::Full(write)) = self.writes.try_send(write) {
+            let writes = self.writes.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || writes.send(write))),
+                Err(_) => drop(writes.send(write)),
+            }
         }
     }
 
@@ -149,7 +162,7 @@ impl Disk {
             Ok(_) => None,
             Err(why) => {
                 limited!(warn, "cache file dropped", file = %meta.file.display(), why = %why);
-                let _ = self.writes.send(Write::Remove(key.clone()));
+                self.remove(key.clone());
                 None
             }
         }
@@ -175,8 +188,8 @@ impl Writer {
                     }
                 }
                 Write::Remove(key) => {
-                    if let Some((_, meta)) = self.index.remove(&key) {
-                        let _ = std::fs::remove_file(&meta.file);
+                    if self.index.remove(&key).is_some() || self.path_of(&key).exists() {
+                        let _ = std::fs::remove_file(self.path_of(&key));
                     }
                 }
             }
@@ -224,6 +237,8 @@ impl Writer {
     /// Finds the files left by an earlier run: each file's head names its key; files that do
     /// not read are deleted, as are temporary files a crash left.
     fn rescan(&self) {
+        // Temporary files are a crash's leftovers (one process writes here: `serve` refuses a
+        // second one on its data dir, and a takeover's successor opens the tier after).
         let _ = std::fs::remove_dir_all(self.dir.join("tmp"));
         let _ = std::fs::create_dir_all(self.dir.join("tmp"));
         let Ok(shards) = std::fs::read_dir(&self.dir) else {

@@ -5,16 +5,18 @@
 //!    a redirect to HTTPS, an unknown name, a connection whose certificate is another site's);
 //! 2. [`gate`]: what the site's features say first (allow/deny lists, redirects, basic auth,
 //!    the WordPress login limit), then the WAF (`crate::proxy::phases::waf`);
-//! 3. [`admit`]: whether it may go on now (no plain CONNECT; the client's rate, then a slot of
-//!    the site and of its upstream, see [`Admission`](crate::proxy::Admission));
-//! 4. [`fetch`]: the response, from the upstream: where the request goes ([`upstream_peer`]:
-//!    the site's upstream, or its app, started on demand), what the upstream must get that the
-//!    client left out ([`upstream_request`]), then the exchange ([`Forwarder::send`](crate::proxy::Forwarder)),
-//!    WebSocket tunnels included. **The cache's slot** is here, between [`admit`] and the
-//!    exchange: a response that comes from elsewhere than the upstream (a stored one) is made
-//!    there and goes on to phase 5 as the upstream's would;
+//! 3. [`admit`]: whether it may go on now (no plain CONNECT; the client's rate); a request
+//!    that goes upstream then takes a slot of the site and of its upstream (see
+//!    [`Admission`](crate::proxy::Admission));
+//! 4. [`fetch`]: the response. For a site with the cache on, first **the cache**
+//!    (`crate::proxy::cached`): a stored response answers when RFC 9111 allows, else the
+//!    request goes on to the upstream there and its response is kept as it streams back.
+//!    Upstream ([`forward`]): where the request goes ([`upstream_peer`]: the site's upstream,
+//!    or its app, started on demand; a cached answer never wakes an app), what the upstream must
+//!    get that the client left out ([`upstream_request`]), then the exchange
+//!    ([`Forwarder::send`](crate::proxy::Forwarder)), WebSocket tunnels included;
 //! 5. [`outgoing`]: the response on its way back to the client, before it streams (HSTS,
-//!    HTTP version, compression): where a cache stores what it may keep.
+//!    HTTP version, compression), whether it came from the cache or the upstream.
 //!
 //! A site with features gets its own pages for Porter's answers (`into_page`).
 
@@ -23,7 +25,7 @@ use crate::proxy::logged::{Finishing, Started};
 use crate::proxy::phases::answer::Own;
 use crate::proxy::upstream::body::{full, Body, ClientBody, UpstreamBody};
 use crate::proxy::upstream::forward::Forwarded;
-use crate::proxy::upstream::held::{Holding, Slots};
+use crate::proxy::upstream::held::Holding;
 use crate::proxy::{
     phases::access, phases::basic_auth, phases::headers, phases::redirect, phases::route,
     upstream::compress, upstream::upgrade, Conn, Edge,
@@ -175,6 +177,7 @@ async fn fetch(
         _ => None,
     };
     let https = conn.tls_name.is_some();
+    admit(&edge, &site, &conn, &req)?;
     if upgrade::is_h2_websocket(&req) {
         // Boxed, being rare: the request future is moved and copied whole (and for HTTP/2
         // allocated per stream), so its size is paid on every request.
@@ -222,7 +225,8 @@ async fn forward(
     site: Arc<SiteEntry>,
     mut req: Request<UpstreamBody>,
 ) -> Result<(Response<Body>, Option<Duration>), Own> {
-    let slots = admit(&edge, &site, &conn, &req).await?;
+    // Slots bound what goes upstream: an answer from the cache takes none.
+    let slots = edge.admission.slots(&site).await?;
     let lease = upstream_peer(&edge, &site, &conn).await?;
     upstream_request(&edge, &conn, lease.as_ref(), &mut req);
     let https = conn.tls_name.is_some();
@@ -422,18 +426,12 @@ async fn gate<B>(
 
 /// Whether the request may go on now: never a plain CONNECT (HTTP/2 WebSockets arrive as
 /// CONNECT with a protocol, RFC 8441: those are tunnelled); then the client's rate for the
-/// site; then the slots it holds until its response is done.
-async fn admit<B>(
-    edge: &Edge,
-    site: &SiteEntry,
-    conn: &Conn,
-    req: &Request<B>,
-) -> Result<Slots, Own> {
+/// site, whether the cache answers or the upstream (whose slots [`forward`] takes).
+fn admit<B>(edge: &Edge, site: &SiteEntry, conn: &Conn, req: &Request<B>) -> Result<(), Own> {
     if req.method() == http::Method::CONNECT && !upgrade::is_h2_websocket(req) {
         return Err(Own::Connect);
     }
-    edge.admission.within_rate(site, conn.peer)?;
-    edge.admission.slots(site).await
+    edge.admission.within_rate(site, conn.peer)
 }
 
 /// The app's lease when the site is served by an app (started now if it is not running, or
