@@ -52,6 +52,23 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 /// Fields a `304` does not change in what is stored (RFC 9111 section 3.2).
 const KEPT_ON_304: [HeaderName; 2] = [CONTENT_LENGTH, http::header::CONTENT_ENCODING];
+/// Request fields that frameworks let change what a response says (its URL, method or host)
+/// while the cache key cannot see them: a request with one goes around the cache, so that it
+/// can never change what is stored for everyone (cache poisoning). `X-Forwarded-Host` is not
+/// here: Porter sets it itself.
+const UNKEYED: [&str; 11] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-host",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "forwarded",
+];
 static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
@@ -118,6 +135,7 @@ impl Cached {
             .map(HeaderValue::as_bytes);
         let bypass = !matches!(*req.method(), Method::GET | Method::HEAD)
             || crate::proxy::phases::headers::wants_upgrade(req.headers())
+            || unkeyed(req.headers())
             || self.settings().bypasses(req.uri().path(), cookies);
         if bypass {
             stats.count(stats::BYPASS);
@@ -519,6 +537,16 @@ fn tagged(forwarded: Forwarded, status: Status) -> Forwarded {
         status.add_to(response.headers_mut());
         (response, took)
     })
+}
+
+/// Whether a request carries a field the key cannot see that may change the response, or a
+/// body (a "fat GET": what it says is not part of the key either).
+fn unkeyed(headers: &HeaderMap) -> bool {
+    UNKEYED.iter().any(|name| headers.contains_key(*name))
+        || headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() != b"0")
 }
 
 /// Whether a safe method went around the cache by the site's rules rather than its method.
