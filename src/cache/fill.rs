@@ -30,6 +30,8 @@ pub(crate) struct Fill {
     pub(crate) head: Head,
     /// Largest body kept, bytes.
     pub(crate) limit: u64,
+    /// The most the site may hold in memory, bytes.
+    pub(crate) share: Option<u64>,
     /// The waiters' release (`None` when nobody leads this key).
     pub(crate) guard: Option<FlightGuard>,
 }
@@ -67,6 +69,7 @@ impl Collect {
                 vary: head.vary,
                 tags: head.tags,
             },
+            self.fill.share,
         );
         // The guard goes last: waiters find the response stored.
         drop(self.fill.guard);

@@ -63,8 +63,10 @@ struct CountEvictions(Arc<Stats>);
 impl Lifecycle<Key, Variants> for CountEvictions {
     type RequestState = ();
 
-    fn on_evict(&self, _state: &mut (), key: Key, _variants: Variants) {
-        self.0.site(&key.site).count(stats::EVICTIONS);
+    fn on_evict(&self, _state: &mut (), key: Key, variants: Variants) {
+        let site = self.0.site(&key.site);
+        site.count(stats::EVICTIONS);
+        site.hold(-(variants.weight() as i64));
     }
 }
 
@@ -136,33 +138,55 @@ impl Cache {
             return Some(found);
         }
         let found = self.disk.as_ref()?.read(key).await?;
-        self.memory.insert(key.clone(), found.clone());
+        self.keep(key.clone(), found.clone());
         Some(found)
     }
 
-    /// Keeps `entry` for `key`, in place of the variant it replaces.
-    pub(crate) fn store(&self, key: &Key, entry: Entry) {
+    /// Keeps `entry` for `key`, in place of the variant it replaces, unless the site would
+    /// hold more than `share` bytes of memory.
+    pub(crate) fn store(&self, key: &Key, entry: Entry, share: Option<u64>) {
+        let site = self.stats.site(&key.site);
         let weight = entry.weight();
-        if weight > self.memory_capacity / 8 && self.disk.is_none() {
-            // One object never takes more than an eighth of the memory tier.
+        // One object never takes more than an eighth of the memory tier.
+        let fits = weight <= self.memory_capacity / 8;
+        if !fits && self.disk.is_none() {
             return;
         }
         let current = self.memory.get(key).unwrap_or_default();
+        let grows = weight.saturating_sub(current.weight());
+        if share.is_some_and(|share| site.held() + grows > share) {
+            return;
+        }
         let variants = current.with(Arc::new(entry));
-        self.stats.site(&key.site).count(stats::STORED);
+        site.count(stats::STORED);
         if let Some(disk) = &self.disk {
             disk.put(key.clone(), variants.clone());
         }
-        if weight <= self.memory_capacity / 8 {
-            self.memory.insert(key.clone(), variants);
+        if fits {
+            self.keep(key.clone(), variants);
         } else {
-            self.memory.remove(key);
+            self.forget(key);
+        }
+    }
+
+    /// Puts `variants` in memory, counting the bytes the site holds.
+    fn keep(&self, key: Key, variants: Variants) {
+        let site = self.stats.site(&key.site);
+        let before = self.memory.peek(&key).map_or(0, |v| v.weight());
+        site.hold(variants.weight() as i64 - before as i64);
+        self.memory.insert(key, variants);
+    }
+
+    /// Takes `key` out of memory, counting the bytes the site holds.
+    fn forget(&self, key: &Key) {
+        if let Some((_, gone)) = self.memory.remove(key) {
+            self.stats.site(&key.site).hold(-(gone.weight() as i64));
         }
     }
 
     /// Forgets every variant of `key` (after an unsafe method, section 4.4).
     pub(crate) fn invalidate(&self, key: &Key) {
-        self.memory.remove(key);
+        self.forget(key);
         if let Some(disk) = &self.disk {
             disk.remove(key.clone());
         }
@@ -218,10 +242,8 @@ impl Cache {
         for (key, variants) in touched {
             match variants.without(gone) {
                 Some(kept) if kept.0.len() == variants.0.len() => {}
-                Some(kept) => self.memory.insert(key, kept),
-                None => {
-                    self.memory.remove(&key);
-                }
+                Some(kept) => self.keep(key, kept),
+                None => self.forget(&key),
             }
         }
         if let Some(disk) = &self.disk {

@@ -2,7 +2,7 @@
 
 use porter_store::Recover;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Answered from the cache, fresh (or stale by the request's leave).
@@ -40,11 +40,21 @@ pub(crate) const NAMES: [&str; COUNTS] = [
 /// Most sites counted; beyond, the rest share one row (a bound on memory).
 const MAX_SITES: usize = 100_000;
 
-/// One site's counts.
+/// One site's counts, and the bytes it holds in memory.
 #[derive(Default)]
-pub(crate) struct SiteStats([AtomicU64; COUNTS]);
+pub(crate) struct SiteStats([AtomicU64; COUNTS], AtomicI64);
 
 impl SiteStats {
+    /// Bytes its responses hold in the memory tier (as far as its changes were seen).
+    pub(crate) fn held(&self) -> u64 {
+        self.1.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Records `n` more (or fewer) bytes held.
+    pub(crate) fn hold(&self, n: i64) {
+        self.1.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn count(&self, which: usize) {
         self.add(which, 1);
     }

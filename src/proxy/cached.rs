@@ -90,6 +90,7 @@ impl Cached {
             bypass_paths: Vec::new(),
             bypass_cookies: Vec::new(),
             max_object: None,
+            max_share: None,
         };
         self.site
             .features
@@ -344,6 +345,7 @@ impl Cached {
             key: key.clone(),
             head,
             limit,
+            share: settings.max_share,
             guard,
         };
         let response = response.map(|body| Filling::new(body, fill).boxed());
@@ -397,7 +399,7 @@ impl Cached {
                 stored: true,
             };
             let answer = answer::respond(&fresh, &method, &client, age, status);
-            self.cache.store(&key, fresh);
+            self.cache.store(&key, fresh, self.settings().max_share);
             drop(guard);
             stats.add(stats::BYTES_SERVED, answer.body().len() as u64);
             return Ok((answer.map(full), took));
@@ -480,7 +482,7 @@ impl Cached {
             };
             if response.status() == StatusCode::NOT_MODIFIED {
                 let fresh = this.freshened(&client, &entry, response.headers(), sent_ms);
-                this.cache.store(&key, fresh);
+                this.cache.store(&key, fresh, this.settings().max_share);
                 return;
             }
             // Dropped unread: a fill goes on reading it in the background.

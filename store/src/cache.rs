@@ -40,6 +40,10 @@ pub struct CacheSettings {
     /// Largest response body kept, bytes; `None`: [`DEFAULT_CACHE_OBJECT`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_object: Option<u64>,
+    /// The most of a node's cache memory the site's responses may hold, bytes; `None`: no
+    /// bound but the tier's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_share: Option<u64>,
 }
 
 fn is_zero(n: &u32) -> bool {

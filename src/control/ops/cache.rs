@@ -52,6 +52,11 @@ pub(crate) struct CacheChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[arg(long, value_name = "SIZE")]
     pub(crate) cache_max_object: Option<String>,
+    /// The most of the node's cache memory the site's responses may hold, like 64MiB
+    /// (`0`: no bound but the tier's own, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) cache_max_share: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -78,6 +83,7 @@ impl CacheChange {
             || self.cache_bypass_paths.is_some()
             || self.cache_bypass_cookies.is_some()
             || self.cache_max_object.is_some()
+            || self.cache_max_share.is_some()
     }
 
     /// Applies the change to `next` (its checks are `Features::validate`'s, run by the
@@ -140,6 +146,10 @@ impl CacheChange {
                 size::size(text).map_err(|e| refused(format!("--cache-max-object: {e}")))?;
             cache.max_object = Some(bytes);
         }
+        if let Some(text) = &self.cache_max_share {
+            let bytes = size::size(text).map_err(|e| refused(format!("--cache-max-share: {e}")))?;
+            cache.max_share = (bytes > 0).then_some(bytes);
+        }
         Ok(())
     }
 }
@@ -163,6 +173,9 @@ pub(crate) fn summary(cache: &CacheSettings) -> String {
     }
     if let Some(bytes) = cache.max_object {
         out.push_str(&format!(" max {}", size::show(bytes)));
+    }
+    if let Some(bytes) = cache.max_share {
+        out.push_str(&format!(" share {}", size::show(bytes)));
     }
     out
 }
