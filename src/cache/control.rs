@@ -115,14 +115,13 @@ impl Directives {
             "min-fresh" => seconds(&mut self.min_fresh),
             "stale-while-revalidate" => seconds(&mut self.stale_while_revalidate),
             "stale-if-error" => seconds(&mut self.stale_if_error),
-            "max-stale" => {
-                if self.max_stale.is_none() {
-                    // Without a value: any staleness is acceptable.
-                    self.max_stale = Some(match value.as_deref() {
-                        None => None,
-                        Some(v) => Some(delta_seconds(Some(v)).value().unwrap_or(0)),
-                    });
-                }
+            // Without a value: any staleness is acceptable.
+            "max-stale" if self.max_stale.is_none() => {
+                self.max_stale = Some(
+                    value
+                        .as_deref()
+                        .map(|v| delta_seconds(Some(v)).value().unwrap_or(0)),
+                );
             }
             // A qualified `no-cache="field"` or `private="field"` is taken unqualified: the
             // stricter reading, and what a cache that does not strip fields must do.
@@ -172,18 +171,13 @@ fn valid_dictionary(line: &[u8]) -> bool {
         if !sf_key(key) || !parts.all(|p| sf_key(p.split('=').next().unwrap_or_default().trim())) {
             return false;
         }
-        match value {
-            None => {}
-            Some(v) if NUMERIC.contains(&key) => {
-                if !sf_integer(v) {
-                    return false;
-                }
-            }
-            Some(v) => {
-                if !sf_bare_item(v) {
-                    return false;
-                }
-            }
+        let valid = match value {
+            None => true,
+            Some(v) if NUMERIC.contains(&key) => sf_integer(v),
+            Some(v) => sf_bare_item(v),
+        };
+        if !valid {
+            return false;
         }
     }
     true

@@ -142,10 +142,7 @@ fn site_command(command: SiteCommand) -> anyhow::Result<AdminCommand> {
         SiteCommand::Add(req) => AdminCommand::AddSite(*req),
         SiteCommand::Update { domain, mut change } => {
             change.features.read_files()?;
-            AdminCommand::UpdateSite {
-                domain,
-                change: *change,
-            }
+            AdminCommand::UpdateSite { domain, change }
         }
         SiteCommand::Remove { domain } => AdminCommand::RemoveSite { domain },
         SiteCommand::List => AdminCommand::ListSites,

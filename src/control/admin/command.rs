@@ -25,7 +25,8 @@ pub(crate) enum AdminCommand {
     AddSite(AddSite),
     UpdateSite {
         domain: String,
-        change: UpdateSite,
+        // Boxed: the largest command by far, which every other would otherwise take room for.
+        change: Box<UpdateSite>,
     },
     RemoveSite {
         domain: String,
@@ -369,7 +370,7 @@ mod tests {
             }),
             AdminCommand::UpdateSite {
                 domain: "a.test".into(),
-                change: UpdateSite {
+                change: Box::new(UpdateSite {
                     upstream: None,
                     app: Some("shop".into()),
                     allow_unreachable: false,
@@ -389,7 +390,7 @@ mod tests {
                         },
                         ..Default::default()
                     },
-                },
+                }),
             },
             AdminCommand::RemoveSite {
                 domain: "a.test".into(),

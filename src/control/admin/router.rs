@@ -103,7 +103,7 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
     Ok(match command {
         C::ListSites => Answer::Sites(ops::list_sites(store).await?),
         C::AddSite(req) => Answer::Site(ops::add_site(store, req).await?),
-        C::UpdateSite { domain, change } => Answer::Site(update_site(ctx, &domain, change).await?),
+        C::UpdateSite { domain, change } => Answer::Site(update_site(ctx, &domain, *change).await?),
         C::RemoveSite { domain } => removed(ops::remove_site(store, &domain).await, domain)?,
         C::ListCerts => Answer::Certs(ops::certs::list_certs(store, ctx.beside()).await?),
         C::ImportCert(req) => Answer::Cert(Box::new(ops::certs::import_cert(store, req).await?)),
