@@ -1,7 +1,8 @@
 //! A response body that streams to its client while the cache keeps a copy: when it ends
 //! whole, the response is stored and the requests waiting on it are let go. Beyond the site's
-//! largest object it is only streamed. A client that leaves does not end the fill: the rest is
-//! read in the background, so the requests waiting on it still get it.
+//! largest object, or the budget of all fills under way, it is only streamed. A client that
+//! leaves does not end the fill: the rest is read in the background, so the requests waiting
+//! on it still get it.
 
 use crate::cache::entry::{Entry, Key};
 use crate::cache::policy::Times;
@@ -43,22 +44,24 @@ struct Collect {
 }
 
 impl Collect {
-    /// Takes one chunk; `false` once the body is beyond the limit (then nothing is kept).
+    /// Takes one chunk; `false` once the body is beyond the limit or the fills' budget (then
+    /// nothing is kept).
     fn take(&mut self, chunk: &Bytes) -> bool {
-        self.len += chunk.len() as u64;
-        if self.len > self.fill.limit {
+        let n = chunk.len() as u64;
+        if self.len + n > self.fill.limit || !self.fill.cache.reserve(n) {
             return false;
         }
+        self.len += n;
         self.chunks.push(chunk.clone());
         true
     }
 
-    fn finish(self) {
+    fn finish(mut self) {
         let mut body = BytesMut::with_capacity(self.len as usize);
-        for chunk in &self.chunks {
-            body.extend_from_slice(chunk);
+        for chunk in self.chunks.drain(..) {
+            body.extend_from_slice(&chunk);
         }
-        let head = self.fill.head;
+        let head = std::mem::replace(&mut self.fill.head, Head::empty());
         self.fill.cache.store(
             &self.fill.key,
             Entry {
@@ -71,8 +74,31 @@ impl Collect {
             },
             self.fill.share,
         );
-        // The guard goes last: waiters find the response stored.
-        drop(self.fill.guard);
+        // After the store: waiters find the response stored.
+        drop(self.fill.guard.take());
+    }
+}
+
+impl Drop for Collect {
+    fn drop(&mut self) {
+        self.fill.cache.release(self.len);
+    }
+}
+
+impl Head {
+    fn empty() -> Head {
+        Head {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            times: Times {
+                request_ms: 0,
+                response_ms: 0,
+                initial_age: 0,
+                lifetime: 0,
+            },
+            vary: Vec::new(),
+            tags: Vec::new(),
+        }
     }
 }
 

@@ -31,6 +31,7 @@ use quick_cache::sync::Cache as Tier;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -79,6 +80,8 @@ pub(crate) struct Cache {
     disk: Option<disk::Disk>,
     flights: Mutex<HashMap<Key, watch::Receiver<bool>>>,
     stats: Arc<Stats>,
+    /// Bytes the fills under way hold, all together (see [`Cache::reserve`]).
+    filling: AtomicU64,
 }
 
 /// What [`Cache::flight`] says about a key.
@@ -124,6 +127,7 @@ impl Cache {
             disk,
             flights: Mutex::new(HashMap::new()),
             stats,
+            filling: AtomicU64::new(0),
         })
     }
 
@@ -140,6 +144,32 @@ impl Cache {
         let found = self.disk.as_ref()?.read(key).await?;
         self.keep(key.clone(), found.clone());
         Some(found)
+    }
+
+    /// The largest body worth collecting for a site whose largest object is `max_object`:
+    /// without a disk tier, no more than memory keeps of one object.
+    pub(crate) fn fill_limit(&self, max_object: u64) -> u64 {
+        match self.disk {
+            Some(_) => max_object,
+            None => max_object.min(self.memory_capacity / 8),
+        }
+    }
+
+    /// Takes `n` more bytes for a fill under way, unless the fills together would hold more
+    /// than a quarter of the memory tier (many large downloads at once stay bounded: a fill
+    /// refused here streams on, uncached).
+    pub(crate) fn reserve(&self, n: u64) -> bool {
+        let budget = (self.memory_capacity / 4).max(1 << 20);
+        self.filling
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held + n <= budget).then_some(held + n)
+            })
+            .is_ok()
+    }
+
+    /// Gives back what [`Cache::reserve`] took.
+    pub(crate) fn release(&self, n: u64) {
+        self.filling.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// Keeps `entry` for `key`, in place of the variant it replaces, unless the site would

@@ -208,9 +208,13 @@ pub(crate) enum Reuse {
     StaleAllowed,
     /// Served stale while it is refreshed in the background.
     WhileRevalidating,
-    /// Only once revalidated; served stale if the upstream fails and this allows it
-    /// (`stale-if-error`, seconds of staleness).
-    Revalidate { if_error: Option<u64> },
+    /// Only once revalidated; served stale if the upstream fails within `stale-if-error`
+    /// (`if_error`), or cannot be reached and nothing forbids a stale answer (`if_unreachable`:
+    /// the cache is "disconnected", RFC 9111 section 4.2.4).
+    Revalidate {
+        if_error: bool,
+        if_unreachable: bool,
+    },
 }
 
 /// Whether a response stored with `times` and `headers` may answer a request with
@@ -230,13 +234,16 @@ pub(crate) fn reuse(
         || response.proxy_revalidate
         || response.s_maxage.value().is_some();
     let window = |own: Seconds, default: u32| own.value().unwrap_or(u64::from(default));
-    let if_error = (!strict)
-        .then(|| {
-            window(response.stale_if_error, settings.stale_if_error)
-                .max(request.stale_if_error.value().unwrap_or(0))
-        })
-        .filter(|allowed| staleness <= *allowed && age >= times.lifetime);
-    let revalidate = Reuse::Revalidate { if_error };
+    // A window of 0 (none given, or `stale-if-error=0`) allows nothing.
+    let error_window = window(response.stale_if_error, settings.stale_if_error)
+        .max(request.stale_if_error.value().unwrap_or(0));
+    let if_error =
+        !strict && error_window > 0 && staleness <= error_window && age >= times.lifetime;
+    let if_unreachable = !strict && !request.no_cache && !response.no_cache;
+    let revalidate = Reuse::Revalidate {
+        if_error,
+        if_unreachable,
+    };
     if request.no_cache || response.no_cache {
         return (revalidate, age);
     }
@@ -392,7 +399,10 @@ mod tests {
         let sie = headers(&[("cache-control", "max-age=100, stale-if-error=30")]);
         assert_eq!(
             reuse(&fresh, &sie, &times, &settings, at(120)).0,
-            Reuse::Revalidate { if_error: Some(30) }
+            Reuse::Revalidate {
+                if_error: true,
+                if_unreachable: true
+            }
         );
         let strict = headers(&[(
             "cache-control",
@@ -401,7 +411,10 @@ mod tests {
         let any_stale = headers(&[("cache-control", "max-stale")]);
         assert_eq!(
             reuse(&any_stale, &strict, &times, &settings, at(120)).0,
-            Reuse::Revalidate { if_error: None }
+            Reuse::Revalidate {
+                if_error: false,
+                if_unreachable: false
+            }
         );
         assert_eq!(
             reuse(&any_stale, &fresh, &times, &settings, at(120)).0,

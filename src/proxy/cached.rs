@@ -181,11 +181,15 @@ impl Cached {
                 }
                 Ok((answer, None))
             }
-            Reuse::Revalidate { if_error } => {
+            Reuse::Revalidate {
+                if_error,
+                if_unreachable,
+            } => {
                 if policy::only_if_cached(req.headers()) {
                     return Err(Own::TimedOut);
                 }
-                self.revalidate(req, key, entry, if_error, &stats).await
+                let stale = (if_error, if_unreachable);
+                self.revalidate(req, key, entry, stale, &stats).await
             }
         }
     }
@@ -314,7 +318,7 @@ impl Cached {
         ranged: bool,
     ) -> (Response<Body>, bool) {
         let settings = self.settings();
-        let limit = settings.max_object();
+        let limit = self.cache.fill_limit(settings.max_object());
         let lifetime = policy::storable(
             &Method::GET,
             client,
@@ -354,13 +358,14 @@ impl Cached {
 
     /// Asks the upstream whether `entry` is still good (with its validators): a `304` keeps
     /// it (its fields updated), another response replaces it; a failure answers with it stale
-    /// when `if_error` allows.
+    /// when `stale` allows: (within `stale-if-error`, the upstream unreachable and nothing
+    /// forbids it).
     async fn revalidate(
         &self,
         req: Request<UpstreamBody>,
         key: Key,
         entry: Arc<Entry>,
-        if_error: Option<u64>,
+        (if_error, if_unreachable): (bool, bool),
         stats: &SiteStats,
     ) -> Forwarded {
         let client = req.headers().clone();
@@ -373,18 +378,22 @@ impl Cached {
         let (parts, body) = req.into_parts();
         let upstream = Request::from_parts(conditional(parts, &entry), body);
         let fetched = self.forward(upstream).await;
-        let failed = match &fetched {
-            Err(_) => true,
-            Ok((response, _)) => response.status().is_server_error(),
-        };
-        if let (true, Some(_)) = (failed, if_error) {
+        let unreachable = matches!(
+            &fetched,
+            Err(Own::Unreachable | Own::TimedOut | Own::App(_) | Own::Busy)
+        );
+        let failed = unreachable
+            || matches!(&fetched, Ok((response, _)) if response.status().is_server_error());
+        if (failed && if_error) || (unreachable && if_unreachable) {
             stats.count(stats::STALE);
             let age = entry.times.age(unix_now_ms());
             let ttl = entry.times.lifetime as i64 - age as i64;
-            let status = Status::Stale {
-                ttl,
-                why: "stale-if-error",
+            let why = if if_error {
+                "stale-if-error"
+            } else {
+                "upstream-unreachable"
             };
+            let status = Status::Stale { ttl, why };
             let answer = answer::respond(&entry, &method, &client, age, status);
             stats.add(stats::BYTES_SERVED, answer.body().len() as u64);
             return Ok((answer.map(full), None));
