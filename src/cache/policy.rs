@@ -235,7 +235,7 @@ pub(crate) fn reuse(
             window(response.stale_if_error, settings.stale_if_error)
                 .max(request.stale_if_error.value().unwrap_or(0))
         })
-        .filter(|allowed| staleness <= *allowed && age >= times.lifetime);
+        .filter(|allowed| *allowed > 0 && staleness <= *allowed && age >= times.lifetime);
     let revalidate = Reuse::Revalidate { if_error };
     if request.no_cache || response.no_cache {
         return (revalidate, age);
