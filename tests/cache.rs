@@ -840,8 +840,10 @@ async fn a_gibibyte_response_streams_in_bounded_memory_and_is_not_kept() {
     assert_eq!(parts.status, StatusCode::OK);
     assert_eq!(size, GIB, "the whole body");
     assert!(
-        peak - idle < 64 * 1024,
-        "RSS grew by {} KiB (from {idle} to {peak}) while 1 GiB streamed: not less than 64 MiB",
+        peak - idle < 62_500, // 64 MB
+        "RSS grew by {} KiB (from {idle} to {peak}) while 1 GiB streamed: not less than 64 MB \
+         (DEFECT: the fill holds up to the 64 MiB object limit of a body without a length in \
+         memory before it gives up keeping it)",
         peak - idle
     );
     // Not kept: the next request goes upstream again (its body is not read).
