@@ -164,7 +164,8 @@ fn one(req: &Request<Incoming>, name: &str) -> String {
 /// The upstream's answers, by path:
 /// - `/slow/*`: after 300 ms, `max-age=60`
 /// - `/sie/*`: `max-age=1, stale-if-error=60`; `/short/*`: `max-age=1`;
-///   `/mr/*`: `max-age=1, must-revalidate`
+///   `/mr/*`: `max-age=1, must-revalidate`; `/nocache/*`: `max-age=60, no-cache`
+/// - `/fail-sie/*` and `/fail/*`: the first answer as `/sie/*` and `/short/*`, then `500`
 /// - `/reflect/*`: `max-age=60`, the body names the request's `X-Forwarded-Host`,
 ///   `X-Original-URL`, every `Host` and its body (not the path)
 /// - `/tag/*`: `max-age=60` and `Surrogate-Key: t1 t2`; `/tag3/*`: `Surrogate-Key: t3`
@@ -205,6 +206,22 @@ async fn answer(req: Request<Incoming>, seen: &Seen) -> Reply {
     }
     if p.starts_with("/short/") {
         return reply("max-age=1", full_body(format!("short {path}")));
+    }
+    if p.starts_with("/fail-sie/") || p.starts_with("/fail/") {
+        if n > 1 {
+            let mut failed = reply("no-store", full_body("down".to_owned()));
+            *failed.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            return failed;
+        }
+        let control = if p.starts_with("/fail-sie/") {
+            "max-age=1, stale-if-error=60"
+        } else {
+            "max-age=1"
+        };
+        return reply(control, full_body(format!("fail {path}")));
+    }
+    if p.starts_with("/nocache/") {
+        return reply("max-age=60, no-cache", full_body(format!("nocache {path}")));
     }
     if p.starts_with("/mr/") {
         return reply(
@@ -602,7 +619,7 @@ async fn a_thousand_concurrent_cold_requests_send_one_upstream() {
 // 2. stale-if-error.
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_killed_upstream_gets_stale_if_error_answers_but_never_past_must_revalidate() {
+async fn a_failing_or_killed_upstream_gets_stale_answers_but_never_past_must_revalidate() {
     let mut s = setup(&["--upstream-timeout", "2s"]);
     let up = s.upstream.addr();
     cached_site(&s.porter, &up, "sie.test", &[]).await;
@@ -613,21 +630,31 @@ async fn a_killed_upstream_gets_stale_if_error_answers_but_never_past_must_reval
         &["--cache-stale-if-error", "60s"],
     )
     .await;
-    // (site, path, served stale once the upstream is gone)
-    let cases = [
-        ("sie.test", "/sie/a", true),       // the response's stale-if-error=60
-        ("sie.test", "/short/a", false),    // max-age=1 only, no site default: an error
-        ("default.test", "/short/b", true), // the site's default stale-if-error
-        ("default.test", "/mr/b", false),   // must-revalidate beats the site's default
+    // While the upstream answers 500: (site, path, the stale answer's detail, if any).
+    let failing = [
+        ("sie.test", "/fail-sie/a", Some("stale-if-error")), // the response's stale-if-error=60
+        ("sie.test", "/fail/a", None),                       // max-age=1, no default: the 500
+        ("default.test", "/fail/b", Some("stale-if-error")), // the site's default
+    ];
+    // Once it is gone (refused: the cache is disconnected).
+    let gone = [
+        ("sie.test", "/sie/a", Some("stale-if-error")),
+        ("sie.test", "/short/a", Some("upstream-unreachable")), // nothing forbids it
+        ("default.test", "/short/b", Some("stale-if-error")),
+        ("default.test", "/mr/b", None), // must-revalidate beats everything
+        ("sie.test", "/nocache/a", None), // no-cache too
     ];
     let mut bodies = Vec::new();
-    for (site, path, _) in cases {
+    for (site, path, _) in failing.iter().chain(&gone) {
         let got = get(&s.porter, site, path).await;
         assert_eq!(got.status, StatusCode::OK, "{site}{path}: {}", got.text());
         assert!(got.forwarded(), "{site}{path}: {}", got.cache_status());
         bodies.push(got.body);
     }
-    for (site, path, _) in cases {
+    for (site, path, _) in failing.iter().chain(&gone) {
+        if path.starts_with("/nocache/") {
+            continue;
+        }
         let got = get(&s.porter, site, path).await;
         assert!(
             got.hit(),
@@ -635,10 +662,28 @@ async fn a_killed_upstream_gets_stale_if_error_answers_but_never_past_must_reval
             got.cache_status()
         );
     }
+    let (failing_bodies, gone_bodies) = bodies.split_at(failing.len());
+    check_stale(
+        &s,
+        &failing,
+        failing_bodies,
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+    .await;
     s.upstream.kill();
+    check_stale(&s, &gone, gone_bodies, StatusCode::BAD_GATEWAY).await;
+}
 
-    for ((site, path, stale), body) in cases.into_iter().zip(bodies) {
-        // Once max-age=1 has passed, the cache must go upstream, and finds it gone.
+/// Each of `cases` (site, path, the detail of its stale answer, if any), once no longer a fresh
+/// hit: stale with its stored body, or `error` (or a 504).
+async fn check_stale(
+    s: &Setup,
+    cases: &[(&str, &str, Option<&str>)],
+    bodies: &[Bytes],
+    error: StatusCode,
+) {
+    for ((site, path, stale), body) in cases.iter().zip(bodies) {
+        // Once max-age=1 has passed, the cache must go upstream, and finds it failing.
         let got = get_until(
             &s.porter,
             site,
@@ -649,29 +694,32 @@ async fn a_killed_upstream_gets_stale_if_error_answers_but_never_past_must_reval
         )
         .await;
         eprintln!(
-            "{site}{path} with the upstream gone: {} {:?}",
+            "{site}{path} with the upstream failing: {} {:?}",
             got.status,
             got.cache_status()
         );
-        if stale {
-            assert_eq!(got.status, StatusCode::OK, "{site}{path} served stale");
-            assert!(
-                got.cache_status().contains("stale-if-error"),
-                "{site}{path}: Cache-Status names stale-if-error: {:?}",
-                got.cache_status()
-            );
-            assert_eq!(got.body, body, "{site}{path}: the stored body");
-            let age: u64 = got.headers["age"].to_str().unwrap().parse().unwrap();
-            assert!(age >= 1, "a stale response's Age is past max-age: {age}");
-        } else {
-            assert!(
-                got.status == StatusCode::BAD_GATEWAY || got.status == StatusCode::GATEWAY_TIMEOUT,
-                "{site}{path} must not be served stale: {} {:?} {}",
-                got.status,
-                got.cache_status(),
-                got.text()
-            );
-            assert!(!got.cache_status().contains("stale"), "{site}{path}");
+        match stale {
+            Some(detail) => {
+                assert_eq!(got.status, StatusCode::OK, "{site}{path} served stale");
+                assert!(
+                    got.cache_status().contains(detail),
+                    "{site}{path}: Cache-Status names {detail}: {:?}",
+                    got.cache_status()
+                );
+                assert_eq!(&got.body, body, "{site}{path}: the stored body");
+                let age: u64 = got.headers["age"].to_str().unwrap().parse().unwrap();
+                assert!(age >= 1, "a stale response's Age is past max-age: {age}");
+            }
+            None => {
+                assert!(
+                    got.status == error || got.status == StatusCode::GATEWAY_TIMEOUT,
+                    "{site}{path} must not be served stale: {} {:?} {}",
+                    got.status,
+                    got.cache_status(),
+                    got.text()
+                );
+                assert!(!got.cache_status().contains("detail"), "{site}{path}");
+            }
         }
     }
 }
@@ -989,13 +1037,29 @@ async fn disk_entries_survive_a_restart_and_a_corrupted_one_is_dropped() {
         got.cache_status()
     );
     assert_eq!(upstream.count(path), 2, "the request went upstream");
-    // And the good copy is kept again.
+    // And the good copy is kept again, on disk too: written over the dropped one's name, it
+    // answers after another restart.
     let got = get(&porter, "disk.test", path).await;
     assert!(
         got.hit() && got.body == expected,
         "{:?}",
         got.cache_status()
     );
+    wait_until(Duration::from_secs(5), "the good copy is on disk", || {
+        cache_files(&cache_dir).iter().any(|f| {
+            std::fs::read(f)
+                .is_ok_and(|b| b.len() > 200_000 && b[b.len() / 2] == bytes[middle] ^ 0x20)
+        })
+    });
+    let porter = restart(porter);
+    served(&porter, "disk.test").await;
+    let got = get(&porter, "disk.test", path).await;
+    assert!(
+        got.hit() && got.body == expected,
+        "the entry stored again answers after a restart: {:?}",
+        got.cache_status()
+    );
+    assert_eq!(upstream.count(path), 2, "nothing more went upstream");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,7 +40,9 @@ impl Weighter<Key, FileMeta> for BySize {
     }
 }
 
-/// Deletes the file of an entry the index evicts (on the writer thread, which alone inserts).
+/// Deletes the file of an entry the index evicts (on the writer thread, which alone inserts;
+/// it takes an entry out before putting its replacement in, since a replacement counts as an
+/// eviction of the old one).
 #[derive(Clone)]
 struct Unlink;
 
@@ -177,7 +179,6 @@ struct Writer {
 
 impl Writer {
     fn run(self, queue: Receiver<Write>) {
-        self.rescan();
         let mut n: u64 = 0;
         while let Ok(write) = queue.recv() {
             match write {
@@ -188,9 +189,8 @@ impl Writer {
                     }
                 }
                 Write::Remove(key) => {
-                    if self.index.remove(&key).is_some() || self.path_of(&key).exists() {
-                        let _ = std::fs::remove_file(self.path_of(&key));
-                    }
+                    self.index.remove(&key);
+                    let _ = std::fs::remove_file(self.path_of(&key));
                 }
             }
         }
@@ -219,6 +219,9 @@ impl Writer {
             tags: tags.into(),
             stored_ms: variants.stored_ms(),
         };
+        // Out first: the index would take a replacement for an eviction of the old entry,
+        // whose file (the same name) it deletes.
+        self.index.remove(key);
         self.index.insert(key.clone(), meta);
         Ok(())
     }

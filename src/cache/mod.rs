@@ -199,11 +199,11 @@ impl Cache {
         }
     }
 
-    /// Puts `variants` in memory, counting the bytes the site holds.
+    /// Puts `variants` in memory, counting the bytes the site holds. What it replaces is
+    /// taken out first: the tier takes a replacement for an eviction of the old value.
     fn keep(&self, key: Key, variants: Variants) {
-        let site = self.stats.site(&key.site);
-        let before = self.memory.peek(&key).map_or(0, |v| v.weight());
-        site.hold(variants.weight() as i64 - before as i64);
+        self.forget(&key);
+        self.stats.site(&key.site).hold(variants.weight() as i64);
         self.memory.insert(key, variants);
     }
 
