@@ -534,6 +534,16 @@ fn serve(
     answer.map(full)
 }
 
+/// The `Cache-Status` of an answer of Porter's own on a cached site: the upstream failed, or
+/// the request was refused before the cache was looked at.
+pub(crate) fn own_status(own: &Own) -> Status {
+    let why = match own {
+        Own::Unreachable | Own::TimedOut | Own::App(_) | Own::Busy => "uri-miss",
+        _ => "bypass",
+    };
+    forward_status(why)
+}
+
 fn forward_status(why: &'static str) -> Status {
     Status::Forward {
         why,

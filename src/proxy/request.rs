@@ -116,7 +116,15 @@ async fn serve(
                 Err(own) => Err(own),
             };
             match site.features.as_deref() {
-                Some(features) => response.or_else(|own| Ok(own.into_page(&features.error_pages))),
+                Some(features) => response.or_else(|own| {
+                    let cached = features.cache.is_some();
+                    let status = cached.then(|| crate::proxy::cached::own_status(&own));
+                    let mut page = own.into_page(&features.error_pages);
+                    if let Some(status) = status {
+                        status.add_to(page.headers_mut());
+                    }
+                    Ok(page)
+                }),
                 _ => response,
             }
         }
