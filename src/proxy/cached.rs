@@ -129,22 +129,8 @@ impl Cached {
         if policy::is_unsafe(req.method()) {
             return self.unsafe_method(req, &stats).await;
         }
-        let cookies = req
-            .headers()
-            .get_all(COOKIE)
-            .iter()
-            .map(HeaderValue::as_bytes);
-        let bypass = !matches!(*req.method(), Method::GET | Method::HEAD)
-            || crate::proxy::phases::headers::wants_upgrade(req.headers())
-            || unkeyed(req.headers())
-            || self.settings().bypasses(req.uri().path(), cookies);
-        if bypass {
+        if let Some(why) = self.around(&req) {
             stats.count(stats::BYPASS);
-            let why = if bypass_by_rule(&req) {
-                "bypass"
-            } else {
-                "method"
-            };
             return tagged(self.forward(req).await, forward_status(why));
         }
         let key = self.key(&req);
@@ -192,6 +178,23 @@ impl Cached {
                 self.revalidate(req, key, entry, stale, &stats).await
             }
         }
+    }
+
+    /// Why `req` goes around the cache, if it does: a method the cache does not answer, an
+    /// upgrade, a field the key cannot see or a body, or the site's bypass rules.
+    fn around(&self, req: &Request<UpstreamBody>) -> Option<&'static str> {
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            return Some("method");
+        }
+        let cookies = req
+            .headers()
+            .get_all(COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes);
+        let around = crate::proxy::phases::headers::wants_upgrade(req.headers())
+            || unkeyed(req.headers())
+            || self.settings().bypasses(req.uri().path(), cookies);
+        around.then_some("bypass")
     }
 
     /// An unsafe method goes upstream; when it succeeds, what it may have changed is
@@ -386,17 +389,12 @@ impl Cached {
             || matches!(&fetched, Ok((response, _)) if response.status().is_server_error());
         if (failed && if_error) || (unreachable && if_unreachable) {
             stats.count(stats::STALE);
-            let age = entry.times.age(unix_now_ms());
-            let ttl = entry.times.lifetime as i64 - age as i64;
             let why = if if_error {
                 "stale-if-error"
             } else {
                 "upstream-unreachable"
             };
-            let status = Status::Stale { ttl, why };
-            let answer = answer::respond(&entry, &method, &client, age, status);
-            stats.add(stats::BYTES_SERVED, answer.body().len() as u64);
-            return Ok((answer.map(full), None));
+            return Ok((stale(&entry, (&method, &client), why, stats), None));
         }
         let (response, took) = fetched?;
         if response.status() == StatusCode::NOT_MODIFIED {
@@ -521,6 +519,20 @@ fn conditional(mut parts: http::request::Parts, entry: &Entry) -> http::request:
     parts
 }
 
+/// `entry` answering stale for a request of `method` with `client`'s fields, because of `why`.
+fn stale(
+    entry: &Entry,
+    (method, client): (&Method, &HeaderMap),
+    why: &'static str,
+    stats: &SiteStats,
+) -> Response<Body> {
+    let age = entry.times.age(unix_now_ms());
+    let ttl = entry.times.lifetime as i64 - age as i64;
+    let answer = answer::respond(entry, method, client, age, Status::Stale { ttl, why });
+    stats.add(stats::BYTES_SERVED, answer.body().len() as u64);
+    answer.map(full)
+}
+
 /// The answer `entry` makes for `req`, counted.
 fn serve(
     entry: &Entry,
@@ -568,11 +580,6 @@ fn unkeyed(headers: &HeaderMap) -> bool {
         || headers
             .get(CONTENT_LENGTH)
             .is_some_and(|len| len.as_bytes() != b"0")
-}
-
-/// Whether a safe method went around the cache by the site's rules rather than its method.
-fn bypass_by_rule(req: &Request<UpstreamBody>) -> bool {
-    matches!(*req.method(), Method::GET | Method::HEAD)
 }
 
 /// What is kept of a response's fields: all but those of its connection.

@@ -116,15 +116,7 @@ async fn serve(
                 Err(own) => Err(own),
             };
             match site.features.as_deref() {
-                Some(features) => response.or_else(|own| {
-                    let cached = features.cache.is_some();
-                    let status = cached.then(|| crate::proxy::cached::own_status(&own));
-                    let mut page = own.into_page(&features.error_pages);
-                    if let Some(status) = status {
-                        status.add_to(page.headers_mut());
-                    }
-                    Ok(page)
-                }),
+                Some(features) => response.or_else(|own| Ok(own_page(features, own))),
                 _ => response,
             }
         }
@@ -134,6 +126,20 @@ async fn serve(
         upstream,
         response,
     }
+}
+
+/// Porter's own answer as a site with features gives it: its page, and on a cached site its
+/// `Cache-Status`.
+fn own_page(features: &Features, own: Own) -> Response<Body> {
+    let status = features
+        .cache
+        .is_some()
+        .then(|| crate::proxy::cached::own_status(&own));
+    let mut page = own.into_page(&features.error_pages);
+    if let Some(status) = status {
+        status.add_to(page.headers_mut());
+    }
+    page
 }
 
 /// A request another node of the fleet forwarded (its mark is taken off every request) is

@@ -109,9 +109,14 @@ impl CacheChange {
             }
             None => {}
         }
-        let Some(cache) = next.cache.as_mut() else {
-            return Ok(());
-        };
+        match next.cache.as_mut() {
+            Some(cache) => self.set(cache),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the values this change gives in `cache`.
+    fn set(&self, cache: &mut CacheSettings) -> Result<(), OpError> {
         for (flag, text, field) in [
             ("cache-ttl", &self.cache_ttl, &mut cache.default_ttl),
             (
@@ -141,14 +146,14 @@ impl CacheChange {
         if let Some(cookies) = &self.cache_bypass_cookies {
             cache.bypass_cookies.clone_from(cookies);
         }
+        let bytes = |flag: &str, text: &str| {
+            size::size(text).map_err(|e| refused(format!("--{flag}: {e}")))
+        };
         if let Some(text) = &self.cache_max_object {
-            let bytes =
-                size::size(text).map_err(|e| refused(format!("--cache-max-object: {e}")))?;
-            cache.max_object = Some(bytes);
+            cache.max_object = Some(bytes("cache-max-object", text)?);
         }
         if let Some(text) = &self.cache_max_share {
-            let bytes = size::size(text).map_err(|e| refused(format!("--cache-max-share: {e}")))?;
-            cache.max_share = (bytes > 0).then_some(bytes);
+            cache.max_share = Some(bytes("cache-max-share", text)?).filter(|n| *n > 0);
         }
         Ok(())
     }
