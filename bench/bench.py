@@ -14,7 +14,13 @@ Usage: bench/bench.py [--rounds N] [--seconds S] [--only porter,nginx,...]
        bench/bench.py --scale 100000 --etcd   (the same on a fresh etcd from Debian, seeded first)
        bench/bench.py --waf   (keep-alive CPU per request: Porter with its WAF off, detecting
                                and blocking at paranoia 1, on clean requests, beside nginx)
-Needs: cargo, nginx, haproxy, caddy, wrk, h2load (nghttp2-client), openssl, taskset.
+       bench/bench.py --cache   (HTTP cache hits: Porter with `--cache on` beside nginx
+                                 proxy_cache and Varnish, 1 KiB and 64 KiB, see cache_scenario)
+       bench/bench.py --figures h1,h2 --baseline OLD/porter --only porter,baseline
+                                (only some figures: h1 h2 full resumed big mem)
+       --porter BINARY measures that build of Porter instead of building target/release/porter.
+Needs: cargo, nginx, haproxy, caddy, wrk, h2load (nghttp2-client), openssl, taskset; with
+--cache, varnishd (apt-get install -y varnish; its Debian service need not run).
 """
 import argparse
 import json
@@ -40,6 +46,15 @@ BASELINE = None
 # Environment given to the baseline contestant alone (--baseline-env), e.g. the same binary
 # with its access log on.
 BASELINE_ENV = {}
+# The Porter binary measured as contestant 'porter' (--porter; default: built in the tree).
+PORTER = os.path.join(ROOT, "target", "release", "porter")
+# The cache scenario's bodies: path on the origin -> size. The origin answers them with
+# Cache-Control: max-age=3600 and logs them (the only requests it logs), so that a measured run
+# shows how many requests reached it.
+CACHED = {"/c1k": 1024, "/c64k": 65536}
+# The plain-HTTP name of the cache scenario: Porter serves a site without a certificate over
+# HTTP (one with a certificate is redirected), so the cleartext figures use this Host.
+PLAIN_HOST = "cache.test"
 
 
 def free_port():
@@ -103,10 +118,16 @@ def run(cmd, **kw):
 
 
 class Contestant:
-    def __init__(self, name, work, cert, key, backend):
+    def __init__(self, name, work, cert, key, backend, cache=False):
         self.name, self.work, self.cert, self.key, self.backend = name, work, cert, key, backend
         self.port = free_port()
         self.proc = None
+        # The cache scenario: every contestant caches, and also listens on cleartext HTTP/1.1
+        # (http_port) and cleartext HTTP/2 with prior knowledge (h2c_port, which may be the
+        # same port; None when the contestant cannot); port is HTTPS (None: no TLS).
+        self.cache = cache
+        self.http_port = free_port()
+        self.h2c_port = self.http_port
 
     def pids(self):
         return process_tree(self.proc.pid)
@@ -116,7 +137,9 @@ class Contestant:
         self.proc = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.work, self.name + ".log"), "w"),
                                      start_new_session=True)
-        wait_port(self.port)
+        for port in (self.port, self.http_port, self.h2c_port) if self.cache else (self.port,):
+            if port:
+                wait_port(port)
         time.sleep(0.5)
 
     def stop(self):
@@ -129,20 +152,20 @@ class Contestant:
                 self.proc.wait()
 
     def command_porter(self):
-        return self.porter_command(os.path.join(ROOT, "target", "release", "porter"))
+        return self.porter_command(PORTER)
 
     def command_waf_detect(self):
-        return self.porter_command(os.path.join(ROOT, "target", "release", "porter"), waf="detect")
+        return self.porter_command(PORTER, waf="detect")
 
     def command_waf_block(self):
-        return self.porter_command(os.path.join(ROOT, "target", "release", "porter"), waf="block")
+        return self.porter_command(PORTER, waf="block")
 
     def command_baseline(self):
         # Another build of Porter (--baseline), for an A/B of a change.
         return self.porter_command(BASELINE, BASELINE_ENV)
 
     def porter_command(self, porter, extra_env=None, waf=None):
-        data = os.path.join(self.work, self.name + "-data")
+        data = os.path.join(self.work, self.name + ("-cache" if self.cache else "") + "-data")
         env = dict(os.environ, PORTER_LOG="warn")
         if not os.path.exists(data):
             # Only `init` (or `serve`) makes a store; the other commands refuse to.
@@ -151,6 +174,11 @@ class Contestant:
             run([porter, "--data-dir", data, "cert", "import", "localhost", "--cert", self.cert, "--key", self.key], env=env)
             if waf:
                 run([porter, "--data-dir", data, "site", "update", "localhost", "--waf", waf], env=env)
+            if self.cache:
+                # HTTPS on `localhost`; cleartext on a site without a certificate.
+                run([porter, "--data-dir", data, "site", "add", PLAIN_HOST, "--upstream", f"127.0.0.1:{self.backend}"], env=env)
+                for site in ("localhost", PLAIN_HOST):
+                    run([porter, "--data-dir", data, "site", "update", site, "--cache", "on"], env=env)
         os.environ["PORTER_LOG"] = "warn"
         # Every load generator connects from 127.0.0.1: no limits per address. Given by
         # environment, which an older build (a --baseline) that lacks one of them ignores.
@@ -160,10 +188,13 @@ class Contestant:
             os.environ.pop(name, None)
         os.environ.update(extra_env or {})
         return [porter, "--data-dir", data, "serve", "--https", f"127.0.0.1:{self.port}",
-                "--http", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{free_port()}",
-                "--default-sni", "localhost", "--max-connections", "20000"]
+                "--http", f"127.0.0.1:{self.http_port}", "--admin", f"127.0.0.1:{free_port()}",
+                "--default-sni", "localhost", "--max-connections", "20000"] + (
+                    ["--cache-memory", "256MiB"] if self.cache else [])
 
     def command_nginx(self):
+        if self.cache:
+            return self.nginx_cache_command()
         conf = os.path.join(self.work, "nginx-proxy.conf")
         with open(conf, "w") as f:
             f.write(f"""daemon off; worker_processes 1; pid {self.work}/nginx-proxy.pid; error_log stderr error;
@@ -179,6 +210,47 @@ http {{ access_log off; keepalive_requests 1000000; client_body_temp_path {self.
       proxy_set_header Host $host; proxy_buffering off; }} }} }}
 """)
         return ["nginx", "-c", conf, "-p", self.work]
+
+    def nginx_cache_command(self):
+        """nginx with proxy_cache (on disk in a fresh directory, as nginx caches; the hits are
+        read from the page cache, with sendfile in cleartext), honouring the origin's
+        Cache-Control. Not tcp_nopush: with it, 64 KiB hits over loopback stall (about 1,800/s
+        instead of 8,000/s, the proxy mostly idle). Cleartext HTTP/2 needs a listener of its
+        own in nginx 1.22 (`listen ... http2` without ssl takes only HTTP/2 with prior
+        knowledge)."""
+        self.h2c_port = free_port()
+        cache = os.path.join(self.work, f"nginx-cache-{self.port}")
+        conf = os.path.join(self.work, "nginx-cache.conf")
+        location = f"""location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host $host; proxy_cache bench; add_header X-Cache-Status $upstream_cache_status; }}"""
+        with open(conf, "w") as f:
+            f.write(f"""daemon off; worker_processes 1; pid {self.work}/nginx-cache.pid; error_log stderr error;
+worker_rlimit_nofile 19000;
+events {{ worker_connections 12000; }}
+http {{ access_log off; keepalive_requests 1000000; sendfile on;
+  client_body_temp_path {self.work}/nb; proxy_temp_path {self.work}/np;
+  fastcgi_temp_path {self.work}/nf; uwsgi_temp_path {self.work}/nu; scgi_temp_path {self.work}/ns;
+  proxy_cache_path {cache} levels=1:2 keys_zone=bench:10m max_size=256m inactive=1h use_temp_path=off;
+  upstream backend {{ server 127.0.0.1:{self.backend}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{self.http_port}; server_name localhost; {location} }}
+  server {{ listen 127.0.0.1:{self.h2c_port} http2; server_name localhost; {location} }}
+  server {{ listen 127.0.0.1:{self.port} ssl http2; server_name localhost;
+    ssl_certificate {self.cert}; ssl_certificate_key {self.key};
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m; ssl_session_tickets on;
+    {location} }} }}
+""")
+        return ["nginx", "-c", conf, "-p", self.work]
+
+    def command_varnish(self):
+        """Varnish (malloc storage of 256 MiB, the built-in VCL, which caches by the origin's
+        Cache-Control) in a work directory of its own. It has no TLS: no HTTPS figures. HTTP/2
+        with prior knowledge on the same port with feature=+http2."""
+        self.port = None
+        self.h2c_port = self.http_port
+        vwork = os.path.join(self.work, f"varnish-{self.http_port}")
+        os.makedirs(vwork)
+        return ["varnishd", "-F", "-a", f"127.0.0.1:{self.http_port}", "-b", f"127.0.0.1:{self.backend}",
+                "-s", "malloc,256m", "-n", vwork, "-p", "feature=+http2", "-T", "none"]
 
     def command_haproxy(self):
         pem = os.path.join(self.work, "haproxy.pem")
@@ -258,6 +330,136 @@ def h2(c, seconds):
     if not m or not done:
         return {"rps": 0.0, "cpu_us": float("nan")}
     return {"rps": float(m.group(1)), "cpu_us": cpu / max(int(done.group(1)), 1) * 1e6}
+
+
+def hit_marked(name, headers):
+    """Whether a response was a cache hit, by each contestant's own mark."""
+    h = {k.lower(): v for k, v in headers}
+    if name in ("porter", "baseline"):
+        return "hit" in h.get("cache-status", "")
+    if name == "nginx":
+        return h.get("x-cache-status") == "HIT"
+    if name == "varnish":
+        return len(h.get("x-varnish", "").split()) == 2 or int(h.get("age", "0") or 0) > 0
+    return False
+
+
+def cache_get(c, path, tls):
+    """One GET over HTTP/1.1 (HTTPS to `localhost`, or cleartext with PLAIN_HOST): status,
+    headers, body length."""
+    import http.client
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection("localhost", c.port, context=ctx, timeout=5)
+        host = "localhost"
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", c.http_port, timeout=5)
+        host = PLAIN_HOST
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        r = conn.getresponse()
+        return r.status, r.getheaders(), len(r.read())
+    finally:
+        conn.close()
+
+
+def warm(c):
+    """Fills the contestant's cache with every body, cleartext and HTTPS, and checks that the
+    next request of each is a hit of the right size."""
+    for tls in [False] + ([True] if c.port else []):
+        for path, size in CACHED.items():
+            for _ in range(20):
+                status, headers, length = cache_get(c, path, tls)
+                if status != 200 or length != size:
+                    raise SystemExit(f"{c.name}: {path} answered {status} with {length} bytes")
+                if hit_marked(c.name, headers):
+                    break
+                time.sleep(0.1)
+            else:
+                raise SystemExit(f"{c.name}: {path} ({'https' if tls else 'http'}) is never a hit: {headers}")
+
+
+def origin_requests(log):
+    """Requests the origin has answered for the cached bodies (its log of them)."""
+    try:
+        with open(log, "rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def cache_hits(c, mode, path, seconds, log):
+    """Hits of `path` for `seconds`: HTTP/1.1 keep-alive over cleartext (wrk, 64 connections),
+    or HTTP/2 with 16 connections of 16 streams (h2load) in cleartext (h2c, prior knowledge)
+    or over TLS. Rate, proxy CPU per hit, and the requests the origin got meanwhile."""
+    nan = {"rps": float("nan"), "cpu_us": float("nan"), "origin": 0}
+    if mode == "h1":
+        cmd = ["wrk", "-t1", "-c64", f"-d{seconds}s", "-H", f"Host: {PLAIN_HOST}",
+               f"http://127.0.0.1:{c.http_port}{path}"]
+    elif mode == "h2c":
+        if not c.h2c_port:
+            return nan
+        cmd = ["h2load", "-c16", "-m16", "-D", str(seconds), "-H", f":authority: {PLAIN_HOST}",
+               f"http://127.0.0.1:{c.h2c_port}{path}"]
+    else:
+        if not c.port:
+            return nan
+        cmd = ["h2load", "-c16", "-m16", "-D", str(seconds), f"https://localhost:{c.port}{path}"]
+    before = origin_requests(log)
+    out, cpu = measured(c, cmd)
+    origin = origin_requests(log) - before
+    if mode == "h1":
+        if "Non-2xx" in out or "Socket errors" in out:
+            raise SystemExit(f"{c.name} answered errors on {path}:\n{out}")
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        total = int(re.search(r"(\d+) requests in", out).group(1))
+    else:
+        m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+        done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+        codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+        if not m or not done or not codes or int(done.group(1)) == 0:
+            raise SystemExit(f"{c.name}: h2load failed on {path} ({mode}):\n{out}")
+        if sum(int(n) for n in codes.groups()[1:]) or int(done.group(2)) < int(done.group(1)):
+            raise SystemExit(f"{c.name} answered errors on {path} ({mode}):\n{out}")
+        rps, total = float(m.group(1)), int(done.group(1))
+    return {"rps": rps, "cpu_us": cpu / max(total, 1) * 1e6, "origin": origin}
+
+
+CACHE_FIGURES = [  # (key, mode, path, label)
+    ("h1_1k", "h1", "/c1k", "HTTP/1.1 keep-alive 1 KiB hits/s (cleartext)"),
+    ("h1_64k", "h1", "/c64k", "HTTP/1.1 keep-alive 64 KiB hits/s (cleartext)"),
+    ("h2c_1k", "h2c", "/c1k", "HTTP/2 1 KiB hits/s (h2c, 16x16 streams)"),
+    ("h2c_64k", "h2c", "/c64k", "HTTP/2 64 KiB hits/s (h2c, 16x16 streams)"),
+    ("h2_1k", "h2", "/c1k", "HTTP/2 1 KiB hits/s (TLS, 16x16 streams)"),
+    ("h2_64k", "h2", "/c64k", "HTTP/2 64 KiB hits/s (TLS, 16x16 streams)"),
+]
+
+
+def cache_scenario(names, rounds, seconds, work, cert, key, backend, log):
+    """Every contestant caches the origin's responses (Cache-Control: max-age=3600): Porter
+    with `--cache on` on its sites, nginx with proxy_cache, Varnish. Each cache is warmed and
+    its hits checked before the measured runs; the origin's log counts what still reaches it."""
+    results = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names:
+            c = Contestant(name, work, cert, key, backend, cache=True)
+            c.start()
+            try:
+                warm(c)
+                row = {k: cache_hits(c, mode, path, seconds, log) for k, mode, path, _ in CACHE_FIGURES}
+            finally:
+                c.stop()
+            results[name].append(row)
+            print(f"round {r + 1} {name}: {json.dumps(row)}", file=sys.stderr)
+    figures = []
+    for k, _, _, label in CACHE_FIGURES:
+        figures += [(label, k, "rps", True), ("  proxy CPU us/hit", k, "cpu_us", False)]
+    print_table(names, results, figures, "porter / best peer" if "porter" in names and len(names) > 1 else None)
+    origin = {n: sum(v["origin"] for row in results[n] for v in row.values()) for n in names}
+    print("\norigin requests during all measured runs: " + ", ".join(f"{n} {origin[n]}" for n in names))
+    print("'-': the contestant cannot (Varnish has no TLS).")
 
 
 def http10_status(c):
@@ -368,7 +570,7 @@ def scale(n, etcd=False):
         subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "porter-store", "--example", "seed", "--",
                         os.path.join(data, "store"), str(n), "127.0.0.1:9"], cwd=ROOT, check=True)
     port = free_port()
-    porter = os.path.join(ROOT, "target", "release", "porter")
+    porter = PORTER
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -459,11 +661,55 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
+FIGURES = [
+    ("HTTP/1.1 keep-alive req/s", "h1", "rps", True),
+    ("  p50 latency ms", "h1", "p50", False),
+    ("  p99 latency ms", "h1", "p99", False),
+    ("  proxy CPU us/request", "h1", "cpu_us", False),
+    ("HTTP/2 req/s (16x16 streams)", "h2", "rps", True),
+    ("  proxy CPU us/request", "h2", "cpu_us", False),
+    ("full handshakes/s (TLS 1.3)", "full", "cps", True),
+    ("  proxy CPU us/connection", "full", "cpu_us", False),
+    ("resumed handshakes/s", "resumed", "cps", True),
+    ("  proxy CPU us/connection", "resumed", "cpu_us", False),
+    ("64 KiB responses/s", "big", "rps", True),
+    ("  throughput MiB/s", "big", "mib_s", True),
+    ("  proxy CPU us/response", "big", "cpu_us", False),
+    ("RSS idle MiB", "mem", "idle_mib", False),
+    (f"RSS KiB per idle TLS connection ({IDLE_CONNECTIONS})", "mem", "per_conn_kib", False),
+]
+
+
+def print_table(names, results, figures, ratio):
+    """Medians of each figure, with the ratio column: Porter to the best peer (for rates the
+    highest, for CPU, latency and memory the lowest), or with --waf the WAF's cost."""
+    def med(name, fig, key):
+        return median([row[fig][key] for row in results[name]])
+
+    peers = [n for n in names if n != "porter"]
+    print("| figure | " + " | ".join(names) + (f" | {ratio} |" if ratio else " |"))
+    print("|" + "---|" * (len(names) + 1 + (1 if ratio else 0)))
+    for label, fig, key, higher_better in figures:
+        values = {n: med(n, fig, key) for n in names}
+        cells = " | ".join(
+            "-" if values[n] != values[n] else f"{values[n]:.1f}" if values[n] >= 10 else f"{values[n]:.2f}"
+            for n in names)
+        line = f"| {label} | {cells} |"
+        if ratio and ratio.startswith("waf_block"):
+            line += f" {values['waf_block'] / values['porter']:.2f} |" if values["porter"] else " - |"
+        elif ratio:
+            peer_values = [values[n] for n in peers if values[n] == values[n]]
+            best = (max if higher_better else min)(peer_values) if peer_values else float("nan")
+            line += f" {values['porter'] / best:.2f} |" if best == best and best else " - |"
+        print(line)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--only", default="porter,nginx,haproxy,caddy")
+    ap.add_argument("--only", help="contestants (default porter,nginx,haproxy,caddy; with --cache "
+                    "porter,nginx,varnish)")
     ap.add_argument("--scale", type=int, help="measure Porter alone with this many sites")
     ap.add_argument("--etcd", action="store_true", help="with --scale: the sites in a fresh etcd, not sled")
     ap.add_argument("--baseline", help="another porter binary, measured as contestant 'baseline' "
@@ -473,13 +719,25 @@ def main():
     ap.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
                     help="environment for the baseline alone (the same binary with a feature "
                     "on, say PORTER_ACCESS_LOG=/tmp/access.log)")
+    ap.add_argument("--cache", action="store_true", help="HTTP cache hits: Porter with its cache "
+                    "on beside nginx proxy_cache and Varnish (1 KiB and 64 KiB; HTTP/1.1 and h2c in "
+                    "cleartext, HTTP/2 over TLS)")
+    ap.add_argument("--figures", default="mem,h1,h2,full,resumed,big",
+                    help="which figures of the usual scenario to measure")
+    ap.add_argument("--porter", help="the Porter binary to measure (default: cargo build --release "
+                    "here, target/release/porter)")
     args = ap.parse_args()
-    global BASELINE
+    global BASELINE, PORTER
     BASELINE = args.baseline
     BASELINE_ENV.update(pair.split("=", 1) for pair in args.baseline_env)
-    if args.scale:
+    if args.porter:
+        PORTER = os.path.abspath(args.porter)
+    else:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if args.scale:
         return scale(args.scale, args.etcd)
+    if args.cache:
+        TOOLS["varnishd"] = "varnish"
     missing = [f"{t} (apt-get install -y {p})" for t, p in TOOLS.items() if not shutil.which(t)]
     if missing:
         raise SystemExit("missing: " + ", ".join(missing))
@@ -487,7 +745,6 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < 2 * IDLE_CONNECTIONS + 1000:
         raise SystemExit(f"the open-files limit ({hard}) is too low for {IDLE_CONNECTIONS} connections")
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
 
     work = tempfile.mkdtemp(prefix="porter-bench-")
     os.chmod(work, 0o755)  # nginx workers run as nobody and read the 64 KiB file from here
@@ -497,6 +754,12 @@ def main():
          "-addext", "subjectAltName=DNS:localhost"])
     with open(os.path.join(work, "64k"), "wb") as f:
         f.write(b"x" * 65536)
+    for path, size in CACHED.items():
+        with open(os.path.join(work, path.lstrip("/")), "wb") as f:
+            f.write(b"c" * size)
+    origin_log = os.path.join(work, "origin-cached.log")
+    cached = " ".join(f"location = {path} {{ root {work}; add_header Cache-Control \"max-age=3600\"; "
+                      f"access_log {origin_log}; }}" for path in CACHED)
     backend = free_port()
     bconf = os.path.join(work, "backend.conf")
     with open(bconf, "w") as f:
@@ -504,17 +767,22 @@ def main():
 events {{ worker_connections 4096; }}
 http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p; fastcgi_temp_path {work}/f;
   uwsgi_temp_path {work}/u; scgi_temp_path {work}/s; keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{backend}; location = / {{ return 200 "hello\\n"; }} location = /64k {{ root {work}; }} }} }}
+  server {{ listen 127.0.0.1:{backend}; location = / {{ return 200 "hello\\n"; }} location = /64k {{ root {work}; }}
+    {cached} }} }}
 """)
     # The backend gets core 1 with the load generator: the proxy alone has core 0.
     backend_proc = subprocess.Popen(["taskset", "-c", "1", "nginx", "-c", bconf, "-p", work],
                                     stderr=subprocess.DEVNULL, start_new_session=True)
     wait_port(backend)
 
-    names = ["porter", "waf_detect", "waf_block", "nginx"] if args.waf else args.only.split(",")
+    names = ["porter", "waf_detect", "waf_block", "nginx"] if args.waf else (
+        args.only or ("porter,nginx,varnish" if args.cache else "porter,nginx,haproxy,caddy")).split(",")
+    selected = ["h1", "h2"] if args.waf else args.figures.split(",")
     results = {n: [] for n in names}
     try:
-        for r in range(args.rounds):
+        if args.cache:
+            cache_scenario(names, args.rounds, args.seconds, work, cert, key, backend, origin_log)
+        for r in range(0 if args.cache else args.rounds):
             for name in names:
                 c = Contestant(name, work, cert, key, backend)
                 c.start()
@@ -524,13 +792,20 @@ http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p
                         results[name].append(row)
                         print(f"round {r + 1} {name}: {json.dumps(row)}", file=sys.stderr)
                         continue
-                    row = {"mem": idle_memory(c)}
-                    row["h1"] = wrk(c, "/", args.seconds)
-                    row["h2"] = h2(c, args.seconds)
-                    row["full"] = handshakes(c, args.seconds, reuse=False)
-                    row["resumed"] = handshakes(c, args.seconds, reuse=True)
-                    row["big"] = wrk(c, "/64k", args.seconds)
-                    row["big"]["mib_s"] = row["big"]["rps"] * 64 / 1024
+                    row = {}
+                    if "mem" in selected:
+                        row["mem"] = idle_memory(c)
+                    if "h1" in selected:
+                        row["h1"] = wrk(c, "/", args.seconds)
+                    if "h2" in selected:
+                        row["h2"] = h2(c, args.seconds)
+                    if "full" in selected:
+                        row["full"] = handshakes(c, args.seconds, reuse=False)
+                    if "resumed" in selected:
+                        row["resumed"] = handshakes(c, args.seconds, reuse=True)
+                    if "big" in selected:
+                        row["big"] = wrk(c, "/64k", args.seconds)
+                        row["big"]["mib_s"] = row["big"]["rps"] * 64 / 1024
                 finally:
                     c.stop()
                 results[name].append(row)
@@ -538,47 +813,14 @@ http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p
     finally:
         os.killpg(backend_proc.pid, signal.SIGTERM)
         backend_proc.wait()
+    if args.cache:
+        print(f"\n{args.rounds} interleaved rounds of {args.seconds} s per figure; medians. "
+              "Proxy on core 0, load generator and origin on core 1.")
+        return
 
-    def med(name, fig, key):
-        return median([row[fig][key] for row in results[name]])
-
-    figures = [
-        ("HTTP/1.1 keep-alive req/s", "h1", "rps", True),
-        ("  p50 latency ms", "h1", "p50", False),
-        ("  p99 latency ms", "h1", "p99", False),
-        ("  proxy CPU us/request", "h1", "cpu_us", False),
-        ("HTTP/2 req/s (16x16 streams)", "h2", "rps", True),
-        ("  proxy CPU us/request", "h2", "cpu_us", False),
-        ("full handshakes/s (TLS 1.3)", "full", "cps", True),
-        ("  proxy CPU us/connection", "full", "cpu_us", False),
-        ("resumed handshakes/s", "resumed", "cps", True),
-        ("  proxy CPU us/connection", "resumed", "cpu_us", False),
-        ("64 KiB responses/s", "big", "rps", True),
-        ("  throughput MiB/s", "big", "mib_s", True),
-        ("  proxy CPU us/response", "big", "cpu_us", False),
-        ("RSS idle MiB", "mem", "idle_mib", False),
-        (f"RSS KiB per idle TLS connection ({IDLE_CONNECTIONS})", "mem", "per_conn_kib", False),
-    ]
-    if args.waf:
-        figures = [f for f in figures if f[1] in ("h1", "h2")]
-    peers = [n for n in names if n != "porter"]
-    # With --waf the last column is the WAF's cost: blocking / off.
-    ratio = "waf_block / porter" if args.waf else "porter / best peer" if "porter" in names and peers else None
-    print("| figure | " + " | ".join(names) + (f" | {ratio} |" if ratio else " |"))
-    print("|" + "---|" * (len(names) + 1 + (1 if ratio else 0)))
-    for label, fig, key, higher_better in figures:
-        values = {n: med(n, fig, key) for n in names}
-        cells = " | ".join(
-            "-" if values[n] != values[n] else f"{values[n]:.1f}" if values[n] >= 10 else f"{values[n]:.2f}"
-            for n in names)
-        line = f"| {label} | {cells} |"
-        if args.waf:
-            line += f" {values['waf_block'] / values['porter']:.2f} |" if values["porter"] else " - |"
-        elif ratio:
-            peer_values = [values[n] for n in peers if values[n] == values[n]]
-            best = (max if higher_better else min)(peer_values) if peer_values else float("nan")
-            line += f" {values['porter'] / best:.2f} |" if best else " - |"
-        print(line)
+    figures = [f for f in FIGURES if f[1] in selected]
+    ratio = "waf_block / porter" if args.waf else "porter / best peer" if "porter" in names and len(names) > 1 else None
+    print_table(names, results, figures, ratio)
     print(f"\n{args.rounds} interleaved rounds of {args.seconds} s per figure; medians. "
           "Proxy on core 0, load generator and backend on core 1.")
 
