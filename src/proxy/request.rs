@@ -177,13 +177,18 @@ async fn inspect(
 }
 
 /// Phases 3 to 5 for a request of `site`; `upstream_time` is set when it is forwarded.
-async fn fetch(
+///
+/// Not an async fn: its arguments would stay in its future beside the forwarding future,
+/// which holds them itself, and the request future is moved and copied whole (for HTTP/2
+/// allocated per stream), so every byte of it is paid on every request.
+fn fetch(
     edge: Arc<Edge>,
     conn: Arc<Conn>,
     site: Arc<SiteEntry>,
     req: Request<UpstreamBody>,
     upstream_time: &mut Option<Duration>,
-) -> Result<Response<Body>, Own> {
+) -> impl Future<Output = Result<Response<Body>, Own>> + '_ {
+    use futures_util::future::Either;
     let coding = match &site.features {
         Some(features) if features.compress && req.method() != http::Method::HEAD => {
             compress::chosen(req.headers())
@@ -191,34 +196,39 @@ async fn fetch(
         _ => None,
     };
     let https = conn.tls_name.is_some();
-    admit(&edge, &site, &conn, &req)?;
-    if upgrade::is_h2_websocket(&req) {
-        // Boxed, being rare: the request future is moved and copied whole (and for HTTP/2
-        // allocated per stream), so its size is paid on every request.
-        return Box::pin(forward(edge, conn, site, req))
-            .await
-            .map(|(response, _)| response);
-    }
+    // A tunnel's answer goes back as it is.
+    let tunnel = upgrade::is_h2_websocket(&req);
     let cache = match (&edge.cache, &site.features) {
         (Some(cache), Some(features)) if features.cache.is_some() => Some(Arc::clone(cache)),
         _ => None,
     };
-    let (response, took) = match cache {
-        // The cache's slot: a stored response, or the upstream's kept as it streams.
-        Some(cache) => {
+    let outgoing_site = Arc::clone(&site);
+    let forwarding = match (admit(&edge, &site, &conn, &req), cache) {
+        (Err(own), _) => Either::Left(std::future::ready(Err(own))),
+        // The cache's slot: a stored response, or the upstream's kept as it streams (boxed:
+        // what it holds is not paid by the sites without a cache).
+        (Ok(()), Some(cache)) => {
             let cached = crate::proxy::cached::Cached {
                 cache,
-                edge: Arc::clone(&edge),
+                edge,
                 conn,
-                site: Arc::clone(&site),
+                site,
                 forward: forward_boxed,
             };
-            Box::pin(cached.fetch(req)).await?
+            Either::Right(Either::Left(Box::pin(cached.fetch(req))))
         }
-        None => forward(Arc::clone(&edge), conn, Arc::clone(&site), req).await?,
+        (Ok(()), None) => Either::Right(Either::Right(forward(edge, conn, site, req))),
     };
-    *upstream_time = took;
-    Ok(outgoing(&site, https, response, coding))
+    // A map, not an async block: `.await` in one would move the forwarding future into a
+    // second slot.
+    forwarding.map(move |forwarded| {
+        let (response, took) = forwarded?;
+        *upstream_time = took;
+        Ok(match tunnel {
+            true => response,
+            false => outgoing(&outgoing_site, https, response, coding),
+        })
+    })
 }
 
 /// [`forward`], boxed: what the cache sends upstream with, in the background too.
@@ -255,8 +265,9 @@ async fn forward(
         slots,
     };
     if upgrade::is_h2_websocket(&req) {
+        // Boxed, being rare (see `fetch`).
         let to = (&*site, &forwarded);
-        return h2_websocket(&edge, &conn, req, to, holding)
+        return Box::pin(h2_websocket(&edge, &conn, req, to, holding))
             .await
             .map(|response| (response, None));
     }
