@@ -405,11 +405,10 @@ impl Cached {
                 status: 304,
                 stored: true,
             };
-            let answer = answer::respond(&fresh, &method, &client, age, status);
+            let answer = answered(&fresh, (&method, &client), age, status, stats);
             self.cache.store(&key, fresh, self.settings().max_share);
             drop(guard);
-            stats.add(stats::BYTES_SERVED, answer.body().len() as u64);
-            return Ok((answer.map(full), took));
+            return Ok((answer, took));
         }
         stats.count(stats::MISSES);
         let (mut response, stored) = self.keep(&client, &key, response, sent_ms, guard, false);
@@ -522,15 +521,13 @@ fn conditional(mut parts: http::request::Parts, entry: &Entry) -> http::request:
 /// `entry` answering stale for a request of `method` with `client`'s fields, because of `why`.
 fn stale(
     entry: &Entry,
-    (method, client): (&Method, &HeaderMap),
+    request: (&Method, &HeaderMap),
     why: &'static str,
     stats: &SiteStats,
 ) -> Response<Body> {
     let age = entry.times.age(unix_now_ms());
     let ttl = entry.times.lifetime as i64 - age as i64;
-    let answer = answer::respond(entry, method, client, age, Status::Stale { ttl, why });
-    stats.add(stats::BYTES_SERVED, answer.body().len() as u64);
-    answer.map(full)
+    answered(entry, request, age, Status::Stale { ttl, why }, stats)
 }
 
 /// The answer `entry` makes for `req`, counted.
@@ -541,7 +538,19 @@ fn serve(
     status: Status,
     stats: &SiteStats,
 ) -> Response<Body> {
-    let answer = answer::respond(entry, req.method(), req.headers(), age, status);
+    answered(entry, (req.method(), req.headers()), age, status, stats)
+}
+
+/// The answer `entry` makes for a request of `method` with `client`'s fields, its body bytes
+/// counted.
+fn answered(
+    entry: &Entry,
+    (method, client): (&Method, &HeaderMap),
+    age: u64,
+    status: Status,
+    stats: &SiteStats,
+) -> Response<Body> {
+    let answer = answer::respond(entry, method, client, age, status);
     stats.add(stats::BYTES_SERVED, answer.body().len() as u64);
     answer.map(full)
 }
