@@ -209,19 +209,19 @@ mod tests {
     fn entry() -> Entry {
         let mut headers = HeaderMap::new();
         headers.insert(ETAG, HeaderValue::from_static("\"abc\""));
-        Entry {
-            status: StatusCode::OK,
-            headers,
-            body: Bytes::from_static(b"0123456789"),
-            times: Times {
-                request_ms: 0,
-                response_ms: 0,
-                initial_age: 0,
-                lifetime: 10,
-            },
-            vary: Vec::new(),
-            tags: Vec::new(),
-        }
+        let times = Times {
+            request_ms: 0,
+            response_ms: 0,
+            initial_age: 0,
+            lifetime: 10,
+        };
+        Entry::new(
+            (StatusCode::OK, headers),
+            Bytes::from_static(b"0123456789"),
+            times,
+            Vec::new(),
+            Vec::new(),
+        )
     }
 
     fn get(pairs: &[(&'static str, &'static str)], method: Method) -> Response<Bytes> {

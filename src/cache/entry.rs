@@ -3,6 +3,7 @@
 //! variants of one URL together; and the byte form of them on disk, checked by a CRC-32 so a
 //! torn or corrupt file is dropped, never served.
 
+use crate::cache::control::Directives;
 use crate::cache::policy::Times;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -41,9 +42,32 @@ pub(crate) struct Entry {
     pub(crate) vary: Vec<(String, Option<Vec<u8>>)>,
     /// Its purge tags (`Surrogate-Key`, `Cache-Tag`).
     pub(crate) tags: Vec<String>,
+    /// Its cache directives, read once from `headers` when it is stored rather than at every
+    /// hit ([`Entry::new`]).
+    pub(crate) directives: Directives,
 }
 
 impl Entry {
+    /// A response to keep, its directives read from its fields.
+    pub(crate) fn new(
+        (status, headers): (StatusCode, HeaderMap),
+        body: Bytes,
+        times: Times,
+        vary: Vec<(String, Option<Vec<u8>>)>,
+        tags: Vec<String>,
+    ) -> Entry {
+        let (directives, _) = Directives::of_response(&headers);
+        Entry {
+            status,
+            headers,
+            body,
+            times,
+            vary,
+            tags,
+            directives,
+        }
+    }
+
     /// Bytes it takes, roughly: what the tiers weigh it by.
     pub(crate) fn weight(&self) -> u64 {
         let headers: usize = self
@@ -253,14 +277,16 @@ pub(crate) fn decode(file: &[u8]) -> Result<(Key, Variants), Unreadable> {
             })
             .collect::<Option<Vec<_>>>()
             .ok_or(Unreadable::Malformed("vary"))?;
-        entries.push(Arc::new(Entry {
-            status: StatusCode::from_u16(v.status).map_err(|_| Unreadable::Malformed("status"))?,
-            headers: parse_head(&v.head).ok_or(Unreadable::Malformed("head"))?,
-            body: file.slice(at..end),
-            times: v.times,
+        let status = StatusCode::from_u16(v.status).map_err(|_| Unreadable::Malformed("status"))?;
+        let headers = parse_head(&v.head).ok_or(Unreadable::Malformed("head"))?;
+        let body = file.slice(at..end);
+        entries.push(Arc::new(Entry::new(
+            (status, headers),
+            body,
+            v.times,
             vary,
-            tags: v.tags,
-        }));
+            v.tags,
+        )));
         at = end;
     }
     if entries.is_empty() {
@@ -304,19 +330,19 @@ mod tests {
         headers.insert("x-odd", HeaderValue::from_bytes(b"caf\xe9").unwrap());
         headers.append("set-thing", HeaderValue::from_static("a"));
         headers.append("set-thing", HeaderValue::from_static("b"));
-        Arc::new(Entry {
-            status: StatusCode::OK,
-            headers,
-            body: Bytes::from_static(body),
-            times: Times {
-                request_ms: 1,
-                response_ms: 2,
-                initial_age: 3,
-                lifetime: 4,
-            },
-            vary: vec![("accept-language".into(), vary.map(<[u8]>::to_vec))],
-            tags: vec!["t1".into()],
-        })
+        let times = Times {
+            request_ms: 1,
+            response_ms: 2,
+            initial_age: 3,
+            lifetime: 4,
+        };
+        Arc::new(Entry::new(
+            (StatusCode::OK, headers),
+            Bytes::from_static(body),
+            times,
+            vec![("accept-language".into(), vary.map(<[u8]>::to_vec))],
+            vec!["t1".into()],
+        ))
     }
 
     #[test]

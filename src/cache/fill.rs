@@ -64,14 +64,13 @@ impl Collect {
         let head = std::mem::replace(&mut self.fill.head, Head::empty());
         self.fill.cache.store(
             &self.fill.key,
-            Entry {
-                status: head.status,
-                headers: head.headers,
-                body: body.freeze(),
-                times: head.times,
-                vary: head.vary,
-                tags: head.tags,
-            },
+            Entry::new(
+                (head.status, head.headers),
+                body.freeze(),
+                head.times,
+                head.vary,
+                head.tags,
+            ),
             self.fill.share,
         );
         // After the store: waiters find the response stored.

@@ -217,17 +217,16 @@ pub(crate) enum Reuse {
     },
 }
 
-/// Whether a response stored with `times` and `headers` may answer a request with
-/// `req_headers` at `now_ms` (section 4.2.4; RFC 5861), and its current age.
+/// Whether a response stored with `times` and directives `response` may answer a request
+/// with `req_headers` at `now_ms` (section 4.2.4; RFC 5861), and its current age.
 pub(crate) fn reuse(
     req_headers: &HeaderMap,
-    headers: &HeaderMap,
+    response: &Directives,
     times: &Times,
     settings: &CacheSettings,
     now_ms: u64,
 ) -> (Reuse, u64) {
     let request = Directives::of_request(req_headers);
-    let (response, _) = Directives::of_response(headers);
     let age = times.age(now_ms);
     let staleness = age.saturating_sub(times.lifetime);
     let strict = response.must_revalidate
@@ -374,6 +373,7 @@ mod tests {
     #[test]
     fn reuse_follows_request_and_response_directives() {
         let settings = CacheSettings::default();
+        let of = |h: &HeaderMap| Directives::of_response(h).0;
         let times = Times {
             request_ms: 0,
             response_ms: 0,
@@ -383,22 +383,22 @@ mod tests {
         let fresh = headers(&[]);
         let at = |s: u64| s * 1000;
         assert_eq!(
-            reuse(&fresh, &fresh, &times, &settings, at(50)).0,
+            reuse(&fresh, &of(&fresh), &times, &settings, at(50)).0,
             Reuse::Fresh
         );
         let max_age = headers(&[("cache-control", "max-age=10")]);
         assert!(matches!(
-            reuse(&max_age, &fresh, &times, &settings, at(50)).0,
+            reuse(&max_age, &of(&fresh), &times, &settings, at(50)).0,
             Reuse::Revalidate { .. }
         ));
         let swr = headers(&[("cache-control", "max-age=100, stale-while-revalidate=30")]);
         assert_eq!(
-            reuse(&fresh, &swr, &times, &settings, at(120)).0,
+            reuse(&fresh, &of(&swr), &times, &settings, at(120)).0,
             Reuse::WhileRevalidating
         );
         let sie = headers(&[("cache-control", "max-age=100, stale-if-error=30")]);
         assert_eq!(
-            reuse(&fresh, &sie, &times, &settings, at(120)).0,
+            reuse(&fresh, &of(&sie), &times, &settings, at(120)).0,
             Reuse::Revalidate {
                 if_error: true,
                 if_unreachable: true
@@ -410,14 +410,14 @@ mod tests {
         )]);
         let any_stale = headers(&[("cache-control", "max-stale")]);
         assert_eq!(
-            reuse(&any_stale, &strict, &times, &settings, at(120)).0,
+            reuse(&any_stale, &of(&strict), &times, &settings, at(120)).0,
             Reuse::Revalidate {
                 if_error: false,
                 if_unreachable: false
             }
         );
         assert_eq!(
-            reuse(&any_stale, &fresh, &times, &settings, at(120)).0,
+            reuse(&any_stale, &of(&fresh), &times, &settings, at(120)).0,
             Reuse::StaleAllowed
         );
     }

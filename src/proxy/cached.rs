@@ -69,6 +69,15 @@ const UNKEYED: [&str; 11] = [
     "x-forwarded-prefix",
     "forwarded",
 ];
+/// A client's conditions: answered by the cache from the whole response, never sent upstream
+/// with a request whose response is to be kept.
+const CONDITIONS: [HeaderName; 5] = [
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+    IF_MATCH,
+    IF_UNMODIFIED_SINCE,
+    IF_RANGE,
+];
 static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
@@ -134,24 +143,12 @@ impl Cached {
             return tagged(self.forward(req).await, forward_status(why));
         }
         let key = self.key(&req);
-        let chosen = match self.cache.variants(&key).await {
-            Some(variants) => variants.select(req.headers()).cloned(),
-            None => None,
-        };
-        let Some(entry) = chosen else {
+        let Some((entry, reuse, age)) = self.lookup(&key, &req).await else {
             if policy::only_if_cached(req.headers()) {
                 return Err(Own::TimedOut);
             }
             return self.miss(req, key, &stats).await;
         };
-        let now = unix_now_ms();
-        let (reuse, age) = policy::reuse(
-            req.headers(),
-            &entry.headers,
-            &entry.times,
-            self.settings(),
-            now,
-        );
         let ttl = entry.times.lifetime as i64 - age as i64;
         match reuse {
             Reuse::Fresh | Reuse::StaleAllowed => {
@@ -178,6 +175,28 @@ impl Cached {
                 self.revalidate(req, key, entry, stale, &stats).await
             }
         }
+    }
+
+    /// The variant of `key` stored for `req`, what may be done with it now, and its age.
+    async fn lookup(
+        &self,
+        key: &Key,
+        req: &Request<UpstreamBody>,
+    ) -> Option<(Arc<Entry>, Reuse, u64)> {
+        let entry = self
+            .cache
+            .variants(key)
+            .await?
+            .select(req.headers())
+            .cloned()?;
+        let (reuse, age) = policy::reuse(
+            req.headers(),
+            &entry.directives,
+            &entry.times,
+            self.settings(),
+            unix_now_ms(),
+        );
+        Some((entry, reuse, age))
     }
 
     /// Why `req` goes around the cache, if it does: a method the cache does not answer, an
@@ -241,25 +260,10 @@ impl Cached {
             Flight::Wait(mut done) => {
                 stats.count(stats::COALESCED);
                 let _ = tokio::time::timeout(COALESCE_WAIT, done.wait_for(|done| *done)).await;
-                if let Some(entry) = self
-                    .cache
-                    .variants(&key)
-                    .await
-                    .and_then(|v| v.select(req.headers()).cloned())
-                {
-                    let now = unix_now_ms();
-                    let (reuse, age) = policy::reuse(
-                        req.headers(),
-                        &entry.headers,
-                        &entry.times,
-                        self.settings(),
-                        now,
-                    );
-                    if reuse == Reuse::Fresh {
-                        stats.count(stats::HITS);
-                        let ttl = entry.times.lifetime as i64 - age as i64;
-                        return Ok((serve(&entry, &req, age, Status::Hit { ttl }, stats), None));
-                    }
+                if let Some((entry, Reuse::Fresh, age)) = self.lookup(&key, &req).await {
+                    stats.count(stats::HITS);
+                    let ttl = entry.times.lifetime as i64 - age as i64;
+                    return Ok((serve(&entry, &req, age, Status::Hit { ttl }, stats), None));
                 }
                 stats.count(stats::MISSES);
                 self.fill(req, key, None, true).await
@@ -278,13 +282,7 @@ impl Cached {
     ) -> Forwarded {
         let client = req.headers().clone();
         let (mut parts, body) = req.into_parts();
-        for field in [
-            IF_NONE_MATCH,
-            IF_MODIFIED_SINCE,
-            IF_MATCH,
-            IF_UNMODIFIED_SINCE,
-            IF_RANGE,
-        ] {
+        for field in CONDITIONS {
             parts.headers.remove(field);
         }
         let ranged = parts.headers.contains_key(RANGE);
@@ -447,14 +445,15 @@ impl Cached {
             self.settings(),
         )
         .unwrap_or(0);
-        Entry {
-            status: entry.status,
-            times: Times::of(&headers, sent_ms, unix_now_ms(), lifetime),
-            body: entry.body.clone(),
-            vary: entry.vary.clone(),
-            tags: tags_of(&headers),
-            headers,
-        }
+        let times = Times::of(&headers, sent_ms, unix_now_ms(), lifetime);
+        let tags = tags_of(&headers);
+        Entry::new(
+            (entry.status, headers),
+            entry.body.clone(),
+            times,
+            entry.vary.clone(),
+            tags,
+        )
     }
 
     /// Revalidates `entry` in the background (once: `guard` leads the key's fetch), the
@@ -499,16 +498,10 @@ impl Cached {
 
 /// The request with the stored response's validators in place of the client's conditions.
 fn conditional(mut parts: http::request::Parts, entry: &Entry) -> http::request::Parts {
-    for field in [
-        IF_NONE_MATCH,
-        IF_MODIFIED_SINCE,
-        IF_MATCH,
-        IF_UNMODIFIED_SINCE,
-        IF_RANGE,
-        RANGE,
-    ] {
+    for field in CONDITIONS {
         parts.headers.remove(field);
     }
+    parts.headers.remove(RANGE);
     if let Some(etag) = entry.headers.get(ETAG) {
         parts.headers.insert(IF_NONE_MATCH, etag.clone());
     }
