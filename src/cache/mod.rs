@@ -142,7 +142,11 @@ impl Cache {
             return Some(found);
         }
         let found = self.disk.as_ref()?.read(key).await?;
-        self.keep(key.clone(), found.clone());
+        // Back in memory when it fits there (else the tier would count its refusal as an
+        // eviction).
+        if found.weight() <= self.memory_capacity / 8 {
+            self.keep(key.clone(), found.clone());
+        }
         Some(found)
     }
 
