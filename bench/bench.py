@@ -17,7 +17,8 @@ Usage: bench/bench.py [--rounds N] [--seconds S] [--only porter,nginx,...]
        bench/bench.py --cache   (HTTP cache hits: Porter with `--cache on` beside nginx
                                  proxy_cache and Varnish, 1 KiB and 64 KiB, see cache_scenario)
        bench/bench.py --figures h1,h2 --baseline OLD/porter --only porter,baseline
-                                (only some figures: h1 h2 full resumed big mem)
+                                (only some figures: h1 h2 full resumed big mem pq; pq:
+                                 full handshakes offering X25519MLKEM768 or X25519 alone)
        --porter BINARY measures that build of Porter instead of building target/release/porter.
 Needs: cargo, nginx, haproxy, caddy, wrk, h2load (nghttp2-client), openssl, taskset; with
 --cache, varnishd (apt-get install -y varnish; its Debian service need not run).
@@ -46,6 +47,8 @@ BASELINE = None
 # Environment given to the baseline contestant alone (--baseline-env), e.g. the same binary
 # with its access log on.
 BASELINE_ENV = {}
+# The post-quantum handshake client (bench/handshakes.rs), built with --figures ...,pq.
+HANDSHAKES = os.path.join(ROOT, "target", "release", "examples", "handshakes")
 # The Porter binary measured as contestant 'porter' (--porter; default: built in the tree).
 PORTER = os.path.join(ROOT, "target", "release", "porter")
 # The cache scenario's bodies: path on the origin -> size. The origin answers them with
@@ -494,6 +497,20 @@ def handshakes(c, seconds, reuse):
     return {"cps": count / seconds, "cpu_us": cpu / count * 1e6}
 
 
+def pq_handshakes(c, seconds, group):
+    """bench/handshakes.rs (full TLS 1.3 handshakes, GET / HTTP/1.0) offering only `group`: the
+    post-quantum hybrid against X25519 alone. Porter's builds only: Debian's peers link OpenSSL
+    3.0, which has no ML-KEM, so the hybrid would end in a retry to X25519 there."""
+    if c.name not in ("porter", "baseline"):
+        return {"cps": float("nan"), "cpu_us": float("nan")}
+    out, cpu = measured(c, [HANDSHAKES, f"127.0.0.1:{c.port}", str(seconds), group, "2"])
+    m = re.search(r"(\d+) connections in", out)
+    count = int(m.group(1)) if m else 0
+    if count == 0:
+        return {"cps": float("nan"), "cpu_us": float("nan")}
+    return {"cps": count / seconds, "cpu_us": cpu / count * 1e6}
+
+
 def idle_memory(c):
     """RSS idle, then while holding IDLE_CONNECTIONS idle TLS connections (KiB per connection)."""
     idle = rss_kib(c.pids())
@@ -670,6 +687,10 @@ FIGURES = [
     ("  proxy CPU us/request", "h2", "cpu_us", False),
     ("full handshakes/s (TLS 1.3)", "full", "cps", True),
     ("  proxy CPU us/connection", "full", "cpu_us", False),
+    ("full handshakes/s, X25519 (bench/handshakes.rs)", "pq_x25519", "cps", True),
+    ("  proxy CPU us/connection", "pq_x25519", "cpu_us", False),
+    ("full handshakes/s, X25519MLKEM768", "pq_hybrid", "cps", True),
+    ("  proxy CPU us/connection", "pq_hybrid", "cpu_us", False),
     ("resumed handshakes/s", "resumed", "cps", True),
     ("  proxy CPU us/connection", "resumed", "cpu_us", False),
     ("64 KiB responses/s", "big", "rps", True),
@@ -734,6 +755,8 @@ def main():
         PORTER = os.path.abspath(args.porter)
     else:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if "pq" in args.figures.split(","):
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "handshakes"], cwd=ROOT, check=True)
     if args.scale:
         return scale(args.scale, args.etcd)
     if args.cache:
@@ -801,6 +824,9 @@ http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p
                         row["h2"] = h2(c, args.seconds)
                     if "full" in selected:
                         row["full"] = handshakes(c, args.seconds, reuse=False)
+                    if "pq" in selected:
+                        row["pq_x25519"] = pq_handshakes(c, args.seconds, "x25519")
+                        row["pq_hybrid"] = pq_handshakes(c, args.seconds, "x25519mlkem768")
                     if "resumed" in selected:
                         row["resumed"] = handshakes(c, args.seconds, reuse=True)
                     if "big" in selected:
@@ -818,7 +844,7 @@ http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p
               "Proxy on core 0, load generator and origin on core 1.")
         return
 
-    figures = [f for f in FIGURES if f[1] in selected]
+    figures = [f for f in FIGURES if f[1] in selected or f[1].startswith("pq_") and "pq" in selected]
     ratio = "waf_block / porter" if args.waf else "porter / best peer" if "porter" in names and len(names) > 1 else None
     print_table(names, results, figures, ratio)
     print(f"\n{args.rounds} interleaved rounds of {args.seconds} s per figure; medians. "

@@ -35,9 +35,9 @@ use std::process::ExitCode;
 const CONTROL_THREADS: usize = 2;
 
 fn main() -> ExitCode {
-    // ring is the only provider in the tree; installing it makes that explicit for every
-    // component that asks for the process default.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Two providers are in the tree (the ACME side's crates are built on ring): the edge's is
+    // the process default, for every component that asks for one.
+    let _ = tls::provider().install_default();
     runtime::data_dir::private_umask();
     let cli = cli::Cli::parse();
     let default_level = if cli.is_serve() { "info" } else { "warn" };

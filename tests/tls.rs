@@ -299,3 +299,136 @@ fn a_wrong_first_message_or_a_heartbeat_gets_unexpected_message_at_once() {
         );
     }
 }
+
+/// A rustls client on aws-lc-rs that trusts `ca` and offers `groups`, in that order, with a
+/// key share for the first.
+fn client_offering(
+    ca: &TestCa,
+    groups: &[&'static dyn rustls::crypto::SupportedKxGroup],
+) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = rustls::crypto::CryptoProvider {
+        kx_groups: groups.to_vec(),
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    std::sync::Arc::new(config)
+}
+
+/// Connects with `config`, asks for `/`: the group negotiated, whether the handshake took a
+/// retry, and the status line.
+async fn negotiated(
+    config: std::sync::Arc<rustls::ClientConfig>,
+    porter: &Porter,
+) -> (
+    Option<rustls::NamedGroup>,
+    Option<rustls::HandshakeKind>,
+    String,
+) {
+    let mut stream = tls_connect(config, porter.https, "a.test").await.unwrap();
+    let (_, conn) = stream.get_ref();
+    let group = conn.negotiated_key_exchange_group().map(|g| g.name());
+    let kind = conn.handshake_kind();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // tokio-rustls keeps what the socket did not take at once until a flush.
+    stream.flush().await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    (group, kind, text.lines().next().unwrap_or("").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn post_quantum_key_exchange_is_chosen_by_clients_that_prefer_it_and_classical_stays() {
+    use rustls::crypto::aws_lc_rs::kx_group::{SECP256R1, X25519, X25519MLKEM768};
+    use rustls::{HandshakeKind, NamedGroup};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    let porter = Porter::start(&dir.path().join("data"), &[]);
+    ca.serve(&porter.data_dir, "a.test", &backend.addr);
+    let hybrid = client_offering(&ca, &[X25519MLKEM768, X25519]);
+    wait_until(Duration::from_secs(10), "a.test is served", || {
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                tls_connect(hybrid.clone(), porter.https, "a.test")
+                    .await
+                    .is_ok()
+            })
+        })
+    });
+    // What current browsers do: the hybrid first, with its key share.
+    let (group, kind, status) = negotiated(hybrid.clone(), &porter).await;
+    assert_eq!(group, Some(NamedGroup::X25519MLKEM768));
+    assert_eq!(kind, Some(HandshakeKind::Full), "no retry");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // Clients without it (OpenSSL 3.0, older browsers) keep their classical group, no retry.
+    for (groups, expected) in [
+        (&[X25519][..], NamedGroup::X25519),
+        (&[X25519, X25519MLKEM768][..], NamedGroup::X25519),
+        (&[SECP256R1][..], NamedGroup::secp256r1),
+    ] {
+        let (group, kind, status) = negotiated(client_offering(&ca, groups), &porter).await;
+        assert_eq!(group, Some(expected), "{groups:?}");
+        assert_eq!(kind, Some(HandshakeKind::Full), "{groups:?}");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    }
+    // 64 at once, each with its own ML-KEM encapsulation.
+    let all = (0..64).map(|_| {
+        let config = hybrid.clone();
+        let porter = &porter;
+        async move { negotiated(config, porter).await }
+    });
+    for (group, _, status) in futures_util::future::join_all(all).await {
+        assert_eq!(group, Some(NamedGroup::X25519MLKEM768));
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    }
+}
+
+#[test]
+fn a_post_quantum_key_share_that_is_not_a_key_gets_an_alert_and_others_are_served() {
+    use rustls::crypto::aws_lc_rs::kx_group::{X25519, X25519MLKEM768};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let backend = Backend::start();
+    let porter = Porter::start(&dir.path().join("data"), &[]);
+    ca.serve(&porter.data_dir, "a.test", &backend.addr);
+    let hybrid = client_offering(&ca, &[X25519MLKEM768, X25519]);
+    let server_name = rustls_pki_types::ServerName::try_from("a.test").unwrap();
+    let mut client = rustls::ClientConnection::new(hybrid.clone(), server_name).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    // The key share entry: group 0x11ec, 1216 bytes, the ML-KEM-768 encapsulation key first.
+    // Coefficients of 0xfff are above the modulus: FIPS 203's input check refuses the key.
+    let at = hello
+        .windows(4)
+        .position(|w| w == [0x11, 0xec, 0x04, 0xc0])
+        .expect("the hello carries a hybrid key share")
+        + 4;
+    hello[at..at + 1184].fill(0xff);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let served = || {
+        runtime.block_on(async {
+            let (group, _, status) = negotiated(hybrid.clone(), &porter).await;
+            group == Some(rustls::NamedGroup::X25519MLKEM768) && status.contains(" 200 ")
+        })
+    };
+    wait_until(Duration::from_secs(10), "a.test is served", served);
+    let (answer, took) = answer_to(&porter, &hello);
+    // A fatal (2) illegal_parameter (47) alert, at once, then the close.
+    assert_eq!(answer, [21, 3, 3, 0, 2, 2, 47]);
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    assert!(served(), "the next client is served");
+}

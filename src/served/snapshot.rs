@@ -66,7 +66,7 @@ impl ServedCert {
 
     fn load(&self) -> Option<Loaded> {
         let chain = self.chain.iter().map(|der| der.clone().into()).collect();
-        let provider = rustls::crypto::ring::default_provider();
+        let provider = crate::tls::provider();
         match CertifiedKey::from_der(chain, self.key.to_der(), &provider) {
             Ok(plain) => {
                 let stapled = self.staple.as_ref().map(|(der, until)| {

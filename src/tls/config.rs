@@ -1,10 +1,9 @@
-//! The rustls server configuration: TLS 1.3 and 1.2 only, ECDHE key exchange with AEAD ciphers
-//! only (X25519 first), ALPN `h2` then `http/1.1`, ring as the only crypto provider.
+//! The rustls server configuration: TLS 1.3 and 1.2 only, the suites and groups of
+//! [`super::provider`], ALPN `h2` then `http/1.1`, resumption by tickets and a session cache.
 
 use super::resolver::SnapshotResolver;
 use super::tickets::Keyring;
 use crate::served::reload::LiveSites;
-use rustls::crypto::ring;
 use rustls::ServerConfig;
 use std::sync::Arc;
 
@@ -21,29 +20,7 @@ pub(crate) fn server_config(
     default_sni: Option<String>,
     tickets: Arc<Keyring>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    use ring::cipher_suite::*;
-    // Listed rather than taken from the provider's defaults, so that a provider update cannot
-    // quietly widen what is offered: ECDHE key exchange and AEAD ciphers only.
-    let provider = rustls::crypto::CryptoProvider {
-        cipher_suites: vec![
-            TLS13_AES_128_GCM_SHA256,
-            TLS13_AES_256_GCM_SHA384,
-            TLS13_CHACHA20_POLY1305_SHA256,
-            TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-            TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-            TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-            TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-            TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-        ],
-        kx_groups: vec![
-            ring::kx_group::X25519,
-            ring::kx_group::SECP256R1,
-            ring::kx_group::SECP384R1,
-        ],
-        ..ring::default_provider()
-    };
-    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+    let mut config = ServerConfig::builder_with_provider(Arc::new(super::provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SnapshotResolver::new(sites, default_sni)));

@@ -1,0 +1,109 @@
+//! Full TLS 1.3 handshakes with a chosen key exchange group, for `bench/bench.py`'s `pq`
+//! figure: what `openssl s_time -new` does (a new connection, `GET / HTTP/1.0`, read to the
+//! end), with a client that can offer X25519MLKEM768, which Debian's OpenSSL 3.0 cannot.
+//!
+//! Usage: handshakes ADDR SECONDS x25519|x25519mlkem768 [CLIENTS]
+//! Prints `N connections in S s`. The certificate is not verified: this measures the server.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Accepts any certificate: the bench's is self-signed, and only the server's cost matters.
+#[derive(Debug)]
+struct Unverified(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [addr, seconds, group, rest @ ..] = &args[..] else {
+        eprintln!("usage: handshakes ADDR SECONDS x25519|x25519mlkem768 [CLIENTS]");
+        std::process::exit(2);
+    };
+    let kx = match group.as_str() {
+        "x25519" => aws_lc_rs::kx_group::X25519,
+        "x25519mlkem768" => aws_lc_rs::kx_group::X25519MLKEM768,
+        other => panic!("unknown group {other}"),
+    };
+    let clients: usize = rest.first().map_or(2, |n| n.parse().expect("CLIENTS"));
+    let until = Instant::now() + Duration::from_secs(seconds.parse().expect("SECONDS"));
+    let provider = Arc::new(CryptoProvider {
+        kx_groups: vec![kx],
+        ..aws_lc_rs::default_provider()
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+        .with_no_client_auth();
+    // A new full handshake each time, as `s_time -new`.
+    config.resumption = rustls::client::Resumption::disabled();
+    let config = Arc::new(config);
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (config, addr) = (config.clone(), addr.clone());
+            std::thread::spawn(move || {
+                let mut done = 0u64;
+                while Instant::now() < until {
+                    let name = ServerName::try_from("localhost").expect("name");
+                    let conn = rustls::ClientConnection::new(config.clone(), name).expect("client");
+                    let mut tls =
+                        rustls::StreamOwned::new(conn, TcpStream::connect(&addr).expect("connect"));
+                    tls.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("request");
+                    let mut answer = Vec::new();
+                    // The close may come without close_notify; the answer is what counts.
+                    let _ = tls.read_to_end(&mut answer);
+                    assert!(answer.starts_with(b"HTTP/1."), "no answer");
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let total: u64 = threads.into_iter().map(|t| t.join().expect("client")).sum();
+    println!(
+        "{total} connections in {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
+}
