@@ -48,7 +48,8 @@ BASELINE = None
 # with its access log on.
 BASELINE_ENV = {}
 # The post-quantum handshake client (bench/handshakes.rs), built with --figures ...,pq.
-HANDSHAKES = os.path.join(ROOT, "target", "release", "examples", "handshakes")
+HANDSHAKES = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
+                          "release", "examples", "handshakes")
 # The Porter binary measured as contestant 'porter' (--porter; default: built in the tree).
 PORTER = os.path.join(ROOT, "target", "release", "porter")
 # The cache scenario's bodies: path on the origin -> size. The origin answers them with

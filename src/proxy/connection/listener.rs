@@ -451,11 +451,13 @@ where
         let (edge, conn) = (edge.clone(), conn.clone());
         let handling = conn.handling();
         let (last, http10) = arrived(&conn, req.version(), &stopping);
-        async move {
+        // Boxed: hyper moves the request's future into each HTTP/2 stream's task, and tokio
+        // into the task's cell, a copy of its whole size each time; a box moves as a pointer.
+        Box::pin(async move {
             let response = handle(edge, conn, req).await;
             drop(handling);
             Ok::<_, Infallible>(finished(response, last, http10))
-        }
+        })
     });
     let mut connection =
         Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
