@@ -19,6 +19,9 @@ Usage: bench/bench.py [--rounds N] [--seconds S] [--only porter,nginx,...]
        bench/bench.py --figures h1,h2 --baseline OLD/porter --only porter,baseline
                                 (only some figures: h1 h2 full resumed big mem pq; pq:
                                  full handshakes offering X25519MLKEM768 or X25519 alone)
+       bench/bench.py --breakdown --figures h1,h2 --only porter,haproxy
+                                (user/kernel time, system calls, context switches per request
+                                 and the top of a perf profile, side by side; needs strace, perf)
        --porter BINARY measures that build of Porter instead of building target/release/porter.
 Needs: cargo, nginx, haproxy, caddy, wrk, h2load (nghttp2-client), openssl, taskset; with
 --cache, varnishd (apt-get install -y varnish; its Debian service need not run).
@@ -512,6 +515,77 @@ def pq_handshakes(c, seconds, group):
     return {"cps": count / seconds, "cpu_us": cpu / count * 1e6}
 
 
+def cpu_split(pids):
+    """User and system seconds, and context switches (every thread), of `pids`."""
+    user = system = switches = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            user, system = user + int(fields[11]), system + int(fields[12])
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/status") as f:
+                    switches += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+        except FileNotFoundError:
+            pass
+    return user / CLK_TCK, system / CLK_TCK, switches
+
+
+def breakdown(c, figure, seconds):
+    """Where a request's cost goes, for `figure` (h1 or h2): user and kernel CPU time and
+    context switches per request from /proc in a run of its own; system calls per request
+    under `strace -c -f` in a second run (strace slows the proxy, not what it calls per
+    request); the top of a `perf record -e cpu-clock` profile in a third."""
+    run_load = (lambda: wrk(c, "/", seconds)) if figure == "h1" else (lambda: h2(c, seconds))
+    before = cpu_split(c.pids())
+    plain = run_load()
+    after = cpu_split(c.pids())
+    n = max(plain["rps"] * seconds, 1)
+    row = {"rps": plain["rps"], "user_us": (after[0] - before[0]) / n * 1e6,
+           "sys_us": (after[1] - before[1]) / n * 1e6, "switches": (after[2] - before[2]) / n}
+    out = os.path.join(c.work, f"strace-{c.name}-{figure}.txt")
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-o", out] + [a for pid in c.pids() for a in ("-p", str(pid))],
+                              stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    traced = run_load()
+    tracer.send_signal(signal.SIGINT)
+    tracer.wait()
+    with open(out) as f:
+        # "% time, seconds, usecs/call, calls, errors, syscall": the calls of the total line.
+        total = re.search(r"^\s*100\.00\s+\S+\s+\S+\s+(\d+)", f.read(), re.M)
+    row["syscalls"] = int(total.group(1)) / max(traced["rps"] * seconds, 1) if total else float("nan")
+    data = os.path.join(c.work, f"perf-{c.name}-{figure}.data")
+    recorder = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-o", data, "-p", ",".join(map(str, c.pids()))],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    run_load()
+    recorder.send_signal(signal.SIGINT)
+    recorder.wait()
+    report = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,symbol",
+                             "--percent-limit", "1"], capture_output=True, text=True).stdout
+    row["top"] = [" ".join(line.split()).removesuffix(" - -") for line in report.splitlines()
+                  if line.strip() and not line.startswith("#")][:15]
+    return row
+
+
+def print_breakdown(names, rows):
+    for figure in ("h1", "h2"):
+        if not any(figure in rows[n] for n in names):
+            continue
+        print(f"\n{figure}: per request | req/s | user us | kernel us | system calls | context switches |")
+        print("|---|---|---|---|---|---|")
+        for n in names:
+            r = rows[n].get(figure)
+            if r:
+                print(f"| {n} | {r['rps']:.0f} | {r['user_us']:.2f} | {r['sys_us']:.2f} | "
+                      f"{r['syscalls']:.2f} | {r['switches']:.3f} |")
+        for n in names:
+            r = rows[n].get(figure)
+            if r:
+                print(f"\n{n}, {figure}: top of the profile (perf, cpu-clock, >= 1 %)")
+                print("\n".join("    " + line for line in r["top"]))
+
+
 def idle_memory(c):
     """RSS idle, then while holding IDLE_CONNECTIONS idle TLS connections (KiB per connection)."""
     idle = rss_kib(c.pids())
@@ -746,6 +820,9 @@ def main():
                     "cleartext, HTTP/2 over TLS)")
     ap.add_argument("--figures", default="mem,h1,h2,full,resumed,big",
                     help="which figures of the usual scenario to measure")
+    ap.add_argument("--breakdown", action="store_true", help="per request, for h1 and h2 of "
+                    "--figures: user and kernel time, system calls (strace) and context switches, "
+                    "and the top of a perf profile, for each contestant (one round)")
     ap.add_argument("--porter", help="the Porter binary to measure (default: cargo build --release "
                     "here, target/release/porter)")
     args = ap.parse_args()
@@ -804,6 +881,17 @@ http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p
     selected = ["h1", "h2"] if args.waf else args.figures.split(",")
     results = {n: [] for n in names}
     try:
+        if args.breakdown:
+            rows = {}
+            for name in names:
+                c = Contestant(name, work, cert, key, backend)
+                c.start()
+                try:
+                    rows[name] = {f: breakdown(c, f, args.seconds) for f in ("h1", "h2") if f in selected}
+                finally:
+                    c.stop()
+            print_breakdown(names, rows)
+            return
         if args.cache:
             cache_scenario(names, args.rounds, args.seconds, work, cert, key, backend, origin_log)
         for r in range(0 if args.cache else args.rounds):

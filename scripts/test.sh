@@ -12,6 +12,9 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 # command (or file, a glob) -> Debian package that provides it
 needs=(
+  # The build's C parts: aws-lc (the TLS provider) and jemalloc (the allocator).
+  "cc gcc"
+  "make make"
   "/usr/lib/*/libmodsecurity.so.3 libmodsecurity3"
   "/usr/share/modsecurity-crs/rules modsecurity-crs"
   "curl curl"
