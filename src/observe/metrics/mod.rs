@@ -68,6 +68,10 @@ pub(crate) struct Metrics {
     cache: Option<Arc<crate::cache::Cache>>,
     /// Which sites have a label of their own.
     top: Mutex<TopSites>,
+    /// The last exposition's length: the next is written into one allocation of about that
+    /// size rather than grown by doubling (with 100,000 sites it is megabytes, and jemalloc
+    /// copies on each growth where glibc remapped).
+    last_len: std::sync::atomic::AtomicUsize,
 }
 
 impl Metrics {
@@ -91,6 +95,7 @@ impl Metrics {
             waf: optional.waf,
             cache: optional.cache,
             top: Mutex::new(TopSites::new(top_sites)),
+            last_len: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -110,9 +115,12 @@ impl Metrics {
         let scrape = self.gather(apps);
         let mut registry = Registry::default();
         registry.register_collector(Box::new(scrape));
-        let mut out = String::new();
+        let last = self.last_len.load(std::sync::atomic::Ordering::Relaxed);
+        let mut out = String::with_capacity(last + last / 8);
         prometheus_client::encoding::text::encode(&mut out, &registry)
             .expect("writing to a String does not fail");
+        self.last_len
+            .store(out.len(), std::sync::atomic::Ordering::Relaxed);
         out
     }
 
