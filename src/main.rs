@@ -44,7 +44,7 @@ const CONTROL_THREADS: usize = 2;
 fn main() -> ExitCode {
     // Two providers are in the tree (the ACME side's crates are built on ring): the edge's is
     // the process default, for every component that asks for one.
-    let _ = tls::provider().install_default();
+    let _ = runtime::crypto::provider().install_default();
     runtime::data_dir::private_umask();
     let cli = cli::Cli::parse();
     let default_level = if cli.is_serve() { "info" } else { "warn" };

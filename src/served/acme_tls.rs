@@ -13,7 +13,7 @@ pub(crate) const ALPN_ACME_TLS: &[u8] = b"acme-tls/1";
 /// A configuration serving the challenge certificate of `challenge`, if its key loads.
 pub(crate) fn config(challenge: TlsAlpnChallenge) -> Option<Arc<ServerConfig>> {
     let name = &challenge.domain;
-    let provider = Arc::new(crate::tls::provider());
+    let provider = Arc::new(crate::runtime::crypto::provider());
     // Built without the certificate checks of `with_single_cert` and `CertifiedKey::from_der`:
     // they refuse the critical acmeIdentifier extension that RFC 8737 requires.
     let signing_key = provider

@@ -66,7 +66,7 @@ impl ServedCert {
 
     fn load(&self) -> Option<Loaded> {
         let chain = self.chain.iter().map(|der| der.clone().into()).collect();
-        let provider = crate::tls::provider();
+        let provider = crate::runtime::crypto::provider();
         match CertifiedKey::from_der(chain, self.key.to_der(), &provider) {
             Ok(plain) => {
                 let stapled = self.staple.as_ref().map(|(der, until)| {

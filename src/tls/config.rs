@@ -1,8 +1,9 @@
 //! The rustls server configuration: TLS 1.3 and 1.2 only, the suites and groups of
-//! [`super::provider`], ALPN `h2` then `http/1.1`, resumption by tickets and a session cache.
+//! [`crypto::provider`], ALPN `h2` then `http/1.1`, resumption by tickets and a session cache.
 
 use super::resolver::SnapshotResolver;
 use super::tickets::Keyring;
+use crate::runtime::crypto;
 use crate::served::reload::LiveSites;
 use rustls::ServerConfig;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ pub(crate) fn server_config(
     default_sni: Option<String>,
     tickets: Arc<Keyring>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut config = ServerConfig::builder_with_provider(Arc::new(super::provider()))
+    let mut config = ServerConfig::builder_with_provider(Arc::new(crypto::provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SnapshotResolver::new(sites, default_sni)));

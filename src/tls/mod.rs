@@ -4,11 +4,9 @@
 mod accept;
 mod config;
 mod first_flight;
-mod provider;
 mod resolver;
 mod tickets;
 
 pub(crate) use accept::{accept, Refused};
 pub(crate) use config::server_config;
-pub(crate) use provider::provider;
 pub(crate) use tickets::Keyring;

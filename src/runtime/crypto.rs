@@ -1,6 +1,7 @@
-//! The crypto provider every TLS session Porter serves uses: aws-lc-rs, for its post-quantum
-//! hybrid key exchange (X25519MLKEM768, what current browsers offer first) and its faster
-//! signatures; the A/B against ring is in docs/performance.md.
+//! The process's crypto provider, which every TLS session Porter serves uses (the server
+//! configuration, the certificates loaded, TLS-ALPN-01 answers): aws-lc-rs, for its
+//! post-quantum hybrid key exchange (X25519MLKEM768, what current browsers offer first) and
+//! its faster signatures; the A/B against ring is in docs/performance.md.
 
 use rustls::crypto::aws_lc_rs::{self, cipher_suite::*, kx_group};
 use rustls::crypto::CryptoProvider;
