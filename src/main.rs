@@ -12,11 +12,13 @@
 //!   ACME challenge answers, on-demand rules and expiry warnings.
 //! - `apps`: the supervisor of account daemons; `waf`: the libmodsecurity engine; `cache`: the
 //!   HTTP cache (its tiers and RFC 9111).
+//! - `balance`: a site's several upstreams: picking one, their health, active checks.
 //! - `runtime`: services and the store follower, data dir, handover, systemd, logs.
 //!
 //! Data flows one way: CLI/API -> store -> followers -> served view -> connections.
 
 mod apps;
+mod balance;
 mod cache;
 mod cli;
 mod control;

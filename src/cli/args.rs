@@ -312,6 +312,9 @@ pub(super) enum SiteCommand {
     /// List sites.
     #[command(visible_alias = "ls")]
     List,
+    /// One site, and each of its upstreams as the running server sees it (up, down, on
+    /// probation; requests, failures, the last error).
+    Status { domain: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -146,6 +146,7 @@ fn site_command(command: SiteCommand) -> anyhow::Result<AdminCommand> {
         }
         SiteCommand::Remove { domain } => AdminCommand::RemoveSite { domain },
         SiteCommand::List => AdminCommand::ListSites,
+        SiteCommand::Status { domain } => AdminCommand::SiteStatus { domain },
     })
 }
 

@@ -94,8 +94,11 @@ fn sites_table(sites: Vec<SiteView>) -> String {
     )
 }
 
-/// A site added or updated.
+/// A site added or updated, or its upstreams (`site status`).
 fn render_site(command: &AdminCommand, site: SiteView) -> String {
+    if matches!(command, AdminCommand::SiteStatus { .. }) {
+        return site_status(site);
+    }
     if matches!(command, AdminCommand::UpdateSite { .. }) {
         let hsts = match site.hsts_max_age {
             Some(max_age) => format!("hsts max-age {max_age}"),
@@ -111,6 +114,52 @@ fn render_site(command: &AdminCommand, site: SiteView) -> String {
         .map(|n| format!("note: {n}\n"))
         .unwrap_or_default();
     format!("added site {} -> {}\n{note}", site.domain, site.upstream)
+}
+
+/// `site status`: the site, then one row per upstream.
+fn site_status(site: SiteView) -> String {
+    let Some(balance) = &site.balance else {
+        return format!("{} -> {} (one upstream)\n", site.domain, site.upstream);
+    };
+    let check = match &balance.health_check {
+        Some(c) => format!("GET {} every {}s, {}", c.path, c.interval_s, c.status),
+        None => "none".into(),
+    };
+    let mut out = format!(
+        "{}: {}, health check {check}, retries {}\n",
+        site.domain,
+        balance.policy,
+        if balance.retries { "on" } else { "off" }
+    );
+    let rows = site
+        .upstreams
+        .into_iter()
+        .map(|u| {
+            let count = |n: Option<u64>| n.map_or_else(|| "-".into(), |n| n.to_string());
+            vec![
+                u.address,
+                u.weight.to_string(),
+                or_dash(u.state),
+                or_dash(u.since),
+                count(u.in_flight.map(u64::from)),
+                count(u.requests),
+                count(u.failures),
+                or_dash(u.last_error),
+            ]
+        })
+        .collect();
+    let head = [
+        "UPSTREAM",
+        "WEIGHT",
+        "STATE",
+        "SINCE",
+        "IN-FLIGHT",
+        "REQUESTS",
+        "FAILURES",
+        "LAST-ERROR",
+    ];
+    out.push_str(&table(&head, rows));
+    out
 }
 
 /// A certificate imported, or an ACME request recorded.

@@ -21,11 +21,13 @@
 //! A site with features gets its own pages for Porter's answers (`into_page`).
 
 use crate::apps::Lease;
+use crate::balance::{Balancer, To};
 use crate::proxy::logged::{Finishing, Started};
 use crate::proxy::phases::answer::Own;
 use crate::proxy::upstream::body::{full, Body, ClientBody, UpstreamBody};
 use crate::proxy::upstream::forward::Forwarded;
 use crate::proxy::upstream::held::Holding;
+use crate::proxy::upstream::pool::Loan;
 use crate::proxy::{
     phases::access, phases::basic_auth, phases::headers, phases::redirect, phases::route,
     upstream::compress, upstream::upgrade, Conn, Edge,
@@ -251,7 +253,11 @@ async fn forward(
 ) -> Result<(Response<Body>, Option<Duration>), Own> {
     // Slots bound what goes upstream: an answer from the cache takes none.
     let slots = edge.admission.slots(&site).await?;
-    let lease = upstream_peer(&edge, &site, &conn).await?;
+    // A site with several upstreams starts its app only when the app is the one picked.
+    let lease = match site.balance {
+        None => upstream_peer(&edge, &site, &conn).await?,
+        Some(_) => None,
+    };
     upstream_request(&edge, &conn, lease.as_ref(), &mut req);
     let https = conn.tls_name.is_some();
     let forwarded = Forwarded {
@@ -263,6 +269,7 @@ async fn forward(
         lease,
         loan: None,
         slots,
+        picked: None,
     };
     if upgrade::is_h2_websocket(&req) {
         // Boxed, being rare (see `fetch`).
@@ -291,11 +298,19 @@ async fn exchange(
     let keep = req.version() != Version::HTTP_2;
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let upstream = upstream_of(site, holding.lease.as_ref());
-    let (mut response, loan) = edge
-        .forwarder
-        .send(req, upstream, forwarded, upgrade, &conn.affinity, keep)
-        .await?;
+    let (mut response, loan) = match &site.balance {
+        None => {
+            let upstream = upstream_of(site, holding.lease.as_ref());
+            edge.forwarder
+                .send(req, upstream, forwarded, upgrade, &conn.affinity, keep)
+                .await?
+        }
+        // Boxed: what it holds is not paid by the sites with one upstream.
+        Some(balancer) => {
+            let to = (site, balancer, forwarded);
+            Box::pin(balanced(edge, conn, req, to, (upgrade, keep), &mut holding)).await?
+        }
+    };
     holding.loan = Some(loan);
     if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
         upgrade::tunnel(
@@ -305,8 +320,94 @@ async fn exchange(
         );
         holding.loan = None;
         holding.slots = (None, None);
+        holding.picked = None;
     }
     Ok((response, holding))
+}
+
+/// [`exchange`] on a site with several upstreams: the one its policy picks, then, when that
+/// one failed the request before it got it (or timed out on an idempotent one without a
+/// body), once another, within the site's retry budget. Each outcome counts for the health of
+/// the upstream it came from; the one that answered is held with the response.
+async fn balanced(
+    edge: &Edge,
+    conn: &Conn,
+    mut req: Request<UpstreamBody>,
+    (site, balancer, forwarded): (&SiteEntry, &Arc<Balancer>, &Forwarded<'_>),
+    (upgrade, keep): (bool, bool),
+    holding: &mut Holding,
+) -> Result<(Response<Incoming>, Loan), Own> {
+    let key = balancer.key(conn.peer, req.headers());
+    let mut failed_on = None;
+    loop {
+        let picked = balancer.pick(key, failed_on);
+        let may_retry = failed_on.is_none() && balancer.retries();
+        let lease = match picked.member().to {
+            To::Upstream(_) => None,
+            To::App => match upstream_peer(edge, site, conn).await {
+                Ok(lease) => lease,
+                Err(own) => {
+                    picked.failed("the app did not start");
+                    if may_retry && balancer.spend_retry() {
+                        failed_on = Some(picked.index());
+                        continue;
+                    }
+                    return Err(own);
+                }
+            },
+        };
+        let upstream = match (&picked.member().to, &lease) {
+            (To::Upstream(upstream), _) => upstream,
+            (To::App, lease) => &lease.as_ref().expect("an app member has a lease").upstream,
+        };
+        upstream_request(edge, conn, lease.as_ref(), &mut req);
+        let sent = match may_retry {
+            true => {
+                let to = (upstream, balancer.try_timeout());
+                let send = edge.forwarder.send_retryable(
+                    req,
+                    to,
+                    forwarded,
+                    upgrade,
+                    &conn.affinity,
+                    keep,
+                );
+                send.await
+            }
+            false => {
+                let send =
+                    edge.forwarder
+                        .send(req, upstream, forwarded, upgrade, &conn.affinity, keep);
+                send.await
+            }
+        };
+        match sent {
+            Ok((response, loan)) => {
+                match response.status().as_u16() {
+                    status @ 500.. => picked.failed(&format!("answered {status}")),
+                    _ => picked.succeeded(),
+                }
+                holding.lease = lease;
+                holding.picked = Some(picked);
+                return Ok((response, loan));
+            }
+            Err(failed) => {
+                if let Some(fault) = &failed.fault {
+                    picked.failed(fault);
+                }
+                match failed.unsent {
+                    Some(unsent)
+                        if may_retry && failed.fault.is_some() && balancer.spend_retry() =>
+                    {
+                        tracing::debug!(site = %balancer.site, upstream = %picked.member().name, "retrying on another upstream");
+                        failed_on = Some(picked.index());
+                        req = unsent;
+                    }
+                    _ => return Err(failed.own),
+                }
+            }
+        }
+    }
 }
 
 /// An HTTP/2 WebSocket (RFC 8441 extended CONNECT), sent upstream as an HTTP/1.1 upgrade;
@@ -321,18 +422,20 @@ async fn h2_websocket(
 ) -> Result<Response<Body>, Own> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     let upstream_req = upgrade::h1_request_for_h2_websocket(req);
-    let upstream = upstream_of(site, holding.lease.as_ref());
-    let (mut response, loan) = edge
-        .forwarder
-        .send(
-            upstream_req,
-            upstream,
-            forwarded,
-            true,
-            &conn.affinity,
-            true,
-        )
-        .await?;
+    let (mut response, loan) = match &site.balance {
+        None => {
+            let upstream = upstream_of(site, holding.lease.as_ref());
+            let affinity = &conn.affinity;
+            let send = edge
+                .forwarder
+                .send(upstream_req, upstream, forwarded, true, affinity, true);
+            send.await?
+        }
+        Some(balancer) => {
+            let to = (site, balancer, forwarded);
+            balanced(edge, conn, upstream_req, to, (true, true), &mut holding).await?
+        }
+    };
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         holding.loan = Some(loan);
         return Ok(edge.forwarder.stream_back(response, holding));

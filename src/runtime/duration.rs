@@ -1,4 +1,5 @@
-//! Durations as operators write them (`30s`, `15m`, `12h`, `1d`), for flags and API fields.
+//! Durations as operators write them (`30s`, `15m`, `12h`, `1d`; `500ms` where a second is
+//! too coarse), for flags and API fields.
 
 use std::time::Duration;
 
@@ -25,6 +26,18 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
+/// Milliseconds written like `500ms`, or as [`duration`] takes them.
+pub(crate) fn millis(s: &str) -> Result<u64, String> {
+    match s.trim().strip_suffix("ms") {
+        Some(number) => number
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms > 0)
+            .ok_or_else(|| format!("{s:?}: expected a duration like 500ms, 2s or 1m")),
+        None => duration(s).map(|d| d.as_secs().saturating_mul(1000)),
+    }
+}
+
 /// Seconds written like [`duration`], or `0` (also `0s`, `0m`, ...) for none.
 pub(crate) fn seconds_or_zero(s: &str) -> Result<u64, String> {
     if s.trim().trim_end_matches(['s', 'm', 'h', 'd']) == "0" {
@@ -47,7 +60,7 @@ pub(crate) fn show(seconds: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{duration, seconds_or_zero, show};
+    use super::{duration, millis, seconds_or_zero, show};
     use std::time::Duration;
 
     #[test]
@@ -59,6 +72,15 @@ mod tests {
         assert_eq!(duration("7"), Ok(Duration::from_secs(7)));
         for bad in ["", "0s", "s", "5x", "-1s", "1.5h", "99999999999999999999d"] {
             assert!(duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn milliseconds() {
+        assert_eq!(millis("500ms"), Ok(500));
+        assert_eq!(millis("2s"), Ok(2000));
+        for bad in ["0ms", "ms", "0", "1.5ms", "-1ms"] {
+            assert!(millis(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -129,7 +129,7 @@ impl Limit {
         self.suppressed.fetch_add(1, Ordering::Relaxed);
         let Some(site) = site else { return };
         // Never 0, which marks a free slot.
-        let hash = fnv(site) | 1;
+        let hash = crate::runtime::hash::fnv1a(site.as_bytes()) | 1;
         let named = |h: &AtomicU64| h.load(Ordering::Relaxed) == hash;
         if self.site_hashes.iter().any(named) || self.more_sites.load(Ordering::Relaxed) {
             return;
@@ -231,13 +231,6 @@ pub(crate) async fn run(shutdown: CancellationToken) {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().recover()
-}
-
-/// FNV-1a: enough to tell a few site names apart, in nanoseconds.
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ impl Parts {
         let waf = waf(data_dir, args, edge_stats.len())?;
         let on_demand = on_demand(&store, args, services);
         let cache = cache(&store, args, services)?;
+        services.start("upstream checks", Start::Now, crate::balance::checks::run);
         crate::served::snapshot::set_hsts_default(args.hsts_default);
         Ok(Parts {
             sites: LiveSites::new(store.clone()),

@@ -274,6 +274,7 @@ impl OnDemand {
             features: Default::default(),
             challenge: None,
             needs_cert_since: Some(porter_store::unix_now()),
+            balancing: None,
         };
         match self.store.add_site(site).await {
             Ok(()) | Err(StoreError::AlreadyExists(_)) => {

@@ -244,6 +244,7 @@ mod tests {
                 features: Default::default(),
                 challenge: None,
                 needs_cert_since: None,
+                balancing: None,
             })
             .await
             .unwrap();

@@ -111,6 +111,8 @@ pub(crate) struct SiteEntry {
     pub(crate) hsts: Option<http::HeaderValue>,
     /// Its HTTP features, unless every one is off (then a request looks at none).
     pub(crate) features: Option<Box<porter_store::Features>>,
+    /// Its upstreams and their state, when it has several (or checks its one).
+    pub(crate) balance: Option<Arc<crate::balance::Balancer>>,
 }
 
 impl SiteEntry {
@@ -126,12 +128,17 @@ impl SiteEntry {
                 .expect("digits are a valid header value")
         });
         let features = (!site.features.is_default()).then(|| Box::new(site.features));
+        let balance = site
+            .balancing
+            .filter(porter_store::Balancing::is_needed)
+            .map(|b| crate::balance::Balancer::for_site(&domain, &site.target, &b));
         SiteEntry {
             domain,
             target: site.target,
             cert,
             hsts,
             features,
+            balance,
         }
     }
 

@@ -65,6 +65,7 @@ async fn main() {
                     features: Default::default(),
                     challenge: None,
                     needs_cert_since: None,
+                    balancing: None,
                 };
                 store.add_site(site).await.unwrap();
                 let key = KeyPair::generate().unwrap();

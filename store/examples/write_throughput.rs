@@ -30,6 +30,7 @@ async fn run(writers: usize, ops: usize) -> Option<Duration> {
                     features: Default::default(),
                     challenge: None,
                     needs_cert_since: None,
+                    balancing: None,
                 };
                 store.add_site(site).await.expect("add");
                 store.remove_site(&domain).await.expect("remove");

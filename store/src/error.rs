@@ -36,6 +36,9 @@ pub enum InvalidInput {
     /// A site feature that cannot be served as given.
     #[error("{0}")]
     Feature(String),
+    /// Several upstreams, or their checks, that cannot be served as given.
+    #[error("{0}")]
+    Balancing(String),
     /// A DNS zone that cannot be updated as given.
     #[error("{0}")]
     DnsZone(String),

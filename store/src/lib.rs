@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`model`]: the records (sites, their targets, certificates).
-//! - [`DomainName`] and [`Upstream`]: validated names and addresses; every input passes through
+//! - [`DomainName`] and [`Upstream`]: validated names and addresses ([`Balancing`]: a site's
+//!   several upstreams); every input passes through
 //!   them at the boundary, so nothing invalid is ever stored.
 //! - [`CertRecord::from_pem`]: checks a chain and key before they are stored.
 //! - [`Store`]: the backend-neutral interface with its change notifications; [`SledStore`] is
@@ -15,6 +16,7 @@
 
 mod app;
 mod b64;
+mod balancing;
 mod cache;
 mod certificate;
 mod clock;
@@ -35,6 +37,9 @@ mod upstream;
 mod waf;
 
 pub use app::{App, AppId, AppListen, HealthCheck, RestartPolicy};
+pub use balancing::{
+    ActiveCheck, Balancing, Policy, StatusMatch, Weighted, MAX_UPSTREAMS, MAX_WEIGHT,
+};
 pub use cache::{
     CacheSettings, Purge, PurgeScope, DEFAULT_CACHE_OBJECT, MAX_CACHE_OBJECT, PURGE_KEPT,
 };

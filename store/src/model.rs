@@ -33,6 +33,21 @@ pub struct Site {
     /// `None` in records written before Porter kept it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs_cert_since: Option<i64>,
+    /// Its upstreams beside the target and how requests are spread over them; `None`: the
+    /// target alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balancing: Option<crate::Balancing>,
+}
+
+impl Site {
+    /// Refuses a site that cannot be served as given (its features, its upstreams).
+    pub fn validate(&self) -> Result<(), crate::InvalidInput> {
+        self.features.validate()?;
+        match &self.balancing {
+            Some(balancing) => balancing.validate(&self.target),
+            None => Ok(()),
+        }
+    }
 }
 
 /// One year, the HSTS max-age browsers' preload lists ask for.
@@ -453,6 +468,7 @@ mod tests {
         assert_eq!(again, site);
         let new = Site {
             needs_cert_since: Some(1_700_000_000),
+            balancing: None,
             ..site
         };
         let json = serde_json::to_string(&new).unwrap();

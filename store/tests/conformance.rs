@@ -26,6 +26,7 @@ fn site(domain: &str, upstream: &str) -> Site {
         features: Default::default(),
         challenge: None,
         needs_cert_since: None,
+        balancing: None,
     }
 }
 

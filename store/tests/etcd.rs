@@ -21,6 +21,7 @@ fn site(domain: &str) -> Site {
         features: Default::default(),
         challenge: None,
         needs_cert_since: None,
+        balancing: None,
     }
 }
 

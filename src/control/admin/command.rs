@@ -22,6 +22,9 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum AdminCommand {
     ListSites,
+    SiteStatus {
+        domain: String,
+    },
     AddSite(AddSite),
     UpdateSite {
         domain: String,
@@ -132,6 +135,7 @@ impl AdminCommand {
         use AdminCommand::*;
         match self {
             ListSites => (Method::GET, "/v1/sites".into(), None),
+            SiteStatus { domain } => (Method::GET, format!("/v1/sites/{domain}"), None),
             AddSite(req) => (Method::POST, "/v1/sites".into(), json(req)),
             UpdateSite { domain, change } => {
                 (Method::PATCH, format!("/v1/sites/{domain}"), json(change))
@@ -197,6 +201,9 @@ impl AdminCommand {
         use AdminCommand::*;
         Ok(Some(match (method, rest) {
             (&Method::GET, []) => ListSites,
+            (&Method::GET, [domain]) => SiteStatus {
+                domain: (*domain).to_owned(),
+            },
             (&Method::POST, []) => AddSite(serde_json::from_slice(body)?),
             (&Method::PATCH, [domain]) => UpdateSite {
                 domain: (*domain).to_owned(),
@@ -315,7 +322,7 @@ impl AdminCommand {
         use AdminCommand::*;
         Ok(match self {
             ListSites => Answer::Sites(from(value)?),
-            AddSite(_) | UpdateSite { .. } => Answer::Site(from(value)?),
+            AddSite(_) | UpdateSite { .. } | SiteStatus { .. } => Answer::Site(from(value)?),
             ListCerts => Answer::Certs(from(value)?),
             ImportCert(_) | RequestAcme { .. } => Answer::Cert(Box::new(from(value)?)),
             ListApps => Answer::Apps(from(value)?),
@@ -353,10 +360,13 @@ mod tests {
         };
         vec![
             AdminCommand::ListSites,
+            AdminCommand::SiteStatus {
+                domain: "a.test".into(),
+            },
             AdminCommand::ListNodes,
             AdminCommand::AddSite(AddSite {
                 domain: "a.test".into(),
-                upstream: Some("127.0.0.1:1".into()),
+                upstream: vec!["127.0.0.1:1".into(), "127.0.0.1:2,weight=3".into()],
                 app: None,
                 allow_unreachable: true,
                 no_acme: false,
@@ -367,11 +377,17 @@ mod tests {
                     cache_bypass_cookies: Some(vec!["session".into()]),
                     ..Default::default()
                 },
+                balance: crate::control::ops::upstreams::BalanceChange {
+                    balance: Some("cookie:sid".into()),
+                    health_check: Some("/health".into()),
+                    try_timeout: Some("500ms".into()),
+                    ..Default::default()
+                },
             }),
             AdminCommand::UpdateSite {
                 domain: "a.test".into(),
                 change: Box::new(UpdateSite {
-                    upstream: None,
+                    upstream: vec!["127.0.0.1:3".into()],
                     app: Some("shop".into()),
                     allow_unreachable: false,
                     acme: Some(false),
@@ -388,6 +404,11 @@ mod tests {
                             cache_max_object: Some("8MiB".into()),
                             ..Default::default()
                         },
+                        ..Default::default()
+                    },
+                    balance: crate::control::ops::upstreams::BalanceChange {
+                        retries: Some(false),
+                        health_check: Some("off".into()),
                         ..Default::default()
                     },
                 }),

@@ -101,7 +101,10 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
     let store = ctx.store.as_ref();
     let apps = ctx.apps.as_deref();
     Ok(match command {
-        C::ListSites => Answer::Sites(ops::list_sites(store).await?),
+        C::ListSites => Answer::Sites(ops::list_sites(store, ctx.sites.as_deref()).await?),
+        C::SiteStatus { domain } => {
+            Answer::Site(ops::site_status(store, &domain, ctx.sites.as_deref()).await?)
+        }
         C::AddSite(req) => Answer::Site(ops::add_site(store, req).await?),
         C::UpdateSite { domain, change } => Answer::Site(update_site(ctx, &domain, *change).await?),
         C::RemoveSite { domain } => removed(ops::remove_site(store, &domain).await, domain)?,

@@ -9,10 +9,10 @@ pub(crate) mod dns;
 pub(crate) mod features;
 pub(crate) mod on_demand;
 pub(crate) mod status;
+pub(crate) mod upstreams;
 
-use porter_store::{
-    AppId, ChallengeKind, DnsZone, DomainName, Site, Store, StoreError, Target, Upstream,
-};
+use crate::served::reload::LiveSites;
+use porter_store::{ChallengeKind, DnsZone, DomainName, Site, Store, StoreError, Target, Upstream};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
@@ -46,15 +46,21 @@ pub(crate) enum OpError {
 pub(crate) struct AddSite {
     /// The name to serve: exact, or *.wildcard.
     pub(crate) domain: String,
-    /// Where requests go: host:port, [v6]:port, or an absolute unix socket path ...
-    #[serde(default)]
-    #[arg(long, required_unless_present = "app", conflicts_with = "app")]
-    pub(crate) upstream: Option<String>,
-    /// ... or an app Porter supervises (see `porter app add`).
+    /// Where requests go: host:port, [v6]:port, or an absolute unix socket path, with an
+    /// optional weight (,weight=N). Repeat for several upstreams ...
+    #[serde(default, deserialize_with = "upstreams::one_or_many")]
+    #[arg(
+        long,
+        value_name = "ADDRESS[,weight=N]",
+        required_unless_present = "app"
+    )]
+    pub(crate) upstream: Vec<String>,
+    /// ... or an app Porter supervises (see `porter app add`), then --upstream adds plain
+    /// upstreams beside it.
     #[serde(default)]
     #[arg(long)]
     pub(crate) app: Option<String>,
-    /// Add the site even when the upstream does not accept connections yet.
+    /// Add the site even when an upstream does not accept connections yet.
     #[serde(default)]
     #[arg(long)]
     pub(crate) allow_unreachable: bool,
@@ -76,20 +82,26 @@ pub(crate) struct AddSite {
     #[serde(flatten)]
     #[command(flatten, next_help_heading = "HTTP cache")]
     pub(crate) cache: cache::CacheChange,
+    /// Several upstreams.
+    #[serde(flatten)]
+    #[command(flatten, next_help_heading = "Several upstreams")]
+    pub(crate) balance: upstreams::BalanceChange,
 }
 
 /// `site update`: only the fields given change.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 pub(crate) struct UpdateSite {
-    /// New upstream: host:port, [v6]:port, or an absolute unix socket path ...
-    #[serde(default)]
-    #[arg(long, conflicts_with = "app")]
-    pub(crate) upstream: Option<String>,
-    /// ... or an app Porter supervises. Either keeps the site's certificate.
+    /// New upstreams: host:port, [v6]:port, or an absolute unix socket path, with an
+    /// optional weight (,weight=N); repeat for several. The list replaces the site's ...
+    #[serde(default, deserialize_with = "upstreams::one_or_many")]
+    #[arg(long, value_name = "ADDRESS[,weight=N]")]
+    pub(crate) upstream: Vec<String>,
+    /// ... or an app Porter supervises (--upstream then adds plain upstreams beside it).
+    /// Either keeps the site's certificate.
     #[serde(default)]
     #[arg(long)]
     pub(crate) app: Option<String>,
-    /// Accept a new upstream that does not accept connections yet.
+    /// Accept new upstreams that do not accept connections yet.
     #[serde(default)]
     #[arg(long)]
     pub(crate) allow_unreachable: bool,
@@ -110,6 +122,10 @@ pub(crate) struct UpdateSite {
     #[serde(flatten)]
     #[command(flatten)]
     pub(crate) features: features::FeatureChange,
+    /// Several upstreams.
+    #[serde(flatten)]
+    #[command(flatten, next_help_heading = "Several upstreams")]
+    pub(crate) balance: upstreams::BalanceChange,
 }
 
 /// `cert import`.
@@ -139,6 +155,12 @@ pub(crate) struct SiteView {
     /// Something the operator should know about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
+    /// How its requests are spread, when it has several upstreams or checks them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) balance: Option<upstreams::BalanceView>,
+    /// Each of its upstreams then, with the running server's view of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) upstreams: Vec<upstreams::UpstreamView>,
 }
 
 /// The value of every on/off flag of the command line: `on` or `off`; `true` and `false` are
@@ -164,19 +186,35 @@ pub(crate) const WILDCARD_NOTE: &str = "a wildcard is validated over DNS-01 only
 impl From<Site> for SiteView {
     fn from(site: Site) -> Self {
         let note = (site.acme && site.domain.is_wildcard()).then(|| WILDCARD_NOTE.to_owned());
+        let (balance, upstreams) = upstreams::views(&site);
+        let upstream = match upstreams.is_empty() {
+            true => site.target.to_string(),
+            false => {
+                let names: Vec<&str> = upstreams.iter().map(|u| u.address.as_str()).collect();
+                names.join(", ")
+            }
+        };
         SiteView {
             domain: site.domain.to_string(),
-            upstream: site.target.to_string(),
+            upstream,
             acme: site.acme,
             hsts_max_age: site.hsts_max_age,
             acme_challenge: site.challenge.map(|c| c.to_string()),
             features: features::FeaturesView::from(&site.features),
             note,
+            balance,
+            upstreams,
         }
     }
 }
 
-async fn check_reachable(upstream: &Upstream) -> Result<(), OpError> {
+/// Refuses the first of `upstreams` that does not accept a connection (tried at once).
+async fn check_reachable(upstreams: &[Upstream]) -> Result<(), OpError> {
+    let tries = upstreams.iter().map(reachable);
+    futures_util::future::try_join_all(tries).await.map(drop)
+}
+
+async fn reachable(upstream: &Upstream) -> Result<(), OpError> {
     let attempt = async {
         match upstream {
             Upstream::Tcp { host, port } => tokio::net::TcpStream::connect((host.as_str(), *port))
@@ -198,17 +236,8 @@ async fn check_reachable(upstream: &Upstream) -> Result<(), OpError> {
 
 pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView, OpError> {
     let domain = DomainName::parse(&req.domain).map_err(StoreError::from)?;
-    let target = match (&req.upstream, &req.app) {
-        (Some(upstream), None) => {
-            Target::Upstream(Upstream::parse(upstream).map_err(StoreError::from)?)
-        }
-        (None, Some(app)) => Target::App(AppId::parse(app).map_err(StoreError::from)?),
-        _ => {
-            return Err(OpError::Refused(
-                "give exactly one of --upstream and --app".into(),
-            ))
-        }
-    };
+    let members = upstreams::Members::parse(&req.upstream, req.app.as_deref())?
+        .ok_or_else(|| OpError::Refused("give --upstream, or --app".into()))?;
     // Checked as `site update` checks them, before the store is asked.
     let mut features = porter_store::Features::default();
     features::FeatureChange {
@@ -216,25 +245,29 @@ pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView
         ..Default::default()
     }
     .apply(&mut features)?;
-    if store.site(&domain).await?.is_some() {
-        return Err(StoreError::AlreadyExists(format!("site {domain}")).into());
-    }
-    if let (Target::Upstream(upstream), false) = (&target, req.allow_unreachable) {
-        check_reachable(upstream).await?;
-    }
     let challenge = match &req.acme_challenge {
         Some(kind) => challenge_choice(store, &domain, kind).await?,
         None => None,
     };
-    let site = Site {
+    let reachable: Vec<Upstream> = members.upstreams().cloned().collect();
+    let mut site = Site {
         domain,
-        target,
+        target: members.target.clone(),
         acme: !req.no_acme,
         hsts_max_age: req.hsts_max_age,
         features,
         challenge,
         needs_cert_since: Some(porter_store::unix_now()),
+        balancing: None,
     };
+    req.balance.apply(&mut site, Some(members))?;
+    site.validate().map_err(StoreError::from)?;
+    if store.site(&site.domain).await?.is_some() {
+        return Err(StoreError::AlreadyExists(format!("site {}", site.domain)).into());
+    }
+    if !req.allow_unreachable {
+        check_reachable(&reachable).await?;
+    }
     store.add_site(site.clone()).await?;
     Ok(site.into())
 }
@@ -249,28 +282,18 @@ pub(crate) async fn update_site(
         .site(&domain)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
-    match (req.upstream, req.app) {
-        (Some(_), Some(_)) => {
-            return Err(OpError::Refused(
-                "give at most one of --upstream and --app".into(),
-            ))
+    let members = upstreams::Members::parse(&req.upstream, req.app.as_deref())?;
+    if let Some(Target::App(app)) = members.as_ref().map(|m| &m.target) {
+        if store.app(app).await?.is_none() {
+            return Err(StoreError::NotFound(format!("app {app}")).into());
         }
-        (Some(upstream), None) => {
-            let upstream = Upstream::parse(&upstream).map_err(StoreError::from)?;
-            if !req.allow_unreachable {
-                check_reachable(&upstream).await?;
-            }
-            site.target = Target::Upstream(upstream);
-        }
-        (None, Some(app)) => {
-            let app = AppId::parse(&app).map_err(StoreError::from)?;
-            if store.app(&app).await?.is_none() {
-                return Err(StoreError::NotFound(format!("app {app}")).into());
-            }
-            site.target = Target::App(app);
-        }
-        (None, None) => {}
     }
+    let reachable: Vec<Upstream> = members
+        .iter()
+        .flat_map(upstreams::Members::upstreams)
+        .cloned()
+        .collect();
+    req.balance.apply(&mut site, members)?;
     if let Some(acme) = req.acme {
         if acme && !site.acme {
             // Monitoring gives it the grace of a new site to obtain its certificate.
@@ -286,6 +309,10 @@ pub(crate) async fn update_site(
     }
     req.features.apply(&mut site.features)?;
     check_canonical(&site)?;
+    site.validate().map_err(StoreError::from)?;
+    if !req.allow_unreachable {
+        check_reachable(&reachable).await?;
+    }
     store.update_site(site.clone()).await?;
     Ok(site.into())
 }
@@ -342,11 +369,40 @@ pub(crate) async fn remove_site(store: &dyn Store, domain: &str) -> Result<(), O
     Ok(store.remove_site(&domain).await?)
 }
 
-pub(crate) async fn list_sites(store: &dyn Store) -> Result<Vec<SiteView>, OpError> {
+/// Every site; with `served`, the running server's view of each one's upstreams.
+pub(crate) async fn list_sites(
+    store: &dyn Store,
+    served: Option<&LiveSites>,
+) -> Result<Vec<SiteView>, OpError> {
     Ok(store
         .sites()
         .await?
         .into_iter()
-        .map(SiteView::from)
+        .map(|site| with_state(site, served))
         .collect())
+}
+
+/// One site; with `served`, the running server's view of its upstreams.
+pub(crate) async fn site_status(
+    store: &dyn Store,
+    domain: &str,
+    served: Option<&LiveSites>,
+) -> Result<SiteView, OpError> {
+    let domain = DomainName::parse(domain).map_err(StoreError::from)?;
+    let site = store
+        .site(&domain)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("site {domain}")))?;
+    Ok(with_state(site, served))
+}
+
+fn with_state(site: Site, served: Option<&LiveSites>) -> SiteView {
+    let mut view = SiteView::from(site);
+    if let Some(served) = served {
+        let snapshot = served.current();
+        if let Some(balancer) = snapshot.site(&view.domain).and_then(|s| s.balance.as_ref()) {
+            upstreams::add_state(&mut view.upstreams, balancer);
+        }
+    }
+    view
 }

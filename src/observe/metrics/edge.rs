@@ -2,9 +2,10 @@
 //! status class with their durations. Each edge thread has its own [`EdgeStats`], so that
 //! counting touches no cache line another thread writes; a scrape adds them up.
 
+use crate::runtime::hash::Fnv;
 use porter_store::Recover as _;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -141,33 +142,10 @@ pub(crate) struct EdgeStats {
     failures: [AtomicU64; HANDSHAKE_FAILURES.len()],
     /// Open connections on the HTTP and HTTPS listeners.
     open: [AtomicI64; 2],
-    /// Per site; the lock is this thread's own but for a scrape's moment.
+    /// Per site; the lock is this thread's own but for a scrape's moment. FNV: the keys are
+    /// the names of sites the operator added (requests for others count as [`NO_SITE`]), hashed
+    /// on every request.
     sites: Mutex<HashMap<Arc<str>, SiteStats, BuildHasherDefault<Fnv>>>,
-}
-
-/// FNV-1a: a few nanoseconds for a domain name where SipHash takes tens, on every request. The
-/// keys are the names of sites the operator added (requests for others count as [`NO_SITE`]),
-/// so no client can choose them to collide.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
 }
 
 impl EdgeStats {

@@ -3,6 +3,7 @@
 
 use super::edge::{Histogram, SiteStats, BUCKETS, HANDSHAKE_FAILURES};
 use super::process::Process;
+use crate::balance::MemberStatus;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType::{self, Counter, Gauge};
@@ -44,6 +45,8 @@ pub(super) struct Scrape {
     /// The HTTP cache: counts by site (in `cache::stats::NAMES` order), then bytes held in
     /// memory and on disk (`None` when the node has no cache).
     pub(super) cache: Option<CacheCounts>,
+    /// Each balanced site's upstreams.
+    pub(super) upstreams: Vec<(Arc<str>, Vec<MemberStatus>)>,
     /// This process, where /proc can be read.
     pub(super) process: Option<Process>,
 }
@@ -317,6 +320,57 @@ static FAMILIES: &[Family] = &[
         },
     },
     Family {
+        name: "porter_upstream_requests",
+        help: "Requests sent to each upstream of the sites with several.",
+        kind: Counter,
+        shown: None,
+        series: |s, out| {
+            for (site, members) in &s.upstreams {
+                for m in members {
+                    let labels = [("site", &**site), ("upstream", m.name.as_str())];
+                    out.add(&labels, Value::Counter(m.requests))?;
+                }
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "porter_upstream_failures",
+        help: "Requests an upstream failed (refused, reset, timed out, or answered 5xx), per upstream of the sites with several.",
+        kind: Counter,
+        shown: None,
+        series: |s, out| {
+            for (site, members) in &s.upstreams {
+                for m in members {
+                    let labels = [("site", &**site), ("upstream", m.name.as_str())];
+                    out.add(&labels, Value::Counter(m.failures))?;
+                }
+            }
+            Ok(())
+        },
+    },
+    Family {
+        name: "porter_upstream_state",
+        help: "1 for each upstream's current state (up, down, probation), per upstream of the sites with several.",
+        kind: Gauge,
+        shown: None,
+        series: |s, out| {
+            for (site, members) in &s.upstreams {
+                for m in members {
+                    for state in crate::balance::State::NAMES {
+                        let labels = [
+                            ("site", &**site),
+                            ("upstream", m.name.as_str()),
+                            ("state", state),
+                        ];
+                        out.add(&labels, Value::Gauge(i64::from(m.state.name() == state)))?;
+                    }
+                }
+            }
+            Ok(())
+        },
+    },
+    Family {
         name: "porter_app_starts",
         help: "App instances started.",
         kind: Counter,
@@ -499,6 +553,7 @@ mod tests {
                 vec![("a.test".into(), [19; crate::cache::stats::COUNTS])],
                 [20, 21],
             )),
+            upstreams: Vec::new(),
             process: Process::read(),
         }
     }

@@ -170,6 +170,10 @@ impl Metrics {
                 let disk = cache.disk_usage().map_or(0, |((used, _, _), _)| used);
                 (cache.counts(), [cache.memory_usage().0, disk])
             }),
+            upstreams: crate::balance::Balancer::live()
+                .iter()
+                .map(|b| (Arc::clone(&b.site), b.status()))
+                .collect(),
             process: Process::read(),
         }
     }

@@ -2,7 +2,8 @@
 //! streaming bodies, and mapping failures to the status that says whose fault they are (502
 //! refused or broken, 504 timed out). A request the upstream never saw, or an idempotent one
 //! without a body that it dropped with a connection that had been idle, is sent once more on a
-//! new connection.
+//! new connection; what still fails says whether another upstream may take the request
+//! ([`Failed`]).
 
 use crate::proxy::phases::answer::Own;
 use crate::proxy::phases::headers;
@@ -100,7 +101,7 @@ impl Forwarder {
         upgrade: bool,
         affinity: &Arc<Affinity>,
         keep: bool,
-    ) -> Result<(Response<Incoming>, Loan), Own> {
+    ) -> Result<(Response<Incoming>, Loan), Failed> {
         // One expression, no named request or exchange: a named value moved into the awaited
         // future keeps a slot of its own in this future's state, which every request then
         // copies around (and HTTP/2 allocates per stream).
@@ -115,13 +116,40 @@ impl Forwarder {
         )
         .await;
         match exchanged {
-            Err(_) => Err(Own::TimedOut),
-            Ok(Ok((mut response, loan))) => {
-                let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-                headers::strip_hop_by_hop(response.headers_mut(), switching);
-                Ok((response, loan))
+            Err(_) => Err(Failed::timed_out(None)),
+            Ok(exchanged) => exchanged.map(received),
+        }
+    }
+
+    /// [`Forwarder::send`] for a request that another upstream may take if this one fails
+    /// it: what it fails with holds the request when the upstream never got it, and a copy of
+    /// an idempotent request without a body that the upstream broke off or whose response
+    /// head did not come within `head_timeout` (the server's upstream timeout when `None` or
+    /// shorter).
+    pub(crate) async fn send_retryable(
+        &self,
+        req: Request<UpstreamBody>,
+        (upstream, head_timeout): (&Upstream, Option<Duration>),
+        forwarded: &Forwarded<'_>,
+        upgrade: bool,
+        affinity: &Arc<Affinity>,
+        keep: bool,
+    ) -> Result<(Response<Incoming>, Loan), Failed> {
+        let req = rewrite(req, forwarded, upgrade);
+        let copy = replayable(&req);
+        let timeout = head_timeout.map_or(self.timeout, |t| t.min(self.timeout));
+        let exchange = self.exchange(req, (forwarded.site, upstream), affinity, keep);
+        match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => Err(Failed::timed_out(copy)),
+            Ok(Ok(exchanged)) => Ok(received(exchanged)),
+            // The upstream broke off after the request went out: an idempotent one without a
+            // body means the same sent again (RFC 9110 section 9.2.2).
+            Ok(Err(mut failed)) => {
+                if failed.unsent.is_none() && failed.fault.is_some() {
+                    failed.unsent = copy;
+                }
+                Err(failed)
             }
-            Ok(Err(answer)) => Err(answer),
         }
     }
 
@@ -132,11 +160,11 @@ impl Forwarder {
         (site, upstream): (&str, &Upstream),
         affinity: &Arc<Affinity>,
         keep: bool,
-    ) -> Result<(Response<Incoming>, Loan), Own> {
-        let (mut sender, idle_since) = affinity
-            .checkout(upstream)
-            .await
-            .map_err(|e| connect_error(&e, site, upstream))?;
+    ) -> Result<(Response<Incoming>, Loan), Failed> {
+        let (mut sender, idle_since) = match affinity.checkout(upstream).await {
+            Ok(checked_out) => checked_out,
+            Err(e) => return Err(connect_error(&e, site, upstream, request)),
+        };
         // A connection idle for a while may be closed by the upstream just as the request
         // goes out on it. Only then is a copy kept, to send again on a new connection.
         let mut replay = idle_since
@@ -160,14 +188,48 @@ impl Forwarder {
                 // Once.
                 Some(again) if !retried => {
                     (request, retried) = (again, true);
-                    sender = Box::pin(self.pool.connect(upstream))
-                        .await
-                        .map_err(|e| connect_error(&e, site, upstream))?;
+                    sender = match Box::pin(self.pool.connect(upstream)).await {
+                        Ok(sender) => sender,
+                        Err(e) => return Err(connect_error(&e, site, upstream, request)),
+                    };
                 }
-                _ => return Err(exchange_error(&e.into_error(), site, upstream)),
+                // Unsent twice: another upstream may take it.
+                again => return Err(exchange_error(&e.into_error(), site, upstream, again)),
             }
         }
     }
+}
+
+/// Why an exchange failed: Porter's answer, the request when the upstream never got it (or an
+/// idempotent one's copy), for another upstream to take, and what the upstream did wrong
+/// (`None` when it was the client: a malformed or too slow body).
+pub(crate) struct Failed {
+    pub(crate) own: Own,
+    pub(crate) unsent: Option<Request<UpstreamBody>>,
+    pub(crate) fault: Option<String>,
+}
+
+impl Failed {
+    fn timed_out(copy: Option<Request<UpstreamBody>>) -> Failed {
+        Failed {
+            own: Own::TimedOut,
+            unsent: copy,
+            fault: Some("no response head in time".into()),
+        }
+    }
+}
+
+impl From<Failed> for Own {
+    fn from(failed: Failed) -> Own {
+        failed.own
+    }
+}
+
+/// A response head as it goes on: without the upstream's hop-by-hop headers.
+fn received((mut response, loan): (Response<Incoming>, Loan)) -> (Response<Incoming>, Loan) {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    headers::strip_hop_by_hop(response.headers_mut(), switching);
+    (response, loan)
 }
 
 /// How long a connection must have been idle for its upstream to possibly be closing it: web
@@ -219,30 +281,52 @@ fn rewrite(
     Request::from_parts(parts, body)
 }
 
-/// 504 when connecting timed out, 502 otherwise.
-fn connect_error(e: &std::io::Error, site: &str, upstream: &Upstream) -> Own {
+/// 504 when connecting timed out, 502 otherwise; `request` never left.
+fn connect_error(
+    e: &std::io::Error,
+    site: &str,
+    upstream: &Upstream,
+    request: Request<UpstreamBody>,
+) -> Failed {
     limited!(warn, site = site, "cannot connect to upstream", %upstream, error = %e);
-    if e.kind() == std::io::ErrorKind::TimedOut {
-        Own::TimedOut
-    } else {
-        Own::Unreachable
+    Failed {
+        own: match e.kind() {
+            std::io::ErrorKind::TimedOut => Own::TimedOut,
+            _ => Own::Unreachable,
+        },
+        unsent: Some(request),
+        fault: Some(format!("connecting: {e}")),
     }
 }
 
 /// 502: the upstream broke the exchange off or answered something that is not HTTP; but when
 /// the client's body failed (malformed chunks, or too slow), the client is answered and no
-/// upstream is blamed.
-fn exchange_error(e: &hyper::Error, site: &str, upstream: &Upstream) -> Own {
+/// upstream is blamed. `unsent`: the request, when it never left.
+fn exchange_error(
+    e: &hyper::Error,
+    site: &str,
+    upstream: &Upstream,
+    unsent: Option<Request<UpstreamBody>>,
+) -> Failed {
     if e.is_user() {
         let slow = std::error::Error::source(e)
             .is_some_and(|s| s.is::<crate::proxy::upstream::idle::Slow>());
         tracing::debug!(error = %e, "the client's request body failed");
-        return if slow {
+        let own = if slow {
             Own::BodyTimedOut
         } else {
             Own::Malformed("the request body is malformed")
         };
+        return Failed {
+            own,
+            unsent: None,
+            fault: None,
+        };
     }
     limited!(warn, site = site, "failed talking to upstream", %upstream, error = %e);
-    Own::Unreachable
+    Failed {
+        own: Own::Unreachable,
+        unsent,
+        fault: Some(e.to_string()),
+    }
 }

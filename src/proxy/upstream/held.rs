@@ -1,9 +1,11 @@
 //! A body that holds something until the body is done: an app lease (an app counts a request
 //! in flight until its response has been streamed, not just until its headers), the loan of
 //! the upstream connection (which may serve another exchange only once this body is read) and
-//! the request's concurrency slots.
+//! the request's concurrency slots, and on a site with several upstreams the one it went to
+//! (whose requests under way least-connections counts).
 
 use crate::apps::Lease;
+use crate::balance::Picked;
 use crate::proxy::phases::gate::Pass;
 use crate::proxy::upstream::pool::Loan;
 use hyper::body::{Body, Frame, SizeHint};
@@ -18,12 +20,13 @@ pub(crate) trait Finish {
     fn finish(self);
 }
 
-/// What a relayed response holds: the app's lease, the upstream connection's loan and the
-/// request's concurrency slots (site and upstream).
+/// What a relayed response holds: the app's lease, the upstream connection's loan, the
+/// request's concurrency slots (site and upstream) and the upstream it was sent to.
 pub(crate) struct Holding {
     pub(crate) lease: Option<Lease>,
     pub(crate) loan: Option<Loan>,
     pub(crate) slots: Slots,
+    pub(crate) picked: Option<Picked>,
 }
 
 /// A request's concurrency slots, held until its response is done.
@@ -32,11 +35,16 @@ pub(crate) type Slots = (Option<Pass>, Option<Pass>);
 impl Finish for Holding {
     fn finish(self) {
         // The loan goes home to be reused; the lease and the slots are let go.
-        let Holding { lease, loan, slots } = self;
+        let Holding {
+            lease,
+            loan,
+            slots,
+            picked,
+        } = self;
         if let Some(loan) = loan {
             loan.give_back();
         }
-        drop((lease, slots));
+        drop((lease, slots, picked));
     }
 }
 

@@ -75,7 +75,7 @@ impl Inner {
 
     /// Adds (`replace` false) or replaces (`replace` true) a site, checking that its app exists.
     async fn write_site(&self, site: Site, replace: bool) -> Result<(), StoreError> {
-        site.features.validate()?;
+        site.validate()?;
         let key = self.key(keys::SITES, site.domain.as_str());
         let app = match &site.target {
             Target::App(id) => Some(self.key(keys::APPS, id.as_str())),

@@ -96,13 +96,13 @@ impl Store for SledStore {
     }
 
     async fn add_site(&self, site: Site) -> Result<(), StoreError> {
-        site.features.validate()?;
+        site.validate()?;
         self.write("add_site", move |t| write_site(t, site, false))
             .await
     }
 
     async fn update_site(&self, site: Site) -> Result<(), StoreError> {
-        site.features.validate()?;
+        site.validate()?;
         self.write("update_site", move |t| write_site(t, site, true))
             .await
     }
