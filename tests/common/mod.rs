@@ -411,6 +411,29 @@ impl Backend {
         Backend::spawn(&["--workers", &workers.to_string()])
     }
 
+    /// A backend that says `name` in an `X-Backend` header on every response and in its
+    /// default answer ("hello from backend NAME PATH").
+    pub fn start_named(name: &str) -> Backend {
+        Backend::spawn(&["--name", name])
+    }
+
+    /// A backend on 127.0.0.1:`port` (to start one again on the address of one that was
+    /// killed), with more of backend.py's flags (`--name`, `--health-status`).
+    pub fn start_on(port: u16, args: &[&str]) -> Backend {
+        let port = port.to_string();
+        Backend::spawn(&[&["--port", port.as_str()][..], args].concat())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`, and reap: a backend that dies with its connections open.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn spawn(args: &[&str]) -> Backend {
         require("python3", "python3");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/backend.py");
@@ -440,6 +463,57 @@ impl Backend {
 }
 
 impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `python3 tests/fixtures/SCRIPT ARGS` and reads its first line, "ready VALUE": the
+/// process and VALUE.
+fn ready_fixture(script: &str, args: &[&str]) -> (Child, String) {
+    require("python3", "python3");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(script);
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn a python3 fixture");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let Some(value) = line.trim().strip_prefix("ready ").map(str::to_owned) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{} {args:?} did not say ready: {line:?}", script.display());
+    };
+    (child, value)
+}
+
+/// An upstream that accepts connections and never reads nor answers
+/// (tests/fixtures/blackhole.py): a hung server.
+pub struct Blackhole {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Blackhole {
+    pub fn start() -> Blackhole {
+        let (child, port) = ready_fixture("blackhole.py", &[]);
+        Blackhole {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Blackhole {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
