@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The window failures are counted in.
+/// The window 5xx answers are counted in.
 const WINDOW: Duration = Duration::from_secs(10);
-/// Failures in a window that take an upstream out, if they are half its requests or more (so
+/// Failures that take an upstream out: this many broken exchanges (refused, reset, timed out)
+/// in a row, or this many 5xx answers in a window if they are half its requests or more (so
 /// that one failing page among many good ones takes nothing out).
 const FAILS: u32 = 3;
 /// The first back-off, and the longest.
@@ -83,6 +84,8 @@ pub(crate) struct Health {
     last_failure_ms: AtomicU64,
     /// Requests in the current window, counted without the lock.
     window_requests: AtomicU32,
+    /// Broken exchanges since its last good one.
+    broken_in_a_row: AtomicU32,
     slow: Mutex<Slow>,
 }
 
@@ -113,6 +116,7 @@ impl Health {
             mark_ms: AtomicU64::new(0),
             last_failure_ms: AtomicU64::new(0),
             window_requests: AtomicU32::new(0),
+            broken_in_a_row: AtomicU32::new(0),
             slow: Mutex::new(Slow {
                 window_start_ms: now_ms(),
                 window_failures: 0,
@@ -192,10 +196,18 @@ impl Health {
     /// A request that it answered well.
     pub(crate) fn succeeded(&self) {
         self.window_requests.fetch_add(1, Relaxed);
+        if self.broken_in_a_row.load(Relaxed) > 0 {
+            self.broken_in_a_row.store(0, Relaxed);
+        }
     }
 
-    /// A request it failed (`reason` says how); a change when this takes it out.
-    pub(crate) fn failed(&self, reason: &str) -> Option<Change> {
+    /// A request it failed (`reason` says how): `broken`, refused, reset or timed out, else
+    /// answered with a 5xx. A change when this takes it out.
+    pub(crate) fn failed(&self, reason: &str, broken: bool) -> Option<Change> {
+        let in_a_row = match broken {
+            true => self.broken_in_a_row.fetch_add(1, Relaxed) + 1,
+            false => 0,
+        };
         let now = now_ms();
         self.last_failure_ms.store(now.max(1), Relaxed);
         let mut slow = self.slow.lock().recover();
@@ -210,6 +222,7 @@ impl Health {
         let out = match self.state() {
             State::Down => false,
             State::Probation => true,
+            State::Up if broken => in_a_row >= FAILS,
             State::Up => slow.window_failures >= FAILS && slow.window_failures * 2 >= requests,
         };
         out.then(|| self.take_out(&mut slow, now, reason))
@@ -262,30 +275,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failures_take_it_out_only_when_they_are_half_its_requests() {
+    fn broken_exchanges_in_a_row_or_half_its_answers_in_5xx_take_it_out() {
         let health = Health::new();
         for _ in 0..20 {
             health.succeeded();
         }
-        assert_eq!(health.failed("refused"), None);
-        assert_eq!(health.failed("refused"), None);
-        assert_eq!(health.failed("refused"), None, "3 of 23: a failing page");
+        assert_eq!(health.failed("answered 500", false), None);
+        assert_eq!(health.failed("answered 500", false), None);
+        assert_eq!(
+            health.failed("answered 500", false),
+            None,
+            "3 of 23: a failing page"
+        );
+        let downs = (0..20)
+            .filter(|_| health.failed("answered 500", false).is_some())
+            .count();
+        assert_eq!(downs, 1);
+        assert_eq!(health.state(), State::Down, "half of its answers are 500s");
+        let flaky = Health::new();
+        for _ in 0..5 {
+            assert_eq!(flaky.failed("reset", true), None);
+            assert_eq!(flaky.failed("reset", true), None);
+            flaky.succeeded();
+        }
         let dead = Health::new();
-        assert_eq!(dead.failed("refused"), None);
-        assert_eq!(dead.failed("refused"), None);
+        assert_eq!(dead.failed("refused", true), None);
+        assert_eq!(dead.failed("refused", true), None);
         assert!(matches!(
-            dead.failed("refused"),
+            dead.failed("refused", true),
             Some(Change::Down { back_off, .. }) if back_off == BACK_OFF_FIRST
         ));
         assert_eq!(dead.share(false).0, Share::Out);
-        assert_eq!(dead.failed("refused"), None, "down already");
+        assert_eq!(dead.failed("refused", true), None, "down already");
     }
 
     #[test]
     fn a_back_off_ends_in_probation_and_a_failure_there_doubles_it() {
         let health = Health::new();
         for _ in 0..3 {
-            health.failed("reset");
+            health.failed("reset", true);
         }
         assert_eq!(health.state(), State::Down);
         // As if the back-off had passed.
@@ -296,7 +324,7 @@ mod tests {
             (Share::Part(FIRST_SHARE), Some(Change::Probation))
         );
         assert!(matches!(
-            health.failed("refused"),
+            health.failed("refused", true),
             Some(Change::Down { back_off, .. }) if back_off == BACK_OFF_FIRST * 2
         ));
         health.mark_ms.store(now_ms(), Relaxed);

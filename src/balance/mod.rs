@@ -339,11 +339,11 @@ impl Picked {
         self.member().health.succeeded();
     }
 
-    /// It failed the request: refused, reset, timed out, or answered 5xx.
-    pub(crate) fn failed(&self, reason: &str) {
+    /// It failed the request: `broken` (refused, reset, timed out), or answered 5xx.
+    pub(crate) fn failed(&self, reason: &str, broken: bool) {
         let member = self.member();
         member.failures.fetch_add(1, Relaxed);
-        if let Some(change) = member.health.failed(reason) {
+        if let Some(change) = member.health.failed(reason, broken) {
             self.balancer.log(member, &change);
         }
     }
@@ -376,7 +376,7 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &balancer(Policy::LeastConn)));
         let picked = a.pick(None, Some(1));
         for _ in 0..3 {
-            picked.failed("connection refused");
+            picked.failed("connection refused", true);
         }
         let b = balancer(Policy::RoundRobin);
         assert!(!Arc::ptr_eq(&a, &b));
@@ -397,13 +397,13 @@ mod tests {
         let picked = b.pick(None, Some(1));
         assert_eq!(picked.index(), 0, "a retry avoids the one it failed on");
         for _ in 0..3 {
-            picked.failed("connection refused");
+            picked.failed("connection refused", true);
         }
         drop(picked);
         assert!((0..20).all(|_| b.pick(None, None).index() == 1));
         let other = b.pick(None, None);
         for _ in 0..3 {
-            other.failed("connection refused");
+            other.failed("connection refused", true);
         }
         assert_eq!(b.pick(None, None).index(), 0, "the one that failed first");
     }

@@ -56,18 +56,19 @@ pub(super) fn round_robin(order: &[u8], turn: u64, members: &[Candidate]) -> Opt
         .find(|i| members[*i].share > 0.0 && takes(members[*i].share, turn))
 }
 
-/// Least connections: the fewest requests under way for its weight (a ramping member's weight
-/// is its share of it), ties to the first in round robin order from `turn`.
+/// Least connections: the fewest requests under way for its weight, ties (the idle ones, under
+/// light load) to the first in round robin order from `turn`, so that the weights hold there
+/// too; a ramping member takes a part of its turns, as in round robin.
 pub(super) fn least_conn(order: &[u8], turn: u64, members: &[Candidate]) -> Option<usize> {
     let start = usize::try_from(turn % order.len() as u64).unwrap_or(0);
     let mut best: Option<(usize, f64)> = None;
     for i in order[start..].iter().chain(&order[..start]) {
         let i = usize::from(*i);
         let member = &members[i];
-        if member.share <= 0.0 || best.is_some_and(|(b, _)| b == i) {
+        if member.share <= 0.0 || best.is_some_and(|(b, _)| b == i) || !takes(member.share, turn) {
             continue;
         }
-        let load = f64::from(member.in_flight + 1) / (f64::from(member.weight) * member.share);
+        let load = f64::from(member.in_flight) / f64::from(member.weight);
         if best.is_none_or(|(_, least)| load < least) {
             best = Some((i, load));
         }
@@ -155,6 +156,12 @@ mod tests {
             .filter(|turn| least_conn(&order, *turn, &members) == Some(1))
             .count();
         assert_eq!(ones, 50);
+        let order = smooth_order(&[3, 1]);
+        let members = up(&[3, 1]);
+        let ones = (0..100)
+            .filter(|turn| least_conn(&order, *turn, &members) == Some(1))
+            .count();
+        assert_eq!(ones, 25, "idle members follow the weights");
     }
 
     #[test]

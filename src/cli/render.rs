@@ -19,7 +19,7 @@ fn or_dash(value: Option<String>) -> String {
 pub(super) fn render(command: &AdminCommand, answer: Answer) -> String {
     match answer {
         Answer::Sites(sites) => sites_table(sites),
-        Answer::Site(site) => render_site(command, site),
+        Answer::Site(site) => render_site(command, *site),
         // `cert status` renders its own rows (`certs_table`).
         Answer::Certs(certs) => certs_table(certs, false),
         Answer::Cert(cert) => render_cert(command, &cert),

@@ -347,7 +347,7 @@ async fn balanced(
             To::App => match upstream_peer(edge, site, conn).await {
                 Ok(lease) => lease,
                 Err(own) => {
-                    picked.failed("the app did not start");
+                    picked.failed("the app did not start", true);
                     if may_retry && balancer.spend_retry() {
                         failed_on = Some(picked.index());
                         continue;
@@ -384,7 +384,7 @@ async fn balanced(
         match sent {
             Ok((response, loan)) => {
                 match response.status().as_u16() {
-                    status @ 500.. => picked.failed(&format!("answered {status}")),
+                    status @ 500.. => picked.failed(&format!("answered {status}"), false),
                     _ => picked.succeeded(),
                 }
                 holding.lease = lease;
@@ -393,7 +393,7 @@ async fn balanced(
             }
             Err(failed) => {
                 if let Some(fault) = &failed.fault {
-                    picked.failed(fault);
+                    picked.failed(fault, true);
                 }
                 match failed.unsent {
                     Some(unsent)

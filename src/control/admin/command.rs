@@ -92,7 +92,7 @@ pub(crate) enum AdminCommand {
 #[serde(untagged)]
 pub(crate) enum Answer {
     Sites(Vec<SiteView>),
-    Site(SiteView),
+    Site(Box<SiteView>),
     Certs(Vec<CertView>),
     Cert(Box<CertView>),
     Apps(Vec<AppView>),
@@ -322,7 +322,9 @@ impl AdminCommand {
         use AdminCommand::*;
         Ok(match self {
             ListSites => Answer::Sites(from(value)?),
-            AddSite(_) | UpdateSite { .. } | SiteStatus { .. } => Answer::Site(from(value)?),
+            AddSite(_) | UpdateSite { .. } | SiteStatus { .. } => {
+                Answer::Site(Box::new(from(value)?))
+            }
             ListCerts => Answer::Certs(from(value)?),
             ImportCert(_) | RequestAcme { .. } => Answer::Cert(Box::new(from(value)?)),
             ListApps => Answer::Apps(from(value)?),

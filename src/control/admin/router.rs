@@ -102,11 +102,13 @@ pub(crate) async fn execute(ctx: &Context, command: AdminCommand) -> Result<Answ
     let apps = ctx.apps.as_deref();
     Ok(match command {
         C::ListSites => Answer::Sites(ops::list_sites(store, ctx.sites.as_deref()).await?),
-        C::SiteStatus { domain } => {
-            Answer::Site(ops::site_status(store, &domain, ctx.sites.as_deref()).await?)
+        C::SiteStatus { domain } => Answer::Site(Box::new(
+            ops::site_status(store, &domain, ctx.sites.as_deref()).await?,
+        )),
+        C::AddSite(req) => Answer::Site(Box::new(ops::add_site(store, req).await?)),
+        C::UpdateSite { domain, change } => {
+            Answer::Site(Box::new(update_site(ctx, &domain, *change).await?))
         }
-        C::AddSite(req) => Answer::Site(ops::add_site(store, req).await?),
-        C::UpdateSite { domain, change } => Answer::Site(update_site(ctx, &domain, *change).await?),
         C::RemoveSite { domain } => removed(ops::remove_site(store, &domain).await, domain)?,
         C::ListCerts => Answer::Certs(ops::certs::list_certs(store, ctx.beside()).await?),
         C::ImportCert(req) => Answer::Cert(Box::new(ops::certs::import_cert(store, req).await?)),

@@ -139,57 +139,50 @@ impl BalanceChange {
     }
 
     fn apply_check(&self, next: &mut Balancing) -> Result<(), OpError> {
-        let tunes = self.health_interval.is_some()
-            || self.health_timeout.is_some()
-            || self.health_status.is_some();
-        let mut check = match self.health_check.as_deref() {
-            Some("off") if tunes => {
+        // Each value is read first, so that a bad one is named as such.
+        let seconds = |flag: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|text| duration(text).map(|d| d.as_secs()))
+                .transpose()
+                .map_err(|e| refused(format!("--{flag} {e}")))
+        };
+        let interval = seconds("health-interval", &self.health_interval)?;
+        let timeout = seconds("health-timeout", &self.health_timeout)?;
+        let status = self
+            .health_status
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| refused(format!("--health-status {e}")))?;
+        let tunes = interval.is_some() || timeout.is_some() || status.is_some();
+        let mut check = match (self.health_check.as_deref(), next.check.take()) {
+            (Some("off"), _) if tunes => {
                 return Err(refused(
                     "--health-check off removes the checks: it takes no other --health flag".into(),
                 ))
             }
-            Some("off") => {
-                next.check = None;
-                return Ok(());
-            }
-            Some(path) => next.check.take().map_or_else(
-                || ActiveCheck {
-                    path: path.to_owned(),
-                    interval_s: 5,
-                    timeout_s: 2,
-                    status: porter_store::StatusMatch::Class(2),
-                },
-                |check| ActiveCheck {
-                    path: path.to_owned(),
-                    ..check
-                },
-            ),
-            None => match next.check.take() {
-                Some(check) => check,
-                None if tunes => {
-                    return Err(refused(
-                        "--health-interval, --health-timeout and --health-status tune a check: give --health-check PATH too".into(),
-                    ))
-                }
-                None => return Ok(()),
+            (Some("off"), _) => return Ok(()),
+            (Some(path), Some(check)) => ActiveCheck {
+                path: path.to_owned(),
+                ..check
             },
+            (Some(path), None) => ActiveCheck {
+                path: path.to_owned(),
+                interval_s: 5,
+                timeout_s: 2,
+                status: porter_store::StatusMatch::Class(2),
+            },
+            (None, Some(check)) => check,
+            (None, None) if tunes => {
+                return Err(refused(
+                    "--health-interval, --health-timeout and --health-status tune a check: give --health-check PATH too".into(),
+                ))
+            }
+            (None, None) => return Ok(()),
         };
-        let seconds = |flag: &str, text: &str| {
-            duration(text)
-                .map(|d| d.as_secs())
-                .map_err(|e| refused(format!("--{flag} {e}")))
-        };
-        if let Some(text) = &self.health_interval {
-            check.interval_s = seconds("health-interval", text)?;
-        }
-        if let Some(text) = &self.health_timeout {
-            check.timeout_s = seconds("health-timeout", text)?;
-        }
-        if let Some(text) = &self.health_status {
-            check.status = text
-                .parse()
-                .map_err(|e| refused(format!("--health-status {e}")))?;
-        }
+        check.interval_s = interval.unwrap_or(check.interval_s);
+        check.timeout_s = timeout.unwrap_or(check.timeout_s);
+        check.status = status.unwrap_or(check.status);
         next.check = Some(check);
         Ok(())
     }

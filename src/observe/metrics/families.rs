@@ -553,7 +553,18 @@ mod tests {
                 vec![("a.test".into(), [19; crate::cache::stats::COUNTS])],
                 [20, 21],
             )),
-            upstreams: Vec::new(),
+            upstreams: vec![(
+                "a.test".into(),
+                vec![MemberStatus {
+                    name: "127.0.0.1:22".into(),
+                    state: crate::balance::State::Probation,
+                    since: 23,
+                    in_flight: 24,
+                    requests: 25,
+                    failures: 26,
+                    last_error: None,
+                }],
+            )],
             process: Process::read(),
         }
     }
