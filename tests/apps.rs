@@ -843,11 +843,13 @@ fn a_site_moves_between_an_upstream_and_an_app_and_keeps_its_certificate() {
     let command = format!("python3 {} {{port}}", script());
     s.porter
         .ok(&["app", "add", "mover", "--command", &command, "--allow-root"]);
-    // An app that does not exist, or both targets at once, are refused and change nothing.
+    // An app that does not exist, or an upstream beside the app with a weight out of range,
+    // are refused and change nothing.
     let out = s
         .porter
         .cli(&["site", "update", "moving.test", "--app", "ghost"]);
     assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let beside = format!("{},weight=0", backend.addr);
     let out = s.porter.cli(&[
         "site",
         "update",
@@ -855,9 +857,9 @@ fn a_site_moves_between_an_upstream_and_an_app_and_keeps_its_certificate() {
         "--app",
         "mover",
         "--upstream",
-        &backend.addr,
+        &beside,
     ]);
-    assert_eq!(out.status.code(), Some(2), "clap refuses both: {out:?}");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(https(), "hello from backend /");
 
     s.porter

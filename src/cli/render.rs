@@ -8,6 +8,7 @@ use crate::control::ops::apps::AppView;
 use crate::control::ops::cache::{CacheStats, Tier};
 use crate::control::ops::certs::CertView;
 use crate::control::ops::status::{ServerView, StatusView};
+use crate::control::ops::upstreams::UpstreamView;
 use crate::control::ops::SiteView;
 use porter_acme::AcmeAction;
 
@@ -85,13 +86,31 @@ fn sites_table(sites: Vec<SiteView>) -> String {
             .map(|s| {
                 vec![
                     s.domain,
-                    s.upstream,
+                    upstreams_cell(s.upstream, &s.upstreams),
                     if s.acme { "yes" } else { "no" }.into(),
                     s.features.summary(),
                 ]
             })
             .collect(),
     )
+}
+
+/// A site's upstreams, those the running server does not see up marked with their state.
+fn upstreams_cell(joined: String, upstreams: &[UpstreamView]) -> String {
+    if upstreams
+        .iter()
+        .all(|u| u.state.as_deref().is_none_or(|s| s == "up"))
+    {
+        return joined;
+    }
+    let each: Vec<String> = upstreams
+        .iter()
+        .map(|u| match u.state.as_deref() {
+            Some(state) if state != "up" => format!("{} ({state})", u.address),
+            _ => u.address.clone(),
+        })
+        .collect();
+    each.join(", ")
 }
 
 /// A site added or updated, or its upstreams (`site status`).

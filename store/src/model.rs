@@ -474,5 +474,27 @@ mod tests {
         let json = serde_json::to_string(&new).unwrap();
         assert!(json.contains(r#""needs_cert_since":1700000000"#), "{json}");
         assert_eq!(serde_json::from_str::<Site>(&json).unwrap(), new);
+        assert!(
+            !json.contains("balancing"),
+            "one upstream writes what it always did"
+        );
+    }
+
+    #[test]
+    fn a_site_with_several_upstreams_round_trips_and_is_validated() {
+        let text = r#"{"domain":"b.test","target":{"upstream":"127.0.0.1:1"},
+            "balancing":{"weight":2,"more":[{"upstream":"127.0.0.1:2"}],"policy":"cookie:sid",
+            "check":{"path":"/h","interval_s":5,"timeout_s":2,"status":"2xx"}}}"#;
+        let site: Site = serde_json::from_str(text).unwrap();
+        let balancing = site.balancing.as_ref().unwrap();
+        assert_eq!((balancing.weight, balancing.more[0].weight), (2, 1));
+        assert!(balancing.retries, "retries are on unless said");
+        assert!(site.validate().is_ok());
+        let again: Site = serde_json::from_str(&serde_json::to_string(&site).unwrap()).unwrap();
+        assert_eq!(again, site);
+        let twice = text.replace("127.0.0.1:2", "127.0.0.1:1");
+        let site: Site = serde_json::from_str(&twice).unwrap();
+        assert!(site.validate().is_err(), "the target named again");
+        assert!(serde_json::from_str::<Site>(&text.replace("cookie:sid", "nope")).is_err());
     }
 }
