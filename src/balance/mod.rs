@@ -196,24 +196,25 @@ impl Balancer {
         self.budget
             .fetch_update(Relaxed, Relaxed, |t| (t < BURST).then_some(t + EARNED))
             .ok();
-        let candidates: Vec<pick::Candidate> = self
-            .members
-            .iter()
-            .enumerate()
-            .map(|(i, member)| pick::Candidate {
-                share: match self.share(member) {
-                    _ if Some(i) == not => 0.0,
-                    Share::Out => 0.0,
-                    Share::Part(part) => part,
-                },
+        // On the stack: a pick allocates nothing.
+        let mut candidates = [pick::Candidate::OUT; porter_store::MAX_UPSTREAMS];
+        let candidates = &mut candidates[..self.members.len()];
+        for (i, (member, candidate)) in self.members.iter().zip(candidates.iter_mut()).enumerate() {
+            let share = match self.share(member) {
+                _ if Some(i) == not => 0.0,
+                Share::Out => 0.0,
+                Share::Part(part) => part,
+            };
+            *candidate = pick::Candidate {
+                share,
                 weight: member.weight,
                 in_flight: member.in_flight.load(Relaxed),
-            })
-            .collect();
+            };
+        }
         let chosen = match (key, &self.settings().policy) {
-            (Some(key), _) => pick::rendezvous(key, &self.seeds, &candidates),
-            (None, Policy::RoundRobin) => pick::round_robin(&self.order, turn, &candidates),
-            (None, _) => pick::least_conn(&self.order, turn, &candidates),
+            (Some(key), _) => pick::rendezvous(key, &self.seeds, candidates),
+            (None, Policy::RoundRobin) => pick::round_robin(&self.order, turn, candidates),
+            (None, _) => pick::least_conn(&self.order, turn, candidates),
         };
         let index = chosen.unwrap_or_else(|| self.least_recently_failed(not));
         let member = &self.members[index];

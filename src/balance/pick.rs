@@ -28,11 +28,21 @@ pub(super) fn smooth_order(weights: &[u32]) -> Box<[u8]> {
 }
 
 /// One member as a pick sees it.
+#[derive(Clone, Copy)]
 pub(super) struct Candidate {
     /// Its share now: 0 when it is out, up to 1.
     pub(super) share: f64,
     pub(super) weight: u32,
     pub(super) in_flight: u32,
+}
+
+impl Candidate {
+    /// A member a pick may not take.
+    pub(super) const OUT: Candidate = Candidate {
+        share: 0.0,
+        weight: 1,
+        in_flight: 0,
+    };
 }
 
 /// Whether a member with `share` takes the turn numbered `turn` (a ramping member is passed
