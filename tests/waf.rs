@@ -158,6 +158,23 @@ impl Setup {
         }
     }
 
+    /// Waits until the edge blocks on `name`: it applies a change once the store says so, a
+    /// moment after the command. The probe may reach the upstream before that (`PROBE`).
+    fn blocking(&self, name: &str) {
+        let probe = request(
+            "GET",
+            name,
+            &format!("{PROBE}?id=1%27%20OR%201=1--"),
+            &[],
+            b"",
+        );
+        wait_until(
+            Duration::from_secs(10),
+            "the WAF blocks on the site",
+            || self.send(&probe).status == 403,
+        );
+    }
+
     fn send(&self, request: &[u8]) -> Answer {
         raw(self.porter.http, request)
     }
@@ -166,6 +183,9 @@ impl Setup {
         &self.porter.data_dir
     }
 }
+
+/// The path of the attack that waits for a site's WAF to block (see `Setup::blocking`).
+const PROBE: &str = "/attack-probe";
 
 /// The attacks a WAF at paranoia 1 must stop, each with a marker in its path to look for
 /// upstream: (what, request, a rule id it must match).
@@ -228,6 +248,7 @@ fn attacks(host: &str) -> Vec<(&'static str, Vec<u8>, u64)> {
 fn attacks_are_blocked_and_never_reach_the_upstream_and_ordinary_traffic_passes() {
     let s = setup(&[]);
     s.site("shop.test", &["--waf", "block"]);
+    s.blocking("shop.test");
     for (what, req, rule) in attacks("shop.test") {
         let answer = s.send(&req);
         assert_eq!(answer.status, 403, "{what}");
@@ -249,6 +270,7 @@ fn attacks_are_blocked_and_never_reach_the_upstream_and_ordinary_traffic_passes(
     // An attack over HTTP/2 (TLS, ALPN h2), its body in DATA frames.
     let ca = TestCa::new(s.dir.path());
     s.site("h2.test", &["--waf", "block"]);
+    s.blocking("h2.test");
     let (chain, key) = ca.issue(&["h2.test"]);
     s.porter.ok(&[
         "cert",
@@ -294,7 +316,9 @@ fn attacks_are_blocked_and_never_reach_the_upstream_and_ordinary_traffic_passes(
 
     let reached = seen(&s.porter, "shop.test");
     assert!(
-        !reached.iter().any(|l| l.contains("/attack")),
+        !reached
+            .iter()
+            .any(|l| l.contains("/attack") && !l.contains(PROBE)),
         "an attack reached the upstream: {reached:?}"
     );
 
@@ -334,12 +358,12 @@ fn attacks_are_blocked_and_never_reach_the_upstream_and_ordinary_traffic_passes(
         .collect();
     assert!(matched.is_empty(), "false positives: {matched:#?}");
 
-    // Metrics count by site, action and rule.
+    // Metrics count by site, action and rule (each site's blocked probe included).
     let (status, metrics) = s.porter.api("GET", "/metrics", None);
     assert_eq!(status, 200);
     assert!(
-        metrics.contains("porter_waf_requests_total{site=\"shop.test\",action=\"blocked\"} 5")
-            && metrics.contains("porter_waf_requests_total{site=\"h2.test\",action=\"blocked\"} 2"),
+        metrics.contains("porter_waf_requests_total{site=\"shop.test\",action=\"blocked\"} 6")
+            && metrics.contains("porter_waf_requests_total{site=\"h2.test\",action=\"blocked\"} 3"),
         "{metrics}"
     );
     assert!(metrics.contains("porter_waf_rule_matches_total{site=\"shop.test\",rule=\"942100\"}"));
