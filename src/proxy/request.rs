@@ -360,7 +360,10 @@ async fn balanced(
             (To::Upstream(upstream), _) => upstream,
             (To::App, lease) => &lease.as_ref().expect("an app member has a lease").upstream,
         };
-        upstream_request(edge, conn, lease.as_ref(), &mut req);
+        if lease.is_some() {
+            // `forward` added the Host; an app's lease may add the fleet's mark.
+            upstream_request(edge, conn, lease.as_ref(), &mut req);
+        }
         let sent = match may_retry {
             true => {
                 let to = (upstream, balancer.try_timeout());

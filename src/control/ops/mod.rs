@@ -215,23 +215,14 @@ async fn check_reachable(upstreams: &[Upstream]) -> Result<(), OpError> {
 }
 
 async fn reachable(upstream: &Upstream) -> Result<(), OpError> {
-    let attempt = async {
-        match upstream {
-            Upstream::Tcp { host, port } => tokio::net::TcpStream::connect((host.as_str(), *port))
-                .await
-                .map(drop),
-            Upstream::Unix(path) => tokio::net::UnixStream::connect(path).await.map(drop),
-        }
-    };
-    let reason = match tokio::time::timeout(REACHABILITY_TIMEOUT, attempt).await {
-        Ok(Ok(())) => return Ok(()),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("no answer within {}s", REACHABILITY_TIMEOUT.as_secs()),
-    };
-    Err(OpError::Unreachable {
-        upstream: upstream.to_string(),
-        reason,
-    })
+    use crate::balance::probe::{check, Ask};
+    check(upstream, &Ask::Connect, REACHABILITY_TIMEOUT)
+        .await
+        .map(drop)
+        .map_err(|reason| OpError::Unreachable {
+            upstream: upstream.to_string(),
+            reason,
+        })
 }
 
 pub(crate) async fn add_site(store: &dyn Store, req: AddSite) -> Result<SiteView, OpError> {

@@ -325,13 +325,7 @@ static FAMILIES: &[Family] = &[
         kind: Counter,
         shown: None,
         series: |s, out| {
-            for (site, members) in &s.upstreams {
-                for m in members {
-                    let labels = [("site", &**site), ("upstream", m.name.as_str())];
-                    out.add(&labels, Value::Counter(m.requests))?;
-                }
-            }
-            Ok(())
+            upstreams(s).try_for_each(|(labels, m)| out.add(&labels, Value::Counter(m.requests)))
         },
     },
     Family {
@@ -340,13 +334,7 @@ static FAMILIES: &[Family] = &[
         kind: Counter,
         shown: None,
         series: |s, out| {
-            for (site, members) in &s.upstreams {
-                for m in members {
-                    let labels = [("site", &**site), ("upstream", m.name.as_str())];
-                    out.add(&labels, Value::Counter(m.failures))?;
-                }
-            }
-            Ok(())
+            upstreams(s).try_for_each(|(labels, m)| out.add(&labels, Value::Counter(m.failures)))
         },
     },
     Family {
@@ -355,19 +343,12 @@ static FAMILIES: &[Family] = &[
         kind: Gauge,
         shown: None,
         series: |s, out| {
-            for (site, members) in &s.upstreams {
-                for m in members {
-                    for state in crate::balance::State::NAMES {
-                        let labels = [
-                            ("site", &**site),
-                            ("upstream", m.name.as_str()),
-                            ("state", state),
-                        ];
-                        out.add(&labels, Value::Gauge(i64::from(m.state.name() == state)))?;
-                    }
-                }
-            }
-            Ok(())
+            upstreams(s).try_for_each(|([site, upstream], m)| {
+                crate::balance::State::NAMES.iter().try_for_each(|state| {
+                    let labels = [site, upstream, ("state", state)];
+                    out.add(&labels, Value::Gauge(i64::from(m.state.name() == *state)))
+                })
+            })
         },
     },
     Family {
@@ -516,6 +497,15 @@ static FAMILIES: &[Family] = &[
         series: |s, out| out.process(s, |p| Value::FloatGauge(p.start_time_seconds)),
     },
 ];
+
+/// Each upstream of the sites with several: its `site` and `upstream` labels, and its figures.
+fn upstreams(s: &Scrape) -> impl Iterator<Item = ([(&str, &str); 2], &MemberStatus)> {
+    s.upstreams.iter().flat_map(|(site, members)| {
+        members
+            .iter()
+            .map(move |m| ([("site", &**site), ("upstream", m.name.as_str())], m))
+    })
+}
 
 #[cfg(test)]
 mod tests {
