@@ -67,10 +67,30 @@ apt_get() {
 # cargo test "$@" with --no-fail-fast: every test binary runs, also after one fails, and cargo's
 # output passes through as it is. When tests fail, the failed ones follow, by test binary, and
 # then cargo's closing lines again, so that the output still ends with cargo's verdict.
+# cargo runs in a session of its own, writing to a file that is followed until cargo exits: a
+# process a failed test left running (a server whose stop the test never reached) can neither
+# keep the run from ending (as it did holding a pipe to tee open) nor outlive it. What is left
+# in the session when cargo exits is named, then stopped.
 cargo_test_all() {
-  local log status=0
+  local log status=0 cargo left
   log=$(mktemp)
-  cargo test --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+  setsid cargo test --no-fail-fast "$@" >"$log" 2>&1 &
+  cargo=$!
+  tail -n +1 -f --pid="$cargo" "$log"
+  wait "$cargo" || status=$?
+  # setsid ran in place (a background job is no group leader): cargo's pid is the session's id.
+  left=$(pgrep -s "$cargo" || true)
+  if [ -n "$left" ]; then
+    echo
+    echo "processes the tests left running, stopped now:"
+    ps -o pid=,args= -p "$(echo $left | tr ' ' ,)" | cut -c1-200 | sed 's/^ */  /' || true
+    kill -TERM $left 2>/dev/null || true
+    for _ in $(seq 50); do
+      pgrep -s "$cargo" >/dev/null || break
+      sleep 0.1
+    done
+    pkill -KILL -s "$cargo" || true
+  fi
   if ((status != 0)); then
     echo
     echo "FAILED, by test binary (cargo test TARGET -- NAME runs one again):"

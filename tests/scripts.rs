@@ -1,6 +1,7 @@
 //! The steps of `scripts/test.sh` (in `scripts/test-steps.sh`), run as the script runs them:
 //! waiting for an apt lock that another process holds, within a bound, and running every test
-//! binary of a crate with failing ones, ending with the list of what failed.
+//! binary of a crate with failing ones, ending with the list of what failed, and stopping what
+//! a test left running.
 
 mod common;
 
@@ -104,8 +105,9 @@ fn the_apt_wait_waits_for_a_held_dpkg_lock_within_its_bound() {
     assert!(released.elapsed() < Duration::from_secs(10));
 }
 
-/// Writes a crate with three test binaries into `dir`: `fails` (two failures), `passes`, and
-/// `aborts` (a crash, no test list).
+/// Writes a crate with four test binaries into `dir`: `fails` (two failures), `passes`,
+/// `aborts` (a crash, no test list), and `leaves` (passes, leaving a process running that holds
+/// the output open).
 fn crate_with_failing_tests(dir: &Path) {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::create_dir_all(dir.join("tests")).unwrap();
@@ -122,6 +124,10 @@ fn crate_with_failing_tests(dir: &Path) {
         ),
         ("passes", "#[test] fn passing() {}\n"),
         ("aborts", "#[test] fn crash() { std::process::abort() }\n"),
+        (
+            "leaves",
+            "#[test] fn left() { std::process::Command::new(\"sleep\").arg(\"127\").spawn().unwrap(); }\n",
+        ),
     ] {
         std::fs::write(dir.join(format!("tests/{name}.rs")), source).unwrap();
     }
@@ -131,6 +137,7 @@ fn crate_with_failing_tests(dir: &Path) {
 fn every_test_binary_runs_and_the_failures_are_listed_at_the_end() {
     let dir = tempfile::tempdir().unwrap();
     crate_with_failing_tests(dir.path());
+    let started = Instant::now();
     let out = steps("cargo_test_all --offline")
         .current_dir(dir.path())
         .env("CARGO_TARGET_DIR", dir.path().join("target"))
@@ -138,8 +145,29 @@ fn every_test_binary_runs_and_the_failures_are_listed_at_the_end() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(101), "{stdout}");
+    // The process a test left running did not hold the run open (it would have for 127 s):
+    // it is named and stopped.
+    assert!(started.elapsed() < Duration::from_secs(120), "{stdout}");
+    let left = stdout
+        .split("processes the tests left running, stopped now:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no leftovers named: {stdout}"));
+    assert!(
+        left.starts_with("  ") && left.lines().next().unwrap().ends_with(" sleep 127"),
+        "{stdout}"
+    );
+    let sleeping = Command::new("pgrep")
+        .args(["-fx", "sleep 127"])
+        .output()
+        .unwrap();
+    assert!(sleeping.stdout.is_empty(), "still running: {sleeping:?}");
     // Every binary ran, in cargo's order (alphabetical), the ones after failures too.
-    for ran in ["tests/aborts.rs", "tests/fails.rs", "tests/passes.rs"] {
+    for ran in [
+        "tests/aborts.rs",
+        "tests/fails.rs",
+        "tests/leaves.rs",
+        "tests/passes.rs",
+    ] {
         assert!(
             stdout.contains(&format!("Running {ran}")),
             "{ran}: {stdout}"

@@ -364,7 +364,7 @@ fn readiness_and_stopping_are_notified() {
     let (mut child, socket) = notified_server(dir.path(), &data);
     let _stop = StopOnDrop(child.id());
     let mut buf = [0u8; 256];
-    let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
+    let n = recv(&socket, &mut buf).expect("READY=1 within 20 s");
     let message = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(message.starts_with("READY=1"), "{message}");
     // Ready means serving what the store holds.
@@ -385,11 +385,29 @@ fn readiness_and_stopping_are_notified() {
         .arg(child.id().to_string())
         .status()
         .unwrap();
-    let n = socket.recv(&mut buf).expect("STOPPING=1 at SIGTERM");
+    let n = recv(&socket, &mut buf).expect("STOPPING=1 at SIGTERM");
     let message = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(message.starts_with("STOPPING=1"), "{message}");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// The next datagram on `socket` (whose read timeout is 20 s), read again when a signal
+/// interrupts the wait: a socket with a timeout is not restarted after one (signal(7)), and a
+/// test binary's other tests' children exit while this one waits.
+fn recv(socket: &UnixDatagram, buf: &mut [u8]) -> std::io::Result<usize> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match socket.recv(buf) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::Interrupted
+                    && std::time::Instant::now() < deadline =>
+            {
+                continue
+            }
+            other => return other,
+        }
+    }
 }
 
 /// SIGTERM to a process this test started (directly or not), when the test ends, passed or
@@ -404,6 +422,29 @@ impl Drop for StopOnDrop {
             while !gone(self.0) && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+    }
+}
+
+/// SIGTERM to every process serving `data` (its command line names it), when the test ends:
+/// the successor of a server is no child of this test, and a test that fails before it learns
+/// the successor's pid still stops it.
+struct StopServing(std::path::PathBuf);
+
+impl Drop for StopServing {
+    fn drop(&mut self) {
+        let data = self.0.as_os_str().as_encoded_bytes();
+        let serving = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|line| line.split(|b| *b == 0).any(|arg| arg == data))
+            });
+        for pid in serving.collect::<Vec<_>>() {
+            drop(StopOnDrop(pid));
         }
     }
 }
@@ -427,8 +468,9 @@ fn sigusr2_upgrades_in_place_and_systemd_follows_the_new_main_process() {
     ca.serve(&data, "up.test", &backend.addr);
     let (mut old, socket) = notified_server(dir.path(), &data);
     let _stop_old = StopOnDrop(old.id());
+    let _stop_successor = StopServing(data.clone());
     let mut buf = [0u8; 256];
-    let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
+    let n = recv(&socket, &mut buf).expect("READY=1 within 20 s");
     assert!(buf[..n].starts_with(b"READY=1"));
     let discovery = |data: &Path| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(data.join("admin.json")).unwrap_or_default())
@@ -455,9 +497,7 @@ fn sigusr2_upgrades_in_place_and_systemd_follows_the_new_main_process() {
         .unwrap();
     assert!(signal.success());
     // The successor says who the main process is now, with its readiness.
-    let n = socket
-        .recv(&mut buf)
-        .expect("the successor's READY=1 within 20 s");
+    let n = recv(&socket, &mut buf).expect("the successor's READY=1 within 20 s");
     let message = String::from_utf8_lossy(&buf[..n]).into_owned();
     let successor: u32 = message
         .strip_prefix("MAINPID=")
@@ -465,8 +505,6 @@ fn sigusr2_upgrades_in_place_and_systemd_follows_the_new_main_process() {
         .and_then(|pid| pid.parse().ok())
         .unwrap_or_else(|| panic!("MAINPID= first: {message:?}"));
     assert_ne!(successor, old.id());
-    // Not this test's child: stopped here whatever happens below.
-    let _stop_successor = StopOnDrop(successor);
     assert!(message.contains("\nREADY=1"), "{message}");
     // The old one exits cleanly and says nothing more to systemd.
     let mut status = None;
@@ -493,7 +531,7 @@ fn sigusr2_upgrades_in_place_and_systemd_follows_the_new_main_process() {
         .status()
         .unwrap();
     assert!(stop.success());
-    let n = socket.recv(&mut buf).expect("STOPPING=1 within 20 s");
+    let n = recv(&socket, &mut buf).expect("STOPPING=1 within 20 s");
     assert!(buf[..n].starts_with(b"STOPPING=1"));
     wait_until(Duration::from_secs(20), "the successor exits", || {
         gone(successor)
