@@ -4,6 +4,7 @@
 
 mod cached;
 mod connection;
+mod h3;
 mod logged;
 mod phases;
 mod request;
@@ -14,7 +15,8 @@ pub(crate) use connection::listener::{drain, Limits};
 pub(crate) use connection::per_ip::PerIp;
 pub(crate) use connection::proxy_protocol::ProxyProtocol;
 pub(crate) use connection::shed::Shed;
-pub(crate) use connection::threads::{EdgeThreads, Shared as EdgeShared};
+pub(crate) use connection::threads::{EdgeThreads, Http3, Shared as EdgeShared};
+pub(crate) use h3::server_config as quic_server_config;
 pub(crate) use phases::admission::Admission;
 pub(crate) use phases::basic_auth::{check_hash, hash as hash_password};
 pub(crate) use phases::gate::Bounds;
@@ -44,6 +46,8 @@ pub(crate) struct Edge {
     pub(crate) forwarder: Forwarder,
     /// The port HTTPS is served on, for redirects (omitted from the URL when 443).
     pub(crate) https_port: u16,
+    /// What HTTPS responses say to offer HTTP/3 (`None`: it is off).
+    pub(crate) alt_svc: Option<HeaderValue>,
     /// The name used when a TLS client sends no SNI.
     pub(crate) default_sni: Option<String>,
     /// Woken when the edge nears its connection limit: this thread's idle connections close.
@@ -119,6 +123,22 @@ impl Conn {
             http2: AtomicBool::new(h2),
             http10_answer: AtomicBool::new(false),
             from_fleet: false,
+        }
+    }
+
+    /// What is known of an HTTP/3 connection from `peer`, whose certificate was chosen for
+    /// `name`. QUIC does not say whether its TLS session was resumed.
+    pub(crate) fn quic(
+        peer: SocketAddr,
+        name: String,
+        affinity: Arc<upstream::pool::Affinity>,
+    ) -> Self {
+        Conn {
+            tls_name: Some(name),
+            tls: Some(("TLSv1.3", false)),
+            // GOAWAY ends it at a stop, as HTTP/2's does.
+            http2: AtomicBool::new(true),
+            ..Conn::new(peer, None, affinity)
         }
     }
 

@@ -24,7 +24,7 @@ use crate::apps::Lease;
 use crate::balance::{Balancer, To};
 use crate::proxy::logged::{Finishing, Started};
 use crate::proxy::phases::answer::Own;
-use crate::proxy::upstream::body::{full, Body, ClientBody, UpstreamBody};
+use crate::proxy::upstream::body::{full, Body, ClientBody, Unread, UpstreamBody};
 use crate::proxy::upstream::forward::Forwarded;
 use crate::proxy::upstream::held::Holding;
 use crate::proxy::upstream::pool::Loan;
@@ -43,18 +43,30 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Answers one request, counting it for metrics and logging it when there is an access log.
+/// Answers one request hyper read (HTTP/1.1 or HTTP/2), counting it for metrics and logging
+/// it when there is an access log.
 pub(crate) fn handle(
     edge: Arc<Edge>,
     conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> impl Future<Output = Response<Body>> {
+    // Every response, Porter's own ones included, holds a body left unread (see `ClientBody`).
+    let (req, unread) = ClientBody::of(req);
+    answer(edge, conn, req, unread)
+}
+
+/// Answers one request of any HTTP version, as [`handle`] does; `unread` is where its body
+/// goes when it is dropped unread.
+pub(crate) fn answer(
+    edge: Arc<Edge>,
+    conn: Arc<Conn>,
+    req: Request<ClientBody>,
+    unread: Option<Unread>,
+) -> impl Future<Output = Response<Body>> {
     // Not an async fn of its own: it would keep a second slot for the request, which every
     // request's future then carries.
     let at = Instant::now();
     let host = route::request_host(&req).map(Cow::into_owned);
-    // Every response, Porter's own ones included, holds a body left unread (see `ClientBody`).
-    let (req, unread) = ClientBody::of(req);
     let logged = edge
         .access_log
         .clone()
@@ -295,7 +307,7 @@ async fn exchange(
     mut holding: Holding,
 ) -> Result<(Response<Incoming>, Holding), Own> {
     // HTTP/1 clients send one request at a time: their connection keeps its upstream one.
-    let keep = req.version() != Version::HTTP_2;
+    let keep = req.version() <= Version::HTTP_11;
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut response, loan) = match &site.balance {
@@ -469,6 +481,15 @@ fn outgoing(
 
 /// Refuses what no intermediary may pass on (see [`headers::well_formed`]).
 fn well_formed<B>(req: &Request<B>) -> Result<(), Own> {
+    // hyper refuses these itself; h3 passes them on (RFC 9114 section 4.2).
+    if req.version() == Version::HTTP_3 {
+        if let Some(why) = headers::connection_specific(req.headers()) {
+            return Err(Own::Malformed(why));
+        }
+        if headers::content_length(req.headers()).is_err() {
+            return Err(Own::Malformed("a Content-Length that is not one number"));
+        }
+    }
     headers::well_formed(req.headers()).map_err(|unfit| match unfit {
         headers::Unfit::Malformed(why) => Own::Malformed(why),
         headers::Unfit::UnknownCoding => Own::UnknownCoding,

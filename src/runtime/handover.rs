@@ -128,6 +128,18 @@ impl Inherited {
         tokio::net::TcpListener::from_std(listener).ok()
     }
 
+    /// The inherited UDP socket of `role` when it is bound to `wanted`.
+    pub(crate) fn udp(&mut self, role: &str, wanted: SocketAddr) -> Option<std::net::UdpSocket> {
+        let fd = self.take(role)?;
+        let socket = std::net::UdpSocket::from(fd);
+        let bound = socket.local_addr().ok()?;
+        if bound != wanted {
+            tracing::info!(role, %bound, %wanted, "not taking over a socket: this server is asked for another address");
+            return None;
+        }
+        Some(socket)
+    }
+
     /// The inherited unix socket of `role` when it is bound to `wanted`.
     pub(crate) fn unix(&mut self, role: &str, wanted: &Path) -> Option<UnixListener> {
         let fd = self.take(role)?;
@@ -141,10 +153,23 @@ impl Inherited {
         UnixListener::from_std(listener).ok()
     }
 
-    /// Tells the old server that this one serves: it stops accepting and drains.
-    pub(crate) fn serving(mut self) {
+    /// Tells the old server that this one serves: it stops accepting and drains. What it
+    /// returns ends once the old server has let go of what only one process may read (its QUIC
+    /// endpoint): when it has exited.
+    pub(crate) fn serving(mut self) -> impl std::future::Future<Output = ()> {
         if let Err(e) = self.channel.write_all(SERVING) {
             tracing::warn!(error = %e, pid = self.from, "cannot tell the old server that this one serves; it keeps accepting until it is stopped");
+        }
+        let channel = self.channel;
+        async move {
+            // The old server holds its end until it exits; then the read sees the end.
+            let exited = async {
+                channel.set_nonblocking(true)?;
+                let mut channel = UnixStream::from_std(channel)?;
+                let mut rest = Vec::new();
+                channel.read_to_end(&mut rest).await
+            };
+            let _ = tokio::time::timeout(STEP_TIMEOUT, exited).await;
         }
     }
 }
@@ -158,8 +183,9 @@ pub(crate) struct Offer {
 
 /// How a handover attempt ended.
 pub(crate) enum Handed {
-    /// The successor serves: stop accepting and drain.
-    Over,
+    /// The successor serves: stop accepting and drain, holding the connection to the successor
+    /// until this process exits (it reads the QUIC socket only then).
+    Over(UnixStream),
     /// The successor went away before it served: take the store back and carry on.
     Abandoned,
 }
@@ -251,7 +277,7 @@ impl Offer {
     pub(crate) async fn outcome(mut channel: UnixStream) -> Handed {
         let mut said = [0u8; SERVING.len()];
         match tokio::time::timeout(STEP_TIMEOUT, channel.read_exact(&mut said)).await {
-            Ok(Ok(_)) if said == SERVING => Handed::Over,
+            Ok(Ok(_)) if said == SERVING => Handed::Over(channel),
             _ => Handed::Abandoned,
         }
     }

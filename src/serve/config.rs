@@ -45,6 +45,10 @@ pub(crate) struct ServeArgs {
     /// HTTPS listener.
     #[arg(long, env = "PORTER_HTTPS", default_value = "[::]:443", help_heading = heading::LISTENERS)]
     pub(crate) https: SocketAddr,
+    /// HTTP/3 over QUIC on the HTTPS port (UDP), advertised to HTTPS clients with Alt-Svc:
+    /// on or off. When the UDP port cannot be bound, Porter says so and serves without it.
+    #[arg(long, env = "PORTER_HTTP3", default_value = "on", value_name = "on|off", value_parser = crate::control::ops::on_off, action = clap::ArgAction::Set, help_heading = heading::LISTENERS)]
+    pub(crate) http3: bool,
     /// Admin API: a loopback IP:PORT or unix:/path.
     #[arg(long, env = "PORTER_ADMIN", default_value = "127.0.0.1:2019", help_heading = heading::LISTENERS)]
     pub(crate) admin: AdminAddr,

@@ -4,23 +4,30 @@
 
 use super::parts::Parts;
 use crate::proxy::{
-    Admission, Bounds, Edge, EdgeShared, EdgeThreads, Forwarder, Limits, LoginRates, MemoryCeiling,
-    PerIp, ProxyProtocol, Rates,
+    quic_server_config, Admission, Bounds, Edge, EdgeShared, EdgeThreads, Forwarder, Http3, Limits,
+    LoginRates, MemoryCeiling, PerIp, ProxyProtocol, Rates,
 };
 use crate::runtime::service::{Services, Start};
 use crate::serve::config::ServeArgs;
 use crate::served::challenges::{self, Challenges};
 use crate::{served::reload, tls};
 use anyhow::Context as _;
+use http::HeaderValue;
+use std::net::UdpSocket;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// Starts the edge threads on the `http` and `https` listeners, and the services that keep
 /// what they serve current.
 pub(super) async fn start(
     parts: &Parts,
     args: &ServeArgs,
-    (http, https): (TcpListener, TcpListener),
+    (http, https, udp): (
+        TcpListener,
+        TcpListener,
+        Option<(UdpSocket, watch::Receiver<bool>)>,
+    ),
     services: &mut Services,
 ) -> anyhow::Result<EdgeThreads> {
     // Subscribe before the first build so that no change slips in between. The build runs in
@@ -30,7 +37,17 @@ pub(super) async fn start(
     let default_sni = args.default_sni.as_ref().map(|d| d.to_string());
     let tickets = tls::Keyring::open(parts.store.as_ref(), args.tls_ticket_rotation).await?;
     let tls_config = tls::server_config(parts.sites.clone(), default_sni, tickets.clone())?;
-    let edges = edges(parts, args, &answers, https.local_addr()?.port());
+    let http3 = match udp {
+        Some((socket, free)) => Some(Http3 {
+            socket,
+            config: quic_server_config(&tls_config)?,
+            free,
+        }),
+        None => None,
+    };
+    let https_port = https.local_addr()?.port();
+    let alt_svc = http3.is_some().then(|| alt_svc(https_port));
+    let edges = edges(parts, args, &answers, (https_port, alt_svc));
     let limits = limits(parts, args, &edges, services);
     let (rotation, store) = (args.tls_ticket_rotation, parts.store.clone());
     services.start("ticket keys", Start::Now, |stop| {
@@ -50,8 +67,18 @@ pub(super) async fn start(
         shutdown: services.shutdown(),
         grace: args.shutdown_grace,
     };
-    EdgeThreads::start(&http.into_std()?, &https.into_std()?, edges, &shared)
-        .context("cannot start the edge threads")
+    EdgeThreads::start(
+        (&http.into_std()?, &https.into_std()?, http3),
+        edges,
+        &shared,
+    )
+    .context("cannot start the edge threads")
+}
+
+/// What HTTPS responses say to offer HTTP/3 on `port` (RFC 7838), for a day.
+fn alt_svc(port: u16) -> HeaderValue {
+    HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))
+        .expect("a port makes a valid header value")
 }
 
 /// What each edge thread holds: the shared parts, and its own counters and upstream pool.
@@ -59,7 +86,7 @@ fn edges(
     parts: &Parts,
     args: &ServeArgs,
     answers: &Arc<Challenges>,
-    https_port: u16,
+    (https_port, alt_svc): (u16, Option<HeaderValue>),
 ) -> Vec<Arc<Edge>> {
     let bounds = &args.limits;
     let queue = |limit| Bounds {
@@ -87,6 +114,7 @@ fn edges(
             bounds.min_body_rate,
         ),
         https_port,
+        alt_svc: alt_svc.clone(),
         default_sni: default_sni.clone(),
         crowded: tokio::sync::Notify::new(),
         access_log: parts.access_log.clone(),

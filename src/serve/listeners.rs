@@ -19,6 +19,8 @@ pub(super) struct Bound {
     pub(super) admin_addr: AdminAddr,
     pub(super) metrics: Option<AdminListener>,
     pub(super) metrics_addr: Option<AdminAddr>,
+    /// The HTTPS port's UDP socket, for HTTP/3 (`None`: off, or the port could not be bound).
+    pub(super) udp: Option<std::net::UdpSocket>,
     pub(super) http_addr: SocketAddr,
     pub(super) https_addr: SocketAddr,
     /// Copies of every listening socket by flag, for a successor.
@@ -38,6 +40,11 @@ impl Bound {
             Some(addr) => Some(bind_admin(inherited, "--metrics", &AdminAddr::Tcp(addr)).await?),
             None => None,
         };
+        let https_addr = https.local_addr()?;
+        let udp = match args.http3 {
+            true => bind_udp(inherited, https_addr),
+            false => None,
+        };
         let mut sockets = vec![
             copy("--http", &http)?,
             copy("--https", &https)?,
@@ -46,10 +53,14 @@ impl Bound {
         if let Some((listener, _)) = &metrics {
             sockets.push(copy("--metrics", listener)?);
         }
+        if let Some(udp) = &udp {
+            sockets.push(copy(UDP_ROLE, udp)?);
+        }
         let (metrics, metrics_addr) = metrics.unzip();
         Ok(Bound {
+            udp,
             http_addr: http.local_addr()?,
-            https_addr: https.local_addr()?,
+            https_addr,
             http,
             https,
             admin,
@@ -75,12 +86,17 @@ impl Bound {
 
     /// Every listener's role and address, as `porter status` shows them.
     pub(super) fn addresses(&self) -> BTreeMap<String, String> {
+        let http3 = self
+            .udp
+            .as_ref()
+            .map(|_| ("http3", format!("udp/{}", self.https_addr)));
         [
             ("http", self.http_addr.to_string()),
             ("https", self.https_addr.to_string()),
             ("admin", self.admin_addr.to_string()),
         ]
         .into_iter()
+        .chain(http3)
         .chain(self.metrics_addr.iter().map(|a| ("metrics", a.to_string())))
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
@@ -99,6 +115,25 @@ async fn bind(
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot bind {flag} {addr}"))
+}
+
+/// The handover role of the HTTPS port's UDP socket.
+const UDP_ROLE: &str = "--https-udp";
+
+/// The UDP socket of the HTTPS port (the port TCP was given, when asked for any): the running
+/// server's, when it hands its own over, else bound now; `None`, said in the log, when it
+/// cannot be bound: Porter then serves without HTTP/3.
+fn bind_udp(inherited: &mut Option<Inherited>, https: SocketAddr) -> Option<std::net::UdpSocket> {
+    if let Some(socket) = inherited.as_mut().and_then(|i| i.udp(UDP_ROLE, https)) {
+        return Some(socket);
+    }
+    match std::net::UdpSocket::bind(https) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            tracing::warn!(%https, error = %e, "HTTP/3 is off: cannot bind the HTTPS port's UDP socket (--http3 off says so without this warning)");
+            None
+        }
+    }
 }
 
 /// [`bind`] for the admin and metrics listeners, which may also be unix sockets.

@@ -70,7 +70,9 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
         &mut services,
     )?;
     let addresses = bound.addresses();
-    let listeners = (bound.http, bound.https);
+    // A predecessor reads the QUIC socket until it exits: this server reads it from then on.
+    let (udp_free, free) = tokio::sync::watch::channel(inherited.is_none());
+    let listeners = (bound.http, bound.https, bound.udp.map(|udp| (udp, free)));
     let edge = edge::start(&parts, &args, listeners, &mut services).await?;
     let facts = control::Facts {
         server: ServerFacts {
@@ -87,9 +89,10 @@ pub(crate) async fn run(data_dir: &Path, store_at: StoreAt, args: ServeArgs) -> 
     let admin_listeners = (bound.admin, bound.metrics);
     let admin_connections = control::start(&parts, admin_listeners, acme, facts, &mut services);
     let offer = Offer::bind(data_dir, bound.sockets).context("cannot listen for a successor")?;
-    let handed_over = announce(data_dir, discovery, starting, inherited, &mut services)?;
+    let predecessor = inherited.map(|inherited| (inherited, udp_free));
+    let handed_over = announce(data_dir, discovery, starting, predecessor, &mut services)?;
     tracing::info!(http = %bound.http_addr, https = %bound.https_addr, admin = %bound.admin_addr, edge_threads = edge.count(), "porter is serving");
-    let handed =
+    let (handed, _successor) =
         stop::wait_for_stop(&offer, opened.sled.as_deref(), parts.access_log.as_deref()).await?;
     handed_over.store(handed, Ordering::Release);
     // Connections still arriving are the successor's, or refused at once: not queued for nobody.
@@ -140,13 +143,14 @@ fn acme_worker(
 }
 
 /// Writes the discovery file (the CLI finds this server through it from now on, so the
-/// starting mark goes), and tells systemd (and a predecessor) once every site is loaded.
-/// Returns the flag the stop sets when a successor took over, for systemd's last notice.
+/// starting mark goes), and tells systemd (and a predecessor) once every site is loaded; once
+/// the predecessor has exited, the QUIC socket is this server's (`udp_free`). Returns the flag
+/// the stop sets when a successor took over, for systemd's last notice.
 fn announce(
     data_dir: &Path,
     discovery: Discovery,
     starting: Option<Starting>,
-    inherited: Option<Inherited>,
+    predecessor: Option<(Inherited, tokio::sync::watch::Sender<bool>)>,
     services: &mut Services,
 ) -> anyhow::Result<Arc<AtomicBool>> {
     discovery
@@ -157,13 +161,18 @@ fn announce(
     // finds this server); a predecessor keeps accepting until then.
     let handed_over = Arc::new(AtomicBool::new(false));
     let notices = crate::runtime::systemd::Notices {
-        took_over: inherited.is_some(),
+        took_over: predecessor.is_some(),
         handed_over: handed_over.clone(),
     };
     services.start("systemd notification", Start::WhenReady, |stop| {
         crate::runtime::systemd::report(stop, notices, move || {
-            if let Some(predecessor) = inherited {
-                predecessor.serving();
+            if let Some((predecessor, udp_free)) = predecessor {
+                let exited = predecessor.serving();
+                // Bounded: the wait ends when the predecessor exits, or within a minute.
+                tokio::spawn(async move {
+                    exited.await;
+                    udp_free.send_replace(true);
+                });
             }
         })
     });

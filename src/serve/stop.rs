@@ -12,7 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
-/// Waits for SIGTERM or SIGINT, or for a successor to take over (true). SIGHUP reopens the
+/// Waits for SIGTERM or SIGINT, or for a successor to take over (true, with the connection to
+/// it, which the successor waits to see closed before it reads the QUIC socket: hold it until
+/// this process exits). SIGHUP reopens the
 /// access log (logrotate's signal), and never stops Porter. SIGUSR2 starts a successor: this
 /// program again, from its path on disk (a new binary installed there is the upgrade), with
 /// the same arguments; it takes over as any new server on the data dir does.
@@ -20,7 +22,7 @@ pub(super) async fn wait_for_stop(
     offer: &Offer,
     sled: Option<&SledStore>,
     access_log: Option<&AccessLog>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<(bool, Option<tokio::net::UnixStream>)> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -28,8 +30,8 @@ pub(super) async fn wait_for_stop(
     let mut usr2 = signal(SignalKind::user_defined2())?;
     loop {
         tokio::select! {
-            _ = term.recv() => return Ok(false),
-            _ = int.recv() => return Ok(false),
+            _ = term.recv() => return Ok((false, None)),
+            _ = int.recv() => return Ok((false, None)),
             _ = usr2.recv() => match spawn_successor() {
                 Ok(pid) => tracing::info!(successor = pid, "SIGUSR2: started a successor; it takes over once it serves"),
                 Err(e) => tracing::error!(error = %e, "SIGUSR2: cannot start a successor; serving on"),
@@ -48,11 +50,11 @@ pub(super) async fn wait_for_stop(
                 let outcome = tokio::select! {
                     outcome = Offer::outcome(channel) => outcome,
                     // Stopped meanwhile: the successor has the sockets and the store.
-                    _ = term.recv() => return Ok(true),
-                    _ = int.recv() => return Ok(true),
+                    _ = term.recv() => return Ok((true, None)),
+                    _ = int.recv() => return Ok((true, None)),
                 };
                 match outcome {
-                    Handed::Over => return Ok(true),
+                    Handed::Over(successor) => return Ok((true, Some(successor))),
                     Handed::Abandoned => {
                         tracing::warn!("the successor went away before it served: taking the store back and carrying on");
                         if let Some(sled) = sled {

@@ -9,4 +9,5 @@ mod tickets;
 
 pub(crate) use accept::{accept, Refused};
 pub(crate) use config::server_config;
+pub(crate) use resolver::server_name;
 pub(crate) use tickets::Keyring;

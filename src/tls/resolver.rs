@@ -37,7 +37,7 @@ impl ResolvesServerCert for SnapshotResolver {
 }
 
 /// The name to serve: the client's SNI, lowercased, or the default when it sent none.
-pub(super) fn server_name(sni: Option<&str>, default_sni: Option<&str>) -> Option<String> {
+pub(crate) fn server_name(sni: Option<&str>, default_sni: Option<&str>) -> Option<String> {
     match sni {
         Some(name) => Some(name.trim_end_matches('.').to_ascii_lowercase()),
         None => default_sni.map(str::to_owned),

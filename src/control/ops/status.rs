@@ -160,7 +160,7 @@ pub(crate) async fn status(
                 uptime_s: facts.started.elapsed().as_secs(),
                 listeners: facts.listeners.clone(),
                 edge_threads: facts.edge_threads,
-                connections_open: ["http", "https"]
+                connections_open: ["http", "https", "http3"]
                     .into_iter()
                     .map(str::to_owned)
                     .zip(metrics.connections_open())

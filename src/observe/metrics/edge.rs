@@ -132,6 +132,8 @@ pub(crate) const HANDSHAKE_FAILURES: [(HandshakeFailure, &str); 4] = [
 pub(crate) enum Listener {
     Http,
     Https,
+    /// HTTP/3 over QUIC.
+    Quic,
 }
 
 /// One edge thread's counts.
@@ -140,8 +142,8 @@ pub(crate) struct EdgeStats {
     /// Full and resumed handshakes.
     handshakes: [AtomicU64; 2],
     failures: [AtomicU64; HANDSHAKE_FAILURES.len()],
-    /// Open connections on the HTTP and HTTPS listeners.
-    open: [AtomicI64; 2],
+    /// Open connections on the HTTP and HTTPS listeners, and over QUIC.
+    open: [AtomicI64; 3],
     /// Per site; the lock is this thread's own but for a scrape's moment. FNV: the keys are
     /// the names of sites the operator added (requests for others count as [`NO_SITE`]), hashed
     /// on every request.
@@ -198,8 +200,8 @@ impl EdgeStats {
         self.failures.each_ref().map(|c| c.load(Ordering::Relaxed))
     }
 
-    /// Open connections on HTTP and HTTPS.
-    pub(crate) fn open_connections(&self) -> [i64; 2] {
+    /// Open connections on HTTP, HTTPS and QUIC.
+    pub(crate) fn open_connections(&self) -> [i64; 3] {
         self.open.each_ref().map(|c| c.load(Ordering::Relaxed))
     }
 

@@ -28,7 +28,7 @@ pub(super) struct Scrape {
     pub(super) requests: Vec<(Arc<str>, SiteStats)>,
     pub(super) handshakes: [u64; 2],
     pub(super) failures: [u64; HANDSHAKE_FAILURES.len()],
-    pub(super) open: [i64; 2],
+    pub(super) open: [i64; 3],
     pub(super) limits: Vec<(&'static str, u64)>,
     /// rustls's warnings about what TLS peers sent, by reason.
     pub(super) tls_client_errors: Vec<(&'static str, u64)>,
@@ -291,7 +291,7 @@ static FAMILIES: &[Family] = &[
         kind: Gauge,
         shown: None,
         series: |s, out| {
-            for (listener, n) in ["http", "https"].into_iter().zip(s.open) {
+            for (listener, n) in ["http", "https", "http3"].into_iter().zip(s.open) {
                 out.add(&[("listener", listener)], Value::Gauge(n))?;
             }
             Ok(())
@@ -299,7 +299,7 @@ static FAMILIES: &[Family] = &[
     },
     Family {
         name: "porter_limit_rejections",
-        help: "What a limit refused since the start: connections, handshakes, requests, idle connections closed, seconds over the memory ceiling.",
+        help: "What a limit refused since the start: connections, handshakes, requests, idle connections closed, seconds over the memory ceiling, QUIC clients sent a Retry to prove their address.",
         kind: Counter,
         shown: None,
         series: |s, out| out.counts("limit", s.limits.iter().copied()),
@@ -522,7 +522,7 @@ mod tests {
             requests: vec![("a.test".into(), stats)],
             handshakes: [3, 4],
             failures: [1; HANDSHAKE_FAILURES.len()],
-            open: [5, 6],
+            open: [5, 6, 7],
             limits: vec![("queue", 7)],
             tls_client_errors: vec![("alert", 9)],
             apps: vec![("shop".into(), "ready")],

@@ -124,9 +124,9 @@ impl Metrics {
         out
     }
 
-    /// Open client connections on HTTP and HTTPS.
-    pub(crate) fn connections_open(&self) -> [i64; 2] {
-        let mut open = [0; 2];
+    /// Open client connections on HTTP, HTTPS and HTTP/3.
+    pub(crate) fn connections_open(&self) -> [i64; 3] {
+        let mut open = [0; 3];
         for edge in &self.edges {
             for (total, n) in open.iter_mut().zip(edge.open_connections()) {
                 *total += n;

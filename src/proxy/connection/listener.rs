@@ -62,7 +62,7 @@ pub(crate) struct Limits {
 impl Limits {
     /// Whether `peer` may start a TLS handshake now (refused before its ClientHello is read,
     /// the cheapest point), with what counts it while it is under way.
-    fn handshake(&self, peer: IpAddr) -> Option<Option<Counted>> {
+    pub(crate) fn handshake(&self, peer: IpAddr) -> Option<Option<Counted>> {
         if self.handshake_rate.take(client_key(peer)).is_err() {
             self.shed.note(Reason::HandshakeRate);
             return None;
@@ -451,11 +451,19 @@ where
         let (edge, conn) = (edge.clone(), conn.clone());
         let handling = conn.handling();
         let (last, http10) = arrived(&conn, req.version(), &stopping);
+        // HTTPS responses offer HTTP/3 when it is on.
+        let alt_svc = conn.tls_name.as_ref().and(edge.alt_svc.clone());
         // Boxed: hyper moves the request's future into each HTTP/2 stream's task, and tokio
         // into the task's cell, a copy of its whole size each time; a box moves as a pointer.
         Box::pin(async move {
-            let response = handle(edge, conn, req).await;
+            let mut response = handle(edge, conn, req).await;
             drop(handling);
+            if let Some(alt_svc) = alt_svc {
+                response
+                    .headers_mut()
+                    .entry(http::header::ALT_SVC)
+                    .or_insert(alt_svc);
+            }
             Ok::<_, Infallible>(finished(response, last, http10))
         })
     });

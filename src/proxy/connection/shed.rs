@@ -25,10 +25,13 @@ pub(crate) enum Reason {
     Memory,
     /// A connection without a valid PROXY header, or from a source not trusted to send one.
     ProxyProtocol,
+    /// A QUIC connection from an address not validated yet, sent a Retry first (handshakes
+    /// piling up, or its address over its bounds).
+    QuicRetry,
 }
 
 /// Each reason's `limit` label in metrics, and its words in the log.
-const REASONS: [(Reason, &str, &str); 9] = [
+const REASONS: [(Reason, &str, &str); 10] = [
     (
         Reason::Connections,
         "connections",
@@ -69,6 +72,11 @@ const REASONS: [(Reason, &str, &str); 9] = [
         Reason::ProxyProtocol,
         "proxy_protocol",
         "connections without a valid PROXY header from a trusted source",
+    ),
+    (
+        Reason::QuicRetry,
+        "quic_retry",
+        "QUIC connections sent a Retry to prove their address",
     ),
 ];
 

@@ -7,13 +7,14 @@
 //! listening sockets, so the one that is free takes the next connection.
 
 use crate::proxy::connection::listener::{drain, serve_http, serve_https, Limits};
+use crate::proxy::h3::Quic;
 use crate::proxy::Edge;
 use rustls::ServerConfig;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,6 +28,16 @@ pub(crate) struct Shared {
     pub(crate) grace: Duration,
 }
 
+/// HTTP/3 for the edge threads: the UDP socket of the HTTPS port and its configuration.
+pub(crate) struct Http3 {
+    pub(crate) socket: std::net::UdpSocket,
+    pub(crate) config: quinn::ServerConfig,
+    /// True once the socket is this server's alone to read: a predecessor that handed it over
+    /// reads it until it has drained its own QUIC connections (two readers would split a
+    /// connection's packets between them).
+    pub(crate) free: watch::Receiver<bool>,
+}
+
 /// The running edge threads.
 pub(crate) struct EdgeThreads {
     /// One per thread; it resolves (or fails, if the thread panicked) once the thread's
@@ -38,12 +49,19 @@ impl EdgeThreads {
     /// Starts one thread per entry of `edges`, each serving `http` and `https` (plain
     /// listeners, not registered with any runtime) until `shared.shutdown`, then draining.
     pub(crate) fn start(
-        http: &std::net::TcpListener,
-        https: &std::net::TcpListener,
+        (http, https, http3): (
+            &std::net::TcpListener,
+            &std::net::TcpListener,
+            Option<Http3>,
+        ),
         edges: Vec<Arc<Edge>>,
         shared: &Shared,
     ) -> io::Result<Self> {
         let mut finished = Vec::with_capacity(edges.len());
+        // The first thread opens the QUIC endpoint (its driver reads the socket there) and
+        // hands it to the others.
+        let (opened, quic) = watch::channel(None);
+        let mut opener = http3.map(|http3| (http3, opened));
         for (index, edge) in edges.into_iter().enumerate() {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -57,7 +75,11 @@ impl EdgeThreads {
                 )
             };
             let (done, on_done) = oneshot::channel();
-            let serving = serve(http, https, edge, shared.clone());
+            let quic = QuicStart {
+                open: opener.take(),
+                opened: quic.clone(),
+            };
+            let serving = serve(http, https, quic, edge, shared.clone());
             std::thread::Builder::new()
                 .name(format!("porter-edge-{index}"))
                 .spawn(move || {
@@ -86,11 +108,63 @@ impl EdgeThreads {
     }
 }
 
-/// One thread's work: accept on both listeners and reap idle upstream connections until
-/// shutdown, then give the open connections the grace period.
-async fn serve(http: TcpListener, https: TcpListener, edge: Arc<Edge>, shared: Shared) {
+/// How a thread comes by the QUIC endpoint: it opens it (the first thread), or waits for the
+/// first thread to.
+struct QuicStart {
+    open: Option<(Http3, watch::Sender<Option<Arc<Quic>>>)>,
+    opened: watch::Receiver<Option<Arc<Quic>>>,
+}
+
+impl QuicStart {
+    /// The endpoint, once open; `None` when HTTP/3 is off, could not start, or `shutdown` came
+    /// first.
+    async fn ready(mut self, shutdown: &CancellationToken) -> Option<Arc<Quic>> {
+        let waiting = async {
+            if let Some((mut http3, opened)) = self.open.take() {
+                let _ = http3.free.wait_for(|free| *free).await;
+                match Quic::open(http3.socket, http3.config) {
+                    Ok(quic) => {
+                        opened.send_replace(Some(quic));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot serve HTTP/3: the QUIC endpoint does not open");
+                        return None;
+                    }
+                }
+            }
+            // An error: the first thread is gone, or HTTP/3 is off (no sender was kept).
+            let opened = self.opened.wait_for(Option::is_some).await.ok()?;
+            opened.clone()
+        };
+        tokio::select! {
+            quic = waiting => quic,
+            _ = shutdown.cancelled() => None,
+        }
+    }
+}
+
+/// One thread's work: accept on the listeners (QUIC's too) and reap idle upstream connections
+/// until shutdown, then give the open connections the grace period. The thread that opened the
+/// QUIC endpoint closes it once every thread's QUIC connections have ended.
+async fn serve(
+    http: TcpListener,
+    https: TcpListener,
+    quic: QuicStart,
+    edge: Arc<Edge>,
+    shared: Shared,
+) {
     let connections = TaskTracker::new();
-    tokio::join!(
+    let opens = quic.open.is_some();
+    let (shutdown, limits) = (shared.shutdown.clone(), shared.limits.clone());
+    let quic = async {
+        let quic = quic.ready(&shutdown).await?;
+        let serving =
+            quic.clone()
+                .serve(edge.clone(), limits, shutdown.clone(), connections.clone());
+        serving.await;
+        Some(quic)
+    };
+    let (_, _, quic, _) = tokio::join!(
         serve_http(
             http,
             edge.clone(),
@@ -106,7 +180,11 @@ async fn serve(http: TcpListener, https: TcpListener, edge: Arc<Edge>, shared: S
             shared.shutdown.clone(),
             connections.clone(),
         ),
+        quic,
         edge.forwarder.reap_idle(shared.shutdown.clone()),
     );
     drain(&connections, shared.grace).await;
+    if let (true, Some(quic)) = (opens, quic) {
+        quic.close(shared.grace).await;
+    }
 }

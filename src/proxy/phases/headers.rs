@@ -4,8 +4,8 @@
 //! (`fuzz/`, which compiles this file on its own: it uses `http` alone).
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHORIZATION, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::uri::PathAndQuery;
 use http::{Uri, Version};
@@ -45,6 +45,47 @@ pub(crate) fn well_formed(headers: &HeaderMap) -> Result<(), Unfit> {
         return Err(Unfit::Malformed("chunked is applied more than once"));
     }
     Ok(())
+}
+
+/// What makes an HTTP/2 or HTTP/3 request malformed though HTTP/1.1 allows it: a field that
+/// describes one connection (RFC 9114 section 4.2, RFC 9113 section 8.2.2), or a `TE` other
+/// than `trailers`.
+pub(crate) fn connection_specific(headers: &HeaderMap) -> Option<&'static str> {
+    const NAMED: [(HeaderName, &str); 5] = [
+        (CONNECTION, "a Connection header in HTTP/3"),
+        (KEEP_ALIVE, "a Keep-Alive header in HTTP/3"),
+        (PROXY_CONNECTION, "a Proxy-Connection header in HTTP/3"),
+        (TRANSFER_ENCODING, "a Transfer-Encoding header in HTTP/3"),
+        (UPGRADE, "an Upgrade header in HTTP/3"),
+    ];
+    if let Some((_, why)) = NAMED.iter().find(|(name, _)| headers.contains_key(name)) {
+        return Some(why);
+    }
+    let te = headers.get_all(TE).iter();
+    te.into_iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+        .then_some("a TE header other than trailers")
+}
+
+/// The length `Content-Length` gives (`Ok(None)`: none); an error when it is not one number
+/// (fields that repeat the same number are one, RFC 9110 section 8.6). hyper checks this on
+/// HTTP/1.1 and HTTP/2; h3 does not.
+pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.to_str().map_err(|_| ())?.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(());
+            }
+            let n: u64 = part.parse().map_err(|_| ())?;
+            if length.is_some_and(|seen| seen != n) {
+                return Err(());
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
 }
 
 /// Makes `parts` the head the upstream gets: origin-form target, HTTP/1.1, hop-by-hop headers
@@ -209,6 +250,48 @@ mod tests {
         ]);
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+    }
+
+    #[test]
+    fn connection_specific_fields_are_named() {
+        for (field, value) in [
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("te", "gzip"),
+        ] {
+            let h = map(&[("accept", "*/*"), (field, value)]);
+            assert!(connection_specific(&h).is_some(), "{field}: {value}");
+        }
+        let fine = map(&[("te", "trailers"), ("accept", "*/*"), ("cookie", "a=1")]);
+        assert_eq!(connection_specific(&fine), None);
+    }
+
+    #[test]
+    fn content_length_is_one_number() {
+        assert_eq!(content_length(&map(&[])), Ok(None));
+        assert_eq!(
+            content_length(&map(&[("content-length", "42")])),
+            Ok(Some(42))
+        );
+        assert_eq!(
+            content_length(&map(&[("content-length", "7, 7")])),
+            Ok(Some(7))
+        );
+        for bad in [
+            "five",
+            "-1",
+            "+5",
+            "",
+            "1 2",
+            "5, 6",
+            "99999999999999999999999",
+        ] {
+            let h = map(&[("content-length", bad)]);
+            assert_eq!(content_length(&h), Err(()), "{bad:?}");
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub(crate) async fn inspect(
         version: match parts.version {
             Version::HTTP_10 => "1.0",
             Version::HTTP_2 => "2.0",
+            Version::HTTP_3 => "3.0",
             _ => "1.1",
         },
         headers: headers(&parts),
@@ -95,7 +96,7 @@ async fn read_start(
 /// in HTTP/1 (HTTP/2 always has an authority, which becomes `Host`).
 fn target(parts: &http::request::Parts) -> String {
     match (parts.version, parts.uri.scheme()) {
-        (Version::HTTP_2, _) | (_, None) => parts
+        (Version::HTTP_2 | Version::HTTP_3, _) | (_, None) => parts
             .uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
@@ -115,7 +116,8 @@ fn headers(parts: &http::request::Parts) -> Vec<(Vec<u8>, Vec<u8>)> {
             }
         }
     }
-    let h2 = parts.version == Version::HTTP_2;
+    // HTTP/2 and HTTP/3 may split cookies into fields of their own (RFC 9113 section 8.2.3).
+    let h2 = parts.version >= Version::HTTP_2;
     let mut cookies: Vec<&[u8]> = Vec::new();
     for (name, value) in &parts.headers {
         if name == HOST {

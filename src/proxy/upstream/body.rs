@@ -66,16 +66,27 @@ pub(crate) fn let_go(unread: Unread) {
 /// reset that may take the response with it (why servers linger before they close).
 pub(crate) struct ClientBody {
     // `None` once dropped into `unread`.
-    inner: Option<Incoming>,
+    inner: Option<Source>,
     unread: Option<Unread>,
 }
+
+/// Where a request body comes from: hyper (HTTP/1.1, HTTP/2), or another protocol's stream
+/// (HTTP/3), boxed so that this room knows nothing of it and HTTP/1.1 and HTTP/2 pay no size.
+enum Source {
+    Hyper(Incoming),
+    Other(OtherBody),
+}
+
+/// A request body another protocol than hyper's reads.
+pub(crate) type OtherBody =
+    Pin<Box<dyn hyper::body::Body<Data = Bytes, Error = BoxError> + Send + Sync>>;
 
 impl ClientBody {
     /// `req` with its body as a [`ClientBody`], and where the body goes if it is dropped
     /// unread (for a request with a body, unless it waits for `100 Continue`: a client told
     /// the final answer instead sends no body).
     pub(crate) fn of(req: Request<Incoming>) -> (Request<ClientBody>, Option<Unread>) {
-        let waits = req.version() != Version::HTTP_2
+        let waits = req.version() <= Version::HTTP_11
             && req
                 .headers()
                 .get(EXPECT)
@@ -83,16 +94,24 @@ impl ClientBody {
         let keeps = !waits && !req.body().is_end_stream();
         let unread = keeps.then(Unread::default);
         let req = req.map(|inner| ClientBody {
-            inner: Some(inner),
+            inner: Some(Source::Hyper(inner)),
             unread: unread.clone(),
         });
         (req, unread)
+    }
+
+    /// A body another protocol reads; it sees to its own end when dropped unread.
+    pub(crate) fn other(body: OtherBody) -> ClientBody {
+        ClientBody {
+            inner: Some(Source::Other(body)),
+            unread: None,
+        }
     }
 }
 
 impl Drop for ClientBody {
     fn drop(&mut self) {
-        if let (Some(unread), Some(inner)) = (&self.unread, self.inner.take()) {
+        if let (Some(unread), Some(Source::Hyper(inner))) = (&self.unread, self.inner.take()) {
             if !inner.is_end_stream() {
                 // Set once only: this is the one body that goes there.
                 let _ = unread.set(inner);
@@ -103,26 +122,33 @@ impl Drop for ClientBody {
 
 impl hyper::body::Body for ClientBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.inner.as_mut() {
-            Some(inner) => Pin::new(inner).poll_frame(cx),
+            Some(Source::Hyper(inner)) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            Some(Source::Other(other)) => other.as_mut().poll_frame(cx),
             None => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+        match &self.inner {
+            Some(Source::Hyper(inner)) => inner.is_end_stream(),
+            Some(Source::Other(other)) => other.is_end_stream(),
+            None => true,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+        match &self.inner {
+            Some(Source::Hyper(inner)) => inner.size_hint(),
+            Some(Source::Other(other)) => other.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
     }
 }
 
