@@ -17,8 +17,9 @@ Usage: bench/bench.py [--rounds N] [--seconds S] [--only porter,nginx,...]
        bench/bench.py --cache   (HTTP cache hits: Porter with `--cache on` beside nginx
                                  proxy_cache and Varnish, 1 KiB and 64 KiB, see cache_scenario)
        bench/bench.py --figures h1,h2 --baseline OLD/porter --only porter,baseline
-                                (only some figures: h1 h2 full resumed big mem pq; pq:
-                                 full handshakes offering X25519MLKEM768 or X25519 alone)
+                                (only some figures: h1 h2 full resumed big mem pq h3 h3new;
+                                 pq: full handshakes offering X25519MLKEM768 or X25519 alone;
+                                 h3, h3new: HTTP/3 with bench/h3load.rs, Porter and Caddy only)
        bench/bench.py --breakdown --figures h1,h2 --only porter,haproxy
                                 (user/kernel time, system calls, context switches per request
                                  and the top of a perf profile, side by side; needs strace, perf)
@@ -53,6 +54,10 @@ BASELINE_ENV = {}
 # The post-quantum handshake client (bench/handshakes.rs), built with --figures ...,pq.
 HANDSHAKES = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
                           "release", "examples", "handshakes")
+# The HTTP/3 load client (bench/h3load.rs), built with --figures ...,h3 or h3new.
+H3LOAD = os.path.join(os.path.dirname(HANDSHAKES), "h3load")
+# Contestants that serve HTTP/3 (Debian's nginx 1.22 and HAProxy 2.6 do not).
+HTTP3 = ("porter", "baseline", "caddy")
 # The Porter binary measured as contestant 'porter' (--porter; default: built in the tree).
 PORTER = os.path.join(ROOT, "target", "release", "porter")
 # The cache scenario's bodies: path on the origin -> size. The origin answers them with
@@ -515,6 +520,20 @@ def pq_handshakes(c, seconds, group):
     return {"cps": count / seconds, "cpu_us": cpu / count * 1e6}
 
 
+def h3load(c, seconds, mode, n):
+    """bench/h3load.rs: GETs of / over HTTP/3, on one connection with `n` streams at a time
+    (mode streams), or by `n` clients each opening a new connection per request (connections,
+    full handshakes). Contestants without HTTP/3 get no figure."""
+    if c.name not in HTTP3:
+        return {"rps": float("nan"), "cpu_us": float("nan")}
+    out, cpu = measured(c, [H3LOAD, f"127.0.0.1:{c.port}", str(seconds), mode, str(n)])
+    m = re.search(r"(\d+) (requests|connections) in", out)
+    count = int(m.group(1)) if m else 0
+    if count == 0:
+        raise SystemExit(f"{c.name}: no HTTP/3 answer ({out.strip()!r})")
+    return {"rps": count / seconds, "cpu_us": cpu / count * 1e6}
+
+
 def cpu_split(pids):
     """User and system seconds, and context switches (every thread), of `pids`."""
     user = system = switches = 0
@@ -766,6 +785,10 @@ FIGURES = [
     ("  proxy CPU us/connection", "pq_x25519", "cpu_us", False),
     ("full handshakes/s, X25519MLKEM768", "pq_hybrid", "cps", True),
     ("  proxy CPU us/connection", "pq_hybrid", "cpu_us", False),
+    ("HTTP/3 req/s (1 connection, 64 streams)", "h3", "rps", True),
+    ("  proxy CPU us/request", "h3", "cpu_us", False),
+    ("HTTP/3 new connections/s (1 request each, 8 clients)", "h3new", "rps", True),
+    ("  proxy CPU us/connection", "h3new", "cpu_us", False),
     ("resumed handshakes/s", "resumed", "cps", True),
     ("  proxy CPU us/connection", "resumed", "cpu_us", False),
     ("64 KiB responses/s", "big", "rps", True),
@@ -835,6 +858,8 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     if "pq" in args.figures.split(","):
         subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "handshakes"], cwd=ROOT, check=True)
+    if {"h3", "h3new"} & set(args.figures.split(",")):
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "h3load"], cwd=ROOT, check=True)
     if args.scale:
         return scale(args.scale, args.etcd)
     if args.cache:
@@ -916,6 +941,10 @@ http {{ access_log off; client_body_temp_path {work}/b; proxy_temp_path {work}/p
                     if "pq" in selected:
                         row["pq_x25519"] = pq_handshakes(c, args.seconds, "x25519")
                         row["pq_hybrid"] = pq_handshakes(c, args.seconds, "x25519mlkem768")
+                    if "h3" in selected:
+                        row["h3"] = h3load(c, args.seconds, "streams", 64)
+                    if "h3new" in selected:
+                        row["h3new"] = h3load(c, args.seconds, "connections", 8)
                     if "resumed" in selected:
                         row["resumed"] = handshakes(c, args.seconds, reuse=True)
                     if "big" in selected:

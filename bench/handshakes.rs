@@ -5,53 +5,15 @@
 //! Usage: handshakes ADDR SECONDS x25519|x25519mlkem768 [CLIENTS]
 //! Prints `N connections in S s`. The certificate is not verified: this measures the server.
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+#[path = "tls_client.rs"]
+mod tls_client;
+
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Accepts any certificate: the bench's is self-signed, and only the server's cost matters.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -66,19 +28,12 @@ fn main() {
     };
     let clients: usize = rest.first().map_or(2, |n| n.parse().expect("CLIENTS"));
     let until = Instant::now() + Duration::from_secs(seconds.parse().expect("SECONDS"));
-    let provider = Arc::new(CryptoProvider {
+    let provider = CryptoProvider {
         kx_groups: vec![kx],
         ..aws_lc_rs::default_provider()
-    });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-        .with_no_client_auth();
+    };
     // A new full handshake each time, as `s_time -new`.
-    config.resumption = rustls::client::Resumption::disabled();
-    let config = Arc::new(config);
+    let config = Arc::new(tls_client::client_config(provider, &[]));
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|_| {

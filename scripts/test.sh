@@ -57,6 +57,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   # No recommends: prometheus would pull in its web console's assets; the tests need promtool.
   apt_get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# aioquic, the HTTP/3 client of tests/h3.rs that shares no code with Porter's, is on PyPI, not
+# in Debian (its 1.3.0 needs no compiler: wheels of it and pylsqpack).
+if ! python3 -c "import aioquic" 2>/dev/null; then
+  echo "installing aioquic from PyPI"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    apt_get install -y -qq --no-install-recommends python3-pip
+  fi
+  # Debian's own Python refuses packages from pip unless told (PEP 668); others take them.
+  python3 -m pip install -q "aioquic==1.3.0" 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages "aioquic==1.3.0"
+fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install the Rust toolchain (https://rustup.rs), then run this again" >&2
   exit 1

@@ -18,7 +18,7 @@ static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// An HTTP/3 connection to Porter.
 struct H3 {
     send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
-    _quic: quinn::Connection,
+    quic: quinn::Connection,
     _endpoint: quinn::Endpoint,
 }
 
@@ -76,7 +76,7 @@ impl H3 {
         tokio::spawn(async move { driver.wait_idle().await });
         Ok(H3 {
             send,
-            _quic: quic,
+            quic,
             _endpoint: endpoint,
         })
     }
@@ -534,4 +534,209 @@ async fn a_flood_of_initials_from_one_address_gets_retries_and_others_are_served
         connected < 300,
         "the address's handshake bounds did not hold"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_waf_and_the_cache_apply_as_on_http2() {
+    let _alone = ALONE.lock().await;
+    let crs = "/usr/share/modsecurity-crs/rules";
+    assert!(
+        std::path::Path::new(crs).is_dir(),
+        "{crs} is missing: install Debian's modsecurity-crs (apt-get install modsecurity-crs)"
+    );
+    let site = site("guard.test", &[]);
+    let h3 = site.h3("guard.test").await;
+    site.porter.ok(&[
+        "site",
+        "update",
+        "guard.test",
+        "--waf",
+        "block",
+        "--cache",
+        "on",
+        "--cache-ttl",
+        "60s",
+    ]);
+    // The edge applies a change a moment after the command: until it blocks.
+    let attack = "/?id=1%27%20OR%201=1--";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while h3.get("guard.test", attack).await.status != 403 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAF never blocked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An attack in a body, in DATA frames.
+    let req = http::Request::post("https://guard.test/count")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(())
+        .unwrap();
+    let blocked = send_frames(&h3, req, &[b"id=1", b"%27%20OR%201=1--"]).await;
+    assert_eq!(blocked.map(|(status, _)| status), Ok(403));
+    // A clean request goes through, and a second one is the cache's.
+    let first = h3.get("guard.test", "/page").await;
+    let second = h3.get("guard.test", "/page").await;
+    assert_eq!((first.status.as_u16(), second.status.as_u16()), (200, 200));
+    assert_eq!(first.body, second.body);
+    let status = |a: &Answer| {
+        let value = a
+            .headers
+            .get("cache-status")
+            .map(|v| v.to_str().unwrap().to_owned());
+        value.unwrap_or_default()
+    };
+    assert!(!status(&first).contains("hit"), "{}", status(&first));
+    assert!(status(&second).contains("hit"), "{}", status(&second));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_independent_client_gets_and_posts_and_resumes_with_a_ticket() {
+    let _alone = ALONE.lock().await;
+    require("python3", "python3");
+    let aioquic = std::process::Command::new("python3")
+        .args(["-c", "import aioquic"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        aioquic,
+        "aioquic is missing: install it with `pip install aioquic` (scripts/test.sh does)"
+    );
+    let site = site("aio.test", &[]);
+    site.h3("aio.test").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/h3client.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .args([
+            "--addr",
+            &site.porter.https.to_string(),
+            "--name",
+            "aio.test",
+        ])
+        .arg("--ca")
+        .arg(site.ca.ca_path())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the client finishes within a minute")
+        .unwrap();
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(said["alpn"], "h3", "{said}");
+    assert_eq!(said["get"]["status"], 200, "{said}");
+    assert_eq!(said["get"]["body"], "hello from backend /hello", "{said}");
+    assert_eq!(said["post"]["status"], 200, "{said}");
+    assert_eq!(said["post"]["body"], "1000000", "{said}");
+    assert_eq!(said["ticket"], true, "{said}");
+    assert_eq!(said["again"]["body"], "hello from backend /again", "{said}");
+    assert_eq!(
+        said["resumed"], true,
+        "a ticket Porter issued did not resume: {said}"
+    );
+}
+
+/// Waits until the backend behind `h3`'s site has seen a request for `path`.
+async fn backend_saw(h3: &H3, name: &str, path: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = h3.get(name, "/seen").await.text();
+        if seen.contains(&format!("GET {path}\"")) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never reached the backend: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A GET of `path` on `h3` in a task of its own.
+fn get_later(
+    h3: &Arc<H3>,
+    name: &'static str,
+    path: &'static str,
+) -> tokio::task::JoinHandle<Answer> {
+    let h3 = h3.clone();
+    tokio::spawn(async move { h3.get(name, path).await })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_finishes_what_it_took_then_closes_with_no_error() {
+    let _alone = ALONE.lock().await;
+    let mut site = site("drain.test", &[]);
+    let h3 = Arc::new(site.h3("drain.test").await);
+    let slow = get_later(&h3, "drain.test", "/slow/1");
+    backend_saw(&h3, "drain.test", "/slow/1").await;
+    let stop = std::process::Command::new("kill")
+        .arg(site.porter.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    // The request under way is answered in full.
+    let answer = slow.await.unwrap();
+    assert_eq!(
+        (answer.status.as_u16(), answer.text().as_str()),
+        (200, "slow answer")
+    );
+    // Then the connection closes with H3_NO_ERROR, and the server exits cleanly.
+    let closed = tokio::time::timeout(Duration::from_secs(10), h3.quic.closed())
+        .await
+        .expect("the connection is closed within the grace");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(
+                close.error_code,
+                quinn::VarInt::from_u32(0x100),
+                "{close:?}"
+            )
+        }
+        other => panic!("closed with {other}"),
+    }
+    assert!(site.porter.exits_within(Duration::from_secs(20)).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_successor_serves_http3_once_its_predecessor_has_drained() {
+    let _alone = ALONE.lock().await;
+    let site = site("next.test", &[]);
+    let h3 = Arc::new(site.h3("next.test").await);
+    let slow = get_later(&h3, "next.test", "/slow/1");
+    backend_saw(&h3, "next.test", "/slow/1").await;
+    let mut first = site.porter;
+    let second = Porter::start(&first.data_dir, &["--take-over"]);
+    assert_eq!(second.https, first.https);
+    // The first server finishes its request and exits; HTTP/3 is then the successor's.
+    let answer = slow.await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(first.exits_within(Duration::from_secs(20)).success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(70);
+    let again = loop {
+        match H3::connect(
+            &(*site.ca.client(&[b"h3"])).clone(),
+            second.https,
+            "next.test",
+        )
+        .await
+        {
+            Ok(again) => break again,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "no HTTP/3 from the successor: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        again.get("next.test", "/after").await.text(),
+        "hello from backend /after"
+    );
+    let metrics = second.api("GET", "/metrics", None).1;
+    let open = "porter_connections_open{listener=\"http3\"}";
+    assert_eq!(sample(&metrics, open), Some(1.0), "{metrics}");
 }

@@ -117,6 +117,11 @@ impl RuleSource {
                 config.push_str(
                     "SecRule SERVER_PORT \"@rx ^[1-4]$\" \"id:99001,phase:1,pass,nolog,t:none,setvar:tx.paranoia_level=%{MATCHED_VAR}\"\n",
                 );
+                // CRS 3's default list of HTTP versions (rule 920430) predates HTTP/3: CRS 4's,
+                // unless the setup gives its own.
+                config.push_str(
+                    "SecRule &TX:allowed_http_versions \"@eq 0\" \"id:99002,phase:1,pass,nolog,t:none,setvar:'tx.allowed_http_versions=HTTP/1.0 HTTP/1.1 HTTP/2 HTTP/2.0 HTTP/3 HTTP/3.0'\"\n",
+                );
                 continue;
             }
             let path = file

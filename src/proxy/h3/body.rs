@@ -65,6 +65,17 @@ impl RequestBody {
         body
     }
 
+    /// Waits until the body's end or its first frame is known. A client may send a request's
+    /// head and the end of its stream in two packets: a GET forwarded before the end came
+    /// would go upstream with a body of unknown length, and its stream be left half read.
+    pub(super) async fn settled(&mut self) {
+        if self.early.is_some() || self.state == State::Done {
+            return;
+        }
+        let frame = std::future::poll_fn(|cx| self.poll_stream(cx)).await;
+        self.early = frame;
+    }
+
     /// Whether the client broke the request off before it could be answered (its stream reset
     /// with its head, as a client resetting streams as fast as it opens them does).
     pub(super) fn broken_off(&self) -> bool {

@@ -16,7 +16,7 @@ use crate::proxy::{Conn, Edge};
 use bytes::Bytes;
 use h3::error::Code;
 use h3::server::{RequestResolver, RequestStream};
-use http::header::{HeaderName, CONNECTION, DATE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{HeaderName, CONNECTION, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,7 +69,10 @@ pub(super) async fn serve(
     let conn = Arc::new(Conn::quic(peer, name, edge.forwarder.affinity()));
     let built = h3::server::builder()
         .max_field_section_size(limits.max_header_size as u64)
-        .send_grease(true)
+        // No grease: h3 sends its frame at the end of the first response, after the data,
+        // and a client that reads the end of a response from its last frame (aioquic) then
+        // never sees that response end.
+        .send_grease(false)
         .build(h3_quinn::Connection::new(quic))
         .await;
     let mut h3: Connection = match built {
@@ -163,7 +166,12 @@ async fn request(
     }
     // A malformed length is refused on the request path before the body is read.
     let declared = content_length(req.headers()).ok().flatten();
-    let body = RequestBody::new(recv, declared);
+    let mut body = RequestBody::new(recv, declared);
+    // Without a length, what follows the head is awaited (a client that waits for `100
+    // Continue` excepted): a request without a body then goes upstream without one.
+    if declared.is_none() && !req.headers().contains_key(EXPECT) {
+        let _ = tokio::time::timeout(limits.header_timeout, body.settled()).await;
+    }
     if body.broken_off() {
         return;
     }
