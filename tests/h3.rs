@@ -190,6 +190,15 @@ async fn get_and_post_with_bodies_both_ways_over_http3() {
             "length {with_length}"
         );
     }
+    // HEAD: the length, no content; Porter's own answers too (a host it does not serve).
+    for (host, status) in [("h3.test", 200), ("other.test", 421)] {
+        let req = http::Request::head(format!("https://{host}/bytes/1000"))
+            .body(())
+            .unwrap();
+        let answer = h3.send(req, b"").await.unwrap();
+        assert_eq!(answer.status.as_u16(), status, "{host}");
+        assert!(answer.body.is_empty(), "{host}: {:?}", answer.body);
+    }
     // And 5 MB down.
     let answer = h3.get("h3.test", "/bytes/5000000").await;
     assert_eq!(answer.status, 200);
@@ -637,6 +646,17 @@ async fn an_independent_client_gets_and_posts_and_resumes_with_a_ticket() {
     assert_eq!(
         said["resumed"], true,
         "a ticket Porter issued did not resume: {said}"
+    );
+    // And Porter counts it so: the test's own connection and aioquic's first were full.
+    let metrics = site.porter.api("GET", "/metrics", None).1;
+    let kind = |kind: &str| {
+        let series = format!("porter_tls_handshakes_total{{kind=\"{kind}\"}}");
+        sample(&metrics, &series)
+    };
+    assert_eq!(
+        (kind("full"), kind("resumed")),
+        (Some(2.0), Some(1.0)),
+        "{metrics}"
     );
 }
 

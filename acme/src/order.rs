@@ -232,13 +232,39 @@ async fn validate(
             .challenge(acme_type(kind))
             .ok_or_else(|| fail("the CA does not offer it".into()))?;
         publish(ctx, domain, state, &challenge, kind, zone).await?;
-        challenge.set_ready().await.at(directory, "challenge")?;
+        match challenge.set_ready().await {
+            Ok(()) => {}
+            // A CA may validate at once and answer with the validation's failure: the challenge
+            // failed (and the other type is tried), not the CA.
+            Err(instant_acme::Error::Api(problem)) if validation_failed(&problem) => {
+                return Err(fail(problem.to_string()))
+            }
+            Err(e) => return Err(e).at(directory, "challenge"),
+        }
     }
     match order.poll_ready(&retry_policy()).await {
         Ok(OrderStatus::Ready) => Ok(()),
         Ok(_) | Err(instant_acme::Error::Api(_)) => Err(fail(challenge_error(order).await)),
         Err(e) => Err(e).at(directory, "order"),
     }
+}
+
+/// Whether `problem` says a validation failed (RFC 8555 section 6.7: the CA could not reach
+/// the name, or did not find what the challenge asked for).
+fn validation_failed(problem: &instant_acme::Problem) -> bool {
+    const VALIDATION: [&str; 6] = [
+        "caa",
+        "connection",
+        "dns",
+        "incorrectResponse",
+        "tls",
+        "unauthorized",
+    ];
+    problem
+        .r#type
+        .as_deref()
+        .and_then(|t| t.strip_prefix("urn:ietf:params:acme:error:"))
+        .is_some_and(|t| VALIDATION.contains(&t))
 }
 
 /// The error of a `kind` challenge that failed for the reason given.
@@ -383,4 +409,33 @@ async fn finish(
         .poll_certificate(&retry_policy())
         .await
         .at(&ctx.config.directory, "download")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(kind: &str) -> instant_acme::Problem {
+        serde_json::from_value(serde_json::json!({ "type": kind, "detail": "x" })).unwrap()
+    }
+
+    #[test]
+    fn a_failed_validation_is_told_from_the_cas_own_errors() {
+        for failed in [
+            "connection",
+            "dns",
+            "tls",
+            "unauthorized",
+            "incorrectResponse",
+            "caa",
+        ] {
+            let problem = problem(&format!("urn:ietf:params:acme:error:{failed}"));
+            assert!(validation_failed(&problem), "{failed}");
+        }
+        for other in ["rateLimited", "badNonce", "serverInternal", "malformed"] {
+            let problem = problem(&format!("urn:ietf:params:acme:error:{other}"));
+            assert!(!validation_failed(&problem), "{other}");
+        }
+        assert!(!validation_failed(&problem("about:blank")));
+    }
 }

@@ -127,15 +127,15 @@ impl Conn {
     }
 
     /// What is known of an HTTP/3 connection from `peer`, whose certificate was chosen for
-    /// `name`. QUIC does not say whether its TLS session was resumed.
+    /// `name`, and whether its TLS session was `resumed`.
     pub(crate) fn quic(
         peer: SocketAddr,
-        name: String,
+        (name, resumed): (String, bool),
         affinity: Arc<upstream::pool::Affinity>,
     ) -> Self {
         Conn {
             tls_name: Some(name),
-            tls: Some(("TLSv1.3", false)),
+            tls: Some(("TLSv1.3", resumed)),
             // GOAWAY ends it at a stop, as HTTP/2's does.
             http2: AtomicBool::new(true),
             ..Conn::new(peer, None, affinity)

@@ -2,6 +2,7 @@
 //! keys and session cache, so that a ticket from either transport resumes on the other) over
 //! TLS 1.3 alone with ALPN `h3` and no 0-RTT, and QUIC's own bounds on what a client may hold.
 
+use super::resumed::Watched;
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{TransportConfig, VarInt};
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub(crate) fn server_config(tcp: &rustls::ServerConfig) -> anyhow::Result<quinn:
         .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
         .send_window(SEND_WINDOW);
+    let crypto = Watched(Arc::new(crypto));
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server
         .transport_config(Arc::new(transport))

@@ -5,6 +5,7 @@
 //! H3_NO_ERROR.
 
 use super::body::RequestBody;
+use super::resumed::Handshaken;
 use crate::observe::metrics::HandshakeFailure;
 use crate::proxy::connection::listener::Limits;
 use crate::proxy::connection::per_ip::Counted;
@@ -17,7 +18,7 @@ use bytes::Bytes;
 use h3::error::Code;
 use h3::server::{RequestResolver, RequestStream};
 use http::header::{HeaderName, CONNECTION, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,17 +57,18 @@ pub(super) async fn serve(
     };
     drop(handshaking);
     let peer = quic.remote_address();
-    // The resolver chose a certificate for this name (or the default name).
-    let name = quic
+    let handshaken = quic
         .handshake_data()
-        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-        .and_then(|data| {
-            crate::tls::server_name(data.server_name.as_deref(), edge.default_sni.as_deref())
+        .and_then(|data| data.downcast::<Handshaken>().ok());
+    let resumed = handshaken.as_ref().is_some_and(|h| h.resumed);
+    // The resolver chose a certificate for this name (or the default name).
+    let name = handshaken
+        .and_then(|h| {
+            crate::tls::server_name(h.data.server_name.as_deref(), edge.default_sni.as_deref())
         })
         .unwrap_or_default();
-    // quinn does not say whether the session was resumed.
-    edge.stats.handshake(false);
-    let conn = Arc::new(Conn::quic(peer, name, edge.forwarder.affinity()));
+    edge.stats.handshake(resumed);
+    let conn = Arc::new(Conn::quic(peer, (name, resumed), edge.forwarder.affinity()));
     let built = h3::server::builder()
         .max_field_section_size(limits.max_header_size as u64)
         // No grease: h3 sends its frame at the end of the first response, after the data,
@@ -160,8 +162,11 @@ async fn request(
         Err(_) => return,
     };
     let (mut send, recv) = stream.split();
+    // HEAD is answered without content, as hyper does on HTTP/1.1 and HTTP/2.
+    let head = req.method() == Method::HEAD;
     if req.headers().len() > limits.max_headers {
-        let _ = respond(&mut send, own(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)).await;
+        let too_many = own(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let _ = respond(&mut send, too_many, head).await;
         return;
     }
     // A malformed length is refused on the request path before the body is read.
@@ -179,7 +184,7 @@ async fn request(
     let handling = conn.handling();
     let response = answer(edge, conn, req.map(|()| body), None).await;
     drop(handling);
-    if let Err(e) = respond(&mut send, response).await {
+    if let Err(e) = respond(&mut send, response, head).await {
         tracing::debug!(error = %e, "HTTP/3 response not sent in full");
         send.stop_stream(Code::H3_REQUEST_CANCELLED);
     }
@@ -202,9 +207,10 @@ const CONNECTION_SPECIFIC: [HeaderName; 5] = [
     UPGRADE,
 ];
 
-/// Writes `response` to `send`: its head, its body as it comes (each write waits for the
-/// client's flow-control credit, at most [`SEND_STALL`]), its trailers, then the stream's end.
-async fn respond(send: &mut Send, response: Response<Body>) -> Result<(), BoxError> {
+/// Writes `response` to `send`: its head, its body as it comes (unless it answers a `head`
+/// request), its trailers, then the stream's end; each write waits for the client's
+/// flow-control credit, at most [`SEND_STALL`].
+async fn respond(send: &mut Send, response: Response<Body>, head: bool) -> Result<(), BoxError> {
     let (mut parts, mut body) = response.into_parts();
     for name in &CONNECTION_SPECIFIC {
         parts.headers.remove(name);
@@ -216,21 +222,28 @@ async fn respond(send: &mut Send, response: Response<Body>) -> Result<(), BoxErr
             parts.headers.insert(DATE, date);
         }
     }
-    send.send_response(Response::from_parts(parts, ())).await?;
-    while let Some(frame) = body.frame().await {
+    within(send.send_response(Response::from_parts(parts, ()))).await?;
+    while let Some(frame) = body.frame().await.filter(|_| !head) {
         match frame?.into_data() {
             Ok(data) if data.is_empty() => {}
-            Ok(data) => tokio::time::timeout(SEND_STALL, send.send_data(data)).await??,
+            Ok(data) => within(send.send_data(data)).await?,
             Err(frame) => {
                 if let Ok(trailers) = frame.into_trailers() {
-                    send.send_trailers(trailers).await?;
+                    within(send.send_trailers(trailers)).await?;
                 }
                 break;
             }
         }
     }
-    send.finish().await?;
+    within(send.finish()).await?;
     Ok(())
+}
+
+/// A write to the client, failed when it has waited [`SEND_STALL`] for flow-control credit.
+async fn within(
+    write: impl std::future::Future<Output = Result<(), h3::error::StreamError>>,
+) -> Result<(), BoxError> {
+    Ok(tokio::time::timeout(SEND_STALL, write).await??)
 }
 
 /// A handshake counted as under way, node-wide and for its client's address, until dropped.
