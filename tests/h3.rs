@@ -440,26 +440,39 @@ async fn ten_thousand_streams_opened_and_reset_leave_others_served() {
     };
     let during = p99(&other, "reset.test", "/", 100).await;
     let opened = flood.await.unwrap();
-    assert_eq!(
-        opened, 10_000,
-        "the connection was closed after {opened} streams"
-    );
     let rss_after = site.porter.rss_kib();
     eprintln!(
-        "p99 {healthy:?} healthy, {during:?} under the resets; RSS {rss_before} -> {rss_after} KiB"
+        "{opened} streams opened and reset before the close; p99 {healthy:?} healthy, \
+         {during:?} under the resets; RSS {rss_before} -> {rss_after} KiB"
     );
-    // A floor: on a loaded 2-core machine a healthy p99 of a few milliseconds is noise.
+    // The connection that breaks off its streams is closed, saying why.
+    assert!(opened < 10_000, "all 10,000 streams went through");
+    let closed = tokio::time::timeout(Duration::from_secs(10), hostile.quic.closed())
+        .await
+        .expect("the hostile connection is closed");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(
+                close.error_code,
+                quinn::VarInt::from_u32(0x107),
+                "{close:?}"
+            )
+        }
+        other => panic!("closed with {other}"),
+    }
+    // A floor: on a 2-core machine shared with both clients a p99 of a few ms is noise.
     assert!(
-        during <= (healthy * 2).max(Duration::from_millis(20)),
+        during <= (healthy * 2).max(Duration::from_millis(5)),
         "{during:?} vs {healthy:?}"
     );
     assert!(
         rss_after < rss_before + 64 * 1024,
         "{rss_before} -> {rss_after} KiB"
     );
-    // Both connections still serve.
-    assert_eq!(hostile.get("reset.test", "/after").await.status, 200);
+    // The other connection still serves, and a new one from the same address too.
     assert_eq!(other.get("reset.test", "/after").await.status, 200);
+    let again = site.h3("reset.test").await;
+    assert_eq!(again.get("reset.test", "/after").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -759,4 +772,36 @@ async fn a_successor_serves_http3_once_its_predecessor_has_drained() {
     let metrics = second.api("GET", "/metrics", None).1;
     let open = "porter_connections_open{listener=\"http3\"}";
     assert_eq!(sample(&metrics, open), Some(1.0), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unvalidated_address_gets_at_most_three_times_what_it_sent() {
+    let _alone = ALONE.lock().await;
+    let site = site("amp.test", &[]);
+    site.h3("amp.test").await;
+    // A relay that passes the client's first datagram alone (as from a forged address that
+    // never answers) and counts what Porter sends back.
+    let relay = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    upstream.connect(site.porter.https).await.unwrap();
+    let client = client_endpoint(&site.tls(), "127.0.0.1:0");
+    let connecting = client.connect(relay_addr, "amp.test").unwrap();
+    let attempt = tokio::spawn(tokio::time::timeout(Duration::from_secs(5), connecting));
+    let mut buf = vec![0u8; 65536];
+    let (sent, _) = relay.recv_from(&mut buf).await.unwrap();
+    assert!(sent >= 1200, "an Initial is padded to 1200 bytes: {sent}");
+    upstream.send(&buf[..sent]).await.unwrap();
+    // Whatever Porter sends within 3 s (its retransmissions included), nothing passed back.
+    let mut received = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, upstream.recv(&mut buf)).await {
+        received += n;
+    }
+    eprintln!("sent {sent} bytes, Porter answered {received}");
+    assert!(received > 0, "Porter answered nothing");
+    // quinn lets a datagram it starts within the budget go out whole (quinn-rs/quinn#1082): up
+    // to one datagram past three times.
+    assert!(received <= 3 * sent + 1500, "{received} bytes for {sent}");
+    attempt.abort();
 }

@@ -20,11 +20,18 @@ use h3::server::{RequestResolver, RequestStream};
 use http::header::{HeaderName, CONNECTION, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Streams a client may break off before they are answered (reset with their head), and the
+/// share of its streams they may be, before its connection is closed with H3_EXCESSIVE_LOAD:
+/// a client that opens and resets streams as fast as it can (CVE-2023-44487 on HTTP/2) makes
+/// the edge work for nothing, while a browser cancels a few when its user moves on.
+const BROKEN_OFF: u32 = 100;
+const H3_EXCESSIVE_LOAD: u32 = 0x107;
 
 /// How long a client may leave a response unread (no flow-control credit) before its stream is
 /// reset: QUIC's idle timeout never fires for a client that acknowledges packets.
@@ -69,6 +76,7 @@ pub(super) async fn serve(
         .unwrap_or_default();
     edge.stats.handshake(resumed);
     let conn = Arc::new(Conn::quic(peer, (name, resumed), edge.forwarder.affinity()));
+    let closer = quic.clone();
     let built = h3::server::builder()
         .max_field_section_size(limits.max_header_size as u64)
         // No grease: h3 sends its frame at the end of the first response, after the data,
@@ -86,6 +94,7 @@ pub(super) async fn serve(
     };
     let requests = TaskTracker::new();
     let mut closing = false;
+    let (broken_off, mut taken) = (Arc::new(AtomicU32::new(0)), 0u32);
     loop {
         tokio::select! {
             accepted = h3.accept() => match accepted {
@@ -95,8 +104,15 @@ pub(super) async fn serve(
                     requests.spawn(reject(resolver, limits.header_timeout));
                 }
                 Ok(Some(resolver)) => {
-                    let request = request(resolver, edge.clone(), conn.clone(), limits.clone());
-                    requests.spawn(request);
+                    taken = taken.saturating_add(1);
+                    let broken = broken_off.load(Ordering::Relaxed);
+                    if broken > BROKEN_OFF && broken.saturating_mul(2) > taken {
+                        tracing::debug!(%peer, broken, taken, "HTTP/3 connection closed: its client breaks off its streams");
+                        closer.close(quinn::VarInt::from_u32(H3_EXCESSIVE_LOAD), b"streams broken off");
+                        break;
+                    }
+                    let to = (edge.clone(), conn.clone(), limits.clone());
+                    requests.spawn(request(resolver, to, broken_off.clone()));
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -145,21 +161,27 @@ async fn reject(resolver: RequestResolver<h3_quinn::Connection, Bytes>, wait: Du
     }
 }
 
-/// One request: its head (within the header timeout), then its answer, written back.
+/// One request: its head (within the header timeout), then its answer, written back; counted
+/// in `broken_off` when its client reset it with its head.
 async fn request(
     resolver: RequestResolver<h3_quinn::Connection, Bytes>,
-    edge: Arc<Edge>,
-    conn: Arc<Conn>,
-    limits: Arc<Limits>,
+    (edge, conn, limits): (Arc<Edge>, Arc<Conn>, Arc<Limits>),
+    broken_off: Arc<AtomicU32>,
 ) {
     let resolved = tokio::time::timeout(limits.header_timeout, resolver.resolve_request()).await;
     let (req, stream) = match resolved {
         Ok(Ok(resolved)) => resolved,
+        // Reset before its head could be read (quinn drops what a reset stream held), or
+        // malformed, or no head in time: nothing to answer.
         Ok(Err(e)) => {
             tracing::debug!(peer = %conn.peer_addr, error = %e, "HTTP/3 request refused");
+            broken_off.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        Err(_) => return,
+        Err(_) => {
+            broken_off.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
     };
     let (mut send, recv) = stream.split();
     // HEAD is answered without content, as hyper does on HTTP/1.1 and HTTP/2.
@@ -178,6 +200,7 @@ async fn request(
         let _ = tokio::time::timeout(limits.header_timeout, body.settled()).await;
     }
     if body.broken_off() {
+        broken_off.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let body = ClientBody::other(Box::pin(body));
