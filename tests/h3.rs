@@ -402,6 +402,17 @@ async fn what_h3_leaves_unchecked_is_refused() {
     assert_eq!(h3.get("strict.test", "/after").await.status, 200);
 }
 
+/// The HTTP/3 error code Porter closes `h3` with, within 10 s.
+async fn closed_with(h3: &H3) -> u64 {
+    let closed = tokio::time::timeout(Duration::from_secs(10), h3.quic.closed())
+        .await
+        .expect("the connection is closed within 10 s");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => close.error_code.into_inner(),
+        other => panic!("closed with {other}"),
+    }
+}
+
 /// `n` GETs of `path` one after another on `h3`: the 99th percentile of their times.
 async fn p99(h3: &H3, name: &str, path: &str, n: usize) -> Duration {
     let mut times = Vec::with_capacity(n);
@@ -447,19 +458,7 @@ async fn ten_thousand_streams_opened_and_reset_leave_others_served() {
     );
     // The connection that breaks off its streams is closed, saying why.
     assert!(opened < 10_000, "all 10,000 streams went through");
-    let closed = tokio::time::timeout(Duration::from_secs(10), hostile.quic.closed())
-        .await
-        .expect("the hostile connection is closed");
-    match closed {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            assert_eq!(
-                close.error_code,
-                quinn::VarInt::from_u32(0x107),
-                "{close:?}"
-            )
-        }
-        other => panic!("closed with {other}"),
-    }
+    assert_eq!(closed_with(&hostile).await, 0x107, "H3_EXCESSIVE_LOAD");
     // A floor: on a 2-core machine shared with both clients a p99 of a few ms is noise.
     assert!(
         during <= (healthy * 2).max(Duration::from_millis(5)),
@@ -718,19 +717,7 @@ async fn a_stop_finishes_what_it_took_then_closes_with_no_error() {
         (200, "slow answer")
     );
     // Then the connection closes with H3_NO_ERROR, and the server exits cleanly.
-    let closed = tokio::time::timeout(Duration::from_secs(10), h3.quic.closed())
-        .await
-        .expect("the connection is closed within the grace");
-    match closed {
-        quinn::ConnectionError::ApplicationClosed(close) => {
-            assert_eq!(
-                close.error_code,
-                quinn::VarInt::from_u32(0x100),
-                "{close:?}"
-            )
-        }
-        other => panic!("closed with {other}"),
-    }
+    assert_eq!(closed_with(&h3).await, 0x100, "H3_NO_ERROR");
     assert!(site.porter.exits_within(Duration::from_secs(20)).success());
 }
 
