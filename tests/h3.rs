@@ -435,7 +435,7 @@ async fn ten_thousand_streams_opened_and_reset_leave_others_served() {
     let hostile = site.h3("reset.test").await;
     let other = site.h3("reset.test").await;
     let rss_before = site.porter.rss_kib();
-    let healthy = p99(&other, "reset.test", "/", 100).await;
+    let healthy = p99(&other, "reset.test", "/", 200).await;
     let flood = {
         let mut send = hostile.send.clone();
         tokio::spawn(async move {
@@ -452,7 +452,7 @@ async fn ten_thousand_streams_opened_and_reset_leave_others_served() {
             10_000
         })
     };
-    let during = p99(&other, "reset.test", "/", 100).await;
+    let during = p99(&other, "reset.test", "/", 200).await;
     let opened = flood.await.unwrap();
     let rss_after = site.porter.rss_kib();
     eprintln!(
@@ -462,9 +462,10 @@ async fn ten_thousand_streams_opened_and_reset_leave_others_served() {
     // The connection that breaks off its streams is closed, saying why.
     assert!(opened < 10_000, "all 10,000 streams went through");
     assert_eq!(closed_with(&hostile).await, 0x107, "H3_EXCESSIVE_LOAD");
-    // A floor: on a 2-core machine shared with both clients a p99 of a few ms is noise.
+    // A floor: in a debug build, on 2 cores shared with both clients, the p99 of a healthy
+    // run alone varies from 2 to 6 ms.
     assert!(
-        during <= (healthy * 2).max(Duration::from_millis(5)),
+        during <= (healthy * 2).max(Duration::from_millis(10)),
         "{during:?} vs {healthy:?}"
     );
     assert!(
