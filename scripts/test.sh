@@ -64,6 +64,7 @@ if ! python3 -c "import aioquic" 2>/dev/null; then
   if ! python3 -m pip --version >/dev/null 2>&1; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    apt_get update -qq
     apt_get install -y -qq --no-install-recommends python3-pip
   fi
   # Debian's own Python refuses packages from pip unless told (PEP 668); others take them.
