@@ -136,8 +136,6 @@ impl Conn {
         Conn {
             tls_name: Some(name),
             tls: Some(("TLSv1.3", resumed)),
-            // GOAWAY ends it at a stop, as HTTP/2's does.
-            http2: AtomicBool::new(true),
             ..Conn::new(peer, None, affinity)
         }
     }
